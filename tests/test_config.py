@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from xalign.config import ConfigError, RunConfig, load_config, parse_override
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_match_configs_default_yaml():
+    """configs/default.yaml documents the built-in defaults (the README demo)."""
+    from_file = load_config(ROOT / "configs" / "default.yaml").to_dict()
+    defaults = RunConfig().to_dict()
+    for section in ("model", "data", "train", "tracking"):
+        assert from_file[section] == defaults[section], section
+    assert set(from_file["objectives"]) == set(defaults["objectives"]) == {"sinkhorn"}
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "wordot"])
+def test_shipped_configs_parse(name):
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    assert cfg.objectives
+
+
+def test_paper_settings_in_wordot():
+    cfg = load_config(ROOT / "configs" / "wordot.yaml")
+    t = cfg.train
+    assert (t.lr, t.batch_size, t.grad_accum, t.epochs, t.reg_weight) == (5e-5, 24, 2, 1, 1.0)
+    assert cfg.data.pairs_per_language == 250_000
+    assert cfg.data.languages == ["bg", "de", "el", "es", "fr"]
+    assert cfg.model.name == "bert-base-multilingual-cased" and cfg.model.pooling == "last"
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(None, ["train.lr=1e-4", "data.languages=[de, fr]", "train.max_steps=3",
+                             "objectives.sinkhorn.blur=0.1", "model.revision=null"])
+    assert cfg.train.lr == pytest.approx(1e-4) and isinstance(cfg.train.lr, float)
+    assert cfg.data.languages == ["de", "fr"]
+    assert cfg.train.max_steps == 3
+    assert cfg.objective_options("sinkhorn") == {"blur": 0.1}
+    assert cfg.model.revision is None
+
+
+def test_objective_flags_with_weights(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("objectives:\n  sinkhorn: {blur: 0.2}\n  l2: {}\n")
+    cfg = load_config(f, objectives=["sinkhorn:2", "other:0.5"])
+    assert cfg.objective_weights() == {"sinkhorn": 2.0, "other": 0.5}
+    assert cfg.objective_options("sinkhorn") == {"blur": 0.2}
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (["train.nope=1"], "unknown option"),
+    (["nosection.x=1"], "unknown section"),
+    (["train.lr"], "key=value"),
+    (["train.optimizer=rmsprop"], "adam, adamw or sgd"),
+])
+def test_bad_overrides_are_named(bad, msg):
+    with pytest.raises(ConfigError, match=msg):
+        load_config(None, bad)
+
+
+def test_bad_yaml_names_file(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(f)
+
+
+def test_fingerprint_ignores_where_results_go():
+    a = load_config(None, ["train.output_dir=/x", "tracking.uri=sqlite:///a.db"])
+    b = load_config(None, ["train.output_dir=/y"])
+    c = load_config(None, ["train.lr=1e-3"])
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_parse_override_value_kinds():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=true") == (["a"], True)
+    assert parse_override("a=5e-5")[1] == pytest.approx(5e-5)

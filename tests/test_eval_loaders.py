@@ -1,0 +1,349 @@
+"""Loaders of xalign.evaluation.data: the shared data files, synthetic quirks, Hub fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xalign.evaluation import (
+    TATOEBA_ISO3,
+    UNLABELED,
+    DataUnavailableError,
+    load_mnli_train,
+    load_squad_json,
+    load_tatoeba,
+    load_tydiqa_goldp,
+    load_xnli,
+    load_xquad,
+    shared_data_dir,
+    tatoeba_code,
+)
+from xalign.evaluation import data as data_mod
+
+SHARED = Path(
+    os.environ.get("XALIGN_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+
+
+@pytest.fixture
+def shared() -> Path:
+    """The shared real-data folder, or skip."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder {SHARED} not found (set XALIGN_SHARED_DATA)")
+    return SHARED
+
+
+# ------------------------------------------------------------------------------------------
+# XNLI (real files)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lang", ["en", "de", "zh"])
+def test_xnli_dev(shared: Path, lang: str) -> None:
+    rows = load_xnli(lang, "dev", data_dir=shared)
+    assert len(rows) == 2490
+    assert set(rows[0]) == {"premise", "hypothesis", "label"}
+    assert Counter(r["label"] for r in rows) == {0: 830, 1: 830, 2: 830}
+    assert all(r["premise"] and r["hypothesis"] for r in rows)
+
+
+@pytest.mark.integration
+def test_xnli_label_mapping_and_parallel_dev(shared: Path) -> None:
+    en = load_xnli("en", "dev", data_dir=shared)
+    # dev-en.tsv starts with neutral, contradiction, entailment (HF ids 1, 2, 0)
+    assert [r["label"] for r in en[:3]] == [1, 2, 0]
+    assert en[0]["premise"] == "And he said, Mama, I'm home."
+    for lang in ("de", "ar", "sw"):
+        assert [r["label"] for r in load_xnli(lang, "dev", data_dir=shared)] == [
+            r["label"] for r in en
+        ]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lang", ["de", "el", "sw"])
+def test_xnli_test_with_derived_labels(shared: Path, lang: str) -> None:
+    rows = load_xnli(lang, "test", data_dir=shared)
+    assert len(rows) == 5010
+    assert Counter(r["label"] for r in rows) == {0: 1670, 1: 1670, 2: 1670}
+
+
+@pytest.mark.integration
+def test_xnli_el_test_keeps_control_characters(shared: Path) -> None:
+    # test-el.tsv holds U+001D inside sentences; str.splitlines() would yield 5015 lines.
+    rows = load_xnli("el", "test", data_dir=shared)
+    assert len(rows) == 5010
+    assert any("\x1d" in r["premise"] + r["hypothesis"] for r in rows)
+
+
+@pytest.mark.integration
+def test_xnli_data_dir_variants_and_limit(shared: Path) -> None:
+    full = load_xnli("fr", "validation", data_dir=shared / "xnli")
+    assert load_xnli("fr", "dev", data_dir=shared, limit=7) == full[:7]
+    assert load_xnli("fr", "dev", data_dir=shared, limit=0) == []
+    with pytest.raises(ValueError):
+        load_xnli("fr", "dev", data_dir=shared, limit=-1)
+    with pytest.raises(ValueError):
+        load_xnli("fr", "val", data_dir=shared)
+
+
+@pytest.mark.integration
+def test_shared_data_dir_default_finds_shared(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XALIGN_SHARED_DATA", str(shared))
+    assert shared_data_dir() == shared
+    assert len(load_xnli("en", "dev", limit=3)) == 3  # no data_dir: shared folder is used
+
+
+# ------------------------------------------------------------------------------------------
+# XNLI / MNLI (synthetic files: formats and quirks)
+# ------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_xnli_test_without_labels_file(tmp_path: Path) -> None:
+    _write(tmp_path / "test-xx.tsv", "p1\th1\np2\th2\n")
+    rows = load_xnli("xx", "test", data_dir=tmp_path)
+    assert [r["label"] for r in rows] == [UNLABELED, UNLABELED]
+    labels = _write(tmp_path / "other" / "labels.txt", "contradiction\nentailment\n")
+    assert [r["label"] for r in load_xnli("xx", "test", tmp_path, test_labels=labels)] == [2, 0]
+    _write(tmp_path / "DERIVED_test-labels.txt", "neutral\n")
+    with pytest.raises(ValueError, match="1 labels for 2 examples"):
+        load_xnli("xx", "test", data_dir=tmp_path)
+
+
+def test_xnli_bom_crlf_and_bad_rows(tmp_path: Path) -> None:
+    _write(tmp_path / "xnli" / "dev-xx.tsv", "\ufeffp1\th1\tentailment\r\np2\th2\tneutral\r\n")
+    rows = load_xnli("xx", "dev", data_dir=tmp_path)
+    assert rows == [
+        {"premise": "p1", "hypothesis": "h1", "label": 0},
+        {"premise": "p2", "hypothesis": "h2", "label": 1},
+    ]
+    _write(tmp_path / "dev-yy.tsv", "p\th\tentailment\np\th\tmaybe\n")
+    with pytest.raises(ValueError, match="unknown label"):
+        load_xnli("yy", "dev", data_dir=tmp_path)
+
+
+def test_mnli_train_xtreme_format(tmp_path: Path) -> None:
+    text = "premise\thypo\tlabel\nA\tB\tcontradictory\nC\tD\tentailment\nE\tF\tneutral\n"
+    _write(tmp_path / "multinli.train.en.tsv", text)
+    rows = load_mnli_train(data_dir=tmp_path)
+    assert [r["label"] for r in rows] == [2, 0, 1]
+    assert rows[0] == {"premise": "A", "hypothesis": "B", "label": 2}
+    assert load_mnli_train(data_dir=tmp_path, limit=1) == rows[:1]
+    assert load_xnli("en", "train", data_dir=tmp_path) == rows
+
+
+# ------------------------------------------------------------------------------------------
+# SQuAD-format QA
+# ------------------------------------------------------------------------------------------
+
+
+def _check_squad_examples(examples: list[dict[str, Any]]) -> None:
+    assert len({ex["id"] for ex in examples}) == len(examples)
+    for ex in examples:
+        assert {"id", "context", "question", "answers"} <= set(ex)
+        texts, starts = ex["answers"]["text"], ex["answers"]["answer_start"]
+        assert texts and len(texts) == len(starts)
+        for text, start in zip(texts, starts, strict=True):
+            assert ex["context"][start : start + len(text)] == text
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lang", ["de", "zh"])
+def test_xquad(shared: Path, lang: str) -> None:
+    examples = load_xquad(lang, data_dir=shared)
+    assert len(examples) == 1190
+    _check_squad_examples(examples)
+    assert len({ex["context"] for ex in examples}) == 240
+    assert load_xquad(lang, data_dir=shared / "xquad", limit=5) == examples[:5]
+
+
+@pytest.mark.integration
+def test_tydiqa_goldp(shared: Path) -> None:
+    train = load_tydiqa_goldp("train", "en", data_dir=shared)
+    assert len(train) == 3696
+    _check_squad_examples(train)  # includes: ids made unique (the file reuses "0", "1", ...)
+    assert sum(ex["id"] == "0" for ex in train) == 1
+    dev = load_tydiqa_goldp("dev", "sw", data_dir=shared)
+    assert len(dev) == 499
+    _check_squad_examples(dev)
+    assert load_tydiqa_goldp("validation", "sw", data_dir=shared, limit=3) == dev[:3]
+
+
+def test_load_squad_json_duplicate_ids(tmp_path: Path) -> None:
+    qa = [{"id": i, "question": "q?", "answers": [{"text": "b", "answer_start": 1}]} for i in "aa"]
+    payload = {"version": "1.1", "data": [{"paragraphs": [{"context": "abc", "qas": qa}]}]}
+    path = _write(tmp_path / "x.json", json.dumps(payload))
+    examples = load_squad_json(path)
+    assert [ex["id"] for ex in examples] == ["a", "a_1"]
+    assert examples[0] == {
+        "id": "a",
+        "title": "",
+        "context": "abc",
+        "question": "q?",
+        "answers": {"text": ["b"], "answer_start": [1]},
+    }
+    assert load_squad_json(path, limit=1) == examples[:1]
+
+
+# ------------------------------------------------------------------------------------------
+# Tatoeba
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_tatoeba_deu(shared: Path) -> None:
+    deu, eng = load_tatoeba("deu", data_dir=shared)
+    assert len(deu) == len(eng) == 1000
+    assert all(deu) and all(eng)
+    assert load_tatoeba("de", data_dir=shared / "tatoeba") == (deu, eng)
+    assert load_tatoeba("de", data_dir=shared, limit=10) == (deu[:10], eng[:10])
+
+
+@pytest.mark.integration
+def test_tatoeba_xtreme_languages_present(shared: Path) -> None:
+    for iso1, iso3 in TATOEBA_ISO3.items():
+        src, eng = load_tatoeba(iso1, data_dir=shared)
+        assert len(src) == len(eng) >= 100, iso3
+
+
+def test_tatoeba_code() -> None:
+    assert len(TATOEBA_ISO3) == 36
+    assert [tatoeba_code(c) for c in ("de", "zh", "sw", "fa", "tl")] == [
+        "deu", "cmn", "swh", "pes", "tgl",
+    ]  # fmt: skip
+    assert tatoeba_code("DEU") == "deu"
+    with pytest.raises(KeyError):
+        tatoeba_code("xx")
+
+
+def test_tatoeba_mismatched_sides(tmp_path: Path) -> None:
+    _write(tmp_path / "tatoeba.abc-eng.abc", "x\ny\n")
+    _write(tmp_path / "tatoeba.abc-eng.eng", "x\n")
+    with pytest.raises(ValueError, match="differ"):
+        load_tatoeba("abc", data_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------
+# shared_data_dir and the Hub fallback
+# ------------------------------------------------------------------------------------------
+
+
+def test_shared_data_dir_env_and_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XALIGN_SHARED_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path
+    monkeypatch.setenv("XALIGN_SHARED_DATA", str(tmp_path / "missing"))
+    assert shared_data_dir() is None
+    monkeypatch.delenv("XALIGN_SHARED_DATA")
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    assert shared_data_dir() == tmp_path / "shared" / "data"
+
+
+class _FakeHub:
+    """Stand-in for ``datasets.load_dataset`` recording its calls."""
+
+    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
+        self.rows = rows
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, path: str, name: str | None = None, split: str | None = None) -> Any:
+        self.calls.append((path, name, split))
+        if self.rows is None:
+            raise ConnectionError("no network")
+        return self.rows
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> _FakeHub:
+    """Hub reported reachable, ``datasets.load_dataset`` replaced by a failing fake."""
+    datasets = pytest.importorskip("datasets")
+    fake = _FakeHub()
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    monkeypatch.setattr(data_mod, "_hub_reachable", lambda timeout=2.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    return fake
+
+
+LOADERS = [
+    (lambda d: load_xnli("de", "dev", data_dir=d), "facebook/xnli", "dev-de.tsv"),
+    (lambda d: load_xnli("de", "test", data_dir=d), "facebook/xnli", "test-L.tsv"),
+    (lambda d: load_mnli_train(data_dir=d), "nyu-mll/multi_nli", "multinli.train.en.tsv"),
+    (lambda d: load_xquad("de", data_dir=d), "google/xquad", "xquad.de.json"),
+    (
+        lambda d: load_tydiqa_goldp("train", "en", data_dir=d),
+        "google-research-datasets/tydiqa",
+        "tydiqa.goldp.en.train.json",
+    ),
+    (lambda d: load_tatoeba("de", data_dir=d), "google/xtreme", "tatoeba.deu-eng.deu"),
+]
+
+
+@pytest.mark.parametrize(("load", "hub_id", "local_name"), LOADERS)
+def test_clear_error_without_local_data_or_hub(
+    tmp_path: Path, fake_hub: _FakeHub, load: Any, hub_id: str, local_name: str
+) -> None:
+    with pytest.raises(DataUnavailableError) as info:
+        load(tmp_path)
+    message = str(info.value)
+    assert "--data-dir FOLDER" in message
+    assert local_name in message
+    assert repr(hub_id) in message
+    assert "ConnectionError" in message
+    assert str(tmp_path) in message
+    assert len(fake_hub.calls) == 1 and fake_hub.calls[0][0] == hub_id
+
+
+def test_error_names_both_options_without_shared_dir(
+    tmp_path: Path, fake_hub: _FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XALIGN_SHARED_DATA", str(tmp_path / "missing"))
+    with pytest.raises(DataUnavailableError, match="no data_dir given"):
+        load_xnli("de", "dev")
+
+
+def test_unreachable_hub_fails_fast(
+    tmp_path: Path, fake_hub: _FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data_mod, "_hub_reachable", lambda timeout=2.0: False)
+    with pytest.raises(DataUnavailableError, match="cannot reach the Hugging Face Hub"):
+        load_xquad("de", data_dir=tmp_path)
+    assert fake_hub.calls == []  # datasets is never asked, so no retry loop
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline mode: datasets may serve its cache
+    with pytest.raises(DataUnavailableError):
+        load_xquad("de", data_dir=tmp_path)
+    assert len(fake_hub.calls) == 1
+
+
+def test_hub_rows_are_converted(tmp_path: Path, fake_hub: _FakeHub) -> None:
+    fake_hub.rows = [{"premise": "p", "hypothesis": "h", "label": 2, "extra": 0}]
+    assert load_xnli("fr", "dev", data_dir=tmp_path, limit=5) == [
+        {"premise": "p", "hypothesis": "h", "label": 2}
+    ]
+    assert fake_hub.calls[-1] == ("facebook/xnli", "fr", "validation[:5]")
+
+    answers = {"text": ["b"], "answer_start": [1]}
+    qa = {"title": "t", "context": "abc", "question": "q?", "answers": answers}
+    fake_hub.rows = [{"id": "english-1", **qa}, {"id": "swahili-2", **qa}]
+    swahili = load_tydiqa_goldp("dev", "sw", data_dir=tmp_path)
+    assert [ex["id"] for ex in swahili] == ["swahili-2"]
+    assert swahili[0]["answers"] == answers
+    assert fake_hub.calls[-1] == ("google-research-datasets/tydiqa", "secondary_task", "validation")
+
+    fake_hub.rows = [{"source_sentence": "Hallo\n", "target_sentence": "Hello\n"}]
+    assert load_tatoeba("de", data_dir=tmp_path) == (["Hallo"], ["Hello"])
+    assert fake_hub.calls[-1] == ("google/xtreme", "tatoeba.deu", "validation")

@@ -1,0 +1,179 @@
+"""End-to-end training through the CLI on a tiny random encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from xalign.cli import app
+from xalign.plugins import reset_registry
+
+runner = CliRunner()
+
+
+def invoke(args: list[str]):
+    result = runner.invoke(app, args)
+    return result
+
+
+def run_json(args: list[str]) -> dict:
+    result = invoke(["run", "-q", "--json", *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def model_weights(out: dict) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(out["output_dir"]) / "model" / "model.safetensors"))
+
+
+def test_run_logs_to_mlflow(smoke_overrides, tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    out = run_json(["--objective", "sinkhorn", *sum((["--set", o] for o in smoke_overrides), [])])
+    run = MlflowClient(tracking_uri).get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xalign.objective"] == "sinkhorn"
+    assert run.data.tags["xalign.plugin.sinkhorn"].startswith("xalign ")
+    assert run.data.params["train.lr"] == "5e-05"
+    assert run.data.params["plugin.sinkhorn.distribution"] == "xalign"
+    for key in ("de-en/sinkhorn", "de-en/reg", "fr-en/sinkhorn", "loss"):
+        assert key in run.data.metrics
+    history = MlflowClient(tracking_uri).get_metric_history(out["run_id"], "de-en/sinkhorn")
+    assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(out["run_id"])}
+    assert {"config.yaml", "final_metrics.json"} <= artifacts
+    assert out["metrics"]["loss"] == pytest.approx(run.data.metrics["loss"], rel=1e-5)
+
+
+def test_training_decreases_sinkhorn_loss(smoke_overrides):
+    sets = sum((["--set", o] for o in smoke_overrides), [])
+    out = run_json(["--objective", "sinkhorn", *sets, "--set", "train.lr=1e-3",
+                    "--set", "train.epochs=6", "--set", "train.reg_weight=0"])
+    from mlflow.tracking import MlflowClient
+
+    uri = next(o.split("=", 1)[1] for o in smoke_overrides if o.startswith("tracking.uri"))
+    hist = MlflowClient(uri).get_metric_history(out["run_id"], "de-en/sinkhorn")
+    values = [m.value for m in sorted(hist, key=lambda m: m.step)]
+    assert values[-1] < 0.7 * values[0], values
+
+
+def test_unknown_objective_lists_available(smoke_overrides):
+    result = invoke(["run", "--objective", "nope", "--set", smoke_overrides[0]])
+    assert result.exit_code != 0
+    assert "unknown objective 'nope'" in result.output and "sinkhorn" in result.output
+
+
+def test_resume_gives_identical_weights(tiny_model, tmp_path, tracking_uri, monkeypatch):
+    from xalign import trainer
+
+    common = ["--objective", "sinkhorn", "--set", f"model.name={tiny_model}",
+              "--set", "data.limit=24", "--set", "data.languages=[de,fr]",
+              "--set", "train.batch_size=6", "--set", "train.grad_accum=1",
+              "--set", "train.schedule=linear", "--set", "train.warmup_steps=1",
+              "--set", "train.checkpoint_every=2", "--set", f"tracking.uri={tracking_uri}"]
+    full = run_json([*common, "--set", f"train.output_dir={tmp_path / 'full'}"])
+
+    original = trainer.AlignmentRecipe.save_checkpoint
+
+    def crash_after_first_checkpoint(self, step, metrics):
+        original(self, step, metrics)
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(trainer.AlignmentRecipe, "save_checkpoint", crash_after_first_checkpoint)
+    result = invoke(["run", "-q", *common, "--set", f"train.output_dir={tmp_path / 'cut'}"])
+    assert result.exit_code != 0
+    monkeypatch.setattr(trainer.AlignmentRecipe, "save_checkpoint", original)
+    (run_dir,) = (tmp_path / "cut").iterdir()
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step-0000002"
+
+    resumed = run_json(["--resume", str(run_dir)])
+    assert resumed["run_id"] == run_dir.name
+    a, b = model_weights(full), model_weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    init = load_file(str(tiny_model / "model.safetensors"))
+    assert not torch.equal(a["encoder.layer.0.attention.self.query.weight"],
+                           init["encoder.layer.0.attention.self.query.weight"])
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(smoke_overrides, tmp_path):
+    from xalign_sinkhorn import Sinkhorn
+
+    calls = {"n": 0}
+    real = Sinkhorn.loss
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        value = real(self, batch)
+        return value * float("nan") if calls["n"] > 4 else value
+
+    sets = sum((["--set", o] for o in smoke_overrides), [])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Sinkhorn, "loss", poisoned)
+        result = invoke(["run", "-q", "-o", "sinkhorn", *sets, "--set", "train.checkpoint_every=1"])
+    assert result.exit_code == 1
+    assert "non-finite loss at step 2" in result.output
+    assert "objective 'sinkhorn'" in result.output and "distribution xalign" in result.output
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step-0000001"
+
+
+def test_partial_checkpoint_is_never_latest(tmp_path):
+    from xalign.checkpoint import find_checkpoint
+
+    (tmp_path / "checkpoints" / "step-0000004.partial").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        find_checkpoint(tmp_path)
+
+
+@pytest.mark.distributed
+def test_two_ranks_match_one_rank(tiny_model, tmp_path):
+    """accelerate launch with 2 gloo ranks ends with the 1-rank weights (same global batch)."""
+    xalign_bin = Path(sys.executable).with_name("xalign")
+    common = ["run", "-q", "--json", "-o", "sinkhorn", "--set", f"model.name={tiny_model}",
+              "--set", "data.limit=24", "--set", "data.languages=[de,fr]",
+              "--set", "train.batch_size=8", "--set", "train.optimizer=sgd",
+              "--set", "train.lr=0.01", "--set", "train.max_grad_norm=null",
+              # a fixed ε-annealing diameter makes each pair's loss independent of batch-mates
+              "--set", "objectives.sinkhorn.diameter=10",
+              "--set", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'a'}"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'b'}"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    outs = [json.loads(line) for line in two.stdout.splitlines() if line.startswith("{")]
+    assert len(outs) == 1, "only rank 0 reports"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    assert client.get_run(outs[0]["run_id"]).data.params["train.world_size"] == "2"
+    a = model_weights(json.loads(one.stdout.strip().splitlines()[-1]))
+    b = model_weights(outs[0])
+    init = load_file(str(tiny_model / "model.safetensors"))
+    moved = max((a[k] - init[k]).abs().max().item() for k in a)
+    assert moved > 1e-2
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    # float32 reduction-order noise only: far below the size of the updates
+    assert worst <= 2e-3 * moved, (worst, moved)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    reset_registry()
+    yield
+    reset_registry()

@@ -1,0 +1,32 @@
+"""xalign: cross-lingual alignment objectives for multilingual encoders, compared head-to-head.
+
+This module is the public API that plugins import; everything else is internal.
+"""
+
+from xalign.batch import AlignmentBatch, Links, Side, pool_words
+from xalign.hookspecs import hookimpl
+from xalign.links import LinkSpec
+from xalign.objective import Needs, NoOptions, Objective
+from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
+from xalign.task import Task, TaskContext, TaskResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlignmentBatch",
+    "LinkSpec",
+    "Links",
+    "Needs",
+    "NoOptions",
+    "Objective",
+    "Side",
+    "Task",
+    "TaskContext",
+    "TaskResult",
+    "__version__",
+    "hookimpl",
+    "masked_weights",
+    "pool_words",
+    "sinkhorn_divergence",
+    "transport_plan",
+]

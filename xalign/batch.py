@@ -1,0 +1,116 @@
+"""The batch that objectives see: encoded source/target sentences of one language pair.
+
+One natural path for data: corpus -> per-language-pair batches -> encoder -> :class:`Side`
+(subword states plus the word<->subword map) -> objective plugin -> loss. Objectives pick
+the representation they need (``side.words(...)`` or ``side.subwords()``); nothing in the
+trainer special-cases an objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from xalign.links import LinkSpec
+
+Links = set[tuple[int, int]]
+POOLINGS = ("last", "first", "mean")
+
+
+@dataclass
+class Side:
+    """One side (source or target) of a batch after the encoder.
+
+    ``hidden`` holds the chosen layer's subword states ``[B, T, H]``; ``word_index[b, t]``
+    is the word a subword belongs to (``-1`` for special and padding tokens).
+    """
+
+    hidden: Tensor
+    word_index: Tensor
+    n_words: Tensor
+    words: list[list[str]]
+    langs: list[str]
+    default_pooling: str = "last"
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[0]
+
+    def subwords(self) -> tuple[Tensor, Tensor]:
+        """Subword vectors (float32) and a mask of real (non-special, non-pad) subwords."""
+        return self.hidden.float(), self.word_index >= 0
+
+    def words_vectors(self, pooling: str | None = None) -> tuple[Tensor, Tensor]:
+        """Word vectors ``[B, W, H]`` (float32) pooled from subwords, and their mask ``[B, W]``.
+
+        ``pooling``: ``last`` subword (the paper's WordOT), ``first`` (Wu & Dredze) or ``mean``;
+        defaults to the run's ``model.pooling``.
+        """
+        pooling = pooling or self.default_pooling
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown word pooling {pooling!r}; choose one of {POOLINGS}")
+        return pool_words(self.hidden.float(), self.word_index, self.n_words, pooling)
+
+
+def pool_words(
+    hidden: Tensor, word_index: Tensor, n_words: Tensor, pooling: str
+) -> tuple[Tensor, Tensor]:
+    """Pool subword states into word vectors with one scatter, no Python loop over words."""
+    bsz, seq, dim = hidden.shape
+    max_words = int(n_words.max().item()) if bsz else 0
+    mask = torch.arange(max_words, device=hidden.device)[None, :] < n_words[:, None]
+    real = word_index >= 0
+    # Flatten (sentence, word) into one index; padding/special tokens go to a dump slot.
+    slot = torch.where(real, word_index + torch.arange(bsz, device=hidden.device)[:, None]
+                       * max_words, torch.full_like(word_index, bsz * max_words))
+    slot = slot.reshape(-1)
+    flat = hidden.reshape(-1, dim)
+    count = torch.zeros(bsz * max_words + 1, dtype=hidden.dtype, device=hidden.device)
+    count = count.index_add(0, slot, torch.ones_like(slot, dtype=hidden.dtype))[:-1]
+    if pooling == "mean":
+        out = torch.zeros(bsz * max_words + 1, dim, dtype=hidden.dtype, device=hidden.device)
+        vecs = out.index_add(0, slot, flat)[:-1] / count.clamp(min=1)[:, None]
+    else:
+        pos = torch.arange(bsz * seq, device=hidden.device)
+        init = -1 if pooling == "last" else bsz * seq
+        pick = torch.full((bsz * max_words + 1,), init, dtype=torch.long, device=hidden.device)
+        reduce = "amax" if pooling == "last" else "amin"
+        pick = pick.scatter_reduce(0, slot, pos, reduce=reduce, include_self=True)[:-1]
+        vecs = flat[pick.clamp(0, bsz * seq - 1)] * (count > 0)[:, None].to(hidden.dtype)
+    # A word with no subword (normalised away or truncated) is masked out.
+    mask = mask & (count > 0).reshape(bsz, max_words)
+    return vecs.reshape(bsz, max_words, dim), mask
+
+
+@dataclass
+class AlignmentBatch:
+    """What an objective's ``loss`` receives for one language pair (or one mixed batch).
+
+    ``tgt_frozen`` is the frozen initial model's view of the target (English) side, present
+    when an objective or the drift regulariser needs it. ``links`` maps each
+    :class:`~xalign.links.LinkSpec` an objective declared to per-sentence word links
+    (0-based, source index first).
+    """
+
+    pair: str
+    src: Side
+    tgt: Side
+    tgt_frozen: Side | None = None
+    links: dict[LinkSpec, list[Links]] = field(default_factory=dict)
+
+    @property
+    def mixed(self) -> bool:
+        return len(set(self.src.langs)) > 1
+
+    def links_for(self, spec: LinkSpec) -> list[Links]:
+        """Word links for ``spec`` (declared in the objective's ``needs``)."""
+        try:
+            return self.links[spec]
+        except KeyError:
+            raise KeyError(
+                f"no word links computed for {spec}; declare it in the objective's needs()"
+            ) from None

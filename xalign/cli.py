@@ -1,0 +1,111 @@
+"""The ``xalign`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Cross-lingual alignment objectives for multilingual encoders.")
+err = Console(stderr=True)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, store migrations) out of the output."""
+    import logging
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List installed objective and task plugins."""
+    from xalign.plugins import PluginError, get_registry
+
+    try:
+        listing = get_registry().listing()
+    except PluginError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    table = Table("name", "kind", "distribution", "version", "module", "needs", "description")
+    for item in listing:
+        table.add_row(item["name"], item["kind"], item["distribution"], item["version"],
+                      item["module"], ", ".join(item.get("needs", [])) or "-",
+                      item["description"])
+    Console().print(table)
+
+
+@app.command()
+def run(
+    objective: list[str] = typer.Option(
+        [], "--objective", "-o", help="Objective NAME or NAME:WEIGHT (repeat to combine)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
+                                               help="MLflow tracking URI."),
+    resume: Optional[Path] = typer.Option(None, "--resume",
+                                          help="Run output dir or checkpoint to resume."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"run_id", "metrics"}.'),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Fine-tune an encoder with alignment objective(s); prints the MLflow run id."""
+    from xalign.checkpoint import find_checkpoint
+    from xalign.config import ConfigError, load_config
+    from xalign.plugins import PluginError, get_registry
+    from xalign.trainer import TrainingDiverged, run_training
+
+    try:
+        if resume is not None and config is None and not objective:
+            config = find_checkpoint(resume) / "config.yaml"
+        cfg = load_config(config, overrides, objective or None)
+        if tracking_uri:
+            cfg.tracking.uri = tracking_uri
+        registry = get_registry()
+        for name in cfg.objectives:
+            registry.objective(name)
+        result = run_training(cfg, resume=resume, registry=registry, show_progress=not quiet)
+    except (ConfigError, PluginError, TrainingDiverged, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:
+        if type(exc).__name__ in ("EncoderLoadError", "CorpusError"):
+            _fail(str(exc))
+        raise
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    if as_json:
+        typer.echo(json.dumps({"run_id": result.run_id, "metrics": result.metrics,
+                               "output_dir": str(result.output_dir)}))
+    else:
+        err.print(f"finished {result.steps} steps; outputs in {result.output_dir}")
+        typer.echo(result.run_id)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

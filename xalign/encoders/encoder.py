@@ -1,0 +1,142 @@
+"""Load an HF encoder (hub id, local path, or ``packaged:``) and turn words into subword states."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from xalign.batch import Side
+
+PACKAGED_PREFIX = "packaged:"
+PACKAGED_MODELS = ("multilingual-e5-small",)
+
+
+class EncoderLoadError(RuntimeError):
+    """The model could not be loaded; the message says how to point at a local copy."""
+
+
+@dataclass
+class EncodedWords:
+    """Subword ids of pre-tokenised sentences plus the subword -> word map."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    word_index: Tensor
+    n_words: Tensor
+
+    def to(self, device: torch.device | str) -> EncodedWords:
+        return EncodedWords(*(t.to(device) for t in (self.input_ids, self.attention_mask,
+                                                     self.word_index, self.n_words)))
+
+
+def resolve_model_dir(name: str) -> str:
+    """Map ``packaged:NAME`` to its converted local directory; anything else is returned as is."""
+    if name.startswith(PACKAGED_PREFIX):
+        which = name[len(PACKAGED_PREFIX):]
+        if which not in PACKAGED_MODELS:
+            raise EncoderLoadError(
+                f"unknown packaged model {which!r}; available: {', '.join(PACKAGED_MODELS)}")
+        from xalign.encoders.e5 import packaged_e5_dir
+
+        return str(packaged_e5_dir())
+    return name
+
+
+class Encoder(nn.Module):
+    """A transformers encoder plus its tokenizer; returns one layer's subword states."""
+
+    def __init__(self, model: nn.Module, tokenizer, *, name: str, layer: int = -1,
+                 max_length: int = 128) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.layer = layer
+        self.max_length = max_length
+        n_layers = model.config.num_hidden_layers
+        if not -n_layers - 1 <= layer <= n_layers:
+            raise ValueError(f"layer {layer} out of range for {name} ({n_layers} layers)")
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def tokenize_words(self, sentences: list[list[str]]) -> EncodedWords:
+        """Subword-tokenise pre-tokenised sentences; words cut by ``max_length`` are dropped."""
+        enc = self.tokenizer(sentences, is_split_into_words=True, truncation=True,
+                             max_length=self.max_length, padding=True, return_tensors="pt")
+        word_index = torch.full_like(enc["input_ids"], -1)
+        n_words = torch.zeros(len(sentences), dtype=torch.long)
+        for b in range(len(sentences)):
+            ids = [-1 if w is None else w for w in enc.word_ids(b)]
+            word_index[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            n_words[b] = max(ids) + 1 if ids else 0
+        return EncodedWords(enc["input_ids"], enc["attention_mask"], word_index, n_words)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.layer == -1:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         output_hidden_states=True)
+        return out.hidden_states[self.layer]
+
+    def encode(self, sentences: list[list[str]], langs: list[str], *, pooling: str = "last",
+               device: torch.device | str | None = None) -> Side:
+        """Tokenise and encode word-tokenised sentences into a :class:`Side`."""
+        device = device or next(self.parameters()).device
+        enc = self.tokenize_words(sentences).to(device)
+        hidden = self(enc.input_ids, enc.attention_mask)
+        return Side(hidden, enc.word_index, enc.n_words, sentences, langs, pooling)
+
+    def frozen_copy(self) -> Encoder:
+        """A frozen copy of the current weights (the drift regulariser's c0)."""
+        frozen = copy.deepcopy(self)
+        frozen.eval()
+        frozen.requires_grad_(False)
+        return frozen
+
+    def save(self, directory: Path) -> None:
+        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them."""
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+
+
+def load_encoder(name: str, *, layer: int = -1, max_length: int = 128,
+                 revision: str | None = None, dtype: torch.dtype | None = None) -> Encoder:
+    """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_dir(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        try:  # the pooler is never used: don't create (and train) it
+            model = AutoModel.from_pretrained(path, revision=revision, dtype=dtype,
+                                              add_pooling_layer=False)
+        except TypeError:
+            model = AutoModel.from_pretrained(path, revision=revision, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise EncoderLoadError(_load_hint(name, exc)) from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise EncoderLoadError(f"{name}: xalign needs a fast tokenizer (word_ids); got a slow one")
+    return Encoder(model, tokenizer, name=name, layer=layer, max_length=max_length)
+
+
+def _load_hint(name: str, exc: Exception) -> str:
+    local = Path(name).expanduser()
+    if local.exists():
+        return f"could not load the model at {local}: {exc}"
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return (
+        f"could not load {name!r} from the Hugging Face hub"
+        f"{' (HF_HUB_OFFLINE=1)' if offline else ' (is the hub reachable?)'}: {exc}\n"
+        f"Point at a local copy instead: on a machine with access run "
+        f"`hf download {name} --local-dir ./models/{name.split('/')[-1]}`, copy that folder "
+        f"here and pass `--set model.name=./models/{name.split('/')[-1]}` "
+        f"(or set HF_HOME to a cache that holds it). The embedded default needs no download: "
+        f"`packaged:multilingual-e5-small`."
+    )

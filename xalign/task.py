@@ -1,0 +1,62 @@
+"""Base class for evaluation tasks (registered through ``register_tasks``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from xalign.objective import NoOptions, build_dataclass
+
+
+@dataclass
+class TaskContext:
+    """Where a task reads data and writes outputs, and how it is seeded."""
+
+    data_dir: Path | None = None
+    output_dir: Path = Path("outputs/eval")
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class TaskResult:
+    """Scores of one task on one model and seed.
+
+    ``scores[language][metric]``; ``main_metric`` names the one compared head-to-head;
+    ``per_example[language]`` holds per-example scores of the main metric (for paired
+    bootstrap significance), when the task can provide them.
+    """
+
+    task: str
+    main_metric: str
+    scores: dict[str, dict[str, float]]
+    per_example: dict[str, list[float]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def main(self) -> dict[str, float]:
+        """Main metric per language."""
+        return {lang: s[self.main_metric] for lang, s in self.scores.items()}
+
+
+class Task:
+    """An evaluation task: options dataclass + ``run(model_dir, context)``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = NoOptions
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def run(self, model_dir: Path, context: TaskContext) -> TaskResult:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        return dataclasses.asdict(cls.Config())
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Task:
+        return cls(build_dataclass(cls.Config, options, where=f"task {cls.name!r}"))
