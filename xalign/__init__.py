@@ -4,6 +4,7 @@ This module is the public API that plugins import; everything else is internal.
 """
 
 from xalign.batch import AlignmentBatch, Links, Side, pool_words
+from xalign.encoders import Encoder, load_encoder
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
 from xalign.objective import Needs, NoOptions, Objective
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlignmentBatch",
+    "Encoder",
     "LinkSpec",
     "Links",
     "Needs",
@@ -25,6 +27,7 @@ __all__ = [
     "TaskResult",
     "__version__",
     "hookimpl",
+    "load_encoder",
     "masked_weights",
     "pool_words",
     "sinkhorn_divergence",

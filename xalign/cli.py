@@ -100,6 +100,12 @@ def run(
         typer.echo(result.run_id)
 
 
+from xalign.cli_eval import compare_command, eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+app.command("compare")(compare_command)
+
+
 def main() -> None:
     try:
         app()

@@ -12,12 +12,19 @@ from xalign.objective import NoOptions, build_dataclass
 
 @dataclass
 class TaskContext:
-    """Where a task reads data and writes outputs, and how it is seeded."""
+    """Where a task reads data and writes outputs, and how it is seeded.
+
+    ``data_dir``: local data folder (offline); ``None`` = the task's default lookup (e.g. the
+    shared data folder, then the HF hub). ``languages``: restrict evaluation languages
+    (``None`` = the task's default set). ``show_progress``: rich progress on stderr.
+    """
 
     data_dir: Path | None = None
     output_dir: Path = Path("outputs/eval")
     seed: int = 0
     device: str = "cpu"
+    languages: list[str] | None = None
+    show_progress: bool = True
 
 
 @dataclass
@@ -41,7 +48,11 @@ class TaskResult:
 
 
 class Task:
-    """An evaluation task: options dataclass + ``run(model_dir, context)``."""
+    """An evaluation task: options dataclass + ``run(model, context) -> TaskResult``.
+
+    ``model`` is anything :func:`xalign.load_encoder` accepts: a model directory written by
+    ``xalign run`` (``outputs/<run_id>/model``), a hub id / local HF dir, or ``packaged:...``.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -50,7 +61,7 @@ class Task:
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
 
-    def run(self, model_dir: Path, context: TaskContext) -> TaskResult:  # pragma: no cover
+    def run(self, model: str, context: TaskContext) -> TaskResult:  # pragma: no cover
         raise NotImplementedError
 
     @classmethod

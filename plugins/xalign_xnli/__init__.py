@@ -1,0 +1,248 @@
+"""XNLI zero-shot transfer: fine-tune on English NLI, test on the other languages.
+
+``xnli`` is the XTREME recipe (``scripts/train_xnli.sh`` + ``third_party/run_classify.py``):
+English MultiNLI train, lr 2e-5, 5 epochs, max length 128, effective batch 32 (8 x 4
+accumulation there), linear decay with no warmup, no weight decay, Adam eps 1e-8, gradient
+clipping 1.0; the checkpoint with the best English XNLI dev accuracy is tested on the 15 XNLI
+test sets (XTREME checks every 100 steps, here after every epoch).
+
+``xnli-mini`` is the same code at CPU scale: fine-tune on the English XNLI *dev* set, test on
+the first ``test_limit`` examples of the XNLI *test* sets (labels from
+``DERIVED_test-labels.txt``); never train and test on the same split. The metric is accuracy
+in percent (what XTREME reports for XNLI); per-example scores are 1/0 correctness.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import xalign
+from xalign import Task, TaskContext, TaskResult
+from xalign.evaluation import XNLI_LABELS, XNLI_LANGS, load_mnli_train, load_xnli
+from xalign.finetune import (
+    FinetuneLog,
+    FinetuneSettings,
+    finetune,
+    load_for_finetuning,
+    model_input_names,
+    predict,
+    seed_everything,
+)
+
+Example = dict[str, Any]
+MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")
+
+
+def _languages(value: Any) -> list[str]:
+    """Accept a list/tuple or a comma-separated string of language codes."""
+    langs = value.split(",") if isinstance(value, str) else list(value)
+    langs = [lang.strip() for lang in langs if lang.strip()]
+    if not langs:
+        raise ValueError("at least one language is needed")
+    return langs
+
+
+@dataclass
+class XnliConfig:
+    """Options of ``xnli`` (defaults: XTREME). ``*_limit`` keep the first N examples."""
+
+    languages: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
+    train_limit: int | None = None
+    dev_limit: int | None = None
+    test_limit: int | None = None
+    select_checkpoint: bool = True
+    learning_rate: float = 2e-5
+    epochs: int = 5
+    max_length: int = 128
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        self.languages = _languages(self.languages)
+
+    def settings(self) -> FinetuneSettings:
+        return FinetuneSettings(learning_rate=self.learning_rate, epochs=self.epochs,
+                                batch_size=self.batch_size, grad_accum=self.grad_accum,
+                                warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay)
+
+
+@dataclass
+class XnliMiniConfig(XnliConfig):
+    """Options of ``xnli-mini``: train on the first ``train_limit`` rows of XNLI dev-en.
+
+    ``heldout`` > 0 (with ``select_checkpoint``) selects the best epoch on the *last*
+    ``heldout`` rows of dev-en, disjoint from the training rows; 0 keeps the last epoch.
+    """
+
+    languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
+    train_limit: int | None = 1000
+    test_limit: int | None = 500
+    heldout: int = 0
+    learning_rate: float = 3e-5
+    epochs: int = 2
+    max_length: int = 96
+    batch_size: int = 16
+    warmup_ratio: float = 0.1
+
+
+class _NliData:
+    """Train / selection / test examples of one task variant."""
+
+    def __init__(self, config: XnliConfig, context: TaskContext) -> None:
+        self.config = config
+        self.data_dir = context.data_dir
+
+    def train(self) -> list[Example]:
+        return load_mnli_train(self.data_dir, limit=self.config.train_limit)
+
+    def selection(self) -> list[Example]:
+        return load_xnli("en", "dev", self.data_dir, limit=self.config.dev_limit)
+
+    def test(self, lang: str) -> list[Example]:
+        return load_xnli(lang, "test", self.data_dir, limit=self.config.test_limit)
+
+
+class _MiniData(_NliData):
+    """English XNLI dev for training (and held-out selection), XNLI test for testing."""
+
+    config: XnliMiniConfig
+
+    def _dev_en(self) -> list[Example]:
+        return load_xnli("en", "dev", self.data_dir)
+
+    def train(self) -> list[Example]:
+        rows = self._dev_en()
+        limit = self.config.train_limit or len(rows)
+        if limit + self.config.heldout > len(rows):
+            raise ValueError(f"train_limit {limit} + heldout {self.config.heldout} exceed the "
+                             f"{len(rows)} rows of XNLI dev-en")
+        return rows[:limit]
+
+    def selection(self) -> list[Example]:
+        return self._dev_en()[-self.config.heldout:] if self.config.heldout else []
+
+
+def encode_pairs(tokenizer: Any, examples: list[Example], max_length: int,
+                 keep: set[str]) -> list[dict[str, Any]]:
+    """Tokenise premise/hypothesis pairs (longest-first truncation) into features."""
+    if not examples:
+        return []
+    enc = tokenizer([e["premise"] for e in examples], [e["hypothesis"] for e in examples],
+                    truncation=True, max_length=max_length)
+    features = []
+    for i, example in enumerate(examples):
+        feature = {k: enc[k][i] for k in keep if k in enc}
+        feature["labels"] = int(example["label"])
+        features.append(feature)
+    return features
+
+
+def _check_labels(examples: list[Example], what: str) -> None:
+    bad = sum(1 for e in examples if not 0 <= e["label"] < len(XNLI_LABELS))
+    if bad:
+        raise ValueError(f"{what}: {bad} examples have no label (missing test labels file?)")
+
+
+def _argmax(outputs: Any, batch: dict) -> list[int]:
+    return outputs.logits.float().argmax(-1).tolist()
+
+
+class Xnli(Task):
+    """Cross-lingual NLI (XTREME XNLI): train on English MultiNLI, test on 15 languages."""
+
+    name = "xnli"
+    description = ("XNLI (XTREME): fine-tune on English MultiNLI, best epoch on en dev, "
+                   "zero-shot accuracy on 15 test sets")
+    Config = XnliConfig
+    data_class: type[_NliData] = _NliData
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        c, started = self.config, time.perf_counter()
+        langs = _languages(context.languages) if context.languages else c.languages
+        data = self.data_class(c, context)
+        train = data.train()
+        _check_labels(train, "training data")
+        selection = data.selection() if c.select_checkpoint else []
+        seed_everything(context.seed)  # the classification head is initialised here
+        from transformers import AutoModelForSequenceClassification
+
+        net, tokenizer, new_params = load_for_finetuning(
+            model, AutoModelForSequenceClassification, num_labels=len(XNLI_LABELS))
+        runner = _Runner(net, tokenizer, c, context)
+        select_features = runner.encode(selection)
+        log = finetune(net, runner.encode(train), c.settings(), pad_id=tokenizer.pad_token_id,
+                       seed=context.seed, device=context.device,
+                       show_progress=context.show_progress, label=f"{self.name} train",
+                       select=(lambda: runner.accuracy(select_features, "select"))
+                       if select_features else None)
+        per_example = {lang: runner.correct(runner.encode(data.test(lang)), f"test {lang}")
+                       for lang in langs}
+        scores = {lang: {"accuracy": 100.0 * _mean(v)} for lang, v in per_example.items()}
+        meta = self._meta(model, context, scores, log)
+        meta.update(n_train=len(train), n_select=len(selection), new_parameters=new_params,
+                    n_test={lang: len(v) for lang, v in per_example.items()},
+                    seconds=round(time.perf_counter() - started, 2))
+        return TaskResult(self.name, "accuracy", scores, per_example, meta)
+
+    def _meta(self, model: str, context: TaskContext, scores: dict[str, dict[str, float]],
+              log: FinetuneLog) -> dict[str, Any]:
+        acc = {lang: s["accuracy"] for lang, s in scores.items()}
+        transfer = [v for lang, v in acc.items() if lang != "en"]
+        return {
+            "metric": "accuracy (%) per language; per_example = 1/0 correctness",
+            "avg_accuracy": _mean(list(acc.values())),
+            "avg_accuracy_non_en": _mean(transfer) if transfer else None,
+            "model": model,
+            "seed": context.seed,
+            "config": asdict(self.config),
+            "train": log.as_dict(),
+        }
+
+
+class _Runner:
+    """Tokenise and score examples with one fine-tuned classifier."""
+
+    def __init__(self, net: Any, tokenizer: Any, config: XnliConfig,
+                 context: TaskContext) -> None:
+        self.net, self.tokenizer, self.config, self.context = net, tokenizer, config, context
+        self.keep = model_input_names(net, tokenizer)
+
+    def encode(self, examples: list[Example]) -> list[dict[str, Any]]:
+        return encode_pairs(self.tokenizer, examples, self.config.max_length, self.keep)
+
+    def correct(self, features: list[dict[str, Any]], label: str) -> list[float]:
+        """1.0/0.0 correctness per feature."""
+        if any(not 0 <= f["labels"] < len(XNLI_LABELS) for f in features):
+            raise ValueError(f"{label}: unlabeled examples (missing DERIVED_test-labels.txt?)")
+        preds = predict(self.net, features, _argmax, pad_id=self.tokenizer.pad_token_id,
+                        batch_size=self.config.eval_batch_size, device=self.context.device,
+                        show_progress=self.context.show_progress, label=label)
+        return [float(p == f["labels"]) for p, f in zip(preds, features, strict=True)]
+
+    def accuracy(self, features: list[dict[str, Any]], label: str) -> float:
+        return 100.0 * _mean(self.correct(features, label))
+
+
+class XnliMini(Xnli):
+    """CPU-scale XNLI: train on English XNLI dev, test on a slice of XNLI test."""
+
+    name = "xnli-mini"
+    description = ("XNLI at CPU scale: fine-tune on English XNLI dev (train_limit rows), "
+                   "accuracy on the first test_limit rows of each test set")
+    Config = XnliMiniConfig
+    data_class = _MiniData
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+@xalign.hookimpl
+def register_tasks(register) -> None:
+    register(Xnli)
+    register(XnliMini)

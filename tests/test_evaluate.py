@@ -1,0 +1,225 @@
+"""Model references, eval runs in MLflow, and reuse of finished identical evaluations.
+
+The fake task plugins here are also used by ``test_compare.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+import xalign
+from xalign.cli import app
+from xalign.evaluate import EvaluationError, evaluate, evaluate_runs, resolve_model
+from xalign.objective import Objective
+from xalign.plugins import get_registry, reset_registry
+from xalign.task import Task, TaskContext, TaskResult
+
+WORD_PAIRS = {"de": [("Zug", "train"), ("Hotel", "hotel"), ("Bus", "bus"), ("Hafen", "harbour")],
+              "fr": [("train", "train"), ("hôtel", "hotel"), ("bus", "bus"), ("port", "harbour")],
+              "el": [("τρένο", "train"), ("ξενοδοχείο", "hotel"), ("λεωφορείο", "bus")]}
+
+
+@dataclass
+class CosineConfig:
+    pooling: str = "mean"
+
+
+class CosineTask(Task):
+    """Per-example cosine of fixed word translations under the model (higher is better)."""
+
+    name = "fake"
+    Config = CosineConfig
+    calls: ClassVar[int] = 0
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        import torch
+
+        type(self).calls += 1
+        enc = xalign.load_encoder(model)
+        result = TaskResult(self.name, "cos", {}, {}, {"higher_is_better": True})
+        with torch.no_grad():
+            for lang, pairs in WORD_PAIRS.items():
+                src, _ = enc.encode([[s] for s, _ in pairs], [lang] * len(pairs)).words_vectors(
+                    self.config.pooling)
+                tgt, _ = enc.encode([[t] for _, t in pairs], ["en"] * len(pairs)).words_vectors(
+                    self.config.pooling)
+                cos = torch.nn.functional.cosine_similarity(src[:, 0], tgt[:, 0], dim=-1)
+                result.per_example[lang] = [float(c) for c in cos]
+                result.scores[lang] = {"cos": float(cos.mean())}
+        return result
+
+
+@dataclass
+class PresetConfig:
+    file: str = "preset.json"
+
+
+class PresetTask(Task):
+    """Reads per-example scores from ``<model>/preset.json``: {task: {seed: {lang: [...]}}}."""
+
+    name = "preset"
+    Config = PresetConfig
+    metric: ClassVar[str] = "acc"
+    higher_is_better: ClassVar[bool] = True
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        data = json.loads((Path(model) / self.config.file).read_text())[self.name]
+        per = data[str(context.seed)]
+        return TaskResult(self.name, self.metric,
+                          {lang: {self.metric: float(np.mean(v))} for lang, v in per.items()},
+                          per, {"higher_is_better": self.higher_is_better})
+
+
+class PresetAER(PresetTask):
+    name = "preset-aer"
+    metric = "aer"
+    higher_is_better = False
+
+
+class OtherObjective(Objective):
+    """A second objective name for comparisons (never trained in the tests)."""
+
+    name = "other"
+
+
+class FakePlugin:
+    @xalign.hookimpl
+    def register_tasks(self, register) -> None:
+        for cls in (CosineTask, PresetTask, PresetAER):
+            register(cls)
+
+    @xalign.hookimpl
+    def register_objectives(self, register) -> None:
+        register(OtherObjective)
+
+
+@pytest.fixture(autouse=True)
+def fake_plugins(monkeypatch, tmp_path):
+    """Only the built-in sinkhorn plus the fakes; MLflow's ./mlruns lands in tmp_path."""
+    monkeypatch.setenv("XALIGN_LOAD_PLUGINS", "sinkhorn")
+    monkeypatch.chdir(tmp_path)
+    reset_registry()
+    get_registry().add(FakePlugin(), name="fake-tests", distribution="xalign-tests",
+                       version="9.9")
+    CosineTask.calls = 0
+    yield
+    reset_registry()
+
+
+_TEMPLATE: list[Path] = []
+
+
+def fresh_store(tmp_path: Path) -> str:
+    """A new sqlite MLflow store (a copy of one migrated once per session: migrations are slow)."""
+    if not _TEMPLATE:
+        path = Path(tempfile.mkdtemp(prefix="xalign-mlflow-")) / "template.db"
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+        _TEMPLATE.append(path)
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_TEMPLATE[0], db)
+    return f"sqlite:///{db}"
+
+
+def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 16,
+                  objective: str = "sinkhorn", experiment: str = "xalign") -> str:
+    """A FINISHED training run as the trainer tags it (without training)."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    tags = {"xalign.kind": "train", "xalign.objective": objective,
+            "xalign.fingerprint": fingerprint}
+    if model_dir is not None:
+        tags["xalign.model_dir"] = str(Path(model_dir).resolve())
+    run_id = client.create_run(exp_id, tags=tags).info.run_id
+    client.set_terminated(run_id)
+    return run_id
+
+
+def test_resolve_model_references(tiny_model, tmp_path):
+    uri = fresh_store(tmp_path)
+    assert resolve_model("bert-base-multilingual-cased", tracking_uri=uri) == (
+        "bert-base-multilingual-cased", None)
+    assert resolve_model("packaged:multilingual-e5-small", tracking_uri=uri) == (
+        "packaged:multilingual-e5-small", None)
+    assert resolve_model("base", base_model=str(tiny_model)) == (str(tiny_model), None)
+    assert resolve_model(str(tiny_model), tracking_uri=uri) == (str(tiny_model), None)
+    trained = log_train_run(uri, tiny_model)
+    assert resolve_model(trained, tracking_uri=uri) == (str(tiny_model.resolve()), trained)
+    # a model directory written by a training run is recognised as that run
+    run_id = log_train_run(uri, None)
+    model_dir = tmp_path / "out" / run_id / "model"
+    shutil.copytree(tiny_model, model_dir)
+    MlflowClient(uri).set_tag(run_id, "xalign.model_dir", str(model_dir.resolve()))
+    assert resolve_model(str(model_dir), tracking_uri=uri) == (str(model_dir), run_id)
+    no_model = log_train_run(uri, None)
+    with pytest.raises(EvaluationError, match=f"run {no_model} has no saved model"):
+        resolve_model(no_model, tracking_uri=uri)
+    with pytest.raises(EvaluationError, match="neither a local path nor an MLflow run"):
+        resolve_model("0" * 32, tracking_uri=uri)
+
+
+def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path):
+    uri = fresh_store(tmp_path)
+    ctx = TaskContext(output_dir=tmp_path / "eval", show_progress=False)
+    runs = evaluate_runs(str(tiny_model), "fake", seeds=2, context=ctx, tracking_uri=uri)
+    assert CosineTask.calls == 2 and [r.seed for r in runs] == [0, 1]
+    client = MlflowClient(uri)
+    run = client.get_run(runs[1].run_id)
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["xalign.kind"] == "eval" and tags["xalign.task"] == "fake"
+    assert tags["xalign.seed"] == "1" and tags["xalign.objective"] == "base"
+    assert tags["xalign.model_ref"] == str(tiny_model) and tags["xalign.train_run_id"] == ""
+    assert tags["xalign.eval_key"] == runs[1].eval_key != runs[0].eval_key
+    assert run.data.params["task.pooling"] == "mean"
+    assert run.data.params["plugin.distribution"] == "xalign-tests"
+    assert run.data.params["plugin.version"] == "9.9"
+    assert run.data.metrics["de/cos"] == pytest.approx(runs[1].result.scores["de"]["cos"])
+    stored = json.loads(Path(client.download_artifacts(run.info.run_id, "result.json",
+                                                       str(tmp_path))).read_text())
+    assert stored["per_example"]["el"] == pytest.approx(runs[1].result.per_example["el"])
+
+    again = evaluate(str(tiny_model), "fake", seeds=2, context=ctx, tracking_uri=uri)
+    assert CosineTask.calls == 2, "finished identical runs are loaded, not recomputed"
+    assert [r.scores for r in again] == [r.result.scores for r in runs]
+    assert again[0].per_example == runs[0].result.per_example
+    evaluate(str(tiny_model), "fake", options={"pooling": "first"}, context=ctx,
+             tracking_uri=uri)
+    assert CosineTask.calls == 3, "other options -> another evaluation"
+    evaluate(str(tiny_model), "fake", context=ctx, tracking_uri=uri, reuse=False)
+    assert CosineTask.calls == 4
+
+
+def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
+    uri = fresh_store(tmp_path)
+    trained = log_train_run(uri, tiny_model, objective="sinkhorn", fingerprint="abc")
+    args = ["eval", trained, "--task", "fake", "--seeds", "2", "--option", "fake.pooling=last",
+            "--tracking-uri", uri, "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = json.loads(result.stdout)
+    assert out["train_run_id"] == trained and out["objective"] == "sinkhorn"
+    assert [r["reused"] for r in out["runs"]] == [False, False]
+    assert set(out["summary"]["fake"]) == {"de", "fr", "el"}
+    assert out["summary"]["fake"]["de"]["cos"]["n_seeds"] == 2
+    tags = MlflowClient(uri).get_run(out["runs"][0]["run_id"]).data.tags
+    assert tags["xalign.train_run_id"] == trained and tags["xalign.objective"] == "sinkhorn"
+    # the same run id -> the same identity (its training fingerprint) -> reused
+    again = json.loads(CliRunner().invoke(app, args).stdout)
+    assert [r["reused"] for r in again["runs"]] == [True, True] and CosineTask.calls == 2
+    human = CliRunner().invoke(app, ["eval", trained, "-t", "fake", "--option",
+                                     "fake.pooling=last", "--tracking-uri", uri])
+    assert human.exit_code == 0 and "fake" in human.stdout and "de" in human.stdout
+    bad = CliRunner().invoke(app, ["eval", trained, "-t", "fake", "--option", "xnli.k=1",
+                                   "--tracking-uri", uri])
+    assert bad.exit_code == 1 and "task 'xnli' is not among" in bad.output

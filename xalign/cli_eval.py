@@ -1,0 +1,167 @@
+"""``xalign eval`` and ``xalign compare`` (registered on the app in :mod:`xalign.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+err = Console(stderr=True)
+
+_ERRORS = ("ConfigError", "PluginError", "EvaluationError", "EncoderLoadError", "CorpusError",
+           "DataUnavailableError", "TrainingDiverged")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _known_error(exc: Exception) -> bool:
+    return any(c.__name__ in _ERRORS for c in type(exc).__mro__) or isinstance(
+        exc, (FileNotFoundError, ValueError))
+
+
+def split_names(items: list[str]) -> list[str]:
+    """Repeatable and/or comma-separated names, de-duplicated in order."""
+    names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    return list(dict.fromkeys(names))
+
+
+def parse_task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    """``--option TASK.KEY=VALUE`` (YAML values, dotted keys nest) -> {task: options}."""
+    from xalign.config import ConfigError, parse_override
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        keys, value = parse_override(item)
+        if len(keys) < 2:
+            raise ConfigError(f"--option {item!r}: expected TASK.KEY=VALUE (e.g. xnli.epochs=1)")
+        if keys[0] not in tasks:
+            raise ConfigError(f"--option {item!r}: task {keys[0]!r} is not among {tasks}")
+        node = out.setdefault(keys[0], {})
+        for part in keys[1:-1]:
+            node = node.setdefault(part, {})
+        node[keys[-1]] = value
+    return out
+
+
+def _fmt(mean: float, std: float) -> str:
+    d = 3 if abs(mean) <= 1.0 else 2
+    return f"{mean:.{d}f} ± {std:.{d}f}"
+
+
+def eval_summary(results) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """{task: {language: {metric: {mean, std, n_seeds}}}} over the seeds of ``results``."""
+    from xalign.evaluation.metrics import seed_summary
+
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for r in results:
+        for lang, scores in r.result.scores.items():
+            for metric, v in scores.items():
+                values.setdefault(r.task, {}).setdefault(lang, {}).setdefault(metric, []).append(v)
+    return {t: {lang: {m: dict(zip(("mean", "std"), seed_summary(v), strict=True),
+                               n_seeds=len(v)) for m, v in metrics.items()}
+                for lang, metrics in langs.items()} for t, langs in values.items()}
+
+
+def eval_command(
+    model: str = typer.Argument(..., help="Path, hub id, packaged:NAME, 'base' (the default "
+                                "config's encoder) or an MLflow training run id."),
+    task: list[str] = typer.Option(..., "--task", "-t", help="Task name (repeatable)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Task seeds 0..N-1 (one run each)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
+    option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
+                                               help="MLflow tracking URI."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Evaluate a model on task(s), one MLflow run per seed (finished identical runs reused)."""
+    from xalign.evaluate import evaluate_runs, resolve_spec
+    from xalign.task import TaskContext
+
+    tasks = split_names(task)
+    try:
+        options = parse_task_options(option, tasks)
+        spec = resolve_spec(model, tracking_uri=tracking_uri)
+        context = TaskContext(data_dir=data_dir, show_progress=not as_json)
+        runs = [r for t in tasks for r in evaluate_runs(
+            spec, t, options=options.get(t), seeds=seeds, context=context,
+            tracking_uri=tracking_uri)]
+    except Exception as exc:
+        if _known_error(exc):
+            _fail(str(exc))
+        raise
+    summary = eval_summary(runs)
+    if as_json:
+        typer.echo(json.dumps({
+            "model": model, "model_path": spec.path, "train_run_id": spec.train_run_id,
+            "objective": spec.objective,
+            "runs": [{"task": r.task, "seed": r.seed, "run_id": r.run_id, "reused": r.reused,
+                      "eval_key": r.eval_key, "main_metric": r.result.main_metric,
+                      "scores": r.result.scores} for r in runs],
+            "summary": summary}))
+        return
+    console = Console()
+    for t, langs in summary.items():
+        metrics = list(dict.fromkeys(m for scores in langs.values() for m in scores))
+        table = Table("language", *metrics, title=f"{t} — {model} ({seeds} seed(s))")
+        for lang, scores in langs.items():
+            table.add_row(lang, *(_fmt(scores[m]["mean"], scores[m]["std"]) if m in scores
+                                  else "–" for m in metrics))
+        console.print(table)
+    reused = sum(r.reused for r in runs)
+    err.print(f"{len(runs)} eval run(s), {reused} reused: "
+              f"{', '.join(r.run_id for r in runs)}", highlight=False)
+
+
+def compare_command(
+    objectives: list[str] = typer.Argument(..., help="Objectives (NAME or NAME:WEIGHT); the "
+                                           "unaligned base encoder is always a row."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
+    tasks: list[str] = typer.Option([], "--tasks", "--task", "-t",
+                                    help="Task names (repeatable or comma-separated)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds 0..N-1 (train and task)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
+    option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
+                                               help="MLflow tracking URI."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    no_reuse: bool = typer.Option(False, "--no-reuse",
+                                  help="Retrain and re-evaluate even if identical runs exist."),
+) -> None:
+    """Compare objectives against the base encoder per task and language, with significance."""
+    from xalign.compare import compare, footer, table_cells
+
+    names = split_names(tasks)
+    try:
+        options = parse_task_options(option, names)
+        report = compare(objectives, config_path=config, overrides=overrides, tasks=names,
+                         seeds=seeds, task_options=options, data_dir=data_dir,
+                         tracking_uri=tracking_uri, reuse=not no_reuse,
+                         log=lambda msg: err.print(msg, highlight=False))
+    except Exception as exc:
+        if _known_error(exc):
+            _fail(str(exc))
+        raise
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    console = Console()
+    summary = report.summary
+    for t, info in summary["tasks"].items():
+        way = "higher" if info["higher_is_better"] else "lower"
+        header, body = table_cells(summary, t)
+        table = Table(*header, title=f"{t}: {info['main_metric']} ({way} is better)")
+        for name, *cells in body:
+            table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
+        console.print(table)
+    for note in footer(summary):
+        console.print(f"- {note}", highlight=False, markup=False)
+    err.print(f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
+              highlight=False)

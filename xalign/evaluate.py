@@ -1,0 +1,266 @@
+"""Evaluate a model on a task, one MLflow run per seed, reusing finished identical runs.
+
+A model reference is a local path, a hub id, ``packaged:NAME``, ``base`` (the configured,
+unaligned encoder) or the MLflow run id of a training run (its saved model). Each evaluation
+run is keyed by ``xalign.eval_key``: a hash of the model identity (the training run's config
+fingerprint, else the model name or absolute path), the task, its resolved options, the seed,
+the data folder and the language restriction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xalign.plugins import PluginError, PluginRegistry, get_registry
+from xalign.task import TaskContext, TaskResult
+from xalign.tracking import Tracker, resolve_tracking_uri
+
+BASE = "base"
+DEFAULT_EXPERIMENT = "xalign"
+RESULT_FILE = "result.json"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class EvaluationError(RuntimeError):
+    """A model reference or an evaluation could not be resolved; the message says why."""
+
+
+@dataclass
+class ModelSpec:
+    """A resolved model reference."""
+
+    ref: str
+    path: str
+    train_run_id: str | None = None
+    objective: str = BASE
+    identity: str = ""
+
+
+@dataclass
+class EvalRun:
+    """One seed's result plus the MLflow run that holds it."""
+
+    result: TaskResult
+    task: str
+    run_id: str
+    seed: int
+    reused: bool
+    eval_key: str
+    objective: str = BASE
+    train_run_id: str | None = None
+
+
+def default_base_model() -> str:
+    """``model.name`` of the default configuration (the unaligned encoder)."""
+    from xalign.config import load_config
+
+    return load_config(None).model.name
+
+
+def resolve_model(ref: str, *, tracking_uri: str | None = None,
+                  base_model: str | None = None) -> tuple[str, str | None]:
+    """``(model path or name, training run id or None)`` for a model reference."""
+    spec = resolve_spec(ref, tracking_uri=tracking_uri, base_model=base_model)
+    return spec.path, spec.train_run_id
+
+
+def resolve_spec(ref: str, *, tracking_uri: str | None = None,
+                 base_model: str | None = None) -> ModelSpec:
+    """Resolve a reference to a :class:`ModelSpec` (path, training run, identity)."""
+    if ref == BASE:
+        name = base_model or default_base_model()
+        return ModelSpec(ref, name, None, BASE, _plain_identity(name))
+    local = Path(ref).expanduser()
+    if local.exists():
+        run = _run_of_model_dir(local, tracking_uri)
+        if run is not None:
+            return _from_run(ref, run)
+        return ModelSpec(ref, str(local), None, BASE, _plain_identity(str(local)))
+    if _RUN_ID.match(ref):
+        run = _get_run(ref, tracking_uri)
+        if run is None:
+            raise EvaluationError(f"{ref!r} is neither a local path nor an MLflow run in "
+                                  f"{resolve_tracking_uri(tracking_uri)}")
+        return _from_run(ref, run)
+    return ModelSpec(ref, ref, None, BASE, _plain_identity(ref))
+
+
+def _plain_identity(name: str) -> str:
+    local = Path(name).expanduser()
+    return f"model:{local.resolve()}" if local.exists() else f"model:{name}"
+
+
+def _client(tracking_uri: str | None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(resolve_tracking_uri(tracking_uri))
+
+
+def _get_run(run_id: str, tracking_uri: str | None):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _client(tracking_uri).get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def _run_of_model_dir(path: Path, tracking_uri: str | None):
+    """The training run that saved ``path`` (``<output_dir>/<run_id>/model``), if logged."""
+    run_id = path.resolve().parent.name
+    if not _RUN_ID.match(run_id):
+        return None
+    run = _get_run(run_id, tracking_uri)
+    saved = run.data.tags.get("xalign.model_dir") if run else None
+    return run if saved and Path(saved).resolve() == path.resolve() else None
+
+
+def _from_run(ref: str, run) -> ModelSpec:
+    tags = run.data.tags
+    run_id = run.info.run_id
+    model_dir = tags.get("xalign.model_dir")
+    if not model_dir:
+        raise EvaluationError(
+            f"run {run_id} has no saved model (no xalign.model_dir tag: it is not a training "
+            f"run, or it ran with train.save_model=false)")
+    if not Path(model_dir).exists():
+        raise EvaluationError(f"run {run_id}: its saved model {model_dir} no longer exists")
+    fingerprint = tags.get("xalign.fingerprint") or run_id
+    return ModelSpec(ref, model_dir, run_id, tags.get("xalign.objective", "unknown"),
+                     f"train:{fingerprint}")
+
+
+def eval_key(identity: str, task: str, options: dict[str, Any], seed: int,
+             data_dir: Path | str | None, languages: Sequence[str] | None = None) -> str:
+    """Hash of everything that changes an evaluation's result."""
+    blob = json.dumps({"model": identity, "task": task, "options": options, "seed": seed,
+                       "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir
+                       else None, "languages": list(languages) if languages else None},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def evaluate(model_ref: str, task_name: str, *, options: dict[str, Any] | None = None,
+             seeds: int | Sequence[int] = 1, context: TaskContext | None = None,
+             tracking_uri: str | None = None, parent_run_id: str | None = None,
+             reuse: bool = True, **kwargs: Any) -> list[TaskResult]:
+    """Run ``task_name`` on a model once per seed; see :func:`evaluate_runs` for options."""
+    runs = evaluate_runs(model_ref, task_name, options=options, seeds=seeds, context=context,
+                         tracking_uri=tracking_uri, parent_run_id=parent_run_id, reuse=reuse,
+                         **kwargs)
+    return [r.result for r in runs]
+
+
+def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
+                  options: dict[str, Any] | None = None, seeds: int | Sequence[int] = 1,
+                  context: TaskContext | None = None, tracking_uri: str | None = None,
+                  parent_run_id: str | None = None, reuse: bool = True,
+                  base_model: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                  registry: PluginRegistry | None = None,
+                  extra_tags: dict[str, str] | None = None) -> list[EvalRun]:
+    """Evaluate per seed (``seeds``: a count -> ``range(seeds)``, or explicit seeds).
+
+    Each seed is one MLflow run tagged ``xalign.kind=eval``; with ``reuse`` a FINISHED run with
+    the same ``xalign.eval_key`` is loaded from its ``result.json`` instead of recomputed.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    spec = model_ref if isinstance(model_ref, ModelSpec) else resolve_spec(
+        model_ref, tracking_uri=uri, base_model=base_model)
+    entry = (registry or get_registry()).task(task_name)
+    try:
+        task = entry.cls.from_options(dict(options or {}))
+    except Exception as exc:
+        raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
+    resolved = dataclasses.asdict(task.config) if dataclasses.is_dataclass(task.config) \
+        else dict(options or {})
+    base_ctx = context or TaskContext()
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    tracker = Tracker(uri, experiment)
+    out: list[EvalRun] = []
+    for seed in seed_list:
+        key = eval_key(spec.identity, task_name, resolved, seed, base_ctx.data_dir,
+                       base_ctx.languages)
+        found = find_eval_run(tracker, key) if reuse else None
+        if found is not None:
+            run_id, result = found
+            out.append(EvalRun(result, task_name, run_id, seed, True, key, spec.objective,
+                               spec.train_run_id))
+            continue
+        tags = {"xalign.kind": "eval", "xalign.task": task_name, "xalign.seed": str(seed),
+                "xalign.model_ref": spec.ref, "xalign.train_run_id": spec.train_run_id or "",
+                "xalign.objective": spec.objective, "xalign.eval_key": key,
+                **(extra_tags or {})}
+        run_id = tracker.start(run_name=f"eval {task_name} {spec.objective} seed={seed}",
+                               tags=tags, parent_run_id=parent_run_id)
+        try:
+            tracker.log_params({**{f"task.{k}": v for k, v in resolved.items()},
+                                "task": task_name, "seed": seed, "model": spec.path,
+                                "data_dir": base_ctx.data_dir,
+                                "plugin.distribution": entry.source.distribution,
+                                "plugin.version": entry.source.version})
+            ctx = dataclasses.replace(base_ctx, seed=seed,
+                                      output_dir=Path(base_ctx.output_dir) / str(run_id))
+            result = task.run(spec.path, ctx)
+            if not isinstance(result, TaskResult):
+                raise PluginError(f"{entry.where()}: run() must return a TaskResult, got "
+                                  f"{type(result).__name__}")
+            tracker.log_metrics(_flat_scores(result), step=0)
+            tracker.log_json(dataclasses.asdict(result), RESULT_FILE)
+        except BaseException:
+            tracker.end("FAILED")
+            raise
+        tracker.end("FINISHED")
+        out.append(EvalRun(result, task_name, str(run_id), seed, False, key, spec.objective,
+                           spec.train_run_id))
+    return out
+
+
+def _flat_scores(result: TaskResult) -> dict[str, float]:
+    return {f"{lang}/{metric}": float(v) for lang, scores in result.scores.items()
+            for metric, v in scores.items() if isinstance(v, (int, float))}
+
+
+def find_eval_run(tracker: Tracker, key: str) -> tuple[str, TaskResult] | None:
+    """The newest FINISHED eval run with ``key`` and its loaded result, if any."""
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        f"tags.`xalign.eval_key` = '{key}' and tags.`xalign.kind` = 'eval' "
+        f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    for run in runs:
+        try:
+            return run.info.run_id, load_result(tracker.client, run.info.run_id)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def load_result(client, run_id: str) -> TaskResult:
+    """The :class:`TaskResult` stored as ``result.json`` in an eval run."""
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        path = client.download_artifacts(run_id, RESULT_FILE, tmp)
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return TaskResult(**data)
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old

@@ -1,0 +1,283 @@
+"""A plain PyTorch fine-tuning loop for downstream tasks (XNLI, QA), shared by task plugins.
+
+Features are dicts of model inputs: token-id lists (``input_ids``, ``attention_mask``,
+``token_type_ids``, padded per batch) and integer targets (``labels``, ``start_positions``,
+``end_positions``). The loop is AdamW (no decay on biases / norms) with a linear schedule and
+warmup, gradient accumulation, gradient clipping, seeded shuffling, bf16 autocast on CUDA and
+optional per-epoch checkpoint selection kept in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "FinetuneLog",
+    "FinetuneSettings",
+    "collate",
+    "finetune",
+    "load_for_finetuning",
+    "model_input_names",
+    "predict",
+    "seed_everything",
+]
+
+Feature = dict[str, Any]
+_PADDED = {"input_ids", "attention_mask", "token_type_ids"}
+_TARGETS = {"labels", "start_positions", "end_positions"}
+
+
+@dataclass
+class FinetuneSettings:
+    """Optimiser and schedule; ``batch_size`` is per optimiser step (= micro-batch x accum)."""
+
+    learning_rate: float = 2e-5
+    epochs: int = 3
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
+            raise ValueError("batch_size must be a positive multiple of grad_accum")
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+
+    def warmup(self, total_steps: int) -> int:
+        """Warmup steps: ``warmup_steps`` if set, else ``warmup_ratio`` of the total."""
+        steps = self.warmup_steps or round(self.warmup_ratio * total_steps)
+        return min(steps, total_steps)
+
+
+@dataclass
+class FinetuneLog:
+    """What happened: optimiser steps, mean loss and selection score per epoch, best epoch."""
+
+    steps: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    epoch_scores: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(steps=self.steps, epoch_losses=self.epoch_losses,
+                    epoch_scores=self.epoch_scores, best_epoch=self.best_epoch,
+                    seconds=round(self.seconds, 2))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_for_finetuning(model: str, auto_class: type, **config_kwargs: Any
+                        ) -> tuple[nn.Module, Any, list[str]]:
+    """Load ``model`` (as :func:`xalign.load_encoder` accepts it) with a fresh task head.
+
+    ``auto_class`` is e.g. ``AutoModelForSequenceClassification``. Returns the model, its fast
+    tokenizer and the names of the newly initialised parameters. Seed before calling: the head
+    is initialised from torch's global RNG.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from xalign.encoders.encoder import EncoderLoadError, resolve_model_dir
+
+    path = resolve_model_dir(model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise EncoderLoadError(f"{model}: fine-tuning needs a fast tokenizer (offsets)")
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
+    hf_logging.disable_progress_bar()
+    try:
+        net, info = auto_class.from_pretrained(path, output_loading_info=True, **config_kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    return net, tokenizer, sorted(info.get("missing_keys", []))
+
+
+def model_input_names(model: nn.Module, tokenizer: Any) -> set[str]:
+    """Tokenizer outputs the model can take (token types only if it has several)."""
+    names = set(tokenizer.model_input_names) & _PADDED
+    if getattr(model.config, "type_vocab_size", 0) < 2:
+        names.discard("token_type_ids")
+    return names | {"input_ids", "attention_mask"}
+
+
+def collate(features: Sequence[Feature], pad_id: int) -> dict[str, Tensor]:
+    """Pad token-id lists to the longest feature; stack integer targets."""
+    longest = max(len(f["input_ids"]) for f in features)
+    batch: dict[str, Tensor] = {}
+    for key in features[0]:
+        if key in _PADDED:
+            fill = pad_id if key == "input_ids" else 0
+            rows = [list(f[key]) + [fill] * (longest - len(f[key])) for f in features]
+            batch[key] = torch.tensor(rows, dtype=torch.long)
+        elif key in _TARGETS:
+            batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+    return batch
+
+
+def _autocast(device: str) -> contextlib.AbstractContextManager:
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _progress(enabled: bool, metric: str | None):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if metric:
+        columns.append(TextColumn(f"{metric} {{task.fields[{metric}]:.4f}}"))
+    columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    return Progress(*columns, console=Console(stderr=True), disable=not enabled)
+
+
+def _optimizer(model: nn.Module, s: FinetuneSettings) -> torch.optim.Optimizer:
+    """AdamW; biases and normalisation weights (1-d parameters) get no weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": s.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=s.learning_rate, eps=s.adam_epsilon)
+
+
+def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int
+                     ) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _batches(n: int, size: int, generator: torch.Generator) -> Iterator[list[int]]:
+    order = torch.randperm(n, generator=generator).tolist()
+    for start in range(0, n, size):
+        yield order[start:start + size]
+
+
+def _snapshot(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _train_step(model: nn.Module, features: Sequence[Feature], index: list[int], *,
+                s: FinetuneSettings, pad_id: int, device: str) -> float:
+    """Forward/backward over the micro-batches of one batch; returns the batch mean loss."""
+    micro = s.batch_size // s.grad_accum
+    total = 0.0
+    for start in range(0, len(index), micro):
+        part = index[start:start + micro]
+        batch = {k: v.to(device) for k, v in collate([features[i] for i in part], pad_id).items()}
+        with _autocast(device):
+            loss = model(**batch).loss * (len(part) / len(index))
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSettings, *,
+             pad_id: int, seed: int = 0, device: str = "cpu", show_progress: bool = False,
+             select: Callable[[], float] | None = None, label: str = "fine-tune"
+             ) -> FinetuneLog:
+    """Fine-tune ``model`` (its forward returns ``.loss``) on ``features`` in place.
+
+    ``select`` (optional) is called after every epoch and returns a score (higher is better);
+    the weights of the best epoch (earliest on ties) are restored at the end.
+    """
+    if not features:
+        raise ValueError("no training features")
+    s, log, started = settings, FinetuneLog(), time.perf_counter()
+    model.to(device)
+    seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(features) / s.batch_size)
+    total = steps_per_epoch * s.epochs
+    optimizer = _optimizer(model, s)
+    scheduler = _linear_schedule(optimizer, s.warmup(total), total)
+    best: dict[str, Tensor] | None = None
+    with _progress(show_progress, "loss") as progress:
+        bar = progress.add_task(label, total=total, loss=float("nan"))
+        for epoch in range(1, s.epochs + 1):
+            model.train()
+            losses = []
+            for index in _batches(len(features), s.batch_size, generator):
+                losses.append(_train_step(model, features, index, s=s, pad_id=pad_id,
+                                          device=device))
+                nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                log.steps += 1
+                progress.update(bar, advance=1, loss=losses[-1])
+            log.epoch_losses.append(float(np.mean(losses)))
+            if select is not None:
+                score = float(select())
+                if not log.epoch_scores or score > max(log.epoch_scores):
+                    log.best_epoch = epoch
+                    best = _snapshot(model) if epoch < s.epochs else None
+                log.epoch_scores.append(score)
+    if best is not None:
+        model.load_state_dict(best)
+    model.eval()
+    log.seconds = time.perf_counter() - started
+    return log
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, features: Sequence[Feature],
+            extract: Callable[[Any, dict[str, Tensor]], list[Any]], *, pad_id: int,
+            batch_size: int = 64, device: str = "cpu", show_progress: bool = False,
+            label: str = "predict") -> list[Any]:
+    """Run ``model`` over ``features`` (batched by length) and return one result per feature.
+
+    ``extract(outputs, batch)`` turns a batch's model outputs into a list of per-feature
+    results (e.g. argmax labels, or logits trimmed to each feature's length); results come
+    back in the order of ``features``.
+    """
+    model.to(device)
+    model.eval()
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    results: list[Any] = [None] * len(features)
+    with _progress(show_progress, None) as progress:
+        bar = progress.add_task(label, total=len(features))
+        for start in range(0, len(order), batch_size):
+            part = order[start:start + batch_size]
+            batch = collate([features[i] for i in part], pad_id)
+            inputs = {k: v.to(device) for k, v in batch.items() if k in _PADDED}
+            with _autocast(device):
+                outputs = model(**inputs)
+            for i, value in zip(part, extract(outputs, batch), strict=True):
+                results[i] = value
+            progress.update(bar, advance=len(part))
+    return results
