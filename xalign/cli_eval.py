@@ -136,7 +136,7 @@ def compare_command(
                                   help="Retrain and re-evaluate even if identical runs exist."),
 ) -> None:
     """Compare objectives against the base encoder per task and language, with significance."""
-    from xalign.compare import compare, footer, table_cells
+    from xalign.compare import compare
 
     names = split_names(tasks)
     try:
@@ -152,7 +152,15 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
-    console = Console()
+    print_compare(report, Console())
+    err.print(f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
+              highlight=False)
+
+
+def print_compare(report, console: Console) -> None:
+    """Rich tables of a :class:`~xalign.compare.CompareReport`, then the footnotes."""
+    from xalign.compare import footer, table_cells
+
     summary = report.summary
     for t, info in summary["tasks"].items():
         way = "higher" if info["higher_is_better"] else "lower"
@@ -163,5 +171,3 @@ def compare_command(
         console.print(table)
     for note in footer(summary):
         console.print(f"- {note}", highlight=False, markup=False)
-    err.print(f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
-              highlight=False)

@@ -215,7 +215,9 @@ def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
                 raise PluginError(f"{entry.where()}: run() must return a TaskResult, got "
                                   f"{type(result).__name__}")
             tracker.log_metrics(_flat_scores(result), step=0)
-            tracker.log_json(dataclasses.asdict(result), RESULT_FILE)
+            # not Tracker.log_json: it sorts keys, and the task's language order matters
+            tracker.log_text(json.dumps(dataclasses.asdict(result), indent=1, default=str),
+                             RESULT_FILE)
         except BaseException:
             tracker.end("FAILED")
             raise

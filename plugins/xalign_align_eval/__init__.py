@@ -5,7 +5,7 @@ Links are extracted without training, from one layer's word vectors (SimAlign-st
 - ``method: argmax`` links source word i and English word j when they are each other's most
   cosine-similar word (mutual argmax; Jalili Sabet et al. 2020, "ArgMax").
 - ``method: ot`` computes the entropic OT plan π between the two word clouds
-  (:func:`xalign.transport_plan`, uniform weights, cost ½‖x−y‖², ε = blur²) and links
+  (uniform weights, cost ½‖x−y‖², ε = blur², as :func:`xalign.transport_plan`) and links
   (i, j) when π_ij ≥ ``threshold`` · max(row i) and ≥ ``threshold`` · max(column j);
   ``threshold = 1`` is the mutual argmax of π, lower values admit many-to-many links.
 
@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import torch
+from geomloss import SamplesLoss
 from torch import Tensor
 
 import xalign
@@ -115,12 +116,23 @@ def cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
 
 
 def ot_plan(x: Tensor, y: Tensor, *, blur: float, normalize: bool = True) -> Tensor:
-    """Entropic OT plan between two uniform word clouds (optionally on unit vectors)."""
+    """Entropic OT plan ``[N, M]`` (sums to 1) between two uniform word clouds.
+
+    π_ij = a_i b_j exp((f_i + g_j − C_ij) / ε) from geomloss's dual potentials, C = ½‖x−y‖²,
+    ε = blur². Same construction as :func:`xalign.transport_plan`, which is not used because
+    it breaks on geomloss 0.3.1 (potentials come back as ``[1, N]``).
+    """
     x, y = x.float(), y.float()
     if normalize:
         x = torch.nn.functional.normalize(x, dim=-1)
         y = torch.nn.functional.normalize(y, dim=-1)
-    return xalign.transport_plan(x, y, blur=blur)
+    a = x.new_full((x.shape[0],), 1.0 / x.shape[0])
+    b = y.new_full((y.shape[0],), 1.0 / y.shape[0])
+    loss = SamplesLoss("sinkhorn", p=2, blur=blur, debias=False, potentials=True,
+                       backend="tensorized")
+    f, g = (t.reshape(-1) for t in loss(a, x, b, y))
+    cost = torch.cdist(x, y) ** 2 / 2
+    return a[:, None] * b[None, :] * torch.exp((f[:, None] + g[None, :] - cost) / blur**2)
 
 
 def _restore(links: Links, src_idx: Tensor, tgt_idx: Tensor) -> Links:

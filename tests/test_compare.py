@@ -1,0 +1,201 @@
+"""``compare``: exact report numbers on logged runs, and end-to-end through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+from test_evaluate import CosineTask, fake_plugins, fresh_store, log_train_run  # noqa: F401
+from typer.testing import CliRunner
+
+from xalign.cli import app
+from xalign.cli_eval import parse_task_options, print_compare, split_names
+from xalign.compare import compare, training_config
+from xalign.config import ConfigError
+from xalign.evaluation.metrics import paired_bootstrap
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def ones(k: int, n: int = 20) -> list[float]:
+    return [1.0] * k + [0.0] * (n - k)
+
+
+# per model: task -> seed -> language -> per-example scores (the task's score is their mean)
+ACC = {  # "preset": accuracy, higher is better; seen = de, fr
+    "base": {0: {"de": ones(10), "fr": ones(14), "en": ones(15)},
+             1: {"de": ones(12), "fr": ones(14), "en": ones(15)}},
+    "sinkhorn": {0: {"de": ones(18), "fr": ones(14), "en": ones(5)},
+                 1: {"de": ones(16), "fr": ones(14), "en": ones(5)}},
+    "other": {0: {"de": ones(11), "fr": ones(20), "en": ones(15)},
+              1: {"de": ones(13), "fr": ones(20), "en": ones(15)}},
+}
+AER = {  # "preset-aer": lower is better; el is not a training language
+    "base": {s: {"de": [0.4] * 10, "el": [0.3] * 10} for s in (0, 1)},
+    "sinkhorn": {s: {"de": [0.2] * 10, "el": [0.3] * 10} for s in (0, 1)},
+    "other": {s: {"de": [0.3] * 10, "el": [0.5] * 10} for s in (0, 1)},
+}
+
+
+def write_preset(model_dir: Path, name: str, seeds: list[int]) -> Path:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    data = {"preset": {str(s): ACC[name][s] for s in seeds},
+            "preset-aer": {str(s): AER[name][s] for s in seeds}}
+    (model_dir / "preset.json").write_text(json.dumps(data))
+    return model_dir
+
+
+def write_config(path: Path, model: Path, uri: str, out: Path, **extra) -> Path:
+    raw = {"model": {"name": str(model)}, "data": {"languages": ["de", "fr"], **extra},
+           "train": {"output_dir": str(out)}, "tracking": {"uri": uri},
+           "objectives": {"sinkhorn": {}}}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
+    uri = fresh_store(tmp_path)
+    cfg_path = write_config(tmp_path / "cfg.yaml", write_preset(tmp_path / "base", "base", [0, 1]),
+                            uri, tmp_path / "out")
+    for obj in ("sinkhorn", "other"):
+        for seed in (0, 1):
+            fp = training_config(cfg_path, [], obj, seed).fingerprint()
+            log_train_run(uri, write_preset(tmp_path / f"{obj}-{seed}", obj, [seed]),
+                          fingerprint=fp, objective=obj)
+
+    def no_training(*_a, **_k):
+        raise AssertionError("matching training runs must be reused")
+
+    monkeypatch.setattr("xalign.trainer.run_training", no_training)
+    report = compare(["sinkhorn", "other"], config_path=cfg_path, tasks=["preset", "preset-aer"],
+                     seeds=2, show_progress=False)
+    md = report.markdown.splitlines()
+    assert "| objective | de | fr | en | avg seen | avg all |" in md
+    assert ("| base | 0.550 ± 0.071 | 0.700 ± 0.000 | **0.750 ± 0.000** | 0.625 ± 0.035 | "
+            "0.667 ± 0.024 |") in md
+    assert ("| sinkhorn | **0.850 ± 0.071** (+0.300)* | 0.700 ± 0.000 (+0.000) | "
+            "0.250 ± 0.000 (-0.500)* | 0.775 ± 0.035 (+0.150) | 0.600 ± 0.024 (-0.067) |") in md
+    assert ("| other | 0.600 ± 0.071 (+0.050) | **1.000 ± 0.000** (+0.300)* | "
+            "**0.750 ± 0.000** (+0.000) | **0.800 ± 0.035** (+0.175) | "
+            "**0.783 ± 0.024** (+0.117) |") in md
+    assert "## preset-aer (aer, lower is better)" in md
+    assert "| objective | de | el | avg seen | avg all |" in md
+    assert ("| sinkhorn | **0.200 ± 0.000** (-0.200)* | **0.300 ± 0.000** (+0.000) | "
+            "**0.200 ± 0.000** (-0.200) | **0.250 ± 0.000** (-0.100) |") in md
+    assert "| other | 0.300 ± 0.000 (-0.100)* | 0.500 ± 0.000 (+0.200)* | " \
+           "0.300 ± 0.000 (-0.100) | 0.400 ± 0.000 (+0.050) |" in md
+    assert "| de | sinkhorn | other | +0.250 | 0.000* |" in md  # best vs runner-up
+    assert "| en | other | sinkhorn | +0.500 | 0.000* |" in md
+    assert any("two-sided paired bootstrap" in line and "(seed, example)" in line for line in md)
+
+    buf = io.StringIO()
+    print_compare(report, Console(file=buf, width=250))
+    human = buf.getvalue()
+    assert "preset-aer: aer (lower is better)" in human and "avg seen" in human
+    assert "0.850 ± 0.071 (+0.300)*" in human and "two-sided paired bootstrap" in human
+
+    out = report.to_dict()
+    assert out["objectives"] == ["base", "sinkhorn", "other"]
+    assert out["seen_languages"] == ["de", "fr"]
+    assert out["tasks"]["preset"]["seen"] == ["de", "fr"]
+    assert out["tasks"]["preset-aer"]["higher_is_better"] is False
+    row = {(r["task"], r["language"], r["objective"]): r for r in out["rows"]}
+    de = row["preset", "de", "sinkhorn"]
+    assert de["values"] == [0.9, 0.8] and de["n_seeds"] == 2 and de["best"]
+    assert de["mean"] == pytest.approx(0.85) and de["std"] == pytest.approx(0.1 / np.sqrt(2))
+    assert de["delta_vs_base"] == pytest.approx(0.30) and de["significant"]
+    expected = paired_bootstrap(ones(18) + ones(16), ones(10) + ones(12), n=1000, seed=0,
+                                alternative="two-sided")
+    assert de["p_value"] == expected["p_value"]
+    assert row["preset", "de", "other"]["p_value"] == paired_bootstrap(
+        ones(11) + ones(13), ones(10) + ones(12), n=1000, seed=0,
+        alternative="two-sided")["p_value"] > 0.05
+    assert row["preset", "fr", "sinkhorn"]["p_value"] == 1.0
+    assert row["preset", "de", "base"]["p_value"] is None
+    assert row["preset-aer", "de", "sinkhorn"]["best"] and row["preset-aer", "de", "sinkhorn"][
+        "p_value"] == 0.0
+    avg = {(a["task"], a["scope"], a["objective"]): a for a in out["averages"]}
+    assert avg["preset", "all", "other"]["mean"] == pytest.approx((2.3 / 3 + 2.4 / 3) / 2)
+    assert avg["preset", "seen", "sinkhorn"]["delta_vs_base"] == pytest.approx(0.15)
+    assert avg["preset-aer", "seen", "base"]["languages"] == ["de"]
+    assert out["significance"]["resamples"] == 1000
+    assert out["significance"]["alternative"] == "two-sided"
+
+    lines = list(csv.DictReader(io.StringIO(Path(out["artifacts"]["csv"]).read_text())))
+    assert len(lines) == 3 * (3 + 2) + 3 * (2 + 2)  # 3 rows x (languages + 2 averages)
+    hit = next(r for r in lines if (r["task"], r["language"], r["objective"]) ==
+               ("preset", "avg_seen", "other"))
+    assert float(hit["mean"]) == pytest.approx(0.8) and hit["n_seeds"] == "2"
+    assert Path(out["artifacts"]["png"]).read_bytes()[:8] == PNG
+    assert Path(out["artifacts"]["output_dir"]) == (tmp_path / "out" / "compare" /
+                                                    report.parent_run_id).resolve()
+
+    client = MlflowClient(uri)
+    parent = client.get_run(report.parent_run_id)
+    assert parent.data.tags["xalign.kind"] == "compare" and parent.info.status == "FINISHED"
+    names = {a.path for a in client.list_artifacts(report.parent_run_id)}
+    assert {"compare.md", "compare.csv", "compare.png", "compare.json"} <= names
+    assert all(r["reused"] for r in out["runs"]["train"]) and len(out["runs"]["eval"]) == 12
+    for ev in out["runs"]["eval"]:
+        tags = client.get_run(ev["run_id"]).data.tags
+        assert tags["mlflow.parentRunId"] == report.parent_run_id
+        assert (tags["xalign.objective"], tags["xalign.task"], tags["xalign.seed"]) == (
+            ev["objective"], ev["task"], str(ev["seed"]))
+
+
+def test_compare_cli_end_to_end_and_reuse(tiny_model, tmp_path):
+    uri = fresh_store(tmp_path)
+    cfg = write_config(tmp_path / "cfg.yaml", tiny_model, uri, tmp_path / "out", limit=24)
+    args = ["compare", "sinkhorn", "--config", str(cfg), "--set", "train.batch_size=8",
+            "--set", "train.lr=1e-3", "--tasks", "fake", "--seeds", "2", "--json"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output + repr(first.exception)
+    out = json.loads(first.stdout)
+    assert out["objectives"] == ["base", "sinkhorn"]
+    base = {r["language"]: r for r in out["rows"] if r["objective"] == "base"}
+    aligned = {r["language"]: r for r in out["rows"] if r["objective"] == "sinkhorn"}
+    assert set(base) == set(aligned) == {"de", "fr", "el"}
+    assert aligned["de"]["mean"] != base["de"]["mean"] and aligned["de"]["n_seeds"] == 2
+    parent = out["parent_run_id"]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("xalign").experiment_id
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'")
+    kinds = sorted(r.data.tags["xalign.kind"] for r in children)
+    assert kinds == ["eval"] * 4 + ["train"] * 2
+    trains = [r for r in children if r.data.tags["xalign.kind"] == "train"]
+    assert sorted(r.data.tags["xalign.seed"] for r in trains) == ["0", "1"]
+    assert {r.data.params["train.seed"] for r in trains} == {"0", "1"}
+    assert CosineTask.calls == 4
+
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output + repr(second.exception)
+    again = json.loads(second.stdout)
+    assert again["parent_run_id"] != parent
+    assert all(r["reused"] for r in again["runs"]["train"] + again["runs"]["eval"])
+    assert {r["run_id"] for r in again["runs"]["train"]} == {r.info.run_id for r in trains}
+    assert again["rows"] == out["rows"] and CosineTask.calls == 4
+    all_train = client.search_runs([exp], "tags.`xalign.kind` = 'train'")
+    assert len(all_train) == 2, "no new training runs"
+    assert Path(again["artifacts"]["png"]).read_bytes()[:8] == PNG
+
+
+def test_option_parsing_and_errors(tmp_path):
+    assert split_names(["xnli,xquad", "xnli", " align "]) == ["xnli", "xquad", "align"]
+    assert parse_task_options(["xnli.epochs=2", "xnli.train.lr=1e-4", "align.sets=[a,b]"],
+                              ["xnli", "align"]) == {"xnli": {"epochs": 2, "train": {"lr": 1e-4}},
+                                                     "align": {"sets": ["a", "b"]}}
+    with pytest.raises(ConfigError, match="TASK.KEY=VALUE"):
+        parse_task_options(["epochs=2"], ["xnli"])
+    result = CliRunner().invoke(app, ["compare", "nope", "--tasks", "fake"])
+    assert result.exit_code == 1 and "unknown objective 'nope'" in result.output
+    result = CliRunner().invoke(app, ["compare", "sinkhorn", "--tasks", "nope"])
+    assert result.exit_code == 1 and "unknown task 'nope'" in result.output
+    result = CliRunner().invoke(app, ["compare", "sinkhorn"])
+    assert result.exit_code == 1 and "--tasks" in result.output
