@@ -12,11 +12,11 @@ import argparse
 import time
 
 import torch
+from xalign_sinkhorn import Sinkhorn
 
 from xalign.data import build_parallel_data
 from xalign.encoders import load_encoder
 from xalign.trainer import drift_regulariser
-from xalign_sinkhorn import Sinkhorn
 
 
 def main() -> None:

@@ -62,7 +62,8 @@ def test_training_decreases_sinkhorn_loss(smoke_overrides):
     uri = next(o.split("=", 1)[1] for o in smoke_overrides if o.startswith("tracking.uri"))
     hist = MlflowClient(uri).get_metric_history(out["run_id"], "de-en/sinkhorn")
     values = [m.value for m in sorted(hist, key=lambda m: m.step)]
-    assert values[-1] < 0.7 * values[0], values
+    assert len(values) == 9  # 24 pairs / batch 8 = 3 micro-steps x 6 epochs / accum 2
+    assert sum(values[-2:]) < 0.8 * sum(values[:2]), values
 
 
 def test_unknown_objective_lists_available(smoke_overrides):

@@ -3,7 +3,7 @@
 This module is the public API that plugins import; everything else is internal.
 """
 
-from xalign.batch import AlignmentBatch, Links, Side, pool_words
+from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
 from xalign.encoders import Encoder, load_encoder
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
@@ -27,6 +27,7 @@ __all__ = [
     "TaskResult",
     "__version__",
     "hookimpl",
+    "linked_positions",
     "load_encoder",
     "masked_weights",
     "pool_words",

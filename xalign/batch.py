@@ -86,6 +86,21 @@ def pool_words(
     return vecs.reshape(bsz, max_words, dim), mask
 
 
+def linked_positions(links: list[Links], src_mask: Tensor, tgt_mask: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """(sentence, source word, English word) index tensors of the links between real words.
+
+    ``links[b]`` are sentence ``b``'s 0-based word links; links touching a masked word (cut by
+    truncation, or with no subword) are dropped. Index word vectors with ``x[b, i]``/``y[b, j]``.
+    """
+    rows = [(b, i, j) for b, lk in enumerate(links) for i, j in sorted(lk)
+            if i < src_mask.shape[1] and j < tgt_mask.shape[1]]
+    idx = torch.tensor(rows, dtype=torch.long, device=src_mask.device).reshape(-1, 3)
+    b, i, j = idx.unbind(1)
+    keep = src_mask[b, i] & tgt_mask[b, j]
+    return b[keep], i[keep], j[keep]
+
+
 @dataclass
 class AlignmentBatch:
     """What an objective's ``loss`` receives for one language pair (or one mixed batch).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -57,11 +56,11 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 def run(
     objective: list[str] = typer.Option(
         [], "--objective", "-o", help="Objective NAME or NAME:WEIGHT (repeat to combine)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
                                                help="MLflow tracking URI."),
-    resume: Optional[Path] = typer.Option(None, "--resume",
+    resume: Path | None = typer.Option(None, "--resume",
                                           help="Run output dir or checkpoint to resume."),
     as_json: bool = typer.Option(False, "--json", help='Print {"run_id", "metrics"}.'),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from xalign.compare import CompareReport
+    from xalign.evaluate import EvalRun
 
 err = Console(stderr=True)
 
@@ -55,7 +59,7 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
-def eval_summary(results) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+def eval_summary(results: list[EvalRun]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """{task: {language: {metric: {mean, std, n_seeds}}}} over the seeds of ``results``."""
     from xalign.evaluation.metrics import seed_summary
 
@@ -157,9 +161,9 @@ def compare_command(
               highlight=False)
 
 
-def print_compare(report, console: Console) -> None:
+def print_compare(report: CompareReport, console: Console) -> None:
     """Rich tables of a :class:`~xalign.compare.CompareReport`, then the footnotes."""
-    from xalign.compare import footer, table_cells
+    from xalign.compare import footer, format_p, table_cells
 
     summary = report.summary
     for t, info in summary["tasks"].items():
@@ -169,5 +173,10 @@ def print_compare(report, console: Console) -> None:
         for name, *cells in body:
             table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
         console.print(table)
+        for h in (h for h in summary["head_to_head"] if h["task"] == t):
+            p = format_p(h["p_value"], summary["significance"]["resamples"])
+            star = "*" if h["significant"] else ""
+            console.print(f"  {h['language']}: best {h['best']} vs runner-up {h['runner_up']}: "
+                          f"Δ {h['delta']:+.4g}, p {p}{star}", highlight=False, markup=False)
     for note in footer(summary):
         console.print(f"- {note}", highlight=False, markup=False)

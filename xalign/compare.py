@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,43 +75,22 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
             task_options: dict[str, dict[str, Any]] | None = None,
             data_dir: Path | None = None, tracking_uri: str | None = None, reuse: bool = True,
             registry: PluginRegistry | None = None, show_progress: bool = True,
-            log=None) -> CompareReport:
+            log: Callable[[str], None] | None = None) -> CompareReport:
     """Train (or reuse) each objective per seed, evaluate every task, write the report."""
-    from mlflow.tracking import MlflowClient
-
-    from xalign.trainer import run_training
-
     say = log or (lambda _msg: None)
-    if not objectives:
-        raise ConfigError("compare needs at least one objective")
-    if not tasks:
-        raise ConfigError("compare needs at least one task (--tasks)")
-    if seeds < 1:
-        raise ConfigError("--seeds must be >= 1")
+    objectives, tasks = list(dict.fromkeys(objectives)), list(dict.fromkeys(tasks))
     registry = registry or get_registry()
-    options = {t: dict((task_options or {}).get(t) or {}) for t in tasks}
-    for name in (task_options or {}):
-        if name not in tasks:
-            raise ConfigError(f"--option for task {name!r}, which is not in --tasks")
-    for obj in objectives:
-        registry.objective(obj.partition(":")[0])
-    for t in tasks:
-        entry = registry.task(t)
-        try:
-            entry.cls.from_options(options[t])
-        except Exception as exc:
-            raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
+    options = _check_inputs(objectives, tasks, seeds, task_options or {}, registry)
     cfg0 = training_config(config_path, overrides, objectives[0], 0)
     uri = resolve_tracking_uri(tracking_uri or cfg0.tracking.uri)
     experiment = cfg0.tracking.experiment
     tracker = Tracker(uri, experiment)
-    objectives = list(dict.fromkeys(objectives))
     rows = [BASE, *objectives]
     parent = str(tracker.start(run_name=f"compare {' vs '.join(objectives)}",
                                tags={"xalign.kind": "compare", "xalign.objectives": ",".join(
                                    objectives), "xalign.tasks": ",".join(tasks)}))
     try:
-        tracker.log_params({"objectives": list(objectives), "tasks": list(tasks), "seeds": seeds,
+        tracker.log_params({"objectives": objectives, "tasks": tasks, "seeds": seeds,
                             "config": str(config_path), "overrides": list(overrides),
                             "task_options": options, "data_dir": str(data_dir),
                             "base_model": cfg0.model.name, "reuse": reuse,
@@ -121,7 +100,6 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
                           show_progress=show_progress)
         common = {"context": ctx, "tracking_uri": uri, "parent_run_id": parent, "reuse": reuse,
                   "experiment": experiment, "registry": registry}
-        results: Results = {row: {t: {} for t in tasks} for row in rows}
         train_runs: list[dict[str, Any]] = []
         eval_runs: list[tuple[str, EvalRun]] = []
         base = resolve_spec(BASE, tracking_uri=uri, base_model=cfg0.model.name)
@@ -134,45 +112,80 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
                 cfg = training_config(config_path, overrides, obj, seed)
                 cfg.tracking.uri = uri
                 cfg.tracking.run_name = f"train {obj} seed={seed}"
-                found = find_training_run(tracker, cfg.fingerprint()) if reuse else None
-                if found is not None:
-                    run_id = found.info.run_id
-                    say(f"reusing training run {run_id} ({obj}, seed {seed})")
-                else:
-                    say(f"training {obj} (seed {seed})")
-                    result = run_training(cfg, registry=registry, show_progress=show_progress)
-                    run_id = str(result.run_id)
-                    client = MlflowClient(uri)
-                    client.set_tag(run_id, "mlflow.parentRunId", parent)
-                    client.set_tag(run_id, "xalign.seed", str(seed))
+                run_id, reused = _train_or_reuse(cfg, tracker, parent, reuse=reuse,
+                                                 registry=registry, show_progress=show_progress,
+                                                 say=say)
                 train_runs.append({"objective": obj, "seed": seed, "run_id": run_id,
-                                   "reused": found is not None,
-                                   "fingerprint": cfg.fingerprint()})
+                                   "reused": reused, "fingerprint": cfg.fingerprint()})
                 spec = resolve_spec(run_id, tracking_uri=uri)
                 for t in tasks:
                     say(f"evaluating {obj} (seed {seed}) on {t}")
                     eval_runs += [(obj, r) for r in evaluate_runs(
                         spec, t, options=options[t], seeds=[seed], **common)]
+        results: Results = {row: {t: {} for t in tasks} for row in rows}
         for row, r in eval_runs:
             results[row][r.task][r.seed] = r.result
         summary = summarize(results, rows=rows, tasks=tasks,
-                            seen_languages=cfg0.data.languages, seeds=seeds)
+                            seen_languages=cfg0.data.languages, seeds=seeds,
+                            target_language=cfg0.data.target)
         runs = {"parent": parent, "tracking_uri": uri, "experiment": experiment,
                 "train": train_runs,
                 "eval": [{"objective": row, "task": r.task, "seed": r.seed, "run_id": r.run_id,
                           "reused": r.reused, "eval_key": r.eval_key} for row, r in eval_runs]}
         report = CompareReport(parent, summary, runs)
-        out_dir = root / "compare" / parent
-        write_report(report, out_dir)
-        for path in report.artifacts.values():
-            if Path(path).is_file():
-                tracker.log_artifact(Path(path))
+        write_report(report, root / "compare" / parent)
+        for name in ("markdown", "csv", "png", "json"):
+            tracker.log_artifact(Path(report.artifacts[name]))
         tracker.log_metrics(_parent_metrics(summary), step=0)
     except BaseException:
         tracker.end("FAILED")
         raise
     tracker.end("FINISHED")
     return report
+
+
+def _check_inputs(objectives: list[str], tasks: list[str], seeds: int,
+                  task_options: dict[str, dict[str, Any]], registry: PluginRegistry
+                  ) -> dict[str, dict[str, Any]]:
+    """Fail before any training on unknown objectives/tasks or bad task options."""
+    if not objectives:
+        raise ConfigError("compare needs at least one objective")
+    if not tasks:
+        raise ConfigError("compare needs at least one task (--tasks)")
+    if seeds < 1:
+        raise ConfigError("--seeds must be >= 1")
+    for name in task_options:
+        if name not in tasks:
+            raise ConfigError(f"--option for task {name!r}, which is not in --tasks")
+    for obj in objectives:
+        registry.objective(obj.partition(":")[0])
+    options = {t: dict(task_options.get(t) or {}) for t in tasks}
+    for t in tasks:
+        entry = registry.task(t)
+        try:
+            entry.cls.from_options(options[t])
+        except Exception as exc:
+            raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
+    return options
+
+
+def _train_or_reuse(cfg: RunConfig, tracker: Tracker, parent: str, *, reuse: bool,
+                    registry: PluginRegistry, show_progress: bool,
+                    say: Callable[[str], None]) -> tuple[str, bool]:
+    """(training run id, reused?) for one config; new runs are nested under ``parent``."""
+    from xalign.trainer import run_training
+
+    found = find_training_run(tracker, cfg.fingerprint()) if reuse else None
+    if found is not None:
+        say(f"reusing training run {found.info.run_id} ({cfg.tracking.run_name})")
+        return found.info.run_id, True
+    say(f"training: {cfg.tracking.run_name}")
+    result = run_training(cfg, registry=registry, show_progress=show_progress)
+    run_id = str(result.run_id)
+    # the trainer starts its run without a parent: nest it now
+    tracker.client.set_tag(run_id, "mlflow.parentRunId", parent)
+    tracker.client.set_tag(run_id, "xalign.seed", str(cfg.train.seed))
+    return run_id, False
 
 
 def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -185,11 +198,16 @@ def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------ statistics
 def summarize(results: Results, *, rows: Sequence[str], tasks: Sequence[str],
-              seen_languages: Sequence[str], seeds: int | None = None) -> dict[str, Any]:
-    """Per-language and averaged mean ± std over seeds, Δ vs base, best, significance."""
+              seen_languages: Sequence[str], seeds: int | None = None,
+              target_language: str = "en") -> dict[str, Any]:
+    """Per-language and averaged mean ± std over seeds, Δ vs base, best, significance.
+
+    "seen" languages are the training sources (``data.languages``), not the target.
+    """
     out: dict[str, Any] = {
         "objectives": list(rows), "tasks": {}, "seeds": seeds,
-        "seen_languages": list(seen_languages), "rows": [], "averages": [],
+        "seen_languages": list(seen_languages), "target_language": target_language,
+        "rows": [], "averages": [],
         "significance": {"test": "paired bootstrap", "alternative": "two-sided",
                          "resamples": N_BOOT, "seed": BOOT_SEED, "alpha": ALPHA,
                          "pairing": "per-example main-metric scores concatenated across seeds, "
@@ -354,20 +372,24 @@ def table_cells(summary: dict[str, Any], task: str) -> tuple[list[str], list[lis
 def footer(summary: dict[str, Any]) -> list[str]:
     sig = summary["significance"]
     seen = ", ".join(summary["seen_languages"])
+    target = summary.get("target_language", "en")
     return [
         "mean ± std: mean and sample standard deviation (ddof=1) over seeds; seed s trains "
         "with train.seed=s and evaluates with task seed s (base: task seed s only).",
         "(Δ): objective mean − base mean, in the metric's units (for lower-is-better metrics "
         "a negative Δ is an improvement). Bold: best mean in the column (ties all bold).",
-        f"avg seen: mean over the languages the objectives were trained on (data.languages: "
-        f"{seen}); English, the alignment target and task-training language, is not counted as "
-        f"seen. avg all: mean over every language the task reports, English included. Each "
-        f"average is computed per seed, then mean ± std over seeds; averages are not tested.",
+        f"avg seen: mean over the source languages the objectives were trained on "
+        f"(data.languages: {seen}); the alignment target {target} (also the task-training "
+        f"language) is not counted as seen. avg all: mean over every language the task "
+        f"reports, {target} included. Each average is computed per seed, then mean ± std over "
+        f"seeds; averages are not tested.",
         f"*: p < {sig['alpha']} in a two-sided paired bootstrap test (Koehn 2004; "
         f"{sig['resamples']} resamples, seed {sig['seed']}) of the objective vs base on the "
         f"task's per-example main-metric scores, concatenated across seeds and paired by "
         f"(seed, example), resampling (seed, example) pairs; p = min(1, 2·min(P(Δ*≤0), "
-        f"P(Δ*≥0))). No correction for multiple comparisons.",
+        f"P(Δ*≥0))), reported as <{1 / sig['resamples']:g} when no resample crosses 0. "
+        f"Best vs runner-up: the same test between the two best objectives (base excluded). "
+        f"No correction for multiple comparisons.",
     ]
 
 
@@ -391,13 +413,19 @@ def to_markdown(summary: dict[str, Any], parent_run_id: str | None = None) -> st
             lines += ["", "Best objective vs runner-up (same paired bootstrap):", "",
                       "| language | best | runner-up | Δ | p |", "|---|---|---|---:|---:|"]
             for h in h2h:
-                p = "–" if h["p_value"] is None else f"{h['p_value']:.3f}"
+                p = format_p(h["p_value"], summary["significance"]["resamples"])
                 star = "*" if h["significant"] else ""
                 lines.append(f"| {h['language']} | {h['best']} | {h['runner_up']} | "
                              f"{h['delta']:+.{d}f} | {p}{star} |")
         lines.append("")
     lines += ["---", ""] + [f"- {note}" for note in footer(summary)]
     return "\n".join(lines) + "\n"
+
+
+def format_p(p: float | None, resamples: int = N_BOOT) -> str:
+    if p is None:
+        return "–"
+    return f"<{1 / resamples:g}" if p == 0 else f"{p:.3f}"
 
 
 def to_csv(summary: dict[str, Any]) -> str:
@@ -429,7 +457,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     rows = summary["objectives"]
     width = max(6.0, 1.0 + 0.5 * max(len(i["languages"]) + 2 for i in summary["tasks"].values())
                 * max(1, len(rows)) / 2)
-    fig, axes = plt.subplots(len(tasks), 1, figsize=(width, 3.2 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(width + 1.5, 3.2 * len(tasks)),
+                             squeeze=False)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         info = summary["tasks"][task]
         groups = list(info["languages"])
@@ -447,7 +476,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         ax.set_xticks(x, groups)
         way = "higher" if info["higher_is_better"] else "lower"
         ax.set_title(f"{task}: {info['main_metric']} ({way} is better), mean ± std over seeds")
-        ax.legend(fontsize="small", ncols=min(len(rows), 4))
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -190,7 +190,8 @@ def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
     for seed in seed_list:
         key = eval_key(spec.identity, task_name, resolved, seed, base_ctx.data_dir,
                        base_ctx.languages)
-        found = find_eval_run(tracker, key) if reuse else None
+        found = find_eval_run(tracker, key, prefer_train_run=spec.train_run_id) if reuse \
+            else None
         if found is not None:
             run_id, result = found
             out.append(EvalRun(result, task_name, run_id, seed, True, key, spec.objective,
@@ -232,12 +233,19 @@ def _flat_scores(result: TaskResult) -> dict[str, float]:
             for metric, v in scores.items() if isinstance(v, (int, float))}
 
 
-def find_eval_run(tracker: Tracker, key: str) -> tuple[str, TaskResult] | None:
-    """The newest FINISHED eval run with ``key`` and its loaded result, if any."""
+def find_eval_run(tracker: Tracker, key: str, *, prefer_train_run: str | None = None
+                  ) -> tuple[str, TaskResult] | None:
+    """The newest FINISHED eval run with ``key`` and its loaded result, if any.
+
+    Runs of the same training run come first (a retrained model with the same fingerprint
+    shares the key).
+    """
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
         f"tags.`xalign.eval_key` = '{key}' and tags.`xalign.kind` = 'eval' "
         f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    runs = sorted(runs, key=lambda r: bool(prefer_train_run) and r.data.tags.get(
+        "xalign.train_run_id") != prefer_train_run)
     for run in runs:
         try:
             return run.info.run_id, load_result(tracker.client, run.info.run_id)

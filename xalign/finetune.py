@@ -1,7 +1,8 @@
 """A plain PyTorch fine-tuning loop for downstream tasks (XNLI, QA), shared by task plugins.
 
-Features are dicts of model inputs: token-id lists (``input_ids``, ``attention_mask``,
-``token_type_ids``, padded per batch) and integer targets (``labels``, ``start_positions``,
+Features are dicts of model inputs: token-id lists (``input_ids`` and optionally
+``token_type_ids``, padded per batch; the attention mask is built from the lengths) and integer
+targets (``labels``, ``start_positions``,
 ``end_positions``). The loop is AdamW (no decay on biases / norms) with a linear schedule and
 warmup, gradient accumulation, gradient clipping, seeded shuffling, bf16 autocast on CUDA and
 optional per-epoch checkpoint selection kept in memory.
@@ -116,19 +117,23 @@ def load_for_finetuning(model: str, auto_class: type, **config_kwargs: Any
 
 
 def model_input_names(model: nn.Module, tokenizer: Any) -> set[str]:
-    """Tokenizer outputs the model can take (token types only if it has several)."""
-    names = set(tokenizer.model_input_names) & _PADDED
-    if getattr(model.config, "type_vocab_size", 0) < 2:
-        names.discard("token_type_ids")
-    return names | {"input_ids", "attention_mask"}
+    """Token-id lists a feature should keep: ``input_ids`` and, when the tokenizer makes them
+    and the model has several token types, ``token_type_ids`` (the attention mask is rebuilt
+    from the lengths)."""
+    names = {"input_ids"}
+    if "token_type_ids" in tokenizer.model_input_names and \
+            getattr(model.config, "type_vocab_size", 0) >= 2:
+        names.add("token_type_ids")
+    return names
 
 
 def collate(features: Sequence[Feature], pad_id: int) -> dict[str, Tensor]:
-    """Pad token-id lists to the longest feature; stack integer targets."""
-    longest = max(len(f["input_ids"]) for f in features)
-    batch: dict[str, Tensor] = {}
+    """Pad token-id lists to the longest feature, build the attention mask, stack targets."""
+    lengths = [len(f["input_ids"]) for f in features]
+    longest = max(lengths)
+    batch = {"attention_mask": torch.tensor([[1] * n + [0] * (longest - n) for n in lengths])}
     for key in features[0]:
-        if key in _PADDED:
+        if key in _PADDED and key != "attention_mask":
             fill = pad_id if key == "input_ids" else 0
             rows = [list(f[key]) + [fill] * (longest - len(f[key])) for f in features]
             batch[key] = torch.tensor(rows, dtype=torch.long)

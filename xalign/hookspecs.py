@@ -7,7 +7,7 @@ plugins (under ``plugins/``) use exactly the same hooks and entry points as thir
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

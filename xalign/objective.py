@@ -27,7 +27,12 @@ class Needs:
 
     def describe(self) -> list[str]:
         """Short human-readable list, as shown by ``xalign plugins``."""
-        out = [f"word links ({s.symmetrization})" for s in self.links]
+        out = []
+        for s in self.links:
+            filters = [f for f, on in (("one-to-one", s.one_to_one),
+                                       ("identical dropped", s.drop_identical)) if on]
+            out.append(f"word links ({', '.join([s.symmetrization, *filters])}, "
+                       f"<= {s.max_words} words)")
         if self.frozen_target:
             out.append("frozen target vectors")
         if self.mixed_languages:

@@ -22,8 +22,8 @@ from torch import nn
 import xalign
 from xalign.batch import AlignmentBatch, Side
 from xalign.checkpoint import (
-    find_checkpoint,
     finalize_checkpoint,
+    find_checkpoint,
     load_checkpoint,
     write_rank_state,
 )
@@ -152,6 +152,7 @@ class AlignmentRecipe:
 
         device = self.accelerator.device
         self.module = AlignmentModule(self.encoder, self.objectives).to(device)
+        self.module.train()  # dropout as in fine-tuning; the frozen copy stays in eval mode
         if self.frozen is not None:
             self.frozen.to(device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
@@ -339,7 +340,6 @@ class AlignmentRecipe:
                 if t.checkpoint_every and done % t.checkpoint_every == 0 and \
                         done < self.total_steps:
                     self.save_checkpoint(done, metrics)
-        steps_done = max(step + 1, self.start_step) if self.total_steps else 0
         self.save_checkpoint(self.total_steps, metrics)
         model_dir = None
         if t.save_model and self.is_main:
@@ -349,11 +349,20 @@ class AlignmentRecipe:
         final = {k: round(v, 6) for k, v in metrics.items()}
         final["train_seconds"] = round(time.perf_counter() - started, 2)
         self.tracker.log_json(final, "final_metrics.json")
-        return RunResult(self.run_id, final, self.output_dir, steps_done, model_dir)
+        return RunResult(self.run_id, final, self.output_dir, self.total_steps, model_dir)
+
+    def _metric_keys(self) -> list[str]:
+        """The same ordered keys on every rank, whatever its shard of the batch held."""
+        names = ["mixed"] if self.mixed else [p.name for p in self.data.pairs]
+        parts = [*self.objectives, "total"] + (["reg"] if self.cfg.train.reg_weight > 0 else [])
+        return sorted([f"{n}/{p}" for n in names for p in parts] + ["nonfinite"])
 
     def _reduce_metrics(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         """Sum the per-rank weighted loss sums across ranks (keys are identical on all ranks)."""
-        keys = sorted(set(sums) | {"nonfinite"})
+        keys = self._metric_keys()
+        unexpected = set(sums) - set(keys)
+        if unexpected:  # a bug, not user error: every rank must reduce the same vector
+            raise RuntimeError(f"unexpected metric keys {sorted(unexpected)}")
         vec = torch.stack([sums.get(k, torch.zeros(())).detach().float().cpu() for k in keys])
         if self.world > 1:
             import torch.distributed as dist

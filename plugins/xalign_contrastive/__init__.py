@@ -72,17 +72,6 @@ def build_projection(kind: str, hidden: int, out: int, inner: int | None = None)
                          nn.Linear(inner, out, bias=False))
 
 
-def linked_positions(links: list[xalign.Links], src_mask: Tensor, tgt_mask: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """(sentence, source word, English word) index tensors of the links between real words."""
-    rows = [(b, i, j) for b, lk in enumerate(links) for i, j in sorted(lk)
-            if i < src_mask.shape[1] and j < tgt_mask.shape[1]]
-    idx = torch.tensor(rows, dtype=torch.long, device=src_mask.device).reshape(-1, 3)
-    b, i, j = idx.unbind(1)
-    keep = src_mask[b, i] & tgt_mask[b, j]
-    return b[keep], i[keep], j[keep]
-
-
 def weak_loss(u: Tensor, v: Tensor, temperature: float) -> Tensor:
     """Symmetric InfoNCE over the N×N cosine matrix (src→tgt and tgt→src, averaged)."""
     sim = F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).T / temperature
@@ -124,7 +113,7 @@ class ContrastiveAlignment(Objective):
     def loss(self, batch: AlignmentBatch) -> Tensor:
         x, xm = batch.src.words_vectors(self.config.pooling)
         y, ym = batch.tgt.words_vectors(self.config.pooling)
-        b, i, j = linked_positions(batch.links_for(self.link_spec()), xm, ym)
+        b, i, j = xalign.linked_positions(batch.links_for(self.link_spec()), xm, ym)
         if b.numel() < 2:
             return x.sum() * 0.0 + y.sum() * 0.0
         u, v = self.head(x[b, i]), self.head(y[b, j])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 import xalign
@@ -46,17 +45,6 @@ class L2Config:
             raise ValueError("l2: target must be frozen or tuned")
         if self.pooling not in POOLINGS:
             raise ValueError(f"l2: pooling must be one of {POOLINGS}")
-
-
-def linked_positions(links: list[xalign.Links], src_mask: Tensor, tgt_mask: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """(sentence, source word, English word) index tensors of the links between real words."""
-    rows = [(b, i, j) for b, lk in enumerate(links) for i, j in sorted(lk)
-            if i < src_mask.shape[1] and j < tgt_mask.shape[1]]
-    idx = torch.tensor(rows, dtype=torch.long, device=src_mask.device).reshape(-1, 3)
-    b, i, j = idx.unbind(1)
-    keep = src_mask[b, i] & tgt_mask[b, j]
-    return b[keep], i[keep], j[keep]
 
 
 class L2Alignment(Objective):
@@ -89,7 +77,7 @@ class L2Alignment(Objective):
     def loss(self, batch: AlignmentBatch) -> Tensor:
         x, xm = batch.src.words_vectors(self.config.pooling)
         y, ym = self.target_vectors(batch)
-        b, i, j = linked_positions(batch.links_for(self.link_spec()), xm, ym)
+        b, i, j = xalign.linked_positions(batch.links_for(self.link_spec()), xm, ym)
         if b.numel() == 0:
             return x.sum() * 0.0
         sq = ((x[b, i] - y[b, j]) ** 2).sum(-1)

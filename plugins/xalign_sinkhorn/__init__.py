@@ -3,16 +3,108 @@
 Minimises S_ε(α, β) between the source and English word clouds of each sentence pair
 (``scope: sentence``, one batched geomloss call) or of the whole batch (``scope: batch``).
 The paper's Eq. 2 prints a minus sign before S; that is a typo: the divergence is minimised.
+
+Options (see :class:`SinkhornConfig`): ``level`` word (WordOT, words pooled from subwords) or
+subword (SubOT); ``p``, ``blur`` (ε = blur^p), ``scaling``, ``debias``, ``reach`` (None =
+balanced, a number = unbalanced with ρ = reach^p), ``diameter`` (fixed start of the
+ε-annealing; makes a batched call equal per-pair calls) and ``weights`` (uniform or tf-idf).
+
+Scope: why ``sentence`` is the default
+--------------------------------------
+The paper defines the loss between the contextual embeddings of the words of a *parallel*
+source/target pair but does not say explicitly whether one OT problem is solved per sentence
+pair or over all words of a mini-batch. We read it per sentence pair: transport is only
+meaningful between translations of each other; a batch-level problem lets a word be matched
+with a word of an unrelated sentence that happens to be close, and its value depends on the
+batch composition. Appendix E's "mixing languages" variant (words of several source languages
+in one OT against English) only makes sense if an OT problem spans several sentence pairs,
+i.e. batch scope - with sentence scope every problem holds one pair and hence one language
+pair by construction. So ``scope: batch`` (and the ``mixed_ot`` objective) are the ablations,
+``scope: sentence`` the main method. Sentence scope solves all pairs of a batch in ONE
+batched geomloss call with zero-weight padding.
+
+tf-idf weights (paper footnote 7)
+---------------------------------
+``weights: tf-idf`` gives each word (token position) the mass tf(w, s)·idf(w): tf is the count
+of the lower-cased word in its sentence, idf = log((1 + N) / (1 + df(w))) + 1 over the N
+sentences of that language in the pair's training corpus (smoothed so no word gets zero mass;
+unseen words get the largest idf). Masses are renormalised per sentence (per batch for
+``scope: batch``); at subword level a word's mass is split evenly over its subwords. idf must
+not be estimated from the batches seen (the loss would depend on batch order), so it comes
+from ``idf_corpus`` (a corpus spec as in ``data.corpus``, read for each language pair) or from
+:meth:`Sinkhorn.prepare` called with the training data before training.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 import xalign
 from xalign import AlignmentBatch, Needs, Objective
+
+WEIGHTS = ("uniform", "tf-idf")
+
+
+class Idf(dict):
+    """idf per lower-cased word; a missing word gets ``unseen`` (the idf of df = 0)."""
+
+    def __init__(self, values: dict[str, float], unseen: float) -> None:
+        super().__init__(values)
+        self.unseen = unseen
+
+    def __missing__(self, word: str) -> float:
+        return self.unseen
+
+
+def idf_from_sentences(sentences: Iterable[Sequence[str]]) -> Idf:
+    """Smoothed idf, log((1 + N) / (1 + df)) + 1, of lower-cased words over ``sentences``."""
+    df: Counter[str] = Counter()
+    n = 0
+    for words in sentences:
+        n += 1
+        df.update({w.lower() for w in words})
+    return Idf({w: math.log((1 + n) / (1 + d)) + 1 for w, d in df.items()},
+               unseen=math.log(1 + n) + 1)
+
+
+def tfidf(words: Sequence[str], idf: dict[str, float]) -> list[float]:
+    """tf(w, sentence)·idf(w) for each word position of one sentence."""
+    lower = [w.lower() for w in words]
+    counts = Counter(lower)
+    return [counts[w] * idf[w] for w in lower]
+
+
+def word_weights(side: xalign.Side, idfs: Sequence[dict[str, float]]) -> torch.Tensor:
+    """tf-idf weights ``[B, W]`` aligned with ``side.words_vectors()`` (one idf per sentence)."""
+    width = int(side.n_words.max()) if side.batch_size else 0
+    out = torch.zeros(side.batch_size, width)
+    for b, (words, idf) in enumerate(zip(side.words, idfs)):
+        n = min(width, len(words))
+        out[b, :n] = torch.tensor(tfidf(words, idf)[:n])
+    return out.to(side.hidden.device)
+
+
+def subword_weights(side: xalign.Side, words: torch.Tensor) -> torch.Tensor:
+    """Spread each word's weight evenly over its subwords: ``[B, T]`` (0 on special tokens)."""
+    real = side.word_index >= 0
+    idx = side.word_index.clamp(min=0)
+    counts = torch.zeros_like(words).scatter_add(1, idx, real.to(words.dtype))
+    return words.gather(1, idx) / counts.gather(1, idx).clamp(min=1) * real
+
+
+def load_idf(spec: str, src: str, tgt: str, limit: int | None = None) -> tuple[Idf, Idf]:
+    """idf of the source and target sides of corpus ``spec`` for one pair (Moses words)."""
+    from xalign.data import read_parallel, tokenize_words
+
+    pairs = read_parallel(spec, src, tgt, limit=limit)
+    return (idf_from_sentences(tokenize_words(s, src) for s, _ in pairs),
+            idf_from_sentences(tokenize_words(t, tgt) for _, t in pairs))
 
 
 @dataclass
@@ -20,7 +112,12 @@ class SinkhornConfig:
     """Options; defaults are geomloss's and the paper's.
 
     ``blur`` is geomloss's length scale: ε = blur^p, so the paper's "ε = 0.05" (geomloss's
-    default blur) means ε = 0.0025 for p = 2 with cost ½‖x−y‖².
+    default blur) means ε = 0.0025 for p = 2 with cost ½‖x−y‖². ``reach``: None = balanced
+    OT, a number = unbalanced OT with KL marginal penalty ρ = reach^p (use float32 only with
+    reach not much larger than the cloud diameter: the unbalanced formula cancels
+    catastrophically). ``diameter``: fixed start of the ε-annealing (None = estimated per
+    call, so a pair's value depends on its batch-mates). ``weights``: uniform or tf-idf, the
+    latter with idf from ``idf_corpus`` (first ``idf_limit`` pairs) or ``Sinkhorn.prepare``.
     """
 
     level: str = "word"
@@ -33,13 +130,20 @@ class SinkhornConfig:
     reach: float | None = None
     diameter: float | None = None
     weights: str = "uniform"
+    idf_corpus: str | None = None
+    idf_limit: int | None = None
 
     def __post_init__(self) -> None:
         choices = {"level": ("word", "subword"), "scope": ("sentence", "batch"),
-                   "weights": ("uniform",)}
+                   "weights": WEIGHTS, "p": (1, 2)}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"sinkhorn: {key} must be one of {allowed}")
+        if self.blur <= 0 or not 0 < self.scaling < 1:
+            raise ValueError("sinkhorn: need blur > 0 and 0 < scaling < 1")
+        for key in ("reach", "diameter"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise ValueError(f"sinkhorn: {key} must be None or > 0")
 
 
 class Sinkhorn(Objective):
@@ -49,24 +153,63 @@ class Sinkhorn(Objective):
     description = "Sinkhorn divergence S_eps between word clouds (WordOT/SubOT, Alqahtani 2021)"
     Config = SinkhornConfig
 
+    def __init__(self, config: SinkhornConfig | None = None, *, hidden_size: int) -> None:
+        super().__init__(config, hidden_size=hidden_size)
+        self.idf: dict[tuple[str, str], tuple[Idf, Idf]] = {}
+
     def needs(self) -> Needs:
         return Needs(mixed_languages=False)
+
+    def prepare(self, data: Any) -> None:
+        """Compute idf per language pair from the training data (``xalign.data.ParallelData``:
+        ``.pairs`` with ``.src``, ``.tgt`` and ``.examples`` holding ``src_words``/``tgt_words``).
+        """
+        for pair in data.pairs:
+            self.idf[(pair.src, pair.tgt)] = (
+                idf_from_sentences(e.src_words for e in pair.examples),
+                idf_from_sentences(e.tgt_words for e in pair.examples))
+
+    def idf_for(self, src: str, tgt: str) -> tuple[Idf, Idf]:
+        """Source and target idf of one language pair, loaded from ``idf_corpus`` once."""
+        if (src, tgt) not in self.idf:
+            if self.config.idf_corpus is None:
+                raise ValueError("sinkhorn: weights=tf-idf needs corpus statistics: set "
+                                 "objectives.sinkhorn.idf_corpus (e.g. to data.corpus)")
+            self.idf[(src, tgt)] = load_idf(self.config.idf_corpus, src, tgt,
+                                            self.config.idf_limit)
+        return self.idf[(src, tgt)]
 
     def vectors(self, side: xalign.Side) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.level == "subword":
             return side.subwords()
         return side.words_vectors(self.config.pooling)
 
+    def point_weights(self, batch: AlignmentBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """tf-idf masses of the source and target points, or None for uniform weights."""
+        if self.config.weights == "uniform":
+            return None
+        idfs = [self.idf_for(s, t) for s, t in zip(batch.src.langs, batch.tgt.langs)]
+        out = []
+        for k, side in enumerate((batch.src, batch.tgt)):
+            w = word_weights(side, [pair[k] for pair in idfs])
+            out.append(subword_weights(side, w) if self.config.level == "subword" else w)
+        return out[0], out[1]
+
     def loss(self, batch: AlignmentBatch) -> torch.Tensor:
         x, xm = self.vectors(batch.src)
         y, ym = self.vectors(batch.tgt)
+        weights = self.point_weights(batch)
+        xw, yw = weights if weights is not None else (None, None)
         c = self.config
         kwargs = dict(p=c.p, blur=c.blur, scaling=c.scaling, debias=c.debias, reach=c.reach,
                       diameter=c.diameter)
         if c.scope == "batch":
-            return xalign.sinkhorn_divergence(x[xm], xm.new_ones(int(xm.sum())),
-                                              y[ym], ym.new_ones(int(ym.sum())), **kwargs)
-        return xalign.sinkhorn_divergence(x, xm, y, ym, **kwargs).mean()
+            return xalign.sinkhorn_divergence(
+                x[xm], xm.new_ones(int(xm.sum())), y[ym], ym.new_ones(int(ym.sum())),
+                x_weights=None if xw is None else xw[xm],
+                y_weights=None if yw is None else yw[ym], **kwargs)
+        return xalign.sinkhorn_divergence(x, xm, y, ym, x_weights=xw, y_weights=yw,
+                                          **kwargs).mean()
 
 
 @xalign.hookimpl

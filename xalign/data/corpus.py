@@ -8,15 +8,16 @@ A corpus spec is a string; ``{src}``/``{tgt}`` are replaced by the language code
 - ``path/{src}-{tgt}.txt[.gz]`` (any other name) - ``source ||| target`` per line
 - ``path/{src}-{tgt}.parquet|.json|.jsonl`` - local files read with HF ``datasets``
 - ``hf:DATASET_ID[:CONFIG][@SPLIT]`` - a hub dataset with a ``translation`` column
-  (``{src: ..., tgt: ...}``) or ``src``/``tgt`` columns, e.g. ``hf:Helsinki-NLP/europarl:{src}-{tgt}``
+  (``{src: ..., tgt: ...}``) or ``src``/``tgt`` columns,
+  e.g. ``hf:Helsinki-NLP/europarl:{src}-{tgt}``
 """
 
 from __future__ import annotations
 
 import gzip
-from itertools import zip_longest
 from collections.abc import Iterator
 from importlib import resources
+from itertools import zip_longest
 from pathlib import Path
 
 DEMO_LANGUAGES = ("bg", "de", "el", "es", "fr")

@@ -1,0 +1,198 @@
+"""Tatoeba sentence retrieval (XTREME protocol): top-1 accuracy of cosine nearest neighbours.
+
+Each sentence is embedded as the mean of one layer's token states, weighted by the attention
+mask — as XTREME's ``evaluate_retrieval.py``, that includes the special tokens (CLS/SEP,
+<s>/</s>) unless ``pool_special_tokens: false`` (XTREME's ``--pool_skip_special_token``).
+Every sentence of language xx queries all English sentences of its test file (1000 pairs per
+language; gold = the same line) and is correct when its cosine nearest neighbour is the gold
+(ties go to the first line). ``directions`` adds en→xx (or uses only it).
+
+Layers: XTREME takes ``--specific_layer 7`` of the 12 transformer layers (0-based, embeddings
+excluded), i.e. ``hidden_states[8]`` here, for mBERT / XLM-R base. The default here is the
+last layer (``-1``), the layer that the alignment objectives tune; set ``layer: 8`` for the
+XTREME number.
+
+Accuracy is in percent; ``per_example[lang]`` is 1.0/0.0 per query (xx→en queries first,
+then en→xx ones with ``directions: both``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import xalign
+from xalign import TaskContext, TaskResult
+from xalign.evaluation import load_tatoeba, tatoeba_code
+
+SEEN_LANGUAGES = ("bg", "de", "el", "es", "fr")
+DIRECTIONS = ("xx-en", "en-xx", "both")
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list, or a comma-separated string (from the command line) -> list."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+@dataclass
+class TatoebaConfig:
+    """Options of the ``tatoeba`` task.
+
+    ``languages``: ISO 639-1 codes of the 36 XTREME languages or ISO 639-3 codes of any of the
+    112 Tatoeba files (``context.languages`` overrides them). ``layer``: hidden-state index
+    (``-1`` = last; XTREME = 8 for 12-layer models). ``directions``: ``xx-en`` (XTREME),
+    ``en-xx`` or ``both`` (main metric = mean of the two). ``limit``: first N pairs.
+    """
+
+    languages: list[str] = field(default_factory=lambda: list(SEEN_LANGUAGES))
+    layer: int = -1
+    directions: str = "xx-en"
+    pool_special_tokens: bool = True
+    limit: int | None = None
+    batch_size: int = 32
+    max_length: int = 512
+
+    def __post_init__(self) -> None:
+        self.languages = _as_list(self.languages)
+        if self.directions not in DIRECTIONS:
+            raise ValueError(f"tatoeba: directions must be one of {DIRECTIONS}, "
+                             f"got {self.directions!r}")
+        if self.batch_size < 1 or (self.limit is not None and self.limit < 0):
+            raise ValueError("tatoeba: need batch_size >= 1 and limit >= 0")
+
+
+# ------------------------------------------------------------------------ embedding
+
+
+def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
+    """Masked mean of token states ``[B, T, H]`` -> ``[B, H]`` (zeros for an empty mask)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def _embed_batch(encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig,
+                 device: str) -> Tensor:
+    """Mean-pooled sentence embeddings of one batch of raw sentences."""
+    enc = encoder.tokenizer(texts, padding=True, truncation=True, max_length=encoder.max_length,
+                            return_tensors="pt", return_special_tokens_mask=True)
+    mask = enc["attention_mask"]
+    if not config.pool_special_tokens:
+        mask = mask * (1 - enc["special_tokens_mask"])
+    hidden = encoder(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+    return mean_pool(hidden.float(), mask.to(device)).cpu()
+
+
+@torch.inference_mode()
+def embed(encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig,
+          device: str = "cpu") -> Tensor:
+    """Sentence embeddings ``[N, H]``, encoded in length-sorted batches (less padding)."""
+    order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
+    out = torch.zeros(len(texts), encoder.hidden_size)
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start:start + config.batch_size]
+        out[idx] = _embed_batch(encoder, [texts[n] for n in idx], config, device)
+    return out
+
+
+# ------------------------------------------------------------------------ retrieval
+
+
+def retrieval_correct(queries: Tensor, keys: Tensor) -> list[float]:
+    """1.0/0.0 per query: is key ``i`` the cosine nearest neighbour of query ``i``?
+
+    ``keys`` may hold extra distractor rows after the golds; ties go to the lowest index.
+    """
+    q = torch.nn.functional.normalize(queries.double(), dim=-1)
+    k = torch.nn.functional.normalize(keys.double(), dim=-1)
+    nearest = (q @ k.T).argmax(dim=1)
+    return (nearest == torch.arange(len(q))).double().tolist()
+
+
+def language_scores(src: Tensor, eng: Tensor, directions: str) -> tuple[dict[str, float],
+                                                                       list[float]]:
+    """Scores (percent) and per-query correctness of one language's retrieval."""
+    correct: dict[str, list[float]] = {}
+    if directions in ("xx-en", "both"):
+        correct["xx_en"] = retrieval_correct(src, eng)
+    if directions in ("en-xx", "both"):
+        correct["en_xx"] = retrieval_correct(eng, src)
+    per_query = [c for values in correct.values() for c in values]
+    scores = {f"accuracy_{k}": 100.0 * sum(v) / len(v) for k, v in correct.items()}
+    scores["accuracy"] = 100.0 * sum(per_query) / len(per_query)
+    scores["n_pairs"] = float(len(src))
+    return scores, per_query
+
+
+# ------------------------------------------------------------------------ the task
+
+
+def fit_max_length(encoder: xalign.Encoder, wanted: int) -> int:
+    """``wanted`` capped at the model's position embeddings and the tokenizer's limit."""
+    limits = [wanted, encoder.model.config.max_position_embeddings]
+    if encoder.tokenizer.model_max_length < 1_000_000:  # "unset" is a huge sentinel
+        limits.append(encoder.tokenizer.model_max_length)
+    return min(limits)
+
+
+def _track(items: list[Any], description: str, enabled: bool) -> Iterable[Any]:
+    """``items``, with a transient rich progress bar on stderr when ``enabled``."""
+    if not enabled:
+        return items
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, description=description, console=Console(stderr=True), transient=True)
+
+
+
+
+class TatoebaTask(xalign.Task):
+    """Tatoeba retrieval accuracy (%) with mean-pooled states and cosine nearest neighbours."""
+
+    name = "tatoeba"
+    description = "Tatoeba xx->en sentence retrieval accuracy (XTREME protocol, mean pooling)"
+    Config = TatoebaConfig
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        encoder = xalign.load_encoder(model, layer=self.config.layer,
+                                      max_length=self.config.max_length)
+        encoder.max_length = fit_max_length(encoder, self.config.max_length)
+        encoder.to(context.device).eval()
+        return self.evaluate(encoder, context, model=model)
+
+    def evaluate(self, encoder: xalign.Encoder, context: TaskContext,
+                 model: str = "") -> TaskResult:
+        """Score an already loaded encoder on every configured language."""
+        result = TaskResult(self.name, "accuracy", {}, {}, self._meta(model, encoder))
+        languages = context.languages or self.config.languages
+        for lang in _track(languages, "tatoeba", context.show_progress):
+            start = time.perf_counter()
+            src, eng = load_tatoeba(lang, context.data_dir, self.config.limit)
+            if not src:
+                raise ValueError(f"tatoeba: no sentence pairs for {lang!r}")
+            src_emb = embed(encoder, src, self.config, context.device)
+            eng_emb = embed(encoder, eng, self.config, context.device)
+            scores, per_query = language_scores(src_emb, eng_emb, self.config.directions)
+            result.scores[lang] = scores
+            result.per_example[lang] = per_query
+            result.meta["tatoeba_codes"][lang] = tatoeba_code(lang)
+            result.meta["seconds"][lang] = round(time.perf_counter() - start, 3)
+        return result
+
+    def _meta(self, model: str, encoder: xalign.Encoder) -> dict[str, Any]:
+        return {"model": model, "options": asdict(self.config), "higher_is_better": True,
+                "layer": encoder.layer, "n_layers": encoder.model.config.num_hidden_layers,
+                "per_example": "1/0 per query (xx->en first, then en->xx)",
+                "tatoeba_codes": {}, "seconds": {}}
+
+
+@xalign.hookimpl
+def register_tasks(register) -> None:
+    register(TatoebaTask)

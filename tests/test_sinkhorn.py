@@ -1,0 +1,437 @@
+"""Correctness of ``xalign.ot`` (geomloss Sinkhorn) against POT, and the ``sinkhorn`` plugin.
+
+Conventions checked: cost C = ½‖x−y‖² (p=2), ε = blur², geomloss's raw value (debias=False) is
+the entropic OT value OT_ε = ⟨π, C⟩ + ε KL(π | a⊗b) (its dual ⟨a, f⟩ + ⟨b, g⟩ at
+convergence) and the debiased one S_ε = OT_ε(a,b) − ½OT_ε(a,a) − ½OT_ε(b,b). geomloss only
+converges along its annealing schedule, so reference comparisons use ``scaling`` near 1.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+from xalign_sinkhorn import (
+    Sinkhorn,
+    SinkhornConfig,
+    idf_from_sentences,
+    subword_weights,
+    tfidf,
+    word_weights,
+)
+
+import xalign
+from xalign import AlignmentBatch, Side
+from xalign.ot import sinkhorn_updates
+
+F64 = torch.float64
+
+
+def clouds(n: int, m: int, dim: int = 3, seed: int = 0, shift: float = 0.5,
+           scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = scale * torch.randn(n, dim, generator=g, dtype=F64)
+    y = scale * torch.randn(m, dim, generator=g, dtype=F64) + shift
+    return x, y
+
+
+def ones(n: int) -> torch.Tensor:
+    return torch.ones(n, dtype=torch.bool)
+
+
+def div(x: torch.Tensor, y: torch.Tensor, **kw) -> float:
+    return float(xalign.sinkhorn_divergence(x, ones(len(x)), y, ones(len(y)), **kw))
+
+
+def half_sq(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    return (0.5 * torch.cdist(x, y) ** 2).numpy()
+
+
+def uniform(n: int) -> np.ndarray:
+    return np.full(n, 1.0 / n)
+
+
+def pot_plan(x: torch.Tensor, y: torch.Tensor, eps: float) -> np.ndarray:
+    """Converged entropic plan from POT (log-domain Sinkhorn, same ε and cost)."""
+    a, b = uniform(len(x)), uniform(len(y))
+    return ot.bregman.sinkhorn_log(a, b, half_sq(x, y), reg=eps, numItermax=100_000,
+                                   stopThr=1e-13)
+
+
+def pot_entropic_ot(x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
+    """OT_ε = ⟨π, C⟩ + ε KL(π | a⊗b) at POT's converged plan."""
+    a, b = uniform(len(x)), uniform(len(y))
+    plan = pot_plan(x, y, eps)
+    ref = a[:, None] * b[None, :]
+    kl = float(np.sum(plan * np.log(np.maximum(plan, 1e-300) / ref)))
+    value = float(np.sum(plan * half_sq(x, y))) + eps * kl
+    # POT's own solver agrees on this convention (KL regularisation w.r.t. a⊗b).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ot.solve(half_sq(x, y), a, b, reg=eps, reg_type="KL", max_iter=100_000, tol=1e-13)
+    assert float(res.value) == pytest.approx(value, rel=1e-9)
+    return value
+
+
+# ------------------------------------------------------------------ values vs POT
+
+
+@pytest.mark.parametrize("blur", [0.5, 0.2])
+def test_raw_value_is_entropic_ot_value(blur):
+    x, y = clouds(7, 5)
+    got = div(x, y, blur=blur, scaling=0.999, debias=False)
+    ref = pot_entropic_ot(x, y, blur**2)
+    assert abs(got - ref) / ref < 1e-5
+
+
+def test_debiased_value_matches_pot_three_terms():
+    x, y = clouds(6, 4, seed=1)
+    eps = 0.3**2
+    ref = (pot_entropic_ot(x, y, eps) - 0.5 * pot_entropic_ot(x, x, eps)
+           - 0.5 * pot_entropic_ot(y, y, eps))
+    got = div(x, y, blur=0.3, scaling=0.999)
+    assert abs(got - ref) / ref < 1e-5
+
+
+def test_default_scaling_is_only_approximately_converged():
+    # Documents why reference tests use scaling≈1: geomloss runs a fixed annealing schedule.
+    x, y = clouds(7, 5)
+    ref = pot_entropic_ot(x, y, 0.2**2)
+    err = abs(div(x, y, blur=0.2, scaling=0.5, debias=False) - ref) / ref
+    assert 1e-3 < err < 0.1
+
+
+def test_approaches_exact_emd_as_blur_vanishes():
+    x, y = clouds(6, 6, seed=3)
+    emd = float(ot.emd2(uniform(6), uniform(6), half_sq(x, y)))
+    raw = div(x, y, blur=1e-3, scaling=0.99, debias=False)
+    debiased = div(x, y, blur=1e-3, scaling=0.99)
+    assert abs(raw - emd) / emd < 1e-5
+    assert abs(debiased - emd) / emd < 1e-5  # self terms OT_ε(α,α) -> 0
+    x, y = clouds(7, 5)  # unequal sizes: fractional matching, slower convergence
+    emd = float(ot.emd2(uniform(7), uniform(5), half_sq(x, y)))
+    assert abs(div(x, y, blur=1e-3, scaling=0.99, debias=False) - emd) / emd < 1e-3
+
+
+# ------------------------------------------------------------------ gradients
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_gradcheck_float64(debias):
+    # Converged regime (clouds small vs blur): the envelope-theorem gradient is then exact.
+    x, y = clouds(4, 3, dim=2, scale=0.1, shift=0.05)
+    x.requires_grad_()
+    y.requires_grad_()
+
+    def f(x, y):
+        return xalign.sinkhorn_divergence(x, ones(4), y, ones(3), blur=1.0, scaling=0.9,
+                                          diameter=2.0, debias=debias)
+
+    assert torch.autograd.gradcheck(f, (x, y))
+
+
+def test_gradient_is_barycentric_map_of_converged_plan():
+    # ∇_{x_i} OT_ε = a_i x_i − Σ_j π_ij y_j for C = ½‖x−y‖², with POT's converged π.
+    x, y = clouds(5, 4, seed=2)
+    x.requires_grad_()
+    value = xalign.sinkhorn_divergence(x, ones(5), y, ones(4), blur=0.5, scaling=0.999,
+                                       debias=False)
+    (grad,) = torch.autograd.grad(value, x)
+    plan = torch.from_numpy(pot_plan(x.detach(), y, 0.25))
+    ref = x.detach() / 5 - plan @ y
+    assert (grad - ref).abs().max() < 1e-4
+
+
+# ------------------------------------------------------------------ batching and invariances
+
+
+def padded(clouds_: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(c) for c in clouds_)
+    out = torch.zeros(len(clouds_), n, clouds_[0].shape[1], dtype=clouds_[0].dtype)
+    mask = torch.zeros(len(clouds_), n, dtype=torch.bool)
+    for i, c in enumerate(clouds_):
+        out[i, : len(c)] = c
+        mask[i, : len(c)] = True
+    return out, mask
+
+
+def batch_vs_pairs(diameter: float | None, **kw) -> torch.Tensor:
+    """Relative differences between one padded batched call and per-pair unpadded calls."""
+    sizes, scales = [(3, 4), (6, 2), (5, 5)], [1.0, 10.0, 3.0]
+    pairs = [clouds(n, m, dim=8, seed=k, scale=s, shift=1.0)
+             for k, ((n, m), s) in enumerate(zip(sizes, scales))]
+    x, xm = padded([p[0] for p in pairs])
+    y, ym = padded([p[1] for p in pairs])
+    batched = xalign.sinkhorn_divergence(x, xm, y, ym, diameter=diameter, **kw)
+    single = torch.tensor([div(a, b, diameter=diameter, **kw) for a, b in pairs], dtype=F64)
+    return (batched - single).abs() / single.abs()
+
+
+@pytest.mark.parametrize("kw", [{}, {"debias": False}, {"reach": 5.0}])
+def test_batched_with_padding_equals_per_pair_with_fixed_diameter(kw):
+    assert batch_vs_pairs(200.0, **kw).max() < 1e-12
+
+
+def test_without_fixed_diameter_batch_mates_change_the_value():
+    # geomloss estimates ONE annealing start from the whole batched call (incl. the zeroed
+    # padding), so the small-scale pairs get a longer schedule than alone: values differ.
+    assert batch_vs_pairs(None).max() > 1e-5
+
+
+def test_batched_float32_padding_is_harmless():
+    x, y = clouds(5, 3, dim=16, scale=8.0)
+    xb, xm = padded([x.float(), x[:2].float()])
+    yb, ym = padded([y.float(), y[:1].float()])
+    got = xalign.sinkhorn_divergence(xb, xm, yb, ym, diameter=100.0)
+    ref = xalign.sinkhorn_divergence(x.float(), ones(5), y.float(), ones(3), diameter=100.0)
+    assert float(got[0]) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_permutation_invariance():
+    x, y = clouds(7, 5)
+    base = div(x, y, blur=0.1, diameter=10.0)
+    g = torch.Generator().manual_seed(5)
+    shuffled = div(x[torch.randperm(7, generator=g)], y[torch.randperm(5, generator=g)],
+                   blur=0.1, diameter=10.0)
+    assert shuffled == pytest.approx(base, rel=1e-10)
+
+
+def test_unbalanced_tends_to_balanced_as_reach_grows():
+    x, y = clouds(7, 5)
+    balanced = div(x, y, blur=0.2)
+    errors = [abs(div(x, y, blur=0.2, reach=r) - balanced) / balanced for r in (10.0, 1e3)]
+    assert errors[1] < 1e-5 < errors[0]  # reach=10 still relaxes the marginals
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_divergence_is_nonnegative_and_zero_on_the_diagonal(seed):
+    x, y = clouds(6, 5, seed=seed, shift=0.05)  # nearby clouds: the raw OT_ε bias is large
+    assert div(x, y, blur=0.5) >= 0
+    assert div(x, y, blur=0.5, debias=False) > div(x, y, blur=0.5)
+    assert abs(div(x, x.clone(), blur=0.5)) < 1e-12
+
+
+def test_weights_are_used_and_renormalised():
+    x, y = clouds(4, 3)
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)
+    a = xalign.sinkhorn_divergence(x, ones(4), y, ones(3), x_weights=w, blur=0.3)
+    b = xalign.sinkhorn_divergence(x, ones(4), y, ones(3), x_weights=10 * w, blur=0.3)
+    assert float(a) == pytest.approx(float(b), rel=1e-12)
+    assert abs(float(a) - div(x, y, blur=0.3)) > 1e-3
+    duplicated = torch.cat([x, x[3:]])  # weight 2 on a point == the point twice
+    w2 = torch.tensor([1.0, 1.0, 1.0, 2.0], dtype=F64)
+    dup = div(duplicated, y, blur=0.3, diameter=10.0)
+    weighted = float(xalign.sinkhorn_divergence(x, ones(4), y, ones(3), x_weights=w2,
+                                                blur=0.3, diameter=10.0))
+    assert weighted == pytest.approx(dup, rel=1e-5)
+
+
+# ------------------------------------------------------------------ transport plan
+
+
+def test_transport_plan_marginals_and_pot_plan():
+    x, y = clouds(6, 4, seed=4)
+    plan = xalign.transport_plan(x, y, blur=0.3, scaling=0.9, max_iter=10_000, tol=1e-13)
+    assert plan.shape == (6, 4)
+    assert torch.allclose(plan.sum(1), torch.full((6,), 1 / 6, dtype=F64), atol=1e-10)
+    assert torch.allclose(plan.sum(0), torch.full((4,), 1 / 4, dtype=F64), atol=1e-10)
+    assert np.abs(plan.numpy() - pot_plan(x, y, 0.09)).max() < 1e-8
+
+
+def test_transport_plan_without_refinement_is_approximate():
+    x, y = clouds(7, 5)
+    rough = xalign.transport_plan(x, y)  # 2-D inputs (geomloss 0.3 returns [1, N] potentials)
+    assert rough.shape == (7, 5) and float(rough.sum()) == pytest.approx(1.0, abs=0.1)
+    assert (rough.sum(0) - 0.2).abs().max() > 1e-2  # geomloss's schedule alone: loose marginals
+    close = xalign.transport_plan(x, y, scaling=0.99, max_iter=2000)
+    assert (close.sum(0) - 0.2).abs().max() < 1e-8
+    assert (close.sum(1) - 1 / 7).abs().max() < 1e-6
+
+
+def test_transport_plan_weights_and_updates():
+    x, y = clouds(3, 3, seed=6)
+    a = torch.tensor([0.5, 0.25, 0.25], dtype=F64)
+    plan = xalign.transport_plan(x, y, a=2 * a, blur=0.5, scaling=0.9, max_iter=5000)
+    assert torch.allclose(plan.sum(1), a, atol=1e-9)
+    f, g = torch.zeros(3, dtype=F64), torch.zeros(3, dtype=F64)
+    cost = 0.5 * torch.cdist(x, y) ** 2
+    f, g = sinkhorn_updates(f, g, cost, a, torch.full((3,), 1 / 3, dtype=F64), 0.25,
+                            max_iter=5000)
+    manual = a[:, None] / 3 * torch.exp((f[:, None] + g[None, :] - cost) / 0.25)
+    assert torch.allclose(manual, plan, atol=1e-9)
+
+
+# ------------------------------------------------------------------ the sinkhorn plugin
+
+
+def make_side(sentences: list[list[torch.Tensor]], lang: str,
+              words: list[list[str]] | None = None) -> Side:
+    """``sentences[b][w]`` is a ``[k, D]`` tensor: the k subword vectors of word w."""
+    dim = sentences[0][0].shape[1]
+    length = max(sum(len(w) for w in s) for s in sentences) + 2
+    hidden = torch.full((len(sentences), length, dim), 7.0)
+    word_index = torch.full((len(sentences), length), -1)
+    for b, sent in enumerate(sentences):
+        t = 1
+        for w, sub in enumerate(sent):
+            hidden[b, t: t + len(sub)] = sub
+            word_index[b, t: t + len(sub)] = w
+            t += len(sub)
+    words = words or [[f"w{i}" for i in range(len(s))] for s in sentences]
+    return Side(hidden.requires_grad_(), word_index, torch.tensor([len(s) for s in sentences]),
+                words, [lang] * len(sentences))
+
+
+def random_batch(seed: int = 0, subwords: tuple[int, ...] = (1,), dim: int = 4
+                 ) -> AlignmentBatch:
+    g = torch.Generator().manual_seed(seed)
+
+    def sentence(n: int, k: int) -> list[torch.Tensor]:
+        return [torch.randn(subwords[(i + k) % len(subwords)], dim, generator=g)
+                for i in range(n)]
+
+    src = make_side([sentence(3, 0), sentence(5, 1)], "de")
+    tgt = make_side([sentence(4, 2), sentence(2, 0)], "en")
+    return AlignmentBatch("de-en", src, tgt)
+
+
+def test_sentence_scope_is_mean_of_per_pair_divergences():
+    batch = random_batch()
+    obj = Sinkhorn.from_options({"diameter": 50.0}, hidden_size=4)
+    x, xm = batch.src.words_vectors()
+    y, ym = batch.tgt.words_vectors()
+    per = [div(x[b][xm[b]].double(), y[b][ym[b]].double(), diameter=50.0) for b in range(2)]
+    assert float(obj.loss(batch)) == pytest.approx(sum(per) / 2, rel=1e-4)
+
+
+def test_batch_scope_is_one_divergence_over_concatenated_clouds():
+    batch = random_batch(1)
+    obj = Sinkhorn.from_options({"scope": "batch"}, hidden_size=4)
+    x, xm = batch.src.words_vectors()
+    y, ym = batch.tgt.words_vectors()
+    ref = div(x[xm].detach().double(), y[ym].detach().double())
+    loss = obj.loss(batch)
+    assert float(loss) == pytest.approx(ref, rel=1e-4)
+    loss.backward()
+    assert batch.src.hidden.grad[:, 1:4].abs().sum() > 0
+
+
+def test_subword_level_uses_every_subword_and_word_level_pools():
+    batch = random_batch(2, subwords=(1, 3, 2))
+    sub = Sinkhorn.from_options({"level": "subword", "scope": "batch"}, hidden_size=4)
+    x, xm = batch.src.subwords()
+    y, ym = batch.tgt.subwords()
+    assert float(sub.loss(batch)) == pytest.approx(div(x[xm].double(), y[ym].double()),
+                                                   rel=1e-4)
+    word = Sinkhorn.from_options({"scope": "batch", "pooling": "mean"}, hidden_size=4)
+    xw, xwm = batch.src.words_vectors("mean")
+    yw, ywm = batch.tgt.words_vectors("mean")
+    assert int(xm.sum()) > int(xwm.sum())
+    assert float(word.loss(batch)) == pytest.approx(
+        div(xw[xwm].double(), yw[ywm].double()), rel=1e-4)
+
+
+def test_one_subword_per_word_makes_levels_agree():
+    batch = random_batch(3)
+    word = Sinkhorn.from_options({}, hidden_size=4).loss(batch)
+    sub = Sinkhorn.from_options({"level": "subword"}, hidden_size=4).loss(batch)
+    assert float(word) == pytest.approx(float(sub), rel=1e-5)
+
+
+def test_options_reach_geomloss():
+    batch = random_batch(4)
+    opts = {"p": 1, "blur": 0.3, "debias": False, "reach": 2.0, "scaling": 0.8}
+    obj = Sinkhorn.from_options(opts, hidden_size=4)
+    x, xm = batch.src.words_vectors()
+    y, ym = batch.tgt.words_vectors()
+    ref = xalign.sinkhorn_divergence(x.detach(), xm, y.detach(), ym, p=1, blur=0.3,
+                                     scaling=0.8, debias=False, reach=2.0).mean()
+    assert float(obj.loss(batch)) == pytest.approx(float(ref), rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{"level": "char"}, {"scope": "corpus"}, {"weights": "idf"},
+                                 {"p": 3}, {"blur": 0.0}, {"scaling": 1.0}, {"reach": -1.0},
+                                 {"colour": "red"}])
+def test_bad_options_are_rejected(bad):
+    with pytest.raises(ValueError):
+        Sinkhorn.from_options(bad, hidden_size=4)
+
+
+# ------------------------------------------------------------------ tf-idf weights
+
+
+def test_idf_and_tfidf_values():
+    idf = idf_from_sentences([["Das", "Haus"], ["das", "Auto"], ["ein", "Haus", "Haus"]])
+    assert idf["das"] == pytest.approx(math.log(4 / 3) + 1)
+    assert idf["auto"] == pytest.approx(math.log(4 / 2) + 1)
+    assert idf["never-seen"] == pytest.approx(math.log(4) + 1)
+    assert tfidf(["Haus", "ist", "haus"], idf) == pytest.approx(
+        [2 * idf["haus"], idf.unseen, 2 * idf["haus"]])
+
+
+def test_subword_weights_split_word_mass():
+    batch = random_batch(5, subwords=(1, 3, 2))
+    words = torch.tensor([[1.0, 2.0, 3.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 5.0]])
+    sub = subword_weights(batch.src, words)
+    for b in range(2):
+        idx = batch.src.word_index[b]
+        for w in range(int(batch.src.n_words[b])):
+            assert float(sub[b][idx == w].sum()) == pytest.approx(float(words[b, w]))
+    assert float(sub[batch.src.word_index < 0].abs().sum()) == 0
+
+
+def tfidf_batch() -> AlignmentBatch:
+    g = torch.Generator().manual_seed(7)
+    src_words = [["das", "Haus", "das"], ["ein", "Auto"]]
+    tgt_words = [["the", "house"], ["a", "car", "."]]
+
+    def side(words: list[list[str]], lang: str) -> Side:
+        vecs = [[torch.randn(1, 4, generator=g) for _ in s] for s in words]
+        return make_side(vecs, lang, words)
+
+    return AlignmentBatch("de-en", side(src_words, "de"), side(tgt_words, "en"))
+
+
+class FakePair:
+    def __init__(self, src: str, tgt: str, examples: list) -> None:
+        self.src, self.tgt, self.examples = src, tgt, examples
+
+
+class FakeExample:
+    def __init__(self, src_words: list[str], tgt_words: list[str]) -> None:
+        self.src_words, self.tgt_words = src_words, tgt_words
+
+
+def test_tfidf_loss_uses_explicit_weights():
+    batch = tfidf_batch()
+    corpus = [FakeExample(["das", "Haus"], ["the", "house"]),
+              FakeExample(["das", "Auto"], ["the", "car", "."])]
+    obj = Sinkhorn.from_options({"weights": "tf-idf", "diameter": 50.0}, hidden_size=4)
+    obj.prepare(type("Data", (), {"pairs": [FakePair("de", "en", corpus)]})())
+    idf_de, idf_en = obj.idf[("de", "en")]
+    xw = word_weights(batch.src, [idf_de, idf_de])
+    assert xw[0].tolist() == pytest.approx([2 * idf_de["das"], idf_de["haus"], 2 * idf_de["das"]])
+    yw = word_weights(batch.tgt, [idf_en, idf_en])
+    x, xm = batch.src.words_vectors()
+    y, ym = batch.tgt.words_vectors()
+    ref = xalign.sinkhorn_divergence(x.detach(), xm, y.detach(), ym, x_weights=xw,
+                                     y_weights=yw, diameter=50.0).mean()
+    uniform_loss = Sinkhorn.from_options({"diameter": 50.0}, hidden_size=4).loss(batch)
+    got = obj.loss(batch)
+    assert float(got) == pytest.approx(float(ref), rel=1e-6)
+    assert abs(float(got) - float(uniform_loss)) > 1e-4
+
+
+def test_tfidf_needs_corpus_statistics_and_reads_idf_corpus():
+    batch = tfidf_batch()
+    with pytest.raises(ValueError, match="idf_corpus"):
+        Sinkhorn.from_options({"weights": "tf-idf"}, hidden_size=4).loss(batch)
+    obj = Sinkhorn.from_options({"weights": "tf-idf", "idf_corpus": "demo", "idf_limit": 50,
+                                 "level": "subword"}, hidden_size=4)
+    assert torch.isfinite(obj.loss(batch))
+    idf_de, idf_en = obj.idf[("de", "en")]
+    assert idf_en["the"] < idf_en.unseen and idf_de["die"] < idf_de["haus"] <= idf_de.unseen
