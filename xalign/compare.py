@@ -180,12 +180,9 @@ def _train_or_reuse(cfg: RunConfig, tracker: Tracker, parent: str, *, reuse: boo
         say(f"reusing training run {found.info.run_id} ({cfg.tracking.run_name})")
         return found.info.run_id, True
     say(f"training: {cfg.tracking.run_name}")
-    result = run_training(cfg, registry=registry, show_progress=show_progress)
-    run_id = str(result.run_id)
-    # the trainer starts its run without a parent: nest it now
-    tracker.client.set_tag(run_id, "mlflow.parentRunId", parent)
-    tracker.client.set_tag(run_id, "xalign.seed", str(cfg.train.seed))
-    return run_id, False
+    result = run_training(cfg, registry=registry, show_progress=show_progress,
+                          parent_run_id=parent, extra_tags={"xalign.seed": str(cfg.train.seed)})
+    return str(result.run_id), False
 
 
 def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:

@@ -95,8 +95,12 @@ class AlignmentRecipe:
     """Fine-tune an encoder with one or more alignment objectives."""
 
     def __init__(self, cfg: RunConfig, *, registry: PluginRegistry | None = None,
-                 resume: str | Path | None = None, show_progress: bool = True) -> None:
+                 resume: str | Path | None = None, show_progress: bool = True,
+                 parent_run_id: str | None = None,
+                 extra_tags: dict[str, str] | None = None) -> None:
         self.cfg = cfg
+        self.parent_run_id = parent_run_id
+        self.extra_tags = extra_tags or {}
         self.registry = registry or get_registry()
         self.resume_from = Path(resume) if resume else None
         self.show_progress = show_progress
@@ -211,14 +215,15 @@ class AlignmentRecipe:
 
     def _start_tracking(self, run_id: str | None) -> str | None:
         cfg = self.cfg
-        tags = {"xalign.objective": "+".join(cfg.objectives),
+        tags = {**self.extra_tags, "xalign.objective": "+".join(cfg.objectives),
                 "xalign.fingerprint": cfg.fingerprint(),
                 "xalign.kind": "train"}
         for name, entry in self.entries.items():
             tags[f"xalign.plugin.{name}"] = f"{entry.source.distribution} {entry.source.version}"
         name = cfg.tracking.run_name or "+".join(cfg.objectives)
         resumed = run_id is not None
-        run_id = self.tracker.start(run_name=name, run_id=run_id, tags=tags)
+        run_id = self.tracker.start(run_name=name, run_id=run_id, tags=tags,
+                                    parent_run_id=self.parent_run_id)
         if not resumed:
             params = cfg.flat()
             params["xalign.version"] = xalign.__version__
@@ -461,10 +466,12 @@ def _progress(enabled: bool):
 
 
 def run_training(cfg: RunConfig, *, resume: str | Path | None = None,
-                 registry: PluginRegistry | None = None, show_progress: bool = True
+                 registry: PluginRegistry | None = None, show_progress: bool = True,
+                 parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None
                  ) -> RunResult:
     """setup -> train -> cleanup, marking the MLflow run FAILED on errors."""
-    recipe = AlignmentRecipe(cfg, registry=registry, resume=resume, show_progress=show_progress)
+    recipe = AlignmentRecipe(cfg, registry=registry, resume=resume, show_progress=show_progress,
+                             parent_run_id=parent_run_id, extra_tags=extra_tags)
     recipe.setup()
     try:
         result = recipe.train()

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from xalign.encoders import load_encoder
+from xalign.encoders.encoder import EncoderLoadError, resolve_model_dir
+
+
+def test_offline_hub_error_says_how_to_use_a_local_copy(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(EncoderLoadError) as err:
+        load_encoder("bert-base-multilingual-cased")
+    msg = str(err.value)
+    assert "bert-base-multilingual-cased" in msg and "--local-dir" in msg
+    assert "model.name=" in msg and "HF_HUB_OFFLINE=1" in msg
+
+
+def test_unknown_packaged_model():
+    with pytest.raises(EncoderLoadError, match="available: multilingual-e5-small"):
+        resolve_model_dir("packaged:nope")
+
+
+def test_word_index_maps_subwords_to_words(tiny_model):
+    enc = load_encoder(str(tiny_model))
+    sents = [["Das", "Haus", "ist", "unglaublich", "klein", "."], ["Ja"]]
+    enc_words = enc.tokenize_words(sents)
+    assert enc_words.n_words.tolist() == [6, 1]
+    for b, words in enumerate(sents):
+        ids = enc_words.input_ids[b]
+        for w, word in enumerate(words):
+            pieces = ids[enc_words.word_index[b] == w].tolist()
+            text = enc.tokenizer.decode(pieces).replace(" ", "")
+            assert text == word
+        assert (enc_words.word_index[b][enc_words.attention_mask[b] == 0] == -1).all()
+
+
+def test_truncation_drops_whole_words(tiny_model):
+    enc = load_encoder(str(tiny_model), max_length=6)
+    out = enc.tokenize_words([["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben"]])
+    kept = int(out.n_words[0])
+    assert 1 <= kept < 7
+    assert set(out.word_index[0].tolist()) - {-1} == set(range(kept))
+
+
+def test_layer_choice(tiny_model):
+    words = [["Das", "Haus", "."]]
+    last = load_encoder(str(tiny_model)).encode(words, ["de"]).hidden
+    first = load_encoder(str(tiny_model), layer=1).encode(words, ["de"]).hidden
+    also_last = load_encoder(str(tiny_model), layer=2).encode(words, ["de"]).hidden
+    assert not torch.allclose(last, first)
+    torch.testing.assert_close(last, also_last)
+    with pytest.raises(ValueError, match="out of range"):
+        load_encoder(str(tiny_model), layer=7)
+
+
+def test_frozen_copy_is_independent(tiny_model):
+    enc = load_encoder(str(tiny_model))
+    frozen = enc.frozen_copy()
+    assert not any(p.requires_grad for p in frozen.parameters())
+    with torch.no_grad():
+        next(enc.parameters()).add_(1.0)
+    assert not torch.equal(next(enc.parameters()), next(frozen.parameters()))
+
+
+def test_saved_model_reloads(tiny_model, tmp_path):
+    enc = load_encoder(str(tiny_model))
+    enc.save(tmp_path / "m")
+    again = load_encoder(str(tmp_path / "m"))
+    words = [["Das", "Haus", "."]]
+    enc.eval()
+    torch.testing.assert_close(enc.encode(words, ["de"]).hidden, again.encode(words, ["de"]).hidden)
