@@ -44,7 +44,7 @@ def test_ot_plan_is_a_coupling_and_recovers_a_permutation() -> None:
     x = torch.randn(5, 8)
     perm = torch.tensor([3, 0, 4, 1, 2])
     y = x[perm] + 0.01 * torch.randn(5, 8)
-    plan = ot_plan(x, y, blur=0.05)
+    plan = ot_plan(x, y, blur=0.05, max_iter=100)
     assert plan.shape == (5, 5)
     assert torch.allclose(plan.sum(1), torch.full((5,), 0.2), atol=1e-3)
     assert torch.allclose(plan.sum(0), torch.full((5,), 0.2), atol=1e-3)
@@ -66,7 +66,8 @@ def test_masked_words_keep_their_positions() -> None:
 
 def test_options_are_validated() -> None:
     assert AlignConfig(sets="bicici-deen, awesome-enfr").sets == ["bicici-deen", "awesome-enfr"]
-    for bad in ({"method": "itermax"}, {"pooling": "max"}, {"threshold": 0.0}, {"limit": -1}):
+    for bad in ({"method": "itermax"}, {"pooling": "max"}, {"threshold": 0.0}, {"limit": -1},
+                {"sinkhorn_iters": -1}):
         with pytest.raises(ValueError):
             AlignConfig(**bad)
 
@@ -188,5 +189,6 @@ def test_e5_aligns_bicici_far_better_than_random_vectors(shared_data) -> None:
         rand = task.evaluate(StubEncoder({}, dim=64, random=True), context)
     rand_aer = rand.scores["bicici-deen"]["aer"]
     assert e5["n_sentences"] == 100
-    assert e5["aer"] < 0.4, e5  # measured 0.293 (mutual argmax, last layer, mean pooling)
+    # measured: e5 0.293 (mutual argmax, last layer, mean pooling), random vectors 0.961
+    assert e5["aer"] < 0.4, e5
     assert e5["aer"] < rand_aer - 0.4, (e5["aer"], rand_aer)

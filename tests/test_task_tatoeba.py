@@ -78,6 +78,6 @@ def test_tiny_model_both_directions_iso3_and_no_special_tokens(tiny_model, share
 @pytest.mark.integration
 def test_e5_retrieves_german_far_above_chance(shared_data) -> None:
     context = TaskContext(data_dir=shared_data, languages=["de"], show_progress=False)
-    result = TatoebaTask(TatoebaConfig(limit=200)).run("packaged:multilingual-e5-small", context)
-    # chance is 0.5 %; measured: see the task report
-    assert result.scores["de"]["accuracy"] > 60.0, result.scores
+    result = TatoebaTask(TatoebaConfig(limit=100)).run("packaged:multilingual-e5-small", context)
+    # chance is 1 %; measured 98.0 % (last layer; 98.5 % on all 1000 pairs)
+    assert result.scores["de"]["accuracy"] > 80.0, result.scores

@@ -66,6 +66,14 @@ def test_training_decreases_sinkhorn_loss(smoke_overrides):
     assert sum(values[-2:]) < 0.8 * sum(values[:2]), values
 
 
+def test_tfidf_weights_get_corpus_statistics_through_prepare(smoke_overrides):
+    """The trainer calls Objective.prepare(data) so tf-idf weights (paper fn. 7) work."""
+    sets = sum((["--set", o] for o in smoke_overrides), [])
+    out = run_json(["-o", "sinkhorn", *sets, "--set", "objectives.sinkhorn.weights=tf-idf"])
+    uniform = run_json(["-o", "sinkhorn", *sets])
+    assert out["metrics"]["de-en/sinkhorn"] != uniform["metrics"]["de-en/sinkhorn"]
+
+
 def test_unknown_objective_lists_available(smoke_overrides):
     result = invoke(["run", "--objective", "nope", "--set", smoke_overrides[0]])
     assert result.exit_code != 0

@@ -104,6 +104,10 @@ from xalign.cli_eval import compare_command, eval_command  # noqa: E402
 app.command("eval")(eval_command)
 app.command("compare")(compare_command)
 
+from xalign.cli_align import align  # noqa: E402
+
+app.command("align")(align)
+
 
 def main() -> None:
     try:

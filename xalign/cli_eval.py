@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xalign.evaluate import EvalRun
 
 err = Console(stderr=True)
+DEFAULT_COMPARE_TASKS = ("align", "xnli-mini")
 
 _ERRORS = ("ConfigError", "PluginError", "EvaluationError", "EncoderLoadError", "CorpusError",
            "DataUnavailableError", "TrainingDiverged")
@@ -129,7 +130,8 @@ def compare_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
     tasks: list[str] = typer.Option([], "--tasks", "--task", "-t",
-                                    help="Task names (repeatable or comma-separated)."),
+                                    help="Task names (repeatable or comma-separated); default: "
+                                    "the CPU-sized mini protocols align,xnli-mini."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds 0..N-1 (train and task)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
     option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
@@ -142,7 +144,7 @@ def compare_command(
     """Compare objectives against the base encoder per task and language, with significance."""
     from xalign.compare import compare
 
-    names = split_names(tasks)
+    names = split_names(tasks) or list(DEFAULT_COMPARE_TASKS)
     try:
         options = parse_task_options(option, names)
         report = compare(objectives, config_path=config, overrides=overrides, tasks=names,

@@ -67,6 +67,13 @@ class Objective(nn.Module):
         """What this objective needs from the batch (may depend on its options)."""
         return Needs()
 
+    def prepare(self, data: Any) -> None:
+        """Called once before training with the training data (e.g. corpus statistics).
+
+        ``data.pairs`` lists each language pair with ``.src``, ``.tgt`` and ``.examples``
+        (``src_words``/``tgt_words``: the Moses words the batches will hold). Default: no-op.
+        """
+
     def loss(self, batch: AlignmentBatch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

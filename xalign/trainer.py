@@ -153,6 +153,12 @@ class AlignmentRecipe:
             max_ratio=cfg.data.max_ratio, limit=cfg.data.limit)
         if self.link_specs:
             attach_links(self.data, self.link_specs, seed=t.seed)
+        for name, objective in self.objectives.items():
+            try:
+                objective.prepare(self.data)
+            except Exception as exc:
+                raise PluginError(f"{self.entries[name].where()} failed in prepare(): "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
         device = self.accelerator.device
         self.module = AlignmentModule(self.encoder, self.objectives).to(device)

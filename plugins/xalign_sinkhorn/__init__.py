@@ -27,12 +27,12 @@ tf-idf weights (paper footnote 7)
 ---------------------------------
 ``weights: tf-idf`` gives each word (token position) the mass tf(w, s)·idf(w): tf is the count
 of the lower-cased word in its sentence, idf = log((1 + N) / (1 + df(w))) + 1 over the N
-sentences of that language in the pair's training corpus (smoothed so no word gets zero mass;
+training sentences of that language in the language pair (smoothed so no word gets zero mass;
 unseen words get the largest idf). Masses are renormalised per sentence (per batch for
 ``scope: batch``); at subword level a word's mass is split evenly over its subwords. idf must
-not be estimated from the batches seen (the loss would depend on batch order), so it comes
-from ``idf_corpus`` (a corpus spec as in ``data.corpus``, read for each language pair) or from
-:meth:`Sinkhorn.prepare` called with the training data before training.
+not be estimated from the batches seen (the loss would then depend on batch order), so it is
+computed once from the training data by :meth:`Sinkhorn.prepare` (``idf_from_sentences``),
+which the trainer must call before training (proposed core hook ``Objective.prepare(data)``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def word_weights(side: xalign.Side, idfs: Sequence[dict[str, float]]) -> torch.T
     """tf-idf weights ``[B, W]`` aligned with ``side.words_vectors()`` (one idf per sentence)."""
     width = int(side.n_words.max()) if side.batch_size else 0
     out = torch.zeros(side.batch_size, width)
-    for b, (words, idf) in enumerate(zip(side.words, idfs)):
+    for b, (words, idf) in enumerate(zip(side.words, idfs, strict=True)):
         n = min(width, len(words))
         out[b, :n] = torch.tensor(tfidf(words, idf)[:n])
     return out.to(side.hidden.device)
@@ -98,15 +98,6 @@ def subword_weights(side: xalign.Side, words: torch.Tensor) -> torch.Tensor:
     return words.gather(1, idx) / counts.gather(1, idx).clamp(min=1) * real
 
 
-def load_idf(spec: str, src: str, tgt: str, limit: int | None = None) -> tuple[Idf, Idf]:
-    """idf of the source and target sides of corpus ``spec`` for one pair (Moses words)."""
-    from xalign.data import read_parallel, tokenize_words
-
-    pairs = read_parallel(spec, src, tgt, limit=limit)
-    return (idf_from_sentences(tokenize_words(s, src) for s, _ in pairs),
-            idf_from_sentences(tokenize_words(t, tgt) for _, t in pairs))
-
-
 @dataclass
 class SinkhornConfig:
     """Options; defaults are geomloss's and the paper's.
@@ -116,8 +107,8 @@ class SinkhornConfig:
     OT, a number = unbalanced OT with KL marginal penalty ρ = reach^p (use float32 only with
     reach not much larger than the cloud diameter: the unbalanced formula cancels
     catastrophically). ``diameter``: fixed start of the ε-annealing (None = estimated per
-    call, so a pair's value depends on its batch-mates). ``weights``: uniform or tf-idf, the
-    latter with idf from ``idf_corpus`` (first ``idf_limit`` pairs) or ``Sinkhorn.prepare``.
+    call, so a pair's value depends on its batch-mates). ``weights``: uniform or tf-idf (the
+    latter needs :meth:`Sinkhorn.prepare` on the training data).
     """
 
     level: str = "word"
@@ -130,8 +121,6 @@ class SinkhornConfig:
     reach: float | None = None
     diameter: float | None = None
     weights: str = "uniform"
-    idf_corpus: str | None = None
-    idf_limit: int | None = None
 
     def __post_init__(self) -> None:
         choices = {"level": ("word", "subword"), "scope": ("sentence", "batch"),
@@ -161,8 +150,10 @@ class Sinkhorn(Objective):
         return Needs(mixed_languages=False)
 
     def prepare(self, data: Any) -> None:
-        """Compute idf per language pair from the training data (``xalign.data.ParallelData``:
-        ``.pairs`` with ``.src``, ``.tgt`` and ``.examples`` holding ``src_words``/``tgt_words``).
+        """Compute idf per language pair from the training data before training.
+
+        ``data`` is the trainer's ``ParallelData``: ``.pairs`` with ``.src``, ``.tgt`` and
+        ``.examples`` holding ``src_words``/``tgt_words`` (Moses words, as in the batches).
         """
         for pair in data.pairs:
             self.idf[(pair.src, pair.tgt)] = (
@@ -170,14 +161,13 @@ class Sinkhorn(Objective):
                 idf_from_sentences(e.tgt_words for e in pair.examples))
 
     def idf_for(self, src: str, tgt: str) -> tuple[Idf, Idf]:
-        """Source and target idf of one language pair, loaded from ``idf_corpus`` once."""
-        if (src, tgt) not in self.idf:
-            if self.config.idf_corpus is None:
-                raise ValueError("sinkhorn: weights=tf-idf needs corpus statistics: set "
-                                 "objectives.sinkhorn.idf_corpus (e.g. to data.corpus)")
-            self.idf[(src, tgt)] = load_idf(self.config.idf_corpus, src, tgt,
-                                            self.config.idf_limit)
-        return self.idf[(src, tgt)]
+        """Source and target idf of one language pair (computed by :meth:`prepare`)."""
+        try:
+            return self.idf[(src, tgt)]
+        except KeyError:
+            raise ValueError(
+                f"sinkhorn: weights=tf-idf has no idf statistics for {src}-{tgt}; "
+                f"Sinkhorn.prepare(data) must be called with the training data first") from None
 
     def vectors(self, side: xalign.Side) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.level == "subword":
@@ -188,7 +178,8 @@ class Sinkhorn(Objective):
         """tf-idf masses of the source and target points, or None for uniform weights."""
         if self.config.weights == "uniform":
             return None
-        idfs = [self.idf_for(s, t) for s, t in zip(batch.src.langs, batch.tgt.langs)]
+        langs = zip(batch.src.langs, batch.tgt.langs, strict=True)
+        idfs = [self.idf_for(s, t) for s, t in langs]
         out = []
         for k, side in enumerate((batch.src, batch.tgt)):
             w = word_weights(side, [pair[k] for pair in idfs])

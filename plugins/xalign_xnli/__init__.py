@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import xalign
@@ -168,20 +169,21 @@ class Xnli(Task):
         train = data.train()
         _check_labels(train, "training data")
         selection = data.selection() if c.select_checkpoint else []
+        tests = {lang: data.test(lang) for lang in langs}  # fail before training if missing
         seed_everything(context.seed)  # the classification head is initialised here
         from transformers import AutoModelForSequenceClassification
 
         net, tokenizer, new_params = load_for_finetuning(
             model, AutoModelForSequenceClassification, num_labels=len(XNLI_LABELS))
         runner = _Runner(net, tokenizer, c, context)
-        select_features = runner.encode(selection)
+        select = partial(runner.accuracy, runner.encode(selection), "select") \
+            if selection else None
         log = finetune(net, runner.encode(train), c.settings(), pad_id=tokenizer.pad_token_id,
                        seed=context.seed, device=context.device,
                        show_progress=context.show_progress, label=f"{self.name} train",
-                       select=(lambda: runner.accuracy(select_features, "select"))
-                       if select_features else None)
-        per_example = {lang: runner.correct(runner.encode(data.test(lang)), f"test {lang}")
-                       for lang in langs}
+                       select=select)
+        per_example = {lang: runner.correct(runner.encode(rows), f"test {lang}")
+                       for lang, rows in tests.items()}
         scores = {lang: {"accuracy": 100.0 * _mean(v)} for lang, v in per_example.items()}
         meta = self._meta(model, context, scores, log)
         meta.update(n_train=len(train), n_select=len(selection), new_parameters=new_params,
