@@ -9,6 +9,7 @@ from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
 from xalign.objective import Needs, NoOptions, Objective
 from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
+from xalign.progress import track
 from xalign.task import Task, TaskContext, TaskResult
 
 __version__ = "0.1.0"
@@ -32,5 +33,6 @@ __all__ = [
     "masked_weights",
     "pool_words",
     "sinkhorn_divergence",
+    "track",
     "transport_plan",
 ]

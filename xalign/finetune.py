@@ -4,8 +4,9 @@ Features are dicts of model inputs: token-id lists (``input_ids`` and optionally
 ``token_type_ids``, padded per batch; the attention mask is built from the lengths) and integer
 targets (``labels``, ``start_positions``,
 ``end_positions``). The loop is AdamW (no decay on biases / norms) with a linear schedule and
-warmup, gradient accumulation, gradient clipping, seeded shuffling, bf16 autocast on CUDA and
-optional per-epoch checkpoint selection kept in memory.
+warmup, gradient accumulation, gradient clipping, seeded shuffling (optionally grouped by length
+to cut padding), bf16 autocast on CUDA and optional per-epoch checkpoint selection kept in
+memory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,7 @@ class FinetuneSettings:
     weight_decay: float = 0.0
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
@@ -186,10 +188,18 @@ def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _batches(n: int, size: int, generator: torch.Generator) -> Iterator[list[int]]:
-    order = torch.randperm(n, generator=generator).tolist()
-    for start in range(0, n, size):
-        yield order[start:start + size]
+def _batches(lengths: Sequence[int], size: int, generator: torch.Generator,
+             group_by_length: bool = False) -> list[list[int]]:
+    """Shuffled batches of indices; ``group_by_length`` sorts chunks of 50 batches by length
+    (less padding) and shuffles the resulting batches."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if not group_by_length:
+        return [order[start:start + size] for start in range(0, len(order), size)]
+    batches = []
+    for start in range(0, len(order), 50 * size):
+        chunk = sorted(order[start:start + 50 * size], key=lambda i: -lengths[i])
+        batches += [chunk[k:k + size] for k in range(0, len(chunk), size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _snapshot(model: nn.Module) -> dict[str, Tensor]:
@@ -226,6 +236,7 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
     model.to(device)
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
+    lengths = [len(f["input_ids"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / s.batch_size)
     total = steps_per_epoch * s.epochs
     optimizer = _optimizer(model, s)
@@ -236,7 +247,7 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
         for epoch in range(1, s.epochs + 1):
             model.train()
             losses = []
-            for index in _batches(len(features), s.batch_size, generator):
+            for index in _batches(lengths, s.batch_size, generator, s.group_by_length):
                 losses.append(_train_step(model, features, index, s=s, pad_id=pad_id,
                                           device=device))
                 nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)

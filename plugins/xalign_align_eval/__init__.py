@@ -23,7 +23,7 @@ resample of sentences.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -162,24 +162,6 @@ def extract_links(x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor,
 # ------------------------------------------------------------------------ prediction
 
 
-def fit_max_length(encoder: xalign.Encoder, wanted: int) -> int:
-    """``wanted`` capped at the model's position embeddings and the tokenizer's limit."""
-    limits = [wanted, encoder.model.config.max_position_embeddings]
-    if encoder.tokenizer.model_max_length < 1_000_000:  # "unset" is a huge sentinel
-        limits.append(encoder.tokenizer.model_max_length)
-    return min(limits)
-
-
-def _track(items: list[Any], description: str, enabled: bool) -> Iterable[Any]:
-    """``items``, with a transient rich progress bar on stderr when ``enabled``."""
-    if not enabled:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description=description, console=Console(stderr=True), transient=True)
-
-
 def _batches(gold: GoldSet, size: int) -> Iterator[list[int]]:
     """Sentence indices in batches of similar length (less padding), longest first."""
     order = sorted(range(len(gold)), key=lambda n: -max(len(gold.src_sents[n]),
@@ -202,7 +184,7 @@ def predict_links(encoder: WordEncoder, gold: GoldSet, config: AlignConfig,
     """Predicted links for every sentence pair of ``gold`` (source = non-English side)."""
     pred: list[Links] = [set() for _ in range(len(gold))]
     batches = list(_batches(gold, config.batch_size))
-    for idx in _track(batches, f"align {gold.name}", progress):
+    for idx in xalign.track(batches, f"align {gold.name}", progress):
         keep = [n for n in idx if gold.src_sents[n] and gold.tgt_sents[n]]
         if not keep:
             continue
@@ -269,7 +251,6 @@ class AlignTask(xalign.Task):
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(model, layer=self.config.layer,
                                       max_length=self.config.max_length)
-        encoder.max_length = fit_max_length(encoder, self.config.max_length)
         encoder.to(context.device).eval()
         return self.evaluate(encoder, context, model=model)
 

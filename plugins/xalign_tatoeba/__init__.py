@@ -19,7 +19,6 @@ then en→xx ones with ``directions: both``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -133,24 +132,6 @@ def language_scores(src: Tensor, eng: Tensor, directions: str) -> tuple[dict[str
 # ------------------------------------------------------------------------ the task
 
 
-def fit_max_length(encoder: xalign.Encoder, wanted: int) -> int:
-    """``wanted`` capped at the model's position embeddings and the tokenizer's limit."""
-    limits = [wanted, encoder.model.config.max_position_embeddings]
-    if encoder.tokenizer.model_max_length < 1_000_000:  # "unset" is a huge sentinel
-        limits.append(encoder.tokenizer.model_max_length)
-    return min(limits)
-
-
-def _track(items: list[Any], description: str, enabled: bool) -> Iterable[Any]:
-    """``items``, with a transient rich progress bar on stderr when ``enabled``."""
-    if not enabled:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description=description, console=Console(stderr=True), transient=True)
-
-
 
 
 class TatoebaTask(xalign.Task):
@@ -163,7 +144,6 @@ class TatoebaTask(xalign.Task):
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(model, layer=self.config.layer,
                                       max_length=self.config.max_length)
-        encoder.max_length = fit_max_length(encoder, self.config.max_length)
         encoder.to(context.device).eval()
         return self.evaluate(encoder, context, model=model)
 
@@ -172,7 +152,7 @@ class TatoebaTask(xalign.Task):
         """Score an already loaded encoder on every configured language."""
         result = TaskResult(self.name, "accuracy", {}, {}, self._meta(model, encoder))
         languages = context.languages or self.config.languages
-        for lang in _track(languages, "tatoeba", context.show_progress):
+        for lang in xalign.track(languages, "tatoeba", context.show_progress):
             start = time.perf_counter()
             src, eng = load_tatoeba(lang, context.data_dir, self.config.limit)
             if not src:

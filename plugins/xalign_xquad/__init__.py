@@ -83,6 +83,7 @@ class XquadConfig:
     n_best: int = 20
     max_answer_length: int = 30
     eval_batch_size: int = 32
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         self.languages = _languages(self.languages)
@@ -95,7 +96,8 @@ class XquadConfig:
         return FinetuneSettings(learning_rate=self.learning_rate, epochs=self.epochs,
                                 batch_size=self.batch_size, grad_accum=self.grad_accum,
                                 warmup_steps=self.warmup_steps, warmup_ratio=self.warmup_ratio,
-                                weight_decay=self.weight_decay)
+                                weight_decay=self.weight_decay,
+                                group_by_length=self.group_by_length)
 
 
 @dataclass
@@ -113,6 +115,7 @@ class QaMiniConfig(XquadConfig):
     warmup_steps: int = 0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
+    group_by_length: bool = True
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,6 +47,14 @@ def resolve_model_dir(name: str) -> str:
     return name
 
 
+def fit_max_length(model: nn.Module, tokenizer, wanted: int) -> int:
+    """``wanted`` capped at the model's position embeddings and the tokenizer's limit."""
+    limits = [wanted, model.config.max_position_embeddings]
+    if tokenizer.model_max_length < 1_000_000:  # "unset" is a huge sentinel
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
+
+
 class Encoder(nn.Module):
     """A transformers encoder plus its tokenizer; returns one layer's subword states."""
 
@@ -57,7 +65,7 @@ class Encoder(nn.Module):
         self.tokenizer = tokenizer
         self.name = name
         self.layer = layer
-        self.max_length = max_length
+        self.max_length = fit_max_length(model, tokenizer, max_length)
         n_layers = model.config.num_hidden_layers
         if not -n_layers - 1 <= layer <= n_layers:
             raise ValueError(f"layer {layer} out of range for {name} ({n_layers} layers)")
