@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -72,3 +73,29 @@ def smoke_overrides(tiny_model, tracking_uri, tmp_path) -> list[str]:
     return [f"model.name={tiny_model}", "data.limit=24", "data.languages=[de,fr]",
             "train.batch_size=8", "train.grad_accum=2", f"train.output_dir={tmp_path / 'out'}",
             f"tracking.uri={tracking_uri}"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_registry():
+    """Every test discovers plugins afresh (tests add temporary plugins and env vars)."""
+    from xalign.plugins import reset_registry
+
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def run_json(args: list[str]) -> dict:
+    """``xalign run -q --json ARGS`` in-process; asserts success, returns the JSON line."""
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    result = CliRunner().invoke(app, ["run", "-q", "--json", *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def as_sets(overrides: list[str]) -> list[str]:
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
+    return [arg for o in overrides for arg in ("--set", o)]

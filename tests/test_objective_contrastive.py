@@ -13,7 +13,6 @@ from xalign_contrastive import ContrastiveAlignment
 
 from xalign import AlignmentBatch, LinkSpec, Side
 from xalign.cli import app
-from xalign.plugins import reset_registry
 
 GDFA = LinkSpec("grow-diag-final-and", one_to_one=True, drop_identical=True, max_words=64)
 
@@ -199,11 +198,6 @@ def test_bad_options_rejected(bad):
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    reset_registry()
-    yield
-    reset_registry()
 
 
 @pytest.mark.parametrize("variant,projection", [("weak", "id"), ("strong", "nn")])

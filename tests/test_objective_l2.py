@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+from conftest import run_json
 from typer.testing import CliRunner
 from xalign_l2 import L2Alignment
 
 from xalign import AlignmentBatch, LinkSpec, Side
-from xalign.cli import app
-from xalign.plugins import reset_registry
 
 INTERSECTION = LinkSpec("intersection", one_to_one=True, drop_identical=False, max_words=64)
 
@@ -115,17 +112,8 @@ def test_bad_options_rejected(bad):
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    reset_registry()
-    yield
-    reset_registry()
 
 
-def run_json(args: list[str]) -> dict:
-    result = runner.invoke(app, ["run", "-q", "--json", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def history(uri: str, run_id: str, key: str) -> list[float]:

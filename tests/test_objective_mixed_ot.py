@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+from conftest import run_json
 from geomloss import SamplesLoss
 from typer.testing import CliRunner
 from xalign_mixed_ot import MixedOT
@@ -13,7 +12,6 @@ from xalign_mixed_ot import MixedOT
 import xalign
 from xalign import AlignmentBatch, Side
 from xalign.cli import app
-from xalign.plugins import reset_registry
 
 
 def make_side(sentences: list[list[list[float]]], langs: list[str]) -> Side:
@@ -111,17 +109,8 @@ def test_bad_options_rejected(bad):
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    reset_registry()
-    yield
-    reset_registry()
 
 
-def run_json(args: list[str]) -> dict:
-    result = runner.invoke(app, ["run", "-q", "--json", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_trainer_builds_one_mixed_batch(smoke_overrides, monkeypatch):

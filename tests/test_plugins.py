@@ -23,11 +23,6 @@ TEMPLATE = ROOT / "docs" / "plugin-template"
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    reset_registry()
-    yield
-    reset_registry()
 
 
 def install_fake_distribution(site: Path, dist: str, version: str, entry: str, module: str,

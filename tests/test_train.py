@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_json
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from xalign.cli import app
-from xalign.plugins import reset_registry
 
 runner = CliRunner()
 
@@ -24,10 +24,6 @@ def invoke(args: list[str]):
     return result
 
 
-def run_json(args: list[str]) -> dict:
-    result = invoke(["run", "-q", "--json", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def model_weights(out: dict) -> dict[str, torch.Tensor]:
@@ -181,8 +177,3 @@ def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     assert worst <= 2e-3 * moved, (worst, moved)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    reset_registry()
-    yield
-    reset_registry()
