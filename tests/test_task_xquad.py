@@ -171,3 +171,16 @@ def test_missing_squad_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DataUnavailableError, match="train-v1.1.json"):
         qa.load_squad_train(tmp_path, limit=4)
+
+
+def test_length_grouped_batches_cover_every_feature_once() -> None:
+    from xalign.finetune import _batches
+
+    lengths = [(7 * i) % 50 + 1 for i in range(203)]
+    plain = _batches(lengths, 8, torch.Generator().manual_seed(0))
+    grouped = _batches(lengths, 8, torch.Generator().manual_seed(0), group_by_length=True)
+    for batches in (plain, grouped):
+        assert sorted(i for b in batches for i in b) == list(range(203))
+        assert all(1 <= len(b) <= 8 for b in batches)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in grouped)
+    assert padded < sum(len(b) * max(lengths[i] for i in b) for b in plain)

@@ -53,6 +53,7 @@ class FinetuneSettings:
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
     group_by_length: bool = False
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
@@ -168,9 +169,8 @@ def _progress(enabled: bool, metric: str | None):
     return Progress(*columns, console=Console(stderr=True), disable=not enabled)
 
 
-def _optimizer(model: nn.Module, s: FinetuneSettings) -> torch.optim.Optimizer:
+def _optimizer(params: list[nn.Parameter], s: FinetuneSettings) -> torch.optim.Optimizer:
     """AdamW; biases and normalisation weights (1-d parameters) get no weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": s.weight_decay},
@@ -234,12 +234,15 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
         raise ValueError("no training features")
     s, log, started = settings, FinetuneLog(), time.perf_counter()
     model.to(device)
+    if s.freeze_embeddings:  # the word-embedding matrix (most of a multilingual encoder)
+        model.get_input_embeddings().weight.requires_grad_(False)
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     lengths = [len(f["input_ids"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / s.batch_size)
     total = steps_per_epoch * s.epochs
-    optimizer = _optimizer(model, s)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(trainable, s)
     scheduler = _linear_schedule(optimizer, s.warmup(total), total)
     best: dict[str, Tensor] | None = None
     with _progress(show_progress, "loss") as progress:
@@ -250,7 +253,7 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
             for index in _batches(lengths, s.batch_size, generator, s.group_by_length):
                 losses.append(_train_step(model, features, index, s=s, pad_id=pad_id,
                                           device=device))
-                nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
+                nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -47,7 +47,9 @@ def _languages(value: Any) -> list[str]:
 
 @dataclass
 class XnliConfig:
-    """Options of ``xnli`` (defaults: XTREME). ``*_limit`` keep the first N examples."""
+    """Options of ``xnli`` (defaults: XTREME's). ``*_limit`` keep the first N examples;
+    ``batch_size`` is per optimiser step (``grad_accum`` micro-batches); ``freeze_embeddings``
+    keeps the word-embedding matrix fixed."""
 
     languages: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
     train_limit: int | None = None
@@ -62,6 +64,7 @@ class XnliConfig:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     eval_batch_size: int = 64
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         self.languages = _languages(self.languages)
@@ -69,7 +72,8 @@ class XnliConfig:
     def settings(self) -> FinetuneSettings:
         return FinetuneSettings(learning_rate=self.learning_rate, epochs=self.epochs,
                                 batch_size=self.batch_size, grad_accum=self.grad_accum,
-                                warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay)
+                                warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
+                                freeze_embeddings=self.freeze_embeddings)
 
 
 @dataclass
@@ -78,17 +82,20 @@ class XnliMiniConfig(XnliConfig):
 
     ``heldout`` > 0 (with ``select_checkpoint``) selects the best epoch on the *last*
     ``heldout`` rows of dev-en, disjoint from the training rows; 0 keeps the last epoch.
+    Defaults were measured with multilingual-e5-small on 2 CPU cores (about 3 minutes): a
+    higher learning rate for the few steps, and a frozen word-embedding matrix (the bulk of
+    the parameters: about 2x faster steps at equal accuracy).
     """
 
     languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
     train_limit: int | None = 1000
     test_limit: int | None = 500
     heldout: int = 0
-    learning_rate: float = 3e-5
+    learning_rate: float = 1e-4
     epochs: int = 2
-    max_length: int = 96
     batch_size: int = 16
     warmup_ratio: float = 0.1
+    freeze_embeddings: bool = True
 
 
 class _NliData:

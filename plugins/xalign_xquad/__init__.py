@@ -65,7 +65,10 @@ def _languages(value: Any) -> list[str]:
 
 @dataclass
 class XquadConfig:
-    """Options of ``xquad`` (defaults: XTREME). ``*_limit`` keep the first N questions."""
+    """Options of ``xquad`` (defaults: XTREME's). ``*_limit`` keep the first N questions;
+    ``doc_stride`` is the step between window starts, in context tokens; ``batch_size`` is per
+    optimiser step; ``group_by_length`` batches similar lengths (less padding);
+    ``freeze_embeddings`` keeps the word-embedding matrix fixed."""
 
     languages: list[str] = field(default_factory=lambda: list(XQUAD_LANGS))
     train_limit: int | None = None
@@ -84,6 +87,7 @@ class XquadConfig:
     max_answer_length: int = 30
     eval_batch_size: int = 32
     group_by_length: bool = False
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         self.languages = _languages(self.languages)
@@ -97,7 +101,8 @@ class XquadConfig:
                                 batch_size=self.batch_size, grad_accum=self.grad_accum,
                                 warmup_steps=self.warmup_steps, warmup_ratio=self.warmup_ratio,
                                 weight_decay=self.weight_decay,
-                                group_by_length=self.group_by_length)
+                                group_by_length=self.group_by_length,
+                                freeze_embeddings=self.freeze_embeddings)
 
 
 @dataclass
