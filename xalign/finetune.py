@@ -206,6 +206,15 @@ def _snapshot(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def _is_best(log: FinetuneLog, score: float) -> bool:
+    """Record this epoch's selection score; True if it beats every earlier epoch."""
+    better = not log.epoch_scores or score > max(log.epoch_scores)
+    log.epoch_scores.append(score)
+    if better:
+        log.best_epoch = len(log.epoch_scores)
+    return better
+
+
 def _train_step(model: nn.Module, features: Sequence[Feature], index: list[int], *,
                 s: FinetuneSettings, pad_id: int, device: str) -> float:
     """Forward/backward over the micro-batches of one batch; returns the batch mean loss."""
@@ -260,12 +269,8 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
                 log.steps += 1
                 progress.update(bar, advance=1, loss=losses[-1])
             log.epoch_losses.append(float(np.mean(losses)))
-            if select is not None:
-                score = float(select())
-                if not log.epoch_scores or score > max(log.epoch_scores):
-                    log.best_epoch = epoch
-                    best = _snapshot(model) if epoch < s.epochs else None
-                log.epoch_scores.append(score)
+            if select is not None and _is_best(log, float(select())):
+                best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
     if best is not None:
         model.load_state_dict(best)
     model.eval()

@@ -107,20 +107,27 @@ class XquadConfig:
 
 @dataclass
 class QaMiniConfig(XquadConfig):
-    """Options of ``qa-mini``: TyDiQA-GoldP English train -> XQuAD slices, CPU-sized."""
+    """Options of ``qa-mini``: TyDiQA-GoldP English train -> XQuAD slices, CPU-sized.
+
+    Defaults were measured with multilingual-e5-small on 2 busy CPU cores: one pass over 600
+    questions, a higher learning rate for the few steps, length-grouped batches and a frozen
+    word-embedding matrix (the bulk of the parameters).
+    """
 
     languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
-    train_limit: int | None = 1000
+    train_limit: int | None = 600
     test_limit: int | None = 200
-    epochs: int = 2
-    max_length: int = 192
-    doc_stride: int = 96
+    learning_rate: float = 1e-4
+    epochs: int = 1
+    max_length: int = 256
+    doc_stride: int = 128
     max_query_length: int = 48
     batch_size: int = 16
     warmup_steps: int = 0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     group_by_length: bool = True
+    freeze_embeddings: bool = True
 
 
 # --------------------------------------------------------------------------------------------
