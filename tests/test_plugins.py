@@ -61,6 +61,13 @@ def test_builtin_sinkhorn_is_listed_with_its_distribution():
     assert s["options"]["blur"] == 0.05 and "needs" in s
 
 
+def test_builtin_plugins_are_all_listed():
+    names = {i["name"]: i["kind"] for i in plugins_json()}
+    assert names == {"sinkhorn": "objective", "l2": "objective", "contrastive": "objective",
+                     "mixed_ot": "objective", "xnli": "task", "xnli-mini": "task",
+                     "xquad": "task", "qa-mini": "task", "align": "task", "tatoeba": "task"}
+
+
 def test_env_var_restricts_loading(monkeypatch):
     monkeypatch.setenv("XALIGN_LOAD_PLUGINS", "")
     assert plugins_json() == []
