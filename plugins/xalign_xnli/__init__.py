@@ -9,7 +9,9 @@ test sets (XTREME checks every 100 steps, here after every epoch).
 ``xnli-mini`` is the same code at CPU scale: fine-tune on the English XNLI *dev* set, test on
 the first ``test_limit`` examples of the XNLI *test* sets (labels from
 ``DERIVED_test-labels.txt``); never train and test on the same split. The metric is accuracy
-in percent (what XTREME reports for XNLI); per-example scores are 1/0 correctness.
+in percent (``acc`` in XTREME's run_classify.py; some papers label the XNLI column "F1");
+per-example scores are 1/0 correctness. ``meta`` holds averages (all / non-English languages),
+the training log (loss and selection score per epoch, best epoch) and the options used.
 """
 
 from __future__ import annotations
