@@ -159,8 +159,10 @@ def test_xquad_trains_on_a_local_squad_file(tiny_model, shared_data, tmp_path) -
     (tmp_path / "squad").mkdir()
     (tmp_path / "squad" / "train-v1.1.json").write_text(json.dumps(squad))
     (tmp_path / "xquad").symlink_to(shared_data / "xquad")
-    result = run_task(qa.Xquad, tiny_model, tmp_path, train_limit=16, languages=["es"])
+    result = run_task(qa.Xquad, tiny_model, tmp_path, train_limit=16, languages=["es"],
+                      max_length=512, doc_stride=64)
     check_result(result, ["es"], 16)
+    assert result.meta["max_length"] == 128  # capped at the tiny model's positions
     assert result.meta["config"]["warmup_steps"] == 500  # the XTREME default
     assert qa.Xquad.options()["languages"] == list(qa.XQUAD_LANGS)
 

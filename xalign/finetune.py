@@ -23,11 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
+
 __all__ = [
     "FinetuneLog",
     "FinetuneSettings",
     "collate",
     "finetune",
+    "fit_max_length",
     "load_for_finetuning",
     "model_input_names",
     "predict",
