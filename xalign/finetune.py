@@ -33,6 +33,7 @@ __all__ = [
     "fit_max_length",
     "load_for_finetuning",
     "model_input_names",
+    "parse_languages",
     "predict",
     "seed_everything",
 ]
@@ -84,6 +85,15 @@ class FinetuneLog:
         return dict(steps=self.steps, epoch_losses=self.epoch_losses,
                     epoch_scores=self.epoch_scores, best_epoch=self.best_epoch,
                     seconds=round(self.seconds, 2))
+
+
+def parse_languages(value: Any) -> list[str]:
+    """Accept a list/tuple or a comma-separated string of language codes."""
+    langs = value.split(",") if isinstance(value, str) else list(value)
+    langs = [lang.strip() for lang in langs if lang.strip()]
+    if not langs:
+        raise ValueError("at least one language is needed")
+    return langs
 
 
 def seed_everything(seed: int) -> None:

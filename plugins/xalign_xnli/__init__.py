@@ -31,21 +31,13 @@ from xalign.finetune import (
     fit_max_length,
     load_for_finetuning,
     model_input_names,
+    parse_languages,
     predict,
     seed_everything,
 )
 
 Example = dict[str, Any]
 MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")
-
-
-def _languages(value: Any) -> list[str]:
-    """Accept a list/tuple or a comma-separated string of language codes."""
-    langs = value.split(",") if isinstance(value, str) else list(value)
-    langs = [lang.strip() for lang in langs if lang.strip()]
-    if not langs:
-        raise ValueError("at least one language is needed")
-    return langs
 
 
 @dataclass
@@ -70,7 +62,7 @@ class XnliConfig:
     freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        self.languages = _languages(self.languages)
+        self.languages = parse_languages(self.languages)
 
     def settings(self) -> FinetuneSettings:
         return FinetuneSettings(learning_rate=self.learning_rate, epochs=self.epochs,
@@ -175,7 +167,7 @@ class Xnli(Task):
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
-        langs = _languages(context.languages) if context.languages else c.languages
+        langs = parse_languages(context.languages) if context.languages else c.languages
         data = self.data_class(c, context)
         train = data.train()
         _check_labels(train, "training data")

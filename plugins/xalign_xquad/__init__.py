@@ -46,6 +46,7 @@ from xalign.finetune import (
     fit_max_length,
     load_for_finetuning,
     model_input_names,
+    parse_languages,
     predict,
     seed_everything,
 )
@@ -56,15 +57,6 @@ XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 MINI_LANGS = ("en", "de", "el", "es")
 SQUAD_HUB_ID = "rajpurkar/squad"
 SQUAD_TRAIN_FILE = "train-v1.1.json"
-
-
-def _languages(value: Any) -> list[str]:
-    """Accept a list/tuple or a comma-separated string of language codes."""
-    langs = value.split(",") if isinstance(value, str) else list(value)
-    langs = [lang.strip() for lang in langs if lang.strip()]
-    if not langs:
-        raise ValueError("at least one language is needed")
-    return langs
 
 
 @dataclass
@@ -94,7 +86,7 @@ class XquadConfig:
     freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        self.languages = _languages(self.languages)
+        self.languages = parse_languages(self.languages)
         if self.doc_stride < 1 or self.max_query_length < 1:
             raise ValueError("doc_stride and max_query_length must be >= 1")
         if self.max_query_length + 8 > self.max_length:
@@ -376,7 +368,7 @@ class Xquad(Task):
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
-        langs = _languages(context.languages) if context.languages else c.languages
+        langs = parse_languages(context.languages) if context.languages else c.languages
         train = self.train_examples(context)
         tests = {lang: load_xquad(lang, context.data_dir, c.test_limit) for lang in langs}
         seed_everything(context.seed)  # the span head is initialised here
