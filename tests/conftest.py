@@ -25,7 +25,8 @@ def shared_data() -> Path:
     return path
 
 
-def build_tiny_encoder(directory: Path, *, seed: int = 0, hidden: int = 32) -> Path:
+def build_tiny_encoder(directory: Path, *, seed: int = 0, hidden: int = 32,
+                       dropout: float = 0.0) -> Path:
     """A 2-layer BERT with a WordPiece vocabulary learned from the demo corpus."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -50,8 +51,8 @@ def build_tiny_encoder(directory: Path, *, seed: int = 0, hidden: int = 32) -> P
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden,
                         num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=128, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
+                        max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config, add_pooling_layer=False).save_pretrained(directory)
     fast.save_pretrained(directory)
     return directory

@@ -62,6 +62,26 @@ def test_training_decreases_sinkhorn_loss(smoke_overrides):
     assert sum(values[-2:]) < 0.8 * sum(values[:2]), values
 
 
+@pytest.mark.parametrize("dropout", [True, False])
+def test_dropout_switch_sets_the_starting_regulariser(dropout, tmp_path, tracking_uri):
+    """c0 is in eval mode: the drift term is 0 before any update exactly when dropout is off."""
+    from conftest import build_tiny_encoder
+    from mlflow.tracking import MlflowClient
+
+    model = build_tiny_encoder(tmp_path / "bert", dropout=0.3)
+    out = run_json(["--objective", "sinkhorn", "--set", f"model.name={model}",
+                    "--set", "data.limit=8", "--set", "data.languages=[de]",
+                    "--set", "train.batch_size=8", "--set", "train.grad_accum=1",
+                    "--set", f"train.dropout={str(dropout).lower()}",
+                    "--set", f"train.output_dir={tmp_path / 'out'}",
+                    "--set", f"tracking.uri={tracking_uri}"])
+    first = MlflowClient(tracking_uri).get_metric_history(out["run_id"], "de-en/reg")[0].value
+    if dropout:
+        assert first > 1e-3, first
+    else:
+        assert first < 1e-9, first
+
+
 def test_tfidf_weights_get_corpus_statistics_through_prepare(smoke_overrides):
     """The trainer calls Objective.prepare(data) so tf-idf weights (paper fn. 7) work."""
     sets = sum((["--set", o] for o in smoke_overrides), [])

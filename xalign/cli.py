@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from xalign.progress import stdout_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cross-lingual alignment objectives for multilingual encoders.")
@@ -26,6 +29,16 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """One ``warning: Category: message`` line on stderr, without Python's source excerpt."""
+    from rich.markup import escape
+
+    err.print(f"[yellow]warning:[/] {category.__name__}: {escape(str(message))}",
+              highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -50,7 +63,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         table.add_row(item["name"], item["kind"], item["distribution"], item["version"],
                       item["module"], ", ".join(item.get("needs", [])) or "-",
                       item["description"])
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()

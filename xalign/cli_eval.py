@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from xalign.progress import stdout_console
+
 if TYPE_CHECKING:
     from xalign.compare import CompareReport
     from xalign.evaluate import EvalRun
@@ -111,7 +113,7 @@ def eval_command(
                       "scores": r.result.scores} for r in runs],
             "summary": summary}))
         return
-    console = Console()
+    console = stdout_console()
     for t, langs in summary.items():
         metrics = list(dict.fromkeys(m for scores in langs.values() for m in scores))
         table = Table("language", *metrics, title=f"{t} — {model} ({seeds} seed(s))")
@@ -158,7 +160,7 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
-    print_compare(report, Console())
+    print_compare(report, stdout_console())
     err.print(f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
               highlight=False)
 

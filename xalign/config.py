@@ -59,6 +59,7 @@ class TrainConfig:
     max_steps: int | None = None
     seed: int = 42
     reg_weight: float = 1.0
+    dropout: bool = True
     mixed_precision: str = "no"
     checkpoint_every: int = 0
     keep_checkpoints: int = 2

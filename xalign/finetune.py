@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
+from xalign.progress import progress_bar
 
 __all__ = [
     "FinetuneLog",
@@ -164,24 +165,6 @@ def _autocast(device: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _progress(enabled: bool, metric: str | None):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
-    if metric:
-        columns.append(TextColumn(f"{metric} {{task.fields[{metric}]:.4f}}"))
-    columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-    return Progress(*columns, console=Console(stderr=True), disable=not enabled)
-
-
 def _optimizer(params: list[nn.Parameter], s: FinetuneSettings) -> torch.optim.Optimizer:
     """AdamW; biases and normalisation weights (1-d parameters) get no weight decay."""
     decay = [p for p in params if p.ndim >= 2]
@@ -267,7 +250,7 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
     optimizer = _optimizer(trainable, s)
     scheduler = _linear_schedule(optimizer, s.warmup(total), total)
     best: dict[str, Tensor] | None = None
-    with _progress(show_progress, "loss") as progress:
+    with progress_bar(show_progress, "loss") as progress:
         bar = progress.add_task(label, total=total, loss=float("nan"))
         for epoch in range(1, s.epochs + 1):
             model.train()
@@ -306,7 +289,7 @@ def predict(model: nn.Module, features: Sequence[Feature],
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     results: list[Any] = [None] * len(features)
-    with _progress(show_progress, None) as progress:
+    with progress_bar(show_progress) as progress:
         bar = progress.add_task(label, total=len(features))
         for start in range(0, len(order), batch_size):
             part = order[start:start + batch_size]

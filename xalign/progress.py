@@ -1,11 +1,20 @@
-"""Rich progress on stderr (stdout stays clean for ``--json``)."""
+"""Rich progress on stderr (stdout stays clean for ``--json``) and the stdout console."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 T = TypeVar("T")
+
+#: Width of tables printed to a pipe or file, where rich would otherwise assume 80 columns
+#: and cut column headers such as ``awesome-enfr`` to ``awesom…``.
+PIPE_WIDTH = 240
 
 
 def track(items: Sequence[T], description: str, enabled: bool = True) -> Iterable[T]:
@@ -17,3 +26,32 @@ def track(items: Sequence[T], description: str, enabled: bool = True) -> Iterabl
 
     return rich_track(items, description=description, console=Console(stderr=True),
                       transient=True)
+
+
+def progress_bar(enabled: bool, metric: str | None = None) -> Progress:
+    """A rich ``Progress`` on stderr: description, bar, n/N, optional ``metric`` field, times.
+
+    Tasks added to it must pass the ``metric`` field (e.g. ``loss=float("nan")``).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if metric:
+        columns.append(TextColumn(f"{metric} {{task.fields[{metric}]:.4f}}"))
+    columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    return Progress(*columns, console=Console(stderr=True), disable=not enabled)
+
+
+def stdout_console() -> Console:
+    """Console for tables on stdout: the terminal's width, or :data:`PIPE_WIDTH` when piped."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)

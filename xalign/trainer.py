@@ -33,6 +33,7 @@ from xalign.encoders import Encoder, load_encoder
 from xalign.links import LinkSpec
 from xalign.objective import Objective
 from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
+from xalign.progress import progress_bar
 from xalign.tracking import Tracker, git_sha
 
 
@@ -162,7 +163,9 @@ class AlignmentRecipe:
 
         device = self.accelerator.device
         self.module = AlignmentModule(self.encoder, self.objectives).to(device)
-        self.module.train()  # dropout as in fine-tuning; the frozen copy stays in eval mode
+        # Dropout on (standard fine-tuning) or off; the frozen copy c0 is always in eval mode,
+        # so with dropout the drift regulariser is not zero even before the first update.
+        self.module.train(t.dropout)
         if self.frozen is not None:
             self.frozen.to(device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
@@ -316,7 +319,7 @@ class AlignmentRecipe:
 
     def train(self) -> RunResult:
         t = self.cfg.train
-        progress = _progress(self.is_main and self.show_progress)
+        progress = progress_bar(self.is_main and self.show_progress, "loss")
         task = progress.add_task("align", total=self.total_steps, completed=self.start_step,
                                  loss=float("nan"))
         step = self.start_step
@@ -452,23 +455,6 @@ def attach_links(data: ParallelData, specs: list[LinkSpec], *, seed: int) -> Non
                 if spec.one_to_one:
                     lk = one_to_one(lk)
                 ex.links[spec] = lk
-
-
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
 
 
 def run_training(cfg: RunConfig, *, resume: str | Path | None = None,
