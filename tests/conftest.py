@@ -76,6 +76,17 @@ def smoke_overrides(tiny_model, tracking_uri, tmp_path) -> list[str]:
             f"tracking.uri={tracking_uri}"]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: tiny models run faster (far faster on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugin_registry():
     """Every test discovers plugins afresh (tests add temporary plugins and env vars)."""

@@ -5,22 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import xalign_xnli as xnli
+import xalign_xquad as qa
 
 from xalign import TaskContext, TaskResult
 from xalign.evaluation import XNLI_LANGS
+from xalign.finetune import FinetuneSettings
 
 TINY = dict(train_limit=32, test_limit=16, epochs=1, max_length=32, batch_size=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model runs faster on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_mini(model: Path, data: Path, *, seed: int = 0, **options) -> TaskResult:
@@ -53,6 +48,14 @@ def test_registered_with_their_options() -> None:
     assert xnli.XnliConfig(languages="de, fr").languages == ["de", "fr"]
     with pytest.raises(ValueError, match="unknown option"):
         xnli.XnliMini.from_options({"nope": 1})
+
+
+def test_recipe_options_reach_the_finetuning_loop() -> None:
+    assert xnli.XnliConfig(grad_accum=2, freeze_embeddings=True).settings() == FinetuneSettings(
+        learning_rate=2e-5, epochs=5, batch_size=32, grad_accum=2, freeze_embeddings=True)
+    assert qa.XquadConfig(group_by_length=True).settings() == FinetuneSettings(
+        learning_rate=3e-5, epochs=3, batch_size=32, warmup_steps=500, weight_decay=1e-4,
+        group_by_length=True)
 
 
 def test_xnli_mini_end_to_end_and_deterministic(tiny_model, shared_data) -> None:

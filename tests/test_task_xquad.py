@@ -28,13 +28,7 @@ def example(question: str = "When was the oldest bridge built?", context: str = 
             "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model runs faster on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,12 @@ class FinetuneSettings:
             raise ValueError("batch_size must be a positive multiple of grad_accum")
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
+
+    @classmethod
+    def from_options(cls, options: object) -> FinetuneSettings:
+        """Settings from a task's options object: every field it has, defaults for the rest."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{n: getattr(options, n) for n in names if hasattr(options, n)})
 
     def warmup(self, total_steps: int) -> int:
         """Warmup steps: ``warmup_steps`` if set, else ``warmup_ratio`` of the total."""

@@ -65,10 +65,7 @@ class XnliConfig:
         self.languages = parse_languages(self.languages)
 
     def settings(self) -> FinetuneSettings:
-        return FinetuneSettings(learning_rate=self.learning_rate, epochs=self.epochs,
-                                batch_size=self.batch_size, grad_accum=self.grad_accum,
-                                warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
-                                freeze_embeddings=self.freeze_embeddings)
+        return FinetuneSettings.from_options(self)
 
 
 @dataclass

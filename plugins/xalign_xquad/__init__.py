@@ -93,12 +93,7 @@ class XquadConfig:
             raise ValueError("max_length must exceed max_query_length by more than 8 tokens")
 
     def settings(self) -> FinetuneSettings:
-        return FinetuneSettings(learning_rate=self.learning_rate, epochs=self.epochs,
-                                batch_size=self.batch_size, grad_accum=self.grad_accum,
-                                warmup_steps=self.warmup_steps, warmup_ratio=self.warmup_ratio,
-                                weight_decay=self.weight_decay,
-                                group_by_length=self.group_by_length,
-                                freeze_embeddings=self.freeze_embeddings)
+        return FinetuneSettings.from_options(self)
 
 
 @dataclass
