@@ -16,7 +16,7 @@ def test_defaults_match_configs_default_yaml():
     assert set(from_file["objectives"]) == set(defaults["objectives"]) == {"sinkhorn"}
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "wordot"])
+@pytest.mark.parametrize("name", ["default", "smoke", "wordot", "subot", "wordot-large"])
 def test_shipped_configs_parse(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.objectives
@@ -29,6 +29,20 @@ def test_paper_settings_in_wordot():
     assert cfg.data.pairs_per_language == 250_000
     assert cfg.data.languages == ["bg", "de", "el", "es", "fr"]
     assert cfg.model.name == "bert-base-multilingual-cased" and cfg.model.pooling == "last"
+    assert cfg.objective_options("sinkhorn")["level"] == "word"
+
+
+def test_subot_and_large_variants_differ_from_wordot_only_where_they_say():
+    word = load_config(ROOT / "configs" / "wordot.yaml").to_dict()
+    sub = load_config(ROOT / "configs" / "subot.yaml").to_dict()
+    large = load_config(ROOT / "configs" / "wordot-large.yaml").to_dict()
+    assert sub["objectives"]["sinkhorn"]["level"] == "subword"
+    sub["objectives"]["sinkhorn"]["level"] = "word"
+    assert sub == word
+    assert len(large["data"]["languages"]) == 14 and "en" not in large["data"]["languages"]
+    assert set(word["data"]["languages"]) < set(large["data"]["languages"])
+    large["data"]["languages"] = word["data"]["languages"]
+    assert large == word
 
 
 def test_overrides_are_typed_and_nested():
