@@ -223,3 +223,11 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
     bad = CliRunner().invoke(app, ["eval", trained, "-t", "fake", "--option", "xnli.k=1",
                                    "--tracking-uri", uri])
     assert bad.exit_code == 1 and "task 'xnli' is not among" in bad.output
+    # --model is the same as the positional MODEL (reused again); neither or two is an error
+    as_option = CliRunner().invoke(app, ["eval", "--model", trained, *args[2:]])
+    assert as_option.exit_code == 0, as_option.output
+    assert [r["reused"] for r in json.loads(as_option.stdout)["runs"]] == [True, True]
+    none = CliRunner().invoke(app, ["eval", "-t", "fake", "--tracking-uri", uri])
+    assert none.exit_code == 1 and "no model" in none.output
+    two = CliRunner().invoke(app, ["eval", trained, "-m", "other", "-t", "fake"])
+    assert two.exit_code == 1 and "two models" in two.output

@@ -77,8 +77,10 @@ def eval_summary(results: list[EvalRun]) -> dict[str, dict[str, dict[str, dict[s
 
 
 def eval_command(
-    model: str = typer.Argument(..., help="Path, hub id, packaged:NAME, 'base' (the default "
-                                "config's encoder) or an MLflow training run id."),
+    model: str | None = typer.Argument(None, help="Path, hub id, packaged:NAME, 'base' (the "
+                                       "default config's encoder) or an MLflow training run id."),
+    model_option: str | None = typer.Option(None, "--model", "-m",
+                                            help="The model, as an option (same as MODEL)."),
     task: list[str] = typer.Option(..., "--task", "-t", help="Task name (repeatable)."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Task seeds 0..N-1 (one run each)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
@@ -91,6 +93,11 @@ def eval_command(
     from xalign.evaluate import evaluate_runs, resolve_spec
     from xalign.task import TaskContext
 
+    if model is not None and model_option is not None and model != model_option:
+        _fail(f"two models given: {model!r} and --model {model_option!r}")
+    model = model or model_option
+    if model is None:
+        _fail("no model: xalign eval MODEL --task T (or --model MODEL)")
     tasks = split_names(task)
     try:
         options = parse_task_options(option, tasks)
