@@ -92,3 +92,28 @@ def test_parse_override_value_kinds():
     assert parse_override("a.b=3") == (["a", "b"], 3)
     assert parse_override("a=true") == (["a"], True)
     assert parse_override("a=5e-5")[1] == pytest.approx(5e-5)
+
+
+def test_extends_merges_mappings_and_replaces_the_rest(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "data: {languages: [de, fr], limit: 10}\ntrain: {lr: 1.0e-4}\n"
+        "objectives: {sinkhorn: {blur: 0.1, level: word}}\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../base.yaml\ndata: {languages: [el]}\n"
+                     "objectives: {sinkhorn: {level: subword}}\n")
+    cfg = load_config(child, ["train.seed=3"])
+    assert cfg.data.languages == ["el"] and cfg.data.limit == 10
+    assert cfg.train.lr == pytest.approx(1e-4) and cfg.train.seed == 3
+    assert cfg.objective_options("sinkhorn") == {"blur": 0.1, "level": "subword"}
+
+
+def test_extends_errors_name_the_files(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\n")
+    b.write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="'extends' cycle"):
+        load_config(a)
+    a.write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing\.yaml \(extended by .*a\.yaml\)"):
+        load_config(a)

@@ -169,15 +169,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     where = "defaults"
     if path is not None:
         where = str(path)
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
+        raw = read_config_file(Path(path))
     if objectives:
         chosen: dict[str, Any] = {}
         for item in objectives:
@@ -194,6 +186,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         keys, value = parse_override(item)
         _set_path(raw, keys, value)
     return build_config(raw, where=where)
+
+
+def read_config_file(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a dict. ``extends: FILE`` (relative to this file) starts from FILE:
+    mappings merge key by key, anything else (lists included) is replaced."""
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}"
+                          + (f" (extended by {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: 'extends' cycle: {' -> '.join(map(str, _chain))} -> {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    base = read_config_file(path.parent / str(parent), (*_chain, path.resolve()))
+    return _merged(base, raw)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def build_config(raw: dict[str, Any], *, where: str = "config") -> RunConfig:
