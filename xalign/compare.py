@@ -104,8 +104,7 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
         eval_runs: list[tuple[str, EvalRun]] = []
         base = resolve_spec(BASE, tracking_uri=uri, base_model=cfg0.model.name)
         for t in tasks:
-            say(f"evaluating base on {t} (seed{'s' if seeds > 1 else ''} "
-                f"{', '.join(map(str, range(seeds)))})")
+            say(f"evaluating base on {t} ({seeds} seed(s))")
             eval_runs += [(BASE, r) for r in evaluate_runs(
                 base, t, options=options[t], seeds=seeds, **common)]
         for obj in objectives:
