@@ -1,0 +1,94 @@
+"""One entry point for xalign's benchmarks: ``python -m benchmarks [--quick] [--json]``.
+
+Prints a table (key, value, target) and, with ``--json``, one JSON object with every key plus
+a description of the machine. Ratios are what count across machines; absolute times only with
+the machine line. ``--quick`` runs tiny sizes (seconds; the test suite checks that it runs).
+Run from the repository root with the project's venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from benchmarks import sinkhorn
+
+# name -> (function(quick) -> {key: value}, {key: target description})
+SUITE: dict[str, tuple[Callable[[bool], dict[str, float]], dict[str, str]]] = {
+    "sinkhorn_batched_vs_loop": (sinkhorn.batched_vs_loop, {"sinkhorn_batched_vs_loop": ">= 3"}),
+    "sinkhorn_vs_pot_loop": (sinkhorn.vs_pot_loop, {"sinkhorn_vs_pot_loop": ">= 20"}),
+    "sinkhorn_scaling": (sinkhorn.scaling_error, {}),
+}
+
+
+def machine() -> dict[str, object]:
+    """CPU model, cores, torch build and threads: the context of every absolute number."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": platform.python_version(),
+        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: seconds, not minutes")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--only", default="", help="comma-separated benchmark names")
+    args = ap.parse_args(argv)
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(only) - set(SUITE))
+    if unknown:
+        ap.error(f"unknown benchmark(s) {unknown}; known: {sorted(SUITE)}")
+    results: dict[str, float] = {}
+    targets: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for name, (fn, target) in SUITE.items():
+        if only and name not in only:
+            continue
+        start = time.perf_counter()
+        results.update(fn(args.quick))
+        seconds[name] = round(time.perf_counter() - start, 2)
+        targets.update(target)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "quick": args.quick,
+                    "results": results,
+                    "targets": targets,
+                    "seconds": seconds,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"# {json.dumps(machine())}{' (quick)' if args.quick else ''}")
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value:>12.4g}  {targets.get(key, '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

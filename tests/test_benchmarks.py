@@ -1,0 +1,46 @@
+"""The benchmark suite runs (``--quick``); its numbers are not asserted (no timed tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_quick_suite_prints_every_key_as_json():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    results = report["results"]
+    for key in (
+        "sinkhorn_batched_vs_loop",
+        "sinkhorn_vs_pot_loop",
+        "sinkhorn_scaling_0.5_value_rel_err",
+        "sinkhorn_scaling_0.99_grad_rel_err",
+    ):
+        assert key in results and results[key] > 0, key
+    # more annealing steps -> closer to the converged divergence
+    assert (
+        results["sinkhorn_scaling_0.99_value_rel_err"]
+        < results["sinkhorn_scaling_0.5_value_rel_err"]
+    )
+    assert report["machine"]["cores"] >= 1
+
+
+def test_unknown_benchmark_is_an_error():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "unknown benchmark" in out.stderr
