@@ -36,7 +36,7 @@ def build_tiny_encoder(directory: Path, *, seed: int = 0, hidden: int = 32,
     from xalign.data.corpus import DEMO_LANGUAGES, read_parallel
 
     texts = [s for lang in DEMO_LANGUAGES for pair in read_parallel("demo", lang, "en")
-             for s in pair]
+             for s in (pair.src, pair.tgt)]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

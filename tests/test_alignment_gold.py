@@ -152,3 +152,44 @@ def test_load_by_path_matches_name(shared_data: Path) -> None:
     xlwa = _load_quiet(shared_data / "align" / "xlwa" / "bg" / "test.tsv")
     assert xlwa.name == "xlwa-bg-test"
     assert xlwa.sure == _load_quiet("xlwa-bg-test", shared_data).sure
+
+
+# ---------------------------------------------------------------- error types and Unicode
+
+
+def test_bad_inputs_are_xalign_errors(tmp_path: Path) -> None:
+    from xalign.alignment import GoldFileNotFoundError, GoldFormatError
+    from xalign.errors import XalignError
+
+    with pytest.raises(GoldFormatError) as unknown:
+        load_gold("nope")
+    with pytest.raises(GoldFileNotFoundError) as missing:
+        load_gold("awesome-enfr", tmp_path)
+    assert isinstance(unknown.value, XalignError) and isinstance(missing.value, XalignError)
+    (tmp_path / "enfr.src-tgt").write_text("a ||| b\n", encoding="utf-8")
+    (tmp_path / "enfr.gold").write_text("1-1 1x1\n", encoding="utf-8")
+    with pytest.raises(GoldFormatError, match=r"enfr\.gold line 1: malformed link '1x1'") as bad:
+        load_gold(tmp_path / "enfr.gold")
+    assert (bad.value.path, bad.value.line) == (tmp_path / "enfr.gold", 1)
+
+
+@pytest.mark.parametrize(("name", "relative", "column"), [
+    ("awesome-enfr", "awesome/enfr.src-tgt", None),
+    ("xlwa-bg-test", "xlwa/bg/test.tsv", 1),
+    ("bicici-deen", "deen_bicici100/test.de", None),
+])
+def test_shared_words_are_the_files_tokens_in_nfc(shared_data: Path, name: str, relative: str,
+                                                  column: int | None) -> None:
+    import unicodedata
+
+    gold = _load_quiet(name, shared_data)
+    lines = (shared_data / "align" / relative).read_text(encoding="utf-8-sig").split("\n")
+    lines = [line for line in lines if line.strip()]
+    if name.startswith("awesome"):  # English ||| French: French is the source
+        lines = [line.split("|||")[1] for line in lines]
+    elif column is not None:
+        lines = [line.split("\t")[column] for line in lines]
+    assert len(lines) == len(gold)
+    for words, line in zip(gold.src_sents, lines, strict=True):
+        tokens = line.lstrip("\ufeff").split()
+        assert words == [unicodedata.normalize("NFC", t) for t in tokens]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,103 @@ def test_alignment_scores_edge_cases() -> None:
     assert math.isnan(empty["aer"]) and empty["precision"] == 0.0
     with pytest.raises(ValueError, match="sentence counts differ"):
         alignment_scores([set()], [set(), set()])
+
+
+# ---------------------------------------------------------------- one home for links (xalign.links)
+
+
+def test_links_have_one_home() -> None:
+    import xalign
+    import xalign.alignment.links as alignment_links
+    import xalign.batch
+    import xalign.links as home
+
+    for name in ("symmetrize", "one_to_one", "drop_identical", "parse_pharaoh", "format_pharaoh",
+                 "transpose", "LinkSpec"):
+        assert getattr(alignment_links, name) is getattr(home, name), name
+    assert xalign.LinkSpec is home.LinkSpec and xalign.Links is home.Links is xalign.batch.Links
+    assert SYMMETRIZATION_METHODS is home.SYMMETRIZATIONS  # the one list
+    with pytest.raises(ValueError, match="grow-diag-final-and"):
+        home.LinkSpec("gdfa")
+
+
+def test_link_spec_filters_worked_example() -> None:
+    from xalign.links import LinkSpec
+
+    src = ["Berlin", "ist", "groß", "."]
+    tgt = ["Berlin", "is", "big", "."]
+    # symmetrised: Berlin-Berlin, ist-is, groß-big, .-., .-Berlin (source "." in two links,
+    # target Berlin in two links)
+    links = {(0, 0), (1, 1), (2, 2), (3, 3), (3, 0)}
+    # one-to-one alone: "." and "Berlin" (target) have two links -> 0-0, 3-3, 3-0 go
+    assert LinkSpec(one_to_one=True).apply(links, src, tgt) == {(1, 1), (2, 2)}
+    # drop_identical runs first: Berlin-Berlin and .-. go, then every word has one link left
+    assert LinkSpec(one_to_one=True, drop_identical=True).apply(links, src, tgt) == {
+        (1, 1), (2, 2), (3, 0)}
+    assert LinkSpec(one_to_one=False, drop_identical=True).apply(links, src, tgt) == {
+        (1, 1), (2, 2), (3, 0)}
+    assert LinkSpec(max_words=3).apply(links, src, tgt) == set()  # 4 words > 3: no links
+    assert LinkSpec(one_to_one=False, max_words=4).apply(links, src, tgt) == links
+
+
+def test_links_text_and_digest_are_canonical() -> None:
+    import hashlib
+
+    from xalign.links import combined_digest, links_digest, links_text
+
+    corpus = [{(1, 0), (0, 1)}, set(), {(2, 2)}]
+    text = links_text(corpus)
+    assert text == "0-1 1-0\n\n2-2\n"  # sorted, 0-based, one line per pair, empty = no links
+    assert links_digest(corpus) == hashlib.sha256(text.encode()).hexdigest()
+    assert links_digest([{(0, 1), (1, 0)}, set(), {(2, 2)}]) == links_digest(corpus)
+    assert links_digest([{(0, 1)}, set(), {(2, 2)}]) != links_digest(corpus)
+    assert combined_digest({"intersection": "abc"}) == "abc"  # = sha256sum of the one file
+    both = combined_digest({"intersection": "a", "union": "b"})
+    assert both == hashlib.sha256(b"intersection a\nunion b\n").hexdigest()
+
+
+def test_links_path_template_and_mapping(tmp_path) -> None:
+    from xalign.links import LinksFileError, links_path
+
+    template = str(tmp_path / "links" / "{src}-{tgt}.{symmetrization}.txt")
+    assert links_path(template, "de", "en", "union") == tmp_path / "links" / "de-en.union.txt"
+    mapping = {"de-en": "a/{symmetrization}.txt", "fr": "b/fr.txt"}
+    assert links_path(mapping, "de", "en", "intersection") == Path("a/intersection.txt")
+    assert links_path(mapping, "fr", "en", "intersection") == Path("b/fr.txt")
+    with pytest.raises(LinksFileError, match="no entry for el-en"):
+        links_path(mapping, "el", "en", "intersection")
+
+
+SRC = [["Das", "Haus", "ist", "klein", "."], ["Ja"], ["Это", "дом"]]
+TGT = [["The", "house", "is", "small", "."], ["Yes"], ["This", "is", "a", "house"]]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0-0 1-1\n0-0\n", r"x.txt: 2 lines, but de-en has 3 sentence pairs"),
+    ("0-0\n0-0\n0-0\n0-0\n", r"x.txt: 4 lines, but de-en has 3"),
+    ("0-0 1-1\n0-0\n0-0 2-4\n", r"x.txt:3: link 2-4 out of range: sentence pair 3 has 2 source "
+                                r"and 4 target words"),
+    ("1-1 5-5\n1-1\n1-1\n", r"x.txt:1: link 5-5 out of range.*\(is the file 1-based\?\)"),
+    ("0-0\n0:0\n\n", r"x.txt:2: malformed link '0:0'"),
+    ("0-0\n0p0\n\n", r"x.txt:2: possible link '0p0'"),
+])
+def test_read_links_file_errors_name_file_and_line(tmp_path, text, message) -> None:
+    from xalign.links import LinksFileError, read_links_file
+
+    path = tmp_path / "x.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LinksFileError, match=message):
+        read_links_file(path, SRC, TGT, pair="de-en")
+
+
+def test_read_links_file_accepts_pharaoh_corpus(tmp_path) -> None:
+    from xalign.links import LinksFileError, read_links_file
+
+    path = tmp_path / "ok.txt"
+    path.write_bytes("\ufeff0-0 4-4 1-1\r\n\n1-3 0-0\n".encode())  # BOM, CRLF, empty line
+    assert read_links_file(path, SRC, TGT) == [{(0, 0), (1, 1), (4, 4)}, set(), {(0, 0), (1, 3)}]
+    path.write_text("0-0\n\n", encoding="utf-8")  # a missing last line is not silently empty
+    with pytest.raises(LinksFileError, match="2 lines, but the corpus has 3"):
+        read_links_file(path, SRC, TGT)
+    with pytest.raises(LinksFileError, match="links file not found"):
+        read_links_file(tmp_path / "missing.txt", SRC, TGT)

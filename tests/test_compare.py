@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from xalign.cli import app
 from xalign.cli_eval import parse_task_options, print_compare, split_names
-from xalign.compare import compare, training_config
+from xalign.compare import compare, expected_components, training_config
 from xalign.config import ConfigError
 from xalign.evaluation.metrics import paired_bootstrap
 
@@ -66,9 +66,10 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
                             uri, tmp_path / "out")
     for obj in ("sinkhorn", "other"):
         for seed in (0, 1):
-            fp = training_config(cfg_path, [], obj, seed).fingerprint()
+            cfg = training_config(cfg_path, [], obj, seed)
             log_train_run(uri, write_preset(tmp_path / f"{obj}-{seed}", obj, [seed]),
-                          fingerprint=fp, objective=obj)
+                          fingerprint=cfg.fingerprint(), objective=obj,
+                          components=expected_components(cfg)[0])
 
     def no_training(*_a, **_k):
         raise AssertionError("matching training runs must be reused")
@@ -201,3 +202,72 @@ def test_option_parsing_and_errors(tmp_path):
     from xalign.cli_eval import DEFAULT_COMPARE_TASKS
 
     assert DEFAULT_COMPARE_TASKS == ("align", "xnli-mini")
+
+
+# ------------------------------------------------------------------------------ content identity
+def with_l2(monkeypatch) -> None:
+    from xalign.plugins import reset_registry
+
+    monkeypatch.setenv("XALIGN_LOAD_PLUGINS", "sinkhorn,l2")
+    reset_registry()
+
+
+def test_training_runs_are_reused_only_with_the_same_links_file(tiny_model, tmp_path,
+                                                                monkeypatch):
+    from xalign.compare import find_training_run
+    from xalign.config import load_config
+    from xalign.links import links_digest
+    from xalign.tracking import Tracker
+
+    with_l2(monkeypatch)
+    uri = fresh_store(tmp_path)
+    links = tmp_path / "de-en.intersection.txt"
+    links.write_text("0-0\n" * 24, encoding="utf-8")
+    cfg = load_config(None, [f"model.name={tiny_model}", "data.languages=[de]", "data.limit=24",
+                             f"data.links={tmp_path}/{{src}}-{{tgt}}.{{symmetrization}}.txt"],
+                      objectives=["l2"])
+    components, why = expected_components(cfg, ["intersection"])
+    before = links_digest([{(0, 0)}] * 24)
+    assert why == "" and components["links"] == {"de-en": before}
+    run_id = log_train_run(uri, tiny_model, fingerprint=cfg.fingerprint(), objective="l2",
+                           components=components, symmetrizations="intersection")
+    tracker = Tracker(uri, "xalign")
+    found, reasons = find_training_run(tracker, cfg)
+    assert found.info.run_id == run_id and reasons == []
+    links.write_text("0-0\n" * 23 + "1-1\n", encoding="utf-8")  # one link moved
+    after = links_digest([{(0, 0)}] * 23 + [{(1, 1)}])
+    found, reasons = find_training_run(tracker, cfg)
+    assert found is None
+    assert reasons == [f"run {run_id} trained on other inputs: links de-en (sha256 "
+                       f"{before[:12]} now {after[:12]})"]
+    legacy = log_train_run(uri, tiny_model, fingerprint=cfg.fingerprint(), objective="l2")
+    assert find_training_run(tracker, cfg)[1][0] == (
+        f"run {legacy} recorded no content identity (trained by an older xalign)")
+
+
+def test_a_trained_runs_identity_is_found_again_only_while_its_links_are_cached(
+        tiny_model, tmp_path, monkeypatch):
+    """The trainer's xalign.identity equals compare's expected identity (eflomal links found
+    through the cache index, without tokenising); with a cold cache nothing can be reused."""
+    from conftest import run_json
+
+    from xalign.compare import find_training_run
+    from xalign.config import load_config
+    from xalign.tracking import Tracker
+
+    with_l2(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    uri = fresh_store(tmp_path)
+    overrides = [f"model.name={tiny_model}", "data.languages=[de]", "data.limit=24",
+                 "train.batch_size=8", "train.max_steps=1", f"tracking.uri={uri}",
+                 f"train.output_dir={tmp_path / 'out'}"]
+    out = run_json(["-o", "l2", *(a for o in overrides for a in ("--set", o))])
+    cfg = load_config(None, overrides, objectives=["l2"])
+    tracker = Tracker(uri, "xalign")
+    found, reasons = find_training_run(tracker, cfg)
+    assert found is not None and found.info.run_id == out["run_id"], reasons
+    monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cold"))
+    found, reasons = find_training_run(tracker, cfg)
+    assert found is None and len(reasons) == 1
+    assert "intersection word links of de-en are not in the cache" in reasons[0]

@@ -117,3 +117,22 @@ def test_extends_errors_name_the_files(tmp_path):
     a.write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match=r"missing\.yaml \(extended by .*a\.yaml\)"):
         load_config(a)
+
+
+def test_saved_config_round_trips_words_yaml11_reads_as_booleans(tmp_path):
+    """The resolved config.yaml a run writes (and --resume reads) keeps 'no', 'on', 'off'."""
+    cfg = load_config(None, ["data.languages=[no, on, de]", "train.mixed_precision=no",
+                             "tracking.run_name=off", "train.dropout=no"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(cfg.to_yaml())
+    again = load_config(saved)
+    assert again.to_dict() == cfg.to_dict()
+    assert again.data.languages == ["no", "on", "de"] and again.train.dropout is False
+
+
+@pytest.mark.parametrize("spelling", [
+    ["train.batch_size=24.0"], ["data.languages=bg,de,el,es,fr"], ["train.lr=5e-5"],
+    ["train.dropout=yes"], ["train.betas=0.9, 0.999"], ["model.max_length='128'"],
+])
+def test_equivalent_spellings_give_the_default_fingerprint(spelling):
+    assert load_config(None, spelling).fingerprint() == load_config(None).fingerprint()

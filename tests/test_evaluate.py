@@ -131,8 +131,17 @@ def fresh_store(tmp_path: Path) -> str:
 
 
 def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 16,
-                  objective: str = "sinkhorn", experiment: str = "xalign") -> str:
-    """A FINISHED training run as the trainer tags it (without training)."""
+                  objective: str = "sinkhorn", experiment: str = "xalign",
+                  components: dict | None = None, symmetrizations: str = "") -> str:
+    """A FINISHED training run as the trainer tags it (without training).
+
+    ``components`` (:func:`xalign.compare.expected_components`): the content identity the
+    trainer would record (tag ``xalign.identity`` and the params it is checked against).
+    """
+    from mlflow.entities import Param
+
+    from xalign.provenance import identity_params, training_identity
+
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
@@ -140,7 +149,13 @@ def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 
             "xalign.fingerprint": fingerprint}
     if model_dir is not None:
         tags["xalign.model_dir"] = str(Path(model_dir).resolve())
+    if components is not None:
+        tags["xalign.identity"] = training_identity(components)
+        tags["xalign.link_symmetrizations"] = symmetrizations
     run_id = client.create_run(exp_id, tags=tags).info.run_id
+    if components is not None:
+        client.log_batch(run_id, params=[Param(k, v) for k, v in
+                                         identity_params(components).items()])
     client.set_terminated(run_id)
     return run_id
 
@@ -231,3 +246,46 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
     assert none.exit_code == 1 and "no model" in none.output
     two = CliRunner().invoke(app, ["eval", trained, "-m", "other", "-t", "fake"])
     assert two.exit_code == 1 and "two models" in two.output
+
+
+def test_eval_key_covers_model_content_inputs_and_versions():
+    from xalign.evaluate import eval_key
+
+    def key(**changes):
+        args = {"identity": "files:aa", "task": "fake", "options": {"pooling": "mean"},
+                "seed": 0, "languages": None, "inputs": {"/d/a.tsv": "1", "/d/b.tsv": "2"},
+                "software": {"plugin": "xalign-tests 9.9", "xalign": "0.1.0"}}
+        args.update(changes)
+        return eval_key(args.pop("identity"), args.pop("task"), args.pop("options"),
+                        args.pop("seed"), args.pop("languages"), **args)
+
+    base = key()
+    assert base == key(inputs={"/d/b.tsv": "2", "/d/a.tsv": "1"})  # order does not matter
+    others = [key(identity="files:bb"), key(inputs={"/d/a.tsv": "1", "/d/b.tsv": "3"}),
+              key(inputs={"/d/a.tsv": "1"}), key(software={"plugin": "xalign-tests 9.10",
+                                                          "xalign": "0.1.0"}),
+              key(seed=1), key(languages=["de"]), key(options={"pooling": "first"})]
+    assert len({base, *others}) == 1 + len(others)
+
+
+def test_a_failing_inputs_hook_names_the_plugin(tiny_model, tmp_path):
+    from xalign.plugins import PluginError
+
+    class BrokenInputs(CosineTask):
+        name = "broken-inputs"
+
+        def inputs(self, context):
+            raise RuntimeError("boom")
+
+    class Plugin:
+        @xalign.hookimpl
+        def register_tasks(self, register) -> None:
+            register(BrokenInputs)
+
+    get_registry().add(Plugin(), name="broken", distribution="xalign-broken", version="0.0.1")
+    ctx = TaskContext(output_dir=tmp_path / "eval", show_progress=False)
+    with pytest.raises(PluginError, match=r"xalign-broken 0\.0\.1.*failed in inputs\(\): "
+                                          r"RuntimeError: boom"):
+        evaluate_runs(str(tiny_model), "broken-inputs", context=ctx,
+                      tracking_uri=fresh_store(tmp_path))
+    assert CosineTask.calls == 0

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from xalign import hookspecs
 from xalign.cli import app
-from xalign.plugins import PluginError, get_registry, reset_registry
+from xalign.plugins import PluginError, PluginWarning, get_registry, reset_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docs" / "plugin-template"
@@ -44,7 +45,11 @@ def site(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
-    return site
+    yield site
+    # forget the modules imported from it: the next test's module of the same name is new
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(site)):
+            del sys.modules[name]
 
 
 def plugins_json() -> list[dict]:
@@ -65,7 +70,8 @@ def test_builtin_plugins_are_all_listed():
     names = {i["name"]: i["kind"] for i in plugins_json()}
     assert names == {"sinkhorn": "objective", "l2": "objective", "contrastive": "objective",
                      "mixed_ot": "objective", "xnli": "task", "xnli-mini": "task",
-                     "xquad": "task", "qa-mini": "task", "align": "task", "tatoeba": "task"}
+                     "xquad": "task", "qa-mini": "task", "align": "task", "tatoeba": "task",
+                     "udpos": "task", "pos-mini": "task", "mlqa": "task"}
 
 
 def test_env_var_restricts_loading(monkeypatch):
@@ -97,12 +103,19 @@ def test_template_pyproject_declares_the_entry_point():
 
 
 def test_import_error_names_the_distribution(site):
+    """A plugin that fails to import is skipped with a warning naming it; the rest loads."""
     install_fake_distribution(site, "xalign-broken", "9.9", "broken", "xalign_broken",
                               source="import does_not_exist_anywhere\n")
-    with pytest.raises(PluginError, match=r"plugin 'broken' from distribution xalign-broken 9.9"):
-        get_registry()
+    with pytest.warns(PluginWarning, match=r"plugin 'broken' from distribution xalign-broken "
+                                           r"9\.9 failed to import .*XALIGN_LOAD_PLUGINS"):
+        registry = get_registry()
+    assert registry.objective("sinkhorn").source.distribution == "xalign"
+    [problem] = [p for p in registry.problems if p.name == "broken"]
+    assert (problem.status, problem.distribution, problem.version) == ("error", "xalign-broken",
+                                                                       "9.9")
+    assert "ModuleNotFoundError: No module named 'does_not_exist_anywhere'" in problem.error
     result = runner.invoke(app, ["plugins"])
-    assert result.exit_code == 1 and "xalign-broken" in result.output
+    assert result.exit_code == 0 and "xalign-broken" in result.stdout
 
 
 def test_exception_in_loss_names_the_distribution(site, smoke_overrides):
@@ -128,8 +141,12 @@ def test_registering_a_non_objective_is_rejected(site):
         "@xalign.hookimpl\n"
         "def register_objectives(register):\n"
         "    register(dict)\n"))
-    with pytest.raises(PluginError, match="not a subclass of xalign.Objective"):
-        get_registry().objectives()
+    with pytest.warns(PluginWarning, match="not a subclass of xalign.Objective"):
+        objectives = get_registry().objectives()
+    assert "sinkhorn" in objectives
+    [problem] = get_registry().problems
+    assert problem.name == "wrong" and problem.distribution == "xalign-wrong"
+    assert "registered <class 'dict'> as objective" in problem.error
 
 
 def test_duplicate_names_are_rejected(site):
@@ -140,8 +157,13 @@ def test_duplicate_names_are_rejected(site):
         "@xalign.hookimpl\n"
         "def register_objectives(register):\n"
         "    register(S)\n"))
-    with pytest.raises(PluginError, match="registered twice"):
-        get_registry().objectives()
+    with pytest.warns(PluginWarning, match="objective 'sinkhorn' is registered by 2 plugins"):
+        objectives = get_registry().objectives()
+    assert "sinkhorn" not in objectives and "l2" in objectives
+    with pytest.raises(PluginError, match="registered by 2 plugins") as info:
+        get_registry().objective("sinkhorn")
+    assert "plugin 'sinkhorn' (distribution xalign 0.1.0" in str(info.value)
+    assert "plugin 'dup' (distribution xalign-dup 1.0, xalign_dup.S)" in str(info.value)
 
 
 def test_every_hookspec_is_documented():
@@ -157,13 +179,16 @@ def test_every_hookspec_is_documented():
 
 
 def test_plugins_are_independent_packages_using_public_api():
-    """Built-in plugins import xalign's public API only (as a third party would)."""
+    """Built-in plugins import xalign's public API only (as a third party would), or another
+    plugin's top-level package (a declared dependency: ``mlqa`` subclasses ``xalign_xquad``)."""
     allowed = {"xalign", "xalign.alignment", "xalign.evaluation", "xalign.encoders",
                "xalign.finetune"}
+    packages = {pkg.name for pkg in (ROOT / "plugins").iterdir() if pkg.is_dir()}
     for pkg in (ROOT / "plugins").iterdir():
         for py in pkg.rglob("*.py"):
             for mod in re.findall(r"^\s*(?:from|import)\s+(xalign[\w.]*)", py.read_text(), re.M):
-                assert mod in allowed or mod.startswith(pkg.name), f"{py}: imports {mod}"
+                assert mod in allowed or mod.startswith(pkg.name) or mod in packages, \
+                    f"{py}: imports {mod}"
 
 
 def test_subprocess_cli_sees_an_installed_plugin(site):
@@ -174,3 +199,212 @@ def test_subprocess_cli_sees_an_installed_plugin(site):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "mean_cosine" in {i["name"] for i in json.loads(out.stdout)}
+
+
+# -- plugins cannot silently replace or break each other -------------------------------------
+VENV_XALIGN = ROOT / ".venv" / "bin" / "xalign"
+
+
+def objective_source(*names: str, loss: str = "return batch.src.hidden.sum() * 0.0") -> str:
+    """A plugin module registering one trivial objective class per name."""
+    out = ["import torch", "import xalign"]
+    for i, name in enumerate(names):
+        out += [f"class Obj{i}(xalign.Objective):", f"    name = {name!r}",
+                "    def loss(self, batch):", f"        {loss}"]
+    out += ["@xalign.hookimpl", "def register_objectives(register):"]
+    out += [f"    register(Obj{i})" for i in range(len(names))]
+    return "\n".join(out) + "\n"
+
+
+def task_source(name: str) -> str:
+    return ("import xalign\n"
+            f"class T(xalign.Task):\n    name = {name!r}\n"
+            "    def run(self, model, context):\n"
+            "        return xalign.TaskResult(self.name, 'acc', {'en': {'acc': 1.0}})\n"
+            "@xalign.hookimpl\n"
+            "def register_tasks(register):\n"
+            "    register(T)\n")
+
+
+def cli_env(site: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "XALIGN_LOAD_PLUGINS"}
+    env["PYTHONPATH"] = f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    return {**env, **extra}
+
+
+def test_entry_point_named_like_a_builtin_keeps_both_and_warns(site):
+    """The issue's case: a third-party entry point 'sinkhorn' no longer hides the built-in."""
+    install_fake_distribution(site, "xalign-impostor", "2.0", "sinkhorn", "xalign_impostor",
+                              source=objective_source("my_ot"))
+    with pytest.warns(PluginWarning, match="plugin name 'sinkhorn' is declared by 2 "
+                                           "distributions") as caught:
+        registry = get_registry()
+    message = str(caught[0].message)
+    assert "xalign 0.1.0 (module xalign_sinkhorn)" in message
+    assert "xalign-impostor 2.0 (module xalign_impostor)" in message
+    assert "xalign:sinkhorn" in message and "xalign-impostor:sinkhorn" in message
+    sinkhorn, my_ot = registry.objective("sinkhorn"), registry.objective("my_ot")
+    assert (sinkhorn.source.distribution, sinkhorn.source.name) == ("xalign", "xalign:sinkhorn")
+    assert (my_ot.source.distribution, my_ot.source.name) == ("xalign-impostor",
+                                                              "xalign-impostor:sinkhorn")
+    rows = {(i["name"], i["kind"]): i for i in plugins_json()}
+    assert rows[("sinkhorn", "objective")]["status"] == "ok"
+    assert rows[("my_ot", "objective")]["distribution"] == "xalign-impostor"
+    conflict = rows[("sinkhorn", "plugin")]
+    assert conflict["status"] == "conflict"
+    assert set(conflict["distribution"].split(", ")) == {"xalign", "xalign-impostor"}
+
+
+@pytest.mark.parametrize("env, expected", [
+    ("xalign:sinkhorn", {"sinkhorn"}),
+    ("xalign-impostor:sinkhorn", {"my_ot"}),
+    ("Xalign_Impostor:sinkhorn", {"my_ot"}),  # distribution names compare PEP 503-normalised
+    ("sinkhorn", {"sinkhorn", "my_ot"}),
+    ("xalign:sinkhorn,xalign-impostor:sinkhorn", {"sinkhorn", "my_ot"}),
+])
+def test_load_plugins_picks_one_of_two_same_named_plugins(site, monkeypatch, env, expected):
+    install_fake_distribution(site, "xalign-impostor", "2.0", "sinkhorn", "xalign_impostor",
+                              source=objective_source("my_ot"))
+    monkeypatch.setenv("XALIGN_LOAD_PLUGINS", env)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert set(get_registry().objectives()) == expected
+    conflicts = [w for w in caught if "declared by 2 distributions" in str(w.message)]
+    assert len(conflicts) == (1 if len(expected) == 2 else 0)
+
+
+def test_impostor_objective_of_the_same_name_is_an_error_naming_both(site, smoke_overrides):
+    install_fake_distribution(site, "xalign-impostor", "2.0", "sinkhorn", "xalign_impostor",
+                              source=objective_source("sinkhorn"))
+    sets = sum((["--set", o] for o in [*smoke_overrides, "train.max_steps=1"]), [])
+    result = runner.invoke(app, ["run", "-q", "-o", "sinkhorn", *sets])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    err = " ".join(result.stderr.split())
+    assert "error: objective 'sinkhorn' is registered by 2 plugins" in err
+    assert "distribution xalign 0.1.0, xalign_sinkhorn.Sinkhorn" in err
+    assert "distribution xalign-impostor 2.0, xalign_impostor.Obj0" in err
+    assert get_registry().objective("l2").source.distribution == "xalign"
+    rows = {(i["name"], i["kind"]): i for i in plugins_json()}
+    assert rows[("sinkhorn", "objective")]["status"] == "conflict"
+    assert "l2" in {name for name, kind in rows if kind == "objective"}
+
+
+def test_two_third_party_plugins_claiming_one_objective(site):
+    install_fake_distribution(site, "xalign-first", "1.0", "first", "xalign_first",
+                              source=objective_source("shared_ot", "first_only"))
+    install_fake_distribution(site, "xalign-second", "3.1", "second", "xalign_second",
+                              source=objective_source("shared_ot"))
+    with pytest.warns(PluginWarning, match="objective 'shared_ot' is registered by 2 plugins"):
+        registry = get_registry()
+        objectives = registry.objectives()
+    assert "shared_ot" not in objectives and "first_only" in objectives
+    with pytest.raises(PluginError) as info:
+        registry.objective("shared_ot")
+    assert "plugin 'first' (distribution xalign-first 1.0" in str(info.value)
+    assert "plugin 'second' (distribution xalign-second 3.1" in str(info.value)
+
+
+def test_two_plugins_claiming_one_task_name(site, tiny_model, tracking_uri):
+    install_fake_distribution(site, "xalign-task-a", "1.0", "task_a", "xalign_task_a",
+                              source=task_source("mytask"))
+    install_fake_distribution(site, "xalign-task-b", "2.0", "task_b", "xalign_task_b",
+                              source=task_source("mytask"))
+    with pytest.raises(PluginError, match="task 'mytask' is registered by 2 plugins") as info:
+        get_registry().task("mytask")
+    assert "xalign-task-a 1.0" in str(info.value) and "xalign-task-b 2.0" in str(info.value)
+    for args in (["eval", str(tiny_model), "--task", "mytask", "--tracking-uri", tracking_uri],
+                 ["compare", "sinkhorn", "--tasks", "mytask", "--tracking-uri", tracking_uri]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        err = " ".join(result.stderr.split())
+        assert "task 'mytask' is registered by 2 plugins" in err, err
+        assert "xalign-task-a 1.0" in err and "xalign-task-b 2.0" in err
+    assert get_registry().task("align").source.distribution == "xalign"
+
+
+def test_broken_plugins_are_listed_and_the_rest_works(site):
+    install_fake_distribution(site, "xalign-broken", "9.9", "broken", "xalign_broken",
+                              source="import does_not_exist_anywhere\n")
+    install_fake_distribution(site, "xalign-raiser", "0.2", "raiser", "xalign_raiser", source=(
+        "import xalign\n"
+        "@xalign.hookimpl\n"
+        "def register_objectives(register):\n"
+        "    raise RuntimeError('no licence file')\n"))
+    rows = {(i["name"], i["kind"]): i for i in plugins_json()}
+    assert rows[("sinkhorn", "objective")]["status"] == "ok"
+    broken, raiser = rows[("broken", "plugin")], rows[("raiser", "plugin")]
+    assert (broken["status"], broken["distribution"], broken["version"]) == (
+        "error", "xalign-broken", "9.9")
+    assert "ModuleNotFoundError: No module named 'does_not_exist_anywhere'" in broken["error"]
+    assert raiser["status"] == "error" and raiser["distribution"] == "xalign-raiser"
+    assert "failed in register_objectives: RuntimeError: no licence file" in raiser["error"]
+    table = runner.invoke(app, ["plugins"])
+    assert table.exit_code == 0
+    flat = " ".join(table.stdout.split())
+    assert "xalign-broken" in flat and "xalign-raiser" in flat and "sinkhorn" in flat
+    assert "2 plugin problem(s)" in table.stderr
+    result = runner.invoke(app, ["run", "-o", "no_such_objective"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    err = " ".join(result.stderr.split())
+    assert "unknown objective 'no_such_objective'; available: " in err
+    assert "plugin 'broken' from distribution xalign-broken 9.9 failed to import" in err
+    assert "xalign-raiser" in err and "XALIGN_LOAD_PLUGINS" in err
+
+
+@pytest.mark.parametrize("env, typo, loaded", [
+    ("sinkorn,l2", "sinkorn", {"l2"}),
+    ("sinkhorn,contrastiv", "contrastiv", {"sinkhorn"}),
+    ("nobody:sinkhorn", "nobody:sinkhorn", set()),
+])
+def test_mistyped_load_plugins_warns_with_the_available_names(monkeypatch, env, typo, loaded):
+    monkeypatch.setenv("XALIGN_LOAD_PLUGINS", env)
+    with pytest.warns(PluginWarning, match=f"XALIGN_LOAD_PLUGINS names '{typo}', which no "
+                                           f"installed plugin has") as caught:
+        registry = get_registry()
+    assert re.search(r"available plugins: .*\bcontrastive\b.*\bsinkhorn\b", str(
+        caught[0].message))
+    assert set(registry.objectives()) == loaded
+    with pytest.raises(PluginError, match=f"unknown objective 'mixed_ot'.*'{typo}'"):
+        registry.objective("mixed_ot")
+    missing = [i for i in plugins_json() if i["status"] == "missing"]
+    assert [i["name"] for i in missing] == [typo]
+
+
+def test_subprocess_cli_lists_broken_plugins_and_warns(site):
+    install_fake_distribution(site, "xalign-broken", "9.9", "broken", "xalign_broken",
+                              source="raise ImportError('needs libfoo')\n")
+    env = cli_env(site)
+    out = subprocess.run([str(VENV_XALIGN), "plugins", "--json"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    items = {(i["name"], i["kind"]): i for i in json.loads(out.stdout)}
+    assert items[("broken", "plugin")]["error"].endswith("ImportError: needs libfoo")
+    assert items[("sinkhorn", "objective")]["status"] == "ok"
+    out = subprocess.run([str(VENV_XALIGN), "run", "-o", "nope"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
+    err = " ".join(out.stderr.split())
+    assert "warning: PluginWarning: plugin 'broken' from distribution xalign-broken 9.9" in err
+    assert "error: unknown objective 'nope'" in err and "XALIGN_LOAD_PLUGINS" in err
+    out = subprocess.run([str(VENV_XALIGN), "plugins"], capture_output=True, text=True,
+                         env=cli_env(site, XALIGN_LOAD_PLUGINS="sinkhron"), timeout=300)
+    assert out.returncode == 0
+    assert "missing" in out.stdout and "'sinkhron'" in " ".join(out.stdout.split())
+
+
+@pytest.mark.parametrize("reg_weight", ["1.0", "0"])
+@pytest.mark.parametrize("loss", [
+    "return batch.src.hidden.sum().detach()",
+    "return torch.tensor(float(batch.src.hidden.mean().item()))",
+])
+def test_objective_without_gradient_is_a_plugin_error(site, smoke_overrides, reg_weight, loss):
+    """Before: rc 0 training nothing (reg_weight > 0) or an autograd traceback (0)."""
+    install_fake_distribution(site, "xalign-nograd", "1.0", "nograd", "xalign_nograd",
+                              source=objective_source("nograd", loss=loss))
+    sets = sum((["--set", o] for o in [*smoke_overrides, f"train.reg_weight={reg_weight}"]), [])
+    result = runner.invoke(app, ["run", "-q", "-o", "nograd", *sets])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    err = " ".join(result.stderr.split())
+    assert "objective 'nograd' (plugin 'nograd', distribution xalign-nograd 1.0)" in err
+    assert "returned a tensor without a gradient (requires_grad=False, grad_fn=None)" in err

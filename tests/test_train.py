@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,152 @@ def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     assert worst <= 2e-3 * moved, (worst, moved)
 
 
+
+
+# ---------------------------------------------------------------- unequal language-pair sizes
+def write_unequal_corpus(directory: Path, sizes: dict[str, int]) -> str:
+    """``LANG-en.tsv`` with the first ``sizes[LANG]`` demo pairs; returns the corpus spec."""
+    from xalign.data.corpus import read_parallel
+
+    for lang, n in sizes.items():
+        rows = read_parallel("demo", lang, "en")[:n]
+        (directory / f"{lang}-en.tsv").write_text("".join(f"{r[0]}\t{r[1]}\n" for r in rows),
+                                                   encoding="utf-8")
+    return str(directory / "{src}-{tgt}.tsv")
+
+
+def unequal_recipe(tiny_model, tmp_path, tracking_uri, objective: str, reg: float):
+    """sizes de 6 (first), fr 10, batch 4: an epoch is 3 micro-steps = one optimizer step."""
+    from xalign.config import load_config
+    from xalign.trainer import AlignmentRecipe
+
+    corpus = write_unequal_corpus(tmp_path, {"de": 6, "fr": 10})
+    cfg = load_config(objectives=[objective], overrides=[
+        f"model.name={tiny_model}", f"data.corpus={corpus}", "data.languages=[de,fr]",
+        "train.batch_size=4", "train.grad_accum=3", "train.optimizer=sgd", "train.lr=1.0",
+        "train.max_grad_norm=null", "train.dropout=false", f"train.reg_weight={reg}",
+        f"objectives.{objective}.diameter=10", "train.save_model=false",
+        f"train.output_dir={tmp_path / 'out'}", f"tracking.uri={tracking_uri}"])
+    recipe = AlignmentRecipe(cfg, show_progress=False)
+    recipe.setup()
+    return recipe
+
+
+def hand_objective(recipe, micro_steps: int, per_micro: int) -> torch.Tensor:
+    """The sum the trainer optimises in one step, written out from the batch plan by hand:
+
+        Σ_{m < micro_steps} (1/per_micro) Σ_pairs mean_{i ∈ batch_p(m)} loss(i)
+
+    ``batch_p(m) = order_p[4m : 4m + 4]`` (empty once the pair is exhausted). Per-sentence
+    objectives (sinkhorn, scope sentence, fixed diameter; the drift term) are evaluated ONE
+    SENTENCE AT A TIME and averaged here; a mixed-language objective gets the union of the
+    pairs' micro-batches as one batch.
+    """
+    from xalign.batch import AlignmentBatch
+    from xalign.trainer import drift_regulariser
+
+    enc, lam = recipe.encoder, recipe.cfg.train.reg_weight
+    (name,) = recipe.objectives
+    objective = recipe.objectives[name]
+
+    def loss_of(examples, langs):
+        src = enc.encode([e.src_words for e in examples], langs)
+        tgt_words = [e.tgt_words for e in examples]
+        tgt = enc.encode(tgt_words, ["en"] * len(examples))
+        frozen = recipe.frozen.encode(tgt_words, ["en"] * len(examples)) if lam else None
+        value = objective.loss(AlignmentBatch("hand", src, tgt, frozen))
+        return value + lam * drift_regulariser(tgt, frozen) if lam else value
+
+    total = torch.zeros(())
+    for m in range(micro_steps):
+        batches = [([p.examples[i] for i in p.order[4 * m:4 * m + 4]], p.src)
+                   for p in recipe.data.pairs]
+        if recipe.mixed:
+            union = [e for ex, _ in batches for e in ex]
+            langs = [lang for ex, lang in batches for _ in ex]
+            total = total + loss_of(union, langs) / per_micro
+            continue
+        for examples, lang in batches:
+            if examples:  # the mean over the pair's micro-batch, one sentence at a time
+                per_sentence = [loss_of([e], [lang]) for e in examples]
+                total = total + torch.stack(per_sentence).mean() / per_micro
+    return total
+
+
+@pytest.mark.parametrize(("objective", "reg"), [("sinkhorn", 1.0), ("mixed_ot", 0.0)])
+def test_unequal_pairs_gradient_is_the_hand_sum(objective, reg, tiny_model, tmp_path,
+                                                tracking_uri, one_thread):
+    """Pairs of 6 (first) and 10 sentences, batch 4: every sentence is used once per epoch and
+    each pair's micro-batch mean has weight 1/3. The old plan used 2 micro-steps (first pair
+    only), dropped 2 of fr's 10 and scaled fr's 2nd micro-batch by 4/2."""
+    recipe = unequal_recipe(tiny_model, tmp_path, tracking_uri, objective, reg)
+    assert [len(p.order) for p in recipe.data.pairs] == [6, 10]
+    assert recipe.data.micro_steps == 3 and recipe.total_steps == 1
+    for pair in recipe.data.pairs:
+        assert sorted(pair.order.tolist()) == list(range(len(pair.examples)))
+
+    named = [(n, p) for n, p in recipe.module.named_parameters() if p.requires_grad]
+    hand_objective(recipe, micro_steps=3, per_micro=3).backward()
+    expected = {n: p.grad.clone() for n, p in named}
+    recipe.optimizer.zero_grad(set_to_none=True)
+    before = {n: p.detach().clone() for n, p in named}
+
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(optimizer, args, kwargs):  # the accumulated gradient, before the step
+        captured.update({n: p.grad.clone() for n, p in named if p.grad is not None})
+
+    recipe.optimizer.register_step_pre_hook(capture)
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    scale = max(g.abs().max().item() for g in expected.values())
+    assert scale > 1e-4
+    for n, p in named:
+        got = captured.get(n, torch.zeros_like(expected[n]))
+        assert torch.allclose(got, expected[n], rtol=1e-3, atol=1e-4 * scale), n
+        # one SGD step with lr 1: the weights moved by exactly minus that gradient
+        assert torch.allclose(before[n] - p.detach(), got, rtol=1e-3, atol=1e-6), n
+
+
+def test_data_stats_artifact_reports_filters_unescaping_and_truncation(tiny_model, tmp_path,
+                                                                       tracking_uri):
+    """data_stats.json says, per pair, what was read, kept, sampled and dropped (by reason, with
+    the first file:line), which lines were unescaped, and which words max_length cut off; the
+    cut is also one warning at setup."""
+    from mlflow.tracking import MlflowClient
+
+    from xalign.data.corpus import read_parallel
+    from xalign.data.sampler import DataWarning
+
+    good = read_parallel("demo", "de", "en")[:6]
+    rows = [f"{r[0]}\t{r[1]}" for r in good]
+    rows.insert(2, "\u2060 \u200b\tNothing to see .")                  # line 3: no subwords
+    rows.insert(4, "Tom &amp; Anna lachen .\tTom &amp; Anna laugh .")   # line 5: unescaped
+    rows.append("Ja\tYes")                                              # line 9: too short
+    path = tmp_path / "de-en.tsv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = runner.invoke(app, [
+        "run", "-q", "--json", "-o", "sinkhorn", "--set", f"model.name={tiny_model}",
+        "--set", f"data.corpus={path}", "--set", "data.languages=[de]",
+        "--set", "data.min_words=2", "--set", "model.max_length=10",
+        "--set", "train.batch_size=4", "--set", "train.max_steps=1",
+        "--set", "train.save_model=false", "--set", f"train.output_dir={tmp_path / 'out'}",
+        "--set", f"tracking.uri={tracking_uri}"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if DataWarning.__name__ in line]
+    assert len(warned) == 1, result.stderr  # one line per pair, at setup
+    assert re.search(r"warning: DataWarning: de-en: \d+ words in \d+ sentences lie past "
+                     r"model.max_length=10 subwords .* \(first at .*de-en.tsv:\d\)", warned[0])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    client = MlflowClient(tracking_uri)
+    local = client.download_artifacts(out["run_id"], "data_stats.json", str(tmp_path))
+    stats = json.loads(Path(local).read_text())["de-en"]
+    assert (stats["read"], stats["kept"], stats["sampled"], stats["filtered_total"]) == (
+        9, 7, 7, 2)
+    assert stats["filtered"]["no_subwords"] == {"count": 1, "first": [f"{path}:3"]}
+    assert stats["filtered"]["too_short"] == {"count": 1, "first": [f"{path}:9"]}
+    assert stats["unescaped_lines"] == {str(path): 1}
+    assert stats["truncated_words"]["words"] > 0 and stats["truncated_words"]["sentences"] > 0
+    assert stats["batches_per_epoch"] == 2

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from xalign.links import Links
+
 if TYPE_CHECKING:
     from xalign.links import LinkSpec
 
-Links = set[tuple[int, int]]
 POOLINGS = ("last", "first", "mean")
 
 
@@ -90,11 +91,14 @@ def linked_positions(links: list[Links], src_mask: Tensor, tgt_mask: Tensor
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """(sentence, source word, English word) index tensors of the links between real words.
 
-    ``links[b]`` are sentence ``b``'s 0-based word links; links touching a masked word (cut by
-    truncation, or with no subword) are dropped. Index word vectors with ``x[b, i]``/``y[b, j]``.
+    ``links[b]`` are sentence ``b``'s 0-based word links as computed on the corpus; this is
+    the one place where links to words the batch does not hold are dropped: words cut by
+    subword truncation (beyond the mask's ``W``) or without a subword (masked). Masks are
+    ``[B, W]`` booleans from ``Side.words_vectors``. Index word vectors with ``x[b, i]`` /
+    ``y[b, j]``; the rows come in (sentence, source, target) order.
     """
     rows = [(b, i, j) for b, lk in enumerate(links) for i, j in sorted(lk)
-            if i < src_mask.shape[1] and j < tgt_mask.shape[1]]
+            if 0 <= i < src_mask.shape[1] and 0 <= j < tgt_mask.shape[1]]
     idx = torch.tensor(rows, dtype=torch.long, device=src_mask.device).reshape(-1, 3)
     b, i, j = idx.unbind(1)
     keep = src_mask[b, i] & tgt_mask[b, j]
@@ -108,7 +112,8 @@ class AlignmentBatch:
     ``tgt_frozen`` is the frozen initial model's view of the target (English) side, present
     when an objective or the drift regulariser needs it. ``links`` maps each
     :class:`~xalign.links.LinkSpec` an objective declared to per-sentence word links
-    (0-based, source index first).
+    (0-based, source index first, filtered by the spec; links to words that subword
+    truncation cut off are still listed: :func:`linked_positions` drops them).
     """
 
     pair: str

@@ -6,6 +6,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +17,8 @@ from xalign.progress import stdout_console
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cross-lingual alignment objectives for multilingual encoders.")
 err = Console(stderr=True)
+LOAD_ENV_HINT = ("XALIGN_LOAD_PLUGINS=NAME,... loads only the named plugins (DIST:NAME picks "
+                 "one of two plugins with the same name)")
 
 
 @app.callback()
@@ -41,29 +44,50 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
               highlight=False, soft_wrap=True)
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """``error: MESSAGE`` on stderr (printed as is: no rich markup), exit ``code``."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """An error's own exit code (TrainingInterrupted: 128 + signal), else 1."""
+    return int(getattr(exc, "exit_code", 1))
 
 
 @app.command()
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List installed objective and task plugins."""
-    from xalign.plugins import PluginError, get_registry
+    """List installed objective and task plugins, and any broken or conflicting ones."""
+    from rich.markup import escape
+
+    from xalign.errors import XalignError
+    from xalign.plugins import PluginWarning, get_registry
 
     try:
-        listing = get_registry().listing()
-    except PluginError as exc:
-        _fail(str(exc))
+        with warnings.catch_warnings():  # the listing shows every problem itself
+            warnings.simplefilter("ignore", PluginWarning)
+            listing = get_registry().listing()
+    except XalignError as exc:
+        _fail(str(exc), _exit_code(exc))
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
         return
-    table = Table("name", "kind", "distribution", "version", "module", "needs", "description")
+    table = Table("name", "kind", "status", "distribution", "version", "module", "needs",
+                  "description")
     for item in listing:
-        table.add_row(item["name"], item["kind"], item["distribution"], item["version"],
-                      item["module"], ", ".join(item.get("needs", [])) or "-",
-                      item["description"])
+        ok = item["status"] == "ok"
+        status = "ok" if ok else f"[bold red]{item['status']}[/]"
+        about = escape(item["description"]) if ok else f"[red]{escape(item['error'])}[/]"
+        table.add_row(*(escape(str(item[k])) for k in ("name", "kind")), status,
+                      *(escape(str(item[k])) for k in ("distribution", "version", "module")),
+                      escape(", ".join(item.get("needs", [])) or "-"), about)
     stdout_console().print(table)
+    problems = sum(item["status"] != "ok" for item in listing)
+    if problems:
+        err.print(f"{problems} plugin problem(s): see the status column; {LOAD_ENV_HINT}",
+                  highlight=False)
 
 
 @app.command()
@@ -81,26 +105,27 @@ def run(
 ) -> None:
     """Fine-tune an encoder with alignment objective(s); prints the MLflow run id."""
     from xalign.checkpoint import find_checkpoint
-    from xalign.config import ConfigError, load_config
-    from xalign.plugins import PluginError, get_registry
-    from xalign.trainer import TrainingDiverged, run_training
+    from xalign.config import load_config
+    from xalign.errors import ConfigError, XalignError
+    from xalign.plugins import get_registry
+    from xalign.trainer import run_training
 
     try:
+        if resume is not None and not resume.exists():
+            raise ConfigError(f"--resume {resume}: no such file or directory (give a run's "
+                              f"output dir or one of its checkpoints)")
         if resume is not None and config is None and not objective:
             config = find_checkpoint(resume) / "config.yaml"
-        cfg = load_config(config, overrides, objective or None)
+        registry = get_registry()
+        # every value and every objective option is checked here, before anything heavy
+        cfg = load_config(config, overrides, objective or None, registry=registry)
         if tracking_uri:
             cfg.tracking.uri = tracking_uri
-        registry = get_registry()
         for name in cfg.objectives:
             registry.objective(name)
         result = run_training(cfg, resume=resume, registry=registry, show_progress=not quiet)
-    except (ConfigError, PluginError, TrainingDiverged, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    except RuntimeError as exc:
-        if type(exc).__name__ in ("EncoderLoadError", "CorpusError"):
-            _fail(str(exc))
-        raise
+    except XalignError as exc:  # TrainingInterrupted (SIGINT/SIGTERM) exits 130/143
+        _fail(str(exc), _exit_code(exc))
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -121,6 +146,23 @@ app.command("compare")(compare_command)
 from xalign.cli_align import align  # noqa: E402
 
 app.command("align")(align)
+
+
+@app.command("sync-tracking")
+def sync_tracking(
+    directory: Path = typer.Argument(..., help="Run output dir holding tracking-backlog.jsonl."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="Send to this store instead of the one recorded."),
+) -> None:
+    """Send MLflow records a run kept locally while its tracking server was unreachable."""
+    from xalign.errors import XalignError
+    from xalign.tracking import replay_backlog
+
+    try:
+        sent = replay_backlog(directory, tracking_uri)
+    except XalignError as exc:
+        _fail(str(exc), _exit_code(exc))
+    err.print(f"sent {sent} tracking record(s) from {directory}", highlight=False)
 
 
 def main() -> None:

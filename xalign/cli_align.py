@@ -1,8 +1,10 @@
 """``xalign align``: word alignments of one sentence pair and a heatmap of the OT plan.
 
-Registered on the app in :mod:`xalign.cli`. The model may be a run's model dir (or the run's
-output dir), a hub id or local dir, ``packaged:NAME``, ``base`` or an MLflow training run id
-(its ``xalign.model_dir`` tag).
+Registered on the app in :mod:`xalign.cli`. The extraction options are those of the ``align``
+task (:class:`xalign.ExtractConfig`: same names, same defaults), and so are the links: the
+command prints exactly what the task scores for the pair. The model may be a run's model dir
+(or the run's output dir), a hub id or local dir, ``packaged:NAME``, ``base`` or an MLflow
+training run id (its ``xalign.model_dir`` tag).
 """
 
 from __future__ import annotations
@@ -13,15 +15,24 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from xalign.word_align import PLAN_METHODS, OTOptions, PairAlignment
+from xalign.alignment.extract import (
+    METHODS,
+    ExtractConfig,
+    ExtractError,
+    SentenceAlignment,
+    display_word,
+)
+from xalign.errors import XalignError
 
 err = Console(stderr=True)
-_ERRORS = ("EncoderLoadError", "EvaluationError", "ValueError", "FileNotFoundError")
+_D = ExtractConfig()  # the defaults, shared with the align task
+DEFAULT_OUT = Path("plan.png")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -41,69 +52,167 @@ def short_name(ref: str) -> str:
     return "/".join(parts[-2:]) if len(parts) > 1 else ref
 
 
-def format_links(alignment: PairAlignment) -> str:
-    """``src - tgt`` lines for the OT links, then for the mutual-argmax links."""
-    lines = ["# OT plan"]
-    lines += [f"{s} - {t}" for s, t in alignment.pairs(alignment.ot_links)]
-    lines.append("# mutual argmax (cosine)")
-    lines += [f"{s} - {t}" for s, t in alignment.pairs(alignment.argmax_links)]
-    return "\n".join(lines)
+def _section(alignment: SentenceAlignment, links: set, header: str) -> list[str]:
+    return [header] + [f"{display_word(s)} - {display_word(t)}" for s, t in alignment.pairs(links)]
+
+
+def format_links(alignment: SentenceAlignment) -> str:
+    """``src - tgt`` lines: first the ``--method`` links (scored by the align task), then the
+    other method's links for comparison."""
+    c, r = alignment.config, alignment.result
+    argmax = "# mutual argmax (cosine)"
+    ot = f"# OT plan (threshold {c.threshold:g})"
+    scored = " [--method {}: the links the align task scores]"
+    if c.method == "argmax":
+        return "\n".join(
+            _section(alignment, r.argmax_links or set(), argmax + scored.format("argmax"))
+            + _section(alignment, r.ot_links or set(), ot)
+        )
+    return "\n".join(
+        _section(alignment, r.ot_links or set(), ot + scored.format("ot"))
+        + _section(alignment, r.argmax_links or set(), argmax)
+    )
+
+
+def unaligned_notes(alignment: SentenceAlignment, limit: int) -> list[str]:
+    """One line per side and kind of word left without a vector (stderr notes/warnings)."""
+    notes = []
+    sides = (
+        ("source", alignment.src_words, alignment.src_no_subwords, alignment.src_truncated),
+        ("target", alignment.tgt_words, alignment.tgt_no_subwords, alignment.tgt_truncated),
+    )
+    for side, words, empty, cut in sides:
+        if cut:
+            notes.append(
+                f"warning: {side}: {len(cut)} of {len(words)} words are past the "
+                f"model's {limit}-subword limit and are left unaligned (truncated, "
+                f"from word {cut[0]} '{display_word(words[cut[0]])}')"
+            )
+        if empty:
+            shown = ", ".join(f"{k} '{display_word(words[k])}'" for k in empty[:5])
+            more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+            notes.append(
+                f"note: {side}: {len(empty)} word(s) with no subwords are left "
+                f"unaligned: {shown}{more}"
+            )
+    return notes
 
 
 def align(
     src: str = typer.Argument(..., help="Source sentence (Moses-tokenised for --src-lang)."),
     tgt: str = typer.Argument(..., help="Target sentence (Moses-tokenised for --tgt-lang)."),
-    model: str = typer.Option("packaged:multilingual-e5-small", "--model", "-m",
-                              help="Model dir, run output dir, hub id, packaged:NAME, base or "
-                                   "MLflow training run id."),
+    model: str = typer.Option(
+        "packaged:multilingual-e5-small",
+        "--model",
+        "-m",
+        help="Model dir, run output dir, hub id, packaged:NAME, base or MLflow training run id.",
+    ),
     src_lang: str = typer.Option("de", "--src-lang", help="Source language code."),
     tgt_lang: str = typer.Option("en", "--tgt-lang", help="Target language code."),
-    layer: int = typer.Option(-1, "--layer", help="Hidden-state index (-1 = last)."),
-    pooling: str = typer.Option("mean", "--pooling", help="Subwords -> word: mean|first|last."),
-    method: str = typer.Option("argmax", "--method",
-                               help="OT links: argmax (mutual argmax of the plan) or "
-                                    "threshold (plan*n >= --threshold)."),
-    threshold: float = typer.Option(0.5, "--threshold", help="For --method threshold."),
-    blur: float = typer.Option(0.05, "--blur", help="geomloss blur (eps = blur^p)."),
-    p: int = typer.Option(2, "--p", help="Cost exponent: |x-y|^p / p."),
-    scaling: float = typer.Option(0.9, "--scaling", help="geomloss eps-annealing ratio."),
-    reach: float | None = typer.Option(None, "--reach", help="Unbalanced OT reach (none = "
-                                                              "balanced)."),
-    normalize: bool = typer.Option(True, "--normalize/--raw",
-                                   help="L2-normalise word vectors before OT."),
-    out: Path | None = typer.Option(None, "--out", "-o",
-                                    help="Heatmap PNG (default: plan.png)."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
-                                            help="MLflow tracking URI (for run ids)."),
+    method: str = typer.Option(
+        _D.method,
+        "--method",
+        help=f"Links printed first and scored by the align task: "
+        f"{' or '.join(METHODS)} (mutual argmax of cosine "
+        f"similarity, or OT-plan links).",
+    ),
+    layer: int = typer.Option(_D.layer, "--layer", help="Hidden-state index (-1 = last)."),
+    pooling: str = typer.Option(_D.pooling, "--pooling", help="Subwords -> word: mean|first|last."),
+    max_length: int = typer.Option(
+        _D.max_length,
+        "--max-length",
+        help="Subwords per sentence (capped at the model's limit); "
+        "words past it are left unaligned, with a warning.",
+    ),
+    blur: float = typer.Option(_D.blur, "--blur", help="OT: geomloss blur (eps = blur^2)."),
+    threshold: float = typer.Option(
+        _D.threshold,
+        "--threshold",
+        help="OT: link (i, j) when pi_ij >= threshold x its row "
+        "and column max; 1 = mutual argmax of the plan.",
+    ),
+    normalize: bool = typer.Option(
+        _D.normalize,
+        "--normalize/--no-normalize",
+        help="OT: L2-normalise word vectors first (cost 1 - cos).",
+    ),
+    sinkhorn_iters: int = typer.Option(
+        _D.sinkhorn_iters, "--sinkhorn-iters", help="OT: extra Sinkhorn updates after annealing."
+    ),
+    scaling: float = typer.Option(
+        _D.scaling, "--scaling", help="OT: geomloss eps-annealing ratio."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help=f"Heatmap PNG (default {DEFAULT_OUT}; with --json only when given).",
+    ),
+    no_plot: bool = typer.Option(False, "--no-plot", help="Draw no heatmap."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (for run ids)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print links and plan as JSON."),
 ) -> None:
-    """Align the words of a sentence pair (OT plan and mutual argmax); save the plan heatmap."""
+    """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""
+    from xalign.alignment.extract import align_sentences
     from xalign.data import tokenize_words
     from xalign.encoders import load_encoder
-    from xalign.word_align import align_words, plot_plan
+    from xalign.word_align import plot_alignment
 
-    if method not in PLAN_METHODS:
-        _fail(f"--method must be one of {PLAN_METHODS}, got {method!r}")
-    out = out or Path("plan.png")
-    options = OTOptions(p=p, blur=blur, scaling=scaling, reach=reach, normalize=normalize)
+    try:
+        config = ExtractConfig(
+            method=method,
+            layer=layer,
+            pooling=pooling,
+            max_length=max_length,
+            blur=blur,
+            threshold=threshold,
+            normalize=normalize,
+            sinkhorn_iters=sinkhorn_iters,
+            scaling=scaling,
+        )
+    except ExtractError as exc:
+        _fail(f"--{(exc.option or 'option').replace('_', '-')}: {exc}")
+    plot_to = None if no_plot or (as_json and out is None) else (out or DEFAULT_OUT)
     try:
         path = resolve_align_model(model, tracking_uri)
-        encoder = load_encoder(path, layer=layer, max_length=512).eval()
-        alignment = align_words(encoder, tokenize_words(src, src_lang),
-                                tokenize_words(tgt, tgt_lang), src_lang, tgt_lang,
-                                pooling=pooling, options=options, method=method,
-                                threshold=threshold)
-    except Exception as exc:
-        if any(c.__name__ in _ERRORS for c in type(exc).__mro__):
-            _fail(str(exc))
-        raise
-    plot_plan(alignment.plan, alignment.src_words, alignment.tgt_words, out,
-              ot_links=alignment.ot_links, argmax_links=alignment.argmax_links,
-              title=f"{short_name(model)}, layer {layer}: OT plan (□ OT, ● argmax)",
-              src_label=f"source ({src_lang})", tgt_label=f"target ({tgt_lang})")
+        encoder = load_encoder(path, layer=layer, max_length=max_length).eval()
+        alignment = align_sentences(
+            encoder,
+            tokenize_words(src, src_lang),
+            tokenize_words(tgt, tgt_lang),
+            src_lang,
+            tgt_lang,
+            config,
+        )
+    except XalignError as exc:  # user-facing errors only; anything else is a bug
+        _fail(str(exc), getattr(exc, "exit_code", 1))
+    for note in unaligned_notes(alignment, encoder.max_length):
+        err.print(escape(note), highlight=False, soft_wrap=True)
+    if plot_to is not None:
+        plot_alignment(
+            alignment,
+            plot_to,
+            title=f"{short_name(model)}, layer {layer}: OT plan (□ OT, ● argmax)",
+            src_label=f"source ({src_lang})",
+            tgt_label=f"target ({tgt_lang})",
+        )
     if as_json:
-        typer.echo(json.dumps({"model": path, "layer": layer, "out": str(out),
-                               **alignment.to_dict()}, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {
+                    "model": path,
+                    "layer": layer,
+                    "options": vars(config),
+                    "max_length": encoder.max_length,
+                    "out": None if plot_to is None else str(plot_to),
+                    **alignment.to_dict(),
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         typer.echo(format_links(alignment))
-        err.print(f"plan heatmap: {out}", highlight=False)
+        if plot_to is not None:
+            err.print(f"plan heatmap: {escape(str(plot_to))}", highlight=False)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from xalign.errors import XalignError
 from xalign.progress import stdout_console
 
 if TYPE_CHECKING:
@@ -19,18 +20,12 @@ if TYPE_CHECKING:
 err = Console(stderr=True)
 DEFAULT_COMPARE_TASKS = ("align", "xnli-mini")
 
-_ERRORS = ("ConfigError", "PluginError", "EvaluationError", "EncoderLoadError", "CorpusError",
-           "DataUnavailableError", "TrainingDiverged")
-
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def _known_error(exc: Exception) -> bool:
-    return any(c.__name__ in _ERRORS for c in type(exc).__mro__) or isinstance(
-        exc, (FileNotFoundError, ValueError))
 
 
 def split_names(items: list[str]) -> list[str]:
@@ -88,10 +83,15 @@ def eval_command(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri",
                                                help="MLflow tracking URI."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    no_reuse: bool = typer.Option(False, "--no-reuse",
+                                  help="Re-evaluate even if a finished run with the same "
+                                  "content key (model files, task data, options) exists."),
 ) -> None:
-    """Evaluate a model on task(s), one MLflow run per seed (finished identical runs reused)."""
+    """Evaluate a model on task(s), one MLflow run per seed (finished identical runs reused:
+    same model file contents, task input file contents, options, seed and plugin version)."""
     from xalign.evaluate import evaluate_runs, resolve_spec
     from xalign.task import TaskContext
+    from xalign.tracking import check_tracking
 
     if model is not None and model_option is not None and model != model_option:
         _fail(f"two models given: {model!r} and --model {model_option!r}")
@@ -101,15 +101,14 @@ def eval_command(
     tasks = split_names(task)
     try:
         options = parse_task_options(option, tasks)
+        check_tracking(tracking_uri)  # seconds, before any model is resolved or loaded
         spec = resolve_spec(model, tracking_uri=tracking_uri)
         context = TaskContext(data_dir=data_dir, show_progress=not as_json)
         runs = [r for t in tasks for r in evaluate_runs(
             spec, t, options=options.get(t), seeds=seeds, context=context,
-            tracking_uri=tracking_uri)]
-    except Exception as exc:
-        if _known_error(exc):
-            _fail(str(exc))
-        raise
+            tracking_uri=tracking_uri, reuse=not no_reuse)]
+    except XalignError as exc:  # user-facing errors only; anything else is a bug
+        _fail(str(exc), getattr(exc, "exit_code", 1))
     summary = eval_summary(runs)
     if as_json:
         typer.echo(json.dumps({
@@ -160,10 +159,8 @@ def compare_command(
                          seeds=seeds, task_options=options, data_dir=data_dir,
                          tracking_uri=tracking_uri, reuse=not no_reuse,
                          log=lambda msg: err.print(msg, highlight=False))
-    except Exception as exc:
-        if _known_error(exc):
-            _fail(str(exc))
-        raise
+    except XalignError as exc:  # user-facing errors only; anything else is a bug
+        _fail(str(exc), getattr(exc, "exit_code", 1))
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

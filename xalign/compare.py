@@ -2,7 +2,10 @@
 
 For each objective and seed ``s`` the training config is the given config with
 ``train.seed=s`` (and ``train.save_model=true``: evaluation needs the model); a FINISHED
-training run with the same config fingerprint is reused, else the model is trained. Every task
+training run is reused only when its content identity (tag ``xalign.identity``: config
+fingerprint, corpus content, initial model content, word-link digests, xalign and plugin
+versions; :func:`expected_components`) equals what a new run would train on now, else the
+model is trained (and the log says what differed). Every task
 is then evaluated with task seed ``s`` (the base encoder: task seeds only). All new runs are
 nested under one MLflow parent run tagged ``xalign.kind=compare``, which also holds the report
 (``compare.md``, ``compare.csv``, ``compare.png``, ``compare.json``).
@@ -57,17 +60,99 @@ def training_config(config_path: str | Path | None, overrides: Sequence[str], ob
                        objectives=[objective])
 
 
-def find_training_run(tracker: Tracker, fingerprint: str):
-    """The newest FINISHED training run with this fingerprint whose saved model still exists."""
+ContentMemo = dict[Any, Any]
+
+
+def expected_components(cfg: RunConfig, symmetrizations: Sequence[str] = (), *,
+                        registry: PluginRegistry | None = None,
+                        memo: ContentMemo | None = None) -> tuple[dict[str, Any] | None, str]:
+    """The identity components a training run of ``cfg`` would record now, or (None, why).
+
+    ``symmetrizations``: the link symmetrisations the run reads (from a candidate run's
+    ``xalign.link_symmetrizations`` tag). eflomal links are looked up in the cache without
+    tokenising the corpus; uncached links cannot be known before training (eflomal draws new
+    ones), and then no run can be reused. ``memo`` shares corpus/model digests between the
+    cells of one comparison.
+    """
+    from xalign.links import combined_digest, corpus_key, corpus_options, known_links_digests
+    from xalign.provenance import corpus_digest, model_identity, training_components
+
+    memo = {} if memo is None else memo
+    registry = registry or get_registry()
+    plugins = {}
+    for name in cfg.objectives:
+        src = registry.objective(name).source
+        plugins[name] = f"{src.distribution} {src.version}"
+    model_key = ("model", cfg.model.name, cfg.model.revision)
+    if model_key not in memo:
+        memo[model_key] = model_identity(cfg.model.name, cfg.model.revision)
+    model_id = memo[model_key]
+    target = cfg.data.target
+    corpus = {}
+    for lang in cfg.data.languages:
+        key = ("corpus", json.dumps(cfg.data.corpus, sort_keys=True), lang, target,
+               cfg.data.limit)
+        if key not in memo:
+            memo[key] = corpus_digest(cfg.data.corpus, lang, target, cfg.data.limit)
+        corpus[f"{lang}-{target}"] = memo[key]
+    links = {}
+    if symmetrizations:
+        for pair, digest in corpus.items():
+            index = None if cfg.data.links else corpus_key(pair, digest,
+                                                           corpus_options(cfg, model_id))
+            found = known_links_digests(pair, symmetrizations, option=cfg.data.links,
+                                        index_key=index)
+            if found is None:
+                return None, (f"the {'/'.join(symmetrizations)} word links of {pair} are not "
+                              f"in the cache (a new eflomal run draws new links; set data.links "
+                              f"to a run's links artifacts to reuse its links)")
+            links[pair] = combined_digest(found)
+    return training_components(cfg, plugins=plugins, links=links, corpus_digests=corpus,
+                               model_id=model_id), ""
+
+
+def find_training_run(tracker: Tracker, cfg: RunConfig, *,
+                      registry: PluginRegistry | None = None,
+                      memo: ContentMemo | None = None) -> tuple[Any, list[str]]:
+    """(the newest FINISHED training run of ``cfg`` with the same content identity whose saved
+    model still exists, or None; why each other candidate was not reusable).
+
+    Candidates share the config fingerprint; each is checked against
+    :func:`expected_components` for the link symmetrisations it recorded.
+    """
+    from xalign.provenance import input_differences, training_identity
+
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        f"tags.`xalign.fingerprint` = '{fingerprint}' and tags.`xalign.kind` = 'train' "
+        f"tags.`xalign.fingerprint` = '{cfg.fingerprint()}' and tags.`xalign.kind` = 'train' "
         f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    memo = {} if memo is None else memo
+    reasons: list[str] = []
     for run in runs:
-        model_dir = run.data.tags.get("xalign.model_dir")
-        if model_dir and Path(model_dir).exists():
-            return run
-    return None
+        run_id, tags = run.info.run_id, run.data.tags
+        model_dir = tags.get("xalign.model_dir")
+        if not (model_dir and Path(model_dir).exists()):
+            continue
+        identity = tags.get("xalign.identity")
+        if not identity:
+            reasons.append(f"run {run_id} recorded no content identity (trained by an older "
+                           f"xalign)")
+            continue
+        syms = tuple(sorted(filter(None, tags.get("xalign.link_symmetrizations", "").split(","))))
+        key = ("components", cfg.fingerprint(), syms)
+        components, why = memo.get(key) or expected_components(cfg, syms, registry=registry,
+                                                               memo=memo)
+        if components is not None:  # links a later training caches are looked up again
+            memo[key] = (components, why)
+        if components is None:
+            reasons.append(f"run {run_id}: {why}")
+        elif training_identity(components) == identity:
+            return run, reasons
+        else:
+            diffs = input_differences(run.data.params, components) or [
+                "its recorded content identity differs"]
+            reasons.append(f"run {run_id} trained on other inputs: {'; '.join(diffs)}")
+    return None, reasons
 
 
 def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
@@ -101,6 +186,7 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
         common = {"context": ctx, "tracking_uri": uri, "parent_run_id": parent, "reuse": reuse,
                   "experiment": experiment, "registry": registry}
         train_runs: list[dict[str, Any]] = []
+        memo: ContentMemo = {}  # corpus/model digests, computed once per comparison
         eval_runs: list[tuple[str, EvalRun]] = []
         base = resolve_spec(BASE, tracking_uri=uri, base_model=cfg0.model.name)
         for t in tasks:
@@ -114,7 +200,7 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
                 cfg.tracking.run_name = f"train {obj} seed={seed}"
                 run_id, reused = _train_or_reuse(cfg, tracker, parent, reuse=reuse,
                                                  registry=registry, show_progress=show_progress,
-                                                 say=say)
+                                                 say=say, memo=memo)
                 train_runs.append({"objective": obj, "seed": seed, "run_id": run_id,
                                    "reused": reused, "fingerprint": cfg.fingerprint()})
                 spec = resolve_spec(run_id, tracking_uri=uri)
@@ -171,14 +257,22 @@ def _check_inputs(objectives: list[str], tasks: list[str], seeds: int,
 
 def _train_or_reuse(cfg: RunConfig, tracker: Tracker, parent: str, *, reuse: bool,
                     registry: PluginRegistry, show_progress: bool,
-                    say: Callable[[str], None]) -> tuple[str, bool]:
-    """(training run id, reused?) for one config; new runs are nested under ``parent``."""
+                    say: Callable[[str], None], memo: ContentMemo | None = None
+                    ) -> tuple[str, bool]:
+    """(training run id, reused?) for one config; new runs are nested under ``parent``.
+
+    A run is reused only with the same content identity (:func:`find_training_run`); the
+    reasons other runs of the same config were not reused are logged.
+    """
     from xalign.trainer import run_training
 
-    found = find_training_run(tracker, cfg.fingerprint()) if reuse else None
+    found, reasons = find_training_run(tracker, cfg, registry=registry, memo=memo) \
+        if reuse else (None, [])
     if found is not None:
         say(f"reusing training run {found.info.run_id} ({cfg.tracking.run_name})")
         return found.info.run_id, True
+    for reason in reasons:
+        say(f"not reusing {reason}")
     say(f"training: {cfg.tracking.run_name}")
     result = run_training(cfg, registry=registry, show_progress=show_progress,
                           parent_run_id=parent, extra_tags={"xalign.seed": str(cfg.train.seed)})

@@ -7,19 +7,24 @@ The defaults are the README demo (embedded model, demo corpus, minutes on 2 CPU 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from xalign.objective import build_dataclass
+from xalign.errors import ConfigError
+from xalign.schema import build_dataclass, check_value, coerce_options, show
 
+if TYPE_CHECKING:
+    from xalign.plugins import PluginRegistry
 
-class ConfigError(ValueError):
-    """Bad configuration; the message names the file or override."""
 
 
 @dataclass
@@ -41,6 +46,13 @@ class DataConfig:
     max_words: int = 64
     max_ratio: float | None = None
     limit: int | None = None
+    # Precomputed training word links instead of eflomal: a path template with {src}, {tgt},
+    # {symmetrization} (e.g. links/{src}-{tgt}.{symmetrization}.txt) or a mapping "de-en" ->
+    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links).
+    links: Any = None
+    # Moses XML unescaping (&amp; -> &, &#124; -> |) of every line; counted per file in
+    # data_stats.json (unescaped_lines). false keeps the text as read.
+    unescape: bool = True
 
 
 @dataclass
@@ -124,28 +136,131 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# -- YAML -------------------------------------------------------------------------------------
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the scalars of the YAML 1.2 core schema
+    (https://yaml.org/spec/1.2.2/#103-core-schema): only ``true``/``false`` are booleans, so
+    ``no`` (Norwegian) and ``mixed_precision: no`` stay strings; ``5e-5`` is a float; ``010``
+    is 10 (not octal 8); dates and ``1:30`` stay strings. A duplicate key is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key_node.value!r} (first at line "
+                        f"{seen[key_node.value]})", key_node.start_mark)
+                seen[key_node.value] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits.startswith(("0o", "0x")):
+        return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+    return sign * int(digits)
+
+
+_YAML11_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")}
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"))
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"))
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+
+
+def _load_yaml(text: str, name: str) -> tuple[Any, dict[str, tuple[int, bool]]]:
+    """(data, {dotted key: (line, value is a mapping)}) of one YAML document."""
+    loader = Yaml12Loader(text)
+    loader.name = name  # marks (and so error messages) name the file
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    lines: dict[str, tuple[int, bool]] = {}
+    _key_lines(node, "", lines)
+    return data, lines
+
+
+def _key_lines(node: yaml.Node | None, prefix: str, out: dict[str, tuple[int, bool]]) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            key = prefix + str(key_node.value)
+            out[key] = (key_node.start_mark.line + 1, isinstance(value_node, yaml.MappingNode))
+            _key_lines(value_node, key + ".", out)
+
+
+# -- where each value came from ---------------------------------------------------------------
+class Origins:
+    """Where each dotted config key was set: ``FILE:LINE``, ``--set KEY=VALUE`` or
+    ``--objective NAME:WEIGHT``. A key set nowhere is a default (lookup gives None).
+
+    ``texts`` keeps the text of ``--set`` values that YAML read as a number or boolean, so a
+    string option given ``--set tracking.run_name=2024`` gets ``"2024"``.
+    """
+
+    def __init__(self) -> None:
+        self._at: dict[str, str] = {}
+        self.texts: dict[str, str] = {}
+
+    def set(self, key: str, where: str) -> None:
+        """``key`` and everything below it now come from ``where`` (a replaced value)."""
+        for table in (self._at, self.texts):
+            for k in [k for k in table if k == key or k.startswith(key + ".")]:
+                del table[k]
+        self._at[key] = where
+
+    def merge(self, key: str, where: str) -> None:
+        """``key`` is a mapping merged into an existing one: keys below keep their origins."""
+        self._at.setdefault(key, where)
+
+    def __call__(self, key: str) -> str | None:
+        parts = key.split(".")
+        while parts:
+            found = self._at.get(".".join(parts))
+            if found:
+                return found
+            parts.pop()
+        return None
+
+    def within(self, key: str) -> list[str]:
+        """Distinct origins of ``key`` and of every key below it."""
+        found = [self(key)] + [w for k, w in self._at.items() if k.startswith(key + ".")]
+        return list(dict.fromkeys(w for w in found if w))
+
+
+# -- loading ----------------------------------------------------------------------------------
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a", "b", "c"], parsed YAML value)."""
+    """``a.b.c=value`` -> (["a", "b", "c"], value read as YAML 1.2: ``no`` stays a string)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected key=value (e.g. train.lr=1e-4)")
     key, raw = item.split("=", 1)
+    keys = [k.strip() for k in key.split(".")]
     if not key.strip():
         raise ConfigError(f"override {item!r}: empty key")
+    if not all(keys):
+        raise ConfigError(f"override {item!r}: empty part in key {key.strip()!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml(raw, f"--set {item}")[0] if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
-    if isinstance(value, str) and _looks_numeric(value):
-        value = float(value)
-    return key.strip().split("."), value
-
-
-def _looks_numeric(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
+    return keys, value
 
 
 def _set_path(d: dict[str, Any], path: list[str], value: Any) -> None:
@@ -159,54 +274,96 @@ def _set_path(d: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                objectives: list[str] | None = None) -> RunConfig:
+                objectives: list[str] | None = None, *,
+                registry: PluginRegistry | None = None) -> RunConfig:
     """Build a :class:`RunConfig`: defaults, then the YAML file, then overrides.
 
     ``objectives`` (from ``--objective NAME[:WEIGHT]``) replaces the objective set, keeping
     options that the file gives for the same names.
+
+    Every value is checked before anything heavy runs: against its declared type (the
+    dataclass annotations; the options of each objective the plugin ``registry`` knows,
+    default the process-wide one, against that objective's ``Config``) and against the range
+    rules of :func:`_validate`. A :class:`ConfigError` names the dotted key and the
+    ``FILE:LINE`` or ``--set`` override it came from. Unknown objective names are left to the
+    caller's ``registry.objective(name)``, which lists the available ones.
     """
+    origins = Origins()
     raw: dict[str, Any] = {}
     where = "defaults"
     if path is not None:
         where = str(path)
-        raw = read_config_file(Path(path))
+        raw = read_config_file(Path(path), origins=origins)
     if objectives:
-        chosen: dict[str, Any] = {}
-        for item in objectives:
-            name, _, weight = item.partition(":")
-            opts = dict((raw.get("objectives") or {}).get(name) or {})
-            if weight:
-                try:
-                    opts["weight"] = float(weight)
-                except ValueError:
-                    raise ConfigError(f"--objective {item!r}: weight must be a number") from None
-            chosen[name] = opts
-        raw["objectives"] = chosen
+        raw["objectives"] = _objective_flags(objectives, raw.get("objectives"), origins)
     for item in overrides:
         keys, value = parse_override(item)
         _set_path(raw, keys, value)
-    return build_config(raw, where=where)
+        dotted = ".".join(keys)
+        origins.set(dotted, f"--set {item}")
+        if isinstance(value, (bool, int, float)):
+            origins.texts[dotted] = item.split("=", 1)[1].strip()
+    cfg = build_config(raw, where=where, origins=origins)
+    check_objective_options(cfg, registry, origins=origins, where=where)
+    return cfg
 
 
-def read_config_file(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A YAML config as a dict. ``extends: FILE`` (relative to this file) starts from FILE:
-    mappings merge key by key, anything else (lists included) is replaced."""
+def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict[str, Any]:
+    """``--objective NAME[:WEIGHT]`` flags -> objectives mapping (file options kept)."""
+    if isinstance(from_file, (list, tuple)):
+        from_file = {str(name): {} for name in from_file}
+    from_file = from_file if isinstance(from_file, dict) else {}
+    chosen: dict[str, Any] = {}
+    for item in items:
+        name, _, weight = item.partition(":")
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"--objective {item!r}: empty objective name (NAME or NAME:WEIGHT)")
+        opts = from_file.get(name)
+        opts = dict(opts) if isinstance(opts, dict) else {}
+        origins.merge(f"objectives.{name}", f"--objective {item}")
+        if weight:
+            try:
+                opts["weight"] = float(weight)
+            except ValueError:
+                raise ConfigError(f"--objective {item!r}: weight must be a number") from None
+            origins.set(f"objectives.{name}.weight", f"--objective {item}")
+        chosen[name] = opts
+    return chosen
+
+
+def read_config_file(path: Path, _chain: tuple[Path, ...] = (), *,
+                     origins: Origins | None = None) -> dict[str, Any]:
+    """A YAML config (read as YAML 1.2, see :class:`Yaml12Loader`) as a dict.
+    ``extends: FILE`` (relative to this file) starts from FILE: mappings merge key by key,
+    anything else (lists included) is replaced. ``origins`` records each key's FILE:LINE."""
     if not path.exists():
         raise ConfigError(f"config file not found: {path}"
                           + (f" (extended by {_chain[-1]})" if _chain else ""))
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: 'extends' cycle: {' -> '.join(map(str, _chain))} -> {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw, lines = _load_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+        raise ConfigError(f"{path}: top level must be a mapping (section: options), "
+                          f"got {show(raw)}")
     parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    base = read_config_file(path.parent / str(parent), (*_chain, path.resolve()))
-    return _merged(base, raw)
+    if parent is not None:
+        if not isinstance(parent, str) or not parent.strip():
+            raise ConfigError(f"{path}:{lines['extends'][0]}: extends: expected a file name, "
+                              f"got {show(parent)}")
+        base = read_config_file(path.parent / parent, (*_chain, path.resolve()), origins=origins)
+        raw = _merged(base, raw)
+    if origins is not None:
+        for key, (line, is_mapping) in lines.items():
+            if key != "extends":
+                (origins.merge if is_mapping else origins.set)(key, f"{path}:{line}")
+    return raw
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -219,39 +376,188 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(raw: dict[str, Any], *, where: str = "config") -> RunConfig:
-    unknown = sorted(set(raw) - set(SECTIONS) - {"objectives"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {unknown}; "
-                          f"known: {sorted(SECTIONS) + ['objectives']}")
-    kwargs: dict[str, Any] = {}
-    for name, cls in SECTIONS.items():
-        try:
-            kwargs[name] = build_dataclass(cls, raw.get(name) or {}, where=f"{where}: {name}")
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc)) from exc
-    objectives = raw.get("objectives", {"sinkhorn": {}})
-    if isinstance(objectives, list):
-        objectives = {o: {} for o in objectives}
-    if not isinstance(objectives, dict) or not objectives:
-        raise ConfigError(f"{where}: objectives must be a non-empty mapping name -> options")
-    kwargs["objectives"] = {k: dict(v or {}) for k, v in objectives.items()}
+def build_config(raw: dict[str, Any], *, where: str = "config",
+                 origins: Origins | None = None) -> RunConfig:
+    """A :class:`RunConfig` from a raw mapping, every section value checked against its type
+    and range (objective options: :func:`check_objective_options`). ``where`` names the
+    source when ``origins`` does not know a key."""
+    origins = origins or Origins()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: top level must be a mapping (section: options)")
+    known = [*SECTIONS, "objectives"]
+    for name in raw:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            at = ", ".join(origins.within(str(name))) or where
+            raise ConfigError(f"{at}: unknown section {name!r}{hint}; "
+                              f"known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {
+        name: build_dataclass(cls, raw.get(name), where=origins(name) or where, key=name,
+                              origin=origins, texts=origins.texts)
+        for name, cls in SECTIONS.items()}
+    kwargs["objectives"] = _objectives(raw.get("objectives", {"sinkhorn": {}}), where, origins)
     cfg = RunConfig(**kwargs)
-    _validate(cfg, where)
+    _validate(cfg, where, origins)
     return cfg
 
 
-def _validate(cfg: RunConfig, where: str) -> None:
-    t = cfg.train
-    checks = [
-        (t.batch_size >= 1, "train.batch_size must be >= 1"),
-        (t.grad_accum >= 1, "train.grad_accum must be >= 1"),
-        (t.optimizer in ("adam", "adamw", "sgd"), "train.optimizer must be adam, adamw or sgd"),
-        (t.schedule in ("constant", "linear"), "train.schedule must be constant or linear"),
-        (t.mixed_precision in ("no", "bf16", "fp16"), "train.mixed_precision: no|bf16|fp16"),
-        (cfg.model.pooling in ("last", "first", "mean"), "model.pooling: last|first|mean"),
-        (bool(cfg.data.languages), "data.languages must not be empty"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(f"{where}: {msg}")
+def _objectives(value: Any, where: str, origins: Origins) -> dict[str, dict[str, Any]]:
+    """The objectives section: a mapping name -> options (or a list / comma list of names)."""
+    at = origins("objectives") or where
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{at}: objectives: expected objective names, got {show(value)}")
+        value = {v: {} for v in value}
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{at}: objectives: expected a non-empty mapping name -> options "
+                          f"(e.g. {{sinkhorn: {{blur: 0.05}}}}), got {show(value)}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, opts in value.items():
+        key = f"objectives.{name}"
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{at}: objectives: objective names must be non-empty strings, "
+                              f"got {show(name)}")
+        if opts is None:
+            opts = {}
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{origins(key) or where}: {key}: expected a mapping of options "
+                              f"(key: value), got {show(opts)}")
+        opts = dict(opts)
+        if "weight" in opts:
+            wkey = f"{key}.weight"
+            try:
+                weight = check_value(opts["weight"], float, wkey)
+            except ConfigError as exc:
+                raise ConfigError(f"{origins(wkey) or where}: {exc}") from None
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ConfigError(f"{origins(wkey) or where}: {wkey}: must be a finite number "
+                                  f">= 0, got {show(weight)}")
+            opts["weight"] = weight
+        out[name] = opts
+    return out
+
+
+def check_objective_options(cfg: RunConfig, registry: PluginRegistry | None = None, *,
+                            origins: Origins | None = None, where: str = "config") -> None:
+    """Check (and coerce in place) each objective's options against its ``Config`` dataclass:
+    types as for the sections, plus the plugin's own ``__post_init__`` checks. Objectives the
+    registry does not know are skipped (their lookup reports them)."""
+    from xalign.plugins import get_registry
+
+    origins = origins or Origins()
+    known = (registry or get_registry()).objectives()
+    mixed: dict[str, bool] = {}
+    for name, given in cfg.objectives.items():
+        entry = known.get(name)
+        if entry is None:
+            continue
+        key = f"objectives.{name}"
+        at = ", ".join(origins.within(key)) or where
+        opts = coerce_options(entry.cls.Config, cfg.objective_options(name), where=at, key=key,
+                              origin=origins, texts=origins.texts)
+        cfg.objectives[name] = {k: opts.get(k, v) for k, v in given.items()}
+        if len(cfg.objectives) > 1:  # as `xalign plugins` does: a small instance's needs()
+            try:
+                needs = entry.cls(entry.cls.Config(**opts), hidden_size=8).needs()
+            except Exception:  # noqa: BLE001 - the trainer reports it with the real encoder
+                continue
+            mixed[name] = bool(needs.mixed_languages)
+    if len(set(mixed.values())) > 1:
+        together = [n for n, m in mixed.items() if m]
+        apart = [n for n, m in mixed.items() if not m]
+        raise ConfigError(
+            f"{origins('objectives') or ', '.join(origins.within('objectives')) or where}: "
+            f"objectives: "
+            f"{', '.join(together)} need(s) one batch mixing all language pairs and cannot be "
+            f"combined with per-language-pair objectives ({', '.join(apart)}) in one run")
+
+
+# -- range rules ------------------------------------------------------------------------------
+def _at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: v >= n
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _filled(v: str) -> bool:
+    return bool(v.strip())
+
+
+#: (dotted key, check, what the value must be); checked in order after the types.
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("model.name", _filled, "must not be empty"),
+    ("model.max_length", _at_least(3), "must be >= 3 (special tokens plus one subword)"),
+    ("data.languages", bool, "must list at least one source language"),
+    ("data.languages", lambda v: all(s.strip() for s in v), "must not contain empty names"),
+    ("data.languages", lambda v: len(set(v)) == len(v), "must not repeat a language"),
+    ("data.target", _filled, "must not be empty"),
+    ("data.pairs_per_language", _optional(_at_least(1)), "must be null or >= 1"),
+    ("data.min_words", _at_least(1), "must be >= 1"),
+    ("data.max_ratio", _optional(_at_least(1)), "must be null or >= 1 (longer / shorter side)"),
+    ("data.limit", _optional(_at_least(1)), "must be null or >= 1"),
+    ("train.batch_size", _at_least(1), "must be >= 1"),
+    ("train.grad_accum", _at_least(1), "must be >= 1"),
+    ("train.lr", _positive, "must be a finite number > 0"),
+    ("train.weight_decay", _non_negative, "must be a finite number >= 0"),
+    ("train.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+     "must be two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    ("train.eps", _positive, "must be a finite number > 0"),
+    ("train.max_grad_norm", _optional(lambda v: v >= 0), "must be null or >= 0 (0 or null: no "
+                                                         "clipping)"),
+    ("train.warmup_steps", _at_least(0), "must be >= 0"),
+    ("train.epochs", _at_least(1), "must be >= 1"),
+    ("train.max_steps", _optional(_at_least(1)), "must be null or >= 1"),
+    ("train.seed", lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
+    ("train.reg_weight", _non_negative, "must be a finite number >= 0"),
+    ("train.checkpoint_every", _at_least(0), "must be >= 0 (0: only the final checkpoint)"),
+    ("train.keep_checkpoints", _at_least(0), "must be >= 0 (0: keep all)"),
+    ("train.output_dir", _filled, "must not be empty"),
+    ("tracking.experiment", _filled, "must not be empty"),
+]
+
+#: Keys with a fixed set of values.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.pooling": ("last", "first", "mean"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": ("constant", "linear"),
+    "train.mixed_precision": ("no", "bf16"),
+}
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    section, name = key.split(".", 1)
+    return getattr(getattr(cfg, section), name)
+
+
+def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> None:
+    """Range rules (:data:`_RULES`, :data:`_CHOICES`, min_words <= max_words)."""
+    origins = origins or Origins()
+
+    def fail(key: str, problem: str, value: Any) -> None:
+        raise ConfigError(f"{origins(key) or where}: {key}: {problem}, got {show(value)}")
+
+    for key, ok, problem in _RULES:
+        if not ok(_get(cfg, key)):
+            fail(key, problem, _get(cfg, key))
+    for key, allowed in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            extra = " (fp16 is not supported: use bf16, or no on a CPU)" \
+                if key == "train.mixed_precision" and value == "fp16" else ""
+            fail(key, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}{extra}", value)
+    if cfg.data.max_words < cfg.data.min_words:
+        fail("data.max_words", f"must be >= data.min_words ({cfg.data.min_words}, from "
+             f"{origins('data.min_words') or 'the defaults'})", cfg.data.max_words)

@@ -2,9 +2,19 @@
 
 A model reference is a local path, a hub id, ``packaged:NAME``, ``base`` (the configured,
 unaligned encoder) or the MLflow run id of a training run (its saved model). Each evaluation
-run is keyed by ``xalign.eval_key``: a hash of the model identity (the training run's config
-fingerprint, else the model name or absolute path), the task, its resolved options, the seed,
-the data folder and the language restriction.
+run is keyed by ``xalign.eval_key``, a hash of the CONTENT of everything it reads:
+
+- the model: sha256 of every file of its folder (a model retrained into the same folder gets
+  a new key), of the shipped file for ``packaged:NAME``, the cached snapshot's commit for a
+  hub id (:func:`xalign.provenance.model_identity`);
+- the task's data: sha256 of every file ``Task.inputs(context)`` declares (gold files, XNLI /
+  XQuAD / Tatoeba files under ``--data-dir``, files named by options);
+- the task name, its resolved options, the seed and the language restriction;
+- the task plugin's distribution and version, and xalign's version.
+
+File digests are computed once per (path, size, mtime) and cached on disk, so an unchanged
+input costs a ``stat``. A FINISHED run with the same key is reused (``reuse=False`` /
+``xalign eval --no-reuse`` recomputes); its ``inputs.json`` artifact lists the files hashed.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import xalign
+from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.task import TaskContext, TaskResult
 from xalign.tracking import Tracker, resolve_tracking_uri
@@ -31,7 +43,7 @@ RESULT_FILE = "result.json"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(XalignError, RuntimeError):
     """A model reference or an evaluation could not be resolved; the message says why."""
 
 
@@ -96,8 +108,11 @@ def resolve_spec(ref: str, *, tracking_uri: str | None = None,
 
 
 def _plain_identity(name: str) -> str:
+    """Content identity of a model path / name (see :func:`xalign.provenance.model_identity`)."""
+    from xalign.provenance import model_identity
+
     local = Path(name).expanduser()
-    return f"model:{local.resolve()}" if local.exists() else f"model:{name}"
+    return model_identity(str(local.resolve()) if local.exists() else name)
 
 
 def _client(tracking_uri: str | None):
@@ -135,19 +150,41 @@ def _from_run(ref: str, run) -> ModelSpec:
             f"run, or it ran with train.save_model=false)")
     if not Path(model_dir).exists():
         raise EvaluationError(f"run {run_id}: its saved model {model_dir} no longer exists")
-    fingerprint = tags.get("xalign.fingerprint") or run_id
+    # the saved model's content, not the run's config: a retrained model differs
     return ModelSpec(ref, model_dir, run_id, tags.get("xalign.objective", "unknown"),
-                     f"train:{fingerprint}")
+                     _plain_identity(model_dir))
 
 
 def eval_key(identity: str, task: str, options: dict[str, Any], seed: int,
-             data_dir: Path | str | None, languages: Sequence[str] | None = None) -> str:
-    """Hash of everything that changes an evaluation's result."""
+             languages: Sequence[str] | None = None, *, inputs: dict[str, str] | None = None,
+             software: dict[str, str] | None = None) -> str:
+    """Hash of everything that changes an evaluation's result.
+
+    ``identity``: the model's content identity; ``inputs``: ``{path: sha256}`` of the task's
+    declared input files; ``software``: plugin distribution/version and xalign's version.
+    """
     blob = json.dumps({"model": identity, "task": task, "options": options, "seed": seed,
-                       "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir
-                       else None, "languages": list(languages) if languages else None},
+                       "languages": list(languages) if languages else None,
+                       "inputs": dict(sorted((inputs or {}).items())),
+                       "software": dict(sorted((software or {}).items()))},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def task_inputs(task: Any, entry: Any, context: TaskContext) -> dict[str, str]:
+    """``{absolute path: sha256}`` of the files ``task.inputs(context)`` declares."""
+    from xalign.provenance import files_manifest
+
+    try:
+        paths = task.inputs(context)
+        return files_manifest(paths)
+    except OSError as exc:
+        raise EvaluationError(f"{entry.where()}: cannot hash its input files: {exc}") from exc
+    except XalignError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{entry.where()} failed in inputs(): {type(exc).__name__}: "
+                          f"{exc}") from exc
 
 
 def evaluate(model_ref: str, task_name: str, *, options: dict[str, Any] | None = None,
@@ -186,10 +223,13 @@ def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
     base_ctx = context or TaskContext()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tracker = Tracker(uri, experiment)
+    inputs = task_inputs(task, entry, base_ctx)
+    software = {"plugin": f"{entry.source.distribution} {entry.source.version}",
+                "xalign": xalign.__version__}
     out: list[EvalRun] = []
     for seed in seed_list:
-        key = eval_key(spec.identity, task_name, resolved, seed, base_ctx.data_dir,
-                       base_ctx.languages)
+        key = eval_key(spec.identity, task_name, resolved, seed, base_ctx.languages,
+                       inputs=inputs, software=software)
         found = find_eval_run(tracker, key, prefer_train_run=spec.train_run_id) if reuse \
             else None
         if found is not None:
@@ -208,10 +248,19 @@ def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
                                 "task": task_name, "seed": seed, "model": spec.path,
                                 "data_dir": base_ctx.data_dir,
                                 "plugin.distribution": entry.source.distribution,
-                                "plugin.version": entry.source.version})
+                                "plugin.version": entry.source.version,
+                                "model.content": spec.identity, "inputs.files": len(inputs),
+                                "xalign.version": xalign.__version__})
+            tracker.log_text(json.dumps(inputs, indent=1), "inputs.json")
             ctx = dataclasses.replace(base_ctx, seed=seed,
                                       output_dir=Path(base_ctx.output_dir) / str(run_id))
-            result = task.run(spec.path, ctx)
+            try:
+                result = task.run(spec.path, ctx)
+            except XalignError:
+                raise
+            except Exception as exc:  # a bug in the plugin or input it did not check
+                raise PluginError(f"{entry.where()} failed in run() on {spec.ref!r}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
             if not isinstance(result, TaskResult):
                 raise PluginError(f"{entry.where()}: run() must return a TaskResult, got "
                                   f"{type(result).__name__}")
@@ -237,8 +286,8 @@ def find_eval_run(tracker: Tracker, key: str, *, prefer_train_run: str | None = 
                   ) -> tuple[str, TaskResult] | None:
     """The newest FINISHED eval run with ``key`` and its loaded result, if any.
 
-    Runs of the same training run come first (a retrained model with the same fingerprint
-    shares the key).
+    Runs of the same training run come first (the key holds the model's content, so a run
+    of another training run with the key had bit-identical weights).
     """
     runs = tracker.client.search_runs(
         [tracker.experiment_id],

@@ -29,6 +29,7 @@ from xalign.progress import progress_bar
 __all__ = [
     "FinetuneLog",
     "FinetuneSettings",
+    "IGNORE_INDEX",
     "collate",
     "finetune",
     "fit_max_length",
@@ -42,6 +43,7 @@ __all__ = [
 Feature = dict[str, Any]
 _PADDED = {"input_ids", "attention_mask", "token_type_ids"}
 _TARGETS = {"labels", "start_positions", "end_positions"}
+IGNORE_INDEX = -100  # torch CrossEntropyLoss's ignore_index: positions without a token label
 
 
 @dataclass
@@ -151,7 +153,11 @@ def model_input_names(model: nn.Module, tokenizer: Any) -> set[str]:
 
 
 def collate(features: Sequence[Feature], pad_id: int) -> dict[str, Tensor]:
-    """Pad token-id lists to the longest feature, build the attention mask, stack targets."""
+    """Pad token-id lists to the longest feature, build the attention mask, stack targets.
+
+    A target given as a list per feature (token ``labels`` of a tagger, one per token id) is
+    padded with :data:`IGNORE_INDEX` to ``[batch, longest]``.
+    """
     lengths = [len(f["input_ids"]) for f in features]
     longest = max(lengths)
     batch = {"attention_mask": torch.tensor([[1] * n + [0] * (longest - n) for n in lengths])}
@@ -161,7 +167,10 @@ def collate(features: Sequence[Feature], pad_id: int) -> dict[str, Tensor]:
             rows = [list(f[key]) + [fill] * (longest - len(f[key])) for f in features]
             batch[key] = torch.tensor(rows, dtype=torch.long)
         elif key in _TARGETS:
-            batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+            values = [f[key] for f in features]
+            if isinstance(values[0], (list, tuple)):  # token-level targets
+                values = [list(v) + [IGNORE_INDEX] * (longest - len(v)) for v in values]
+            batch[key] = torch.tensor(values, dtype=torch.long)
     return batch
 
 

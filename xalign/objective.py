@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from xalign.batch import AlignmentBatch
 from xalign.links import LinkSpec
+from xalign.schema import build_dataclass  # options are typed: checked against annotations
 
 
 @dataclass(frozen=True)
@@ -84,20 +85,10 @@ class Objective(nn.Module):
 
     @classmethod
     def from_options(cls, options: dict[str, Any], *, hidden_size: int) -> Objective:
-        """Build from a dict of options, rejecting unknown keys with a clear error."""
+        """Build from a dict of options; an unknown key or a value that does not fit the
+        ``Config`` annotation raises :class:`~xalign.errors.ConfigError` naming the key."""
         return cls(build_dataclass(cls.Config, options, where=f"objective {cls.name!r}"),
                    hidden_size=hidden_size)
-
-
-def build_dataclass(cls: type, values: dict[str, Any], *, where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``values``; unknown keys are an error naming ``where``."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown option(s) {unknown}; known: {sorted(names)}"
-        )
-    return cls(**values)
 
 
 __all__ = ["Needs", "NoOptions", "Objective", "build_dataclass", "field"]

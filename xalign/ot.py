@@ -12,6 +12,16 @@ symmetric Sinkhorn updates along its ε-annealing schedule (from ``diameter^p`` 
 only approximately converged: with the default ``scaling=0.5`` it can be a few percent below
 the converged OT_ε; ``scaling ≥ 0.99`` brings it within ~1e-3 (see ``tests/test_sinkhorn.py``).
 Gradients use the envelope theorem (the last, differentiable Sinkhorn update).
+
+Degenerate clouds. geomloss starts its ε-annealing at ε = diameter^p, the diameter being the
+diagonal of the bounding box of all points of the call; when every point coincides (one point
+on each side, several identical points, x = y) that diameter is 0 and geomloss fails with
+``Maximum allowed size exceeded`` (log 0). :func:`annealing_diameter` computes the same
+estimate and, only when its p-th power is 0 or below the dtype's smallest normal number,
+replaces it by ``blur``: the schedule is then two Sinkhorn updates at the final ε = blur^p,
+which are exact for a cloud with no extent (S_ε = 0, zero gradient); :func:`transport_plan`
+returns the exact plan a⊗b of a zero cost matrix directly. Every other call gets geomloss's
+own estimate, so results for non-degenerate clouds are unchanged.
 """
 
 from __future__ import annotations
@@ -20,22 +30,81 @@ import torch
 from geomloss import SamplesLoss
 from torch import Tensor
 
+from xalign.errors import XalignError
 
-def masked_weights(mask: Tensor, weights: Tensor | None = None,
-                   dtype: torch.dtype = torch.float32) -> Tensor:
+
+class PointCloudError(XalignError, ValueError):
+    """A point cloud or OT option that no transport can be computed for (e.g. no points)."""
+
+
+def annealing_diameter(
+    x: Tensor, y: Tensor, *, p: int, blur: float, diameter: float | None = None
+) -> float:
+    """Start of geomloss's ε-annealing (its ``max_diameter``), floored for degenerate clouds.
+
+    ``x`` ``[..., N, D]`` and ``y`` ``[..., M, D]`` are the (padded, zeroed) points exactly as
+    passed to geomloss; the estimate is the norm of the extent of their common bounding box,
+    computed with geomloss's own formula so that the value is bit-identical. When it is 0 (all
+    points coincide) or so small that diameter^p underflows (< ``torch.finfo(dtype).tiny``),
+    ``blur`` is returned instead (see the module docstring). An explicit ``diameter`` is
+    returned as is. Raises :class:`PointCloudError` for ``diameter <= 0`` or empty clouds.
+    """
+    if diameter is not None:
+        if not diameter > 0:
+            raise PointCloudError(f"OT diameter must be > 0 (or None to estimate), got {diameter}")
+        return float(diameter)
+    estimate = bounding_diameter(x, y)
+    return float(blur) if is_degenerate(estimate, p, x.dtype) else estimate
+
+
+def bounding_diameter(x: Tensor, y: Tensor) -> float:
+    """Diagonal of the bounding box of all points of ``x`` ``[..., N, D]`` and ``y``.
+
+    geomloss's ``max_diameter`` formula (same operations, so the same float). Raises
+    :class:`PointCloudError` when there are no points.
+    """
+    dim = x.shape[-1]
+    xs, ys = x.detach().reshape(-1, dim), y.detach().reshape(-1, dim)
+    if xs.shape[0] == 0 or ys.shape[0] == 0:
+        raise PointCloudError("a point cloud has no points")
+    mins = torch.stack((xs.min(dim=0)[0], ys.min(dim=0)[0])).min(dim=0)[0]
+    maxs = torch.stack((xs.max(dim=0)[0], ys.max(dim=0)[0])).max(dim=0)[0]
+    return (maxs - mins).norm().item()
+
+
+def is_degenerate(diameter: float, p: int, dtype: torch.dtype) -> bool:
+    """Whether clouds of this bounding diameter have (numerically) no extent: diameter^p is
+    0 or below ``torch.finfo(dtype).tiny`` (NaN is not degenerate: it is an error upstream)."""
+    return diameter == diameter and diameter**p < torch.finfo(dtype).tiny
+
+
+def masked_weights(
+    mask: Tensor, weights: Tensor | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Probability weights over real points: uniform (or ``weights``) renormalised, 0 on padding."""
     w = mask.to(dtype) if weights is None else weights.to(dtype) * mask.to(dtype)
     total = w.sum(-1, keepdim=True)
     if bool((total <= 0).any()):
-        raise ValueError("a point cloud has no real points (empty sentence after masking)")
+        raise PointCloudError("a point cloud has no real points (empty sentence after masking)")
     return w / total
 
 
-def sinkhorn_divergence(x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor, *,
-                        p: int = 2, blur: float = 0.05, scaling: float = 0.5,
-                        debias: bool = True, reach: float | None = None,
-                        diameter: float | None = None, x_weights: Tensor | None = None,
-                        y_weights: Tensor | None = None, backend: str = "tensorized") -> Tensor:
+def sinkhorn_divergence(
+    x: Tensor,
+    x_mask: Tensor,
+    y: Tensor,
+    y_mask: Tensor,
+    *,
+    p: int = 2,
+    blur: float = 0.05,
+    scaling: float = 0.5,
+    debias: bool = True,
+    reach: float | None = None,
+    diameter: float | None = None,
+    x_weights: Tensor | None = None,
+    y_weights: Tensor | None = None,
+    backend: str = "tensorized",
+) -> Tensor:
     """S_ε between each pair of clouds ``x[b]`` (``[B, N, D]``) and ``y[b]`` (``[B, M, D]``).
 
     Padding (``mask == False``) gets zero weight. geomloss anneals ε from the ``diameter`` of
@@ -44,29 +113,59 @@ def sinkhorn_divergence(x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor, *,
     ``diameter`` to make one batched call equal per-pair calls on the unpadded clouds.
     ``x_weights``/``y_weights`` (``[B, N]``/``[B, M]``, non-negative) replace the uniform
     weights; they are renormalised over the real points. Returns ``[B]`` (a scalar for 2-D
-    inputs).
+    inputs). Degenerate clouds (all points equal) give 0 with a zero gradient
+    (:func:`annealing_diameter`).
     """
     if x.dim() == 2:
         return sinkhorn_divergence(
-            x[None], x_mask[None], y[None], y_mask[None], p=p, blur=blur, scaling=scaling,
-            debias=debias, reach=reach, diameter=diameter, backend=backend,
+            x[None],
+            x_mask[None],
+            y[None],
+            y_mask[None],
+            p=p,
+            blur=blur,
+            scaling=scaling,
+            debias=debias,
+            reach=reach,
+            diameter=diameter,
+            backend=backend,
             x_weights=None if x_weights is None else x_weights[None],
-            y_weights=None if y_weights is None else y_weights[None])[0]
+            y_weights=None if y_weights is None else y_weights[None],
+        )[0]
     a = masked_weights(x_mask, x_weights, x.dtype)
     b = masked_weights(y_mask, y_weights, y.dtype)
-    loss = SamplesLoss("sinkhorn", p=p, blur=blur, scaling=scaling, debias=debias, reach=reach,
-                       diameter=diameter, backend=backend)
     # Zero the padded coordinates so they cannot blow up the cost scale estimate.
-    x = x * x_mask[..., None].to(x.dtype)
-    y = y * y_mask[..., None].to(y.dtype)
-    return loss(a, x.contiguous(), b, y.contiguous())
+    x = (x * x_mask[..., None].to(x.dtype)).contiguous()
+    y = (y * y_mask[..., None].to(y.dtype)).contiguous()
+    diameter = annealing_diameter(x, y, p=p, blur=blur, diameter=diameter)
+    loss = SamplesLoss(
+        "sinkhorn",
+        p=p,
+        blur=blur,
+        scaling=scaling,
+        debias=debias,
+        reach=reach,
+        diameter=diameter,
+        backend=backend,
+    )
+    return loss(a, x, b, y)
 
 
 @torch.no_grad()
-def transport_plan(x: Tensor, y: Tensor, *, p: int = 2, blur: float = 0.05,
-                   scaling: float = 0.5, reach: float | None = None,
-                   a: Tensor | None = None, b: Tensor | None = None,
-                   diameter: float | None = None, max_iter: int = 0, tol: float = 1e-9) -> Tensor:
+def transport_plan(
+    x: Tensor,
+    y: Tensor,
+    *,
+    p: int = 2,
+    blur: float = 0.05,
+    scaling: float = 0.5,
+    reach: float | None = None,
+    a: Tensor | None = None,
+    b: Tensor | None = None,
+    diameter: float | None = None,
+    max_iter: int = 0,
+    tol: float = 1e-9,
+) -> Tensor:
     """Entropic transport plan ``π`` (``[N, M]``) between two clouds ``x`` and ``y``.
 
     Weights ``a``/``b`` default to uniform (then π sums to 1 and its rows to 1/N). Built from
@@ -75,23 +174,47 @@ def transport_plan(x: Tensor, y: Tensor, *, p: int = 2, blur: float = 0.05,
     geomloss stops after its annealing schedule, so with ``scaling=0.5`` the marginals can be
     off by tens of percent; ``max_iter`` > 0 continues with up to that many alternating
     log-domain Sinkhorn updates at the final ε until the potentials move by < ``tol``·ε.
+    Degenerate clouds (all points equal, :func:`is_degenerate`; diameter not given) have a
+    zero cost matrix, whose optimal plan is exactly π = a⊗b: it is returned without solving
+    (so one point on each side gives ``[[1.0]]``).
     """
     n, m = x.shape[0], y.shape[0]
     a = x.new_full((n,), 1.0 / n) if a is None else (a / a.sum()).to(x.dtype)
     b = y.new_full((m,), 1.0 / m) if b is None else (b / b.sum()).to(y.dtype)
-    loss = SamplesLoss("sinkhorn", p=p, blur=blur, scaling=scaling, debias=False, reach=reach,
-                       diameter=diameter, potentials=True, backend="tensorized")
+    if diameter is None and is_degenerate(bounding_diameter(x, y), p, x.dtype):
+        return a[:, None] * b[None, :]
+    diameter = annealing_diameter(x, y, p=p, blur=blur, diameter=diameter)
+    loss = SamplesLoss(
+        "sinkhorn",
+        p=p,
+        blur=blur,
+        scaling=scaling,
+        debias=False,
+        reach=reach,
+        diameter=diameter,
+        potentials=True,
+        backend="tensorized",
+    )
     f, g = (t.reshape(-1) for t in loss(a, x, b, y))  # geomloss 0.3 returns [1, N], [1, M]
     cost = torch.cdist(x, y) ** p / p
-    eps = blur ** p
-    rho = None if reach is None else reach ** p
+    eps = blur**p
+    rho = None if reach is None else reach**p
     f, g = sinkhorn_updates(f, g, cost, a, b, eps, rho, max_iter=max_iter, tol=tol)
     return a[:, None] * b[None, :] * torch.exp((f[:, None] + g[None, :] - cost) / eps)
 
 
-def sinkhorn_updates(f: Tensor, g: Tensor, cost: Tensor, a: Tensor, b: Tensor, eps: float,
-                     rho: float | None = None, *, max_iter: int, tol: float = 1e-9
-                     ) -> tuple[Tensor, Tensor]:
+def sinkhorn_updates(
+    f: Tensor,
+    g: Tensor,
+    cost: Tensor,
+    a: Tensor,
+    b: Tensor,
+    eps: float,
+    rho: float | None = None,
+    *,
+    max_iter: int,
+    tol: float = 1e-9,
+) -> tuple[Tensor, Tensor]:
     """Alternating log-domain Sinkhorn updates of the potentials (geomloss's conventions).
 
     f_i = −d·ε·log Σ_j b_j exp((g_j − C_ij)/ε) and symmetrically for g, with the unbalanced

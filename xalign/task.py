@@ -57,12 +57,29 @@ class Task:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoOptions
+    #: Sub-folders of the data folder this task reads (XTREME layout, e.g. ``("xnli",)``);
+    #: ``None`` = any file of the data folder may matter. Used by the default :meth:`inputs`.
+    data_folders: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
 
     def run(self, model: str, context: TaskContext) -> TaskResult:  # pragma: no cover
         raise NotImplementedError
+
+    def inputs(self, context: TaskContext) -> list[Path]:
+        """Local files whose content this task's result depends on (besides the model).
+
+        ``xalign eval`` hashes them into the run's reuse key, so editing any of them gives a
+        new evaluation instead of a stale reused one. Default: the files of the data folder
+        (``context.data_dir``, else the shared data folders) under :attr:`data_folders`
+        (every file when it is None), plus files named by option values (a file with its
+        same-stem siblings, e.g. ``deen.src-tgt`` + ``deen.gold``; a folder's files).
+        Override to be more precise; data fetched from the Hugging Face Hub is not covered.
+        """
+        from xalign.provenance import data_files, option_files
+
+        return data_files(context.data_dir, self.data_folders) + option_files(self.config)
 
     @classmethod
     def options(cls) -> dict[str, Any]:

@@ -1,16 +1,77 @@
-"""MLflow logging for runs (rank 0 only): params, per-step metrics, artifacts, tags."""
+"""MLflow logging for runs (rank 0 only): params, per-step metrics, artifacts, tags.
+
+Failure policy (README "Failure behaviour"):
+
+* A :class:`Tracker` probes its store when it is made (one request, no retry, 5 s timeout), so
+  an unreachable server fails in seconds with a :class:`TrackingError` naming the URI — before
+  a model is loaded. :func:`check_tracking` is the same probe for commands that read runs first.
+* Unless the user set them, MLflow's HTTP client gets 2 retries, a 1 s backoff and a 10 s
+  timeout (its defaults, 7 retries and 120 s, make a dead server cost minutes per request).
+* Once a run exists, a record that cannot be sent because of a transport problem (connection
+  refused, timeout, 5xx, store I/O error) is *kept*: in memory and in
+  ``<backlog dir>/tracking-backlog.jsonl`` (artifacts copied to ``tracking-backlog-files/``).
+  The tracker is then offline; at most every ``retry_interval`` seconds the next record makes one
+  quick attempt to send the backlog, in order. :meth:`Tracker.end` tries once more; what is still
+  unsent stays on disk and :func:`replay_backlog` sends it later (``xalign sync-tracking DIR``;
+  ``xalign run --resume DIR`` does it first). A record the server *rejects* (a bug, e.g. a
+  changed param value) is moved to ``tracking-backlog-rejected.jsonl`` with a warning.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from xalign.errors import XalignError, XalignWarning
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LEN = 6000
+BACKLOG_FILE = "tracking-backlog.jsonl"
+BACKLOG_FILES = "tracking-backlog-files"
+REJECTED_FILE = "tracking-backlog-rejected.jsonl"
+
+#: MLflow HTTP client settings applied when the user set none (seconds / counts).
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+#: One try, 5 s: the reachability probe and the first record of a backlog flush.
+QUICK = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+#: MLflow error codes that mean "the store is unavailable", not "this request is wrong".
+TRANSIENT_CODES = frozenset(
+    {
+        "INTERNAL_ERROR",
+        "TEMPORARILY_UNAVAILABLE",
+        "IO_ERROR",
+        "SERVICE_UNDER_MAINTENANCE",
+        "WORKSPACE_TEMPORARILY_UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "REQUEST_LIMIT_EXCEEDED",
+        "COULD_NOT_ACQUIRE_LOCK",
+    }
+)
+
+
+class TrackingError(XalignError, RuntimeError):
+    """The MLflow store cannot be reached or used; the message names the URI."""
+
+
+class TrackingWarning(XalignWarning):
+    """Tracking degraded (server unreachable, records kept locally) but the run goes on."""
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
@@ -20,73 +81,211 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
 
 def git_sha(cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=cwd or Path(__file__).resolve().parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=cwd or Path(__file__).resolve().parent,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-class Tracker:
-    """Thin wrapper over the MLflow client; a disabled tracker (other ranks) does nothing."""
+def apply_http_defaults() -> None:
+    """Short MLflow HTTP retries/timeouts (:data:`HTTP_DEFAULTS`) unless already set."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
-    def __init__(self, uri: str | None, experiment: str, *, enabled: bool = True) -> None:
+
+# every xalign code path that talks to MLflow imports this module first (evaluate, compare,
+# align resolve run ids with their own MlflowClient): a dead server costs seconds there too
+apply_http_defaults()
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    """Temporarily set environment variables (MLflow reads them at each request)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for store-unavailable errors (retry later), False for rejected requests."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT_CODES
+    try:
+        import requests
+
+        if isinstance(exc, requests.RequestException):
+            return True
+    except ImportError:  # pragma: no cover - requests ships with mlflow
+        pass
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError))
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a (long, nested) MLflow/requests error, e.g. 'Connection refused'."""
+    text = str(exc)
+    found = re.findall(r"\[Errno -?\d+\] [^\"')\]]+", text)
+    if found:
+        return found[-1].strip()
+    for pattern in (r"Read timed out[^\"')]*", r"timed out", r"status code \d+[^\"']*"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(0).strip()
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _unreachable(uri: str, exc: BaseException) -> TrackingError:
+    return TrackingError(
+        f"MLflow tracking store {uri} is unreachable ({_reason(exc)}). Start the server "
+        f"(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or pass another --tracking-uri "
+        f"(or MLFLOW_TRACKING_URI); the default is a local {DEFAULT_TRACKING_URI}."
+    )
+
+
+def check_tracking(uri: str | None) -> str:
+    """Probe the store at ``uri`` in seconds; returns the resolved URI.
+
+    Raises:
+        TrackingError: the store cannot be reached (message names the URI and the cause).
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    apply_http_defaults()
+    try:
+        with _env(QUICK):
+            MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # any failure of the probe is "unusable store"
+        raise _unreachable(uri, exc) from exc
+    return uri
+
+
+class Tracker:
+    """MLflow client wrapper that never loses a record; a disabled tracker does nothing.
+
+    Args:
+        uri: tracking URI (resolved with :func:`resolve_tracking_uri`).
+        experiment: experiment name (created if missing); ``None`` for replay only.
+        enabled: False on non-main ranks.
+        retry_interval: seconds between attempts to send a backlog while offline.
+
+    Raises:
+        TrackingError: the store is unreachable when the tracker is made.
+    """
+
+    def __init__(
+        self,
+        uri: str | None,
+        experiment: str | None,
+        *,
+        enabled: bool = True,
+        retry_interval: float = 30.0,
+    ) -> None:
         self.enabled = enabled
         self.uri = resolve_tracking_uri(uri)
         self.experiment = experiment
         self.run_id: str | None = None
+        self.retry_interval = retry_interval
+        self.backlog_dir: Path | None = None
+        self._staging: Path | None = None  # backlog dir before the real one is known
+        self._pending: list[dict[str, Any]] = []
+        self._offline = False
+        self._last_try = 0.0
+        self._ended: set[str] = set()
         if enabled:
             import mlflow
             from mlflow.tracking import MlflowClient
 
-            self.client = MlflowClient(self.uri)
-            mlflow.set_tracking_uri(self.uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (exp.experiment_id if exp else
-                                  self.client.create_experiment(experiment))
+            apply_http_defaults()
+            try:
+                self.client = MlflowClient(self.uri)  # a sqlite store is opened right here
+                mlflow.set_tracking_uri(self.uri)
+                with _env(QUICK):
+                    if experiment is None:
+                        self.client.search_experiments(max_results=1)
+                        self.experiment_id = None
+                    else:
+                        exp = self.client.get_experiment_by_name(experiment)
+                        self.experiment_id = (
+                            exp.experiment_id if exp else self.client.create_experiment(experiment)
+                        )
+            except Exception as exc:
+                raise _unreachable(self.uri, exc) from exc
 
-    def start(self, *, run_name: str | None = None, run_id: str | None = None,
-              tags: dict[str, str] | None = None, parent_run_id: str | None = None) -> str | None:
-        """Start a new run, or reopen ``run_id`` (resume)."""
+    # ------------------------------------------------------------------ runs
+    def start(
+        self,
+        *,
+        run_name: str | None = None,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str | None:
+        """Start a new run, or reopen ``run_id`` (resume).
+
+        Raises:
+            TrackingError: the store is unreachable (a run id is needed to go on).
+        """
         if not self.enabled:
             return None
-        if run_id:
-            self.client.update_run(run_id, status="RUNNING")
-            self.run_id = run_id
-        else:
-            tags = dict(tags or {})
-            if parent_run_id:
-                tags["mlflow.parentRunId"] = parent_run_id
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-            self.run_id = run.info.run_id
+        if self._pending:
+            self.flush(force=True)
+        try:
+            if run_id:
+                self.client.update_run(run_id, status="RUNNING")
+                self.run_id = run_id
+            else:
+                tags = dict(tags or {})
+                if parent_run_id:
+                    tags["mlflow.parentRunId"] = parent_run_id
+                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+                self.run_id = run.info.run_id
+        except Exception as exc:
+            if is_transient(exc):
+                raise _unreachable(self.uri, exc) from exc
+            raise TrackingError(
+                f"MLflow store {self.uri} refused to "
+                f"{'reopen run ' + run_id if run_id else 'create a run'}: "
+                f"{_reason(exc)}"
+            ) from exc
+        self._ended.discard(self.run_id)
         return self.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from mlflow.entities import Param
-
-        items = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100], synchronous=True)
+        if self.enabled:
+            self._submit(
+                {"op": "params", "params": {k: _param_str(v) for k, v in sorted(params.items())}}
+            )
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if not self.enabled or not metrics:
-            return
-        import time
-
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        items = [Metric(_metric_key(k), float(v), ts, step) for k, v in metrics.items()]
-        for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
+        if self.enabled and metrics:
+            self._submit(
+                {
+                    "op": "metrics",
+                    "step": int(step),
+                    "timestamp": _now_ms(),
+                    "metrics": {_metric_key(k): float(v) for k, v in metrics.items()},
+                }
+            )
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+        if self.enabled and tags:
+            self._submit({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
 
     def log_text(self, text: str, artifact_file: str) -> None:
         if not self.enabled:
@@ -94,18 +293,323 @@ class Tracker:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / artifact_file
             path.write_text(text, encoding="utf-8")
-            self.client.log_artifact(self.run_id, str(path))
+            self.log_artifact(path)
 
     def log_json(self, obj: Any, artifact_file: str) -> None:
         self.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), artifact_file)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self.enabled:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            self._submit(
+                {
+                    "op": "artifact",
+                    "source": str(Path(path).resolve()),
+                    "artifact_path": artifact_path,
+                }
+            )
 
     def end(self, status: str = "FINISHED") -> None:
-        if self.enabled and self.run_id:
-            self.client.set_terminated(self.run_id, status=status)
+        """Terminate the current run (once); warn where unsent records are kept, if any."""
+        if not (self.enabled and self.run_id) or self.run_id in self._ended:
+            return
+        self._ended.add(self.run_id)
+        self._submit({"op": "end", "status": status, "end_time": _now_ms()}, force=True)
+        if self._pending:
+            where = self._dir()
+            warnings.warn(
+                f"MLflow store {self.uri} is still unreachable: {len(self._pending)} "
+                f"record(s) of run {self.run_id} (status {status}) are kept in "
+                f"{where / BACKLOG_FILE}; send them when it is back with "
+                f"`xalign sync-tracking {where}`"
+                + (
+                    f" (or `xalign run --resume {where}` sends them first)"
+                    if self.backlog_dir is not None and status != "FINISHED"
+                    else ""
+                ),
+                TrackingWarning,
+                stacklevel=2,
+            )
+
+    @property
+    def unsent(self) -> int:
+        """Number of records not yet accepted by the store."""
+        return len(self._pending)
+
+    # --------------------------------------------------------------- backlog
+    def set_backlog_dir(self, directory: Path) -> None:
+        """Keep unsent records in ``directory`` from now on (a run's output dir).
+
+        A backlog already there (an earlier process of the same run) is put first and sent
+        now if the store is reachable; records kept before (in memory/staging) move there.
+        """
+        if not self.enabled:
+            return
+        directory = Path(directory)
+        if self.backlog_dir is not None and directory.resolve() == self.backlog_dir.resolve():
+            return
+        old_dir = self._dir() if (self._pending or self._staging) else None
+        earlier = (
+            _read_backlog(directory / BACKLOG_FILE) if (directory / BACKLOG_FILE).exists() else []
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for rec in self._pending:
+            if rec["op"] == "artifact" and "file" in rec and old_dir is not None:
+                src = old_dir / rec["file"]
+                dst = directory / rec["file"]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(dst))
+            moved.append(rec)
+        if self._staging is not None:
+            rejected = self._staging / REJECTED_FILE
+            if rejected.exists():
+                with (directory / REJECTED_FILE).open("a", encoding="utf-8") as fh:
+                    fh.write(rejected.read_text(encoding="utf-8"))
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+        self.backlog_dir = directory
+        self._pending = earlier + moved
+        self._save()
+        if self._pending and self.flush(force=True) and earlier:
+            warnings.warn(
+                f"sent {len(earlier)} tracking record(s) kept in {directory} by an "
+                f"earlier process to {self.uri}",
+                TrackingWarning,
+                stacklevel=2,
+            )
+
+    def flush(self, *, force: bool = False) -> bool:
+        """Send kept records in order; True when nothing is left.
+
+        The first record goes out with one quick try (:data:`QUICK`); on a transport error the
+        tracker stays offline and the rest waits. Without ``force`` this happens at most every
+        ``retry_interval`` seconds while offline.
+        """
+        if not self._pending:
+            self._offline = False
+            return True
+        now = time.monotonic()
+        if self._offline and not force and now - self._last_try < self.retry_interval:
+            return False
+        self._last_try = now
+        sent = 0
+        rejected: list[dict[str, Any]] = []
+        try:
+            while self._pending:
+                rec = self._pending[0]
+                try:
+                    with _env(QUICK) if sent == 0 else contextlib.nullcontext():
+                        self._send(rec)
+                except Exception as exc:
+                    if is_transient(exc):
+                        self._go_offline(exc, rec)
+                        return False
+                    rejected.append({**rec, "error": _reason(exc)})
+                    warnings.warn(
+                        f"MLflow store {self.uri} rejected a kept {rec['op']} record "
+                        f"of run {rec.get('run_id')}: {_reason(exc)}; moved to "
+                        f"{self._dir() / REJECTED_FILE}",
+                        TrackingWarning,
+                        stacklevel=2,
+                    )
+                self._pending.pop(0)
+                sent += 1
+        finally:
+            if sent:
+                self._after_send(rejected)
+        if self._offline:
+            warnings.warn(
+                f"MLflow store {self.uri} is reachable again: {sent} kept record(s) sent",
+                TrackingWarning,
+                stacklevel=2,
+            )
+        self._offline = False
+        return True
+
+    def _submit(self, rec: dict[str, Any], *, force: bool = False) -> None:
+        rec = {"uri": self.uri, "run_id": self.run_id, **rec}
+        if self._pending and not self.flush(force=force):
+            self._keep(rec)
+            return
+        try:
+            self._send(rec)
+        except Exception as exc:
+            if not is_transient(exc):
+                self._keep(rec, rejected=_reason(exc))
+                warnings.warn(
+                    f"MLflow store {self.uri} rejected {rec['op']} for run "
+                    f"{self.run_id}: {_reason(exc)}; kept in "
+                    f"{self._dir() / REJECTED_FILE}",
+                    TrackingWarning,
+                    stacklevel=3,
+                )
+                return
+            self._keep(rec)
+            self._go_offline(exc, rec)
+
+    def _go_offline(self, exc: BaseException, rec: dict[str, Any]) -> None:
+        self._last_try = time.monotonic()
+        if self._offline:
+            return
+        self._offline = True
+        where = (
+            f"{self._dir() / BACKLOG_FILE}"
+            if self.backlog_dir is not None
+            else "memory (then the run's output dir)"
+        )
+        warnings.warn(
+            f"MLflow store {self.uri} unreachable while sending {rec['op']} "
+            f"({_reason(exc)}): the run goes on; records are kept in {where} and "
+            f"sent when it is back (retried every {self.retry_interval:g} s)",
+            TrackingWarning,
+            stacklevel=3,
+        )
+
+    def _send(self, rec: dict[str, Any]) -> None:
+        _send_record(self.client, rec, self._dir() if self._has_dir() else None)
+
+    def _has_dir(self) -> bool:
+        return self.backlog_dir is not None or self._staging is not None
+
+    def _dir(self) -> Path:
+        """Where kept records live: the backlog dir, else a private staging dir."""
+        if self.backlog_dir is not None:
+            return self.backlog_dir
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="xalign-tracking-backlog-"))
+        return self._staging
+
+    def _keep(self, rec: dict[str, Any], *, rejected: str | None = None) -> None:
+        """Append ``rec`` to the backlog (or the rejected file), copying an artifact's file."""
+        directory = self._dir()
+        if rec["op"] == "artifact" and "file" not in rec:
+            src = Path(rec.pop("source"))
+            rel = f"{BACKLOG_FILES}/{uuid.uuid4().hex[:12]}/{src.name}"
+            (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, directory / rel)
+            rec["file"] = rel
+        if rejected is not None:
+            _append(directory / REJECTED_FILE, {**rec, "error": rejected})
+            return
+        self._pending.append(rec)
+        _append(directory / BACKLOG_FILE, rec)
+
+    def _save(self) -> None:
+        """Rewrite the backlog file from memory (after a partial flush); remove it when empty."""
+        if not self._has_dir():
+            return
+        directory = self._dir()
+        path = directory / BACKLOG_FILE
+        if not self._pending:
+            path.unlink(missing_ok=True)
+            files = directory / BACKLOG_FILES
+            if files.exists() and not (directory / REJECTED_FILE).exists():
+                shutil.rmtree(files, ignore_errors=True)
+            return
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self._pending), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _after_send(self, rejected: list[dict[str, Any]]) -> None:
+        for rec in rejected:
+            _append(self._dir() / REJECTED_FILE, rec)
+        self._save()
+
+
+def _send_record(client: Any, rec: dict[str, Any], directory: Path | None) -> None:
+    """Send one record (see :class:`Tracker`) with an ``MlflowClient``."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    op, run_id = rec["op"], rec["run_id"]
+    if op == "metrics":
+        items = [Metric(k, v, rec["timestamp"], rec["step"]) for k, v in rec["metrics"].items()]
+        for i in range(0, len(items), 500):
+            client.log_batch(run_id, metrics=items[i : i + 500], synchronous=True)
+    elif op == "params":
+        items = [Param(k, v) for k, v in rec["params"].items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
+    elif op == "tags":
+        client.log_batch(
+            run_id, tags=[RunTag(k, v) for k, v in rec["tags"].items()], synchronous=True
+        )
+    elif op == "artifact":
+        src = rec.get("source") or str((directory or Path(".")) / rec["file"])
+        client.log_artifact(run_id, src, rec.get("artifact_path"))
+    elif op == "end":
+        client.set_terminated(run_id, status=rec["status"], end_time=rec["end_time"])
+    else:
+        raise ValueError(f"unknown tracking record op {op!r}")
+
+
+def _append(path: Path, rec: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _read_backlog(path: Path) -> list[dict[str, Any]]:
+    """Records of a backlog file; a torn last line (killed mid-append) is ignored."""
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if i == len(lines):
+                break
+            raise TrackingError(f"{path}:{i}: not a tracking record ({exc.msg})") from exc
+        if not isinstance(rec, dict) or "op" not in rec or "run_id" not in rec:
+            raise TrackingError(f"{path}:{i}: not a tracking record (needs 'op' and 'run_id')")
+        records.append(rec)
+    return records
+
+
+def replay_backlog(directory: Path, uri: str | None = None) -> int:
+    """Send a kept backlog (``DIR/tracking-backlog.jsonl``) to its store; returns records sent.
+
+    ``uri`` overrides the URI recorded with the records. Sent records are removed from the
+    file, which is deleted when empty.
+
+    Raises:
+        TrackingError: no backlog at ``directory``, a malformed line, or the store is still
+            unreachable (the message says how many records were sent and which are left).
+    """
+    directory = Path(directory)
+    if directory.name == BACKLOG_FILE:
+        directory = directory.parent
+    path = directory / BACKLOG_FILE
+    if not path.exists():
+        raise TrackingError(f"no tracking backlog at {path} (nothing to send)")
+    records = _read_backlog(path)
+    if not records:
+        path.unlink()
+        return 0
+    uris = {r.get("uri") for r in records} - {None}
+    target = uri or (uris.pop() if len(uris) == 1 else None)
+    if target is None:
+        raise TrackingError(
+            f"{path}: records name several stores {sorted(uris)}; pass --tracking-uri"
+        )
+    tracker = Tracker(target, None)
+    tracker.backlog_dir = directory
+    tracker._pending = records
+    total = len(records)
+    if not tracker.flush(force=True):
+        left = tracker.unsent
+        raise TrackingError(
+            f"MLflow store {target} is unreachable: sent {total - left} of "
+            f"{total} record(s); {left} remain in {path}"
+        )
+    return total
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _param_str(v: Any) -> str:

@@ -3,15 +3,34 @@
 Per optimizer step, for each micro-step and each language pair: encode source and target,
 compute every objective's loss plus the English drift regulariser λ·Σ‖c(t) − c0(t)‖², and
 backpropagate right away (streaming: the same gradient as summing first, but memory does not
-grow with the number of language pairs). Gradients are summed across data-parallel ranks once
-per optimizer step, each rank's loss weighted by its share of the global batch, so N ranks
-reproduce the 1-rank run with the same global batch.
+grow with the number of language pairs). The objective of one optimizer step over micro-steps
+``M`` (``grad_accum`` of them, fewer at the end of training) is
+
+    Σ_{m ∈ M} (1/|M|) Σ_p mean_{i ∈ batch_p(m)} ℓ_p(i)
+
+with ``batch_p(m)`` pair ``p``'s own global micro-batch (the last one of an epoch may be short;
+a pair whose epoch is exhausted contributes nothing) and ℓ_p its weighted objectives plus
+λ·drift; objectives with ``mixed_languages`` get one batch, the union over pairs.
+
+Gradients are summed across data-parallel ranks once per optimizer step, each rank's loss
+weighted by its share of its pair's global micro-batch (``len(shard) / len(global batch)``).
+So N ranks reproduce the 1-rank run with the same global batch for per-sentence losses only
+(``sinkhorn`` with ``scope: sentence``, ``l2``, the drift term): a loss that couples the
+sentences of a batch (``contrastive``, ``mixed_ot``, ``sinkhorn`` with ``scope: batch``) sees
+each rank's shard as its batch, so it differs from the 1-rank run (measured for contrastive
+with the same global batch on 1 and 2 ranks: loss 5.46 vs 3.98).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,23 +41,80 @@ from torch import nn
 import xalign
 from xalign.batch import AlignmentBatch, Side
 from xalign.checkpoint import (
+    CheckpointError,
+    check_writable,
     finalize_checkpoint,
     find_checkpoint,
+    io_reason,
     load_checkpoint,
     write_rank_state,
 )
 from xalign.config import RunConfig
 from xalign.data.sampler import PairExample, ParallelData, build_parallel_data
 from xalign.encoders import Encoder, load_encoder
-from xalign.links import LinkSpec
+from xalign.errors import ConfigError, XalignError
+from xalign.links import CorpusLinks, LinkSpec
 from xalign.objective import Objective
 from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
 from xalign.progress import progress_bar
 from xalign.tracking import Tracker, git_sha
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(XalignError, RuntimeError):
     """A loss became NaN/inf; the last checkpoint is kept."""
+
+
+class TrainingInterrupted(XalignError):
+    """SIGTERM/SIGINT stopped the run; the message says where it can be resumed from.
+
+    ``exit_code`` is the shell convention ``128 + signal number`` (130 SIGINT, 143 SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class StopRequest:
+    """SIGTERM/SIGINT handling for one training run (main thread only).
+
+    While ``deferred`` (inside the training loop) the first signal only sets ``signum``: the
+    loop stops after the current optimizer step, writes a checkpoint and raises
+    :class:`TrainingInterrupted`. Otherwise (setup), or on a second signal, the handler raises
+    ``KeyboardInterrupt`` at once; complete checkpoints are never affected (atomic writes).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+        self.closing = False  # ending the run (cleanup): further signals are only noted
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.closing:
+            return
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if self.deferred and first:
+            os.write(2, f"\n{signal.Signals(signum).name} received: stopping after the current "
+                        f"step and writing a checkpoint (send it again to stop now)\n".encode())
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Install the handlers for the duration (no-op outside the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
 
 @dataclass
@@ -121,6 +197,12 @@ class AlignmentRecipe:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         set_seed(t.seed, device_specific=True)
+        # Fail fast, before any model is loaded: the tracking store must answer (seconds, not
+        # minutes of HTTP retries) and the output folder must be writable.
+        self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, enabled=self.is_main)
+        if self.is_main:
+            check_writable(find_checkpoint(self.resume_from).parent if self.resume_from
+                           else Path(t.output_dir))
 
         self.entries: dict[str, Registered] = {
             name: self.registry.objective(name) for name in cfg.objectives}
@@ -151,9 +233,13 @@ class AlignmentRecipe:
             cfg.data.corpus, cfg.data.languages, cfg.data.target,
             pairs_per_language=cfg.data.pairs_per_language, batch_size=t.batch_size,
             seed=t.seed, min_words=cfg.data.min_words, max_words=cfg.data.max_words,
-            max_ratio=cfg.data.max_ratio, limit=cfg.data.limit)
-        if self.link_specs:
-            attach_links(self.data, self.link_specs, seed=t.seed)
+            max_ratio=cfg.data.max_ratio, limit=cfg.data.limit,
+            # the run's tokenizer: pairs with a side of no subword are dropped at load time
+            tokenizer=self.encoder.tokenizer, max_length=self.encoder.max_length,
+            unescape=cfg.data.unescape)
+        # word links: resolved once per corpus by one process, shared by every rank
+        self.link_set = attach_links(self.data, self.link_specs, cfg=cfg,
+                                     accelerator=self.accelerator)
         for name, objective in self.objectives.items():
             try:
                 objective.prepare(self.data)
@@ -189,7 +275,7 @@ class AlignmentRecipe:
             state = load_checkpoint(ckpt, module=self.module, optimizer=self.optimizer,
                                     scheduler=self.scheduler, rank=self.rank)
             if state.get("fingerprint") != cfg.fingerprint():
-                raise ValueError(f"{ckpt}: checkpoint was written with a different config "
+                raise ConfigError(f"{ckpt}: checkpoint was written with a different config "
                                  f"(fingerprint {state.get('fingerprint')} vs "
                                  f"{cfg.fingerprint()}); resume with the same config")
             self.start_step = int(state["step"])
@@ -197,8 +283,9 @@ class AlignmentRecipe:
             self.history = state.get("metrics", {})
         else:
             self.history = {}
-        self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, enabled=self.is_main)
         if self.is_main:
+            if ckpt is not None:  # first send what an earlier process of this run could not
+                self.tracker.set_backlog_dir(self.resume_from_output(ckpt))
             run_id = self._start_tracking(run_id)
         run_id = _broadcast(run_id, self.world)
         self.run_id = run_id
@@ -206,8 +293,13 @@ class AlignmentRecipe:
         self.output_dir = Path(self.resume_from_output(ckpt) or out)
         self.ckpt_dir = self.output_dir / "checkpoints"
         if self.is_main:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+            try:
+                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+                (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+            except OSError as exc:
+                raise CheckpointError(f"cannot write to the output folder {self.output_dir}: "
+                                      f"{io_reason(exc, self.output_dir.parent)}") from exc
+            self.tracker.set_backlog_dir(self.output_dir)  # unsent records are kept here
             self.tracker.set_tags({"xalign.output_dir": str(self.output_dir.resolve())})
 
     def resume_from_output(self, ckpt: Path | None) -> Path | None:
@@ -229,8 +321,27 @@ class AlignmentRecipe:
                 "xalign.kind": "train"}
         for name, entry in self.entries.items():
             tags[f"xalign.plugin.{name}"] = f"{entry.source.distribution} {entry.source.version}"
+        # content identity (what compare reuses by): config, corpus, model, links, versions
+        from xalign.provenance import (
+            check_same_inputs,
+            identity_params,
+            training_components,
+            training_identity,
+        )
+
+        links = self.link_set
+        components = training_components(
+            cfg, plugins={n: f"{e.source.distribution} {e.source.version}"
+                          for n, e in self.entries.items()},
+            links={n: cl.digest for n, cl in links.corpus.items()},
+            corpus_digests=links.corpus_digests, model_id=links.model_identity)
+        tags["xalign.identity"] = training_identity(components)
+        tags["xalign.link_symmetrizations"] = ",".join(links.symmetrizations)
         name = cfg.tracking.run_name or "+".join(cfg.objectives)
         resumed = run_id is not None
+        if resumed:  # the inputs must be the ones the run started with
+            check_same_inputs(self.tracker.client.get_run(run_id).data.params, components,
+                              what=f"run {run_id}")
         run_id = self.tracker.start(run_name=name, run_id=run_id, tags=tags,
                                     parent_run_id=self.parent_run_id)
         if not resumed:
@@ -243,19 +354,55 @@ class AlignmentRecipe:
             for n, entry in self.entries.items():
                 params[f"plugin.{n}.version"] = entry.source.version
                 params[f"plugin.{n}.distribution"] = entry.source.distribution
+            params.update(identity_params(components))
+            for pair, cl in links.corpus.items():
+                params[f"data.links_source.{pair}"] = "; ".join(
+                    f"{sym}: {src}" for sym, src in sorted(cl.sources.items()))
             self.tracker.log_params(params)
+            self.tracker.log_json(components, "provenance.json")
+            self._log_links(links)
             self.tracker.log_text(cfg.to_yaml(), "config.yaml")
             self.tracker.log_json(self.data.stats(), "data_stats.json")
         return run_id
 
+    def _log_links(self, links: LinkSet) -> None:
+        """Artifacts ``links/<pair>.<sym>.txt`` (Pharaoh, the exact training links, usable as
+        ``data.links``) and ``links/ranks.json`` (each rank's links digest per pair)."""
+        import json
+        import tempfile
+
+        from xalign.links import links_text
+
+        if not links.corpus:
+            return
+        with tempfile.TemporaryDirectory(prefix="xalign-links-") as tmp:
+            folder = Path(tmp)
+            for pair, cl in links.corpus.items():
+                for sym, lk in cl.links.items():
+                    path = folder / f"{pair}.{sym}.txt"
+                    path.write_text(links_text(lk), encoding="utf-8")
+                    self.tracker.log_artifact(path, "links")
+            ranks = folder / "ranks.json"
+            ranks.write_text(json.dumps({str(r): d for r, d in enumerate(links.by_rank)},
+                                        indent=1, sort_keys=True), encoding="utf-8")
+            self.tracker.log_artifact(ranks, "links")
+
     # ------------------------------------------------------------------ train
     def _batches(self, micro: int) -> list[tuple[str, list[PairExample], list[str], int]]:
-        """(name, local examples, source languages, global batch size) for one micro-step."""
+        """(name, local examples, source languages, global batch size) for one micro-step.
+
+        The global size is each pair's OWN global micro-batch (pairs may differ in size; a pair
+        whose epoch is exhausted has none and is left out). The mixed batch is the union of the
+        pairs' batches, its global size the sum of theirs.
+        """
         out = []
         for pair in self.data.pairs:
+            global_n = self.data.global_batch_size(micro, pair)
+            if global_n == 0:
+                continue
             ex = self.data.batch(pair, micro, self.rank, self.world)
-            out.append((pair.name, ex, [pair.src] * len(ex), self.data.global_batch_size(micro)))
-        if not self.mixed:
+            out.append((pair.name, ex, [pair.src] * len(ex), global_n))
+        if not self.mixed or not out:
             return out
         examples = [e for _, ex, _, _ in out for e in ex]
         langs = [lang for _, _, ls, _ in out for lang in ls]
@@ -276,10 +423,8 @@ class AlignmentRecipe:
             with torch.no_grad():
                 frozen = self.frozen.encode(tgt_words, [target] * len(examples),
                                             pooling=pooling, device=device)
-        links = {}
-        for spec in self.link_specs:
-            links[spec] = [_clip_links(e.links.get(spec, set()), int(src.n_words[i]),
-                                       int(tgt.n_words[i])) for i, e in enumerate(examples)]
+        # corpus links as attached; linked_positions drops links to truncated words
+        links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.link_specs}
         return AlignmentBatch(name, src, tgt, frozen, links)
 
     def _objective_loss(self, name: str, batch: AlignmentBatch) -> torch.Tensor:
@@ -292,12 +437,23 @@ class AlignmentRecipe:
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
             raise PluginError(f"{entry.where()}: loss() must return a scalar tensor, "
                               f"got {type(value).__name__} {getattr(value, 'shape', '')}")
+        if torch.is_grad_enabled() and not value.requires_grad:
+            # it would train nothing (silently, with reg_weight > 0; with 0, backward() fails)
+            raise PluginError(
+                f"{entry.where()}: loss() on {batch.pair} returned a tensor without a gradient "
+                f"(requires_grad=False, grad_fn=None), so it would train nothing: compute it "
+                f"from the batch's vectors with differentiable torch operations (no .detach(), "
+                f".item(), numpy or torch.no_grad()); for a batch with nothing to align, "
+                f"return e.g. x.sum() * 0.0")
         return value
 
     def _micro_step(self, micro: int, scale_micro: float, sums: dict[str, torch.Tensor]) -> None:
+        """Backpropagate ``scale_micro · share · loss`` of every pair's shard of micro-step
+        ``micro``; ``share = len(shard) / len(the pair's global micro-batch)``, so summed over
+        ranks each pair contributes ``scale_micro`` times its global micro-batch mean."""
         lam = self.cfg.train.reg_weight
         for name, examples, langs, global_n in self._batches(micro):
-            if not examples:
+            if not examples:  # this rank's shard is empty (global batch smaller than world)
                 continue
             share = len(examples) / global_n
             with self.accelerator.autocast():
@@ -325,6 +481,8 @@ class AlignmentRecipe:
         step = self.start_step
         metrics: dict[str, float] = dict(self.history)
         started = time.perf_counter()
+        stop = getattr(self, "stop", None) or StopRequest()
+        stop.deferred = True  # a signal now stops the run after the current optimizer step
         with progress:
             for step in range(self.start_step, self.total_steps):
                 first = step * t.grad_accum
@@ -351,14 +509,18 @@ class AlignmentRecipe:
                 self.tracker.log_metrics(metrics, step + 1)
                 progress.update(task, advance=1, loss=metrics["loss"])
                 done = step + 1
+                saved = False
                 if t.checkpoint_every and done % t.checkpoint_every == 0 and \
                         done < self.total_steps:
                     self.save_checkpoint(done, metrics)
+                    saved = True
+                if done < self.total_steps and self._stop_requested(stop):
+                    self._interrupt(done, metrics, stop.signum or signal.SIGTERM, saved=saved)
         self.save_checkpoint(self.total_steps, metrics)
         model_dir = None
         if t.save_model and self.is_main:
             model_dir = self.output_dir / "model"
-            self.encoder.save(model_dir)
+            self._save_model(model_dir)
             self.tracker.set_tags({"xalign.model_dir": str(model_dir.resolve())})
         final = {k: round(v, 6) for k, v in metrics.items()}
         final["train_seconds"] = round(time.perf_counter() - started, 2)
@@ -411,10 +573,70 @@ class AlignmentRecipe:
                                 keep=self.cfg.train.keep_checkpoints)
         self.accelerator.wait_for_everyone()
 
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """Did any rank get SIGTERM/SIGINT? (All ranks must stop after the same step.)"""
+        flag = stop.signum is not None
+        if self.world > 1:
+            import torch.distributed as dist
+
+            vec = torch.tensor([float(flag)], device=self.accelerator.device)
+            dist.all_reduce(vec, op=dist.ReduceOp.MAX)
+            flag = bool(vec.item() > 0)
+        return flag
+
+    def _interrupt(self, done: int, metrics: dict[str, float], signum: int, *,
+                   saved: bool) -> None:
+        """Checkpoint the completed step ``done`` (unless just written) and stop."""
+        if not saved:
+            self.save_checkpoint(done, metrics)
+        name = signal.Signals(signum).name
+        raise TrainingInterrupted(
+            f"interrupted by {name} after step {done} of {self.total_steps}: checkpoint "
+            f"{self.ckpt_dir / f'step-{done:07d}'} written, MLflow run {self.run_id} marked "
+            f"KILLED. Resume with: xalign run --resume {self.output_dir}", signum)
+
+    def _save_model(self, model_dir: Path) -> None:
+        """Save the tuned encoder atomically (``model.partial`` renamed into place).
+
+        Raises:
+            CheckpointError: a write failed (path and OS reason); nothing partial is left.
+        """
+        tmp = model_dir.with_name(f"{model_dir.name}.partial")
+        aside = model_dir.with_name(f"{model_dir.name}.old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        moved = False
+        try:
+            self.encoder.save(tmp)
+            if model_dir.exists():
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(model_dir, aside)
+                moved = True
+            os.replace(tmp, model_dir)
+        except Exception as exc:  # OSError, or a library writer's wrapped error
+            reason = io_reason(exc, model_dir.parent)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if moved and not model_dir.exists():
+                os.replace(aside, model_dir)
+            raise CheckpointError(
+                f"cannot save the model to {model_dir}: {reason}; the final checkpoint in "
+                f"{self.ckpt_dir} is complete (free space, then `xalign run --resume "
+                f"{self.output_dir}` writes the model)") from exc
+        shutil.rmtree(aside, ignore_errors=True)
+
     # ---------------------------------------------------------------- cleanup
-    def cleanup(self, status: str = "FINISHED") -> None:
-        self.tracker.end(status)
-        self.accelerator.end_training()
+    def cleanup(self, status: str = "FINISHED", failure: str | None = None) -> None:
+        """End the MLflow run with ``status`` (tagging ``xalign.failure``) and accelerate.
+
+        Safe on a recipe whose ``setup()`` stopped early (nothing started, nothing to end).
+        """
+        tracker = getattr(self, "tracker", None)
+        if tracker is not None and tracker.run_id is not None:
+            if failure:
+                tracker.set_tags({"xalign.failure": failure[:5000]})
+            tracker.end(status)
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is not None:
+            accelerator.end_training()
 
 
 def _no_accelerator() -> bool:
@@ -426,11 +648,6 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor, w:
     sums[key] = sums.get(key, torch.zeros(())) + value.detach().float().cpu() * w
 
 
-def _clip_links(links: set[tuple[int, int]], n_src: int, n_tgt: int) -> set[tuple[int, int]]:
-    """Drop links to words cut off by subword truncation."""
-    return {(i, j) for i, j in links if i < n_src and j < n_tgt}
-
-
 def _broadcast(value: Any, world: int) -> Any:
     if world <= 1:
         return value
@@ -439,36 +656,156 @@ def _broadcast(value: Any, world: int) -> Any:
     return broadcast_object_list([value])[0]
 
 
-def attach_links(data: ParallelData, specs: list[LinkSpec], *, seed: int) -> None:
-    """Align each pair's corpus once with eflomal and attach the filtered links per spec."""
-    from xalign.alignment import align_corpus, drop_identical, one_to_one
+@dataclass
+class LinkSet:
+    """The word links of a run: per pair, the symmetrised corpus links (``corpus``), and what
+    every data-parallel rank trained on (``by_rank[r][pair]`` = links digest; rank 0 only
+    knows every rank's). ``corpus_digests``/``model_identity`` are kept when computed."""
 
+    corpus: dict[str, CorpusLinks] = field(default_factory=dict)
+    by_rank: list[dict[str, str]] = field(default_factory=list)
+    corpus_digests: dict[str, str] = field(default_factory=dict)
+    model_identity: str | None = None
+
+    @property
+    def symmetrizations(self) -> list[str]:
+        return sorted({sym for cl in self.corpus.values() for sym in cl.links})
+
+
+def attach_links(data: ParallelData, specs: list[LinkSpec], *, cfg: RunConfig | None = None,
+                 accelerator: Any = None, cache_dir: Path | None = None) -> LinkSet:
+    """Resolve each pair's word links once and attach every spec's filtered links to examples.
+
+    Links come from ``cfg.data.links`` files or from eflomal (cached under ``cache_dir``,
+    default ``$XALIGN_CACHE_DIR/eflomal``; :func:`xalign.links.corpus_links`). With several
+    ranks the main process resolves first (eflomal under a file lock); the others then read
+    the cache without running eflomal, and all compare digests with the main process: a rank
+    that could not read the same links (no shared cache folder) takes the main process's by
+    broadcast. So a run trains on ONE set of links, whatever the number of ranks.
+    """
+    from xalign.links import corpus_links
+    from xalign.provenance import corpus_digest, model_identity
+
+    out = LinkSet()
+    if not specs:
+        return out
+    syms = sorted({s.symmetrization for s in specs})
+    option = cfg.data.links if cfg is not None else None
+    world = accelerator.num_processes if accelerator is not None else 1
+    main = accelerator is None or accelerator.is_main_process
+    first = accelerator.main_process_first() if world > 1 else contextlib.nullcontext()
+    resolved: dict[str, CorpusLinks | None] = {}
+    with first:
+        for pair in data.pairs:
+            index_key = None
+            if main and cfg is not None and not option:  # index: raw corpus -> eflomal entry
+                from xalign.links import corpus_key, corpus_options
+
+                if out.model_identity is None:
+                    out.model_identity = model_identity(cfg.model.name, cfg.model.revision)
+                digest = corpus_digest(cfg.data.corpus, pair.src, pair.tgt, cfg.data.limit)
+                out.corpus_digests[pair.name] = digest
+                index_key = corpus_key(pair.name, digest,
+                                       corpus_options(cfg, out.model_identity))
+            resolved[pair.name] = corpus_links(
+                [e.src_words for e in pair.examples], [e.tgt_words for e in pair.examples], syms,
+                pair=pair.name, option=option, cache_dir=cache_dir, compute=main,
+                index_key=index_key)
+    if world > 1:
+        resolved = _agree_on_links(resolved, main)
+    out.corpus = {name: cl for name, cl in resolved.items() if cl is not None}
+    mine = {name: cl.digest for name, cl in out.corpus.items()}
+    out.by_rank = _gather(mine, world)
     for pair in data.pairs:
+        cl = out.corpus[pair.name]
         src = [e.src_words for e in pair.examples]
         tgt = [e.tgt_words for e in pair.examples]
         for spec in specs:
-            links = align_corpus(src, tgt, symmetrization=spec.symmetrization,
-                                 max_words=spec.max_words, seed=seed)
-            for ex, lk in zip(pair.examples, links, strict=True):
-                if spec.drop_identical:
-                    lk = drop_identical(lk, ex.src_words, ex.tgt_words)
-                if spec.one_to_one:
-                    lk = one_to_one(lk)
+            for ex, lk in zip(pair.examples, cl.for_spec(spec, src, tgt), strict=True):
                 ex.links[spec] = lk
+    return out
+
+
+def _agree_on_links(resolved: dict[str, CorpusLinks | None], main: bool
+                    ) -> dict[str, CorpusLinks | None]:
+    """Make every rank hold the main process's links (broadcast only when a rank lacks them)."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    wanted = {n: cl.digests for n, cl in resolved.items() if cl is not None} if main else None
+    wanted = broadcast_object_list([wanted])[0]
+    ok = all(cl is not None and cl.digests == wanted.get(n) for n, cl in resolved.items())
+    if all(gather_object([ok])):
+        return resolved
+    payload = {n: (cl.links, cl.sources) for n, cl in resolved.items() if cl is not None} \
+        if main else None
+    payload = broadcast_object_list([payload])[0]
+    if ok:
+        return resolved
+    return {n: CorpusLinks(n, links, sources) for n, (links, sources) in payload.items()}
+
+
+def _gather(value: Any, world: int) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` on one process)."""
+    if world <= 1:
+        return [value]
+    from accelerate.utils import gather_object
+
+    return list(gather_object([value]))
 
 
 def run_training(cfg: RunConfig, *, resume: str | Path | None = None,
                  registry: PluginRegistry | None = None, show_progress: bool = True,
                  parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None
                  ) -> RunResult:
-    """setup -> train -> cleanup, marking the MLflow run FAILED on errors."""
+    """setup -> train -> cleanup; the MLflow run ends FINISHED, FAILED or KILLED.
+
+    SIGTERM/SIGINT (when called from the main thread) stop the run after the current optimizer
+    step with a checkpoint (see :class:`StopRequest`); during setup, or on a second signal, at
+    once. Either way the run is marked KILLED and :class:`TrainingInterrupted` (``exit_code``
+    128 + signal) says how to resume. Any other error marks it FAILED with an
+    ``xalign.failure`` tag, also when ``setup()`` fails after the run was created.
+    """
     recipe = AlignmentRecipe(cfg, registry=registry, resume=resume, show_progress=show_progress,
                              parent_run_id=parent_run_id, extra_tags=extra_tags)
-    recipe.setup()
-    try:
-        result = recipe.train()
-    except BaseException:
-        recipe.cleanup("FAILED")
-        raise
-    recipe.cleanup("FINISHED")
+    stop = StopRequest()
+    recipe.stop = stop
+    with stop.installed():
+        try:
+            recipe.setup()
+            result = recipe.train()
+        except TrainingInterrupted as exc:
+            stop.closing = True
+            recipe.cleanup("KILLED", str(exc))
+            raise
+        except KeyboardInterrupt:
+            stop.closing = True
+            exc = _interrupted_now(recipe, stop.signum or signal.SIGINT)
+            recipe.cleanup("KILLED", str(exc))
+            raise exc from None
+        except BaseException as exc:
+            stop.closing = True
+            recipe.cleanup("FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        stop.closing = True
+        recipe.cleanup("FINISHED")
     return result
+
+
+def _interrupted_now(recipe: AlignmentRecipe, signum: int) -> TrainingInterrupted:
+    """The error for a stop that could not wait for a safe point (setup, second signal)."""
+    name = signal.Signals(signum).name
+    run = getattr(recipe, "run_id", None)
+    killed = f"MLflow run {run} marked KILLED" if run else "no MLflow run was started"
+    ckpt_dir = getattr(recipe, "ckpt_dir", None)
+    resume_dir = getattr(recipe, "output_dir", None) or recipe.resume_from
+    try:
+        ckpt = find_checkpoint(ckpt_dir or resume_dir) if (ckpt_dir or resume_dir) else None
+    except FileNotFoundError:
+        ckpt = None
+    if ckpt is not None:
+        tail = (f"the last complete checkpoint is {ckpt}. Resume with: xalign run --resume "
+                f"{resume_dir}")
+    else:
+        tail = "no checkpoint was written yet: start the run again"
+    return TrainingInterrupted(f"interrupted by {name} before a safe point; {killed}; {tail}",
+                               signum)

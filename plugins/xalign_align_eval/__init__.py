@@ -1,6 +1,8 @@
 """Word-alignment quality (AER, precision, recall, F1) of an encoder on gold test sets.
 
-Links are extracted without training, from one layer's word vectors (SimAlign-style):
+Links are extracted without training by :mod:`xalign.alignment.extract` (the same code as
+``xalign align``, so the command shows exactly the links scored here), from one layer's word
+vectors (SimAlign-style):
 
 - ``method: argmax`` links source word i and English word j when they are each other's most
   cosine-similar word (mutual argmax; Jalili Sabet et al. 2020, "ArgMax").
@@ -9,8 +11,14 @@ Links are extracted without training, from one layer's word vectors (SimAlign-st
   (i, j) when π_ij ≥ ``threshold`` · max(row i) and ≥ ``threshold`` · max(column j);
   ``threshold = 1`` is the mutual argmax of π, lower values admit many-to-many links.
 
+Words without a vector (no subwords, or cut at ``max_length``) are unaligned and keep their
+positions; their gold links count as missed. Truncated words are counted per set in
+``meta["truncated_words"][set]`` and reported with a :class:`xalign.TruncationWarning`.
+
 Scores are corpus-level (Och & Ney 2003), one entry per gold set, keyed by the set name
-(two sets can share a language; the language is in ``meta["languages"]``). AER is the main
+(two sets can share a language; the language is in ``meta["languages"]``). Two path-given sets
+whose files have the same name (``v1/deen.src-tgt``, ``v2/deen.src-tgt``) are told apart by
+their folders (``v1/deen``, ``v2/deen``); listing one set twice is an error. AER is the main
 metric and lower is better (``meta["higher_is_better"] = False``).
 
 ``per_example[set]`` holds per-sentence AER (0.0 for a sentence with no predicted and no sure
@@ -22,27 +30,54 @@ resample of sentences.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
 
 import xalign
-from xalign import Side, TaskContext, TaskResult
-from xalign.alignment import GoldSet, Links, alignment_scores, available_gold_sets, load_gold
+from xalign import ExtractConfig, TaskContext, TaskResult, TruncationWarning, extract_links
+from xalign.alignment import (
+    GOLD_SETS,
+    METHODS,
+    POOLINGS,
+    ExtractError,
+    GoldSet,
+    Links,
+    WordEncoder,
+    alignment_scores,
+    available_gold_sets,
+    cosine_similarity,
+    load_gold,
+    mutual_links,
+    ot_plan,
+)
 
-METHODS = ("argmax", "ot")
-POOLINGS = ("mean", "first", "last")
+__all__ = [
+    "METHODS",
+    "POOLINGS",
+    "AlignConfig",
+    "AlignTask",
+    "AlignTaskError",
+    "cosine_similarity",
+    "extract_links",
+    "mutual_links",
+    "ot_plan",
+    "predict_links",
+    "sentence_aer",
+    "unique_set_names",
+]
 
 
-class WordEncoder(Protocol):
-    """What the task needs from an encoder (``xalign.Encoder`` or a test stub)."""
-
-    def encode(self, sentences: list[list[str]], langs: list[str], *, pooling: str = ...,
-               device: torch.device | str | None = ...) -> Side: ...
+class AlignTaskError(xalign.XalignError, ValueError):
+    """Bad ``align`` task options or gold-set selection (the message names the set/option)."""
 
 
 def _as_list(value: Any) -> list[str] | None:
@@ -55,108 +90,32 @@ def _as_list(value: Any) -> list[str] | None:
 
 
 @dataclass
-class AlignConfig:
-    """Options of the ``align`` task.
+class AlignConfig(ExtractConfig):
+    """Options of the ``align`` task: the extraction options of
+    :class:`xalign.ExtractConfig` (``method``, ``layer``, ``pooling``, ``max_length``,
+    ``blur``, ``threshold``, ``normalize``, ``sinkhorn_iters``, ``scaling``; the same names
+    and defaults as ``xalign align``) plus:
 
-    - ``sets``: gold set names (or paths ``load_gold`` accepts); ``None`` = every available
-      set except the ``*-dev`` splits.
-    - ``layer``: hidden-state index; ``-1`` = last, the layer the objectives tune (SimAlign
-      and awesome-align extract from layer 8 of 12-layer models, usually better untuned).
-    - ``pooling``: subwords -> word vector (``mean`` default: uses every subword).
-    - ``blur`` (``ot``): geomloss length scale on L2-normalised vectors (``normalize``), so
-      ε = blur² = 0.01 against a cost of 1 − cos; the objective's sharper 0.05 gives
-      slightly worse links with e5. ``threshold`` (``ot``): relative link threshold, 1 =
-      mutual argmax of π (see the module docstring). ``sinkhorn_iters`` (``ot``): extra
-      Sinkhorn updates after geomloss's ε-annealing (0 = none, as in the objective; an exactly
-      converged plan gave slightly worse links with e5: bicici AER 0.185 vs 0.175).
-    - ``limit``: first N sentence pairs of each set; ``max_length``: subwords per sentence,
-      capped at the model's limit (longer sentences lose their last words).
+    - ``sets``: gold set names, paths or mappings (whatever ``load_gold`` accepts); ``None`` =
+      every available set except the ``*-dev`` splits. Path-given sets whose names clash are
+      named by their folders (``v1/deen``, ``v2/deen``).
+    - ``batch_size``: sentences encoded at once; ``limit``: first N sentence pairs of each set.
     """
 
-    sets: list[str] | None = None
-    layer: int = -1
-    method: str = "argmax"
-    pooling: str = "mean"
-    blur: float = 0.1
-    threshold: float = 1.0
-    normalize: bool = True
-    sinkhorn_iters: int = 0
+    sets: list[str | dict[str, Any]] | None = None
     batch_size: int = 32
     limit: int | None = None
-    max_length: int = 512
 
     def __post_init__(self) -> None:
         self.sets = _as_list(self.sets)
-        if self.method not in METHODS:
-            raise ValueError(f"align: method must be one of {METHODS}, got {self.method!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"align: pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"align: threshold must be in (0, 1], got {self.threshold}")
-        if self.blur <= 0 or self.batch_size < 1 or self.sinkhorn_iters < 0:
-            raise ValueError("align: need blur > 0, batch_size >= 1 and sinkhorn_iters >= 0")
+        try:
+            super().__post_init__()
+        except ExtractError as exc:
+            raise AlignTaskError(f"align: {exc}") from None
+        if self.batch_size < 1:
+            raise AlignTaskError(f"align: batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 0:
-            raise ValueError(f"align: limit must be >= 0, got {self.limit}")
-
-
-# ------------------------------------------------------------------------ link extraction
-
-
-def mutual_links(scores: Tensor, threshold: float = 1.0) -> Links:
-    """Links (i, j) with ``scores[i, j]`` ≥ threshold × its row max and its column max.
-
-    ``threshold = 1`` is the mutual argmax (ties give several links); ``threshold < 1`` needs
-    non-negative scores (e.g. a transport plan).
-    """
-    if scores.numel() == 0:
-        return set()
-    row_max = scores.max(dim=1, keepdim=True).values
-    col_max = scores.max(dim=0, keepdim=True).values
-    keep = (scores >= threshold * row_max) & (scores >= threshold * col_max)
-    return {(int(i), int(j)) for i, j in keep.nonzero().tolist()}
-
-
-def cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
-    """Cosine similarity matrix ``[N, M]`` between rows of ``x`` and ``y``."""
-    x = torch.nn.functional.normalize(x.float(), dim=-1)
-    y = torch.nn.functional.normalize(y.float(), dim=-1)
-    return x @ y.T
-
-
-def ot_plan(x: Tensor, y: Tensor, *, blur: float, normalize: bool = True,
-            max_iter: int = 0) -> Tensor:
-    """Entropic OT plan ``[N, M]`` between two uniform word clouds (:func:`xalign.transport_plan`).
-
-    ``normalize`` L2-normalises the vectors first (cost ½‖x−y‖² = 1 − cos); ``max_iter`` extra
-    Sinkhorn updates after geomloss's annealing make π an exact coupling.
-    """
-    x, y = x.float(), y.float()
-    if normalize:
-        x = torch.nn.functional.normalize(x, dim=-1)
-        y = torch.nn.functional.normalize(y, dim=-1)
-    return xalign.transport_plan(x, y, blur=blur, max_iter=max_iter)
-
-
-def _restore(links: Links, src_idx: Tensor, tgt_idx: Tensor) -> Links:
-    """Map links between kept words back to the sentence's word positions."""
-    src, tgt = src_idx.tolist(), tgt_idx.tolist()
-    return {(src[i], tgt[j]) for i, j in links}
-
-
-def extract_links(x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor,
-                  config: AlignConfig) -> Links:
-    """Links of one sentence pair from word vectors ``[W, H]`` and masks of real words."""
-    src_idx, tgt_idx = x_mask.nonzero().flatten(), y_mask.nonzero().flatten()
-    if len(src_idx) == 0 or len(tgt_idx) == 0:
-        return set()
-    xs, ys = x[src_idx], y[tgt_idx]
-    if config.method == "ot":
-        plan = ot_plan(xs, ys, blur=config.blur, normalize=config.normalize,
-                       max_iter=config.sinkhorn_iters)
-        links = mutual_links(plan, config.threshold)
-    else:
-        links = mutual_links(cosine_similarity(xs, ys))
-    return _restore(links, src_idx, tgt_idx)
+            raise AlignTaskError(f"align: limit must be >= 0, got {self.limit}")
 
 
 # ------------------------------------------------------------------------ prediction
@@ -164,37 +123,51 @@ def extract_links(x: Tensor, x_mask: Tensor, y: Tensor, y_mask: Tensor,
 
 def _batches(gold: GoldSet, size: int) -> Iterator[list[int]]:
     """Sentence indices in batches of similar length (less padding), longest first."""
-    order = sorted(range(len(gold)), key=lambda n: -max(len(gold.src_sents[n]),
-                                                         len(gold.tgt_sents[n])))
+    order = sorted(
+        range(len(gold)), key=lambda n: -max(len(gold.src_sents[n]), len(gold.tgt_sents[n]))
+    )
     for start in range(0, len(order), size):
-        yield order[start:start + size]
-
-
-def _word_vectors(encoder: WordEncoder, sents: list[list[str]], lang: str, pooling: str,
-                  device: str) -> tuple[Tensor, Tensor]:
-    """Pooled word vectors and masks of a batch of sentences (padded, on the CPU)."""
-    side = encoder.encode(sents, [lang] * len(sents), pooling=pooling, device=device)
-    vecs, mask = side.words_vectors(pooling)
-    return vecs.cpu(), mask.cpu()
+        yield order[start : start + size]
 
 
 @torch.inference_mode()
-def predict_links(encoder: WordEncoder, gold: GoldSet, config: AlignConfig,
-                  device: str = "cpu", progress: bool = False) -> list[Links]:
-    """Predicted links for every sentence pair of ``gold`` (source = non-English side)."""
+def predict_links(
+    encoder: WordEncoder,
+    gold: GoldSet,
+    config: ExtractConfig,
+    device: str = "cpu",
+    progress: bool = False,
+    batch_size: int = 32,
+) -> tuple[list[Links], list[int]]:
+    """Predicted links for every sentence pair of ``gold`` (source = non-English side).
+
+    Returns the links and, per sentence pair, the number of truncated words (both sides).
+    """
     pred: list[Links] = [set() for _ in range(len(gold))]
-    batches = list(_batches(gold, config.batch_size))
+    truncated = [0] * len(gold)
+    batches = list(_batches(gold, batch_size))
     for idx in xalign.track(batches, f"align {gold.name}", progress):
         keep = [n for n in idx if gold.src_sents[n] and gold.tgt_sents[n]]
         if not keep:
             continue
-        x, xm = _word_vectors(encoder, [gold.src_sents[n] for n in keep], gold.src_lang,
-                              config.pooling, device)
-        y, ym = _word_vectors(encoder, [gold.tgt_sents[n] for n in keep], gold.tgt_lang,
-                              config.pooling, device)
+        x = xalign.encode_words(
+            encoder,
+            [gold.src_sents[n] for n in keep],
+            gold.src_lang,
+            pooling=config.pooling,
+            device=device,
+        )
+        y = xalign.encode_words(
+            encoder,
+            [gold.tgt_sents[n] for n in keep],
+            gold.tgt_lang,
+            pooling=config.pooling,
+            device=device,
+        )
         for b, n in enumerate(keep):
-            pred[n] = extract_links(x[b], xm[b], y[b], ym[b], config)
-    return pred
+            pred[n] = extract_links(x.vectors[b], x.mask[b], y.vectors[b], y.mask[b], config)
+            truncated[n] = len(x.truncated[b]) + len(y.truncated[b])
+    return pred, truncated
 
 
 # ------------------------------------------------------------------------ scoring
@@ -219,9 +192,16 @@ def limit_gold(gold: GoldSet, limit: int | None) -> GoldSet:
     """The first ``limit`` sentence pairs of ``gold`` (all when ``limit`` is None)."""
     if limit is None or limit >= len(gold):
         return gold
-    return GoldSet(gold.name, gold.src_lang, gold.tgt_lang, gold.src_sents[:limit],
-                   gold.tgt_sents[:limit], gold.sure[:limit], gold.possible[:limit],
-                   [(n, link) for n, link in gold.out_of_range if n < limit])
+    return GoldSet(
+        gold.name,
+        gold.src_lang,
+        gold.tgt_lang,
+        gold.src_sents[:limit],
+        gold.tgt_sents[:limit],
+        gold.sure[:limit],
+        gold.possible[:limit],
+        [(n, link) for n, link in gold.out_of_range if n < limit],
+    )
 
 
 def default_sets(context: TaskContext) -> list[str]:
@@ -229,8 +209,63 @@ def default_sets(context: TaskContext) -> list[str]:
     sets = [s for s in available_gold_sets(context.data_dir) if not s.endswith("-dev")]
     if not sets:
         where = context.data_dir or "the shared data folder ($XALIGN_SHARED_DATA)"
-        raise FileNotFoundError(f"align: no gold alignment sets found under {where}/align")
+        raise AlignTaskError(f"align: no gold alignment sets found under {where}/align")
     return sets
+
+
+def _entry_path(entry: Any) -> Path | None:
+    """The file or folder a ``sets`` entry was loaded from; None when it fixes its own name
+    (a known set name, or a mapping with ``name``)."""
+    if isinstance(entry, Mapping):
+        if entry.get("name"):
+            return None
+        where = next(
+            (entry[k] for k in ("path", "text_file", "src_file", "links_file") if entry.get(k)),
+            None,
+        )
+        return None if where is None else Path(str(where)).expanduser().resolve()
+    if isinstance(entry, str) and entry in GOLD_SETS:
+        return None
+    return Path(str(entry)).expanduser().resolve()
+
+
+def unique_set_names(entries: Sequence[Any], golds: Sequence[GoldSet]) -> list[GoldSet]:
+    """``golds`` (loaded from ``entries``, in order) with names made unique.
+
+    Sets given by path whose derived names clash (``v1/deen.src-tgt`` and
+    ``v2/deen.src-tgt`` are both ``deen``) are prefixed with their folders relative to the
+    folders' common ancestor (``v1/deen``, ``v2/deen``); known set names and mappings with a
+    ``name`` keep their names. Raises :class:`AlignTaskError` when a set is listed twice (same
+    name, or paths to the same files).
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for k, gold in enumerate(golds):
+        groups[gold.name].append(k)
+    out = list(golds)
+    for name, members in groups.items():
+        if len(members) < 2:
+            continue
+        where = {k: _entry_path(entries[k]) for k in members}
+        paths = {k: path for k, path in where.items() if path is not None}
+        if len(members) - len(paths) > 1 or len(set(paths.values())) < len(paths):
+            listed = ", ".join(repr(str(entries[k])) for k in members)
+            raise AlignTaskError(
+                f"align: gold set {name!r} is listed more than once in sets ({listed})"
+            )
+        parents = {k: p.parent for k, p in paths.items()}
+        common = Path(os.path.commonpath([str(p) for p in parents.values()]))
+        for k, parent in parents.items():
+            prefix = parent.relative_to(common).as_posix()
+            prefix = parent.name if prefix in ("", ".") else prefix
+            out[k] = dataclasses.replace(golds[k], name=f"{prefix}/{name}")
+    names = [g.name for g in out]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise AlignTaskError(
+            f"align: gold sets {clash} are listed more than once in sets "
+            f"(the same files under different paths?): {list(entries)}"
+        )
+    return out
 
 
 def _wanted(gold: GoldSet, languages: list[str] | None) -> bool:
@@ -247,40 +282,69 @@ class AlignTask(xalign.Task):
     name = "align"
     description = "Word-alignment AER/P/R/F1 on gold sets (mutual argmax or OT-plan links)"
     Config = AlignConfig
+    data_folders = ("align",)  # gold sets; path-valued `sets` count too (Task.inputs)
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
-        encoder = xalign.load_encoder(model, layer=self.config.layer,
-                                      max_length=self.config.max_length)
+        encoder = xalign.load_encoder(
+            model, layer=self.config.layer, max_length=self.config.max_length
+        )
         encoder.to(context.device).eval()
         return self.evaluate(encoder, context, model=model)
 
     def load_sets(self, context: TaskContext) -> list[GoldSet]:
         """The configured gold sets, restricted by ``context.languages`` and ``limit``."""
         names = self.config.sets or default_sets(context)
-        golds = [load_gold(name, root=context.data_dir) for name in names]
+        golds = unique_set_names(names, [load_gold(name, root=context.data_dir) for name in names])
         golds = [limit_gold(g, self.config.limit) for g in golds if _wanted(g, context.languages)]
         if not golds:
-            raise ValueError(f"align: no gold set of {names} matches languages "
-                             f"{context.languages}")
+            raise AlignTaskError(
+                f"align: no gold set of {names} matches languages {context.languages}"
+            )
         return golds
 
     def evaluate(self, encoder: WordEncoder, context: TaskContext, model: str = "") -> TaskResult:
         """Score an already loaded encoder (anything with ``encode``) on the gold sets."""
         result = TaskResult(self.name, "aer", {}, {}, self._meta(model))
         result.meta["layer"] = getattr(encoder, "layer", None)
+        limit = getattr(encoder, "max_length", self.config.max_length)
         for gold in self.load_sets(context):
             start = time.perf_counter()
-            pred = predict_links(encoder, gold, self.config, context.device,
-                                 context.show_progress)
+            pred, truncated = predict_links(
+                encoder,
+                gold,
+                self.config,
+                context.device,
+                context.show_progress,
+                self.config.batch_size,
+            )
             self._add(result, gold, pred, time.perf_counter() - start)
+            result.meta["truncated_words"][gold.name] = sum(truncated)
+            if sum(truncated):
+                pairs = sum(1 for t in truncated if t)
+                warnings.warn(
+                    f"align: {gold.name}: {sum(truncated)} words in {pairs} sentence "
+                    f"pair(s) are past the model's {limit}-subword limit and were "
+                    f"left unaligned (their gold links count as missed); raise "
+                    f"max_length if the model allows",
+                    TruncationWarning,
+                    stacklevel=2,
+                )
         return result
 
     def _meta(self, model: str) -> dict[str, Any]:
-        return {"model": model, "options": asdict(self.config), "higher_is_better": False,
-                "per_example": "per-sentence AER (approximate bootstrap; exact terms in "
-                               "sentence_counts)",
-                "languages": {}, "pairs": {}, "out_of_range": {}, "sentence_counts": {},
-                "seconds": {}}
+        return {
+            "model": model,
+            "options": asdict(self.config),
+            "higher_is_better": False,
+            "per_example": "per-sentence AER (approximate bootstrap; exact terms in "
+            "sentence_counts)",
+            "languages": {},
+            "pairs": {},
+            "out_of_range": {},
+            "sentence_counts": {},
+            "truncated_words": {},
+            "seconds": {},
+        }
 
     @staticmethod
     def _add(result: TaskResult, gold: GoldSet, pred: list[Links], seconds: float) -> None:

@@ -140,6 +140,7 @@ class TatoebaTask(xalign.Task):
     name = "tatoeba"
     description = "Tatoeba xx->en sentence retrieval accuracy (XTREME protocol, mean pooling)"
     Config = TatoebaConfig
+    data_folders = ("tatoeba",)  # what Task.inputs hashes
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(model, layer=self.config.layer,

@@ -160,6 +160,7 @@ class Xnli(Task):
     description = ("XNLI (XTREME): fine-tune on English MultiNLI, best epoch on en dev, "
                    "zero-shot accuracy on 15 test sets")
     Config = XnliConfig
+    data_folders = ("xnli", "multinli", "XNLI-MT-1.0")  # what Task.inputs hashes
     data_class: type[_NliData] = _NliData
 
     def run(self, model: str, context: TaskContext) -> TaskResult:

@@ -357,6 +357,8 @@ class Xquad(Task):
     description = ("XQuAD (XTREME): fine-tune extractive QA on SQuAD v1.1, zero-shot "
                    "SQuAD EM/F1 on 11 languages")
     Config = XquadConfig
+    data_folders = ("xquad", "squad", "tydiqa", "tydiqa-goldp-v1.1-train",
+                    "tydiqa-goldp-v1.1-dev")  # what Task.inputs hashes
 
     def train_examples(self, context: TaskContext) -> list[Example]:
         return load_squad_train(context.data_dir, self.config.train_limit)

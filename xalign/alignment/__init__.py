@@ -7,13 +7,28 @@ from xalign.alignment.eflomal_aligner import (
     align_directions,
     default_cache_dir,
 )
+from xalign.alignment.extract import (
+    METHODS,
+    POOLINGS,
+    ExtractConfig,
+    ExtractError,
+    WordEncoder,
+    cosine_similarity,
+    extract_links,
+    mutual_links,
+    ot_plan,
+)
 from xalign.alignment.gold import (
+    GOLD_FORMATS,
     GOLD_SETS,
     GoldAlignmentWarning,
+    GoldFileNotFoundError,
+    GoldFormatError,
     GoldSet,
     available_gold_sets,
     default_data_root,
     load_gold,
+    read_gold_lines,
 )
 from xalign.alignment.links import (
     SYMMETRIZATION_METHODS,
@@ -28,11 +43,23 @@ from xalign.alignment.links import (
 from xalign.alignment.metrics import alignment_scores
 
 __all__ = [
+    "METHODS",
+    "POOLINGS",
+    "ExtractConfig",
+    "ExtractError",
+    "WordEncoder",
+    "cosine_similarity",
+    "extract_links",
+    "mutual_links",
+    "ot_plan",
+    "GOLD_FORMATS",
     "GOLD_SETS",
     "SYMMETRIZATION_METHODS",
     "EflomalResult",
     "EflomalSettings",
     "GoldAlignmentWarning",
+    "GoldFileNotFoundError",
+    "GoldFormatError",
     "GoldSet",
     "Links",
     "align_corpus",
@@ -46,6 +73,7 @@ __all__ = [
     "load_gold",
     "one_to_one",
     "parse_pharaoh",
+    "read_gold_lines",
     "symmetrize",
     "transpose",
 ]

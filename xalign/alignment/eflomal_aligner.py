@@ -2,14 +2,19 @@
 
 eflomal 2.0.0 exposes ``eflomal.read_text``/``write_text`` (vocabulary indexing, optional
 lower-casing) and ``eflomal.align`` (runs its sampler binary and writes forward and reverse
-Pharaoh links, both in (source, target) orientation). It has NO seed option: the binary
-seeds itself from ``/dev/urandom``, so two runs can differ slightly. ``seed`` is therefore
-only part of the cache key: a cached result is reused exactly, and a new seed asks for a
-fresh run. Both directions are cached, so every symmetrisation reuses one eflomal run.
+Pharaoh links, both in (source, target) orientation). It has NO seed option (neither
+``eflomal.align`` nor the binary's flags; the binary seeds its samplers from
+``/dev/urandom``, falling back to ``time()``), so two runs on the same corpus give different
+links: measured on 24 demo pairs, four cold-cache runs differed in 18 pairs. ``seed`` is
+therefore only part of the cache key: a cached result is reused exactly, and a new seed asks
+for a fresh run. Both directions are cached, so every symmetrisation reuses one eflomal run,
+and a computation holds a file lock so concurrent processes (data-parallel ranks, parallel
+jobs) on one machine run eflomal once and read each other's result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,7 +26,7 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from xalign.alignment.links import Links, parse_pharaoh, symmetrize
+from xalign.links import Links, parse_pharaoh, symmetrize
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +70,14 @@ class EflomalResult:
 
 def default_cache_dir() -> Path:
     """``$XALIGN_CACHE_DIR/eflomal``, else ``platformdirs.user_cache_dir("xalign")/eflomal``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env) / "eflomal"
-    import platformdirs
+    from xalign.provenance import cache_root
 
-    return Path(platformdirs.user_cache_dir("xalign")) / "eflomal"
+    return cache_root() / "eflomal"
+
+
+def eflomal_version() -> str:
+    """The installed eflomal version (part of every cache key)."""
+    return version("eflomal")
 
 
 # ---------------------------------------------------------------- corpus preparation
@@ -108,13 +115,18 @@ def cache_key(
 ) -> str:
     """sha256 over the cache format, eflomal version, settings and both corpora."""
     digest = hashlib.sha256()
-    header = {"format": _CACHE_FORMAT, "eflomal": version("eflomal"), **asdict(settings)}
+    header = {"format": _CACHE_FORMAT, "eflomal": eflomal_version(), **asdict(settings)}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for part, (a, b) in (("main", (src, tgt)), ("extra", (extra_src, extra_tgt))):
         digest.update(f"\n#{part} {len(a)}\n".encode())
         for s, t in zip(a, b, strict=True):
             digest.update(json.dumps([list(s), list(t)], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
+
+
+def read_cached(path: Path, n_sents: int) -> EflomalResult | None:
+    """A cached result of ``n_sents`` pairs, or None if the file is missing or unusable."""
+    return _read_cache(path, n_sents)
 
 
 def _read_cache(path: Path, n_sents: int) -> EflomalResult | None:
@@ -139,7 +151,7 @@ def _cache_lines(result: EflomalResult, settings: EflomalSettings) -> Iterator[s
     """JSON lines: a header, then one ``{"fwd": ..., "rev": ...}`` per sentence pair."""
     header = {
         "format": _CACHE_FORMAT,
-        "eflomal": version("eflomal"),
+        "eflomal": eflomal_version(),
         "settings": asdict(settings),
         "skipped": result.skipped,
     }
@@ -239,6 +251,22 @@ def _align_fresh(
     return EflomalResult(forward, reverse, skipped)
 
 
+@contextlib.contextmanager
+def _computing(path: Path) -> Iterator[None]:
+    """Inter-process lock for computing one cache entry.
+
+    The lock file lives in the temporary folder, not beside the cache (which holds only
+    ``*.jsonl`` files), so it serialises processes of one machine.
+    """
+    from filelock import FileLock
+
+    folder = Path(tempfile.gettempdir()) / "xalign-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    with FileLock(str(folder / f"eflomal-{name}.lock")):
+        yield
+
+
 def align_directions(
     src_sents: Sentences,
     tgt_sents: Sentences,
@@ -248,27 +276,34 @@ def align_directions(
     use_cache: bool = True,
     extra_src: Sentences | None = None,
     extra_tgt: Sentences | None = None,
-) -> EflomalResult:
+    compute: bool = True,
+) -> EflomalResult | None:
     """Forward and reverse eflomal links for each pair of ``src_sents``/``tgt_sents``.
 
     ``extra_src``/``extra_tgt`` are aligned together with the corpus to improve the
     statistics, but their links are not returned. Results are cached under ``cache_dir``
-    (default :func:`default_cache_dir`) as ``<sha256>.jsonl``.
+    (default :func:`default_cache_dir`) as ``<sha256>.jsonl``; a missing entry is computed
+    under a lock, so concurrent callers run eflomal once. ``compute=False`` only reads the
+    cache and returns None on a miss.
     """
     settings = settings or EflomalSettings()
     extra_src, extra_tgt = extra_src or [], extra_tgt or []
     _check_parallel(src_sents, tgt_sents, "corpus")
     _check_parallel(extra_src, extra_tgt, "extra corpus")
-    path = None
-    if use_cache:
-        key = cache_key(src_sents, tgt_sents, extra_src, extra_tgt, settings)
-        path = Path(cache_dir or default_cache_dir()) / f"{key}.jsonl"
-        cached = _read_cache(path, len(src_sents))
+    if not use_cache:
+        return _align_fresh(src_sents, tgt_sents, extra_src, extra_tgt, settings) \
+            if compute else None
+    key = cache_key(src_sents, tgt_sents, extra_src, extra_tgt, settings)
+    path = Path(cache_dir or default_cache_dir()) / f"{key}.jsonl"
+    cached = _read_cache(path, len(src_sents))
+    if cached is not None or not compute:
+        logger.debug("eflomal cache %s %s", "hit" if cached else "miss", path)
+        return cached
+    with _computing(path):
+        cached = _read_cache(path, len(src_sents))  # another process may have finished it
         if cached is not None:
-            logger.debug("eflomal cache hit %s", path)
             return cached
-    result = _align_fresh(src_sents, tgt_sents, extra_src, extra_tgt, settings)
-    if path is not None:
+        result = _align_fresh(src_sents, tgt_sents, extra_src, extra_tgt, settings)
         _write_cache(path, result, settings)
     return result
 
@@ -307,4 +342,5 @@ def align_corpus(
         extra_src=extra_src,
         extra_tgt=extra_tgt,
     )
+    assert result is not None  # compute=True always returns a result
     return result.symmetrized(symmetrization)

@@ -1,38 +1,90 @@
 """Loaders for gold word-alignment test sets, normalised to one structure.
 
-Every set comes back 0-based with the non-English language as SOURCE and English as
-TARGET, possible links including the sure ones, UTF-8 BOMs stripped, and links that point
-outside their sentence removed from ``sure``/``possible`` but listed in ``out_of_range``
-(with a :class:`GoldAlignmentWarning`).
+Every set comes back 0-based with the non-English language as SOURCE and English as TARGET
+(when one side is English), possible links including the sure ones, UTF-8 BOMs stripped,
+every word NFC-normalised (the words are the file's whitespace tokens: gold text is never
+re-tokenised), and links that point outside their sentence removed from ``sure``/``possible``
+but listed in ``out_of_range`` (with a :class:`GoldAlignmentWarning`).
 
-Supported layouts (under the shared data folder's ``align/``):
+Formats (``format=``), with their defaults:
 
-- ``awesome/{enfr,roen}.src-tgt`` + ``.gold``: ``first ||| second`` tokens, 1-based
-  ``i-j`` (sure) / ``ipj`` (possible) links, first side first (enfr is English ||| French).
-- ``deen_bicici100/``: ``test.de`` (BOM), ``test.en``, ``de-en.wa`` 0-based sure links.
-- ``xlwa/{bg,es}/{dev,test}.tsv``: ``english \\t other \\t i-j ...``, 0-based, English first.
+- ``awesome`` (awesome-align): ``X.src-tgt`` with ``first ||| second`` per line and ``X.gold``
+  with ``i-j`` (sure) / ``ipj`` (possible) links, 1-based, first side first.
+- ``xlwa`` (XL-WA): one TSV ``english \\t other \\t links``, 0-based, English first; blank
+  lines are skipped (counted).
+- ``bicici`` / ``pharaoh``: two sentence files, one sentence per line, and a links file with
+  one Pharaoh line per sentence pair (``i-j``, ``ipj``/``i?j``), 0-based. ``bicici`` is the
+  folder layout ``test.<x>``, ``test.<y>``, ``<x>-<y>.wa``.
+- ``wpt`` (HLT-NAACL 2003 / ACL 2005 word-alignment shared tasks, Mihalcea & Pedersen 2003;
+  Martin et al. 2005 — Hansards en-fr, Romanian-English, English-Hindi): sentence files with
+  ``<s snum=N> words </s>`` lines (``FilePairs.*`` lists ``L1-file L2-file`` pairs) and a
+  links file (``*.wa``, ``*.wa.nullalign``, ``*.wa.nonullalign``) with one link per line,
+  ``snum position_L1 position_L2 [S|P] [confidence]``, 1-based, a missing S|P meaning S,
+  position 0 meaning NULL (such links are dropped and counted; the NULL-free
+  ``.wa.nonullalign`` file therefore gives the same set). The Hansards and Romanian files are
+  ISO-8859-1: pass ``encoding="latin-1"``.
+
+Every bad input raises :class:`GoldFormatError` (an :class:`~xalign.errors.XalignError` and a
+``ValueError``) naming the file and line, or :class:`GoldFileNotFoundError` for a missing
+file; problems the loader can work around (NULL links, blank XL-WA lines, links outside their
+sentence) are counted in a :class:`GoldAlignmentWarning` and in ``GoldSet.skipped``.
 """
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
 import os
 import re
+import unicodedata
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from xalign.alignment.links import Links, parse_pharaoh, transpose
+from xalign.alignment.links import Links, transpose
+from xalign.errors import XalignError
 
 DATA_ENV = "XALIGN_SHARED_DATA"
+GOLD_FORMATS: tuple[str, ...] = ("awesome", "xlwa", "bicici", "pharaoh", "wpt")
+_DEFAULT_BASE = {"awesome": 1, "xlwa": 0, "bicici": 0, "pharaoh": 0, "wpt": 1}
+_MAX_DIGITS = 9  # a longer index is a format error (and keeps int() away from huge strings)
+# One-letter extensions of the WPT sentence files -> language codes.
+_WPT_EXT = {"e": "en", "f": "fr", "r": "ro", "h": "hi", "i": "iu"}
+_ENGLISH = {"en", "eng", "english"}
 
 
 class GoldAlignmentWarning(UserWarning):
-    """A gold alignment file has a problem that the loader worked around (e.g. bad links)."""
+    """A gold alignment file has a problem that the loader worked around (counted)."""
+
+
+class GoldFormatError(XalignError, ValueError):
+    """A gold alignment file (or the options describing it) is malformed.
+
+    ``path`` and ``line`` (1-based; None when the problem is not on one line) say where.
+    """
+
+    def __init__(
+        self, message: str, *, path: str | Path | None = None, line: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.line = line
+
+
+class GoldFileNotFoundError(XalignError, FileNotFoundError):
+    """A file of a gold alignment set does not exist."""
 
 
 @dataclass
 class GoldSet:
-    """A gold word-alignment set; source = non-English side, target = English."""
+    """A gold word-alignment set; source = non-English side, target = English.
+
+    ``skipped`` counts what the loader dropped (``null_links``, ``blank_lines``,
+    ``out_of_range``); ``out_of_range`` lists the removed out-of-range links as
+    ``(sentence, (i, j))``.
+    """
 
     name: str
     src_lang: str
@@ -42,6 +94,7 @@ class GoldSet:
     sure: list[Links]
     possible: list[Links]
     out_of_range: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.src_sents)
@@ -70,7 +123,46 @@ _SPECS: dict[str, _Spec] = {
 GOLD_SETS: tuple[str, ...] = tuple(_SPECS)
 _NO_GOLD = {"awesome-deen": "awesome/deen.src-tgt has sentences but no gold alignments"}
 
-_Raw = tuple[list[list[str]], list[list[str]], list[Links], list[Links]]
+
+@dataclass
+class _Raw:
+    """A set in file orientation (src = first text side), 0-based, with skip counts."""
+
+    src: list[list[str]] = field(default_factory=list)
+    tgt: list[list[str]] = field(default_factory=list)
+    sure: list[Links] = field(default_factory=list)
+    possible: list[Links] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    origin: Path | None = None  # the (first) sentence file, for "no sentence pairs"
+
+    def add(self, src: list[str], tgt: list[str], links: tuple[Links, Links]) -> None:
+        self.src.append(src)
+        self.tgt.append(tgt)
+        self.sure.append(links[0])
+        self.possible.append(links[1])
+
+    def skip(self, what: str, count: int, note: str) -> None:
+        if count:
+            self.skipped[what] = self.skipped.get(what, 0) + count
+            self.notes.append(note)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """Explicit description of a gold set (see :func:`load_gold`)."""
+
+    format: str
+    src_file: Path | None = None
+    tgt_file: Path | None = None
+    text_file: Path | None = None
+    links_file: Path | None = None
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    english: str | None = None
+    index_base: int = 0
+    first: str = "src"
+    encoding: str = "utf-8"
 
 
 # ---------------------------------------------------------------- locating the data
@@ -90,7 +182,7 @@ def _align_dir(root: str | Path | None) -> Path:
     """The ``align/`` folder under ``root`` (``root`` may also be that folder itself)."""
     base = Path(root) if root is not None else default_data_root()
     if base is None:
-        raise FileNotFoundError(f"no gold data root given and ${DATA_ENV} is not set")
+        raise GoldFileNotFoundError(f"no gold data root given and ${DATA_ENV} is not set")
     return base / "align" if (base / "align").is_dir() else base
 
 
@@ -121,62 +213,315 @@ def available_gold_sets(root: str | Path | None = None) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------- text and link primitives
+
+
+def _read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    """Lines of a text file, split on ``\\n`` only (``\\r`` and BOMs removed).
+
+    ``str.splitlines`` is avoided on purpose: it also breaks on U+001C-U+001E, U+0085 and
+    U+2028, which would shift every later line against its parallel file.
+    Raises :class:`GoldFileNotFoundError` or :class:`GoldFormatError` (with the line of the
+    first byte that does not decode).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GoldFileNotFoundError(f"{path}: gold file not found") from None
+    except OSError as err:
+        raise GoldFormatError(f"{path}: cannot read ({err.strerror or err})", path=path) from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        hint = " (pass encoding='latin-1' for ISO-8859-1 files such as the WPT Hansards)"
+        raise GoldFormatError(
+            f"{path} line {line}: not valid {encoding}: byte 0x{data[err.start]:02X} at "
+            f"column {column}{hint if encoding.lower().replace('_', '-') == 'utf-8' else ''}",
+            path=path,
+            line=line,
+        ) from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r").lstrip("\ufeff") for line in lines]
+
+
+def read_gold_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """Lines of a gold / evaluation data file, with the gold loaders' guarantees.
+
+    Split on ``\\n`` only, ``\\r`` and BOMs removed; a missing file raises
+    :class:`GoldFileNotFoundError`, undecodable bytes a :class:`GoldFormatError` naming the
+    file and line.
+    """
+    return _read_lines(Path(path), encoding)
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace tokens of ``text``, each NFC-normalised (never re-tokenised)."""
+    return [unicodedata.normalize("NFC", word) for word in text.split()]
+
+
+def _index(digits: str, base: int, token: str, path: Path, line: int) -> int:
+    """A 0-based word index from the digits of a link, or a GoldFormatError."""
+    if len(digits) > _MAX_DIGITS:
+        raise GoldFormatError(
+            f"{path} line {line}: index {digits[:12]}... in {token!r} is too large",
+            path=path,
+            line=line,
+        )
+    value = int(digits) - base
+    if value < 0:
+        raise GoldFormatError(
+            f"{path} line {line}: link {token!r} has index 0, but the file is read as "
+            f"{base}-based (index_base={base}); pass index_base=0 if it is 0-based",
+            path=path,
+            line=line,
+        )
+    return value
+
+
+_LINK_TOKEN = re.compile(r"([0-9]+)([-p?])([0-9]+)")
+
+
+def _parse_links(text: str, base: int, first: str, path: Path, line: int) -> tuple[Links, Links]:
+    """One Pharaoh line -> 0-based ``(sure, possible ⊇ sure)`` in (src, tgt) orientation.
+
+    ``i-j`` is sure, ``ipj`` and ``i?j`` possible; ``first="tgt"`` means ``i`` is a target
+    index. Index digits are ASCII only.
+    """
+    sure: Links = set()
+    possible: Links = set()
+    for token in text.split():
+        match = _LINK_TOKEN.fullmatch(token)
+        if match is None:
+            shown = token if len(token) <= 40 else token[:40] + "..."
+            raise GoldFormatError(
+                f"{path} line {line}: malformed link {shown!r}; expected i-j (sure) or "
+                f"ipj / i?j (possible) with {base}-based indices",
+                path=path,
+                line=line,
+            )
+        i = _index(match[1], base, token, path, line)
+        j = _index(match[3], base, token, path, line)
+        link = (i, j) if first == "src" else (j, i)
+        possible.add(link)
+        if match[2] == "-":
+            sure.add(link)
+    return sure, possible | sure
+
+
+def _check_counts(*files: tuple[Path, int]) -> None:
+    """Raise if parallel files have different line counts, naming every file and count."""
+    counts = [n for _, n in files]
+    if len(set(counts)) > 1:
+        shown = ", ".join(f"{path} has {n}" for path, n in files)
+        line = min(counts) + 1
+        longest = max(files, key=lambda f: f[1])[0]
+        raise GoldFormatError(
+            f"parallel gold files have different line counts: {shown} lines (line {line} of "
+            f"{longest} has no counterpart)",
+            path=longest,
+            line=line,
+        )
+
+
 # ---------------------------------------------------------------- readers (file orientation)
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 file without line ends or BOMs."""
-    with open(path, encoding="utf-8-sig") as f:
-        return [line.rstrip("\r\n").lstrip("\ufeff") for line in f]
-
-
-def _check_counts(path: Path, *counts: int) -> None:
-    """Raise if parallel files have different line counts."""
-    if len(set(counts)) != 1:
-        raise ValueError(f"{path}: parallel files have different line counts {counts}")
-
-
-def _read_awesome(base: Path) -> _Raw:
-    """``base.src-tgt`` (``a ||| b``) and ``base.gold`` (1-based ``i-j``/``ipj``)."""
-    text, gold = _read_lines(base.with_suffix(".src-tgt")), _read_lines(base.with_suffix(".gold"))
-    _check_counts(base, len(text), len(gold))
-    firsts, seconds, sure, possible = [], [], [], []
-    for n, (line, links) in enumerate(zip(text, gold, strict=True)):
+def _read_awesome(text_file: Path, links_file: Path, opts: _Options) -> _Raw:
+    """``first ||| second`` lines and one Pharaoh line per pair."""
+    text = _read_lines(text_file, opts.encoding)
+    gold = _read_lines(links_file, opts.encoding)
+    _check_counts((text_file, len(text)), (links_file, len(gold)))
+    raw = _Raw(origin=text_file)
+    for n, (line, links) in enumerate(zip(text, gold, strict=True), start=1):
         sides = line.split("|||")
         if len(sides) != 2:
-            raise ValueError(f"{base}.src-tgt line {n + 1}: expected one '|||'")
-        firsts.append(sides[0].split())
-        seconds.append(sides[1].split())
-        s, p = parse_pharaoh(links, one_based=True)
-        sure.append(s)
-        possible.append(p)
-    return firsts, seconds, sure, possible
+            raise GoldFormatError(
+                f"{text_file} line {n}: expected one '|||' between the two sentences, found "
+                f"{len(sides) - 1}",
+                path=text_file,
+                line=n,
+            )
+        raw.add(
+            _words(sides[0]),
+            _words(sides[1]),
+            _parse_links(links, opts.index_base, opts.first, links_file, n),
+        )
+    return raw
 
 
-def _read_bicici(folder: Path, first: str, second: str) -> _Raw:
-    """``test.<first>``, ``test.<second>`` and 0-based ``<first>-<second>.wa``."""
-    firsts = [line.split() for line in _read_lines(folder / f"test.{first}")]
-    seconds = [line.split() for line in _read_lines(folder / f"test.{second}")]
-    gold = [parse_pharaoh(line) for line in _read_lines(folder / f"{first}-{second}.wa")]
-    _check_counts(folder, len(firsts), len(seconds), len(gold))
-    return firsts, seconds, [s for s, _ in gold], [p for _, p in gold]
+def _read_parallel(src_file: Path, tgt_file: Path, links_file: Path, opts: _Options) -> _Raw:
+    """Two sentence files and a links file, line by line (bicici / plain Pharaoh)."""
+    src = _read_lines(src_file, opts.encoding)
+    tgt = _read_lines(tgt_file, opts.encoding)
+    gold = _read_lines(links_file, opts.encoding)
+    _check_counts((src_file, len(src)), (tgt_file, len(tgt)), (links_file, len(gold)))
+    raw = _Raw(origin=src_file)
+    for n, (s, t, links) in enumerate(zip(src, tgt, gold, strict=True), start=1):
+        raw.add(
+            _words(s), _words(t), _parse_links(links, opts.index_base, opts.first, links_file, n)
+        )
+    return raw
 
 
-def _read_xlwa(path: Path) -> _Raw:
-    """XL-WA TSV: ``first \\t second \\t i-j ...`` (0-based), blank trailing fields allowed."""
-    firsts, seconds, sure, possible = [], [], [], []
-    for n, line in enumerate(_read_lines(path)):
+def _read_xlwa(path: Path, opts: _Options) -> _Raw:
+    """XL-WA TSV: ``first \\t second \\t links`` (blank trailing fields allowed)."""
+    raw = _Raw(origin=path)
+    blank = 0
+    for n, line in enumerate(_read_lines(path, opts.encoding), start=1):
         if not line.strip():
+            blank += 1
             continue
         fields = line.split("\t")
         if len(fields) < 2 or any(f.strip() for f in fields[3:]):
-            raise ValueError(f"{path} line {n + 1}: expected 3 tab-separated fields")
-        firsts.append(fields[0].split())
-        seconds.append(fields[1].split())
-        s, p = parse_pharaoh(fields[2] if len(fields) > 2 else "")
-        sure.append(s)
-        possible.append(p)
-    return firsts, seconds, sure, possible
+            raise GoldFormatError(
+                f"{path} line {n}: expected 3 tab-separated fields (sentence, sentence, "
+                f"links), found {len(fields)}",
+                path=path,
+                line=n,
+            )
+        links = fields[2] if len(fields) > 2 else ""
+        raw.add(
+            _words(fields[0]),
+            _words(fields[1]),
+            _parse_links(links, opts.index_base, opts.first, path, n),
+        )
+    raw.skip("blank_lines", blank, f"skipped {blank} blank line(s) of {path}")
+    return raw
+
+
+_SNUM_LINE = re.compile(r'\s*<s\s+snum\s*=\s*"?([0-9]+)"?\s*>(.*)</s>\s*', re.DOTALL)
+
+
+def _read_wpt_sentences(paths: list[Path], encoding: str) -> dict[int, tuple[Path, int, list[str]]]:
+    """``snum -> (file, line, words)`` from ``<s snum=N> ... </s>`` lines, in file order.
+
+    snums must be unique and increasing across the files (the links refer to them).
+    """
+    out: dict[int, tuple[Path, int, list[str]]] = {}
+    last: tuple[int, Path, int] | None = None
+    for path in paths:
+        for n, line in enumerate(_read_lines(path, encoding), start=1):
+            if not line.strip():
+                continue
+            match = _SNUM_LINE.fullmatch(line)
+            if match is None:
+                raise GoldFormatError(
+                    f"{path} line {n}: expected '<s snum=N> words </s>'", path=path, line=n
+                )
+            if len(match[1]) > _MAX_DIGITS:
+                raise GoldFormatError(
+                    f"{path} line {n}: snum {match[1][:12]}... is too large", path=path, line=n
+                )
+            snum = int(match[1])
+            if snum in out:
+                where = f"{out[snum][0]} line {out[snum][1]}"
+                raise GoldFormatError(
+                    f"{path} line {n}: duplicate snum={snum} (also {where})", path=path, line=n
+                )
+            if last is not None and snum < last[0]:
+                raise GoldFormatError(
+                    f"{path} line {n}: snum={snum} out of order (after snum={last[0]} at "
+                    f"{last[1]} line {last[2]}); sentences must come in increasing snum order",
+                    path=path,
+                    line=n,
+                )
+            out[snum] = (path, n, _words(match[2]))
+            last = (snum, path, n)
+    return out
+
+
+def _read_wpt(
+    src_files: list[Path], tgt_files: list[Path], links_file: Path, opts: _Options
+) -> _Raw:
+    """WPT sentence files and ``snum i j [S|P] [confidence]`` links (see module doc)."""
+    src = _read_wpt_sentences(src_files, opts.encoding)
+    tgt = _read_wpt_sentences(tgt_files, opts.encoding)
+    for a, b in ((src, tgt), (tgt, src)):
+        for snum, (path, n, _) in a.items():
+            if snum not in b:
+                other = ", ".join(str(p) for p in (tgt_files if a is src else src_files))
+                raise GoldFormatError(
+                    f"{path} line {n}: sentence snum={snum} has no counterpart in {other}",
+                    path=path,
+                    line=n,
+                )
+    if not src:
+        shown = ", ".join(str(p) for p in src_files)
+        raise GoldFormatError(
+            f"{shown} line 1: no '<s snum=N> ... </s>' sentences", path=src_files[0], line=1
+        )
+    order = {snum: k for k, snum in enumerate(src)}
+    sure: list[Links] = [set() for _ in order]
+    possible: list[Links] = [set() for _ in order]
+    nulls = 0
+    for n, line in enumerate(_read_lines(links_file, opts.encoding), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        snum, i, j, is_sure = _wpt_link(fields, opts.index_base, links_file, n)
+        if snum not in order:
+            raise GoldFormatError(
+                f"{links_file} line {n}: sentence snum={snum} is not in the sentence files "
+                f"({', '.join(str(p) for p in src_files + tgt_files)})",
+                path=links_file,
+                line=n,
+            )
+        if opts.index_base == 1 and (i < 0 or j < 0):  # position 0 = NULL
+            nulls += 1
+            continue
+        link = (i, j) if opts.first == "src" else (j, i)
+        possible[order[snum]].add(link)
+        if is_sure:
+            sure[order[snum]].add(link)
+    raw = _Raw(origin=src_files[0])
+    for snum, k in order.items():
+        raw.add(src[snum][2], tgt[snum][2], (sure[k], possible[k] | sure[k]))
+    raw.skip("null_links", nulls, f"dropped {nulls} NULL link(s) (position 0) of {links_file}")
+    return raw
+
+
+def _wpt_link(fields: list[str], base: int, path: Path, line: int) -> tuple[int, int, int, bool]:
+    """``snum i j [S|P] [confidence]`` -> (snum, i, j, sure); NULL (0) gives index -1."""
+    shown = " ".join(fields)[:60]
+    if not 3 <= len(fields) <= 5:
+        raise GoldFormatError(
+            f"{path} line {line}: expected 'snum position_L1 position_L2 [S|P] [confidence]', "
+            f"got {shown!r}",
+            path=path,
+            line=line,
+        )
+    numbers = []
+    for value in fields[:3]:
+        if not value.isascii() or not value.isdigit() or len(value) > _MAX_DIGITS:
+            raise GoldFormatError(
+                f"{path} line {line}: {value[:20]!r} is not a sentence number "
+                f"or word position in {shown!r}",
+                path=path,
+                line=line,
+            )
+        numbers.append(int(value))
+    snum, i, j = numbers
+    rest = fields[3:]
+    is_sure = True
+    if rest and rest[0].upper() in ("S", "P"):
+        is_sure = rest.pop(0).upper() == "S"
+    if len(rest) > 1 or (rest and not _is_number(rest[0])):
+        raise GoldFormatError(
+            f"{path} line {line}: expected S, P and/or a confidence after the "
+            f"positions, got {shown!r}",
+            path=path,
+            line=line,
+        )
+    return snum, i - base, j - base, is_sure
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is an ASCII decimal number (a WPT confidence)."""
+    return re.fullmatch(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?", text) is not None
 
 
 # ---------------------------------------------------------------- normalisation
@@ -195,25 +540,238 @@ def _split_out_of_range(
     return bad
 
 
-def _normalise(name: str, first_lang: str, second_lang: str, raw: _Raw) -> GoldSet:
-    """Put English on the target side, make possible ⊇ sure and report bad links."""
-    firsts, seconds, sure, possible = raw
-    possible = [p | s for s, p in zip(sure, possible, strict=True)]
-    src_lang, tgt_lang = first_lang, second_lang
-    if first_lang == "en" and second_lang != "en":
-        firsts, seconds = seconds, firsts
+def _is_english(lang: str) -> bool:
+    lang = lang.lower()
+    return lang in _ENGLISH or lang.startswith(("en-", "en_"))
+
+
+def _normalise(
+    name: str, src_lang: str, tgt_lang: str, raw: _Raw, english: str | None = None
+) -> GoldSet:
+    """Put English on the target side, make possible ⊇ sure and report what was dropped."""
+    src, tgt, sure = raw.src, raw.tgt, raw.sure
+    possible = [p | s for s, p in zip(sure, raw.possible, strict=True)]
+    if english is None:  # by language code; "tgt" and "neither" keep the file orientation
+        english = "src" if _is_english(src_lang) and not _is_english(tgt_lang) else "tgt"
+    if english == "src":
+        src, tgt = tgt, src
         sure, possible = [transpose(s) for s in sure], [transpose(p) for p in possible]
-        src_lang, tgt_lang = second_lang, first_lang
-    out_of_range = _split_out_of_range(firsts, seconds, sure, possible)
+        src_lang, tgt_lang = tgt_lang, src_lang
+    out_of_range = _split_out_of_range(src, tgt, sure, possible)
+    skipped = dict(raw.skipped)
+    notes = list(raw.notes)
     if out_of_range:
+        skipped["out_of_range"] = len(out_of_range)
         shown = ", ".join(f"sentence {n} link {i}-{j}" for n, (i, j) in out_of_range[:5])
-        warnings.warn(
-            f"{name}: {len(out_of_range)} gold link(s) out of range (0-based, "
-            f"{src_lang}-{tgt_lang}) removed and listed in out_of_range: {shown}",
-            GoldAlignmentWarning,
-            stacklevel=3,
+        notes.append(
+            f"{len(out_of_range)} gold link(s) out of range (0-based, "
+            f"{src_lang}-{tgt_lang}) removed and listed in out_of_range: {shown}"
         )
-    return GoldSet(name, src_lang, tgt_lang, firsts, seconds, sure, possible, out_of_range)
+    if notes:
+        warnings.warn(f"{name}: " + "; ".join(notes), GoldAlignmentWarning, stacklevel=3)
+    return GoldSet(name, src_lang, tgt_lang, src, tgt, sure, possible, out_of_range, skipped)
+
+
+# ---------------------------------------------------------------- layouts and options
+
+
+def _lang_of(path: Path, default: str) -> str:
+    """A language code from a file extension (``test.de`` -> de, WPT ``test.e`` -> en)."""
+    ext = path.suffix.lstrip(".").lower()
+    if ext in _WPT_EXT:
+        return _WPT_EXT[ext]
+    return ext if re.fullmatch(r"[a-z]{2,3}", ext) else default
+
+
+def _resolve(base: Path | None, value: str | Path | None) -> Path | None:
+    """An option path, relative to the gold folder ``base`` when one was given."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if base is not None and not path.is_absolute() and not path.exists():
+        return base / path
+    return path
+
+
+def _wpt_folder_files(folder: Path, opts: _Options) -> tuple[list[Path], list[Path], Path]:
+    """Sentence files (from ``FilePairs.*``) and the links file of a WPT folder."""
+    pairs = sorted(folder.glob("FilePairs.*"))
+    src_files: list[Path] = []
+    tgt_files: list[Path] = []
+    if (opts.src_file is None) != (opts.tgt_file is None):
+        raise GoldFormatError(
+            "format 'wpt' needs both src_file and tgt_file (or neither, "
+            f"with a FilePairs.* file in {folder})",
+            path=folder,
+        )
+    if opts.src_file and opts.tgt_file:
+        src_files, tgt_files = [opts.src_file], [opts.tgt_file]
+    elif len(pairs) == 1:
+        for n, line in enumerate(_read_lines(pairs[0], opts.encoding), start=1):
+            names = line.split()
+            if not names:
+                continue
+            if len(names) != 2:
+                raise GoldFormatError(
+                    f"{pairs[0]} line {n}: expected '<L1 file> <L2 file>'", path=pairs[0], line=n
+                )
+            src_files.append(folder / names[0])
+            tgt_files.append(folder / names[1])
+    if not src_files:
+        found = ", ".join(p.name for p in pairs) or "no FilePairs.* file"
+        raise GoldFormatError(
+            f"{folder}: cannot tell the WPT sentence files ({found}); pass "
+            "src_file and tgt_file (src = the L1 side of the links)",
+            path=folder,
+        )
+    links = opts.links_file
+    if links is None:
+        found_links = sorted(
+            p for p in folder.iterdir() if re.search(r"\.wa(\.(no)?nullalign)?$", p.name)
+        )
+        stems = {p.name.split(".wa")[0] for p in found_links}
+        if len(stems) != 1:
+            shown = ", ".join(p.name for p in found_links) or "none"
+            raise GoldFormatError(
+                f"{folder}: need exactly one WPT links file (*.wa, "
+                f"*.wa.nullalign, *.wa.nonullalign), found {shown}; pass "
+                "links_file",
+                path=folder,
+            )
+        links = found_links[-1]  # nonullalign sorts after nullalign; both give the same set
+    return src_files, tgt_files, links
+
+
+def _guess_format(path: Path) -> str:
+    """The layout of a gold file or folder given without ``format``."""
+    if path.is_dir():
+        names = [p.name for p in path.iterdir()]
+        if any(n.startswith("FilePairs.") or re.search(r"\.wa\.(no)?nullalign$", n) for n in names):
+            return "wpt"
+        if any(re.fullmatch(r"\w+-\w+\.wa", n) for n in names):
+            return "bicici"
+        raise GoldFormatError(
+            f"{path}: folder without a '<src>-<tgt>.wa' gold file (bicici) "
+            "or FilePairs.* / *.wa.nullalign (WPT); pass format=",
+            path=path,
+        )
+    if path.suffix == ".tsv":
+        return "xlwa"
+    if path.suffix in (".src-tgt", ".gold"):
+        return "awesome"
+    if re.search(r"\.wa(\.(no)?nullalign)?$", path.name):
+        return "wpt"
+    raise GoldFormatError(
+        f"{path}: unrecognised gold alignment file; pass format= (one of "
+        f"{', '.join(GOLD_FORMATS)}) and the files",
+        path=path,
+    )
+
+
+def _build_options(fmt: str, path: Path | None, values: dict[str, Any]) -> _Options:
+    """Validate the keyword options of :func:`load_gold` into an :class:`_Options`."""
+    if fmt not in GOLD_FORMATS:
+        raise GoldFormatError(
+            f"unknown gold format {fmt!r}; choose one of {', '.join(GOLD_FORMATS)}"
+        )
+    base = values["index_base"]
+    if base is None:
+        base = _DEFAULT_BASE[fmt]
+    if base not in (0, 1):
+        raise GoldFormatError(f"index_base must be 0 or 1, got {base!r}")
+    if values["first"] not in ("src", "tgt"):
+        raise GoldFormatError(f"first must be 'src' or 'tgt', got {values['first']!r}")
+    if values["english"] not in (None, "src", "tgt", "neither"):
+        raise GoldFormatError(
+            f"english must be 'src', 'tgt' or 'neither', got {values['english']!r}"
+        )
+    try:
+        codecs.lookup(values["encoding"])
+    except LookupError:
+        raise GoldFormatError(f"unknown encoding {values['encoding']!r}") from None
+    folder = path if path is not None and path.is_dir() else None
+    files = {
+        k: _resolve(folder, values[k]) for k in ("src_file", "tgt_file", "text_file", "links_file")
+    }
+    return _Options(
+        fmt,
+        **files,
+        src_lang=values["src_lang"],
+        tgt_lang=values["tgt_lang"],
+        english=values["english"],
+        index_base=base,
+        first=values["first"],
+        encoding=values["encoding"],
+    )
+
+
+def _need(value: Path | None, what: str, fmt: str) -> Path:
+    if value is None:
+        raise GoldFormatError(f"format {fmt!r} needs {what}")
+    return value
+
+
+def _load_with_options(
+    path: Path | None, opts: _Options, name: str | None
+) -> tuple[str, str, str, _Raw]:
+    """Read a set described by a path and/or explicit options: (name, src, tgt, raw)."""
+    fmt = opts.format
+    if fmt == "awesome":
+        if opts.src_file or opts.tgt_file:
+            raise GoldFormatError(
+                "format 'awesome' reads one 'src ||| tgt' file: pass it as "
+                "text_file (and the links as links_file)"
+            )
+        text = opts.text_file or (path.with_suffix(".src-tgt") if path else None)
+        links = opts.links_file or (path.with_suffix(".gold") if path else None)
+        text, links = _need(text, "text_file", fmt), _need(links, "links_file", fmt)
+        stem = text.stem
+        guess = (stem[:2], stem[2:]) if re.fullmatch(r"[a-z]{4}", stem) else ("src", "tgt")
+        raw = _read_awesome(text, links, opts)
+        return name or stem, opts.src_lang or guess[0], opts.tgt_lang or guess[1], raw
+    if fmt == "xlwa":
+        tsv = _need(opts.text_file or path, "a .tsv path (or text_file)", fmt)
+        lang = tsv.parent.name
+        src_lang, tgt_lang = opts.src_lang or "en", opts.tgt_lang or lang
+        default = f"xlwa-{lang}-{tsv.stem}" if opts.tgt_lang is None else f"xlwa-{tgt_lang}"
+        return name or default, src_lang, tgt_lang, _read_xlwa(tsv, opts)
+    if fmt == "bicici" and path is not None and path.is_dir() and not opts.links_file:
+        was = [p for p in sorted(path.glob("*-*.wa")) if re.fullmatch(r"\w+-\w+\.wa", p.name)]
+        if not was:
+            raise GoldFormatError(f"{path}: folder without a '<src>-<tgt>.wa' gold file", path=path)
+        first, second = was[0].stem.split("-")
+        src_file = opts.src_file or path / f"test.{first}"
+        tgt_file = opts.tgt_file or path / f"test.{second}"
+        raw = _read_parallel(src_file, tgt_file, was[0], opts)
+        return name or path.name, opts.src_lang or first, opts.tgt_lang or second, raw
+    if fmt in ("bicici", "pharaoh"):
+        links = opts.links_file or (path if path is not None and path.is_file() else None)
+        src_file = _need(opts.src_file, "src_file (one sentence per line)", fmt)
+        tgt_file = _need(opts.tgt_file, "tgt_file (one sentence per line)", fmt)
+        links = _need(links, "links_file (one Pharaoh line per sentence pair)", fmt)
+        src_lang = opts.src_lang or _lang_of(src_file, "src")
+        tgt_lang = opts.tgt_lang or _lang_of(tgt_file, "tgt")
+        raw = _read_parallel(src_file, tgt_file, links, opts)
+        return name or f"{fmt}-{src_lang}{tgt_lang}", src_lang, tgt_lang, raw
+    # wpt
+    if path is not None and path.is_dir():
+        src_files, tgt_files, links = _wpt_folder_files(path, opts)
+    else:
+        links = _need(opts.links_file or path, "links_file (snum i j [S|P] lines)", fmt)
+        if not (opts.src_file and opts.tgt_file):
+            src_files, tgt_files, links = _wpt_folder_files(
+                links.parent, _replace_links(opts, links)
+            )
+        else:
+            src_files, tgt_files = [opts.src_file], [opts.tgt_file]
+    src_lang = opts.src_lang or _lang_of(src_files[0], "src")
+    tgt_lang = opts.tgt_lang or _lang_of(tgt_files[0], "tgt")
+    raw = _read_wpt(src_files, tgt_files, links, opts)
+    return name or f"wpt-{src_lang}{tgt_lang}", src_lang, tgt_lang, raw
+
+
+def _replace_links(opts: _Options, links: Path) -> _Options:
+    return dataclasses.replace(opts, links_file=links)
 
 
 # ---------------------------------------------------------------- public loader
@@ -222,51 +780,134 @@ def _normalise(name: str, first_lang: str, second_lang: str, raw: _Raw) -> GoldS
 def _read_spec(spec: _Spec, align_dir: Path) -> _Raw:
     """Read a named set's files in file orientation."""
     base = align_dir / spec.path
+    opts = _Options(spec.kind, index_base=_DEFAULT_BASE[spec.kind])
     if spec.kind == "awesome":
-        return _read_awesome(base)
+        return _read_awesome(base.with_suffix(".src-tgt"), base.with_suffix(".gold"), opts)
     if spec.kind == "bicici":
-        return _read_bicici(base, spec.first_lang, spec.second_lang)
-    return _read_xlwa(base)
+        first, second = spec.first_lang, spec.second_lang
+        return _read_parallel(
+            base / f"test.{first}", base / f"test.{second}", base / f"{first}-{second}.wa", opts
+        )
+    return _read_xlwa(base, opts)
 
 
-def _spec_for_path(path: Path) -> tuple[str, _Spec]:
-    """Guess the layout, name and file languages of a gold file or folder."""
-    if path.is_dir():
-        was = [p for p in sorted(path.glob("*-*.wa")) if re.fullmatch(r"\w+-\w+\.wa", p.name)]
-        if not was:
-            raise ValueError(f"{path}: folder without a '<src>-<tgt>.wa' gold file")
-        first, second = was[0].stem.split("-")
-        return path.name, _Spec("bicici", str(path), first, second)
-    if path.suffix == ".tsv":
-        lang = path.parent.name
-        return f"xlwa-{lang}-{path.stem}", _Spec("xlwa", str(path), "en", lang)
-    if path.suffix in (".src-tgt", ".gold"):
-        stem = path.stem
-        first, second = (stem[:2], stem[2:]) if re.fullmatch(r"[a-z]{4}", stem) else ("src", "tgt")
-        return stem, _Spec("awesome", str(path.with_suffix("")), first, second)
-    raise ValueError(f"{path}: unrecognised gold alignment file")
+def load_gold(
+    name_or_path: str | Path | Mapping[str, Any] | None = None,
+    root: str | Path | None = None,
+    *,
+    format: str | None = None,  # noqa: A002 - the user-facing option name
+    src_file: str | Path | None = None,
+    tgt_file: str | Path | None = None,
+    text_file: str | Path | None = None,
+    links_file: str | Path | None = None,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+    english: str | None = None,
+    index_base: int | None = None,
+    first: str = "src",
+    encoding: str = "utf-8",
+    name: str | None = None,
+) -> GoldSet:
+    """Load a gold set by name (see :data:`GOLD_SETS`), by path, or from explicit files.
 
+    ``root`` is the shared data folder (or its ``align/`` subfolder) for named sets; it
+    defaults to :func:`default_data_root`. Without ``format`` a path is recognised by its
+    layout: ``.tsv`` (XL-WA, language from the parent folder), ``<xxyy>.src-tgt``/``.gold``
+    (awesome-align, languages from the stem), a folder with ``<x>-<y>.wa`` (bicici), a
+    folder with ``FilePairs.*`` or a ``*.wa[.nullalign|.nonullalign]`` file (WPT).
 
-def load_gold(name_or_path: str | Path, root: str | Path | None = None) -> GoldSet:
-    """Load a gold set by name (see :data:`GOLD_SETS`) or by file/folder path.
+    Explicit options describe any set without renaming files (the module docstring lists
+    the formats). "src" is the first text side (left of ``|||``, first TSV column,
+    ``src_file``, the WPT L1 file):
 
-    ``root`` is the shared data folder (or its ``align/`` subfolder); it defaults to
-    :func:`default_data_root`. Paths are recognised by layout: a ``.tsv`` (XL-WA, language
-    from the parent folder), ``<xxyy>.src-tgt``/``.gold`` (awesome-align, languages from the
-    stem) or a folder with ``test.<x>``, ``test.<y>`` and ``<x>-<y>.wa`` (bicici).
+    - ``format``: ``awesome``, ``xlwa``, ``bicici``, ``pharaoh`` or ``wpt``.
+    - ``src_file``/``tgt_file`` (pharaoh, wpt), ``text_file`` (awesome ``|||`` file, XL-WA
+      TSV), ``links_file`` (awesome, pharaoh, wpt). Relative to ``name_or_path`` when that
+      is a folder.
+    - ``src_lang``/``tgt_lang``: language codes (defaults from the layout / file
+      extensions); ``english``: which side is English (``src``, ``tgt`` or ``neither``;
+      default: the side whose code is ``en``). The English side becomes the target.
+    - ``index_base``: 0 or 1 (defaults: awesome 1, wpt 1, others 0); ``first``: which side
+      the first index of a link refers to (``src`` default, or ``tgt``); ``encoding``
+      (default utf-8); ``name`` of the returned set.
+
+    ``name_or_path`` may also be a mapping of these options with a ``path`` key (as in a
+    YAML list of sets). Raises :class:`GoldFormatError` (file and line) for malformed input
+    and :class:`GoldFileNotFoundError` for missing files; warns with
+    :class:`GoldAlignmentWarning` (and counts in ``GoldSet.skipped``) for dropped links.
     """
-    key = str(name_or_path)
+    values = {
+        "src_file": src_file,
+        "tgt_file": tgt_file,
+        "text_file": text_file,
+        "links_file": links_file,
+        "src_lang": src_lang,
+        "tgt_lang": tgt_lang,
+        "english": english,
+        "index_base": index_base,
+        "first": first,
+        "encoding": encoding,
+    }
+    if isinstance(name_or_path, Mapping):
+        return _load_mapping(name_or_path, root)
+    explicit = format is not None or any(
+        v is not None for k, v in values.items() if k not in ("first", "encoding")
+    )
+    key = None if name_or_path is None else str(name_or_path)
     if key in _NO_GOLD:
-        raise ValueError(f"{key}: {_NO_GOLD[key]}")
-    if isinstance(name_or_path, str) and key in _SPECS:
-        spec, name = _SPECS[key], key
+        raise GoldFormatError(f"{key}: {_NO_GOLD[key]}")
+    if isinstance(name_or_path, str) and key in _SPECS and not Path(key).exists():
+        if explicit:
+            raise GoldFormatError(f"{key} is a named gold set; format options apply to paths")
+        spec, set_name = _SPECS[key], key
         align_dir = _align_dir(root)
         missing = [str(p) for p in _spec_files(spec, align_dir) if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{name}: missing {', '.join(missing)}")
-    elif Path(name_or_path).exists():
-        name, spec = _spec_for_path(Path(name_or_path))
-        align_dir = Path()
-    else:
-        raise ValueError(f"unknown gold set {key!r}; known: {', '.join(GOLD_SETS)} or a path")
-    return _normalise(name, spec.first_lang, spec.second_lang, _read_spec(spec, align_dir))
+            raise GoldFileNotFoundError(f"{set_name}: missing {', '.join(missing)}")
+        raw = _read_spec(spec, align_dir)
+        return _normalise(name or set_name, spec.first_lang, spec.second_lang, raw)
+    path = None if name_or_path is None else Path(name_or_path).expanduser()
+    if path is not None and not path.exists():
+        if format is None and not explicit:
+            raise GoldFormatError(
+                f"unknown gold set {key!r}; known: {', '.join(GOLD_SETS)} or a path"
+            )
+        if not (format == "awesome" and path.suffix == ""):  # awesome may take a bare stem
+            raise GoldFileNotFoundError(f"{path}: gold file or folder not found")
+    if path is None and format is None:
+        raise GoldFormatError("load_gold needs a set name, a path, or format= with its files")
+    fmt = format or _guess_format(path)  # type: ignore[arg-type]
+    opts = _build_options(fmt, path, values)
+    set_name, src, tgt, raw = _load_with_options(path, opts, name)
+    if not raw.src:
+        raise GoldFormatError(f"{raw.origin} line 1: no sentence pairs", path=raw.origin, line=1)
+    return _normalise(set_name, src, tgt, raw, opts.english)
+
+
+def _load_mapping(spec: Mapping[str, Any], root: str | Path | None) -> GoldSet:
+    """``load_gold({"path": ..., "format": ..., ...})`` (a set described in a config)."""
+    options = dict(spec)
+    target = options.pop("path", None)
+    if target is None:
+        target = options.pop("name_or_path", None)
+    allowed = {
+        "format",
+        "src_file",
+        "tgt_file",
+        "text_file",
+        "links_file",
+        "src_lang",
+        "tgt_lang",
+        "english",
+        "index_base",
+        "first",
+        "encoding",
+        "name",
+    }
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise GoldFormatError(
+            f"gold set {dict(spec)}: unknown option(s) {unknown}; known: "
+            f"path, {', '.join(sorted(allowed))}"
+        )
+    return load_gold(target, root, **options)

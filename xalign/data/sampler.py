@@ -1,33 +1,100 @@
 """Word-tokenised parallel examples and the deterministic per-language-pair batch plan.
 
-Every language pair is upsampled (reshuffled repeats) or subsampled to the same number of
-pairs (the paper: 250k per language). The plan is a pure function of the seed, so a run is
-resumed by its micro-step number alone and data-parallel ranks take disjoint shards of each
-global batch.
+Loading (:func:`build_parallel_data`), per language pair: read the raw lines, NFC-normalise and
+Moses-unescape them (``data.unescape``), Moses-tokenise into words, drop pairs that fail the
+length filter or that have a side the run's subword tokenizer maps to no subword at all, and
+record why every dropped pair was dropped (``ParallelData.stats()``, logged by the trainer as
+``data_stats.json``).
+
+The plan: every pair is upsampled (reshuffled repeats) or subsampled to ``pairs_per_language``
+sentence pairs (the paper: 250k per language), or keeps its own size when that is ``None``. An
+epoch has ``max_p ceil(n_p / batch_size)`` micro-steps; micro-step ``m`` of pair ``p`` is
+``order_p[m·B:(m+1)·B]``, so every sampled sentence pair of every language pair is used exactly
+once per epoch, and a pair whose batches are exhausted contributes nothing to the later
+micro-steps of the epoch. The plan is a pure function of the seed, so a run is resumed by its
+micro-step number alone, and data-parallel ranks take disjoint shards of each global batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from xalign.data.corpus import read_parallel
-from xalign.data.text import tokenize_words
-from xalign.links import LinkSpec
+from xalign.data.corpus import CorpusError, read_parallel
+from xalign.data.text import normalize_text, tokenize_words
+from xalign.errors import ConfigError
+from xalign.links import Links, LinkSpec
 
-Links = set[tuple[int, int]]
+#: Why a sentence pair is dropped at load time, in the order the checks run (first match wins).
+REASONS = ("empty", "too_short", "too_long", "ratio", "no_subwords")
+#: How many ``file:line`` locations the statistics keep per reason.
+FIRST_EXAMPLES = 5
+#: Words (or sentences) per call of the subword tokenizer during the load-time check.
+TOKENIZER_CHUNK = 4096
+#: Sentences whose per-word subword counts are checked against the encoder's own call.
+CHECK_SENTENCES = 64
+
+
+class DataWarning(UserWarning):
+    """Training data that is used, but not all of it (e.g. words cut by ``model.max_length``)."""
 
 
 @dataclass
 class PairExample:
-    """One word-tokenised sentence pair, with eflomal links per requested spec."""
+    """One word-tokenised sentence pair, with eflomal links per requested spec.
+
+    ``where`` is the pair's source location (``path:line`` or ``ref:row i``).
+    """
 
     src_words: list[str]
     tgt_words: list[str]
     links: dict[LinkSpec, Links] = field(default_factory=dict)
+    where: str = ""
+
+
+@dataclass
+class Tally:
+    """A count plus the first few locations (``path:line``) it was seen at."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)
+
+    def add(self, where: str, n: int = 1) -> None:
+        self.count += n
+        if len(self.first) < FIRST_EXAMPLES:
+            self.first.append(where)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "first": list(self.first)}
+
+
+@dataclass
+class PairStats:
+    """What loading one language pair read, dropped and changed.
+
+    ``filtered[reason]``: pairs dropped per reason (:data:`REASONS`). ``unescaped_lines[file]``:
+    lines whose text Moses XML unescaping changed (either side). ``truncated_words``: words of
+    kept sentences that lose subwords to ``model.max_length`` (count) and the sentences (one
+    side of one pair) they are in. ``no_subword_words``: words of kept sentences that the
+    tokenizer maps to no subword (they keep their position but get no vector).
+    """
+
+    read: int = 0
+    filtered: dict[str, Tally] = field(default_factory=lambda: {r: Tally() for r in REASONS})
+    unescaped_lines: dict[str, int] = field(default_factory=dict)
+    truncated_words: int = 0
+    truncated_sentences: Tally = field(default_factory=Tally)
+    no_subword_words: Tally = field(default_factory=Tally)
+
+    @property
+    def n_filtered(self) -> int:
+        return sum(t.count for t in self.filtered.values())
 
 
 @dataclass
@@ -38,40 +105,91 @@ class PairData:
     tgt: str
     examples: list[PairExample]
     order: np.ndarray
-    n_read: int
-    n_filtered: int
+    stats: PairStats = field(default_factory=PairStats)
 
     @property
     def name(self) -> str:
         return f"{self.src}-{self.tgt}"
 
+    @property
+    def n_read(self) -> int:
+        return self.stats.read
+
+    @property
+    def n_filtered(self) -> int:
+        return self.stats.n_filtered
+
 
 @dataclass
 class ParallelData:
-    """Per-pair data plus the global batch plan (batch size, micro-steps)."""
+    """Per-pair data plus the global batch plan (``batch_size`` = global micro-batch per pair)."""
 
     pairs: list[PairData]
     batch_size: int
 
+    def pair_micro_steps(self, pair: PairData) -> int:
+        """Non-empty micro-batches of ``pair`` in one epoch: ``ceil(len(order) / batch_size)``."""
+        return math.ceil(len(pair.order) / self.batch_size)
+
     @property
     def micro_steps(self) -> int:
-        """Micro-batches per pair in one epoch (all pairs have the same number)."""
-        return math.ceil(len(self.pairs[0].order) / self.batch_size)
+        """Micro-steps in one epoch: the most any pair needs to use all its sentences once."""
+        return max(self.pair_micro_steps(p) for p in self.pairs)
 
-    def batch(self, pair: PairData, micro_step: int, rank: int = 0, world: int = 1
-              ) -> list[PairExample]:
-        """This rank's shard of global micro-batch ``micro_step`` of ``pair``."""
+    def _indices(self, pair: PairData, micro_step: int) -> np.ndarray:
+        """Global micro-batch ``micro_step`` of ``pair`` (empty once the pair is exhausted)."""
         start = (micro_step % self.micro_steps) * self.batch_size
-        idx = pair.order[start:start + self.batch_size]
+        return pair.order[start : start + self.batch_size]
+
+    def batch(
+        self, pair: PairData, micro_step: int, rank: int = 0, world: int = 1
+    ) -> list[PairExample]:
+        """This rank's shard of global micro-batch ``micro_step`` of ``pair``.
+
+        Shard ``rank`` holds positions ``rank, rank + world, ...`` of the global batch, so the
+        ``world`` shards are disjoint and together are the global batch.
+        """
+        idx = self._indices(pair, micro_step)
         return [pair.examples[i] for i in idx[rank::world]]
 
-    def global_batch_size(self, micro_step: int) -> int:
-        start = (micro_step % self.micro_steps) * self.batch_size
-        return len(self.pairs[0].order[start:start + self.batch_size])
+    def global_batch_size(self, micro_step: int, pair: PairData | None = None) -> int:
+        """Sentence pairs in ``pair``'s global micro-batch ``micro_step`` (0 once exhausted).
 
-    def stats(self) -> dict[str, dict[str, int]]:
-        return {p.name: {"read": p.n_read, "kept": len(p.examples), "filtered": p.n_filtered,
-                         "sampled": len(p.order)} for p in self.pairs}
+        Without ``pair``, the pairs must all have the same size (else ValueError: the sizes
+        differ per pair, ask per pair).
+        """
+        if pair is not None:
+            return len(self._indices(pair, micro_step))
+        sizes = {len(self._indices(p, micro_step)) for p in self.pairs}
+        if len(sizes) != 1:
+            raise ValueError(
+                f"micro-step {micro_step}: global batch sizes differ per language "
+                f"pair ({sorted(sizes)}); call global_batch_size(micro, pair)"
+            )
+        return sizes.pop()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per pair: read, kept, sampled, batches per epoch, what was dropped and why
+        (count and first ``file:line`` per reason), unescaped lines per file, truncation."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.pairs:
+            s = p.stats
+            out[p.name] = {
+                "read": s.read,
+                "kept": len(p.examples),
+                "sampled": len(p.order),
+                "batches_per_epoch": self.pair_micro_steps(p),
+                "filtered_total": s.n_filtered,
+                "filtered": {r: t.as_dict() for r, t in s.filtered.items()},
+                "unescaped_lines": dict(s.unescaped_lines),
+                "truncated_words": {
+                    "words": s.truncated_words,
+                    "sentences": s.truncated_sentences.count,
+                    "first": list(s.truncated_sentences.first),
+                },
+                "no_subword_words": s.no_subword_words.as_dict(),
+            }
+        return out
 
 
 def _pair_seed(seed: int, name: str) -> int:
@@ -87,34 +205,211 @@ def sample_order(n_examples: int, n_target: int | None, seed: int, name: str) ->
     return np.concatenate([rng.permutation(n_examples) for _ in range(reps)])[:n_target]
 
 
-def keep_pair(src: list[str], tgt: list[str], *, min_words: int, max_words: int,
-              max_ratio: float | None) -> bool:
-    """Length filter: both sides within [min_words, max_words], length ratio bounded."""
+def filter_reason(
+    src: Sequence[str],
+    tgt: Sequence[str],
+    *,
+    min_words: int,
+    max_words: int,
+    max_ratio: float | None,
+) -> str | None:
+    """Why the length filter drops a pair (``empty``/``too_short``/``too_long``/``ratio``), or
+    None to keep it: both sides need [min_words, max_words] words and a word-count ratio
+    longer/shorter <= ``max_ratio`` (no bound when None)."""
     ls, lt = len(src), len(tgt)
-    if not (min_words <= ls <= max_words and min_words <= lt <= max_words):
-        return False
-    return max_ratio is None or max(ls, lt) / max(1, min(ls, lt)) <= max_ratio
+    if ls == 0 or lt == 0:
+        return "empty"
+    if ls < min_words or lt < min_words:
+        return "too_short"
+    if ls > max_words or lt > max_words:
+        return "too_long"
+    if max_ratio is not None and max(ls, lt) / min(ls, lt) > max_ratio:
+        return "ratio"
+    return None
 
 
-def build_parallel_data(corpus: str | dict[str, str], languages: list[str], target: str, *,
-                        pairs_per_language: int | None, batch_size: int, seed: int,
-                        min_words: int = 1, max_words: int = 64,
-                        max_ratio: float | None = None, limit: int | None = None
-                        ) -> ParallelData:
-    """Read, Moses-tokenise, filter and plan every ``language -> target`` pair."""
+def keep_pair(
+    src: list[str], tgt: list[str], *, min_words: int, max_words: int, max_ratio: float | None
+) -> bool:
+    """Length filter: both sides within [min_words, max_words], length ratio bounded."""
+    return (
+        filter_reason(src, tgt, min_words=min_words, max_words=max_words, max_ratio=max_ratio)
+        is None
+    )
+
+
+def subword_counts(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """Subwords per word of each word-tokenised sentence, as the encoder will see them.
+
+    The encoder (:meth:`xalign.encoders.Encoder.tokenize_words`) calls the fast tokenizer with
+    ``is_split_into_words=True``, which encodes every word on its own (normaliser,
+    pre-tokeniser and model run per word), so a word's subword count does not depend on its
+    sentence. Each distinct word is therefore tokenised once, in batches (no Python loop over
+    subwords), and the counts are looked up per sentence. The first sentences are checked
+    against the encoder's own call; should a tokenizer ever disagree, every sentence is
+    counted with that call instead. Returns one int array ``[n_words]`` per sentence; 0 marks
+    a word the tokenizer maps to nothing (control or, for BERT-normalising tokenizers,
+    zero-width/format characters).
+    """
+    index: dict[str, int] = {}
+    flat = np.fromiter(
+        (index.setdefault(w, len(index)) for s in sentences for w in s), dtype=np.int64
+    )
+    words = list(index)
+    lengths = np.zeros(len(words), dtype=np.int64)
+    for start in range(0, len(words), TOKENIZER_CHUNK):
+        ids = tokenizer(
+            words[start : start + TOKENIZER_CHUNK],
+            add_special_tokens=False,
+            truncation=False,
+            verbose=False,
+        )["input_ids"]
+        lengths[start : start + len(ids)] = [len(x) for x in ids]
+    bounds = np.cumsum([len(s) for s in sentences])[:-1]
+    counts = np.split(lengths[flat], bounds) if sentences else []
+    sample = list(sentences[:CHECK_SENTENCES])
+    exact = _counts_in_context(tokenizer, sample)
+    if any(not np.array_equal(a, b) for a, b in zip(exact, counts, strict=False)):
+        return _counts_in_context(tokenizer, sentences)
+    return counts
+
+
+def _counts_in_context(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """Subwords per word from the encoder's own call (whole sentences, split into words)."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(sentences), TOKENIZER_CHUNK):
+        chunk = [list(s) for s in sentences[start : start + TOKENIZER_CHUNK]]
+        enc = tokenizer(
+            chunk,
+            is_split_into_words=True,
+            add_special_tokens=False,
+            truncation=False,
+            verbose=False,
+        )
+        for b, words in enumerate(chunk):
+            ids = [w for w in enc.word_ids(b) if w is not None]
+            out.append(np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(words)))
+    return out
+
+
+def _truncated(counts: np.ndarray, budget: int) -> int:
+    """Words with at least one subword past the first ``budget`` subwords of the sentence."""
+    ends = np.cumsum(counts)
+    return int(((ends > budget) & (counts > 0)).sum())
+
+
+def _file_of(where: str) -> str:
+    """``path:line`` / ``ref:row i`` -> ``path`` / ``ref``."""
+    return where.rsplit(":", 1)[0] if ":" in where else where
+
+
+def build_parallel_data(
+    corpus: str | dict[str, str],
+    languages: list[str],
+    target: str,
+    *,
+    pairs_per_language: int | None,
+    batch_size: int,
+    seed: int,
+    min_words: int = 1,
+    max_words: int = 64,
+    max_ratio: float | None = None,
+    limit: int | None = None,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+    unescape: bool = True,
+) -> ParallelData:
+    """Read, normalise, Moses-tokenise, filter and plan every ``language -> target`` pair.
+
+    ``tokenizer``: the run's fast subword tokenizer. With it, a pair is dropped
+    (``no_subwords``) when one side has no subword at all (it would reach the losses as an
+    empty word cloud), and words past ``max_length`` subwords (the encoder's limit, special
+    tokens included) are counted and reported with a :class:`DataWarning`. Without it (data
+    inspection only; the trainer always passes it) neither check runs.
+
+    Raises ConfigError for ``min_words < 1`` or ``batch_size < 1`` and CorpusError when a
+    language pair has no sentence pair left, naming the reasons and their first lines.
+    """
+    if min_words < 1:
+        raise ConfigError(
+            f"data.min_words must be >= 1 (got {min_words}): a sentence with no "
+            f"words gives the alignment losses nothing to align"
+        )
+    if batch_size < 1:
+        raise ConfigError(f"train.batch_size must be >= 1 (got {batch_size})")
+    budget = None
+    if tokenizer is not None and max_length is not None:
+        budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     pairs = []
     for lang in languages:
         spec = corpus[lang] if isinstance(corpus, dict) else corpus
-        raw = read_parallel(spec, lang, target, limit=limit)
-        examples = []
-        for s, t in raw:
-            sw, tw = tokenize_words(s, lang), tokenize_words(t, target)
-            if keep_pair(sw, tw, min_words=min_words, max_words=max_words, max_ratio=max_ratio):
-                examples.append(PairExample(sw, tw))
-        if not examples:
-            raise ValueError(f"{lang}-{target}: every sentence pair was filtered out "
-                             f"(min_words={min_words}, max_words={max_words})")
         name = f"{lang}-{target}"
+        raw = read_parallel(spec, lang, target, limit=limit)
+        stats = PairStats(read=len(raw))
+        candidates: list[PairExample] = []
+        for pair in raw:
+            src_text, src_changed = normalize_text(pair.src, unescape=unescape)
+            tgt_text, tgt_changed = normalize_text(pair.tgt, unescape=unescape)
+            if src_changed or tgt_changed:
+                key = _file_of(pair.where)
+                stats.unescaped_lines[key] = stats.unescaped_lines.get(key, 0) + 1
+            sw, tw = tokenize_words(src_text, lang), tokenize_words(tgt_text, target)
+            reason = filter_reason(
+                sw, tw, min_words=min_words, max_words=max_words, max_ratio=max_ratio
+            )
+            if reason is None:
+                candidates.append(PairExample(sw, tw, where=pair.where))
+            else:
+                stats.filtered[reason].add(pair.where)
+        examples = _check_subwords(candidates, tokenizer, budget, stats)
+        if not examples:
+            dropped = "; ".join(
+                f"{r}: {t.count} (first at {', '.join(t.first)})"
+                for r, t in stats.filtered.items()
+                if t.count
+            )
+            raise CorpusError(
+                f"{name}: every one of the {stats.read} sentence pairs read from {spec!r} was "
+                f"filtered out ({dropped}; data.min_words={min_words}, "
+                f"data.max_words={max_words}, data.max_ratio={max_ratio})"
+            )
+        if stats.truncated_words:
+            first = stats.truncated_sentences.first[0]
+            warnings.warn(
+                f"{name}: {stats.truncated_words} words in {stats.truncated_sentences.count} "
+                f"sentences lie past model.max_length={max_length} subwords and are cut from "
+                f"training, wholly or in part (first at {first}); raise model.max_length or "
+                f"lower data.max_words",
+                DataWarning,
+                stacklevel=2,
+            )
         order = sample_order(len(examples), pairs_per_language, seed, name)
-        pairs.append(PairData(lang, target, examples, order, len(raw), len(raw) - len(examples)))
+        pairs.append(PairData(lang, target, examples, order, stats))
     return ParallelData(pairs, batch_size)
+
+
+def _check_subwords(
+    candidates: list[PairExample], tokenizer: Any, budget: int | None, stats: PairStats
+) -> list[PairExample]:
+    """Drop pairs with a side of no subword (``no_subwords``); count truncated and
+    subword-less words of the kept ones into ``stats``."""
+    if tokenizer is None or not candidates:
+        return candidates
+    src_counts = subword_counts(tokenizer, [e.src_words for e in candidates])
+    tgt_counts = subword_counts(tokenizer, [e.tgt_words for e in candidates])
+    kept = []
+    for ex, cs, ct in zip(candidates, src_counts, tgt_counts, strict=True):
+        if not cs.any() or not ct.any():
+            stats.filtered["no_subwords"].add(ex.where)
+            continue
+        kept.append(ex)
+        empty = int((cs == 0).sum() + (ct == 0).sum())
+        if empty:
+            stats.no_subword_words.add(ex.where, empty)
+        if budget is not None:
+            for counts in (cs, ct):
+                cut = _truncated(counts, budget)
+                if cut:
+                    stats.truncated_words += cut
+                    stats.truncated_sentences.add(ex.where)
+    return kept

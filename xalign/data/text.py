@@ -1,10 +1,70 @@
-"""Moses word tokenisation (sacremoses), one cached tokenizer per language."""
+"""Text normalisation and Moses word tokenisation (sacremoses), one cached tokenizer per language.
+
+Policy (see the README, "Text normalisation policy"):
+
+- Every sentence is put in Unicode NFC, so a word has one spelling whatever normal form the
+  corpus was written in (``Vi\u1ec7t`` and ``Vie\u0323\u0302t`` are the same word).
+- :func:`normalize_text` undoes Moses XML escaping (``&apos;`` -> ``'`` ...), one level only.
+- :func:`tokenize_words` never splits a word at a combining mark (Unicode category ``M*``):
+  sacremoses pads every character outside its ``IsAlnum`` table with spaces, which cuts Thai
+  tone marks, viramas, stress accents and any mark without a precomposed form off their letter.
+  Here Moses sees the text without the marks it would cut off, and they are put back on the
+  character they follow.
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
+import sys
+import unicodedata
+from collections import defaultdict
 from functools import lru_cache
 
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
+
+
+def _moses_xml_entities() -> dict[str, str]:
+    """Entity -> character, inverted from sacremoses' own escaper table (8 entities)."""
+    table = {}
+    for regexp, entity in MosesTokenizer.MOSES_ESCAPE_XML_REGEXES:
+        char = re.sub(r"\\(.)", r"\1", regexp.pattern)  # the patterns are escaped single chars
+        table[entity] = char
+    return table
+
+
+#: ``&amp; &#124; &lt; &gt; &apos; &quot; &#91; &#93;`` -> ``& | < > ' " [ ]``: exactly the
+#: entities Moses' ``escape-special-chars.perl`` (sacremoses ``escape_xml``) produces. Older
+#: Moses forms (``&bar; &bra; &ket;``) and HTML entities (``&nbsp;``, ``&#39;``) are not touched.
+MOSES_XML_ENTITIES: dict[str, str] = _moses_xml_entities()
+_ENTITY = re.compile("|".join(re.escape(entity) for entity in MOSES_XML_ENTITIES))
+
+#: What sacremoses' tokenizer does first: collapse whitespace runs, then delete the remaining
+#: ASCII control characters (``\x00-\x1f`` minus those ``\s`` already took).
+_SPACES = MosesTokenizer.DEDUPLICATE_SPACE[0]
+_ASCII_JUNK = MosesTokenizer.ASCII_JUNK[0]
+#: sacremoses replaces runs of dots by the literal ``DOT...MULTI`` and turns every such literal
+#: back into dots at the end, so text that contains it is silently rewritten ("DOTMULTI" -> ".").
+_MULTIDOT_LITERAL = re.compile(r"(?:DOT)+MULTI")
+
+
+def normalize_text(text: str, *, unescape: bool = True) -> tuple[str, bool]:
+    """Undo Moses XML escaping (if ``unescape``) and put ``text`` in Unicode NFC.
+
+    Unescaping is one level, in one left-to-right pass over the 8 entities of
+    :data:`MOSES_XML_ENTITIES`: ``&amp;quot;`` (escaped twice) becomes ``&quot;``, not ``"``,
+    because a corpus may legitimately contain the text ``&quot;``. It runs before NFC, since an
+    unescaped ``<``/``>`` can compose with a following U+0338 (``&lt;\u0338`` -> ``\u226e``).
+
+    Returns:
+        ``(normalised text, whether unescaping replaced at least one entity)``; the flag is
+        always False when ``unescape`` is False (NFC changes alone do not set it).
+    """
+    changed = False
+    if unescape and "&" in text:
+        text, count = _ENTITY.subn(lambda m: MOSES_XML_ENTITIES[m.group()], text)
+        changed = count > 0
+    return unicodedata.normalize("NFC", text), changed
 
 
 @lru_cache(maxsize=64)
@@ -12,8 +72,189 @@ def _moses(lang: str) -> tuple[MosesPunctNormalizer, MosesTokenizer]:
     return MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
 
 
+@lru_cache(maxsize=64)
+def _alnum(lang: str) -> frozenset[str]:
+    """The characters sacremoses' tokenizer for ``lang`` never pads (its ``IsAlnum``)."""
+    return frozenset(_moses(lang)[1].IsAlnum)
+
+
+@lru_cache(maxsize=1)
+def _mark_class() -> re.Pattern[str]:
+    """A regex matching any combining mark (Mn, Mc, Me) of this Python's Unicode database."""
+    ranges: list[tuple[int, int]] = []
+    for cp in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(cp))[0] == "M":
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    body = "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in ranges)
+    return re.compile(f"[{body}]")
+
+
+def _is_mark(char: str) -> bool:
+    return unicodedata.category(char)[0] == "M"
+
+
 def tokenize_words(text: str, lang: str) -> list[str]:
-    """Split a sentence into words the way Moses does for ``lang`` (no XML escaping)."""
+    """Split a sentence into words the way Moses does for ``lang``, keeping marks on their letter.
+
+    Steps: NFC; sacremoses' whitespace collapse and control-character removal; Moses
+    punctuation normalisation and tokenisation (``escape=False``, no aggressive dash splits).
+    Entities are not unescaped here (that is :func:`normalize_text`'s job).
+
+    Combining marks (``M*``) never start a new word: each mark stays on the character before
+    it (a letter, a digit or a punctuation sign: ``","`` + U+0301 is one token). A mark with
+    nothing before it (start of text or after a space) stays on the character after it, or is a
+    word of its own when a space or the end follows. Segmentation is exactly Moses'
+    segmentation of the text without the marks Moses would cut off: marks outside sacremoses'
+    ``IsAlnum`` table (Thai tone marks, U+0301 ...) and marks on a non-alphanumeric base. Marks
+    Moses already keeps in a word (Devanagari vowel signs, Arabic harakat ...) stay in the text
+    it sees, so its word lists (non-breaking prefixes) still match. Returns NFC words, none empty.
+    """
+    text = _ASCII_JUNK.sub("", _SPACES.sub(" ", unicodedata.normalize("NFC", text))).strip()
+    if not _mark_class().search(text):
+        return _moses_words(text, lang)
+    return _words_keeping_marks(text, lang)
+
+
+def _moses_words(text: str, lang: str) -> list[str]:
+    """sacremoses on ``text``, with its internal ``DOT...MULTI`` literal protected."""
     normalizer, tokenizer = _moses(lang)
-    return tokenizer.tokenize(normalizer.normalize(text.strip()), escape=False,
-                              aggressive_dash_splits=False)
+    placeholder = None
+    if "MULTI" in text and _MULTIDOT_LITERAL.search(text):
+        # Swap the "M" of each literal for a letter absent from the text: still alphanumeric
+        # for Moses (so the word is not split), no longer the marker.
+        placeholder = next(c for c in _placeholder_letters() if c not in text)
+        text = _MULTIDOT_LITERAL.sub(lambda m: m.group()[:-5] + placeholder + "ULTI", text)
+    words = tokenizer.tokenize(
+        normalizer.normalize(text), escape=False, aggressive_dash_splits=False
+    )
+    if placeholder:
+        words = [w.replace(placeholder, "M") for w in words]
+    return words
+
+
+@lru_cache(maxsize=1)
+def _placeholder_letters() -> list[str]:
+    """Caseless letters (Lo) that sacremoses counts as alphanumeric, in code point order."""
+    caseless = set(MosesTokenizer.IsLower)
+    return sorted(
+        c for c in set(MosesTokenizer.IsAlnum) - caseless if unicodedata.category(c) == "Lo"
+    )
+
+
+def _words_keeping_marks(text: str, lang: str) -> list[str]:
+    """Tokenise ``text`` (NFC, spaces collapsed) without the marks Moses would cut off, then put
+    those back.
+
+    Removed marks are recorded against the index of a non-space character of the mark-free skeleton
+    (``after[i]``, ``before[i]``) or as words of their own after non-space character ``i``
+    (``alone[i]``, ``i = -1`` for the start). Moses only inserts spaces, except where its
+    punctuation normaliser rewrites characters (``\u201e`` -> ``"``, ``\u2026`` -> ``...``); the
+    skeleton's non-space characters are aligned to the output's with difflib in that case.
+    """
+    skeleton: list[str] = []
+    before: dict[int, str] = defaultdict(str)
+    after: dict[int, str] = defaultdict(str)
+    alone: dict[int, list[str]] = defaultdict(list)
+    alnum = _alnum(lang)
+    last = -1  # index of the last non-space skeleton character
+    after_space = True
+    base_alnum = False  # is the base of the current grapheme cluster alphanumeric for Moses?
+    pending = ""  # marks with no base character yet
+    for char in text:
+        if _is_mark(char):
+            if base_alnum and char in alnum:  # Moses keeps it in the word: leave it in the text
+                skeleton.append(char)
+                last += 1
+            elif after_space:
+                pending += char
+            else:
+                after[last] += char
+            continue
+        if pending:
+            if char == " ":
+                alone[last].append(pending)
+            else:
+                before[last + 1] += pending
+            pending = ""
+        skeleton.append(char)
+        after_space = char == " "
+        base_alnum = char in alnum
+        if not after_space:
+            last += 1
+    if pending:
+        alone[last].append(pending)
+
+    words = _moses_words("".join(skeleton).strip(), lang)
+    if not (before or after or alone):
+        return words  # no mark needed removing
+    source = "".join(c for c in skeleton if c != " ")
+    output = "".join(words)
+    spans = _align(source, output)
+    n_out = len(output)
+    pre_out = [""] * n_out
+    post_out = [""] * n_out
+    alone_out: dict[int, list[str]] = defaultdict(list)
+    lone: list[str] = []  # marks that found no output character at all
+
+    def attach(marks: str, j: int, *, front: bool) -> None:
+        """Glue ``marks`` before (front) or after output character ``j``, clamped to range."""
+        if n_out == 0:
+            lone.append(marks)
+        elif j < 0:
+            pre_out[0] = marks + pre_out[0]
+        elif j >= n_out:
+            post_out[n_out - 1] += marks
+        elif front:
+            pre_out[j] = marks + pre_out[j]
+        else:
+            post_out[j] += marks
+
+    for i, marks in before.items():
+        attach(marks, spans[i][0], front=True)
+    for i, marks in after.items():
+        attach(marks, spans[i][1], front=False)
+    for i, runs in alone.items():
+        j = spans[i][1] if i >= 0 else -1
+        if n_out == 0:
+            lone.extend(runs)
+        else:
+            alone_out[min(j, n_out - 1)].extend(runs)
+
+    result = [*lone, *alone_out.get(-1, [])]
+    k = 0
+    for word in words:
+        pieces, extra = [], []
+        for char in word:
+            pieces.append(pre_out[k] + char + post_out[k])
+            extra.extend(alone_out.get(k, ()))
+            k += 1
+        result.append(unicodedata.normalize("NFC", "".join(pieces)))
+        result.extend(extra)
+    return result
+
+
+def _align(source: str, output: str) -> list[tuple[int, int]]:
+    """Per source character: the (first, last) output index it became.
+
+    Identity when nothing was rewritten; otherwise difflib opcodes, a replaced block mapped
+    proportionally, a deleted character mapped between its neighbours (first = the next output
+    character, last = the previous one).
+    """
+    if source == output:
+        return [(i, i) for i in range(len(source))]
+    spans: list[tuple[int, int]] = []
+    matcher = difflib.SequenceMatcher(None, source, output, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        for i in range(i1, i2):
+            if tag == "equal":
+                j = j1 + i - i1
+                spans.append((j, j))
+            elif tag == "replace":
+                n, m = i2 - i1, j2 - j1
+                spans.append((j1 + (i - i1) * m // n, j1 + ((i - i1 + 1) * m - 1) // n))
+            else:  # delete: the character is gone from the output
+                spans.append((j1, j1 - 1))
+    return spans

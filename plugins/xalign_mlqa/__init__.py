@@ -1,0 +1,247 @@
+"""MLQA zero-shot transfer (XTREME): fine-tune extractive QA on English SQuAD, test on MLQA.
+
+The cross-lingual setting of XTREME: context and question in the same language
+(``test-context-L-question-L.json``) for the 7 MLQA languages en ar de es hi vi zh. Training
+is ``xquad``'s XTREME recipe, unchanged (SQuAD v1.1 train, lr 3e-5, 3 epochs, length 384,
+doc stride 128, ...): :class:`Mlqa` subclasses the public task class
+:class:`xalign_xquad.Xquad` and reuses its windowing (``encode_qa``), span decoding
+(``decode_answers``) and SQuAD loader. Only the test data and the scorer differ: answers are
+scored with MLQA's official normalisation for the context language
+(:mod:`xalign_mlqa.metrics`: Unicode punctuation, per-language articles, character-level
+Chinese), not SQuAD's. ``per_example`` is the per-question F1 in [0, 1].
+
+Data: MLQA v1 JSON (SQuAD v1.1 format) from a local folder in the MLQA release layout
+(``MLQA_V1/{dev,test}/{split}-context-{c}-question-{q}.json``; ``data_dir``, ``data_dir/mlqa``,
+``data_dir/MLQA_V1`` or ``data_dir/mlqa/MLQA_V1``, or the files directly in ``data_dir``), else
+the Hub dataset ``facebook/mlqa`` (configs ``mlqa.{c}.{q}``); one error names both when neither
+has it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xalign_xquad import Xquad, XquadConfig, decode_answers, encode_qa
+
+import xalign
+from xalign import TaskContext, TaskResult
+from xalign.evaluation import load_hub_dataset, load_squad_json, shared_data_dir
+from xalign.finetune import (
+    finetune,
+    fit_max_length,
+    load_for_finetuning,
+    model_input_names,
+    parse_languages,
+    predict,
+    seed_everything,
+)
+from xalign_mlqa.metrics import MLQA_LANGS, mlqa_f1, mlqa_scores, normalize_mlqa
+
+__all__ = [
+    "MLQA_LANGS",
+    "Mlqa",
+    "MlqaConfig",
+    "load_mlqa",
+    "mlqa_f1",
+    "mlqa_scores",
+    "normalize_mlqa",
+    "register_tasks",
+]
+
+MLQA_HUB_ID = "facebook/mlqa"
+_HUB_SPLITS = {"dev": "validation", "test": "test"}
+Example = dict[str, Any]
+
+
+@dataclass
+class MlqaConfig(XquadConfig):
+    """Options of ``mlqa``: ``xquad``'s (XTREME's recipe), MLQA's languages, and the MLQA
+    ``split`` to test on (``test``, as XTREME, or ``dev``). ``test_limit`` keeps the first N
+    questions per language."""
+
+    languages: list[str] = field(default_factory=lambda: list(MLQA_LANGS))
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split not in _HUB_SPLITS:
+            raise ValueError(f"split must be 'test' or 'dev', got {self.split!r}")
+        unknown = [lang for lang in self.languages if lang not in MLQA_LANGS]
+        if unknown:
+            raise ValueError(
+                f"MLQA has no language {', '.join(unknown)}; it has {', '.join(MLQA_LANGS)}"
+            )
+
+
+def mlqa_file_name(split: str, context_lang: str, question_lang: str) -> str:
+    """``test-context-de-question-de.json`` (the MLQA v1 release names)."""
+    return f"{split}-context-{context_lang}-question-{question_lang}.json"
+
+
+def mlqa_folders(data_dir: Path | str | None, split: str) -> list[Path]:
+    """Folders searched for MLQA JSON files, most specific first."""
+    if data_dir is not None:
+        roots = [Path(data_dir).expanduser()]
+    else:
+        shared = shared_data_dir()
+        roots = [shared / "mlqa"] if shared is not None else []
+    folders = []
+    for root in roots:
+        for base in (root, root / "mlqa", root / "MLQA_V1", root / "mlqa" / "MLQA_V1"):
+            folders += [base / split, base]
+    return list(dict.fromkeys(folders))
+
+
+def load_mlqa(
+    lang: str,
+    split: str = "test",
+    data_dir: Path | str | None = None,
+    limit: int | None = None,
+    question_lang: str | None = None,
+) -> list[Example]:
+    """MLQA questions of one context language (question language = ``lang`` unless given), in
+    the HF ``squad`` schema; first ``limit`` questions.
+
+    Raises ``ValueError`` for an unknown language or split and
+    :class:`~xalign.evaluation.DataUnavailableError` naming the folders searched and the Hub
+    dataset when neither has the file.
+    """
+    question_lang = question_lang or lang
+    for code in (lang, question_lang):
+        if code not in MLQA_LANGS:
+            raise ValueError(f"MLQA has no language {code!r}; it has {', '.join(MLQA_LANGS)}")
+    if split not in _HUB_SPLITS:
+        raise ValueError(f"unknown MLQA split {split!r}; use test or dev")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    name = mlqa_file_name(split, lang, question_lang)
+    folders = mlqa_folders(data_dir, split)
+    for folder in folders:
+        if (folder / name).is_file():
+            return load_squad_json(folder / name, limit)
+    hub_split = _HUB_SPLITS[split] if limit is None else f"{_HUB_SPLITS[split]}[:{limit}]"
+    rows = load_hub_dataset(
+        f"MLQA {lang}",
+        MLQA_HUB_ID,
+        f"mlqa.{lang}.{question_lang}",
+        hub_split,
+        local_hint=f"MLQA_V1/{split}/{name}",
+        searched=folders,
+    )
+    return [
+        {
+            "id": str(r["id"]),
+            "title": r.get("title", ""),
+            "context": r["context"],
+            "question": r["question"],
+            "answers": {
+                "text": list(r["answers"]["text"]),
+                "answer_start": [int(s) for s in r["answers"]["answer_start"]],
+            },
+        }
+        for r in rows
+    ]
+
+
+def _span_logits(outputs: Any, batch: dict) -> list[tuple[list[float], list[float]]]:
+    """Start/end logits of each feature, trimmed to its real length."""
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    start, end = outputs.start_logits.float(), outputs.end_logits.float()
+    return [(start[i, :n].tolist(), end[i, :n].tolist()) for i, n in enumerate(lengths)]
+
+
+class Mlqa(Xquad):
+    """MLQA (XTREME): SQuAD v1.1 fine-tuning as ``xquad``, MLQA-scored EM/F1 on 7 languages."""
+
+    name = "mlqa"
+    description = (
+        "MLQA (XTREME): fine-tune extractive QA on SQuAD v1.1, zero-shot EM/F1 "
+        "with MLQA's normalisation on 7 languages (context = question language)"
+    )
+    Config = MlqaConfig
+    data_folders = ("squad", "mlqa", "MLQA_V1")  # what Task.inputs hashes for reuse keys
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        c, started = self.config, time.perf_counter()
+        langs = parse_languages(context.languages) if context.languages else c.languages
+        train = self.train_examples(context)
+        tests = {
+            lang: load_mlqa(lang, c.split, context.data_dir, c.test_limit) for lang in langs
+        }  # fail before training if one is missing
+        seed_everything(context.seed)  # the span head is initialised here
+        from transformers import AutoModelForQuestionAnswering
+
+        net, tokenizer, new_params = load_for_finetuning(model, AutoModelForQuestionAnswering)
+        windows = dict(
+            max_length=fit_max_length(net, tokenizer, c.max_length),
+            doc_stride=c.doc_stride,
+            max_query_length=c.max_query_length,
+            keep=model_input_names(net, tokenizer),
+        )
+        features, _ = encode_qa(tokenizer, train, train=True, **windows)
+        log = finetune(
+            net,
+            features,
+            c.settings(),
+            pad_id=tokenizer.pad_token_id,
+            seed=context.seed,
+            device=context.device,
+            show_progress=context.show_progress,
+            label=f"{self.name} train",
+        )
+        scores, per_example = {}, {}
+        for lang, examples in tests.items():
+            feats, wins = encode_qa(tokenizer, examples, **windows)
+            logits = predict(
+                net,
+                feats,
+                _span_logits,
+                pad_id=tokenizer.pad_token_id,
+                batch_size=c.eval_batch_size,
+                device=context.device,
+                show_progress=context.show_progress,
+                label=f"test {lang}",
+            )
+            preds = decode_answers(
+                examples, wins, logits, n_best=c.n_best, max_answer_length=c.max_answer_length
+            )
+            scores[lang] = mlqa_scores(preds, examples, lang)
+            per_example[lang] = [
+                mlqa_f1(preds[e["id"]], e["answers"]["text"], lang) for e in examples
+            ]
+        meta = {
+            "metric": (
+                "MLQA exact_match / f1 (%) with the official mlqa_evaluation_v1.py "
+                "normalisation of the context language; per_example = per-question F1 "
+                "in [0, 1]"
+            ),
+            "setting": "cross-lingual transfer: context language = question language",
+            "split": c.split,
+            "languages": {lang: lang for lang in scores},
+            "avg_f1": _mean([s["f1"] for s in scores.values()]),
+            "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
+            "avg_f1_non_en": _mean([s["f1"] for lang, s in scores.items() if lang != "en"]),
+            "model": model,
+            "seed": context.seed,
+            "config": asdict(c),
+            "train": log.as_dict(),
+            "n_train": len(train),
+            "n_train_features": len(features),
+            "max_length": windows["max_length"],
+            "n_test": {lang: len(v) for lang, v in per_example.items()},
+            "new_parameters": new_params,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        return TaskResult(self.name, "f1", scores, per_example, meta)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+@xalign.hookimpl
+def register_tasks(register) -> None:
+    register(Mlqa)

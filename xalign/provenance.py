@@ -1,0 +1,359 @@
+"""Content identities: what a reuse key hashes, so a reused number comes from the inputs it names.
+
+- Files are hashed with sha256, each once: digests are cached on disk under
+  ``$XALIGN_CACHE_DIR/hashes`` (else ``platformdirs.user_cache_dir("xalign")/hashes``), keyed
+  by (absolute path, size, mtime_ns, inode). A file modified less than
+  :data:`RACY_SECONDS` before it is hashed is not cached (its mtime may not change on the
+  next edit within the file system's timestamp granularity; git's "racily clean" rule).
+- A model is identified by the digest of every file of its folder (a model retrained into the
+  same folder gets a new identity), ``packaged:NAME`` by the shipped file and converter
+  version, a hub id by the commit of its locally cached snapshot.
+- A training corpus by the sha256 of its sentence pairs as read (any corpus spec, hub ones
+  included); task data by the files a task declares (:meth:`xalign.Task.inputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from xalign.errors import XalignError
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "XALIGN_CACHE_DIR"
+RACY_SECONDS = 2.0
+_HASH_FORMAT = "xalign-file-sha256/1"
+_MEMO: dict[tuple[str, int, int, int], str] = {}
+
+
+def cache_root() -> Path:
+    """``$XALIGN_CACHE_DIR``, else ``platformdirs.user_cache_dir("xalign")``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("xalign"))
+
+
+def json_digest(obj: Any) -> str:
+    """sha256 (hex) of ``obj`` as canonical JSON (sorted keys, no whitespace)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, computed once per (path, size, mtime_ns, inode).
+
+    Raises FileNotFoundError / OSError like ``open``.
+    """
+    path = Path(path).expanduser().resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key in _MEMO:
+        return _MEMO[key]
+    entry = _entry_path(key)
+    cached = _read_entry(entry, key)
+    if cached is not None:
+        _MEMO[key] = cached
+        return cached
+    digest = _sha256_file(path)
+    if time.time() - st.st_mtime_ns / 1e9 >= RACY_SECONDS:  # else: racily clean, re-hash
+        _MEMO[key] = digest
+        _write_entry(entry, key, digest)
+    return digest
+
+
+def _entry_path(key: tuple[str, int, int, int]) -> Path:
+    name = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:40]
+    return cache_root() / "hashes" / name[:2] / f"{name}.json"
+
+
+def _read_entry(entry: Path, key: tuple[str, int, int, int]) -> str | None:
+    try:
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        if data.get("format") == _HASH_FORMAT and tuple(data["key"]) == key:
+            return str(data["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _write_entry(entry: Path, key: tuple[str, int, int, int], digest: str) -> None:
+    """Atomic write; a failure only costs a re-hash next time."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=entry.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"format": _HASH_FORMAT, "key": list(key), "sha256": digest}, f)
+            os.replace(tmp, entry)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as err:
+        logger.debug("could not cache the digest of %s: %s", key[0], err)
+
+
+def files_manifest(paths: Iterable[str | Path]) -> dict[str, str]:
+    """``{absolute path: sha256}`` of existing files, sorted by path (missing ones skipped)."""
+    out = {}
+    for p in sorted({Path(p).expanduser().resolve() for p in paths}):
+        if p.is_file():
+            out[str(p)] = file_digest(p)
+    return out
+
+
+def tree_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder`` (recursively; hidden files and folders skipped)."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        out += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
+    return out
+
+
+def tree_digest(folder: Path) -> str:
+    """sha256 over (relative path, sha256) of every file of ``folder``."""
+    folder = Path(folder)
+    return json_digest(
+        [[p.relative_to(folder).as_posix(), file_digest(p)] for p in tree_files(folder)]
+    )
+
+
+# ------------------------------------------------------------------------------ task inputs
+def data_roots(data_dir: str | Path | None) -> list[Path]:
+    """``data_dir``, or (when None) the shared data folders the loaders fall back to."""
+    if data_dir is not None:
+        return [Path(data_dir).expanduser()]
+    from xalign.alignment.gold import default_data_root
+    from xalign.evaluation.data import shared_data_dir
+
+    roots: list[Path] = []
+    for root in (shared_data_dir(), default_data_root()):
+        if (
+            root is not None
+            and root.is_dir()
+            and root.resolve() not in {r.resolve() for r in roots}
+        ):
+            roots.append(root)
+    return roots
+
+
+def data_files(data_dir: str | Path | None, folders: Sequence[str] | None) -> list[Path]:
+    """Files a task may read from its data folder (see :meth:`xalign.Task.inputs`).
+
+    ``folders`` None: every file under each root. Else the files directly in each root plus
+    every file under ``root/folder``; a root holding none of ``folders`` is taken as the task
+    folder itself (``--data-dir data/xnli``) and all its files count.
+    """
+    out: list[Path] = []
+    for root in data_roots(data_dir):
+        if not root.is_dir():
+            continue
+        present = [root / f for f in folders or () if (root / f).is_dir()]
+        if folders is None or not present:
+            out += tree_files(root)
+            continue
+        out += sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        for sub in present:
+            out += tree_files(sub)
+    return out
+
+
+def option_files(options: Any) -> list[Path]:
+    """Files named by option values (strings, or lists of them, that are existing paths).
+
+    A file counts with its siblings of the same stem (``deen.src-tgt`` + ``deen.gold``); a
+    folder with every file under it.
+    """
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        values: Iterable[Any] = dataclasses.asdict(options).values()
+    elif isinstance(options, Mapping):
+        values = options.values()
+    else:
+        return []
+    out: list[Path] = []
+    for value in values:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(item, (str, os.PathLike)) or str(item) in ("", ".", ".."):
+                continue
+            path = Path(item).expanduser()
+            try:
+                if path.is_dir():
+                    out += tree_files(path)
+                elif path.is_file():
+                    out += sorted(p for p in path.parent.glob(f"{path.stem}.*") if p.is_file())
+            except OSError:
+                continue
+    return out
+
+
+# ------------------------------------------------------------------------------ models, corpora
+def model_identity(name: str, revision: str | None = None) -> str:
+    """Content identity of a model reference (see the module docstring)."""
+    from xalign.encoders.encoder import PACKAGED_PREFIX
+
+    if name.startswith(PACKAGED_PREFIX):
+        from xalign.encoders.e5 import CONVERTER_VERSION, packaged_e5_bin
+
+        return f"{name}:converter-{CONVERTER_VERSION}:sha256-{file_digest(packaged_e5_bin())}"
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return f"files:{tree_digest(local)}"
+    if local.is_file():
+        return f"file:{file_digest(local)}"
+    return f"hub:{name}@{_hub_commit(name, revision) or (revision or 'main') + ' (not cached)'}"
+
+
+def _hub_commit(name: str, revision: str | None) -> str | None:
+    """Commit of the locally cached snapshot of a hub model, if any (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json", revision=revision)
+    except Exception:  # an invalid repo id, no huggingface_hub: not cached
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
+def corpus_digest(
+    corpus: str | Mapping[str, str], src: str, tgt: str, limit: int | None = None
+) -> str:
+    """sha256 of a language pair's sentence pairs as read (``data.corpus``, ``data.limit``)."""
+    from xalign.data.corpus import read_parallel
+
+    spec = corpus[src] if isinstance(corpus, Mapping) else corpus
+    digest = hashlib.sha256()
+    for pair in read_parallel(spec, src, tgt, limit=limit):  # (src, tgt[, where]): text only
+        digest.update(json.dumps([pair[0], pair[1]], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def distribution_version(name: str) -> str:
+    """Installed version of a distribution, or ``"absent"``."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def training_identity(components: Mapping[str, Any]) -> str:
+    """The ``xalign.identity`` tag of a training run: sha256 of its content components
+    (config fingerprint, corpus digests, initial model, link digests, software versions)."""
+    return json_digest(dict(components))
+
+
+# ------------------------------------------------------------------------------ training runs
+IDENTITY_FORMAT = "xalign-train-identity/1"
+
+
+class InputsChanged(XalignError, ValueError):
+    """A run would go on with other inputs than it started with (resume)."""
+
+
+def training_components(
+    cfg: Any,
+    *,
+    plugins: Mapping[str, str],
+    links: Mapping[str, str],
+    corpus_digests: Mapping[str, str] | None = None,
+    model_id: str | None = None,
+) -> dict[str, Any]:
+    """What a training run's numbers come from, for :func:`training_identity`.
+
+    ``cfg``: the :class:`~xalign.config.RunConfig`; ``plugins``: objective name ->
+    ``"distribution version"``; ``links``: pair -> links digest (pairs without links absent);
+    ``corpus_digests``/``model_id``: already computed digests (else computed here).
+    """
+    import xalign
+
+    target = cfg.data.target
+    known = dict(corpus_digests or {})
+    corpus = {}
+    for lang in cfg.data.languages:
+        pair = f"{lang}-{target}"
+        corpus[pair] = known.get(pair) or corpus_digest(
+            cfg.data.corpus, lang, target, cfg.data.limit
+        )
+    return {
+        "format": IDENTITY_FORMAT,
+        "fingerprint": cfg.fingerprint(),
+        "model": model_id or model_identity(cfg.model.name, cfg.model.revision),
+        "corpus": corpus,
+        "links": dict(sorted(links.items())),
+        "software": {
+            "xalign": xalign.__version__,
+            "sacremoses": distribution_version("sacremoses"),
+            **{f"plugin.{n}": v for n, v in sorted(plugins.items())},
+        },
+    }
+
+
+def identity_params(components: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params of a run's content components (plus recorded, unkeyed versions)."""
+    out = {"model.content": components["model"]}
+    out.update({f"data.corpus_hash.{p}": d for p, d in components["corpus"].items()})
+    out.update({f"data.links_hash.{p}": d for p, d in components["links"].items()})
+    out.update({f"software.{k}": v for k, v in components["software"].items()})
+    for dist in ("torch", "transformers", "eflomal", "geomloss"):  # recorded, not keyed
+        out[f"env.{dist}"] = distribution_version(dist)
+    return out
+
+
+def input_differences(
+    params: Mapping[str, str], components: Mapping[str, Any], *, software: bool = True
+) -> list[str]:
+    """How a run's recorded params differ from ``components`` (empty: same inputs, or a run
+    that recorded none)."""
+    if "model.content" not in params:
+        return []
+    diffs = []
+    if params["model.content"] != components["model"]:
+        diffs.append(
+            f"initial model ({params['model.content'][:40]} now {components['model'][:40]})"
+        )
+    for kind, label in (("corpus", "corpus_hash"), ("links", "links_hash")):
+        old = {k.split(".", 2)[2]: v for k, v in params.items() if k.startswith(f"data.{label}.")}
+        for pair in sorted(set(old) | set(components[kind])):
+            before, now = old.get(pair), components[kind].get(pair)
+            if before != now:
+                diffs.append(
+                    f"{kind} {pair} (sha256 {(before or 'none')[:12]} now {(now or 'none')[:12]})"
+                )
+    if software:
+        for key, now in components["software"].items():
+            before = params.get(f"software.{key}")
+            if before != now:
+                diffs.append(f"{key} {before or 'unrecorded'} now {now}")
+    return diffs
+
+
+def check_same_inputs(
+    params: Mapping[str, str], components: Mapping[str, Any], *, what: str
+) -> None:
+    """Raise :class:`InputsChanged` when the model, corpus or links differ from the run's."""
+    diffs = input_differences(params, components, software=False)
+    if diffs:
+        raise InputsChanged(
+            f"{what} started on other inputs: {'; '.join(diffs)}. Resume with the same "
+            f"model and corpus; for links pass the run's own artifacts: --set "
+            f"data.links=<artifacts>/links/{{src}}-{{tgt}}.{{symmetrization}}.txt"
+        )
