@@ -71,7 +71,7 @@ def test_builtin_plugins_are_all_listed():
     assert names == {"sinkhorn": "objective", "l2": "objective", "contrastive": "objective",
                      "mixed_ot": "objective", "xnli": "task", "xnli-mini": "task",
                      "xquad": "task", "qa-mini": "task", "align": "task", "tatoeba": "task",
-                     "udpos": "task", "pos-mini": "task", "mlqa": "task"}
+                     "udpos": "task", "pos-mini": "task", "mlqa": "task", "bucc": "task"}
 
 
 def test_env_var_restricts_loading(monkeypatch):

@@ -512,7 +512,8 @@ def test_registered_with_the_xtreme_recipe() -> None:
         "vi",
     ]
     assert mini["treebanks"]["ar"] == "ar_pud" and mini["treebanks"]["en"] == "en_ewt"
-    assert (mini["train_limit"], mini["test_limit"]) == (2000, 200)
+    assert (mini["train_limit"], mini["test_limit"], mini["epochs"]) == (2000, 200, 1)
+    assert mini["label_subword"] == "first_content"
     assert full["label_subword"] == "first"  # XTREME: the first subword, even a bare "▁"
     with pytest.raises(ValueError, match="label_subword"):
         udpos.Udpos.from_options({"label_subword": "last"})

@@ -347,3 +347,30 @@ def test_data_stats_artifact_reports_filters_unescaping_and_truncation(tiny_mode
     assert stats["unescaped_lines"] == {str(path): 1}
     assert stats["truncated_words"]["words"] > 0 and stats["truncated_words"]["sentences"] > 0
     assert stats["batches_per_epoch"] == 2
+
+
+def test_pairs_that_ran_out_are_not_logged_as_zero(tiny_model, tmp_path, tracking_uri,
+                                                   one_thread):
+    """de 6 and fr 10 sentences, batch 4, one micro-step per optimizer step: step 3 holds fr
+    only, so de-en is absent from step 3's metrics (not 0.0); a pair's logged value is its
+    micro-batch mean, and ``loss`` is the sum over the pairs present."""
+    from mlflow.tracking import MlflowClient
+
+    recipe = unequal_recipe(tiny_model, tmp_path, tracking_uri, "sinkhorn", 1.0)
+    recipe.cfg.train.grad_accum = 1
+    recipe.total_steps = 3
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    client = MlflowClient(tracking_uri)
+
+    def at(key: str) -> dict[int, float]:
+        return {m.step: m.value for m in client.get_metric_history(recipe.run_id, key)}
+
+    assert sorted(at("de-en/total")) == [1, 2] and sorted(at("fr-en/total")) == [1, 2, 3]
+    loss, de, fr = at("loss"), at("de-en/total"), at("fr-en/total")
+    for step in (1, 2):
+        assert loss[step] == pytest.approx(de[step] + fr[step], rel=1e-5)
+    assert loss[3] == pytest.approx(fr[3], rel=1e-5)
+    assert not any(k.endswith("/weight") for k in client.get_run(recipe.run_id).data.metrics)

@@ -468,6 +468,7 @@ class AlignmentRecipe:
                     _accumulate(sums, f"{name}/reg", reg, share * scale_micro)
                     total = total + lam * reg
             _accumulate(sums, f"{name}/total", total, share * scale_micro)
+            _accumulate(sums, f"{name}/weight", torch.ones(()), share * scale_micro)
             if torch.isfinite(total):
                 (total * share * scale_micro).backward()
             else:
@@ -493,6 +494,8 @@ class AlignmentRecipe:
                 metrics = self._reduce_metrics(sums)
                 if metrics.pop("nonfinite", 0.0) > 0:
                     self._diverged(step, metrics)
+                loss = sum(v for k, v in metrics.items() if k.endswith("/total"))
+                metrics = _pair_means(metrics)
                 if self.world > 1:
                     _all_reduce_grads(self.params)
                 grad_norm = None
@@ -502,7 +505,7 @@ class AlignmentRecipe:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                metrics["loss"] = sum(v for k, v in metrics.items() if k.endswith("/total"))
+                metrics["loss"] = loss
                 metrics["lr"] = self.scheduler.get_last_lr()[0]
                 if grad_norm is not None:
                     metrics["grad_norm"] = grad_norm
@@ -530,7 +533,8 @@ class AlignmentRecipe:
     def _metric_keys(self) -> list[str]:
         """The same ordered keys on every rank, whatever its shard of the batch held."""
         names = ["mixed"] if self.mixed else [p.name for p in self.data.pairs]
-        parts = [*self.objectives, "total"] + (["reg"] if self.cfg.train.reg_weight > 0 else [])
+        parts = [*self.objectives, "total", "weight"]
+        parts += ["reg"] if self.cfg.train.reg_weight > 0 else []
         return sorted([f"{n}/{p}" for n in names for p in parts] + ["nonfinite"])
 
     def _reduce_metrics(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -642,6 +646,23 @@ class AlignmentRecipe:
 def _no_accelerator() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
+def _pair_means(metrics: dict[str, float]) -> dict[str, float]:
+    """Per-pair metrics as the mean over the micro-steps the pair took part in.
+
+    ``metrics`` holds, per pair, sums weighted by ``1/len(micro-steps)`` and the summed weight
+    ``NAME/weight`` (1 when the pair was in every micro-step of the optimizer step). A pair
+    whose sentences ran out this epoch (unequal sizes) is left out instead of logged as 0.
+    """
+    weights = {k[: -len("/weight")]: v for k, v in metrics.items() if k.endswith("/weight")}
+    out = {}
+    for key, value in metrics.items():
+        name = key.rsplit("/", 1)[0]
+        if key.endswith("/weight") or weights.get(name, 1.0) <= 0:
+            continue
+        out[key] = value / weights[name] if name in weights else value
+    return out
 
 
 def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor, w: float) -> None:

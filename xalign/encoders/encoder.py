@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from xalign.batch import Side
-from xalign.errors import XalignError
+from xalign.errors import ConfigError, XalignError
 
 PACKAGED_PREFIX = "packaged:"
 PACKAGED_MODELS = ("multilingual-e5-small",)
@@ -69,8 +69,8 @@ class Encoder(nn.Module):
         self.max_length = fit_max_length(model, tokenizer, max_length)
         n_layers = model.config.num_hidden_layers
         if not -n_layers - 1 <= layer <= n_layers:
-            raise EncoderLoadError(f"layer {layer} out of range for {name} ({n_layers} layers: "
-                                   f"use -{n_layers + 1}..{n_layers}, -1 = last)")
+            raise ConfigError(f"layer {layer} out of range for {name} ({n_layers} layers: "
+                              f"use -{n_layers + 1}..{n_layers}, -1 = last)")
 
     @property
     def hidden_size(self) -> int:
