@@ -10,6 +10,7 @@ training run id (its ``xalign.model_dir`` tag).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +37,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
 def resolve_align_model(ref: str, tracking_uri: str | None = None) -> str:
     """Model path or name for ``ref``; a run output dir means its ``model`` subfolder."""
     from xalign.evaluate import resolve_model
@@ -43,6 +47,10 @@ def resolve_align_model(ref: str, tracking_uri: str | None = None) -> str:
     local = Path(ref).expanduser()
     if (local / "model" / "config.json").exists() and not (local / "config.json").exists():
         ref = str(local / "model")
+    if not local.exists() and _RUN_ID.match(ref):  # a run id: say so if the store is down
+        from xalign.tracking import check_tracking
+
+        check_tracking(tracking_uri)
     return resolve_model(ref, tracking_uri=tracking_uri)[0]
 
 
@@ -153,10 +161,13 @@ def align(
         None, "--tracking-uri", help="MLflow tracking URI (for run ids)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print links and plan as JSON."),
+    unescape: bool = typer.Option(
+        True, "--unescape/--no-unescape", help="Undo Moses XML escaping (&quot; -> \") first."
+    ),
 ) -> None:
     """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""
     from xalign.alignment.extract import align_sentences
-    from xalign.data import tokenize_words
+    from xalign.data.text import normalize_text, tokenize_words
     from xalign.encoders import load_encoder
     from xalign.word_align import plot_alignment
 
@@ -180,8 +191,8 @@ def align(
         encoder = load_encoder(path, layer=layer, max_length=max_length).eval()
         alignment = align_sentences(
             encoder,
-            tokenize_words(src, src_lang),
-            tokenize_words(tgt, tgt_lang),
+            tokenize_words(normalize_text(src, unescape=unescape)[0], src_lang),
+            tokenize_words(normalize_text(tgt, unescape=unescape)[0], tgt_lang),
             src_lang,
             tgt_lang,
             config,

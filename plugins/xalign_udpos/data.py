@@ -158,8 +158,8 @@ def _from_hub(
         raise DataUnavailableError(
             f"UD {lang} {split}: no local file {pattern} (searched: {where}), and XTREME's "
             f"udpos on the Hub has no {lang!r} config (it has {', '.join(XTREME_UDPOS_NAMES)}); "
-            f"pass --data-dir FOLDER with {hint}, or name a treebank (treebanks.{lang}="
-            f"{lang}_NAME) to load it from {UD_HUB_ID}"
+            f"pass --data-dir FOLDER with {hint}, or name a treebank (--option "
+            f"TASK.treebanks.{lang}={lang}_NAME) to load it from {UD_HUB_ID}"
         )
     rows = load_hub_dataset(
         f"UD {lang} {split}", hub_id, config, SPLITS[split], local_hint=hint, searched=folders
