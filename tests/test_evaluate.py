@@ -21,7 +21,7 @@ import xalign
 from xalign.cli import app
 from xalign.evaluate import EvaluationError, evaluate, evaluate_runs, resolve_model
 from xalign.objective import Objective
-from xalign.plugins import get_registry, reset_registry
+from xalign.plugins import PluginError, get_registry, reset_registry
 from xalign.task import Task, TaskContext, TaskResult
 
 WORD_PAIRS = {"de": [("Zug", "train"), ("Hotel", "hotel"), ("Bus", "bus"), ("Hafen", "harbour")],
@@ -289,3 +289,27 @@ def test_a_failing_inputs_hook_names_the_plugin(tiny_model, tmp_path):
         evaluate_runs(str(tiny_model), "broken-inputs", context=ctx,
                       tracking_uri=fresh_store(tmp_path))
     assert CosineTask.calls == 0
+
+
+@pytest.mark.parametrize(("raised", "status", "error"), [
+    (KeyboardInterrupt("SIGTERM"), "KILLED", KeyboardInterrupt),
+    (ZeroDivisionError("bug"), "FAILED", PluginError),
+])
+def test_interrupted_or_crashed_eval_runs_end_in_a_terminal_state(
+        tiny_model, tmp_path, monkeypatch, raised, status, error):
+    """Ctrl-C/SIGTERM (the CLI turns SIGTERM into KeyboardInterrupt) marks the eval run KILLED;
+    a plugin bug marks it FAILED and comes back as a PluginError naming the task."""
+    uri = fresh_store(tmp_path)
+
+    def boom(self, model, context):
+        raise raised
+
+    monkeypatch.setattr(CosineTask, "run", boom)
+    ctx = TaskContext(output_dir=tmp_path / "eval", show_progress=False)
+    with pytest.raises(error) as info:
+        evaluate_runs(str(tiny_model), "fake", context=ctx, tracking_uri=uri)
+    if error is PluginError:
+        assert "'fake'" in str(info.value) and "ZeroDivisionError: bug" in str(info.value)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == status

@@ -165,7 +165,15 @@ def sync_tracking(
     err.print(f"sent {sent} tracking record(s) from {directory}", highlight=False)
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM outside training (which handles it itself) ends like Ctrl-C: runs marked KILLED."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         app()
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from xalign.evaluate import BASE, EvalRun, evaluate_runs, resolve_spec
 from xalign.evaluation.metrics import paired_bootstrap, seed_summary
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.task import TaskContext, TaskResult
-from xalign.tracking import Tracker, resolve_tracking_uri
+from xalign.tracking import Tracker, resolve_tracking_uri, terminal_status
 
 N_BOOT = 1000
 BOOT_SEED = 0
@@ -223,8 +223,8 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
         for name in ("markdown", "csv", "png", "json"):
             tracker.log_artifact(Path(report.artifacts[name]))
         tracker.log_metrics(_parent_metrics(summary), step=0)
-    except BaseException:
-        tracker.end("FAILED")
+    except BaseException as exc:
+        tracker.end(terminal_status(exc))
         raise
     tracker.end("FINISHED")
     return report

@@ -35,7 +35,7 @@ import xalign
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.task import TaskContext, TaskResult
-from xalign.tracking import Tracker, resolve_tracking_uri
+from xalign.tracking import Tracker, resolve_tracking_uri, terminal_status
 
 BASE = "base"
 DEFAULT_EXPERIMENT = "xalign"
@@ -268,8 +268,8 @@ def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
             # not Tracker.log_json: it sorts keys, and the task's language order matters
             tracker.log_text(json.dumps(dataclasses.asdict(result), indent=1, default=str),
                              RESULT_FILE)
-        except BaseException:
-            tracker.end("FAILED")
+        except BaseException as exc:
+            tracker.end(terminal_status(exc))
             raise
         tracker.end("FINISHED")
         out.append(EvalRun(result, task_name, str(run_id), seed, False, key, spec.objective,

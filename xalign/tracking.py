@@ -619,3 +619,9 @@ def _param_str(v: Any) -> str:
 
 def _metric_key(k: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in k)
+
+
+def terminal_status(exc: BaseException) -> str:
+    """MLflow status for a run ended by ``exc``: KILLED for SIGINT/SIGTERM, else FAILED."""
+    interrupted = isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "TrainingInterrupted"
+    return "KILLED" if interrupted else "FAILED"
