@@ -192,10 +192,15 @@ def write_mlqa(
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
+def offline(monkeypatch):
+    """The Hub is unreachable (the loaders' quick probe says so; datasets is never asked).
+
+    Not HF_HUB_OFFLINE: huggingface_hub reads it at import, so once ``datasets`` is imported
+    it no longer applies and a lookup waits for network timeouts.
+    """
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.setenv(var, "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("xalign.evaluation.data._hub_reachable", lambda timeout=2.0: False)
 
 
 @pytest.mark.parametrize("nested", ["MLQA_V1", "mlqa/MLQA_V1", "mlqa", ""])

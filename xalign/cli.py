@@ -176,8 +176,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(143 if str(exc) == "SIGTERM" else 130)
 
 
 if __name__ == "__main__":
