@@ -47,13 +47,17 @@ def main() -> None:
         sinkhorn_divergence(x, xm, y, ym).mean().backward()
 
     def looped():
-        total = sum(sinkhorn_divergence(x[b, xm[b]], xm[b, xm[b]], y[b, ym[b]], ym[b, ym[b]])
-                    for b in range(a.batch))
+        total = sum(
+            sinkhorn_divergence(x[b, xm[b]], xm[b, xm[b]], y[b, ym[b]], ym[b, ym[b]])
+            for b in range(a.batch)
+        )
         (total / a.batch).backward()
 
     tb, tl = timed(batched, a.reps), timed(looped, a.reps)
-    print(f"batched: {tb * 1000:8.1f} ms   per-pair loop: {tl * 1000:8.1f} ms   "
-          f"speed-up {tl / tb:.1f}x  (batch {a.batch}, {a.words} words, dim {a.dim})")
+    print(
+        f"batched: {tb * 1000:8.1f} ms   per-pair loop: {tl * 1000:8.1f} ms   "
+        f"speed-up {tl / tb:.1f}x  (batch {a.batch}, {a.words} words, dim {a.dim})"
+    )
 
 
 if __name__ == "__main__":

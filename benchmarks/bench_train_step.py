@@ -31,8 +31,9 @@ def main() -> None:
     if args.freeze_embeddings:
         enc.model.get_input_embeddings().requires_grad_(False)
     frozen = enc.frozen_copy()
-    data = build_parallel_data("demo", ["de"], "en", pairs_per_language=None,
-                               batch_size=args.batch, seed=0)
+    data = build_parallel_data(
+        "demo", ["de"], "en", pairs_per_language=None, batch_size=args.batch, seed=0
+    )
     obj = Sinkhorn(hidden_size=enc.hidden_size)
     params = [p for p in enc.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=5e-5)
@@ -71,8 +72,10 @@ def main() -> None:
         mean = sum(values) / len(values)
         total += mean
         print(f"{name:>26}: {mean:7.3f} s")
-    print(f"{'total per pair-step':>26}: {total:7.3f} s  (batch {args.batch}, "
-          f"{torch.get_num_threads()} threads)")
+    print(
+        f"{'total per pair-step':>26}: {total:7.3f} s  (batch {args.batch}, "
+        f"{torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

@@ -173,13 +173,17 @@ def test_bad_inputs_are_xalign_errors(tmp_path: Path) -> None:
     assert (bad.value.path, bad.value.line) == (tmp_path / "enfr.gold", 1)
 
 
-@pytest.mark.parametrize(("name", "relative", "column"), [
-    ("awesome-enfr", "awesome/enfr.src-tgt", None),
-    ("xlwa-bg-test", "xlwa/bg/test.tsv", 1),
-    ("bicici-deen", "deen_bicici100/test.de", None),
-])
-def test_shared_words_are_the_files_tokens_in_nfc(shared_data: Path, name: str, relative: str,
-                                                  column: int | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "relative", "column"),
+    [
+        ("awesome-enfr", "awesome/enfr.src-tgt", None),
+        ("xlwa-bg-test", "xlwa/bg/test.tsv", 1),
+        ("bicici-deen", "deen_bicici100/test.de", None),
+    ],
+)
+def test_shared_words_are_the_files_tokens_in_nfc(
+    shared_data: Path, name: str, relative: str, column: int | None
+) -> None:
     import unicodedata
 
     gold = _load_quiet(name, shared_data)

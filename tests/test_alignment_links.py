@@ -185,8 +185,15 @@ def test_links_have_one_home() -> None:
     import xalign.batch
     import xalign.links as home
 
-    for name in ("symmetrize", "one_to_one", "drop_identical", "parse_pharaoh", "format_pharaoh",
-                 "transpose", "LinkSpec"):
+    for name in (
+        "symmetrize",
+        "one_to_one",
+        "drop_identical",
+        "parse_pharaoh",
+        "format_pharaoh",
+        "transpose",
+        "LinkSpec",
+    ):
         assert getattr(alignment_links, name) is getattr(home, name), name
     assert xalign.LinkSpec is home.LinkSpec and xalign.Links is home.Links is xalign.batch.Links
     assert SYMMETRIZATION_METHODS is home.SYMMETRIZATIONS  # the one list
@@ -206,9 +213,15 @@ def test_link_spec_filters_worked_example() -> None:
     assert LinkSpec(one_to_one=True).apply(links, src, tgt) == {(1, 1), (2, 2)}
     # drop_identical runs first: Berlin-Berlin and .-. go, then every word has one link left
     assert LinkSpec(one_to_one=True, drop_identical=True).apply(links, src, tgt) == {
-        (1, 1), (2, 2), (3, 0)}
+        (1, 1),
+        (2, 2),
+        (3, 0),
+    }
     assert LinkSpec(one_to_one=False, drop_identical=True).apply(links, src, tgt) == {
-        (1, 1), (2, 2), (3, 0)}
+        (1, 1),
+        (2, 2),
+        (3, 0),
+    }
     assert LinkSpec(max_words=3).apply(links, src, tgt) == set()  # 4 words > 3: no links
     assert LinkSpec(one_to_one=False, max_words=4).apply(links, src, tgt) == links
 
@@ -245,15 +258,21 @@ SRC = [["Das", "Haus", "ist", "klein", "."], ["Ja"], ["Это", "дом"]]
 TGT = [["The", "house", "is", "small", "."], ["Yes"], ["This", "is", "a", "house"]]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("0-0 1-1\n0-0\n", r"x.txt: 2 lines, but de-en has 3 sentence pairs"),
-    ("0-0\n0-0\n0-0\n0-0\n", r"x.txt: 4 lines, but de-en has 3"),
-    ("0-0 1-1\n0-0\n0-0 2-4\n", r"x.txt:3: link 2-4 out of range: sentence pair 3 has 2 source "
-                                r"and 4 target words"),
-    ("1-1 5-5\n1-1\n1-1\n", r"x.txt:1: link 5-5 out of range.*\(is the file 1-based\?\)"),
-    ("0-0\n0:0\n\n", r"x.txt:2: malformed link '0:0'"),
-    ("0-0\n0p0\n\n", r"x.txt:2: possible link '0p0'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0-0 1-1\n0-0\n", r"x.txt: 2 lines, but de-en has 3 sentence pairs"),
+        ("0-0\n0-0\n0-0\n0-0\n", r"x.txt: 4 lines, but de-en has 3"),
+        (
+            "0-0 1-1\n0-0\n0-0 2-4\n",
+            r"x.txt:3: link 2-4 out of range: sentence pair 3 has 2 source "
+            r"and 4 target words",
+        ),
+        ("1-1 5-5\n1-1\n1-1\n", r"x.txt:1: link 5-5 out of range.*\(is the file 1-based\?\)"),
+        ("0-0\n0:0\n\n", r"x.txt:2: malformed link '0:0'"),
+        ("0-0\n0p0\n\n", r"x.txt:2: possible link '0p0'"),
+    ],
+)
 def test_read_links_file_errors_name_file_and_line(tmp_path, text, message) -> None:
     from xalign.links import LinksFileError, read_links_file
 

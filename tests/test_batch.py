@@ -25,8 +25,9 @@ def test_pool_words_matches_loop(pooling):
     torch.manual_seed(0)
     hidden = torch.randn(3, 7, 4)
     # [CLS] w0 w0 w1 w2 w2 [SEP] / [CLS] w0 w1 [SEP] pad pad pad / [CLS] w0 w0 w0 [SEP] pad pad
-    word_index = torch.tensor([[-1, 0, 0, 1, 2, 2, -1], [-1, 0, 1, -1, -1, -1, -1],
-                               [-1, 0, 0, 0, -1, -1, -1]])
+    word_index = torch.tensor(
+        [[-1, 0, 0, 1, 2, 2, -1], [-1, 0, 1, -1, -1, -1, -1], [-1, 0, 0, 0, -1, -1, -1]]
+    )
     n_words = torch.tensor([3, 2, 1])
     vecs, mask = pool_words(hidden, word_index, n_words, pooling)
     assert vecs.shape == (3, 3, 4)

@@ -38,9 +38,14 @@ def files(tmp_path, monkeypatch) -> dict[str, str]:
     (tmp_path / "float.yaml").write_text("train:\n  lr: 1.0e-4\n  batch_size: 2.5\n")
     (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
     (tmp_path / "empty").mkdir()
-    return {"bool": str(tmp_path / "bool.yaml"), "float": str(tmp_path / "float.yaml"),
-            "broken": str(tmp_path / "broken.yaml"), "missing": str(tmp_path / "nope.yaml"),
-            "empty": str(tmp_path / "empty"), "nomodel": str(tmp_path / "no-such-model")}
+    return {
+        "bool": str(tmp_path / "bool.yaml"),
+        "float": str(tmp_path / "float.yaml"),
+        "broken": str(tmp_path / "broken.yaml"),
+        "missing": str(tmp_path / "nope.yaml"),
+        "empty": str(tmp_path / "empty"),
+        "nomodel": str(tmp_path / "no-such-model"),
+    }
 
 
 #: command -> [(arguments, fragments the message must contain[, known-gap reason])]; {name}
@@ -66,46 +71,94 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (["--set", "objectives.sinkhorn.scope=corpus"], ["objectives.sinkhorn", "scope"]),
         (["--resume", "{nomodel}"], ["--resume {nomodel}: no such file or directory"]),
         (["--resume", "{empty}"], ["no complete checkpoint found at {empty}"]),
-        (["-o", "mixed_ot", "-o", "sinkhorn"],
-         ["--objective mixed_ot, --objective sinkhorn: objectives: mixed_ot need(s) one batch "
-          "mixing all language pairs and cannot be combined with per-language-pair objectives "
-          "(sinkhorn)"]),
-        (["--set", "model.name={tiny}", "--set", "model.layer=99", "--set",
-          "tracking.uri={store}"], ["layer 99", "out of range"]),
+        (
+            ["-o", "mixed_ot", "-o", "sinkhorn"],
+            [
+                "--objective mixed_ot, --objective sinkhorn: objectives: mixed_ot need(s) one "
+                "batch mixing all language pairs and cannot be combined with per-language-pair "
+                "objectives (sinkhorn)"
+            ],
+        ),
+        (
+            [
+                "--set",
+                "model.name={tiny}",
+                "--set",
+                "model.layer=99",
+                "--set",
+                "tracking.uri={store}",
+            ],
+            ["layer 99", "out of range"],
+        ),
     ],
     "eval": [
-        (["{tiny}", "--task", "no_such_task", "--tracking-uri", "{store}"],
-         ["unknown task 'no_such_task'", "align"]),
-        (["{tiny}", "--task", "align", "--option", "align.layer=top", "--tracking-uri",
-          "{store}"], ["layer: expected an integer, got 'top'"]),
-        (["{tiny}", "--task", "align", "--option", "align.nope=1", "--tracking-uri", "{store}"],
-         ["unknown option(s) 'nope'"]),
-        (["{tiny}", "--task", "align", "--option", "layer=1", "--tracking-uri", "{store}"],
-         ["--option 'layer=1'"]),
+        (
+            ["{tiny}", "--task", "no_such_task", "--tracking-uri", "{store}"],
+            ["unknown task 'no_such_task'", "align"],
+        ),
+        (
+            [
+                "{tiny}",
+                "--task",
+                "align",
+                "--option",
+                "align.layer=top",
+                "--tracking-uri",
+                "{store}",
+            ],
+            ["layer: expected an integer, got 'top'"],
+        ),
+        (
+            ["{tiny}", "--task", "align", "--option", "align.nope=1", "--tracking-uri", "{store}"],
+            ["unknown option(s) 'nope'"],
+        ),
+        (
+            ["{tiny}", "--task", "align", "--option", "layer=1", "--tracking-uri", "{store}"],
+            ["--option 'layer=1'"],
+        ),
         (["{nomodel}", "--task", "align", "--tracking-uri", "{store}"], ["{nomodel}"]),
         (["{tiny}", "--task", "align", "--seeds", "0"], ["--seeds"]),
-        (["{tiny}", "--task", "align", "--data-dir", "{empty}", "--tracking-uri", "{store}"],
-         ["{empty}"]),
+        (
+            ["{tiny}", "--task", "align", "--data-dir", "{empty}", "--tracking-uri", "{store}"],
+            ["{empty}"],
+        ),
     ],
     "compare": [
         (["sinkhorn", "--set", "train.lr=abc", "--tracking-uri", "{store}"], ["train.lr"]),
-        (["sinkhorn", "--set", "objectives.sinkhorn.p=2.5", "--tracking-uri", "{store}"],
-         ["objectives.sinkhorn.p", "not a whole number"]),
+        (
+            ["sinkhorn", "--set", "objectives.sinkhorn.p=2.5", "--tracking-uri", "{store}"],
+            ["objectives.sinkhorn.p", "not a whole number"],
+        ),
         (["sinkhorn", "--config", "{missing}", "--tracking-uri", "{store}"], ["{missing}"]),
-        (["sinkhorn", "--config", "{bool}", "--tracking-uri", "{store}"],
-         ["{bool}:2: data.languages[1]"]),
+        (
+            ["sinkhorn", "--config", "{bool}", "--tracking-uri", "{store}"],
+            ["{bool}:2: data.languages[1]"],
+        ),
         (["no_such_objective", "--tracking-uri", "{store}"], ["'no_such_objective'"]),
-        (["sinkhorn", "--tasks", "no_such_task", "--tracking-uri", "{store}"],
-         ["unknown task 'no_such_task'"]),
-        (["sinkhorn", "--tasks", "align", "--option", "align.blur=x", "--tracking-uri",
-          "{store}"], ["blur: expected a number, got 'x'"]),
+        (
+            ["sinkhorn", "--tasks", "no_such_task", "--tracking-uri", "{store}"],
+            ["unknown task 'no_such_task'"],
+        ),
+        (
+            [
+                "sinkhorn",
+                "--tasks",
+                "align",
+                "--option",
+                "align.blur=x",
+                "--tracking-uri",
+                "{store}",
+            ],
+            ["blur: expected a number, got 'x'"],
+        ),
     ],
     "align": [
         (["Das Haus", "The house", "--model", "{nomodel}"], ["{nomodel}"]),
-        (["Das Haus", "The house", "--model", "{tiny}", "--method", "bogus"],
-         ["--method", "bogus"]),
-        (["Das Haus", "The house", "--model", "{tiny}", "--pooling", "max"],
-         ["--pooling", "max"]),
+        (
+            ["Das Haus", "The house", "--model", "{tiny}", "--method", "bogus"],
+            ["--method", "bogus"],
+        ),
+        (["Das Haus", "The house", "--model", "{tiny}", "--pooling", "max"], ["--pooling", "max"]),
         (["", "The house", "--model", "{tiny}"], ["at least one word"]),
         (["Das Haus", "The house", "--model", "{tiny}", "--layer", "99"], ["layer", "99"]),
     ],
@@ -132,8 +185,11 @@ def test_every_command_has_bad_input_cases():
 
 def case_params() -> list[Any]:
     """(command, index), marked xfail where a known gap outside this test's reach remains."""
-    return [pytest.param(c, i, marks=[pytest.mark.xfail(reason=case[2])] if len(case) > 2
-                         else []) for c, cases in CASES.items() for i, case in enumerate(cases)]
+    return [
+        pytest.param(c, i, marks=[pytest.mark.xfail(reason=case[2])] if len(case) > 2 else [])
+        for c, cases in CASES.items()
+        for i, case in enumerate(cases)
+    ]
 
 
 @pytest.mark.parametrize("command, index", case_params())
@@ -154,10 +210,11 @@ def test_bad_input_gives_one_message_and_no_traceback(command, index, files, tin
 SUBPROCESS = {
     "plugins": (["plugins", "--jsn"], "--jsn"),
     "run": (["run", "--set", "train.batch_size=2.5"], "train.batch_size"),
-    "eval": (["eval", "{nomodel}", "--task", "align", "--tracking-uri", "{store}"],
-             "{nomodel}"),
-    "compare": (["compare", "sinkhorn", "--set", "data.languages=[de, true]", "--tracking-uri",
-                 "{store}"], "data.languages[1]"),
+    "eval": (["eval", "{nomodel}", "--task", "align", "--tracking-uri", "{store}"], "{nomodel}"),
+    "compare": (
+        ["compare", "sinkhorn", "--set", "data.languages=[de, true]", "--tracking-uri", "{store}"],
+        "data.languages[1]",
+    ),
     "align": (["align", "Haus", "house", "--model", "{nomodel}"], "{nomodel}"),
     "sync-tracking": (["sync-tracking", "{empty}"], "{empty}"),
 }
@@ -174,8 +231,13 @@ def test_bad_input_in_a_real_process(command, files, store):
     args, fragment = SUBPROCESS[command]
     values = {**files, "store": store}
     env = {k: v for k, v in os.environ.items() if k != "XALIGN_LOAD_PLUGINS"}
-    out = subprocess.run([str(XALIGN), *fill(args, values)], capture_output=True, text=True,
-                         env={**env, "COLUMNS": "200"}, timeout=300)
+    out = subprocess.run(
+        [str(XALIGN), *fill(args, values)],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=300,
+    )
     output = out.stdout + out.stderr
     assert out.returncode != 0, output
     assert "Traceback" not in output, output

@@ -17,8 +17,16 @@ def test_piped_tables_keep_their_headers(monkeypatch):
     monkeypatch.setattr("sys.stdout", out)
     console = stdout_console()
     assert console.width == PIPE_WIDTH
-    names = ["objective", "awesome-enfr", "awesome-roen", "bicici-deen", "xlwa-bg-test",
-             "xlwa-es-test", "avg seen", "avg all"]
+    names = [
+        "objective",
+        "awesome-enfr",
+        "awesome-roen",
+        "bicici-deen",
+        "xlwa-bg-test",
+        "xlwa-es-test",
+        "avg seen",
+        "avg all",
+    ]
     table = Table(*names)
     table.add_row(*(["0.1234 ± 0.0056"] * len(names)))
     console.print(table)
@@ -29,11 +37,17 @@ def test_piped_tables_keep_their_headers(monkeypatch):
 
 def test_cli_warning_is_one_line_without_source(capsys):
     message = GoldAlignmentWarning("bicici-deen: 1 gold link(s) out of range [sentence 62]")
-    cli._show_warning(message, GoldAlignmentWarning, "/x/plugin.py", 260,
-                      line="golds = [load_gold(name) for name in names]")
+    cli._show_warning(
+        message,
+        GoldAlignmentWarning,
+        "/x/plugin.py",
+        260,
+        line="golds = [load_gold(name) for name in names]",
+    )
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["warning: GoldAlignmentWarning: bicici-deen: 1 gold link(s) out of range "
-                     "[sentence 62]"]
+    assert lines == [
+        "warning: GoldAlignmentWarning: bicici-deen: 1 gold link(s) out of range [sentence 62]"
+    ]
 
 
 def test_cli_callback_installs_the_warning_format():

@@ -30,12 +30,18 @@ def ones(k: int, n: int = 20) -> list[float]:
 
 # per model: task -> seed -> language -> per-example scores (the task's score is their mean)
 ACC = {  # "preset": accuracy, higher is better; seen = de, fr
-    "base": {0: {"de": ones(10), "fr": ones(14), "en": ones(15)},
-             1: {"de": ones(12), "fr": ones(14), "en": ones(15)}},
-    "sinkhorn": {0: {"de": ones(18), "fr": ones(14), "en": ones(5)},
-                 1: {"de": ones(16), "fr": ones(14), "en": ones(5)}},
-    "other": {0: {"de": ones(11), "fr": ones(20), "en": ones(15)},
-              1: {"de": ones(13), "fr": ones(20), "en": ones(15)}},
+    "base": {
+        0: {"de": ones(10), "fr": ones(14), "en": ones(15)},
+        1: {"de": ones(12), "fr": ones(14), "en": ones(15)},
+    },
+    "sinkhorn": {
+        0: {"de": ones(18), "fr": ones(14), "en": ones(5)},
+        1: {"de": ones(16), "fr": ones(14), "en": ones(5)},
+    },
+    "other": {
+        0: {"de": ones(11), "fr": ones(20), "en": ones(15)},
+        1: {"de": ones(13), "fr": ones(20), "en": ones(15)},
+    },
 }
 AER = {  # "preset-aer": lower is better; el is not a training language
     "base": {s: {"de": [0.4] * 10, "el": [0.3] * 10} for s in (0, 1)},
@@ -46,52 +52,81 @@ AER = {  # "preset-aer": lower is better; el is not a training language
 
 def write_preset(model_dir: Path, name: str, seeds: list[int]) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
-    data = {"preset": {str(s): ACC[name][s] for s in seeds},
-            "preset-aer": {str(s): AER[name][s] for s in seeds}}
+    data = {
+        "preset": {str(s): ACC[name][s] for s in seeds},
+        "preset-aer": {str(s): AER[name][s] for s in seeds},
+    }
     (model_dir / "preset.json").write_text(json.dumps(data))
     return model_dir
 
 
 def write_config(path: Path, model: Path, uri: str, out: Path, **extra) -> Path:
-    raw = {"model": {"name": str(model)}, "data": {"languages": ["de", "fr"], **extra},
-           "train": {"output_dir": str(out)}, "tracking": {"uri": uri},
-           "objectives": {"sinkhorn": {}}}
+    raw = {
+        "model": {"name": str(model)},
+        "data": {"languages": ["de", "fr"], **extra},
+        "train": {"output_dir": str(out)},
+        "tracking": {"uri": uri},
+        "objectives": {"sinkhorn": {}},
+    }
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
 def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
     uri = fresh_store(tmp_path)
-    cfg_path = write_config(tmp_path / "cfg.yaml", write_preset(tmp_path / "base", "base", [0, 1]),
-                            uri, tmp_path / "out")
+    cfg_path = write_config(
+        tmp_path / "cfg.yaml",
+        write_preset(tmp_path / "base", "base", [0, 1]),
+        uri,
+        tmp_path / "out",
+    )
     for obj in ("sinkhorn", "other"):
         for seed in (0, 1):
             cfg = training_config(cfg_path, [], obj, seed)
-            log_train_run(uri, write_preset(tmp_path / f"{obj}-{seed}", obj, [seed]),
-                          fingerprint=cfg.fingerprint(), objective=obj,
-                          components=expected_components(cfg)[0])
+            log_train_run(
+                uri,
+                write_preset(tmp_path / f"{obj}-{seed}", obj, [seed]),
+                fingerprint=cfg.fingerprint(),
+                objective=obj,
+                components=expected_components(cfg)[0],
+            )
 
     def no_training(*_a, **_k):
         raise AssertionError("matching training runs must be reused")
 
     monkeypatch.setattr("xalign.trainer.run_training", no_training)
-    report = compare(["sinkhorn", "other"], config_path=cfg_path, tasks=["preset", "preset-aer"],
-                     seeds=2, show_progress=False)
+    report = compare(
+        ["sinkhorn", "other"],
+        config_path=cfg_path,
+        tasks=["preset", "preset-aer"],
+        seeds=2,
+        show_progress=False,
+    )
     md = report.markdown.splitlines()
     assert "| objective | de | fr | en | avg seen | avg all |" in md
-    assert ("| base | 0.550 ± 0.071 | 0.700 ± 0.000 | **0.750 ± 0.000** | 0.625 ± 0.035 | "
-            "0.667 ± 0.024 |") in md
-    assert ("| sinkhorn | **0.850 ± 0.071** (+0.300)* | 0.700 ± 0.000 (+0.000) | "
-            "0.250 ± 0.000 (-0.500)* | 0.775 ± 0.035 (+0.150) | 0.600 ± 0.024 (-0.067) |") in md
-    assert ("| other | 0.600 ± 0.071 (+0.050) | **1.000 ± 0.000** (+0.300)* | "
-            "**0.750 ± 0.000** (+0.000) | **0.800 ± 0.035** (+0.175) | "
-            "**0.783 ± 0.024** (+0.117) |") in md
+    assert (
+        "| base | 0.550 ± 0.071 | 0.700 ± 0.000 | **0.750 ± 0.000** | 0.625 ± 0.035 | "
+        "0.667 ± 0.024 |"
+    ) in md
+    assert (
+        "| sinkhorn | **0.850 ± 0.071** (+0.300)* | 0.700 ± 0.000 (+0.000) | "
+        "0.250 ± 0.000 (-0.500)* | 0.775 ± 0.035 (+0.150) | 0.600 ± 0.024 (-0.067) |"
+    ) in md
+    assert (
+        "| other | 0.600 ± 0.071 (+0.050) | **1.000 ± 0.000** (+0.300)* | "
+        "**0.750 ± 0.000** (+0.000) | **0.800 ± 0.035** (+0.175) | "
+        "**0.783 ± 0.024** (+0.117) |"
+    ) in md
     assert "## preset-aer (aer, lower is better)" in md
     assert "| objective | de | el | avg seen | avg all |" in md
-    assert ("| sinkhorn | **0.200 ± 0.000** (-0.200)* | **0.300 ± 0.000** (+0.000) | "
-            "**0.200 ± 0.000** (-0.200) | **0.250 ± 0.000** (-0.100) |") in md
-    assert "| other | 0.300 ± 0.000 (-0.100)* | 0.500 ± 0.000 (+0.200)* | " \
-           "0.300 ± 0.000 (-0.100) | 0.400 ± 0.000 (+0.050) |" in md
+    assert (
+        "| sinkhorn | **0.200 ± 0.000** (-0.200)* | **0.300 ± 0.000** (+0.000) | "
+        "**0.200 ± 0.000** (-0.200) | **0.250 ± 0.000** (-0.100) |"
+    ) in md
+    assert (
+        "| other | 0.300 ± 0.000 (-0.100)* | 0.500 ± 0.000 (+0.200)* | "
+        "0.300 ± 0.000 (-0.100) | 0.400 ± 0.000 (+0.050) |" in md
+    )
     assert "| de | sinkhorn | other | +0.250 | <0.001* |" in md  # best vs runner-up
     assert "| en | other | sinkhorn | +0.500 | <0.001* |" in md
     assert any("two-sided paired bootstrap" in line and "(seed, example)" in line for line in md)
@@ -112,16 +147,23 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
     assert de["values"] == [0.9, 0.8] and de["n_seeds"] == 2 and de["best"]
     assert de["mean"] == pytest.approx(0.85) and de["std"] == pytest.approx(0.1 / np.sqrt(2))
     assert de["delta_vs_base"] == pytest.approx(0.30) and de["significant"]
-    expected = paired_bootstrap(ones(18) + ones(16), ones(10) + ones(12), n=1000, seed=0,
-                                alternative="two-sided")
+    expected = paired_bootstrap(
+        ones(18) + ones(16), ones(10) + ones(12), n=1000, seed=0, alternative="two-sided"
+    )
     assert de["p_value"] == expected["p_value"]
-    assert row["preset", "de", "other"]["p_value"] == paired_bootstrap(
-        ones(11) + ones(13), ones(10) + ones(12), n=1000, seed=0,
-        alternative="two-sided")["p_value"] > 0.05
+    assert (
+        row["preset", "de", "other"]["p_value"]
+        == paired_bootstrap(
+            ones(11) + ones(13), ones(10) + ones(12), n=1000, seed=0, alternative="two-sided"
+        )["p_value"]
+        > 0.05
+    )
     assert row["preset", "fr", "sinkhorn"]["p_value"] == 1.0
     assert row["preset", "de", "base"]["p_value"] is None
-    assert row["preset-aer", "de", "sinkhorn"]["best"] and row["preset-aer", "de", "sinkhorn"][
-        "p_value"] == 0.0
+    assert (
+        row["preset-aer", "de", "sinkhorn"]["best"]
+        and row["preset-aer", "de", "sinkhorn"]["p_value"] == 0.0
+    )
     avg = {(a["task"], a["scope"], a["objective"]): a for a in out["averages"]}
     assert avg["preset", "all", "other"]["mean"] == pytest.approx((2.3 / 3 + 2.4 / 3) / 2)
     assert avg["preset", "seen", "sinkhorn"]["delta_vs_base"] == pytest.approx(0.15)
@@ -131,12 +173,17 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
 
     lines = list(csv.DictReader(io.StringIO(Path(out["artifacts"]["csv"]).read_text())))
     assert len(lines) == 3 * (3 + 2) + 3 * (2 + 2)  # 3 rows x (languages + 2 averages)
-    hit = next(r for r in lines if (r["task"], r["language"], r["objective"]) ==
-               ("preset", "avg_seen", "other"))
+    hit = next(
+        r
+        for r in lines
+        if (r["task"], r["language"], r["objective"]) == ("preset", "avg_seen", "other")
+    )
     assert float(hit["mean"]) == pytest.approx(0.8) and hit["n_seeds"] == "2"
     assert Path(out["artifacts"]["png"]).read_bytes()[:8] == PNG
-    assert Path(out["artifacts"]["output_dir"]) == (tmp_path / "out" / "compare" /
-                                                    report.parent_run_id).resolve()
+    assert (
+        Path(out["artifacts"]["output_dir"])
+        == (tmp_path / "out" / "compare" / report.parent_run_id).resolve()
+    )
 
     client = MlflowClient(uri)
     parent = client.get_run(report.parent_run_id)
@@ -148,14 +195,30 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
         tags = client.get_run(ev["run_id"]).data.tags
         assert tags["mlflow.parentRunId"] == report.parent_run_id
         assert (tags["xalign.objective"], tags["xalign.task"], tags["xalign.seed"]) == (
-            ev["objective"], ev["task"], str(ev["seed"]))
+            ev["objective"],
+            ev["task"],
+            str(ev["seed"]),
+        )
 
 
 def test_compare_cli_end_to_end_and_reuse(tiny_model, tmp_path):
     uri = fresh_store(tmp_path)
     cfg = write_config(tmp_path / "cfg.yaml", tiny_model, uri, tmp_path / "out", limit=24)
-    args = ["compare", "sinkhorn", "--config", str(cfg), "--set", "train.batch_size=8",
-            "--set", "train.lr=1e-3", "--tasks", "fake", "--seeds", "2", "--json"]
+    args = [
+        "compare",
+        "sinkhorn",
+        "--config",
+        str(cfg),
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.lr=1e-3",
+        "--tasks",
+        "fake",
+        "--seeds",
+        "2",
+        "--json",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output + repr(first.exception)
     out = json.loads(first.stdout)
@@ -189,9 +252,9 @@ def test_compare_cli_end_to_end_and_reuse(tiny_model, tmp_path):
 
 def test_option_parsing_and_errors(tmp_path):
     assert split_names(["xnli,xquad", "xnli", " align "]) == ["xnli", "xquad", "align"]
-    assert parse_task_options(["xnli.epochs=2", "xnli.train.lr=1e-4", "align.sets=[a,b]"],
-                              ["xnli", "align"]) == {"xnli": {"epochs": 2, "train": {"lr": 1e-4}},
-                                                     "align": {"sets": ["a", "b"]}}
+    assert parse_task_options(
+        ["xnli.epochs=2", "xnli.train.lr=1e-4", "align.sets=[a,b]"], ["xnli", "align"]
+    ) == {"xnli": {"epochs": 2, "train": {"lr": 1e-4}}, "align": {"sets": ["a", "b"]}}
     with pytest.raises(ConfigError, match="TASK.KEY=VALUE"):
         parse_task_options(["epochs=2"], ["xnli"])
     result = CliRunner().invoke(app, ["compare", "nope", "--tasks", "fake"])
@@ -212,8 +275,7 @@ def with_l2(monkeypatch) -> None:
     reset_registry()
 
 
-def test_training_runs_are_reused_only_with_the_same_links_file(tiny_model, tmp_path,
-                                                                monkeypatch):
+def test_training_runs_are_reused_only_with_the_same_links_file(tiny_model, tmp_path, monkeypatch):
     from xalign.compare import find_training_run
     from xalign.config import load_config
     from xalign.links import links_digest
@@ -223,14 +285,27 @@ def test_training_runs_are_reused_only_with_the_same_links_file(tiny_model, tmp_
     uri = fresh_store(tmp_path)
     links = tmp_path / "de-en.intersection.txt"
     links.write_text("0-0\n" * 24, encoding="utf-8")
-    cfg = load_config(None, [f"model.name={tiny_model}", "data.languages=[de]", "data.limit=24",
-                             f"data.links={tmp_path}/{{src}}-{{tgt}}.{{symmetrization}}.txt"],
-                      objectives=["l2"])
+    cfg = load_config(
+        None,
+        [
+            f"model.name={tiny_model}",
+            "data.languages=[de]",
+            "data.limit=24",
+            f"data.links={tmp_path}/{{src}}-{{tgt}}.{{symmetrization}}.txt",
+        ],
+        objectives=["l2"],
+    )
     components, why = expected_components(cfg, ["intersection"])
     before = links_digest([{(0, 0)}] * 24)
     assert why == "" and components["links"] == {"de-en": before}
-    run_id = log_train_run(uri, tiny_model, fingerprint=cfg.fingerprint(), objective="l2",
-                           components=components, symmetrizations="intersection")
+    run_id = log_train_run(
+        uri,
+        tiny_model,
+        fingerprint=cfg.fingerprint(),
+        objective="l2",
+        components=components,
+        symmetrizations="intersection",
+    )
     tracker = Tracker(uri, "xalign")
     found, reasons = find_training_run(tracker, cfg)
     assert found.info.run_id == run_id and reasons == []
@@ -238,15 +313,18 @@ def test_training_runs_are_reused_only_with_the_same_links_file(tiny_model, tmp_
     after = links_digest([{(0, 0)}] * 23 + [{(1, 1)}])
     found, reasons = find_training_run(tracker, cfg)
     assert found is None
-    assert reasons == [f"run {run_id} trained on other inputs: links de-en (sha256 "
-                       f"{before[:12]} now {after[:12]})"]
+    assert reasons == [
+        f"run {run_id} trained on other inputs: links de-en (sha256 {before[:12]} now {after[:12]})"
+    ]
     legacy = log_train_run(uri, tiny_model, fingerprint=cfg.fingerprint(), objective="l2")
     assert find_training_run(tracker, cfg)[1][0] == (
-        f"run {legacy} recorded no content identity (trained by an older xalign)")
+        f"run {legacy} recorded no content identity (trained by an older xalign)"
+    )
 
 
 def test_a_trained_runs_identity_is_found_again_only_while_its_links_are_cached(
-        tiny_model, tmp_path, monkeypatch):
+    tiny_model, tmp_path, monkeypatch
+):
     """The trainer's xalign.identity equals compare's expected identity (eflomal links found
     through the cache index, without tokenising); with a cold cache nothing can be reused."""
     from conftest import run_json
@@ -259,9 +337,15 @@ def test_a_trained_runs_identity_is_found_again_only_while_its_links_are_cached(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
     uri = fresh_store(tmp_path)
-    overrides = [f"model.name={tiny_model}", "data.languages=[de]", "data.limit=24",
-                 "train.batch_size=8", "train.max_steps=1", f"tracking.uri={uri}",
-                 f"train.output_dir={tmp_path / 'out'}"]
+    overrides = [
+        f"model.name={tiny_model}",
+        "data.languages=[de]",
+        "data.limit=24",
+        "train.batch_size=8",
+        "train.max_steps=1",
+        f"tracking.uri={uri}",
+        f"train.output_dir={tmp_path / 'out'}",
+    ]
     out = run_json(["-o", "l2", *(a for o in overrides for a in ("--set", o))])
     cfg = load_config(None, overrides, objectives=["l2"])
     tracker = Tracker(uri, "xalign")

@@ -46,8 +46,16 @@ def test_subot_and_large_variants_differ_from_wordot_only_where_they_say():
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_config(None, ["train.lr=1e-4", "data.languages=[de, fr]", "train.max_steps=3",
-                             "objectives.sinkhorn.blur=0.1", "model.revision=null"])
+    cfg = load_config(
+        None,
+        [
+            "train.lr=1e-4",
+            "data.languages=[de, fr]",
+            "train.max_steps=3",
+            "objectives.sinkhorn.blur=0.1",
+            "model.revision=null",
+        ],
+    )
     assert cfg.train.lr == pytest.approx(1e-4) and isinstance(cfg.train.lr, float)
     assert cfg.data.languages == ["de", "fr"]
     assert cfg.train.max_steps == 3
@@ -63,12 +71,15 @@ def test_objective_flags_with_weights(tmp_path):
     assert cfg.objective_options("sinkhorn") == {"blur": 0.2}
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (["train.nope=1"], "unknown option"),
-    (["nosection.x=1"], "unknown section"),
-    (["train.lr"], "key=value"),
-    (["train.optimizer=rmsprop"], "adam, adamw or sgd"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (["train.nope=1"], "unknown option"),
+        (["nosection.x=1"], "unknown section"),
+        (["train.lr"], "key=value"),
+        (["train.optimizer=rmsprop"], "adam, adamw or sgd"),
+    ],
+)
 def test_bad_overrides_are_named(bad, msg):
     with pytest.raises(ConfigError, match=msg):
         load_config(None, bad)
@@ -97,11 +108,13 @@ def test_parse_override_value_kinds():
 def test_extends_merges_mappings_and_replaces_the_rest(tmp_path):
     (tmp_path / "base.yaml").write_text(
         "data: {languages: [de, fr], limit: 10}\ntrain: {lr: 1.0e-4}\n"
-        "objectives: {sinkhorn: {blur: 0.1, level: word}}\n")
+        "objectives: {sinkhorn: {blur: 0.1, level: word}}\n"
+    )
     (tmp_path / "sub").mkdir()
     child = tmp_path / "sub" / "child.yaml"
-    child.write_text("extends: ../base.yaml\ndata: {languages: [el]}\n"
-                     "objectives: {sinkhorn: {level: subword}}\n")
+    child.write_text(
+        "extends: ../base.yaml\ndata: {languages: [el]}\nobjectives: {sinkhorn: {level: subword}}\n"
+    )
     cfg = load_config(child, ["train.seed=3"])
     assert cfg.data.languages == ["el"] and cfg.data.limit == 10
     assert cfg.train.lr == pytest.approx(1e-4) and cfg.train.seed == 3
@@ -121,8 +134,15 @@ def test_extends_errors_name_the_files(tmp_path):
 
 def test_saved_config_round_trips_words_yaml11_reads_as_booleans(tmp_path):
     """The resolved config.yaml a run writes (and --resume reads) keeps 'no', 'on', 'off'."""
-    cfg = load_config(None, ["data.languages=[no, on, de]", "train.mixed_precision=no",
-                             "tracking.run_name=off", "train.dropout=no"])
+    cfg = load_config(
+        None,
+        [
+            "data.languages=[no, on, de]",
+            "train.mixed_precision=no",
+            "tracking.run_name=off",
+            "train.dropout=no",
+        ],
+    )
     saved = tmp_path / "config.yaml"
     saved.write_text(cfg.to_yaml())
     again = load_config(saved)
@@ -130,9 +150,16 @@ def test_saved_config_round_trips_words_yaml11_reads_as_booleans(tmp_path):
     assert again.data.languages == ["no", "on", "de"] and again.train.dropout is False
 
 
-@pytest.mark.parametrize("spelling", [
-    ["train.batch_size=24.0"], ["data.languages=bg,de,el,es,fr"], ["train.lr=5e-5"],
-    ["train.dropout=yes"], ["train.betas=0.9, 0.999"], ["model.max_length='128'"],
-])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ["train.batch_size=24.0"],
+        ["data.languages=bg,de,el,es,fr"],
+        ["train.lr=5e-5"],
+        ["train.dropout=yes"],
+        ["train.betas=0.9, 0.999"],
+        ["model.max_length='128'"],
+    ],
+)
 def test_equivalent_spellings_give_the_default_fingerprint(spelling):
     assert load_config(None, spelling).fingerprint() == load_config(None).fingerprint()

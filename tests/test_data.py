@@ -35,8 +35,9 @@ def test_tsv_and_triple_bar_and_two_files_and_gz(tmp_path):
 
 def test_local_json_dataset(tmp_path):
     path = tmp_path / "de-en.jsonl"
-    path.write_text("".join(json.dumps({"translation": {"de": s, "en": t}}) + "\n"
-                            for s, t in PAIRS))
+    path.write_text(
+        "".join(json.dumps({"translation": {"de": s, "en": t}}) + "\n" for s, t in PAIRS)
+    )
     assert [(p.src, p.tgt) for p in read_parallel(str(path), "de", "en")] == PAIRS
 
 
@@ -60,10 +61,26 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_moses_tokenisation_per_language():
-    assert tokenize_words("L'homme n'est pas là.", "fr") == ["L'", "homme", "n'", "est", "pas",
-                                                              "là", "."]
-    assert tokenize_words("Don't stop, it's 3.5 km!", "en") == ["Don", "'t", "stop", ",", "it",
-                                                                 "'s", "3.5", "km", "!"]
+    assert tokenize_words("L'homme n'est pas là.", "fr") == [
+        "L'",
+        "homme",
+        "n'",
+        "est",
+        "pas",
+        "là",
+        ".",
+    ]
+    assert tokenize_words("Don't stop, it's 3.5 km!", "en") == [
+        "Don",
+        "'t",
+        "stop",
+        ",",
+        "it",
+        "'s",
+        "3.5",
+        "km",
+        "!",
+    ]
 
 
 def test_upsampling_is_seeded_and_balanced():
@@ -82,8 +99,9 @@ def test_length_filter():
 
 
 def test_rank_shards_partition_the_global_batch():
-    data = build_parallel_data("demo", ["de", "fr"], "en", pairs_per_language=100,
-                               batch_size=8, seed=3)
+    data = build_parallel_data(
+        "demo", ["de", "fr"], "en", pairs_per_language=100, batch_size=8, seed=3
+    )
     assert data.micro_steps == 13
     for pair in data.pairs:
         for micro in (0, 5, 12):

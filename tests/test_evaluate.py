@@ -24,9 +24,11 @@ from xalign.objective import Objective
 from xalign.plugins import PluginError, get_registry, reset_registry
 from xalign.task import Task, TaskContext, TaskResult
 
-WORD_PAIRS = {"de": [("Zug", "train"), ("Hotel", "hotel"), ("Bus", "bus"), ("Hafen", "harbour")],
-              "fr": [("train", "train"), ("hôtel", "hotel"), ("bus", "bus"), ("port", "harbour")],
-              "el": [("τρένο", "train"), ("ξενοδοχείο", "hotel"), ("λεωφορείο", "bus")]}
+WORD_PAIRS = {
+    "de": [("Zug", "train"), ("Hotel", "hotel"), ("Bus", "bus"), ("Hafen", "harbour")],
+    "fr": [("train", "train"), ("hôtel", "hotel"), ("bus", "bus"), ("port", "harbour")],
+    "el": [("τρένο", "train"), ("ξενοδοχείο", "hotel"), ("λεωφορείο", "bus")],
+}
 
 
 @dataclass
@@ -50,9 +52,11 @@ class CosineTask(Task):
         with torch.no_grad():
             for lang, pairs in WORD_PAIRS.items():
                 src, _ = enc.encode([[s] for s, _ in pairs], [lang] * len(pairs)).words_vectors(
-                    self.config.pooling)
+                    self.config.pooling
+                )
                 tgt, _ = enc.encode([[t] for _, t in pairs], ["en"] * len(pairs)).words_vectors(
-                    self.config.pooling)
+                    self.config.pooling
+                )
                 cos = torch.nn.functional.cosine_similarity(src[:, 0], tgt[:, 0], dim=-1)
                 result.per_example[lang] = [float(c) for c in cos]
                 result.scores[lang] = {"cos": float(cos.mean())}
@@ -75,9 +79,13 @@ class PresetTask(Task):
     def run(self, model: str, context: TaskContext) -> TaskResult:
         data = json.loads((Path(model) / self.config.file).read_text())[self.name]
         per = data[str(context.seed)]
-        return TaskResult(self.name, self.metric,
-                          {lang: {self.metric: float(np.mean(v))} for lang, v in per.items()},
-                          per, {"higher_is_better": self.higher_is_better})
+        return TaskResult(
+            self.name,
+            self.metric,
+            {lang: {self.metric: float(np.mean(v))} for lang, v in per.items()},
+            per,
+            {"higher_is_better": self.higher_is_better},
+        )
 
 
 class PresetAER(PresetTask):
@@ -109,8 +117,7 @@ def fake_plugins(monkeypatch, tmp_path):
     monkeypatch.setenv("XALIGN_LOAD_PLUGINS", "sinkhorn")
     monkeypatch.chdir(tmp_path)
     reset_registry()
-    get_registry().add(FakePlugin(), name="fake-tests", distribution="xalign-tests",
-                       version="9.9")
+    get_registry().add(FakePlugin(), name="fake-tests", distribution="xalign-tests", version="9.9")
     CosineTask.calls = 0
     yield
     reset_registry()
@@ -130,9 +137,16 @@ def fresh_store(tmp_path: Path) -> str:
     return f"sqlite:///{db}"
 
 
-def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 16,
-                  objective: str = "sinkhorn", experiment: str = "xalign",
-                  components: dict | None = None, symmetrizations: str = "") -> str:
+def log_train_run(
+    uri: str,
+    model_dir: Path | None,
+    *,
+    fingerprint: str = "f" * 16,
+    objective: str = "sinkhorn",
+    experiment: str = "xalign",
+    components: dict | None = None,
+    symmetrizations: str = "",
+) -> str:
     """A FINISHED training run as the trainer tags it (without training).
 
     ``components`` (:func:`xalign.compare.expected_components`): the content identity the
@@ -145,8 +159,11 @@ def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    tags = {"xalign.kind": "train", "xalign.objective": objective,
-            "xalign.fingerprint": fingerprint}
+    tags = {
+        "xalign.kind": "train",
+        "xalign.objective": objective,
+        "xalign.fingerprint": fingerprint,
+    }
     if model_dir is not None:
         tags["xalign.model_dir"] = str(Path(model_dir).resolve())
     if components is not None:
@@ -154,8 +171,9 @@ def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 
         tags["xalign.link_symmetrizations"] = symmetrizations
     run_id = client.create_run(exp_id, tags=tags).info.run_id
     if components is not None:
-        client.log_batch(run_id, params=[Param(k, v) for k, v in
-                                         identity_params(components).items()])
+        client.log_batch(
+            run_id, params=[Param(k, v) for k, v in identity_params(components).items()]
+        )
     client.set_terminated(run_id)
     return run_id
 
@@ -163,9 +181,13 @@ def log_train_run(uri: str, model_dir: Path | None, *, fingerprint: str = "f" * 
 def test_resolve_model_references(tiny_model, tmp_path):
     uri = fresh_store(tmp_path)
     assert resolve_model("bert-base-multilingual-cased", tracking_uri=uri) == (
-        "bert-base-multilingual-cased", None)
+        "bert-base-multilingual-cased",
+        None,
+    )
     assert resolve_model("packaged:multilingual-e5-small", tracking_uri=uri) == (
-        "packaged:multilingual-e5-small", None)
+        "packaged:multilingual-e5-small",
+        None,
+    )
     assert resolve_model("base", base_model=str(tiny_model)) == (str(tiny_model), None)
     assert resolve_model(str(tiny_model), tracking_uri=uri) == (str(tiny_model), None)
     trained = log_train_run(uri, tiny_model)
@@ -200,16 +222,16 @@ def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path):
     assert run.data.params["plugin.distribution"] == "xalign-tests"
     assert run.data.params["plugin.version"] == "9.9"
     assert run.data.metrics["de/cos"] == pytest.approx(runs[1].result.scores["de"]["cos"])
-    stored = json.loads(Path(client.download_artifacts(run.info.run_id, "result.json",
-                                                       str(tmp_path))).read_text())
+    stored = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "result.json", str(tmp_path))).read_text()
+    )
     assert stored["per_example"]["el"] == pytest.approx(runs[1].result.per_example["el"])
 
     again = evaluate(str(tiny_model), "fake", seeds=2, context=ctx, tracking_uri=uri)
     assert CosineTask.calls == 2, "finished identical runs are loaded, not recomputed"
     assert [r.scores for r in again] == [r.result.scores for r in runs]
     assert again[0].per_example == runs[0].result.per_example
-    evaluate(str(tiny_model), "fake", options={"pooling": "first"}, context=ctx,
-             tracking_uri=uri)
+    evaluate(str(tiny_model), "fake", options={"pooling": "first"}, context=ctx, tracking_uri=uri)
     assert CosineTask.calls == 3, "other options -> another evaluation"
     evaluate(str(tiny_model), "fake", context=ctx, tracking_uri=uri, reuse=False)
     assert CosineTask.calls == 4
@@ -218,8 +240,19 @@ def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path):
 def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
     uri = fresh_store(tmp_path)
     trained = log_train_run(uri, tiny_model, objective="sinkhorn", fingerprint="abc")
-    args = ["eval", trained, "--task", "fake", "--seeds", "2", "--option", "fake.pooling=last",
-            "--tracking-uri", uri, "--json"]
+    args = [
+        "eval",
+        trained,
+        "--task",
+        "fake",
+        "--seeds",
+        "2",
+        "--option",
+        "fake.pooling=last",
+        "--tracking-uri",
+        uri,
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = json.loads(result.stdout)
@@ -232,11 +265,13 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
     # the same run id -> the same identity (its training fingerprint) -> reused
     again = json.loads(CliRunner().invoke(app, args).stdout)
     assert [r["reused"] for r in again["runs"]] == [True, True] and CosineTask.calls == 2
-    human = CliRunner().invoke(app, ["eval", trained, "-t", "fake", "--option",
-                                     "fake.pooling=last", "--tracking-uri", uri])
+    human = CliRunner().invoke(
+        app, ["eval", trained, "-t", "fake", "--option", "fake.pooling=last", "--tracking-uri", uri]
+    )
     assert human.exit_code == 0 and "fake" in human.stdout and "de" in human.stdout
-    bad = CliRunner().invoke(app, ["eval", trained, "-t", "fake", "--option", "xnli.k=1",
-                                   "--tracking-uri", uri])
+    bad = CliRunner().invoke(
+        app, ["eval", trained, "-t", "fake", "--option", "xnli.k=1", "--tracking-uri", uri]
+    )
     assert bad.exit_code == 1 and "task 'xnli' is not among" in bad.output
     # --model is the same as the positional MODEL (reused again); neither or two is an error
     as_option = CliRunner().invoke(app, ["eval", "--model", trained, *args[2:]])
@@ -252,19 +287,36 @@ def test_eval_key_covers_model_content_inputs_and_versions():
     from xalign.evaluate import eval_key
 
     def key(**changes):
-        args = {"identity": "files:aa", "task": "fake", "options": {"pooling": "mean"},
-                "seed": 0, "languages": None, "inputs": {"/d/a.tsv": "1", "/d/b.tsv": "2"},
-                "software": {"plugin": "xalign-tests 9.9", "xalign": "0.1.0"}}
+        args = {
+            "identity": "files:aa",
+            "task": "fake",
+            "options": {"pooling": "mean"},
+            "seed": 0,
+            "languages": None,
+            "inputs": {"/d/a.tsv": "1", "/d/b.tsv": "2"},
+            "software": {"plugin": "xalign-tests 9.9", "xalign": "0.1.0"},
+        }
         args.update(changes)
-        return eval_key(args.pop("identity"), args.pop("task"), args.pop("options"),
-                        args.pop("seed"), args.pop("languages"), **args)
+        return eval_key(
+            args.pop("identity"),
+            args.pop("task"),
+            args.pop("options"),
+            args.pop("seed"),
+            args.pop("languages"),
+            **args,
+        )
 
     base = key()
     assert base == key(inputs={"/d/b.tsv": "2", "/d/a.tsv": "1"})  # order does not matter
-    others = [key(identity="files:bb"), key(inputs={"/d/a.tsv": "1", "/d/b.tsv": "3"}),
-              key(inputs={"/d/a.tsv": "1"}), key(software={"plugin": "xalign-tests 9.10",
-                                                          "xalign": "0.1.0"}),
-              key(seed=1), key(languages=["de"]), key(options={"pooling": "first"})]
+    others = [
+        key(identity="files:bb"),
+        key(inputs={"/d/a.tsv": "1", "/d/b.tsv": "3"}),
+        key(inputs={"/d/a.tsv": "1"}),
+        key(software={"plugin": "xalign-tests 9.10", "xalign": "0.1.0"}),
+        key(seed=1),
+        key(languages=["de"]),
+        key(options={"pooling": "first"}),
+    ]
     assert len({base, *others}) == 1 + len(others)
 
 
@@ -284,19 +336,27 @@ def test_a_failing_inputs_hook_names_the_plugin(tiny_model, tmp_path):
 
     get_registry().add(Plugin(), name="broken", distribution="xalign-broken", version="0.0.1")
     ctx = TaskContext(output_dir=tmp_path / "eval", show_progress=False)
-    with pytest.raises(PluginError, match=r"xalign-broken 0\.0\.1.*failed in inputs\(\): "
-                                          r"RuntimeError: boom"):
-        evaluate_runs(str(tiny_model), "broken-inputs", context=ctx,
-                      tracking_uri=fresh_store(tmp_path))
+    with pytest.raises(
+        PluginError,
+        match=r"xalign-broken 0\.0\.1.*failed in inputs\(\): "
+        r"RuntimeError: boom",
+    ):
+        evaluate_runs(
+            str(tiny_model), "broken-inputs", context=ctx, tracking_uri=fresh_store(tmp_path)
+        )
     assert CosineTask.calls == 0
 
 
-@pytest.mark.parametrize(("raised", "status", "error"), [
-    (KeyboardInterrupt("SIGTERM"), "KILLED", KeyboardInterrupt),
-    (ZeroDivisionError("bug"), "FAILED", PluginError),
-])
+@pytest.mark.parametrize(
+    ("raised", "status", "error"),
+    [
+        (KeyboardInterrupt("SIGTERM"), "KILLED", KeyboardInterrupt),
+        (ZeroDivisionError("bug"), "FAILED", PluginError),
+    ],
+)
 def test_interrupted_or_crashed_eval_runs_end_in_a_terminal_state(
-        tiny_model, tmp_path, monkeypatch, raised, status, error):
+    tiny_model, tmp_path, monkeypatch, raised, status, error
+):
     """Ctrl-C/SIGTERM (the CLI turns SIGTERM into KeyboardInterrupt) marks the eval run KILLED;
     a plugin bug marks it FAILED and comes back as a PluginError naming the task."""
     uri = fresh_store(tmp_path)

@@ -30,11 +30,24 @@ def mlflow_server(tmp_path):
     port = _free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"),
-        start_new_session=True)
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "w"),
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -46,8 +59,9 @@ def mlflow_server(tmp_path):
             except OSError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("mlflow server did not start: "
-                            + (tmp_path / "server.log").read_text()[-2000:])
+                pytest.fail(
+                    "mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
+                )
             time.sleep(0.5)
         yield url
     finally:
@@ -64,16 +78,16 @@ def test_run_is_logged_to_a_tracking_server(mlflow_server, smoke_overrides):
 
     reset_registry()
     sets = sum((["--set", o] for o in smoke_overrides if not o.startswith("tracking.")), [])
-    result = CliRunner().invoke(app, ["run", "-q", "--json", "-o", "sinkhorn", *sets,
-                                      "--tracking-uri", mlflow_server])
+    result = CliRunner().invoke(
+        app, ["run", "-q", "--json", "-o", "sinkhorn", *sets, "--tracking-uri", mlflow_server]
+    )
     assert result.exit_code == 0, result.output
     run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
     client = MlflowClient(mlflow_server)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert "de-en/sinkhorn" in run.data.metrics
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml",
-                                                              "final_metrics.json"}
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "final_metrics.json"}
 
 
 # ------------------------------------------------------------------ the server dies mid-run
@@ -82,10 +96,24 @@ def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(tmp_path / "server.log", "a")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -96,8 +124,9 @@ def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
             pass
         if proc.poll() is not None or time.time() > deadline:
             _stop_server(proc)
-            pytest.fail("mlflow server did not start: "
-                        + (tmp_path / "server.log").read_text()[-2000:])
+            pytest.fail(
+                "mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
+            )
         time.sleep(0.5)
 
 
@@ -135,10 +164,23 @@ def _run_killing_the_server(tmp_path, smoke_overrides, monkeypatch, *, restart_a
     sets = sum((["--set", o] for o in smoke_overrides if not o.startswith("tracking.")), [])
     url = f"http://127.0.0.1:{port}"
     try:
-        result = CliRunner().invoke(app, ["run", "-q", "--json", "-o", "sinkhorn", *sets,
-                                          "--set", "train.epochs=2",
-                                          "--set", "train.checkpoint_every=1",
-                                          "--tracking-uri", url])
+        result = CliRunner().invoke(
+            app,
+            [
+                "run",
+                "-q",
+                "--json",
+                "-o",
+                "sinkhorn",
+                *sets,
+                "--set",
+                "train.epochs=2",
+                "--set",
+                "train.checkpoint_every=1",
+                "--tracking-uri",
+                url,
+            ],
+        )
         timings["done"] = time.perf_counter()
     finally:
         monkeypatch.undo()
@@ -146,13 +188,15 @@ def _run_killing_the_server(tmp_path, smoke_overrides, monkeypatch, *, restart_a
 
 
 def test_server_killed_mid_run_training_finishes_and_sync_sends_everything(
-        tmp_path, smoke_overrides, monkeypatch):
+    tmp_path, smoke_overrides, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     from xalign.tracking import BACKLOG_FILE
 
-    result, url, servers, timings = _run_killing_the_server(tmp_path, smoke_overrides,
-                                                            monkeypatch, restart_after=None)
+    result, url, servers, timings = _run_killing_the_server(
+        tmp_path, smoke_overrides, monkeypatch, restart_after=None
+    )
     try:
         assert result.exit_code == 0, result.output
         # 2 more steps, a checkpoint each, the model: seconds, not minutes of HTTP retries
@@ -170,7 +214,10 @@ def test_server_killed_mid_run_training_finishes_and_sync_sends_everything(
         history = client.get_metric_history(run_dir.name, "de-en/sinkhorn")
         assert sorted(m.step for m in history) == [1, 2, 3]  # 24 pairs / 8 x 2 epochs / 2
         assert {a.path for a in client.list_artifacts(run_dir.name)} >= {
-            "config.yaml", "data_stats.json", "final_metrics.json"}
+            "config.yaml",
+            "data_stats.json",
+            "final_metrics.json",
+        }
         assert run.data.tags["xalign.model_dir"].endswith("model")
         assert not (run_dir / BACKLOG_FILE).exists()
     finally:
@@ -179,13 +226,15 @@ def test_server_killed_mid_run_training_finishes_and_sync_sends_everything(
 
 
 def test_server_back_before_the_end_gets_the_backlog_without_replay(
-        tmp_path, smoke_overrides, monkeypatch):
+    tmp_path, smoke_overrides, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     from xalign.tracking import BACKLOG_FILE
 
-    result, url, servers, _ = _run_killing_the_server(tmp_path, smoke_overrides, monkeypatch,
-                                                      restart_after=2)
+    result, url, servers, _ = _run_killing_the_server(
+        tmp_path, smoke_overrides, monkeypatch, restart_after=2
+    )
     try:
         assert result.exit_code == 0, result.output
         run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]

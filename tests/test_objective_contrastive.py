@@ -17,8 +17,9 @@ from xalign.cli import app
 GDFA = LinkSpec("grow-diag-final-and", one_to_one=True, drop_identical=True, max_words=64)
 
 
-def make_side(sentences: list[list[list[float]]], lang: str, *,
-              last: list[list[list[float]]] | None = None) -> Side:
+def make_side(
+    sentences: list[list[list[float]]], lang: str, *, last: list[list[list[float]]] | None = None
+) -> Side:
     """``[CLS] w0a w0b w1a w1b ... [SEP]``: two subwords per word, first = given vector.
 
     The second subword holds ``last`` (default: a large decoy that must not be used).
@@ -31,15 +32,20 @@ def make_side(sentences: list[list[list[float]]], lang: str, *,
         for w, vec in enumerate(words):
             hidden[b, 2 * w + 1] = torch.tensor(vec)
             hidden[b, 2 * w + 2] = torch.tensor(last[b][w]) if last else -50.0 * (w + 1)
-            word_index[b, 2 * w + 1: 2 * w + 3] = w
+            word_index[b, 2 * w + 1 : 2 * w + 3] = w
     n_words = torch.tensor([len(s) for s in sentences])
     words = [[f"w{i}" for i in range(len(s))] for s in sentences]
     return Side(hidden.requires_grad_(), word_index, n_words, words, [lang] * len(sentences))
 
 
 def make_batch(src, tgt, links, *, src_last=None, tgt_last=None) -> AlignmentBatch:
-    return AlignmentBatch("de-en", make_side(src, "de", last=src_last),
-                          make_side(tgt, "en", last=tgt_last), None, {GDFA: links})
+    return AlignmentBatch(
+        "de-en",
+        make_side(src, "de", last=src_last),
+        make_side(tgt, "en", last=tgt_last),
+        None,
+        {GDFA: links},
+    )
 
 
 def objective(**options) -> ContrastiveAlignment:
@@ -63,7 +69,8 @@ def test_weak_closed_form(tau):
 def test_strong_closed_form(tau):
     # each item: partner cos 1, the two other items cos 0 -> log(1 + 2 e^{-1/tau})
     loss = objective(variant="strong", temperature=tau).loss(
-        make_batch(ORTHO_SRC, ORTHO_TGT, ORTHO_LINKS))
+        make_batch(ORTHO_SRC, ORTHO_TGT, ORTHO_LINKS)
+    )
     assert loss.item() == pytest.approx(math.log1p(2 * math.exp(-1 / tau)), abs=1e-6)
 
 
@@ -134,8 +141,10 @@ def test_linear_projection_matches_numpy():
     assert loss.item() == pytest.approx(np_strong(*np_pairs(w), 0.1), rel=1e-4)
 
 
-@pytest.mark.parametrize("projection,dims,n_params", [
-    ("id", 16, 0), ("linear", 128, 16 * 128), ("nn", 128, 16 * 16 + 16 * 128)])
+@pytest.mark.parametrize(
+    "projection,dims,n_params",
+    [("id", 16, 0), ("linear", 128, 16 * 128), ("nn", 128, 16 * 16 + 16 * 128)],
+)
 def test_projection_shapes(projection, dims, n_params):
     obj = ContrastiveAlignment.from_options({"projection": projection}, hidden_size=16)
     assert obj.head(torch.randn(5, 16)).shape == (5, dims)
@@ -144,8 +153,9 @@ def test_projection_shapes(projection, dims, n_params):
 
 
 def test_nn_projection_is_linear_relu_linear_and_hidden_width_option():
-    obj = ContrastiveAlignment.from_options({"projection": "nn", "proj_hidden": 128},
-                                            hidden_size=16)
+    obj = ContrastiveAlignment.from_options(
+        {"projection": "nn", "proj_hidden": 128}, hidden_size=16
+    )
     first, relu, second = obj.head
     assert isinstance(relu, torch.nn.ReLU)
     assert first.weight.shape == (128, 16) and second.weight.shape == (128, 128)
@@ -183,12 +193,15 @@ def test_needs_follow_options():
     assert needs.links == (GDFA,)
     assert not needs.frozen_target and not needs.mixed_languages
     other = ContrastiveAlignment.from_options(
-        {"symmetrization": "intersection", "drop_identical": False}, hidden_size=8).needs()
+        {"symmetrization": "intersection", "drop_identical": False}, hidden_size=8
+    ).needs()
     assert other.links == (LinkSpec("intersection", one_to_one=True, drop_identical=False),)
 
 
-@pytest.mark.parametrize("bad", [{"variant": "medium"}, {"projection": "mlp"},
-                                 {"temperature": 0}, {"symmetrization": "x"}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"variant": "medium"}, {"projection": "mlp"}, {"temperature": 0}, {"symmetrization": "x"}],
+)
 def test_bad_options_rejected(bad):
     with pytest.raises(ValueError):
         ContrastiveAlignment.from_options(bad, hidden_size=4)
@@ -198,20 +211,35 @@ def test_bad_options_rejected(bad):
 runner = CliRunner()
 
 
-
-
 @pytest.mark.parametrize("variant,projection", [("weak", "id"), ("strong", "nn")])
-def test_training_decreases_contrastive_loss(variant, projection, smoke_overrides,
-                                             tracking_uri, tmp_path, monkeypatch):
+def test_training_decreases_contrastive_loss(
+    variant, projection, smoke_overrides, tracking_uri, tmp_path, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
     sets = sum((["--set", o] for o in smoke_overrides), [])
-    result = runner.invoke(app, [
-        "run", "-q", "--json", "-o", "contrastive", *sets, "--set", "train.lr=1e-3",
-        "--set", "train.epochs=5", "--set", "train.reg_weight=0",
-        "--set", f"objectives.contrastive.variant={variant}",
-        "--set", f"objectives.contrastive.projection={projection}"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "-q",
+            "--json",
+            "-o",
+            "contrastive",
+            *sets,
+            "--set",
+            "train.lr=1e-3",
+            "--set",
+            "train.epochs=5",
+            "--set",
+            "train.reg_weight=0",
+            "--set",
+            f"objectives.contrastive.variant={variant}",
+            "--set",
+            f"objectives.contrastive.projection={projection}",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     hist = MlflowClient(tracking_uri).get_metric_history(out["run_id"], "de-en/contrastive")

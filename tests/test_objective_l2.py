@@ -13,8 +13,7 @@ from xalign import AlignmentBatch, LinkSpec, Side
 INTERSECTION = LinkSpec("intersection", one_to_one=True, drop_identical=False, max_words=64)
 
 
-def make_side(sentences: list[list[list[float]]], lang: str = "de",
-              pooling: str = "last") -> Side:
+def make_side(sentences: list[list[list[float]]], lang: str = "de", pooling: str = "last") -> Side:
     """A Side with one subword per word: ``[CLS] w0 w1 ... [SEP] pad``."""
     dim = len(sentences[0][0])
     length = max(len(s) for s in sentences) + 2
@@ -26,8 +25,14 @@ def make_side(sentences: list[list[list[float]]], lang: str = "de",
             word_index[b, w + 1] = w
     n_words = torch.tensor([len(s) for s in sentences])
     words = [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(hidden.requires_grad_(), word_index, n_words, words, [lang] * len(sentences),
-                default_pooling=pooling)
+    return Side(
+        hidden.requires_grad_(),
+        word_index,
+        n_words,
+        words,
+        [lang] * len(sentences),
+        default_pooling=pooling,
+    )
 
 
 SRC = [[[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], [[2.0, 2.0], [1.0, 1.0]]]
@@ -37,8 +42,9 @@ LINKS = [{(0, 0), (1, 2)}, {(1, 1)}]
 
 
 def batch(links=LINKS, src=SRC, frozen=FROZEN, tuned=TUNED, spec=INTERSECTION) -> AlignmentBatch:
-    return AlignmentBatch("de-en", make_side(src), make_side(tuned, "en"),
-                          make_side(frozen, "en"), {spec: links})
+    return AlignmentBatch(
+        "de-en", make_side(src), make_side(tuned, "en"), make_side(frozen, "en"), {spec: links}
+    )
 
 
 def test_loss_is_per_sentence_sum_then_batch_mean():
@@ -56,7 +62,8 @@ def test_tuned_target_uses_the_trained_english_side():
 def test_sentence_without_links_counts_in_the_mean():
     src, frozen = SRC + [[[7.0, 7.0]]], FROZEN + [[[0.0, 0.0]]]
     loss = L2Alignment(hidden_size=2).loss(
-        batch(links=LINKS + [set()], src=src, frozen=frozen, tuned=TUNED + [[[0.0, 0.0]]]))
+        batch(links=LINKS + [set()], src=src, frozen=frozen, tuned=TUNED + [[[0.0, 0.0]]])
+    )
     assert loss.item() == pytest.approx((3 + 4 + 0) / 3)
 
 
@@ -66,10 +73,11 @@ def test_pooling_option_picks_subword():
     src = Side(hidden, torch.tensor([[-1, 0, 0, -1]]), torch.tensor([1]), [["ab"]], ["de"])
     en = make_side([[[0.0, 0.0]]], "en")
     b = AlignmentBatch("de-en", src, en, en, {INTERSECTION: [{(0, 0)}]})
-    values = {p: L2Alignment(L2Alignment.Config(pooling=p), hidden_size=2).loss(b).item()
-              for p in ("first", "last", "mean", None)}
-    assert values == pytest.approx({"first": 1.0, "last": 16.0, "mean": 0.25 + 4.0,
-                                    None: 16.0})
+    values = {
+        p: L2Alignment(L2Alignment.Config(pooling=p), hidden_size=2).loss(b).item()
+        for p in ("first", "last", "mean", None)
+    }
+    assert values == pytest.approx({"first": 1.0, "last": 16.0, "mean": 0.25 + 4.0, None: 16.0})
 
 
 def test_masked_word_links_are_ignored_and_gradient_reaches_source_only():
@@ -93,16 +101,19 @@ def test_needs_follow_options():
     default = L2Alignment(hidden_size=4).needs()
     assert default.links == (INTERSECTION,) and default.frozen_target
     assert not default.mixed_languages
-    cfg = L2Alignment.Config(symmetrization="grow-diag-final-and", one_to_one=False,
-                             drop_identical=True, target="tuned")
+    cfg = L2Alignment.Config(
+        symmetrization="grow-diag-final-and", one_to_one=False, drop_identical=True, target="tuned"
+    )
     needs = L2Alignment(cfg, hidden_size=4).needs()
-    assert needs.links == (LinkSpec("grow-diag-final-and", one_to_one=False,
-                                    drop_identical=True, max_words=64),)
+    assert needs.links == (
+        LinkSpec("grow-diag-final-and", one_to_one=False, drop_identical=True, max_words=64),
+    )
     assert not needs.frozen_target
 
 
-@pytest.mark.parametrize("bad", [{"target": "x"}, {"symmetrization": "union"},
-                                 {"pooling": "max"}, {"nope": 1}])
+@pytest.mark.parametrize(
+    "bad", [{"target": "x"}, {"symmetrization": "union"}, {"pooling": "max"}, {"nope": 1}]
+)
 def test_bad_options_rejected(bad):
     with pytest.raises(ValueError):
         L2Alignment.from_options(bad, hidden_size=4)
@@ -110,10 +121,6 @@ def test_bad_options_rejected(bad):
 
 # ---------------------------------------------------------------- training through the CLI
 runner = CliRunner()
-
-
-
-
 
 
 def history(uri: str, run_id: str, key: str) -> list[float]:
@@ -126,8 +133,19 @@ def history(uri: str, run_id: str, key: str) -> list[float]:
 def test_training_decreases_l2_loss(smoke_overrides, tracking_uri, tmp_path, monkeypatch):
     monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
     sets = sum((["--set", o] for o in smoke_overrides), [])
-    out = run_json(["-o", "l2", *sets, "--set", "train.lr=1e-3", "--set", "train.epochs=5",
-                    "--set", "train.reg_weight=0"])
+    out = run_json(
+        [
+            "-o",
+            "l2",
+            *sets,
+            "--set",
+            "train.lr=1e-3",
+            "--set",
+            "train.epochs=5",
+            "--set",
+            "train.reg_weight=0",
+        ]
+    )
     values = history(tracking_uri, out["run_id"], "de-en/l2")
     assert len(values) >= 6 and all(v > 0 for v in values), values
     assert sum(values[-2:]) < 0.85 * sum(values[:2]), values

@@ -25,8 +25,9 @@ def make_side(sentences: list[list[list[float]]], langs: list[str]) -> Side:
             hidden[b, w + 1] = torch.tensor(vec)
             word_index[b, w + 1] = w
     words = [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(hidden.requires_grad_(), word_index, torch.tensor([len(s) for s in sentences]),
-                words, langs)
+    return Side(
+        hidden.requires_grad_(), word_index, torch.tensor([len(s) for s in sentences]), words, langs
+    )
 
 
 def geomloss_divergence(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -56,10 +57,14 @@ def test_one_ot_over_the_batch_not_per_sentence():
 
 def test_equals_sinkhorn_divergence_over_concatenated_clouds():
     torch.manual_seed(0)
-    src = make_side([torch.randn(3, 4).tolist(), torch.randn(2, 4).tolist(),
-                     torch.randn(4, 4).tolist()], ["de", "fr", "es"])
-    tgt = make_side([torch.randn(2, 4).tolist(), torch.randn(3, 4).tolist(),
-                     torch.randn(3, 4).tolist()], ["en"] * 3)
+    src = make_side(
+        [torch.randn(3, 4).tolist(), torch.randn(2, 4).tolist(), torch.randn(4, 4).tolist()],
+        ["de", "fr", "es"],
+    )
+    tgt = make_side(
+        [torch.randn(2, 4).tolist(), torch.randn(3, 4).tolist(), torch.randn(3, 4).tolist()],
+        ["en"] * 3,
+    )
     loss = MixedOT(hidden_size=4).loss(AlignmentBatch("mixed", src, tgt))
     x, y = flat_words(src), flat_words(tgt)
     assert (x.shape[0], y.shape[0]) == (9, 8)
@@ -85,12 +90,16 @@ def test_subword_level_uses_every_subword():
     src = Side(hidden, torch.tensor([[-1, 0, 0, -1]]), torch.tensor([1]), [["ab"]], ["de"])
     tgt = make_side([[[0.0, 0.0], [2.0, 0.0]]], ["en"])
     word = MixedOT(hidden_size=2).loss(AlignmentBatch("mixed", src, tgt)).item()
-    sub = MixedOT.from_options({"level": "subword"}, hidden_size=2).loss(
-        AlignmentBatch("mixed", src, tgt)).item()
+    sub = (
+        MixedOT.from_options({"level": "subword"}, hidden_size=2)
+        .loss(AlignmentBatch("mixed", src, tgt))
+        .item()
+    )
     assert sub == pytest.approx(0.0, abs=1e-5)
-    assert word == pytest.approx(geomloss_divergence(torch.tensor([[2.0, 0.0]]),
-                                                     torch.tensor([[0.0, 0.0], [2.0, 0.0]])),
-                                 rel=1e-4)
+    assert word == pytest.approx(
+        geomloss_divergence(torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0], [2.0, 0.0]])),
+        rel=1e-4,
+    )
     assert word > 0.1
 
 
@@ -109,10 +118,6 @@ def test_bad_options_rejected(bad):
 runner = CliRunner()
 
 
-
-
-
-
 def test_trainer_builds_one_mixed_batch(smoke_overrides, monkeypatch):
     seen: list[dict] = []
     real = MixedOT.loss
@@ -121,9 +126,15 @@ def test_trainer_builds_one_mixed_batch(smoke_overrides, monkeypatch):
         value = real(self, batch)
         with torch.no_grad():
             x, y = flat_words(batch.src), flat_words(batch.tgt)
-            seen.append({"pair": batch.pair, "src": list(batch.src.langs),
-                         "tgt": set(batch.tgt.langs), "value": float(value),
-                         "reference": geomloss_divergence(x, y)})
+            seen.append(
+                {
+                    "pair": batch.pair,
+                    "src": list(batch.src.langs),
+                    "tgt": set(batch.tgt.langs),
+                    "value": float(value),
+                    "reference": geomloss_divergence(x, y),
+                }
+            )
         return value
 
     monkeypatch.setattr(MixedOT, "loss", recording)
@@ -149,8 +160,19 @@ def test_training_decreases_mixed_ot_loss(smoke_overrides, tracking_uri):
     from mlflow.tracking import MlflowClient
 
     sets = sum((["--set", o] for o in smoke_overrides), [])
-    out = run_json(["-o", "mixed_ot", *sets, "--set", "train.lr=1e-3", "--set", "train.epochs=5",
-                    "--set", "train.reg_weight=0"])
+    out = run_json(
+        [
+            "-o",
+            "mixed_ot",
+            *sets,
+            "--set",
+            "train.lr=1e-3",
+            "--set",
+            "train.epochs=5",
+            "--set",
+            "train.reg_weight=0",
+        ]
+    )
     hist = MlflowClient(tracking_uri).get_metric_history(out["run_id"], "mixed/mixed_ot")
     values = [m.value for m in sorted(hist, key=lambda m: m.step)]
     assert len(values) >= 6 and all(v > 0 for v in values), values

@@ -24,10 +24,15 @@ TEMPLATE = ROOT / "docs" / "plugin-template"
 runner = CliRunner()
 
 
-
-
-def install_fake_distribution(site: Path, dist: str, version: str, entry: str, module: str,
-                              source: str | None = None, source_dir: Path | None = None) -> None:
+def install_fake_distribution(
+    site: Path,
+    dist: str,
+    version: str,
+    entry: str,
+    module: str,
+    source: str | None = None,
+    source_dir: Path | None = None,
+) -> None:
     """Make ``dist`` importable and discoverable (a dist-info with entry points) from ``site``."""
     if source_dir is not None:
         shutil.copytree(source_dir, site / module)
@@ -68,10 +73,22 @@ def test_builtin_sinkhorn_is_listed_with_its_distribution():
 
 def test_builtin_plugins_are_all_listed():
     names = {i["name"]: i["kind"] for i in plugins_json()}
-    assert names == {"sinkhorn": "objective", "l2": "objective", "contrastive": "objective",
-                     "mixed_ot": "objective", "xnli": "task", "xnli-mini": "task",
-                     "xquad": "task", "qa-mini": "task", "align": "task", "tatoeba": "task",
-                     "udpos": "task", "pos-mini": "task", "mlqa": "task", "bucc": "task"}
+    assert names == {
+        "sinkhorn": "objective",
+        "l2": "objective",
+        "contrastive": "objective",
+        "mixed_ot": "objective",
+        "xnli": "task",
+        "xnli-mini": "task",
+        "xquad": "task",
+        "qa-mini": "task",
+        "align": "task",
+        "tatoeba": "task",
+        "udpos": "task",
+        "pos-mini": "task",
+        "mlqa": "task",
+        "bucc": "task",
+    }
 
 
 def test_env_var_restricts_loading(monkeypatch):
@@ -84,8 +101,14 @@ def test_env_var_restricts_loading(monkeypatch):
 
 def test_template_plugin_installs_lists_and_trains(site, smoke_overrides, monkeypatch):
     """The documented template, installed as a third-party distribution, works end to end."""
-    install_fake_distribution(site, "xalign-example", "0.1.0", "example", "xalign_example",
-                              source_dir=TEMPLATE / "xalign_example")
+    install_fake_distribution(
+        site,
+        "xalign-example",
+        "0.1.0",
+        "example",
+        "xalign_example",
+        source_dir=TEMPLATE / "xalign_example",
+    )
     items = {i["name"]: i for i in plugins_json()}
     assert items["mean_cosine"]["distribution"] == "xalign-example"
     assert items["mean_cosine"]["version"] == "0.1.0"
@@ -99,35 +122,55 @@ def test_template_plugin_installs_lists_and_trains(site, smoke_overrides, monkey
 
 def test_template_pyproject_declares_the_entry_point():
     text = (TEMPLATE / "pyproject.toml").read_text()
-    assert '[project.entry-points.xalign]' in text and 'example = "xalign_example"' in text
+    assert "[project.entry-points.xalign]" in text and 'example = "xalign_example"' in text
 
 
 def test_import_error_names_the_distribution(site):
     """A plugin that fails to import is skipped with a warning naming it; the rest loads."""
-    install_fake_distribution(site, "xalign-broken", "9.9", "broken", "xalign_broken",
-                              source="import does_not_exist_anywhere\n")
-    with pytest.warns(PluginWarning, match=r"plugin 'broken' from distribution xalign-broken "
-                                           r"9\.9 failed to import .*XALIGN_LOAD_PLUGINS"):
+    install_fake_distribution(
+        site,
+        "xalign-broken",
+        "9.9",
+        "broken",
+        "xalign_broken",
+        source="import does_not_exist_anywhere\n",
+    )
+    with pytest.warns(
+        PluginWarning,
+        match=r"plugin 'broken' from distribution xalign-broken "
+        r"9\.9 failed to import .*XALIGN_LOAD_PLUGINS",
+    ):
         registry = get_registry()
     assert registry.objective("sinkhorn").source.distribution == "xalign"
     [problem] = [p for p in registry.problems if p.name == "broken"]
-    assert (problem.status, problem.distribution, problem.version) == ("error", "xalign-broken",
-                                                                       "9.9")
+    assert (problem.status, problem.distribution, problem.version) == (
+        "error",
+        "xalign-broken",
+        "9.9",
+    )
     assert "ModuleNotFoundError: No module named 'does_not_exist_anywhere'" in problem.error
     result = runner.invoke(app, ["plugins"])
     assert result.exit_code == 0 and "xalign-broken" in result.stdout
 
 
 def test_exception_in_loss_names_the_distribution(site, smoke_overrides):
-    install_fake_distribution(site, "xalign-raises", "1.2", "raises", "xalign_raises", source=(
-        "import xalign\n"
-        "class Boom(xalign.Objective):\n"
-        "    name = 'boom'\n"
-        "    def loss(self, batch):\n"
-        "        raise ZeroDivisionError('kaboom')\n"
-        "@xalign.hookimpl\n"
-        "def register_objectives(register):\n"
-        "    register(Boom)\n"))
+    install_fake_distribution(
+        site,
+        "xalign-raises",
+        "1.2",
+        "raises",
+        "xalign_raises",
+        source=(
+            "import xalign\n"
+            "class Boom(xalign.Objective):\n"
+            "    name = 'boom'\n"
+            "    def loss(self, batch):\n"
+            "        raise ZeroDivisionError('kaboom')\n"
+            "@xalign.hookimpl\n"
+            "def register_objectives(register):\n"
+            "    register(Boom)\n"
+        ),
+    )
     sets = sum((["--set", o] for o in smoke_overrides), [])
     result = runner.invoke(app, ["run", "-q", "-o", "boom", *sets])
     assert result.exit_code == 1
@@ -136,11 +179,19 @@ def test_exception_in_loss_names_the_distribution(site, smoke_overrides):
 
 
 def test_registering_a_non_objective_is_rejected(site):
-    install_fake_distribution(site, "xalign-wrong", "1.0", "wrong", "xalign_wrong", source=(
-        "import xalign\n"
-        "@xalign.hookimpl\n"
-        "def register_objectives(register):\n"
-        "    register(dict)\n"))
+    install_fake_distribution(
+        site,
+        "xalign-wrong",
+        "1.0",
+        "wrong",
+        "xalign_wrong",
+        source=(
+            "import xalign\n"
+            "@xalign.hookimpl\n"
+            "def register_objectives(register):\n"
+            "    register(dict)\n"
+        ),
+    )
     with pytest.warns(PluginWarning, match="not a subclass of xalign.Objective"):
         objectives = get_registry().objectives()
     assert "sinkhorn" in objectives
@@ -150,13 +201,21 @@ def test_registering_a_non_objective_is_rejected(site):
 
 
 def test_duplicate_names_are_rejected(site):
-    install_fake_distribution(site, "xalign-dup", "1.0", "dup", "xalign_dup", source=(
-        "import xalign\n"
-        "class S(xalign.Objective):\n"
-        "    name = 'sinkhorn'\n"
-        "@xalign.hookimpl\n"
-        "def register_objectives(register):\n"
-        "    register(S)\n"))
+    install_fake_distribution(
+        site,
+        "xalign-dup",
+        "1.0",
+        "dup",
+        "xalign_dup",
+        source=(
+            "import xalign\n"
+            "class S(xalign.Objective):\n"
+            "    name = 'sinkhorn'\n"
+            "@xalign.hookimpl\n"
+            "def register_objectives(register):\n"
+            "    register(S)\n"
+        ),
+    )
     with pytest.warns(PluginWarning, match="objective 'sinkhorn' is registered by 2 plugins"):
         objectives = get_registry().objectives()
     assert "sinkhorn" not in objectives and "l2" in objectives
@@ -169,8 +228,9 @@ def test_duplicate_names_are_rejected(site):
 def test_every_hookspec_is_documented():
     """datasette style: a hook without a section in docs/plugins.md fails the suite."""
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    specs = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction)
-             if hasattr(f, "xalign_spec")]
+    specs = [
+        n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "xalign_spec")
+    ]
     assert {"register_objectives", "register_tasks"} <= set(specs)
     for name in specs:
         sig = f"{name}({', '.join(inspect.signature(getattr(hookspecs, name)).parameters)})"
@@ -181,22 +241,39 @@ def test_every_hookspec_is_documented():
 def test_plugins_are_independent_packages_using_public_api():
     """Built-in plugins import xalign's public API only (as a third party would), or another
     plugin's top-level package (a declared dependency: ``mlqa`` subclasses ``xalign_xquad``)."""
-    allowed = {"xalign", "xalign.alignment", "xalign.evaluation", "xalign.encoders",
-               "xalign.finetune"}
+    allowed = {
+        "xalign",
+        "xalign.alignment",
+        "xalign.evaluation",
+        "xalign.encoders",
+        "xalign.finetune",
+    }
     packages = {pkg.name for pkg in (ROOT / "plugins").iterdir() if pkg.is_dir()}
     for pkg in (ROOT / "plugins").iterdir():
         for py in pkg.rglob("*.py"):
             for mod in re.findall(r"^\s*(?:from|import)\s+(xalign[\w.]*)", py.read_text(), re.M):
-                assert mod in allowed or mod.startswith(pkg.name) or mod in packages, \
+                assert mod in allowed or mod.startswith(pkg.name) or mod in packages, (
                     f"{py}: imports {mod}"
+                )
 
 
 def test_subprocess_cli_sees_an_installed_plugin(site):
-    install_fake_distribution(site, "xalign-example", "0.1.0", "example", "xalign_example",
-                              source_dir=TEMPLATE / "xalign_example")
+    install_fake_distribution(
+        site,
+        "xalign-example",
+        "0.1.0",
+        "example",
+        "xalign_example",
+        source_dir=TEMPLATE / "xalign_example",
+    )
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run([sys.executable, "-m", "xalign.cli", "plugins", "--json"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "xalign.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "mean_cosine" in {i["name"] for i in json.loads(out.stdout)}
 
@@ -209,21 +286,27 @@ def objective_source(*names: str, loss: str = "return batch.src.hidden.sum() * 0
     """A plugin module registering one trivial objective class per name."""
     out = ["import torch", "import xalign"]
     for i, name in enumerate(names):
-        out += [f"class Obj{i}(xalign.Objective):", f"    name = {name!r}",
-                "    def loss(self, batch):", f"        {loss}"]
+        out += [
+            f"class Obj{i}(xalign.Objective):",
+            f"    name = {name!r}",
+            "    def loss(self, batch):",
+            f"        {loss}",
+        ]
     out += ["@xalign.hookimpl", "def register_objectives(register):"]
     out += [f"    register(Obj{i})" for i in range(len(names))]
     return "\n".join(out) + "\n"
 
 
 def task_source(name: str) -> str:
-    return ("import xalign\n"
-            f"class T(xalign.Task):\n    name = {name!r}\n"
-            "    def run(self, model, context):\n"
-            "        return xalign.TaskResult(self.name, 'acc', {'en': {'acc': 1.0}})\n"
-            "@xalign.hookimpl\n"
-            "def register_tasks(register):\n"
-            "    register(T)\n")
+    return (
+        "import xalign\n"
+        f"class T(xalign.Task):\n    name = {name!r}\n"
+        "    def run(self, model, context):\n"
+        "        return xalign.TaskResult(self.name, 'acc', {'en': {'acc': 1.0}})\n"
+        "@xalign.hookimpl\n"
+        "def register_tasks(register):\n"
+        "    register(T)\n"
+    )
 
 
 def cli_env(site: Path, **extra: str) -> dict[str, str]:
@@ -234,10 +317,17 @@ def cli_env(site: Path, **extra: str) -> dict[str, str]:
 
 def test_entry_point_named_like_a_builtin_keeps_both_and_warns(site):
     """The issue's case: a third-party entry point 'sinkhorn' no longer hides the built-in."""
-    install_fake_distribution(site, "xalign-impostor", "2.0", "sinkhorn", "xalign_impostor",
-                              source=objective_source("my_ot"))
-    with pytest.warns(PluginWarning, match="plugin name 'sinkhorn' is declared by 2 "
-                                           "distributions") as caught:
+    install_fake_distribution(
+        site,
+        "xalign-impostor",
+        "2.0",
+        "sinkhorn",
+        "xalign_impostor",
+        source=objective_source("my_ot"),
+    )
+    with pytest.warns(
+        PluginWarning, match="plugin name 'sinkhorn' is declared by 2 distributions"
+    ) as caught:
         registry = get_registry()
     message = str(caught[0].message)
     assert "xalign 0.1.0 (module xalign_sinkhorn)" in message
@@ -245,8 +335,10 @@ def test_entry_point_named_like_a_builtin_keeps_both_and_warns(site):
     assert "xalign:sinkhorn" in message and "xalign-impostor:sinkhorn" in message
     sinkhorn, my_ot = registry.objective("sinkhorn"), registry.objective("my_ot")
     assert (sinkhorn.source.distribution, sinkhorn.source.name) == ("xalign", "xalign:sinkhorn")
-    assert (my_ot.source.distribution, my_ot.source.name) == ("xalign-impostor",
-                                                              "xalign-impostor:sinkhorn")
+    assert (my_ot.source.distribution, my_ot.source.name) == (
+        "xalign-impostor",
+        "xalign-impostor:sinkhorn",
+    )
     rows = {(i["name"], i["kind"]): i for i in plugins_json()}
     assert rows[("sinkhorn", "objective")]["status"] == "ok"
     assert rows[("my_ot", "objective")]["distribution"] == "xalign-impostor"
@@ -255,16 +347,25 @@ def test_entry_point_named_like_a_builtin_keeps_both_and_warns(site):
     assert set(conflict["distribution"].split(", ")) == {"xalign", "xalign-impostor"}
 
 
-@pytest.mark.parametrize("env, expected", [
-    ("xalign:sinkhorn", {"sinkhorn"}),
-    ("xalign-impostor:sinkhorn", {"my_ot"}),
-    ("Xalign_Impostor:sinkhorn", {"my_ot"}),  # distribution names compare PEP 503-normalised
-    ("sinkhorn", {"sinkhorn", "my_ot"}),
-    ("xalign:sinkhorn,xalign-impostor:sinkhorn", {"sinkhorn", "my_ot"}),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ("xalign:sinkhorn", {"sinkhorn"}),
+        ("xalign-impostor:sinkhorn", {"my_ot"}),
+        ("Xalign_Impostor:sinkhorn", {"my_ot"}),  # distribution names compare PEP 503-normalised
+        ("sinkhorn", {"sinkhorn", "my_ot"}),
+        ("xalign:sinkhorn,xalign-impostor:sinkhorn", {"sinkhorn", "my_ot"}),
+    ],
+)
 def test_load_plugins_picks_one_of_two_same_named_plugins(site, monkeypatch, env, expected):
-    install_fake_distribution(site, "xalign-impostor", "2.0", "sinkhorn", "xalign_impostor",
-                              source=objective_source("my_ot"))
+    install_fake_distribution(
+        site,
+        "xalign-impostor",
+        "2.0",
+        "sinkhorn",
+        "xalign_impostor",
+        source=objective_source("my_ot"),
+    )
     monkeypatch.setenv("XALIGN_LOAD_PLUGINS", env)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -274,8 +375,14 @@ def test_load_plugins_picks_one_of_two_same_named_plugins(site, monkeypatch, env
 
 
 def test_impostor_objective_of_the_same_name_is_an_error_naming_both(site, smoke_overrides):
-    install_fake_distribution(site, "xalign-impostor", "2.0", "sinkhorn", "xalign_impostor",
-                              source=objective_source("sinkhorn"))
+    install_fake_distribution(
+        site,
+        "xalign-impostor",
+        "2.0",
+        "sinkhorn",
+        "xalign_impostor",
+        source=objective_source("sinkhorn"),
+    )
     sets = sum((["--set", o] for o in [*smoke_overrides, "train.max_steps=1"]), [])
     result = runner.invoke(app, ["run", "-q", "-o", "sinkhorn", *sets])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -290,10 +397,22 @@ def test_impostor_objective_of_the_same_name_is_an_error_naming_both(site, smoke
 
 
 def test_two_third_party_plugins_claiming_one_objective(site):
-    install_fake_distribution(site, "xalign-first", "1.0", "first", "xalign_first",
-                              source=objective_source("shared_ot", "first_only"))
-    install_fake_distribution(site, "xalign-second", "3.1", "second", "xalign_second",
-                              source=objective_source("shared_ot"))
+    install_fake_distribution(
+        site,
+        "xalign-first",
+        "1.0",
+        "first",
+        "xalign_first",
+        source=objective_source("shared_ot", "first_only"),
+    )
+    install_fake_distribution(
+        site,
+        "xalign-second",
+        "3.1",
+        "second",
+        "xalign_second",
+        source=objective_source("shared_ot"),
+    )
     with pytest.warns(PluginWarning, match="objective 'shared_ot' is registered by 2 plugins"):
         registry = get_registry()
         objectives = registry.objectives()
@@ -305,15 +424,19 @@ def test_two_third_party_plugins_claiming_one_objective(site):
 
 
 def test_two_plugins_claiming_one_task_name(site, tiny_model, tracking_uri):
-    install_fake_distribution(site, "xalign-task-a", "1.0", "task_a", "xalign_task_a",
-                              source=task_source("mytask"))
-    install_fake_distribution(site, "xalign-task-b", "2.0", "task_b", "xalign_task_b",
-                              source=task_source("mytask"))
+    install_fake_distribution(
+        site, "xalign-task-a", "1.0", "task_a", "xalign_task_a", source=task_source("mytask")
+    )
+    install_fake_distribution(
+        site, "xalign-task-b", "2.0", "task_b", "xalign_task_b", source=task_source("mytask")
+    )
     with pytest.raises(PluginError, match="task 'mytask' is registered by 2 plugins") as info:
         get_registry().task("mytask")
     assert "xalign-task-a 1.0" in str(info.value) and "xalign-task-b 2.0" in str(info.value)
-    for args in (["eval", str(tiny_model), "--task", "mytask", "--tracking-uri", tracking_uri],
-                 ["compare", "sinkhorn", "--tasks", "mytask", "--tracking-uri", tracking_uri]):
+    for args in (
+        ["eval", str(tiny_model), "--task", "mytask", "--tracking-uri", tracking_uri],
+        ["compare", "sinkhorn", "--tasks", "mytask", "--tracking-uri", tracking_uri],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 1, result.output
         err = " ".join(result.stderr.split())
@@ -323,18 +446,35 @@ def test_two_plugins_claiming_one_task_name(site, tiny_model, tracking_uri):
 
 
 def test_broken_plugins_are_listed_and_the_rest_works(site):
-    install_fake_distribution(site, "xalign-broken", "9.9", "broken", "xalign_broken",
-                              source="import does_not_exist_anywhere\n")
-    install_fake_distribution(site, "xalign-raiser", "0.2", "raiser", "xalign_raiser", source=(
-        "import xalign\n"
-        "@xalign.hookimpl\n"
-        "def register_objectives(register):\n"
-        "    raise RuntimeError('no licence file')\n"))
+    install_fake_distribution(
+        site,
+        "xalign-broken",
+        "9.9",
+        "broken",
+        "xalign_broken",
+        source="import does_not_exist_anywhere\n",
+    )
+    install_fake_distribution(
+        site,
+        "xalign-raiser",
+        "0.2",
+        "raiser",
+        "xalign_raiser",
+        source=(
+            "import xalign\n"
+            "@xalign.hookimpl\n"
+            "def register_objectives(register):\n"
+            "    raise RuntimeError('no licence file')\n"
+        ),
+    )
     rows = {(i["name"], i["kind"]): i for i in plugins_json()}
     assert rows[("sinkhorn", "objective")]["status"] == "ok"
     broken, raiser = rows[("broken", "plugin")], rows[("raiser", "plugin")]
     assert (broken["status"], broken["distribution"], broken["version"]) == (
-        "error", "xalign-broken", "9.9")
+        "error",
+        "xalign-broken",
+        "9.9",
+    )
     assert "ModuleNotFoundError: No module named 'does_not_exist_anywhere'" in broken["error"]
     assert raiser["status"] == "error" and raiser["distribution"] == "xalign-raiser"
     assert "failed in register_objectives: RuntimeError: no licence file" in raiser["error"]
@@ -351,18 +491,21 @@ def test_broken_plugins_are_listed_and_the_rest_works(site):
     assert "xalign-raiser" in err and "XALIGN_LOAD_PLUGINS" in err
 
 
-@pytest.mark.parametrize("env, typo, loaded", [
-    ("sinkorn,l2", "sinkorn", {"l2"}),
-    ("sinkhorn,contrastiv", "contrastiv", {"sinkhorn"}),
-    ("nobody:sinkhorn", "nobody:sinkhorn", set()),
-])
+@pytest.mark.parametrize(
+    "env, typo, loaded",
+    [
+        ("sinkorn,l2", "sinkorn", {"l2"}),
+        ("sinkhorn,contrastiv", "contrastiv", {"sinkhorn"}),
+        ("nobody:sinkhorn", "nobody:sinkhorn", set()),
+    ],
+)
 def test_mistyped_load_plugins_warns_with_the_available_names(monkeypatch, env, typo, loaded):
     monkeypatch.setenv("XALIGN_LOAD_PLUGINS", env)
-    with pytest.warns(PluginWarning, match=f"XALIGN_LOAD_PLUGINS names '{typo}', which no "
-                                           f"installed plugin has") as caught:
+    with pytest.warns(
+        PluginWarning, match=f"XALIGN_LOAD_PLUGINS names '{typo}', which no installed plugin has"
+    ) as caught:
         registry = get_registry()
-    assert re.search(r"available plugins: .*\bcontrastive\b.*\bsinkhorn\b", str(
-        caught[0].message))
+    assert re.search(r"available plugins: .*\bcontrastive\b.*\bsinkhorn\b", str(caught[0].message))
     assert set(registry.objectives()) == loaded
     with pytest.raises(PluginError, match=f"unknown objective 'mixed_ot'.*'{typo}'"):
         registry.objective("mixed_ot")
@@ -371,36 +514,66 @@ def test_mistyped_load_plugins_warns_with_the_available_names(monkeypatch, env, 
 
 
 def test_subprocess_cli_lists_broken_plugins_and_warns(site):
-    install_fake_distribution(site, "xalign-broken", "9.9", "broken", "xalign_broken",
-                              source="raise ImportError('needs libfoo')\n")
+    install_fake_distribution(
+        site,
+        "xalign-broken",
+        "9.9",
+        "broken",
+        "xalign_broken",
+        source="raise ImportError('needs libfoo')\n",
+    )
     env = cli_env(site)
-    out = subprocess.run([str(VENV_XALIGN), "plugins", "--json"], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [str(VENV_XALIGN), "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     items = {(i["name"], i["kind"]): i for i in json.loads(out.stdout)}
     assert items[("broken", "plugin")]["error"].endswith("ImportError: needs libfoo")
     assert items[("sinkhorn", "objective")]["status"] == "ok"
-    out = subprocess.run([str(VENV_XALIGN), "run", "-o", "nope"], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [str(VENV_XALIGN), "run", "-o", "nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
     err = " ".join(out.stderr.split())
     assert "warning: PluginWarning: plugin 'broken' from distribution xalign-broken 9.9" in err
     assert "error: unknown objective 'nope'" in err and "XALIGN_LOAD_PLUGINS" in err
-    out = subprocess.run([str(VENV_XALIGN), "plugins"], capture_output=True, text=True,
-                         env=cli_env(site, XALIGN_LOAD_PLUGINS="sinkhron"), timeout=300)
+    out = subprocess.run(
+        [str(VENV_XALIGN), "plugins"],
+        capture_output=True,
+        text=True,
+        env=cli_env(site, XALIGN_LOAD_PLUGINS="sinkhron"),
+        timeout=300,
+    )
     assert out.returncode == 0
     assert "missing" in out.stdout and "'sinkhron'" in " ".join(out.stdout.split())
 
 
 @pytest.mark.parametrize("reg_weight", ["1.0", "0"])
-@pytest.mark.parametrize("loss", [
-    "return batch.src.hidden.sum().detach()",
-    "return torch.tensor(float(batch.src.hidden.mean().item()))",
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "return batch.src.hidden.sum().detach()",
+        "return torch.tensor(float(batch.src.hidden.mean().item()))",
+    ],
+)
 def test_objective_without_gradient_is_a_plugin_error(site, smoke_overrides, reg_weight, loss):
     """Before: rc 0 training nothing (reg_weight > 0) or an autograd traceback (0)."""
-    install_fake_distribution(site, "xalign-nograd", "1.0", "nograd", "xalign_nograd",
-                              source=objective_source("nograd", loss=loss))
+    install_fake_distribution(
+        site,
+        "xalign-nograd",
+        "1.0",
+        "nograd",
+        "xalign_nograd",
+        source=objective_source("nograd", loss=loss),
+    )
     sets = sum((["--set", o] for o in [*smoke_overrides, f"train.reg_weight={reg_weight}"]), [])
     result = runner.invoke(app, ["run", "-q", "-o", "nograd", *sets])
     assert result.exit_code == 1, result.output

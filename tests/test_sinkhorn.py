@@ -30,8 +30,9 @@ from xalign.ot import sinkhorn_updates
 F64 = torch.float64
 
 
-def clouds(n: int, m: int, dim: int = 3, seed: int = 0, shift: float = 0.5,
-           scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def clouds(
+    n: int, m: int, dim: int = 3, seed: int = 0, shift: float = 0.5, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = scale * torch.randn(n, dim, generator=g, dtype=F64)
     y = scale * torch.randn(m, dim, generator=g, dtype=F64) + shift
@@ -64,8 +65,7 @@ def pot_plan(x: torch.Tensor, y: torch.Tensor, eps: float) -> np.ndarray:
     a, b = uniform(len(x)), uniform(len(y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Sinkhorn did not converge" at stopThr=1e-13
-        return ot.bregman.sinkhorn_log(a, b, half_sq(x, y), reg=eps, numItermax=5000,
-                                       stopThr=1e-13)
+        return ot.bregman.sinkhorn_log(a, b, half_sq(x, y), reg=eps, numItermax=5000, stopThr=1e-13)
 
 
 def pot_entropic_ot(x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
@@ -86,16 +86,20 @@ def test_raw_value_is_entropic_ot_value(blur):
     ref = pot_entropic_ot(x, y, blur**2)
     assert abs(got - ref) / ref < 1e-5
     # POT's own solver uses the same convention (KL regularisation w.r.t. a⊗b).
-    res = ot.solve(half_sq(x, y), uniform(7), uniform(5), reg=blur**2, reg_type="KL",
-                   max_iter=5000, tol=1e-13)
+    res = ot.solve(
+        half_sq(x, y), uniform(7), uniform(5), reg=blur**2, reg_type="KL", max_iter=5000, tol=1e-13
+    )
     assert float(res.value) == pytest.approx(ref, rel=1e-9)
 
 
 def test_debiased_value_matches_pot_three_terms():
     x, y = clouds(6, 4, seed=1)
     eps = 0.3**2
-    ref = (pot_entropic_ot(x, y, eps) - 0.5 * pot_entropic_ot(x, x, eps)
-           - 0.5 * pot_entropic_ot(y, y, eps))
+    ref = (
+        pot_entropic_ot(x, y, eps)
+        - 0.5 * pot_entropic_ot(x, x, eps)
+        - 0.5 * pot_entropic_ot(y, y, eps)
+    )
     got = div(x, y, blur=0.3, scaling=0.999)
     assert abs(got - ref) / ref < 1e-5
 
@@ -131,8 +135,9 @@ def test_gradcheck_float64(debias):
     y.requires_grad_()
 
     def f(x, y):
-        return xalign.sinkhorn_divergence(x, ones(4), y, ones(3), blur=1.0, scaling=0.9,
-                                          diameter=2.0, debias=debias)
+        return xalign.sinkhorn_divergence(
+            x, ones(4), y, ones(3), blur=1.0, scaling=0.9, diameter=2.0, debias=debias
+        )
 
     assert torch.autograd.gradcheck(f, (x, y))
 
@@ -143,8 +148,9 @@ def test_gradient_is_barycentric_map_of_converged_plan():
     # (π: POT's converged plan).
     x, y = clouds(5, 4, seed=2)
     x.requires_grad_()
-    value = xalign.sinkhorn_divergence(x, ones(5), y, ones(4), blur=0.5, scaling=0.999,
-                                       debias=False)
+    value = xalign.sinkhorn_divergence(
+        x, ones(5), y, ones(4), blur=0.5, scaling=0.999, debias=False
+    )
     (grad,) = torch.autograd.grad(value, x)
     plan = torch.from_numpy(pot_plan(x.detach(), y, 0.25))
     ref = x.detach() / 5 - plan @ y
@@ -168,8 +174,10 @@ def padded(clouds_: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 def batch_vs_pairs(diameter: float | None, **kw) -> torch.Tensor:
     """Relative differences between one padded batched call and per-pair unpadded calls."""
     sizes, scales = [(3, 4), (6, 2), (5, 5)], [1.0, 10.0, 3.0]
-    pairs = [clouds(n, m, dim=8, seed=k, scale=s, shift=1.0)
-             for k, ((n, m), s) in enumerate(zip(sizes, scales, strict=True))]
+    pairs = [
+        clouds(n, m, dim=8, seed=k, scale=s, shift=1.0)
+        for k, ((n, m), s) in enumerate(zip(sizes, scales, strict=True))
+    ]
     x, xm = padded([p[0] for p in pairs])
     y, ym = padded([p[1] for p in pairs])
     batched = xalign.sinkhorn_divergence(x, xm, y, ym, diameter=diameter, **kw)
@@ -201,8 +209,12 @@ def test_permutation_invariance():
     x, y = clouds(7, 5)
     base = div(x, y, blur=0.1, diameter=10.0)
     g = torch.Generator().manual_seed(5)
-    shuffled = div(x[torch.randperm(7, generator=g)], y[torch.randperm(5, generator=g)],
-                   blur=0.1, diameter=10.0)
+    shuffled = div(
+        x[torch.randperm(7, generator=g)],
+        y[torch.randperm(5, generator=g)],
+        blur=0.1,
+        diameter=10.0,
+    )
     assert shuffled == pytest.approx(base, rel=1e-10)
 
 
@@ -231,8 +243,9 @@ def test_weights_are_used_and_renormalised():
     duplicated = torch.cat([x, x[3:]])  # weight 2 on a point == the point twice
     w2 = torch.tensor([1.0, 1.0, 1.0, 2.0], dtype=F64)
     dup = div(duplicated, y, blur=0.3, diameter=10.0)
-    weighted = float(xalign.sinkhorn_divergence(x, ones(4), y, ones(3), x_weights=w2,
-                                                blur=0.3, diameter=10.0))
+    weighted = float(
+        xalign.sinkhorn_divergence(x, ones(4), y, ones(3), x_weights=w2, blur=0.3, diameter=10.0)
+    )
     assert weighted == pytest.approx(dup, rel=1e-5)
 
 
@@ -265,8 +278,7 @@ def test_transport_plan_weights_and_updates():
     assert torch.allclose(plan.sum(1), a, atol=1e-9)
     f, g = torch.zeros(3, dtype=F64), torch.zeros(3, dtype=F64)
     cost = 0.5 * torch.cdist(x, y) ** 2
-    f, g = sinkhorn_updates(f, g, cost, a, torch.full((3,), 1 / 3, dtype=F64), 0.25,
-                            max_iter=5000)
+    f, g = sinkhorn_updates(f, g, cost, a, torch.full((3,), 1 / 3, dtype=F64), 0.25, max_iter=5000)
     manual = a[:, None] / 3 * torch.exp((f[:, None] + g[None, :] - cost) / 0.25)
     assert torch.allclose(manual, plan, atol=1e-9)
 
@@ -274,8 +286,9 @@ def test_transport_plan_weights_and_updates():
 # ------------------------------------------------------------------ the sinkhorn plugin
 
 
-def make_side(sentences: list[list[torch.Tensor]], lang: str,
-              words: list[list[str]] | None = None) -> Side:
+def make_side(
+    sentences: list[list[torch.Tensor]], lang: str, words: list[list[str]] | None = None
+) -> Side:
     """``sentences[b][w]`` is a ``[k, D]`` tensor: the k subword vectors of word w."""
     dim = sentences[0][0].shape[1]
     length = max(sum(len(w) for w in s) for s in sentences) + 2
@@ -284,21 +297,24 @@ def make_side(sentences: list[list[torch.Tensor]], lang: str,
     for b, sent in enumerate(sentences):
         t = 1
         for w, sub in enumerate(sent):
-            hidden[b, t: t + len(sub)] = sub
-            word_index[b, t: t + len(sub)] = w
+            hidden[b, t : t + len(sub)] = sub
+            word_index[b, t : t + len(sub)] = w
             t += len(sub)
     words = words or [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(hidden.requires_grad_(), word_index, torch.tensor([len(s) for s in sentences]),
-                words, [lang] * len(sentences))
+    return Side(
+        hidden.requires_grad_(),
+        word_index,
+        torch.tensor([len(s) for s in sentences]),
+        words,
+        [lang] * len(sentences),
+    )
 
 
-def random_batch(seed: int = 0, subwords: tuple[int, ...] = (1,), dim: int = 4
-                 ) -> AlignmentBatch:
+def random_batch(seed: int = 0, subwords: tuple[int, ...] = (1,), dim: int = 4) -> AlignmentBatch:
     g = torch.Generator().manual_seed(seed)
 
     def sentence(n: int, k: int) -> list[torch.Tensor]:
-        return [torch.randn(subwords[(i + k) % len(subwords)], dim, generator=g)
-                for i in range(n)]
+        return [torch.randn(subwords[(i + k) % len(subwords)], dim, generator=g) for i in range(n)]
 
     src = make_side([sentence(3, 0), sentence(5, 1)], "de")
     tgt = make_side([sentence(4, 2), sentence(2, 0)], "en")
@@ -331,14 +347,14 @@ def test_subword_level_uses_every_subword_and_word_level_pools():
     sub = Sinkhorn.from_options({"level": "subword", "scope": "batch"}, hidden_size=4)
     x, xm = batch.src.subwords()
     y, ym = batch.tgt.subwords()
-    assert sub.loss(batch).item() == pytest.approx(div(x[xm].double(), y[ym].double()),
-                                                   rel=1e-4)
+    assert sub.loss(batch).item() == pytest.approx(div(x[xm].double(), y[ym].double()), rel=1e-4)
     word = Sinkhorn.from_options({"scope": "batch", "pooling": "mean"}, hidden_size=4)
     xw, xwm = batch.src.words_vectors("mean")
     yw, ywm = batch.tgt.words_vectors("mean")
     assert int(xm.sum()) > int(xwm.sum())
     assert word.loss(batch).item() == pytest.approx(
-        div(xw[xwm].double(), yw[ywm].double()), rel=1e-4)
+        div(xw[xwm].double(), yw[ywm].double()), rel=1e-4
+    )
 
 
 def test_one_subword_per_word_makes_levels_agree():
@@ -354,14 +370,25 @@ def test_options_reach_geomloss():
     obj = Sinkhorn.from_options(opts, hidden_size=4)
     x, xm = batch.src.words_vectors()
     y, ym = batch.tgt.words_vectors()
-    ref = xalign.sinkhorn_divergence(x.detach(), xm, y.detach(), ym, p=1, blur=0.3,
-                                     scaling=0.8, debias=False, reach=2.0).mean()
+    ref = xalign.sinkhorn_divergence(
+        x.detach(), xm, y.detach(), ym, p=1, blur=0.3, scaling=0.8, debias=False, reach=2.0
+    ).mean()
     assert obj.loss(batch).item() == pytest.approx(float(ref), rel=1e-6)
 
 
-@pytest.mark.parametrize("bad", [{"level": "char"}, {"scope": "corpus"}, {"weights": "idf"},
-                                 {"p": 3}, {"blur": 0.0}, {"scaling": 1.0}, {"reach": -1.0},
-                                 {"colour": "red"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"level": "char"},
+        {"scope": "corpus"},
+        {"weights": "idf"},
+        {"p": 3},
+        {"blur": 0.0},
+        {"scaling": 1.0},
+        {"reach": -1.0},
+        {"colour": "red"},
+    ],
+)
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ValueError):
         Sinkhorn.from_options(bad, hidden_size=4)
@@ -376,7 +403,8 @@ def test_idf_and_tfidf_values():
     assert idf["auto"] == pytest.approx(math.log(4 / 2) + 1)
     assert idf["never-seen"] == pytest.approx(math.log(4) + 1)
     assert tfidf(["Haus", "ist", "haus"], idf) == pytest.approx(
-        [2 * idf["haus"], idf.unseen, 2 * idf["haus"]])
+        [2 * idf["haus"], idf.unseen, 2 * idf["haus"]]
+    )
 
 
 def test_subword_weights_split_word_mass():
@@ -414,8 +442,10 @@ class FakeExample:
 
 def test_tfidf_loss_uses_explicit_weights():
     batch = tfidf_batch()
-    corpus = [FakeExample(["das", "Haus"], ["the", "house"]),
-              FakeExample(["das", "Auto"], ["the", "car", "."])]
+    corpus = [
+        FakeExample(["das", "Haus"], ["the", "house"]),
+        FakeExample(["das", "Auto"], ["the", "car", "."]),
+    ]
     obj = Sinkhorn.from_options({"weights": "tf-idf", "diameter": 50.0}, hidden_size=4)
     obj.prepare(type("Data", (), {"pairs": [FakePair("de", "en", corpus)]})())
     idf_de, idf_en = obj.idf[("de", "en")]
@@ -424,8 +454,9 @@ def test_tfidf_loss_uses_explicit_weights():
     yw = word_weights(batch.tgt, [idf_en, idf_en])
     x, xm = batch.src.words_vectors()
     y, ym = batch.tgt.words_vectors()
-    ref = xalign.sinkhorn_divergence(x.detach(), xm, y.detach(), ym, x_weights=xw,
-                                     y_weights=yw, diameter=50.0).mean()
+    ref = xalign.sinkhorn_divergence(
+        x.detach(), xm, y.detach(), ym, x_weights=xw, y_weights=yw, diameter=50.0
+    ).mean()
     uniform_loss = Sinkhorn.from_options({"diameter": 50.0}, hidden_size=4).loss(batch).item()
     got = obj.loss(batch).item()
     assert got == pytest.approx(float(ref), rel=1e-6)
@@ -455,8 +486,10 @@ def test_geomloss_alone_fails_on_a_degenerate_cloud():
     from geomloss import SamplesLoss
 
     x = torch.ones(1, 3, dtype=F64)
-    with pytest.raises(ValueError, match="Maximum allowed size exceeded"), \
-            warnings.catch_warnings():
+    with (
+        pytest.raises(ValueError, match="Maximum allowed size exceeded"),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", RuntimeWarning)  # log(0)
         SamplesLoss("sinkhorn", p=2, blur=0.05)(x, x.clone())
 
@@ -480,9 +513,17 @@ def test_degenerate_clouds_give_zero_with_zero_gradient(case, p, dtype, weighted
     xw = torch.arange(1, len(xs) + 1, dtype=dtype) if weighted else None
     yw = torch.arange(len(ys), 0, -1, dtype=dtype) if weighted else None
     for debias, reach in ((True, None), (False, None), (True, 2.0)):
-        value = xalign.sinkhorn_divergence(x, ones(len(xs)), y, ones(len(ys)), p=p,
-                                           debias=debias, reach=reach, x_weights=xw,
-                                           y_weights=yw)
+        value = xalign.sinkhorn_divergence(
+            x,
+            ones(len(xs)),
+            y,
+            ones(len(ys)),
+            p=p,
+            debias=debias,
+            reach=reach,
+            x_weights=xw,
+            y_weights=yw,
+        )
         # zero cost everywhere: OT_ε = 0 (plan a⊗b, no KL), hence S_ε = 0 as well; geomloss's
         # p=1 cost is sqrt(max(|x-y|², 1e-8)), so the raw p=1 value is its floor 1e-4
         expected = 1e-4 if p == 1 and not debias else 0.0
@@ -559,13 +600,15 @@ def test_degeneracy_threshold_and_bad_inputs():
     assert issubclass(PointCloudError, xalign.XalignError)
 
 
-@pytest.mark.parametrize("options", [{}, {"scope": "batch"}, {"level": "subword"},
-                                     {"p": 1, "reach": 1.0}])
+@pytest.mark.parametrize(
+    "options", [{}, {"scope": "batch"}, {"level": "subword"}, {"p": 1, "reach": 1.0}]
+)
 def test_sinkhorn_objective_on_identical_one_word_sentences(options):
     # "Berlin ||| Berlin" with identical vectors: used to crash training
     vec = torch.tensor([[0.2, -0.1, 0.5, 0.3]])
-    batch = AlignmentBatch("de-en", make_side([[vec.clone()]], "de"),
-                           make_side([[vec.clone()]], "en"))
+    batch = AlignmentBatch(
+        "de-en", make_side([[vec.clone()]], "de"), make_side([[vec.clone()]], "en")
+    )
     loss = Sinkhorn.from_options(options, hidden_size=4).loss(batch)
     loss.backward()
     assert abs(loss.item()) < 1e-6 and torch.isfinite(batch.src.hidden.grad).all()

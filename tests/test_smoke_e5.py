@@ -20,9 +20,20 @@ def test_smoke_config_on_embedded_model(tmp_path, tracking_uri, monkeypatch):
 
     reset_registry()
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["run", "--objective", "sinkhorn", "--config",
-                                      str(ROOT / "configs" / "smoke.yaml"), "--json", "-q",
-                                      "--tracking-uri", tracking_uri])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--objective",
+            "sinkhorn",
+            "--config",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--json",
+            "-q",
+            "--tracking-uri",
+            tracking_uri,
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     run = MlflowClient(tracking_uri).get_run(out["run_id"])
@@ -34,12 +45,18 @@ def test_smoke_config_on_embedded_model(tmp_path, tracking_uri, monkeypatch):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("objective, key", [
-    ("sinkhorn", "de-en/sinkhorn"), ("l2", "de-en/l2"), ("contrastive", "de-en/contrastive"),
-    ("mixed_ot", "mixed/mixed_ot"),
-])
-def test_every_objective_decreases_its_loss_on_embedded_model(objective, key, tmp_path,
-                                                             tracking_uri, monkeypatch):
+@pytest.mark.parametrize(
+    "objective, key",
+    [
+        ("sinkhorn", "de-en/sinkhorn"),
+        ("l2", "de-en/l2"),
+        ("contrastive", "de-en/contrastive"),
+        ("mixed_ot", "mixed/mixed_ot"),
+    ],
+)
+def test_every_objective_decreases_its_loss_on_embedded_model(
+    objective, key, tmp_path, tracking_uri, monkeypatch
+):
     """A short run of each built-in objective on multilingual-e5-small lowers its own loss."""
     from mlflow.tracking import MlflowClient
 
@@ -51,12 +68,31 @@ def test_every_objective_decreases_its_loss_on_embedded_model(objective, key, tm
     monkeypatch.delenv("XALIGN_CACHE_DIR")
     model_dir = packaged_e5_dir()
     monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    sets = [f"model.name={model_dir}", "data.languages=[de]", "data.limit=32",
-            "train.batch_size=16", "train.grad_accum=1", "train.epochs=3", "train.lr=1e-4",
-            "train.reg_weight=0", "train.save_model=false", f"train.output_dir={tmp_path}"]
-    result = CliRunner().invoke(app, ["run", "-q", "--json", "-o", objective,
-                                      "--tracking-uri", tracking_uri,
-                                      *sum((["--set", s] for s in sets), [])])
+    sets = [
+        f"model.name={model_dir}",
+        "data.languages=[de]",
+        "data.limit=32",
+        "train.batch_size=16",
+        "train.grad_accum=1",
+        "train.epochs=3",
+        "train.lr=1e-4",
+        "train.reg_weight=0",
+        "train.save_model=false",
+        f"train.output_dir={tmp_path}",
+    ]
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "-q",
+            "--json",
+            "-o",
+            objective,
+            "--tracking-uri",
+            tracking_uri,
+            *sum((["--set", s] for s in sets), []),
+        ],
+    )
     assert result.exit_code == 0, result.output
     run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
     hist = MlflowClient(tracking_uri).get_metric_history(run_id, key)

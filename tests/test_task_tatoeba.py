@@ -18,8 +18,9 @@ from xalign.evaluation import retrieval_accuracy
 
 
 def test_mean_pool_ignores_masked_tokens() -> None:
-    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]],
-                           [[5.0, 5.0], [0.0, 0.0], [0.0, 0.0]]])
+    hidden = torch.tensor(
+        [[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 5.0], [0.0, 0.0], [0.0, 0.0]]]
+    )
     mask = torch.tensor([[1, 1, 0], [0, 0, 0]])
     assert torch.equal(mean_pool(hidden, mask), torch.tensor([[2.0, 3.0], [0.0, 0.0]]))
 
@@ -68,8 +69,9 @@ def test_tiny_model_on_german(tiny_model, shared_data) -> None:
 
 
 def test_tiny_model_both_directions_iso3_and_no_special_tokens(tiny_model, shared_data) -> None:
-    config = TatoebaConfig(languages=["deu"], limit=20, directions="both", layer=1,
-                           pool_special_tokens=False)
+    config = TatoebaConfig(
+        languages=["deu"], limit=20, directions="both", layer=1, pool_special_tokens=False
+    )
     result = TatoebaTask(config).run(str(tiny_model), TaskContext(data_dir=shared_data))
     assert len(result.per_example["deu"]) == 40 and result.meta["layer"] == 1
     assert {"accuracy_xx_en", "accuracy_en_xx"} <= set(result.scores["deu"])

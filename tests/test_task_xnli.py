@@ -33,7 +33,8 @@ def check_result(result: TaskResult, langs: list[str], n_test: int) -> None:
         assert 0.0 <= result.scores[lang]["accuracy"] <= 100.0
     assert result.meta["n_test"] == {lang: n_test for lang in langs}
     assert result.meta["avg_accuracy"] == pytest.approx(
-        sum(s["accuracy"] for s in result.scores.values()) / len(langs))
+        sum(s["accuracy"] for s in result.scores.values()) / len(langs)
+    )
 
 
 def test_registered_with_their_options() -> None:
@@ -41,8 +42,12 @@ def test_registered_with_their_options() -> None:
     xnli.register_tasks(tasks.append)
     assert [t.name for t in tasks] == ["xnli", "xnli-mini"]
     full, mini = (t.options() for t in tasks)
-    assert (full["learning_rate"], full["epochs"], full["max_length"], full["batch_size"]) == \
-        (2e-5, 5, 128, 32)
+    assert (full["learning_rate"], full["epochs"], full["max_length"], full["batch_size"]) == (
+        2e-5,
+        5,
+        128,
+        32,
+    )
     assert full["languages"] == list(XNLI_LANGS) and full["select_checkpoint"]
     assert mini["languages"] == ["en", "bg", "de", "el", "es", "fr"]
     assert xnli.XnliConfig(languages="de, fr").languages == ["de", "fr"]
@@ -52,10 +57,16 @@ def test_registered_with_their_options() -> None:
 
 def test_recipe_options_reach_the_finetuning_loop() -> None:
     assert xnli.XnliConfig(grad_accum=2, freeze_embeddings=True).settings() == FinetuneSettings(
-        learning_rate=2e-5, epochs=5, batch_size=32, grad_accum=2, freeze_embeddings=True)
+        learning_rate=2e-5, epochs=5, batch_size=32, grad_accum=2, freeze_embeddings=True
+    )
     assert qa.XquadConfig(group_by_length=True).settings() == FinetuneSettings(
-        learning_rate=3e-5, epochs=3, batch_size=32, warmup_steps=500, weight_decay=1e-4,
-        group_by_length=True)
+        learning_rate=3e-5,
+        epochs=3,
+        batch_size=32,
+        warmup_steps=500,
+        weight_decay=1e-4,
+        group_by_length=True,
+    )
 
 
 def test_xnli_mini_end_to_end_and_deterministic(tiny_model, shared_data) -> None:
@@ -96,8 +107,16 @@ def xtreme_layout(shared: Path, root: Path, n_train: int = 32) -> Path:
 
 def test_xnli_recipe_selects_best_epoch_on_english_dev(tiny_model, shared_data, tmp_path):
     data = xtreme_layout(shared_data, tmp_path)
-    task = xnli.Xnli.from_options({"languages": ["en", "fr"], "dev_limit": 16, "epochs": 2,
-                                   "test_limit": 16, "max_length": 32, "batch_size": 16})
+    task = xnli.Xnli.from_options(
+        {
+            "languages": ["en", "fr"],
+            "dev_limit": 16,
+            "epochs": 2,
+            "test_limit": 16,
+            "max_length": 32,
+            "batch_size": 16,
+        }
+    )
     result = task.run(str(tiny_model), TaskContext(data_dir=data, show_progress=False))
     check_result(result, ["en", "fr"], 16)
     log = result.meta["train"]
@@ -108,8 +127,16 @@ def test_xnli_recipe_selects_best_epoch_on_english_dev(tiny_model, shared_data, 
 
 @pytest.mark.integration
 def test_xnli_mini_with_the_embedded_model(shared_data) -> None:
-    task = xnli.XnliMini.from_options({"train_limit": 32, "test_limit": 16, "epochs": 1,
-                                       "max_length": 64, "languages": ["en", "de"]})
-    result = task.run("packaged:multilingual-e5-small",
-                      TaskContext(data_dir=shared_data, show_progress=False))
+    task = xnli.XnliMini.from_options(
+        {
+            "train_limit": 32,
+            "test_limit": 16,
+            "epochs": 1,
+            "max_length": 64,
+            "languages": ["en", "de"],
+        }
+    )
+    result = task.run(
+        "packaged:multilingual-e5-small", TaskContext(data_dir=shared_data, show_progress=False)
+    )
     check_result(result, ["en", "de"], 16)

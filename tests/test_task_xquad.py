@@ -13,19 +13,37 @@ from transformers import AutoTokenizer
 from xalign import TaskContext, TaskResult
 from xalign.evaluation import DataUnavailableError
 
-TINY = dict(train_limit=32, test_limit=16, epochs=1, max_length=48, doc_stride=16,
-            max_query_length=16, batch_size=8)
-CONTEXT = ("The river flows through the old town and past the market square. "
-           "Every spring the town holds a festival with music and dancing. "
-           "The oldest bridge in the region was built in 1602 by local masons. "
-           "Today tourists cross it to visit the castle on the hill above the valley.")
+TINY = dict(
+    train_limit=32,
+    test_limit=16,
+    epochs=1,
+    max_length=48,
+    doc_stride=16,
+    max_query_length=16,
+    batch_size=8,
+)
+CONTEXT = (
+    "The river flows through the old town and past the market square. "
+    "Every spring the town holds a festival with music and dancing. "
+    "The oldest bridge in the region was built in 1602 by local masons. "
+    "Today tourists cross it to visit the castle on the hill above the valley."
+)
 ANSWER = "built in 1602 by local masons"
 
 
-def example(question: str = "When was the oldest bridge built?", context: str = CONTEXT,
-            answer: str = ANSWER, qid: str = "q1") -> dict:
-    return {"id": qid, "title": "", "context": context, "question": question,
-            "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+def example(
+    question: str = "When was the oldest bridge built?",
+    context: str = CONTEXT,
+    answer: str = ANSWER,
+    qid: str = "q1",
+) -> dict:
+    return {
+        "id": qid,
+        "title": "",
+        "context": context,
+        "question": question,
+        "answers": {"text": [answer], "answer_start": [context.index(answer)]},
+    }
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,10 +76,12 @@ def test_answer_positions_on_hand_made_offsets() -> None:
 
 def test_short_context_answer_recovered_from_gold_logits(tokenizer) -> None:
     ex = example()
-    feats, wins = qa.encode_qa(tokenizer, [ex], max_length=256, doc_stride=32,
-                               max_query_length=16, train=True)
-    assert len(feats) == 1 and all(wins[0].max_context[i] == (o is not None)
-                                   for i, o in enumerate(wins[0].offsets))
+    feats, wins = qa.encode_qa(
+        tokenizer, [ex], max_length=256, doc_stride=32, max_query_length=16, train=True
+    )
+    assert len(feats) == 1 and all(
+        wins[0].max_context[i] == (o is not None) for i, o in enumerate(wins[0].offsets)
+    )
     assert feats[0]["start_positions"] > 0
     preds = qa.decode_answers([ex], wins, gold_logits(feats))
     assert preds == {"q1": ANSWER}
@@ -70,14 +90,15 @@ def test_short_context_answer_recovered_from_gold_logits(tokenizer) -> None:
 def test_long_context_windows_advance_by_doc_stride(tokenizer) -> None:
     ex = example()
     stride = 8
-    feats, wins = qa.encode_qa(tokenizer, [ex], max_length=48, doc_stride=stride,
-                               max_query_length=16, train=True)
+    feats, wins = qa.encode_qa(
+        tokenizer, [ex], max_length=48, doc_stride=stride, max_query_length=16, train=True
+    )
     full = tokenizer(CONTEXT, add_special_tokens=False, return_offsets_mapping=True)
     doc = [tuple(o) for o in full["offset_mapping"]]
     assert len(wins) > 3 and all(len(f["input_ids"]) <= 48 for f in feats)
     for j, win in enumerate(wins):  # window j holds document tokens j*stride, j*stride+1, ...
         ctx = [o for o in win.offsets if o is not None]
-        assert ctx == doc[j * stride: j * stride + len(ctx)]
+        assert ctx == doc[j * stride : j * stride + len(ctx)]
     assert wins[-1].offsets[-2][1] == len(CONTEXT)  # the last window reaches the end
     assert sum(sum(w.max_context) for w in wins) == len(doc)  # one window per token
     start = CONTEXT.index(ANSWER)
@@ -86,7 +107,7 @@ def test_long_context_windows_advance_by_doc_stride(tokenizer) -> None:
     for f, win in zip(feats, wins, strict=True):
         if f["start_positions"] > 0:
             s, e = win.offsets[f["start_positions"]], win.offsets[f["end_positions"]]
-            assert CONTEXT[s[0]:e[1]].strip() == ANSWER
+            assert CONTEXT[s[0] : e[1]].strip() == ANSWER
         else:
             ctx = [o for o in win.offsets if o is not None]
             assert ctx[0][0] > start or ctx[-1][1] < start + len(ANSWER)
@@ -95,8 +116,9 @@ def test_long_context_windows_advance_by_doc_stride(tokenizer) -> None:
 
 def test_span_decoding_constraints(tokenizer) -> None:
     ex = example()
-    feats, wins = qa.encode_qa(tokenizer, [ex], max_length=256, doc_stride=32,
-                               max_query_length=16, train=True)
+    feats, wins = qa.encode_qa(
+        tokenizer, [ex], max_length=256, doc_stride=32, max_query_length=16, train=True
+    )
     win, s, e = wins[0], feats[0]["start_positions"], feats[0]["end_positions"]
     gold = (win.offsets[s][0], win.offsets[e][1])
 
@@ -153,8 +175,15 @@ def test_xquad_trains_on_a_local_squad_file(tiny_model, shared_data, tmp_path) -
     (tmp_path / "squad").mkdir()
     (tmp_path / "squad" / "train-v1.1.json").write_text(json.dumps(squad))
     (tmp_path / "xquad").symlink_to(shared_data / "xquad")
-    result = run_task(qa.Xquad, tiny_model, tmp_path, train_limit=16, languages=["es"],
-                      max_length=512, doc_stride=64)
+    result = run_task(
+        qa.Xquad,
+        tiny_model,
+        tmp_path,
+        train_limit=16,
+        languages=["es"],
+        max_length=512,
+        doc_stride=64,
+    )
     check_result(result, ["es"], 16)
     assert result.meta["max_length"] == 128  # capped at the tiny model's positions
     assert result.meta["config"]["warmup_steps"] == 500  # the XTREME default

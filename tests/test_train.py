@@ -25,8 +25,6 @@ def invoke(args: list[str]):
     return result
 
 
-
-
 def model_weights(out: dict) -> dict[str, torch.Tensor]:
     return load_file(str(Path(out["output_dir"]) / "model" / "model.safetensors"))
 
@@ -52,8 +50,19 @@ def test_run_logs_to_mlflow(smoke_overrides, tracking_uri):
 
 def test_training_decreases_sinkhorn_loss(smoke_overrides):
     sets = sum((["--set", o] for o in smoke_overrides), [])
-    out = run_json(["--objective", "sinkhorn", *sets, "--set", "train.lr=1e-3",
-                    "--set", "train.epochs=6", "--set", "train.reg_weight=0"])
+    out = run_json(
+        [
+            "--objective",
+            "sinkhorn",
+            *sets,
+            "--set",
+            "train.lr=1e-3",
+            "--set",
+            "train.epochs=6",
+            "--set",
+            "train.reg_weight=0",
+        ]
+    )
     from mlflow.tracking import MlflowClient
 
     uri = next(o.split("=", 1)[1] for o in smoke_overrides if o.startswith("tracking.uri"))
@@ -70,12 +79,28 @@ def test_dropout_switch_sets_the_starting_regulariser(dropout, tmp_path, trackin
     from mlflow.tracking import MlflowClient
 
     model = build_tiny_encoder(tmp_path / "bert", dropout=0.3)
-    out = run_json(["--objective", "sinkhorn", "--set", f"model.name={model}",
-                    "--set", "data.limit=8", "--set", "data.languages=[de]",
-                    "--set", "train.batch_size=8", "--set", "train.grad_accum=1",
-                    "--set", f"train.dropout={str(dropout).lower()}",
-                    "--set", f"train.output_dir={tmp_path / 'out'}",
-                    "--set", f"tracking.uri={tracking_uri}"])
+    out = run_json(
+        [
+            "--objective",
+            "sinkhorn",
+            "--set",
+            f"model.name={model}",
+            "--set",
+            "data.limit=8",
+            "--set",
+            "data.languages=[de]",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.grad_accum=1",
+            "--set",
+            f"train.dropout={str(dropout).lower()}",
+            "--set",
+            f"train.output_dir={tmp_path / 'out'}",
+            "--set",
+            f"tracking.uri={tracking_uri}",
+        ]
+    )
     first = MlflowClient(tracking_uri).get_metric_history(out["run_id"], "de-en/reg")[0].value
     if dropout:
         assert first > 1e-3, first
@@ -100,11 +125,28 @@ def test_unknown_objective_lists_available(smoke_overrides):
 def test_resume_gives_identical_weights(tiny_model, tmp_path, tracking_uri, monkeypatch):
     from xalign import trainer
 
-    common = ["--objective", "sinkhorn", "--set", f"model.name={tiny_model}",
-              "--set", "data.limit=24", "--set", "data.languages=[de,fr]",
-              "--set", "train.batch_size=6", "--set", "train.grad_accum=1",
-              "--set", "train.schedule=linear", "--set", "train.warmup_steps=1",
-              "--set", "train.checkpoint_every=2", "--set", f"tracking.uri={tracking_uri}"]
+    common = [
+        "--objective",
+        "sinkhorn",
+        "--set",
+        f"model.name={tiny_model}",
+        "--set",
+        "data.limit=24",
+        "--set",
+        "data.languages=[de,fr]",
+        "--set",
+        "train.batch_size=6",
+        "--set",
+        "train.grad_accum=1",
+        "--set",
+        "train.schedule=linear",
+        "--set",
+        "train.warmup_steps=1",
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        f"tracking.uri={tracking_uri}",
+    ]
     full = run_json([*common, "--set", f"train.output_dir={tmp_path / 'full'}"])
 
     original = trainer.AlignmentRecipe.save_checkpoint
@@ -127,8 +169,10 @@ def test_resume_gives_identical_weights(tiny_model, tmp_path, tracking_uri, monk
     for k in a:
         assert torch.equal(a[k], b[k]), k
     init = load_file(str(tiny_model / "model.safetensors"))
-    assert not torch.equal(a["encoder.layer.0.attention.self.query.weight"],
-                           init["encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(
+        a["encoder.layer.0.attention.self.query.weight"],
+        init["encoder.layer.0.attention.self.query.weight"],
+    )
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(smoke_overrides, tmp_path):
@@ -165,22 +209,65 @@ def test_partial_checkpoint_is_never_latest(tmp_path):
 def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     """accelerate launch with 2 gloo ranks ends with the 1-rank weights (same global batch)."""
     xalign_bin = Path(sys.executable).with_name("xalign")
-    common = ["run", "-q", "--json", "-o", "sinkhorn", "--set", f"model.name={tiny_model}",
-              "--set", "data.limit=24", "--set", "data.languages=[de,fr]",
-              "--set", "train.batch_size=8", "--set", "train.optimizer=sgd",
-              "--set", "train.lr=0.01", "--set", "train.max_grad_norm=null",
-              # a fixed ε-annealing diameter makes each pair's loss independent of batch-mates
-              "--set", "objectives.sinkhorn.diameter=10",
-              "--set", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"]
+    common = [
+        "run",
+        "-q",
+        "--json",
+        "-o",
+        "sinkhorn",
+        "--set",
+        f"model.name={tiny_model}",
+        "--set",
+        "data.limit=24",
+        "--set",
+        "data.languages=[de,fr]",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.optimizer=sgd",
+        "--set",
+        "train.lr=0.01",
+        "--set",
+        "train.max_grad_norm=null",
+        # a fixed ε-annealing diameter makes each pair's loss independent of batch-mates
+        "--set",
+        "objectives.sinkhorn.diameter=10",
+        "--set",
+        f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'a'}"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    one = subprocess.run(
+        [str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'a'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'b'}"],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(xalign_bin),
+            *common,
+            "--set",
+            f"train.output_dir={tmp_path / 'b'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     outs = [json.loads(line) for line in two.stdout.splitlines() if line.startswith("{")]
     assert len(outs) == 1, "only rank 0 reports"
@@ -198,8 +285,6 @@ def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     assert worst <= 2e-3 * moved, (worst, moved)
 
 
-
-
 # ---------------------------------------------------------------- unequal language-pair sizes
 def write_unequal_corpus(directory: Path, sizes: dict[str, int]) -> str:
     """``LANG-en.tsv`` with the first ``sizes[LANG]`` demo pairs; returns the corpus spec."""
@@ -207,8 +292,9 @@ def write_unequal_corpus(directory: Path, sizes: dict[str, int]) -> str:
 
     for lang, n in sizes.items():
         rows = read_parallel("demo", lang, "en")[:n]
-        (directory / f"{lang}-en.tsv").write_text("".join(f"{r[0]}\t{r[1]}\n" for r in rows),
-                                                   encoding="utf-8")
+        (directory / f"{lang}-en.tsv").write_text(
+            "".join(f"{r[0]}\t{r[1]}\n" for r in rows), encoding="utf-8"
+        )
     return str(directory / "{src}-{tgt}.tsv")
 
 
@@ -218,12 +304,25 @@ def unequal_recipe(tiny_model, tmp_path, tracking_uri, objective: str, reg: floa
     from xalign.trainer import AlignmentRecipe
 
     corpus = write_unequal_corpus(tmp_path, {"de": 6, "fr": 10})
-    cfg = load_config(objectives=[objective], overrides=[
-        f"model.name={tiny_model}", f"data.corpus={corpus}", "data.languages=[de,fr]",
-        "train.batch_size=4", "train.grad_accum=3", "train.optimizer=sgd", "train.lr=1.0",
-        "train.max_grad_norm=null", "train.dropout=false", f"train.reg_weight={reg}",
-        f"objectives.{objective}.diameter=10", "train.save_model=false",
-        f"train.output_dir={tmp_path / 'out'}", f"tracking.uri={tracking_uri}"])
+    cfg = load_config(
+        objectives=[objective],
+        overrides=[
+            f"model.name={tiny_model}",
+            f"data.corpus={corpus}",
+            "data.languages=[de,fr]",
+            "train.batch_size=4",
+            "train.grad_accum=3",
+            "train.optimizer=sgd",
+            "train.lr=1.0",
+            "train.max_grad_norm=null",
+            "train.dropout=false",
+            f"train.reg_weight={reg}",
+            f"objectives.{objective}.diameter=10",
+            "train.save_model=false",
+            f"train.output_dir={tmp_path / 'out'}",
+            f"tracking.uri={tracking_uri}",
+        ],
+    )
     recipe = AlignmentRecipe(cfg, show_progress=False)
     recipe.setup()
     return recipe
@@ -256,8 +355,9 @@ def hand_objective(recipe, micro_steps: int, per_micro: int) -> torch.Tensor:
 
     total = torch.zeros(())
     for m in range(micro_steps):
-        batches = [([p.examples[i] for i in p.order[4 * m:4 * m + 4]], p.src)
-                   for p in recipe.data.pairs]
+        batches = [
+            ([p.examples[i] for i in p.order[4 * m : 4 * m + 4]], p.src) for p in recipe.data.pairs
+        ]
         if recipe.mixed:
             union = [e for ex, _ in batches for e in ex]
             langs = [lang for ex, lang in batches for _ in ex]
@@ -271,8 +371,9 @@ def hand_objective(recipe, micro_steps: int, per_micro: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("objective", "reg"), [("sinkhorn", 1.0), ("mixed_ot", 0.0)])
-def test_unequal_pairs_gradient_is_the_hand_sum(objective, reg, tiny_model, tmp_path,
-                                                tracking_uri, one_thread):
+def test_unequal_pairs_gradient_is_the_hand_sum(
+    objective, reg, tiny_model, tmp_path, tracking_uri, one_thread
+):
     """Pairs of 6 (first) and 10 sentences, batch 4: every sentence is used once per epoch and
     each pair's micro-batch mean has weight 1/3. The old plan used 2 micro-steps (first pair
     only), dropped 2 of fr's 10 and scaled fr's 2nd micro-batch by 4/2."""
@@ -307,8 +408,9 @@ def test_unequal_pairs_gradient_is_the_hand_sum(objective, reg, tiny_model, tmp_
         assert torch.allclose(before[n] - p.detach(), got, rtol=1e-3, atol=1e-6), n
 
 
-def test_data_stats_artifact_reports_filters_unescaping_and_truncation(tiny_model, tmp_path,
-                                                                       tracking_uri):
+def test_data_stats_artifact_reports_filters_unescaping_and_truncation(
+    tiny_model, tmp_path, tracking_uri
+):
     """data_stats.json says, per pair, what was read, kept, sampled and dropped (by reason, with
     the first file:line), which lines were unescaped, and which words max_length cut off; the
     cut is also one warning at setup."""
@@ -319,29 +421,54 @@ def test_data_stats_artifact_reports_filters_unescaping_and_truncation(tiny_mode
 
     good = read_parallel("demo", "de", "en")[:6]
     rows = [f"{r[0]}\t{r[1]}" for r in good]
-    rows.insert(2, "\u2060 \u200b\tNothing to see .")                  # line 3: no subwords
-    rows.insert(4, "Tom &amp; Anna lachen .\tTom &amp; Anna laugh .")   # line 5: unescaped
-    rows.append("Ja\tYes")                                              # line 9: too short
+    rows.insert(2, "\u2060 \u200b\tNothing to see .")  # line 3: no subwords
+    rows.insert(4, "Tom &amp; Anna lachen .\tTom &amp; Anna laugh .")  # line 5: unescaped
+    rows.append("Ja\tYes")  # line 9: too short
     path = tmp_path / "de-en.tsv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    result = runner.invoke(app, [
-        "run", "-q", "--json", "-o", "sinkhorn", "--set", f"model.name={tiny_model}",
-        "--set", f"data.corpus={path}", "--set", "data.languages=[de]",
-        "--set", "data.min_words=2", "--set", "model.max_length=10",
-        "--set", "train.batch_size=4", "--set", "train.max_steps=1",
-        "--set", "train.save_model=false", "--set", f"train.output_dir={tmp_path / 'out'}",
-        "--set", f"tracking.uri={tracking_uri}"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "-q",
+            "--json",
+            "-o",
+            "sinkhorn",
+            "--set",
+            f"model.name={tiny_model}",
+            "--set",
+            f"data.corpus={path}",
+            "--set",
+            "data.languages=[de]",
+            "--set",
+            "data.min_words=2",
+            "--set",
+            "model.max_length=10",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.max_steps=1",
+            "--set",
+            "train.save_model=false",
+            "--set",
+            f"train.output_dir={tmp_path / 'out'}",
+            "--set",
+            f"tracking.uri={tracking_uri}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if DataWarning.__name__ in line]
     assert len(warned) == 1, result.stderr  # one line per pair, at setup
-    assert re.search(r"warning: DataWarning: de-en: \d+ words in \d+ sentences lie past "
-                     r"model.max_length=10 subwords .* \(first at .*de-en.tsv:\d\)", warned[0])
+    assert re.search(
+        r"warning: DataWarning: de-en: \d+ words in \d+ sentences lie past "
+        r"model.max_length=10 subwords .* \(first at .*de-en.tsv:\d\)",
+        warned[0],
+    )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     client = MlflowClient(tracking_uri)
     local = client.download_artifacts(out["run_id"], "data_stats.json", str(tmp_path))
     stats = json.loads(Path(local).read_text())["de-en"]
-    assert (stats["read"], stats["kept"], stats["sampled"], stats["filtered_total"]) == (
-        9, 7, 7, 2)
+    assert (stats["read"], stats["kept"], stats["sampled"], stats["filtered_total"]) == (9, 7, 7, 2)
     assert stats["filtered"]["no_subwords"] == {"count": 1, "first": [f"{path}:3"]}
     assert stats["filtered"]["too_short"] == {"count": 1, "first": [f"{path}:9"]}
     assert stats["unescaped_lines"] == {str(path): 1}
@@ -349,8 +476,7 @@ def test_data_stats_artifact_reports_filters_unescaping_and_truncation(tiny_mode
     assert stats["batches_per_epoch"] == 2
 
 
-def test_pairs_that_ran_out_are_not_logged_as_zero(tiny_model, tmp_path, tracking_uri,
-                                                   one_thread):
+def test_pairs_that_ran_out_are_not_logged_as_zero(tiny_model, tmp_path, tracking_uri, one_thread):
     """de 6 and fr 10 sentences, batch 4, one micro-step per optimizer step: step 3 holds fr
     only, so de-en is absent from step 3's metrics (not 0.0); a pair's logged value is its
     micro-batch mean, and ``loss`` is the sum over the pairs present."""

@@ -295,11 +295,14 @@ def test_long_sentence_is_truncated_with_a_warning(tiny_model, tmp_path, monkeyp
     assert "174 of 300 words" in result.stderr
 
 
-@pytest.mark.parametrize(("src", "words"), [
-    ("Er sagte &quot;Hallo&quot; &amp; ging", ["Er", "sagte", '"', "Hallo", '"', "&", "ging"]),
-    ("Tom &amp; Anna &#124; &lt;b&gt;", ["Tom", "&", "Anna", "|", "<", "b", ">"]),
-    ("Peter &apos;s Haus", ["Peter", "'", "s", "Haus"]),
-])
+@pytest.mark.parametrize(
+    ("src", "words"),
+    [
+        ("Er sagte &quot;Hallo&quot; &amp; ging", ["Er", "sagte", '"', "Hallo", '"', "&", "ging"]),
+        ("Tom &amp; Anna &#124; &lt;b&gt;", ["Tom", "&", "Anna", "|", "<", "b", ">"]),
+        ("Peter &apos;s Haus", ["Peter", "'", "s", "Haus"]),
+    ],
+)
 def test_moses_entities_are_unescaped_like_training_data(tiny_model, src, words):
     out, _ = align_json(tiny_model, src, TGT)
     assert out["src_words"] == words
@@ -308,6 +311,17 @@ def test_moses_entities_are_unescaped_like_training_data(tiny_model, src, words)
 
 
 def test_run_id_with_an_unreachable_store_says_so(tiny_model):
-    bad = CliRunner().invoke(app, ["align", SRC, TGT, "-m", "0123456789abcdef" * 2,
-                                   "--tracking-uri", "http://127.0.0.1:9", "--no-plot"])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "align",
+            SRC,
+            TGT,
+            "-m",
+            "0123456789abcdef" * 2,
+            "--tracking-uri",
+            "http://127.0.0.1:9",
+            "--no-plot",
+        ],
+    )
     assert bad.exit_code == 1 and "unreachable" in bad.output and "127.0.0.1:9" in bad.output

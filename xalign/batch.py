@@ -66,8 +66,11 @@ def pool_words(
     mask = torch.arange(max_words, device=hidden.device)[None, :] < n_words[:, None]
     real = word_index >= 0
     # Flatten (sentence, word) into one index; padding/special tokens go to a dump slot.
-    slot = torch.where(real, word_index + torch.arange(bsz, device=hidden.device)[:, None]
-                       * max_words, torch.full_like(word_index, bsz * max_words))
+    slot = torch.where(
+        real,
+        word_index + torch.arange(bsz, device=hidden.device)[:, None] * max_words,
+        torch.full_like(word_index, bsz * max_words),
+    )
     slot = slot.reshape(-1)
     flat = hidden.reshape(-1, dim)
     count = torch.zeros(bsz * max_words + 1, dtype=hidden.dtype, device=hidden.device)
@@ -87,8 +90,9 @@ def pool_words(
     return vecs.reshape(bsz, max_words, dim), mask
 
 
-def linked_positions(links: list[Links], src_mask: Tensor, tgt_mask: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor]:
+def linked_positions(
+    links: list[Links], src_mask: Tensor, tgt_mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """(sentence, source word, English word) index tensors of the links between real words.
 
     ``links[b]`` are sentence ``b``'s 0-based word links as computed on the corpus; this is
@@ -97,8 +101,12 @@ def linked_positions(links: list[Links], src_mask: Tensor, tgt_mask: Tensor
     ``[B, W]`` booleans from ``Side.words_vectors``. Index word vectors with ``x[b, i]`` /
     ``y[b, j]``; the rows come in (sentence, source, target) order.
     """
-    rows = [(b, i, j) for b, lk in enumerate(links) for i, j in sorted(lk)
-            if 0 <= i < src_mask.shape[1] and 0 <= j < tgt_mask.shape[1]]
+    rows = [
+        (b, i, j)
+        for b, lk in enumerate(links)
+        for i, j in sorted(lk)
+        if 0 <= i < src_mask.shape[1] and 0 <= j < tgt_mask.shape[1]
+    ]
     idx = torch.tensor(rows, dtype=torch.long, device=src_mask.device).reshape(-1, 3)
     b, i, j = idx.unbind(1)
     keep = src_mask[b, i] & tgt_mask[b, j]

@@ -14,11 +14,16 @@ from rich.table import Table
 
 from xalign.progress import stdout_console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Cross-lingual alignment objectives for multilingual encoders.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Cross-lingual alignment objectives for multilingual encoders.",
+)
 err = Console(stderr=True)
-LOAD_ENV_HINT = ("XALIGN_LOAD_PLUGINS=NAME,... loads only the named plugins (DIST:NAME picks "
-                 "one of two plugins with the same name)")
+LOAD_ENV_HINT = (
+    "XALIGN_LOAD_PLUGINS=NAME,... loads only the named plugins (DIST:NAME picks "
+    "one of two plugins with the same name)"
+)
 
 
 @app.callback()
@@ -35,13 +40,22 @@ def _quiet_libraries() -> None:
     warnings.showwarning = _show_warning
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: object = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     """One ``warning: Category: message`` line on stderr, without Python's source excerpt."""
     from rich.markup import escape
 
-    err.print(f"[yellow]warning:[/] {category.__name__}: {escape(str(message))}",
-              highlight=False, soft_wrap=True)
+    err.print(
+        f"[yellow]warning:[/] {category.__name__}: {escape(str(message))}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -74,32 +88,39 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
         return
-    table = Table("name", "kind", "status", "distribution", "version", "module", "needs",
-                  "description")
+    table = Table(
+        "name", "kind", "status", "distribution", "version", "module", "needs", "description"
+    )
     for item in listing:
         ok = item["status"] == "ok"
         status = "ok" if ok else f"[bold red]{item['status']}[/]"
         about = escape(item["description"]) if ok else f"[red]{escape(item['error'])}[/]"
-        table.add_row(*(escape(str(item[k])) for k in ("name", "kind")), status,
-                      *(escape(str(item[k])) for k in ("distribution", "version", "module")),
-                      escape(", ".join(item.get("needs", [])) or "-"), about)
+        table.add_row(
+            *(escape(str(item[k])) for k in ("name", "kind")),
+            status,
+            *(escape(str(item[k])) for k in ("distribution", "version", "module")),
+            escape(", ".join(item.get("needs", [])) or "-"),
+            about,
+        )
     stdout_console().print(table)
     problems = sum(item["status"] != "ok" for item in listing)
     if problems:
-        err.print(f"{problems} plugin problem(s): see the status column; {LOAD_ENV_HINT}",
-                  highlight=False)
+        err.print(
+            f"{problems} plugin problem(s): see the status column; {LOAD_ENV_HINT}", highlight=False
+        )
 
 
 @app.command()
 def run(
     objective: list[str] = typer.Option(
-        [], "--objective", "-o", help="Objective NAME or NAME:WEIGHT (repeat to combine)."),
+        [], "--objective", "-o", help="Objective NAME or NAME:WEIGHT (repeat to combine)."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
-                                               help="MLflow tracking URI."),
-    resume: Path | None = typer.Option(None, "--resume",
-                                          help="Run output dir or checkpoint to resume."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Run output dir or checkpoint to resume."
+    ),
     as_json: bool = typer.Option(False, "--json", help='Print {"run_id", "metrics"}.'),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -112,8 +133,10 @@ def run(
 
     try:
         if resume is not None and not resume.exists():
-            raise ConfigError(f"--resume {resume}: no such file or directory (give a run's "
-                              f"output dir or one of its checkpoints)")
+            raise ConfigError(
+                f"--resume {resume}: no such file or directory (give a run's "
+                f"output dir or one of its checkpoints)"
+            )
         if resume is not None and config is None and not objective:
             config = find_checkpoint(resume) / "config.yaml"
         registry = get_registry()
@@ -131,8 +154,15 @@ def run(
     if not PartialState().is_main_process:
         return
     if as_json:
-        typer.echo(json.dumps({"run_id": result.run_id, "metrics": result.metrics,
-                               "output_dir": str(result.output_dir)}))
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "metrics": result.metrics,
+                    "output_dir": str(result.output_dir),
+                }
+            )
+        )
     else:
         err.print(f"finished {result.steps} steps; outputs in {result.output_dir}")
         typer.echo(result.run_id)
@@ -152,7 +182,8 @@ app.command("align")(align)
 def sync_tracking(
     directory: Path = typer.Argument(..., help="Run output dir holding tracking-backlog.jsonl."),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="Send to this store instead of the one recorded."),
+        None, "--tracking-uri", help="Send to this store instead of the one recorded."
+    ),
 ) -> None:
     """Send MLflow records a run kept locally while its tracking server was unreachable."""
     from xalign.errors import XalignError

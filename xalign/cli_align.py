@@ -162,7 +162,7 @@ def align(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print links and plan as JSON."),
     unescape: bool = typer.Option(
-        True, "--unescape/--no-unescape", help="Undo Moses XML escaping (&quot; -> \") first."
+        True, "--unescape/--no-unescape", help='Undo Moses XML escaping (&quot; -> ") first.'
     ),
 ) -> None:
     """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""

@@ -66,26 +66,39 @@ def eval_summary(results: list[EvalRun]) -> dict[str, dict[str, dict[str, dict[s
         for lang, scores in r.result.scores.items():
             for metric, v in scores.items():
                 values.setdefault(r.task, {}).setdefault(lang, {}).setdefault(metric, []).append(v)
-    return {t: {lang: {m: dict(zip(("mean", "std"), seed_summary(v), strict=True),
-                               n_seeds=len(v)) for m, v in metrics.items()}
-                for lang, metrics in langs.items()} for t, langs in values.items()}
+    return {
+        t: {
+            lang: {
+                m: dict(zip(("mean", "std"), seed_summary(v), strict=True), n_seeds=len(v))
+                for m, v in metrics.items()
+            }
+            for lang, metrics in langs.items()
+        }
+        for t, langs in values.items()
+    }
 
 
 def eval_command(
-    model: str | None = typer.Argument(None, help="Path, hub id, packaged:NAME, 'base' (the "
-                                       "default config's encoder) or an MLflow training run id."),
-    model_option: str | None = typer.Option(None, "--model", "-m",
-                                            help="The model, as an option (same as MODEL)."),
+    model: str | None = typer.Argument(
+        None,
+        help="Path, hub id, packaged:NAME, 'base' (the "
+        "default config's encoder) or an MLflow training run id.",
+    ),
+    model_option: str | None = typer.Option(
+        None, "--model", "-m", help="The model, as an option (same as MODEL)."
+    ),
     task: list[str] = typer.Option(..., "--task", "-t", help="Task name (repeatable)."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Task seeds 0..N-1 (one run each)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
     option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
-                                               help="MLflow tracking URI."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    no_reuse: bool = typer.Option(False, "--no-reuse",
-                                  help="Re-evaluate even if a finished run with the same "
-                                  "content key (model files, task data, options) exists."),
+    no_reuse: bool = typer.Option(
+        False,
+        "--no-reuse",
+        help="Re-evaluate even if a finished run with the same "
+        "content key (model files, task data, options) exists.",
+    ),
 ) -> None:
     """Evaluate a model on task(s), one MLflow run per seed (finished identical runs reused:
     same model file contents, task input file contents, options, seed and plugin version)."""
@@ -104,50 +117,89 @@ def eval_command(
         check_tracking(tracking_uri)  # seconds, before any model is resolved or loaded
         spec = resolve_spec(model, tracking_uri=tracking_uri)
         context = TaskContext(data_dir=data_dir, show_progress=not as_json)
-        runs = [r for t in tasks for r in evaluate_runs(
-            spec, t, options=options.get(t), seeds=seeds, context=context,
-            tracking_uri=tracking_uri, reuse=not no_reuse)]
+        runs = [
+            r
+            for t in tasks
+            for r in evaluate_runs(
+                spec,
+                t,
+                options=options.get(t),
+                seeds=seeds,
+                context=context,
+                tracking_uri=tracking_uri,
+                reuse=not no_reuse,
+            )
+        ]
     except XalignError as exc:  # user-facing errors only; anything else is a bug
         _fail(str(exc), getattr(exc, "exit_code", 1))
     summary = eval_summary(runs)
     if as_json:
-        typer.echo(json.dumps({
-            "model": model, "model_path": spec.path, "train_run_id": spec.train_run_id,
-            "objective": spec.objective,
-            "runs": [{"task": r.task, "seed": r.seed, "run_id": r.run_id, "reused": r.reused,
-                      "eval_key": r.eval_key, "main_metric": r.result.main_metric,
-                      "scores": r.result.scores} for r in runs],
-            "summary": summary}))
+        typer.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "model_path": spec.path,
+                    "train_run_id": spec.train_run_id,
+                    "objective": spec.objective,
+                    "runs": [
+                        {
+                            "task": r.task,
+                            "seed": r.seed,
+                            "run_id": r.run_id,
+                            "reused": r.reused,
+                            "eval_key": r.eval_key,
+                            "main_metric": r.result.main_metric,
+                            "scores": r.result.scores,
+                        }
+                        for r in runs
+                    ],
+                    "summary": summary,
+                }
+            )
+        )
         return
     console = stdout_console()
     for t, langs in summary.items():
         metrics = list(dict.fromkeys(m for scores in langs.values() for m in scores))
         table = Table("language", *metrics, title=f"{t} — {model} ({seeds} seed(s))")
         for lang, scores in langs.items():
-            table.add_row(lang, *(_fmt(scores[m]["mean"], scores[m]["std"]) if m in scores
-                                  else "–" for m in metrics))
+            table.add_row(
+                lang,
+                *(
+                    _fmt(scores[m]["mean"], scores[m]["std"]) if m in scores else "–"
+                    for m in metrics
+                ),
+            )
         console.print(table)
     reused = sum(r.reused for r in runs)
-    err.print(f"{len(runs)} eval run(s), {reused} reused: "
-              f"{', '.join(r.run_id for r in runs)}", highlight=False)
+    err.print(
+        f"{len(runs)} eval run(s), {reused} reused: {', '.join(r.run_id for r in runs)}",
+        highlight=False,
+    )
 
 
 def compare_command(
-    objectives: list[str] = typer.Argument(..., help="Objectives (NAME or NAME:WEIGHT); the "
-                                           "unaligned base encoder is always a row."),
+    objectives: list[str] = typer.Argument(
+        ..., help="Objectives (NAME or NAME:WEIGHT); the unaligned base encoder is always a row."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
-    tasks: list[str] = typer.Option([], "--tasks", "--task", "-t",
-                                    help="Task names (repeatable or comma-separated); default: "
-                                    "the CPU-sized mini protocols align,xnli-mini."),
+    tasks: list[str] = typer.Option(
+        [],
+        "--tasks",
+        "--task",
+        "-t",
+        help="Task names (repeatable or comma-separated); default: "
+        "the CPU-sized mini protocols align,xnli-mini.",
+    ),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds 0..N-1 (train and task)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
     option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri",
-                                               help="MLflow tracking URI."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    no_reuse: bool = typer.Option(False, "--no-reuse",
-                                  help="Retrain and re-evaluate even if identical runs exist."),
+    no_reuse: bool = typer.Option(
+        False, "--no-reuse", help="Retrain and re-evaluate even if identical runs exist."
+    ),
 ) -> None:
     """Compare objectives against the base encoder per task and language, with significance."""
     from xalign.compare import compare
@@ -155,18 +207,28 @@ def compare_command(
     names = split_names(tasks) or list(DEFAULT_COMPARE_TASKS)
     try:
         options = parse_task_options(option, names)
-        report = compare(objectives, config_path=config, overrides=overrides, tasks=names,
-                         seeds=seeds, task_options=options, data_dir=data_dir,
-                         tracking_uri=tracking_uri, reuse=not no_reuse,
-                         log=lambda msg: err.print(msg, highlight=False))
+        report = compare(
+            objectives,
+            config_path=config,
+            overrides=overrides,
+            tasks=names,
+            seeds=seeds,
+            task_options=options,
+            data_dir=data_dir,
+            tracking_uri=tracking_uri,
+            reuse=not no_reuse,
+            log=lambda msg: err.print(msg, highlight=False),
+        )
     except XalignError as exc:  # user-facing errors only; anything else is a bug
         _fail(str(exc), getattr(exc, "exit_code", 1))
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
     print_compare(report, stdout_console())
-    err.print(f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
-              highlight=False)
+    err.print(
+        f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
+        highlight=False,
+    )
 
 
 def print_compare(report: CompareReport, console: Console) -> None:
@@ -184,7 +246,11 @@ def print_compare(report: CompareReport, console: Console) -> None:
         for h in (h for h in summary["head_to_head"] if h["task"] == t):
             p = format_p(h["p_value"], summary["significance"]["resamples"])
             star = "*" if h["significant"] else ""
-            console.print(f"  {h['language']}: best {h['best']} vs runner-up {h['runner_up']}: "
-                          f"Δ {h['delta']:+.4g}, p {p}{star}", highlight=False, markup=False)
+            console.print(
+                f"  {h['language']}: best {h['best']} vs runner-up {h['runner_up']}: "
+                f"Δ {h['delta']:+.4g}, p {p}{star}",
+                highlight=False,
+                markup=False,
+            )
     for note in footer(summary):
         console.print(f"- {note}", highlight=False, markup=False)

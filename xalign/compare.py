@@ -48,24 +48,36 @@ class CompareReport:
     markdown: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parent_run_id": self.parent_run_id, **self.summary, "runs": self.runs,
-                "artifacts": self.artifacts}
+        return {
+            "parent_run_id": self.parent_run_id,
+            **self.summary,
+            "runs": self.runs,
+            "artifacts": self.artifacts,
+        }
 
 
 # ------------------------------------------------------------------------------ orchestration
-def training_config(config_path: str | Path | None, overrides: Sequence[str], objective: str,
-                    seed: int) -> RunConfig:
+def training_config(
+    config_path: str | Path | None, overrides: Sequence[str], objective: str, seed: int
+) -> RunConfig:
     """The training config of one (objective, seed) cell of the comparison."""
-    return load_config(config_path, [*overrides, f"train.seed={seed}", "train.save_model=true"],
-                       objectives=[objective])
+    return load_config(
+        config_path,
+        [*overrides, f"train.seed={seed}", "train.save_model=true"],
+        objectives=[objective],
+    )
 
 
 ContentMemo = dict[Any, Any]
 
 
-def expected_components(cfg: RunConfig, symmetrizations: Sequence[str] = (), *,
-                        registry: PluginRegistry | None = None,
-                        memo: ContentMemo | None = None) -> tuple[dict[str, Any] | None, str]:
+def expected_components(
+    cfg: RunConfig,
+    symmetrizations: Sequence[str] = (),
+    *,
+    registry: PluginRegistry | None = None,
+    memo: ContentMemo | None = None,
+) -> tuple[dict[str, Any] | None, str]:
     """The identity components a training run of ``cfg`` would record now, or (None, why).
 
     ``symmetrizations``: the link symmetrisations the run reads (from a candidate run's
@@ -90,30 +102,38 @@ def expected_components(cfg: RunConfig, symmetrizations: Sequence[str] = (), *,
     target = cfg.data.target
     corpus = {}
     for lang in cfg.data.languages:
-        key = ("corpus", json.dumps(cfg.data.corpus, sort_keys=True), lang, target,
-               cfg.data.limit)
+        key = ("corpus", json.dumps(cfg.data.corpus, sort_keys=True), lang, target, cfg.data.limit)
         if key not in memo:
             memo[key] = corpus_digest(cfg.data.corpus, lang, target, cfg.data.limit)
         corpus[f"{lang}-{target}"] = memo[key]
     links = {}
     if symmetrizations:
         for pair, digest in corpus.items():
-            index = None if cfg.data.links else corpus_key(pair, digest,
-                                                           corpus_options(cfg, model_id))
-            found = known_links_digests(pair, symmetrizations, option=cfg.data.links,
-                                        index_key=index)
+            index = (
+                None if cfg.data.links else corpus_key(pair, digest, corpus_options(cfg, model_id))
+            )
+            found = known_links_digests(
+                pair, symmetrizations, option=cfg.data.links, index_key=index
+            )
             if found is None:
-                return None, (f"the {'/'.join(symmetrizations)} word links of {pair} are not "
-                              f"in the cache (a new eflomal run draws new links; set data.links "
-                              f"to a run's links artifacts to reuse its links)")
+                return None, (
+                    f"the {'/'.join(symmetrizations)} word links of {pair} are not "
+                    f"in the cache (a new eflomal run draws new links; set data.links "
+                    f"to a run's links artifacts to reuse its links)"
+                )
             links[pair] = combined_digest(found)
-    return training_components(cfg, plugins=plugins, links=links, corpus_digests=corpus,
-                               model_id=model_id), ""
+    return training_components(
+        cfg, plugins=plugins, links=links, corpus_digests=corpus, model_id=model_id
+    ), ""
 
 
-def find_training_run(tracker: Tracker, cfg: RunConfig, *,
-                      registry: PluginRegistry | None = None,
-                      memo: ContentMemo | None = None) -> tuple[Any, list[str]]:
+def find_training_run(
+    tracker: Tracker,
+    cfg: RunConfig,
+    *,
+    registry: PluginRegistry | None = None,
+    memo: ContentMemo | None = None,
+) -> tuple[Any, list[str]]:
     """(the newest FINISHED training run of ``cfg`` with the same content identity whose saved
     model still exists, or None; why each other candidate was not reusable).
 
@@ -125,7 +145,9 @@ def find_training_run(tracker: Tracker, cfg: RunConfig, *,
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
         f"tags.`xalign.fingerprint` = '{cfg.fingerprint()}' and tags.`xalign.kind` = 'train' "
-        f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+        f"and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
     memo = {} if memo is None else memo
     reasons: list[str] = []
     for run in runs:
@@ -135,13 +157,15 @@ def find_training_run(tracker: Tracker, cfg: RunConfig, *,
             continue
         identity = tags.get("xalign.identity")
         if not identity:
-            reasons.append(f"run {run_id} recorded no content identity (trained by an older "
-                           f"xalign)")
+            reasons.append(
+                f"run {run_id} recorded no content identity (trained by an older xalign)"
+            )
             continue
         syms = tuple(sorted(filter(None, tags.get("xalign.link_symmetrizations", "").split(","))))
         key = ("components", cfg.fingerprint(), syms)
-        components, why = memo.get(key) or expected_components(cfg, syms, registry=registry,
-                                                               memo=memo)
+        components, why = memo.get(key) or expected_components(
+            cfg, syms, registry=registry, memo=memo
+        )
         if components is not None:  # links a later training caches are looked up again
             memo[key] = (components, why)
         if components is None:
@@ -150,17 +174,27 @@ def find_training_run(tracker: Tracker, cfg: RunConfig, *,
             return run, reasons
         else:
             diffs = input_differences(run.data.params, components) or [
-                "its recorded content identity differs"]
+                "its recorded content identity differs"
+            ]
             reasons.append(f"run {run_id} trained on other inputs: {'; '.join(diffs)}")
     return None, reasons
 
 
-def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
-            overrides: Sequence[str] = (), tasks: Sequence[str] = (), seeds: int = 1,
-            task_options: dict[str, dict[str, Any]] | None = None,
-            data_dir: Path | None = None, tracking_uri: str | None = None, reuse: bool = True,
-            registry: PluginRegistry | None = None, show_progress: bool = True,
-            log: Callable[[str], None] | None = None) -> CompareReport:
+def compare(
+    objectives: Sequence[str],
+    *,
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    tasks: Sequence[str] = (),
+    seeds: int = 1,
+    task_options: dict[str, dict[str, Any]] | None = None,
+    data_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    reuse: bool = True,
+    registry: PluginRegistry | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> CompareReport:
     """Train (or reuse) each objective per seed, evaluate every task, write the report."""
     say = log or (lambda _msg: None)
     objectives, tasks = list(dict.fromkeys(objectives)), list(dict.fromkeys(tasks))
@@ -171,53 +205,109 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
     experiment = cfg0.tracking.experiment
     tracker = Tracker(uri, experiment)
     rows = [BASE, *objectives]
-    parent = str(tracker.start(run_name=f"compare {' vs '.join(objectives)}",
-                               tags={"xalign.kind": "compare", "xalign.objectives": ",".join(
-                                   objectives), "xalign.tasks": ",".join(tasks)}))
+    parent = str(
+        tracker.start(
+            run_name=f"compare {' vs '.join(objectives)}",
+            tags={
+                "xalign.kind": "compare",
+                "xalign.objectives": ",".join(objectives),
+                "xalign.tasks": ",".join(tasks),
+            },
+        )
+    )
     try:
-        tracker.log_params({"objectives": objectives, "tasks": tasks, "seeds": seeds,
-                            "config": str(config_path), "overrides": list(overrides),
-                            "task_options": options, "data_dir": str(data_dir),
-                            "base_model": cfg0.model.name, "reuse": reuse,
-                            "seen_languages": list(cfg0.data.languages)})
+        tracker.log_params(
+            {
+                "objectives": objectives,
+                "tasks": tasks,
+                "seeds": seeds,
+                "config": str(config_path),
+                "overrides": list(overrides),
+                "task_options": options,
+                "data_dir": str(data_dir),
+                "base_model": cfg0.model.name,
+                "reuse": reuse,
+                "seen_languages": list(cfg0.data.languages),
+            }
+        )
         root = Path(cfg0.train.output_dir)
-        ctx = TaskContext(data_dir=data_dir, output_dir=root / "eval",
-                          show_progress=show_progress)
-        common = {"context": ctx, "tracking_uri": uri, "parent_run_id": parent, "reuse": reuse,
-                  "experiment": experiment, "registry": registry}
+        ctx = TaskContext(data_dir=data_dir, output_dir=root / "eval", show_progress=show_progress)
+        common = {
+            "context": ctx,
+            "tracking_uri": uri,
+            "parent_run_id": parent,
+            "reuse": reuse,
+            "experiment": experiment,
+            "registry": registry,
+        }
         train_runs: list[dict[str, Any]] = []
         memo: ContentMemo = {}  # corpus/model digests, computed once per comparison
         eval_runs: list[tuple[str, EvalRun]] = []
         base = resolve_spec(BASE, tracking_uri=uri, base_model=cfg0.model.name)
         for t in tasks:
             say(f"evaluating base on {t} ({seeds} seed(s))")
-            eval_runs += [(BASE, r) for r in evaluate_runs(
-                base, t, options=options[t], seeds=seeds, **common)]
+            eval_runs += [
+                (BASE, r) for r in evaluate_runs(base, t, options=options[t], seeds=seeds, **common)
+            ]
         for obj in objectives:
             for seed in range(seeds):
                 cfg = training_config(config_path, overrides, obj, seed)
                 cfg.tracking.uri = uri
                 cfg.tracking.run_name = f"train {obj} seed={seed}"
-                run_id, reused = _train_or_reuse(cfg, tracker, parent, reuse=reuse,
-                                                 registry=registry, show_progress=show_progress,
-                                                 say=say, memo=memo)
-                train_runs.append({"objective": obj, "seed": seed, "run_id": run_id,
-                                   "reused": reused, "fingerprint": cfg.fingerprint()})
+                run_id, reused = _train_or_reuse(
+                    cfg,
+                    tracker,
+                    parent,
+                    reuse=reuse,
+                    registry=registry,
+                    show_progress=show_progress,
+                    say=say,
+                    memo=memo,
+                )
+                train_runs.append(
+                    {
+                        "objective": obj,
+                        "seed": seed,
+                        "run_id": run_id,
+                        "reused": reused,
+                        "fingerprint": cfg.fingerprint(),
+                    }
+                )
                 spec = resolve_spec(run_id, tracking_uri=uri)
                 for t in tasks:
                     say(f"evaluating {obj} (seed {seed}) on {t}")
-                    eval_runs += [(obj, r) for r in evaluate_runs(
-                        spec, t, options=options[t], seeds=[seed], **common)]
+                    eval_runs += [
+                        (obj, r)
+                        for r in evaluate_runs(spec, t, options=options[t], seeds=[seed], **common)
+                    ]
         results: Results = {row: {t: {} for t in tasks} for row in rows}
         for row, r in eval_runs:
             results[row][r.task][r.seed] = r.result
-        summary = summarize(results, rows=rows, tasks=tasks,
-                            seen_languages=cfg0.data.languages, seeds=seeds,
-                            target_language=cfg0.data.target)
-        runs = {"parent": parent, "tracking_uri": uri, "experiment": experiment,
-                "train": train_runs,
-                "eval": [{"objective": row, "task": r.task, "seed": r.seed, "run_id": r.run_id,
-                          "reused": r.reused, "eval_key": r.eval_key} for row, r in eval_runs]}
+        summary = summarize(
+            results,
+            rows=rows,
+            tasks=tasks,
+            seen_languages=cfg0.data.languages,
+            seeds=seeds,
+            target_language=cfg0.data.target,
+        )
+        runs = {
+            "parent": parent,
+            "tracking_uri": uri,
+            "experiment": experiment,
+            "train": train_runs,
+            "eval": [
+                {
+                    "objective": row,
+                    "task": r.task,
+                    "seed": r.seed,
+                    "run_id": r.run_id,
+                    "reused": r.reused,
+                    "eval_key": r.eval_key,
+                }
+                for row, r in eval_runs
+            ],
+        }
         report = CompareReport(parent, summary, runs)
         write_report(report, root / "compare" / parent)
         for name in ("markdown", "csv", "png", "json"):
@@ -230,9 +320,13 @@ def compare(objectives: Sequence[str], *, config_path: str | Path | None = None,
     return report
 
 
-def _check_inputs(objectives: list[str], tasks: list[str], seeds: int,
-                  task_options: dict[str, dict[str, Any]], registry: PluginRegistry
-                  ) -> dict[str, dict[str, Any]]:
+def _check_inputs(
+    objectives: list[str],
+    tasks: list[str],
+    seeds: int,
+    task_options: dict[str, dict[str, Any]],
+    registry: PluginRegistry,
+) -> dict[str, dict[str, Any]]:
     """Fail before any training on unknown objectives/tasks or bad task options."""
     if not objectives:
         raise ConfigError("compare needs at least one objective")
@@ -255,10 +349,17 @@ def _check_inputs(objectives: list[str], tasks: list[str], seeds: int,
     return options
 
 
-def _train_or_reuse(cfg: RunConfig, tracker: Tracker, parent: str, *, reuse: bool,
-                    registry: PluginRegistry, show_progress: bool,
-                    say: Callable[[str], None], memo: ContentMemo | None = None
-                    ) -> tuple[str, bool]:
+def _train_or_reuse(
+    cfg: RunConfig,
+    tracker: Tracker,
+    parent: str,
+    *,
+    reuse: bool,
+    registry: PluginRegistry,
+    show_progress: bool,
+    say: Callable[[str], None],
+    memo: ContentMemo | None = None,
+) -> tuple[str, bool]:
     """(training run id, reused?) for one config; new runs are nested under ``parent``.
 
     A run is reused only with the same content identity (:func:`find_training_run`); the
@@ -266,62 +367,110 @@ def _train_or_reuse(cfg: RunConfig, tracker: Tracker, parent: str, *, reuse: boo
     """
     from xalign.trainer import run_training
 
-    found, reasons = find_training_run(tracker, cfg, registry=registry, memo=memo) \
-        if reuse else (None, [])
+    found, reasons = (
+        find_training_run(tracker, cfg, registry=registry, memo=memo) if reuse else (None, [])
+    )
     if found is not None:
         say(f"reusing training run {found.info.run_id} ({cfg.tracking.run_name})")
         return found.info.run_id, True
     for reason in reasons:
         say(f"not reusing {reason}")
     say(f"training: {cfg.tracking.run_name}")
-    result = run_training(cfg, registry=registry, show_progress=show_progress,
-                          parent_run_id=parent, extra_tags={"xalign.seed": str(cfg.train.seed)})
+    result = run_training(
+        cfg,
+        registry=registry,
+        show_progress=show_progress,
+        parent_run_id=parent,
+        extra_tags={"xalign.seed": str(cfg.train.seed)},
+    )
     return str(result.run_id), False
 
 
 def _parent_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    out = {f"{r['task']}/{r['objective']}/{r['language']}": r["mean"]
-           for r in summary["rows"] if r["mean"] is not None}
-    out.update({f"{a['task']}/{a['objective']}/avg_{a['scope']}": a["mean"]
-                for a in summary["averages"] if a["mean"] is not None})
+    out = {
+        f"{r['task']}/{r['objective']}/{r['language']}": r["mean"]
+        for r in summary["rows"]
+        if r["mean"] is not None
+    }
+    out.update(
+        {
+            f"{a['task']}/{a['objective']}/avg_{a['scope']}": a["mean"]
+            for a in summary["averages"]
+            if a["mean"] is not None
+        }
+    )
     return out
 
 
 # ------------------------------------------------------------------------------ statistics
-def summarize(results: Results, *, rows: Sequence[str], tasks: Sequence[str],
-              seen_languages: Sequence[str], seeds: int | None = None,
-              target_language: str = "en") -> dict[str, Any]:
+def summarize(
+    results: Results,
+    *,
+    rows: Sequence[str],
+    tasks: Sequence[str],
+    seen_languages: Sequence[str],
+    seeds: int | None = None,
+    target_language: str = "en",
+) -> dict[str, Any]:
     """Per-language and averaged mean ± std over seeds, Δ vs base, best, significance.
 
     "seen" languages are the training sources (``data.languages``), not the target.
     """
     out: dict[str, Any] = {
-        "objectives": list(rows), "tasks": {}, "seeds": seeds,
-        "seen_languages": list(seen_languages), "target_language": target_language,
-        "rows": [], "averages": [],
-        "significance": {"test": "paired bootstrap", "alternative": "two-sided",
-                         "resamples": N_BOOT, "seed": BOOT_SEED, "alpha": ALPHA,
-                         "pairing": "per-example main-metric scores concatenated across seeds, "
-                                    "paired by (seed, example)", "vs": BASE, "results": []},
-        "head_to_head": []}
+        "objectives": list(rows),
+        "tasks": {},
+        "seeds": seeds,
+        "seen_languages": list(seen_languages),
+        "target_language": target_language,
+        "rows": [],
+        "averages": [],
+        "significance": {
+            "test": "paired bootstrap",
+            "alternative": "two-sided",
+            "resamples": N_BOOT,
+            "seed": BOOT_SEED,
+            "alpha": ALPHA,
+            "pairing": "per-example main-metric scores concatenated across seeds, "
+            "paired by (seed, example)",
+            "vs": BASE,
+            "results": [],
+        },
+        "head_to_head": [],
+    }
     for task in tasks:
         info = _task_info(task, {r: results[r][task] for r in rows}, seen_languages)
         out["tasks"][task] = info
         hib = info["higher_is_better"]
         for key in info["languages"]:
-            stats = {r: _stats([res.main()[key] for _, res in sorted(results[r][task].items())
-                                if key in res.scores]) for r in rows}
+            stats = {
+                r: _stats(
+                    [
+                        res.main()[key]
+                        for _, res in sorted(results[r][task].items())
+                        if key in res.scores
+                    ]
+                )
+                for r in rows
+            }
             best = _best({r: s["mean"] for r, s in stats.items()}, hib)
             for r in rows:
                 test = None if r == BASE else _paired(results[r][task], results[BASE][task], key)
                 if test is not None:
                     out["significance"]["results"].append(
-                        {"task": task, "language": key, "objective": r, **test})
-                out["rows"].append({"task": task, "language": key, "objective": r,
-                                    **stats[r], **_delta(stats[r], stats[BASE], r),
-                                    "p_value": test["p_value"] if test else None,
-                                    "significant": bool(test and test["p_value"] < ALPHA),
-                                    "best": r in best})
+                        {"task": task, "language": key, "objective": r, **test}
+                    )
+                out["rows"].append(
+                    {
+                        "task": task,
+                        "language": key,
+                        "objective": r,
+                        **stats[r],
+                        **_delta(stats[r], stats[BASE], r),
+                        "p_value": test["p_value"] if test else None,
+                        "significant": bool(test and test["p_value"] < ALPHA),
+                        "best": r in best,
+                    }
+                )
             out["head_to_head"] += _head_to_head(task, key, stats, results, rows, hib)
         for scope in SCOPES:
             keys = info["seen"] if scope == "seen" else info["languages"]
@@ -330,14 +479,23 @@ def summarize(results: Results, *, rows: Sequence[str], tasks: Sequence[str],
             stats = {r: _stats(_seed_averages(results[r][task], keys)) for r in rows}
             best = _best({r: s["mean"] for r, s in stats.items()}, hib)
             for r in rows:
-                out["averages"].append({"task": task, "scope": scope, "languages": list(keys),
-                                        "objective": r, **stats[r],
-                                        **_delta(stats[r], stats[BASE], r), "best": r in best})
+                out["averages"].append(
+                    {
+                        "task": task,
+                        "scope": scope,
+                        "languages": list(keys),
+                        "objective": r,
+                        **stats[r],
+                        **_delta(stats[r], stats[BASE], r),
+                        "best": r in best,
+                    }
+                )
     return out
 
 
-def _task_info(task: str, by_row: dict[str, dict[int, TaskResult]],
-               seen_languages: Sequence[str]) -> dict[str, Any]:
+def _task_info(
+    task: str, by_row: dict[str, dict[int, TaskResult]], seen_languages: Sequence[str]
+) -> dict[str, Any]:
     first = [res for seeds in by_row.values() for _, res in sorted(seeds.items())]
     if not first:
         raise ValueError(f"no results for task {task!r}")
@@ -351,10 +509,13 @@ def _task_info(task: str, by_row: dict[str, dict[int, TaskResult]],
             if isinstance(mapping, dict) and key in mapping:
                 language_of[key] = str(mapping[key])
     seen = [k for k in keys if language_of.get(k, k) in set(seen_languages)]
-    return {"main_metric": first[0].main_metric,
-            "higher_is_better": bool(first[0].meta.get("higher_is_better", True)),
-            "languages": keys, "seen": seen,
-            "language_of": {k: language_of.get(k, k) for k in keys}}
+    return {
+        "main_metric": first[0].main_metric,
+        "higher_is_better": bool(first[0].meta.get("higher_is_better", True)),
+        "languages": keys,
+        "seen": seen,
+        "language_of": {k: language_of.get(k, k) for k in keys},
+    }
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -387,8 +548,7 @@ def _seed_averages(by_seed: dict[int, TaskResult], keys: Sequence[str]) -> list[
     return out
 
 
-def _paired(a: dict[int, TaskResult], b: dict[int, TaskResult], key: str
-            ) -> dict[str, Any] | None:
+def _paired(a: dict[int, TaskResult], b: dict[int, TaskResult], key: str) -> dict[str, Any] | None:
     """Paired bootstrap of a vs b on ``key``'s per-example scores over the shared seeds."""
     xs: list[float] = []
     ys: list[float] = []
@@ -402,31 +562,55 @@ def _paired(a: dict[int, TaskResult], b: dict[int, TaskResult], key: str
     if not xs:
         return None
     test = paired_bootstrap(xs, ys, n=N_BOOT, seed=BOOT_SEED, alternative="two-sided")
-    return {"delta_examples": test["delta"], "p_value": test["p_value"],
-            "ci_low": test["ci_low"], "ci_high": test["ci_high"], "n_examples": len(xs),
-            "seeds": used}
+    return {
+        "delta_examples": test["delta"],
+        "p_value": test["p_value"],
+        "ci_low": test["ci_low"],
+        "ci_high": test["ci_high"],
+        "n_examples": len(xs),
+        "seeds": used,
+    }
 
 
-def _head_to_head(task: str, key: str, stats: dict[str, dict[str, Any]], results: Results,
-                  rows: Sequence[str], hib: bool) -> list[dict[str, Any]]:
+def _head_to_head(
+    task: str,
+    key: str,
+    stats: dict[str, dict[str, Any]],
+    results: Results,
+    rows: Sequence[str],
+    hib: bool,
+) -> list[dict[str, Any]]:
     """Best objective vs the runner-up (base excluded) on one language."""
-    ranked = sorted((r for r in rows if r != BASE and stats[r]["mean"] is not None),
-                    key=lambda r: stats[r]["mean"], reverse=hib)
+    ranked = sorted(
+        (r for r in rows if r != BASE and stats[r]["mean"] is not None),
+        key=lambda r: stats[r]["mean"],
+        reverse=hib,
+    )
     if len(ranked) < 2:
         return []
     best, second = ranked[0], ranked[1]
     test = _paired(results[best][task], results[second][task], key)
-    return [{"task": task, "language": key, "best": best, "runner_up": second,
-             "delta": stats[best]["mean"] - stats[second]["mean"],
-             "p_value": test["p_value"] if test else None,
-             "significant": bool(test and test["p_value"] < ALPHA)}]
+    return [
+        {
+            "task": task,
+            "language": key,
+            "best": best,
+            "runner_up": second,
+            "delta": stats[best]["mean"] - stats[second]["mean"],
+            "p_value": test["p_value"] if test else None,
+            "significant": bool(test and test["p_value"] < ALPHA),
+        }
+    ]
 
 
 # ------------------------------------------------------------------------------ rendering
 def decimals(summary: dict[str, Any], task: str) -> int:
     """3 decimals for metrics in [0, 1], else 2."""
-    means = [r["mean"] for r in summary["rows"] + summary["averages"]
-             if r["task"] == task and r["mean"] is not None]
+    means = [
+        r["mean"]
+        for r in summary["rows"] + summary["averages"]
+        if r["task"] == task and r["mean"] is not None
+    ]
     return 3 if all(abs(m) <= 1.0 for m in means) else 2
 
 
@@ -447,15 +631,28 @@ def table_cells(summary: dict[str, Any], task: str) -> tuple[list[str], list[lis
     """Header and per-objective rows of ``cell_parts`` for one task."""
     info = summary["tasks"][task]
     d = decimals(summary, task)
-    scopes = [s for s in SCOPES if any(a["task"] == task and a["scope"] == s
-                                       for a in summary["averages"])]
+    scopes = [
+        s for s in SCOPES if any(a["task"] == task and a["scope"] == s for a in summary["averages"])
+    ]
     header = ["objective", *info["languages"], *(f"avg {s}" for s in scopes)]
     body = []
     for row in summary["objectives"]:
-        cells = [next(r for r in summary["rows"] if r["task"] == task and r["language"] == k
-                      and r["objective"] == row) for k in info["languages"]]
-        cells += [next(a for a in summary["averages"] if a["task"] == task and a["scope"] == s
-                       and a["objective"] == row) for s in scopes]
+        cells = [
+            next(
+                r
+                for r in summary["rows"]
+                if r["task"] == task and r["language"] == k and r["objective"] == row
+            )
+            for k in info["languages"]
+        ]
+        cells += [
+            next(
+                a
+                for a in summary["averages"]
+                if a["task"] == task and a["scope"] == s and a["objective"] == row
+            )
+            for s in scopes
+        ]
         body.append([row, *(cell_parts(c, d) for c in cells)])
     return header, body
 
@@ -501,13 +698,20 @@ def to_markdown(summary: dict[str, Any], parent_run_id: str | None = None) -> st
         h2h = [h for h in summary["head_to_head"] if h["task"] == task]
         if h2h:
             d = decimals(summary, task)
-            lines += ["", "Best objective vs runner-up (same paired bootstrap):", "",
-                      "| language | best | runner-up | Δ | p |", "|---|---|---|---:|---:|"]
+            lines += [
+                "",
+                "Best objective vs runner-up (same paired bootstrap):",
+                "",
+                "| language | best | runner-up | Δ | p |",
+                "|---|---|---|---:|---:|",
+            ]
             for h in h2h:
                 p = format_p(h["p_value"], summary["significance"]["resamples"])
                 star = "*" if h["significant"] else ""
-                lines.append(f"| {h['language']} | {h['best']} | {h['runner_up']} | "
-                             f"{h['delta']:+.{d}f} | {p}{star} |")
+                lines.append(
+                    f"| {h['language']} | {h['best']} | {h['runner_up']} | "
+                    f"{h['delta']:+.{d}f} | {p}{star} |"
+                )
         lines.append("")
     lines += ["---", ""] + [f"- {note}" for note in footer(summary)]
     return "\n".join(lines) + "\n"
@@ -522,13 +726,24 @@ def format_p(p: float | None, resamples: int = N_BOOT) -> str:
 def to_csv(summary: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["task", "language", "objective", "mean", "std", "n_seeds",
-                     "delta_vs_base", "p_value"])
+    writer.writerow(
+        ["task", "language", "objective", "mean", "std", "n_seeds", "delta_vs_base", "p_value"]
+    )
     entries = [(r["task"], r["language"], r) for r in summary["rows"]]
     entries += [(a["task"], f"avg_{a['scope']}", a) for a in summary["averages"]]
     for task, lang, e in entries:
-        writer.writerow([task, lang, e["objective"], _num(e["mean"]), _num(e["std"]),
-                         e["n_seeds"], _num(e.get("delta_vs_base")), _num(e.get("p_value"))])
+        writer.writerow(
+            [
+                task,
+                lang,
+                e["objective"],
+                _num(e["mean"]),
+                _num(e["std"]),
+                e["n_seeds"],
+                _num(e.get("delta_vs_base")),
+                _num(e.get("p_value")),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -546,15 +761,23 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     tasks = list(summary["tasks"])
     rows = summary["objectives"]
-    width = max(6.0, 1.0 + 0.5 * max(len(i["languages"]) + 2 for i in summary["tasks"].values())
-                * max(1, len(rows)) / 2)
-    fig, axes = plt.subplots(len(tasks), 1, figsize=(width + 1.5, 3.2 * len(tasks)),
-                             squeeze=False)
+    width = max(
+        6.0,
+        1.0
+        + 0.5
+        * max(len(i["languages"]) + 2 for i in summary["tasks"].values())
+        * max(1, len(rows))
+        / 2,
+    )
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(width + 1.5, 3.2 * len(tasks)), squeeze=False)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         info = summary["tasks"][task]
         groups = list(info["languages"])
-        scopes = [s for s in SCOPES if any(a["task"] == task and a["scope"] == s
-                                           for a in summary["averages"])]
+        scopes = [
+            s
+            for s in SCOPES
+            if any(a["task"] == task and a["scope"] == s for a in summary["averages"])
+        ]
         groups += [f"avg {s}" for s in scopes]
         x = np.arange(len(groups))
         bar = 0.8 / len(rows)
@@ -562,8 +785,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             entries = [_entry(summary, task, g, row) for g in groups]
             means = [e["mean"] if e["mean"] is not None else np.nan for e in entries]
             stds = [e["std"] if e["std"] is not None else 0.0 for e in entries]
-            ax.bar(x + (i - (len(rows) - 1) / 2) * bar, means, bar, yerr=stds, capsize=2,
-                   label=row)
+            ax.bar(x + (i - (len(rows) - 1) / 2) * bar, means, bar, yerr=stds, capsize=2, label=row)
         ax.set_xticks(x, groups)
         way = "higher" if info["higher_is_better"] else "lower"
         ax.set_title(f"{task}: {info['main_metric']} ({way} is better), mean ± std over seeds")
@@ -576,17 +798,25 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 def _entry(summary: dict[str, Any], task: str, group: str, row: str) -> dict[str, Any]:
     if group.startswith("avg ") and group not in summary["tasks"][task]["languages"]:
         scope = group[4:]
-        return next(a for a in summary["averages"] if a["task"] == task and
-                    a["scope"] == scope and a["objective"] == row)
-    return next(r for r in summary["rows"] if r["task"] == task and r["language"] == group
-                and r["objective"] == row)
+        return next(
+            a
+            for a in summary["averages"]
+            if a["task"] == task and a["scope"] == scope and a["objective"] == row
+        )
+    return next(
+        r
+        for r in summary["rows"]
+        if r["task"] == task and r["language"] == group and r["objective"] == row
+    )
 
 
 def write_report(report: CompareReport, out_dir: Path) -> None:
     """Write compare.md/.csv/.png/.json to ``out_dir`` and record their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: (out_dir / f"compare.{ext}").resolve() for name, ext in
-             (("markdown", "md"), ("csv", "csv"), ("png", "png"), ("json", "json"))}
+    paths = {
+        name: (out_dir / f"compare.{ext}").resolve()
+        for name, ext in (("markdown", "md"), ("csv", "csv"), ("png", "png"), ("json", "json"))
+    }
     report.markdown = to_markdown(report.summary, report.parent_run_id)
     paths["markdown"].write_text(report.markdown, encoding="utf-8")
     paths["csv"].write_text(to_csv(report.summary), encoding="utf-8")

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from xalign.plugins import PluginRegistry
 
 
-
 @dataclass
 class ModelConfig:
     name: str = "packaged:multilingual-e5-small"
@@ -121,8 +120,12 @@ class RunConfig:
         return {k: v for k, v in (self.objectives.get(name) or {}).items() if k != "weight"}
 
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
-            "tracking": TrackingConfig}
+SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "tracking": TrackingConfig,
+}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -149,9 +152,12 @@ class Yaml12Loader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
                         f"found duplicate key {key_node.value!r} (first at line "
-                        f"{seen[key_node.value]})", key_node.start_mark)
+                        f"{seen[key_node.value]})",
+                        key_node.start_mark,
+                    )
                 seen[key_node.value] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -168,17 +174,24 @@ def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 _YAML11_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")}
 Yaml12Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"))
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
 Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+.0123456789"))
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
 Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
 
 
@@ -273,9 +286,13 @@ def _set_path(d: dict[str, Any], path: list[str], value: Any) -> None:
     d[path[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                objectives: list[str] | None = None, *,
-                registry: PluginRegistry | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    objectives: list[str] | None = None,
+    *,
+    registry: PluginRegistry | None = None,
+) -> RunConfig:
     """Build a :class:`RunConfig`: defaults, then the YAML file, then overrides.
 
     ``objectives`` (from ``--objective NAME[:WEIGHT]``) replaces the objective set, keeping
@@ -332,14 +349,16 @@ def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict
     return chosen
 
 
-def read_config_file(path: Path, _chain: tuple[Path, ...] = (), *,
-                     origins: Origins | None = None) -> dict[str, Any]:
+def read_config_file(
+    path: Path, _chain: tuple[Path, ...] = (), *, origins: Origins | None = None
+) -> dict[str, Any]:
     """A YAML config (read as YAML 1.2, see :class:`Yaml12Loader`) as a dict.
     ``extends: FILE`` (relative to this file) starts from FILE: mappings merge key by key,
     anything else (lists included) is replaced. ``origins`` records each key's FILE:LINE."""
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}"
-                          + (f" (extended by {_chain[-1]})" if _chain else ""))
+        raise ConfigError(
+            f"config file not found: {path}" + (f" (extended by {_chain[-1]})" if _chain else "")
+        )
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: 'extends' cycle: {' -> '.join(map(str, _chain))} -> {path}")
     try:
@@ -350,13 +369,15 @@ def read_config_file(path: Path, _chain: tuple[Path, ...] = (), *,
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping (section: options), "
-                          f"got {show(raw)}")
+        raise ConfigError(
+            f"{path}: top level must be a mapping (section: options), got {show(raw)}"
+        )
     parent = raw.pop("extends", None)
     if parent is not None:
         if not isinstance(parent, str) or not parent.strip():
-            raise ConfigError(f"{path}:{lines['extends'][0]}: extends: expected a file name, "
-                              f"got {show(parent)}")
+            raise ConfigError(
+                f"{path}:{lines['extends'][0]}: extends: expected a file name, got {show(parent)}"
+            )
         base = read_config_file(path.parent / parent, (*_chain, path.resolve()), origins=origins)
         raw = _merged(base, raw)
     if origins is not None:
@@ -376,8 +397,9 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(raw: dict[str, Any], *, where: str = "config",
-                 origins: Origins | None = None) -> RunConfig:
+def build_config(
+    raw: dict[str, Any], *, where: str = "config", origins: Origins | None = None
+) -> RunConfig:
     """A :class:`RunConfig` from a raw mapping, every section value checked against its type
     and range (objective options: :func:`check_objective_options`). ``where`` names the
     source when ``origins`` does not know a key."""
@@ -390,12 +412,18 @@ def build_config(raw: dict[str, Any], *, where: str = "config",
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             at = ", ".join(origins.within(str(name))) or where
-            raise ConfigError(f"{at}: unknown section {name!r}{hint}; "
-                              f"known: {', '.join(known)}")
+            raise ConfigError(f"{at}: unknown section {name!r}{hint}; known: {', '.join(known)}")
     kwargs: dict[str, Any] = {
-        name: build_dataclass(cls, raw.get(name), where=origins(name) or where, key=name,
-                              origin=origins, texts=origins.texts)
-        for name, cls in SECTIONS.items()}
+        name: build_dataclass(
+            cls,
+            raw.get(name),
+            where=origins(name) or where,
+            key=name,
+            origin=origins,
+            texts=origins.texts,
+        )
+        for name, cls in SECTIONS.items()
+    }
     kwargs["objectives"] = _objectives(raw.get("objectives", {"sinkhorn": {}}), where, origins)
     cfg = RunConfig(**kwargs)
     _validate(cfg, where, origins)
@@ -412,19 +440,24 @@ def _objectives(value: Any, where: str, origins: Origins) -> dict[str, dict[str,
             raise ConfigError(f"{at}: objectives: expected objective names, got {show(value)}")
         value = {v: {} for v in value}
     if not isinstance(value, dict) or not value:
-        raise ConfigError(f"{at}: objectives: expected a non-empty mapping name -> options "
-                          f"(e.g. {{sinkhorn: {{blur: 0.05}}}}), got {show(value)}")
+        raise ConfigError(
+            f"{at}: objectives: expected a non-empty mapping name -> options "
+            f"(e.g. {{sinkhorn: {{blur: 0.05}}}}), got {show(value)}"
+        )
     out: dict[str, dict[str, Any]] = {}
     for name, opts in value.items():
         key = f"objectives.{name}"
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{at}: objectives: objective names must be non-empty strings, "
-                              f"got {show(name)}")
+            raise ConfigError(
+                f"{at}: objectives: objective names must be non-empty strings, got {show(name)}"
+            )
         if opts is None:
             opts = {}
         if not isinstance(opts, dict):
-            raise ConfigError(f"{origins(key) or where}: {key}: expected a mapping of options "
-                              f"(key: value), got {show(opts)}")
+            raise ConfigError(
+                f"{origins(key) or where}: {key}: expected a mapping of options "
+                f"(key: value), got {show(opts)}"
+            )
         opts = dict(opts)
         if "weight" in opts:
             wkey = f"{key}.weight"
@@ -433,15 +466,22 @@ def _objectives(value: Any, where: str, origins: Origins) -> dict[str, dict[str,
             except ConfigError as exc:
                 raise ConfigError(f"{origins(wkey) or where}: {exc}") from None
             if not (math.isfinite(weight) and weight >= 0):
-                raise ConfigError(f"{origins(wkey) or where}: {wkey}: must be a finite number "
-                                  f">= 0, got {show(weight)}")
+                raise ConfigError(
+                    f"{origins(wkey) or where}: {wkey}: must be a finite number "
+                    f">= 0, got {show(weight)}"
+                )
             opts["weight"] = weight
         out[name] = opts
     return out
 
 
-def check_objective_options(cfg: RunConfig, registry: PluginRegistry | None = None, *,
-                            origins: Origins | None = None, where: str = "config") -> None:
+def check_objective_options(
+    cfg: RunConfig,
+    registry: PluginRegistry | None = None,
+    *,
+    origins: Origins | None = None,
+    where: str = "config",
+) -> None:
     """Check (and coerce in place) each objective's options against its ``Config`` dataclass:
     types as for the sections, plus the plugin's own ``__post_init__`` checks. Objectives the
     registry does not know are skipped (their lookup reports them)."""
@@ -456,8 +496,14 @@ def check_objective_options(cfg: RunConfig, registry: PluginRegistry | None = No
             continue
         key = f"objectives.{name}"
         at = ", ".join(origins.within(key)) or where
-        opts = coerce_options(entry.cls.Config, cfg.objective_options(name), where=at, key=key,
-                              origin=origins, texts=origins.texts)
+        opts = coerce_options(
+            entry.cls.Config,
+            cfg.objective_options(name),
+            where=at,
+            key=key,
+            origin=origins,
+            texts=origins.texts,
+        )
         cfg.objectives[name] = {k: opts.get(k, v) for k, v in given.items()}
         if len(cfg.objectives) > 1:  # as `xalign plugins` does: a small instance's needs()
             try:
@@ -472,7 +518,8 @@ def check_objective_options(cfg: RunConfig, registry: PluginRegistry | None = No
             f"{origins('objectives') or ', '.join(origins.within('objectives')) or where}: "
             f"objectives: "
             f"{', '.join(together)} need(s) one batch mixing all language pairs and cannot be "
-            f"combined with per-language-pair objectives ({', '.join(apart)}) in one run")
+            f"combined with per-language-pair objectives ({', '.join(apart)}) in one run"
+        )
 
 
 # -- range rules ------------------------------------------------------------------------------
@@ -512,11 +559,17 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.grad_accum", _at_least(1), "must be >= 1"),
     ("train.lr", _positive, "must be a finite number > 0"),
     ("train.weight_decay", _non_negative, "must be a finite number >= 0"),
-    ("train.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
-     "must be two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    (
+        "train.betas",
+        lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+        "must be two numbers in [0, 1), e.g. [0.9, 0.999]",
+    ),
     ("train.eps", _positive, "must be a finite number > 0"),
-    ("train.max_grad_norm", _optional(lambda v: v >= 0), "must be null or >= 0 (0 or null: no "
-                                                         "clipping)"),
+    (
+        "train.max_grad_norm",
+        _optional(lambda v: v >= 0),
+        "must be null or >= 0 (0 or null: no clipping)",
+    ),
     ("train.warmup_steps", _at_least(0), "must be >= 0"),
     ("train.epochs", _at_least(1), "must be >= 1"),
     ("train.max_steps", _optional(_at_least(1)), "must be null or >= 1"),
@@ -555,9 +608,16 @@ def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> Non
     for key, allowed in _CHOICES.items():
         value = _get(cfg, key)
         if value not in allowed:
-            extra = " (fp16 is not supported: use bf16, or no on a CPU)" \
-                if key == "train.mixed_precision" and value == "fp16" else ""
+            extra = (
+                " (fp16 is not supported: use bf16, or no on a CPU)"
+                if key == "train.mixed_precision" and value == "fp16"
+                else ""
+            )
             fail(key, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}{extra}", value)
     if cfg.data.max_words < cfg.data.min_words:
-        fail("data.max_words", f"must be >= data.min_words ({cfg.data.min_words}, from "
-             f"{origins('data.min_words') or 'the defaults'})", cfg.data.max_words)
+        fail(
+            "data.max_words",
+            f"must be >= data.min_words ({cfg.data.min_words}, from "
+            f"{origins('data.min_words') or 'the defaults'})",
+            cfg.data.max_words,
+        )

@@ -79,15 +79,17 @@ def default_base_model() -> str:
     return load_config(None).model.name
 
 
-def resolve_model(ref: str, *, tracking_uri: str | None = None,
-                  base_model: str | None = None) -> tuple[str, str | None]:
+def resolve_model(
+    ref: str, *, tracking_uri: str | None = None, base_model: str | None = None
+) -> tuple[str, str | None]:
     """``(model path or name, training run id or None)`` for a model reference."""
     spec = resolve_spec(ref, tracking_uri=tracking_uri, base_model=base_model)
     return spec.path, spec.train_run_id
 
 
-def resolve_spec(ref: str, *, tracking_uri: str | None = None,
-                 base_model: str | None = None) -> ModelSpec:
+def resolve_spec(
+    ref: str, *, tracking_uri: str | None = None, base_model: str | None = None
+) -> ModelSpec:
     """Resolve a reference to a :class:`ModelSpec` (path, training run, identity)."""
     if ref == BASE:
         name = base_model or default_base_model()
@@ -101,8 +103,10 @@ def resolve_spec(ref: str, *, tracking_uri: str | None = None,
     if _RUN_ID.match(ref):
         run = _get_run(ref, tracking_uri)
         if run is None:
-            raise EvaluationError(f"{ref!r} is neither a local path nor an MLflow run in "
-                                  f"{resolve_tracking_uri(tracking_uri)}")
+            raise EvaluationError(
+                f"{ref!r} is neither a local path nor an MLflow run in "
+                f"{resolve_tracking_uri(tracking_uri)}"
+            )
         return _from_run(ref, run)
     return ModelSpec(ref, ref, None, BASE, _plain_identity(ref))
 
@@ -147,27 +151,44 @@ def _from_run(ref: str, run) -> ModelSpec:
     if not model_dir:
         raise EvaluationError(
             f"run {run_id} has no saved model (no xalign.model_dir tag: it is not a training "
-            f"run, or it ran with train.save_model=false)")
+            f"run, or it ran with train.save_model=false)"
+        )
     if not Path(model_dir).exists():
         raise EvaluationError(f"run {run_id}: its saved model {model_dir} no longer exists")
     # the saved model's content, not the run's config: a retrained model differs
-    return ModelSpec(ref, model_dir, run_id, tags.get("xalign.objective", "unknown"),
-                     _plain_identity(model_dir))
+    return ModelSpec(
+        ref, model_dir, run_id, tags.get("xalign.objective", "unknown"), _plain_identity(model_dir)
+    )
 
 
-def eval_key(identity: str, task: str, options: dict[str, Any], seed: int,
-             languages: Sequence[str] | None = None, *, inputs: dict[str, str] | None = None,
-             software: dict[str, str] | None = None) -> str:
+def eval_key(
+    identity: str,
+    task: str,
+    options: dict[str, Any],
+    seed: int,
+    languages: Sequence[str] | None = None,
+    *,
+    inputs: dict[str, str] | None = None,
+    software: dict[str, str] | None = None,
+) -> str:
     """Hash of everything that changes an evaluation's result.
 
     ``identity``: the model's content identity; ``inputs``: ``{path: sha256}`` of the task's
     declared input files; ``software``: plugin distribution/version and xalign's version.
     """
-    blob = json.dumps({"model": identity, "task": task, "options": options, "seed": seed,
-                       "languages": list(languages) if languages else None,
-                       "inputs": dict(sorted((inputs or {}).items())),
-                       "software": dict(sorted((software or {}).items()))},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "model": identity,
+            "task": task,
+            "options": options,
+            "seed": seed,
+            "languages": list(languages) if languages else None,
+            "inputs": dict(sorted((inputs or {}).items())),
+            "software": dict(sorted((software or {}).items())),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -183,107 +204,177 @@ def task_inputs(task: Any, entry: Any, context: TaskContext) -> dict[str, str]:
     except XalignError:
         raise
     except Exception as exc:
-        raise PluginError(f"{entry.where()} failed in inputs(): {type(exc).__name__}: "
-                          f"{exc}") from exc
+        raise PluginError(
+            f"{entry.where()} failed in inputs(): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def evaluate(model_ref: str, task_name: str, *, options: dict[str, Any] | None = None,
-             seeds: int | Sequence[int] = 1, context: TaskContext | None = None,
-             tracking_uri: str | None = None, parent_run_id: str | None = None,
-             reuse: bool = True, **kwargs: Any) -> list[TaskResult]:
+def evaluate(
+    model_ref: str,
+    task_name: str,
+    *,
+    options: dict[str, Any] | None = None,
+    seeds: int | Sequence[int] = 1,
+    context: TaskContext | None = None,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
+    reuse: bool = True,
+    **kwargs: Any,
+) -> list[TaskResult]:
     """Run ``task_name`` on a model once per seed; see :func:`evaluate_runs` for options."""
-    runs = evaluate_runs(model_ref, task_name, options=options, seeds=seeds, context=context,
-                         tracking_uri=tracking_uri, parent_run_id=parent_run_id, reuse=reuse,
-                         **kwargs)
+    runs = evaluate_runs(
+        model_ref,
+        task_name,
+        options=options,
+        seeds=seeds,
+        context=context,
+        tracking_uri=tracking_uri,
+        parent_run_id=parent_run_id,
+        reuse=reuse,
+        **kwargs,
+    )
     return [r.result for r in runs]
 
 
-def evaluate_runs(model_ref: str | ModelSpec, task_name: str, *,
-                  options: dict[str, Any] | None = None, seeds: int | Sequence[int] = 1,
-                  context: TaskContext | None = None, tracking_uri: str | None = None,
-                  parent_run_id: str | None = None, reuse: bool = True,
-                  base_model: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                  registry: PluginRegistry | None = None,
-                  extra_tags: dict[str, str] | None = None) -> list[EvalRun]:
+def evaluate_runs(
+    model_ref: str | ModelSpec,
+    task_name: str,
+    *,
+    options: dict[str, Any] | None = None,
+    seeds: int | Sequence[int] = 1,
+    context: TaskContext | None = None,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
+    reuse: bool = True,
+    base_model: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    registry: PluginRegistry | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> list[EvalRun]:
     """Evaluate per seed (``seeds``: a count -> ``range(seeds)``, or explicit seeds).
 
     Each seed is one MLflow run tagged ``xalign.kind=eval``; with ``reuse`` a FINISHED run with
     the same ``xalign.eval_key`` is loaded from its ``result.json`` instead of recomputed.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    spec = model_ref if isinstance(model_ref, ModelSpec) else resolve_spec(
-        model_ref, tracking_uri=uri, base_model=base_model)
+    spec = (
+        model_ref
+        if isinstance(model_ref, ModelSpec)
+        else resolve_spec(model_ref, tracking_uri=uri, base_model=base_model)
+    )
     entry = (registry or get_registry()).task(task_name)
     try:
         task = entry.cls.from_options(dict(options or {}))
     except Exception as exc:
         raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
-    resolved = dataclasses.asdict(task.config) if dataclasses.is_dataclass(task.config) \
+    resolved = (
+        dataclasses.asdict(task.config)
+        if dataclasses.is_dataclass(task.config)
         else dict(options or {})
+    )
     base_ctx = context or TaskContext()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tracker = Tracker(uri, experiment)
     inputs = task_inputs(task, entry, base_ctx)
-    software = {"plugin": f"{entry.source.distribution} {entry.source.version}",
-                "xalign": xalign.__version__}
+    software = {
+        "plugin": f"{entry.source.distribution} {entry.source.version}",
+        "xalign": xalign.__version__,
+    }
     out: list[EvalRun] = []
     for seed in seed_list:
-        key = eval_key(spec.identity, task_name, resolved, seed, base_ctx.languages,
-                       inputs=inputs, software=software)
-        found = find_eval_run(tracker, key, prefer_train_run=spec.train_run_id) if reuse \
-            else None
+        key = eval_key(
+            spec.identity,
+            task_name,
+            resolved,
+            seed,
+            base_ctx.languages,
+            inputs=inputs,
+            software=software,
+        )
+        found = find_eval_run(tracker, key, prefer_train_run=spec.train_run_id) if reuse else None
         if found is not None:
             run_id, result = found
-            out.append(EvalRun(result, task_name, run_id, seed, True, key, spec.objective,
-                               spec.train_run_id))
+            out.append(
+                EvalRun(
+                    result, task_name, run_id, seed, True, key, spec.objective, spec.train_run_id
+                )
+            )
             continue
-        tags = {"xalign.kind": "eval", "xalign.task": task_name, "xalign.seed": str(seed),
-                "xalign.model_ref": spec.ref, "xalign.train_run_id": spec.train_run_id or "",
-                "xalign.objective": spec.objective, "xalign.eval_key": key,
-                **(extra_tags or {})}
-        run_id = tracker.start(run_name=f"eval {task_name} {spec.objective} seed={seed}",
-                               tags=tags, parent_run_id=parent_run_id)
+        tags = {
+            "xalign.kind": "eval",
+            "xalign.task": task_name,
+            "xalign.seed": str(seed),
+            "xalign.model_ref": spec.ref,
+            "xalign.train_run_id": spec.train_run_id or "",
+            "xalign.objective": spec.objective,
+            "xalign.eval_key": key,
+            **(extra_tags or {}),
+        }
+        run_id = tracker.start(
+            run_name=f"eval {task_name} {spec.objective} seed={seed}",
+            tags=tags,
+            parent_run_id=parent_run_id,
+        )
         try:
-            tracker.log_params({**{f"task.{k}": v for k, v in resolved.items()},
-                                "task": task_name, "seed": seed, "model": spec.path,
-                                "data_dir": base_ctx.data_dir,
-                                "plugin.distribution": entry.source.distribution,
-                                "plugin.version": entry.source.version,
-                                "model.content": spec.identity, "inputs.files": len(inputs),
-                                "xalign.version": xalign.__version__})
+            tracker.log_params(
+                {
+                    **{f"task.{k}": v for k, v in resolved.items()},
+                    "task": task_name,
+                    "seed": seed,
+                    "model": spec.path,
+                    "data_dir": base_ctx.data_dir,
+                    "plugin.distribution": entry.source.distribution,
+                    "plugin.version": entry.source.version,
+                    "model.content": spec.identity,
+                    "inputs.files": len(inputs),
+                    "xalign.version": xalign.__version__,
+                }
+            )
             tracker.log_text(json.dumps(inputs, indent=1), "inputs.json")
-            ctx = dataclasses.replace(base_ctx, seed=seed,
-                                      output_dir=Path(base_ctx.output_dir) / str(run_id))
+            ctx = dataclasses.replace(
+                base_ctx, seed=seed, output_dir=Path(base_ctx.output_dir) / str(run_id)
+            )
             try:
                 result = task.run(spec.path, ctx)
             except XalignError:
                 raise
             except Exception as exc:  # a bug in the plugin or input it did not check
-                raise PluginError(f"{entry.where()} failed in run() on {spec.ref!r}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"{entry.where()} failed in run() on {spec.ref!r}: {type(exc).__name__}: {exc}"
+                ) from exc
             if not isinstance(result, TaskResult):
-                raise PluginError(f"{entry.where()}: run() must return a TaskResult, got "
-                                  f"{type(result).__name__}")
+                raise PluginError(
+                    f"{entry.where()}: run() must return a TaskResult, got {type(result).__name__}"
+                )
             tracker.log_metrics(_flat_scores(result), step=0)
             # not Tracker.log_json: it sorts keys, and the task's language order matters
-            tracker.log_text(json.dumps(dataclasses.asdict(result), indent=1, default=str),
-                             RESULT_FILE)
+            tracker.log_text(
+                json.dumps(dataclasses.asdict(result), indent=1, default=str), RESULT_FILE
+            )
         except BaseException as exc:
             tracker.end(terminal_status(exc))
             raise
         tracker.end("FINISHED")
-        out.append(EvalRun(result, task_name, str(run_id), seed, False, key, spec.objective,
-                           spec.train_run_id))
+        out.append(
+            EvalRun(
+                result, task_name, str(run_id), seed, False, key, spec.objective, spec.train_run_id
+            )
+        )
     return out
 
 
 def _flat_scores(result: TaskResult) -> dict[str, float]:
-    return {f"{lang}/{metric}": float(v) for lang, scores in result.scores.items()
-            for metric, v in scores.items() if isinstance(v, (int, float))}
+    return {
+        f"{lang}/{metric}": float(v)
+        for lang, scores in result.scores.items()
+        for metric, v in scores.items()
+        if isinstance(v, (int, float))
+    }
 
 
-def find_eval_run(tracker: Tracker, key: str, *, prefer_train_run: str | None = None
-                  ) -> tuple[str, TaskResult] | None:
+def find_eval_run(
+    tracker: Tracker, key: str, *, prefer_train_run: str | None = None
+) -> tuple[str, TaskResult] | None:
     """The newest FINISHED eval run with ``key`` and its loaded result, if any.
 
     Runs of the same training run come first (the key holds the model's content, so a run
@@ -292,9 +383,15 @@ def find_eval_run(tracker: Tracker, key: str, *, prefer_train_run: str | None = 
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
         f"tags.`xalign.eval_key` = '{key}' and tags.`xalign.kind` = 'eval' "
-        f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
-    runs = sorted(runs, key=lambda r: bool(prefer_train_run) and r.data.tags.get(
-        "xalign.train_run_id") != prefer_train_run)
+        f"and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    runs = sorted(
+        runs,
+        key=lambda r: (
+            bool(prefer_train_run) and r.data.tags.get("xalign.train_run_id") != prefer_train_run
+        ),
+    )
     for run in runs:
         try:
             return run.info.run_id, load_result(tracker.client, run.info.run_id)

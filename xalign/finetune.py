@@ -91,9 +91,13 @@ class FinetuneLog:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(steps=self.steps, epoch_losses=self.epoch_losses,
-                    epoch_scores=self.epoch_scores, best_epoch=self.best_epoch,
-                    seconds=round(self.seconds, 2))
+        return dict(
+            steps=self.steps,
+            epoch_losses=self.epoch_losses,
+            epoch_scores=self.epoch_scores,
+            best_epoch=self.best_epoch,
+            seconds=round(self.seconds, 2),
+        )
 
 
 def parse_languages(value: Any) -> list[str]:
@@ -112,8 +116,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_for_finetuning(model: str, auto_class: type, **config_kwargs: Any
-                        ) -> tuple[nn.Module, Any, list[str]]:
+def load_for_finetuning(
+    model: str, auto_class: type, **config_kwargs: Any
+) -> tuple[nn.Module, Any, list[str]]:
     """Load ``model`` (as :func:`xalign.load_encoder` accepts it) with a fresh task head.
 
     ``auto_class`` is e.g. ``AutoModelForSequenceClassification``. Returns the model, its fast
@@ -146,8 +151,10 @@ def model_input_names(model: nn.Module, tokenizer: Any) -> set[str]:
     and the model has several token types, ``token_type_ids`` (the attention mask is rebuilt
     from the lengths)."""
     names = {"input_ids"}
-    if "token_type_ids" in tokenizer.model_input_names and \
-            getattr(model.config, "type_vocab_size", 0) >= 2:
+    if (
+        "token_type_ids" in tokenizer.model_input_names
+        and getattr(model.config, "type_vocab_size", 0) >= 2
+    ):
         names.add("token_type_ids")
     return names
 
@@ -184,13 +191,16 @@ def _optimizer(params: list[nn.Parameter], s: FinetuneSettings) -> torch.optim.O
     """AdamW; biases and normalisation weights (1-d parameters) get no weight decay."""
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": s.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": s.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=s.learning_rate, eps=s.adam_epsilon)
 
 
-def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int
-                     ) -> torch.optim.lr_scheduler.LambdaLR:
+def _linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup:
             return step / max(1, warmup)
@@ -199,17 +209,18 @@ def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _batches(lengths: Sequence[int], size: int, generator: torch.Generator,
-             group_by_length: bool = False) -> list[list[int]]:
+def _batches(
+    lengths: Sequence[int], size: int, generator: torch.Generator, group_by_length: bool = False
+) -> list[list[int]]:
     """Shuffled batches of indices; ``group_by_length`` sorts chunks of 50 batches by length
     (less padding) and shuffles the resulting batches."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
     if not group_by_length:
-        return [order[start:start + size] for start in range(0, len(order), size)]
+        return [order[start : start + size] for start in range(0, len(order), size)]
     batches = []
     for start in range(0, len(order), 50 * size):
-        chunk = sorted(order[start:start + 50 * size], key=lambda i: -lengths[i])
-        batches += [chunk[k:k + size] for k in range(0, len(chunk), size)]
+        chunk = sorted(order[start : start + 50 * size], key=lambda i: -lengths[i])
+        batches += [chunk[k : k + size] for k in range(0, len(chunk), size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
@@ -226,13 +237,20 @@ def _is_best(log: FinetuneLog, score: float) -> bool:
     return better
 
 
-def _train_step(model: nn.Module, features: Sequence[Feature], index: list[int], *,
-                s: FinetuneSettings, pad_id: int, device: str) -> float:
+def _train_step(
+    model: nn.Module,
+    features: Sequence[Feature],
+    index: list[int],
+    *,
+    s: FinetuneSettings,
+    pad_id: int,
+    device: str,
+) -> float:
     """Forward/backward over the micro-batches of one batch; returns the batch mean loss."""
     micro = s.batch_size // s.grad_accum
     total = 0.0
     for start in range(0, len(index), micro):
-        part = index[start:start + micro]
+        part = index[start : start + micro]
         batch = {k: v.to(device) for k, v in collate([features[i] for i in part], pad_id).items()}
         with _autocast(device):
             loss = model(**batch).loss * (len(part) / len(index))
@@ -241,10 +259,18 @@ def _train_step(model: nn.Module, features: Sequence[Feature], index: list[int],
     return total
 
 
-def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSettings, *,
-             pad_id: int, seed: int = 0, device: str = "cpu", show_progress: bool = False,
-             select: Callable[[], float] | None = None, label: str = "fine-tune"
-             ) -> FinetuneLog:
+def finetune(
+    model: nn.Module,
+    features: Sequence[Feature],
+    settings: FinetuneSettings,
+    *,
+    pad_id: int,
+    seed: int = 0,
+    device: str = "cpu",
+    show_progress: bool = False,
+    select: Callable[[], float] | None = None,
+    label: str = "fine-tune",
+) -> FinetuneLog:
     """Fine-tune ``model`` (its forward returns ``.loss``) on ``features`` in place.
 
     ``select`` (optional) is called after every epoch and returns a score (higher is better);
@@ -271,8 +297,9 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
             model.train()
             losses = []
             for index in _batches(lengths, s.batch_size, generator, s.group_by_length):
-                losses.append(_train_step(model, features, index, s=s, pad_id=pad_id,
-                                          device=device))
+                losses.append(
+                    _train_step(model, features, index, s=s, pad_id=pad_id, device=device)
+                )
                 nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -290,10 +317,17 @@ def finetune(model: nn.Module, features: Sequence[Feature], settings: FinetuneSe
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, features: Sequence[Feature],
-            extract: Callable[[Any, dict[str, Tensor]], list[Any]], *, pad_id: int,
-            batch_size: int = 64, device: str = "cpu", show_progress: bool = False,
-            label: str = "predict") -> list[Any]:
+def predict(
+    model: nn.Module,
+    features: Sequence[Feature],
+    extract: Callable[[Any, dict[str, Tensor]], list[Any]],
+    *,
+    pad_id: int,
+    batch_size: int = 64,
+    device: str = "cpu",
+    show_progress: bool = False,
+    label: str = "predict",
+) -> list[Any]:
     """Run ``model`` over ``features`` (batched by length) and return one result per feature.
 
     ``extract(outputs, batch)`` turns a batch's model outputs into a list of per-feature
@@ -307,7 +341,7 @@ def predict(model: nn.Module, features: Sequence[Feature],
     with progress_bar(show_progress) as progress:
         bar = progress.add_task(label, total=len(features))
         for start in range(0, len(order), batch_size):
-            part = order[start:start + batch_size]
+            part = order[start : start + batch_size]
             batch = collate([features[i] for i in part], pad_id)
             inputs = {k: v.to(device) for k, v in batch.items() if k in _PADDED}
             with _autocast(device):

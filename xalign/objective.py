@@ -30,10 +30,14 @@ class Needs:
         """Short human-readable list, as shown by ``xalign plugins``."""
         out = []
         for s in self.links:
-            filters = [f for f, on in (("one-to-one", s.one_to_one),
-                                       ("identical dropped", s.drop_identical)) if on]
-            out.append(f"word links ({', '.join([s.symmetrization, *filters])}, "
-                       f"<= {s.max_words} words)")
+            filters = [
+                f
+                for f, on in (("one-to-one", s.one_to_one), ("identical dropped", s.drop_identical))
+                if on
+            ]
+            out.append(
+                f"word links ({', '.join([s.symmetrization, *filters])}, <= {s.max_words} words)"
+            )
         if self.frozen_target:
             out.append("frozen target vectors")
         if self.mixed_languages:
@@ -87,8 +91,10 @@ class Objective(nn.Module):
     def from_options(cls, options: dict[str, Any], *, hidden_size: int) -> Objective:
         """Build from a dict of options; an unknown key or a value that does not fit the
         ``Config`` annotation raises :class:`~xalign.errors.ConfigError` naming the key."""
-        return cls(build_dataclass(cls.Config, options, where=f"objective {cls.name!r}"),
-                   hidden_size=hidden_size)
+        return cls(
+            build_dataclass(cls.Config, options, where=f"objective {cls.name!r}"),
+            hidden_size=hidden_size,
+        )
 
 
 __all__ = ["Needs", "NoOptions", "Objective", "build_dataclass", "field"]

@@ -85,8 +85,10 @@ class Registered:
         return info
 
     def where(self) -> str:
-        return (f"{self.kind} {self.name!r} (plugin {self.source.name!r}, distribution "
-                f"{self.source.distribution} {self.source.version})")
+        return (
+            f"{self.kind} {self.name!r} (plugin {self.source.name!r}, distribution "
+            f"{self.source.distribution} {self.source.version})"
+        )
 
 
 @dataclass
@@ -108,9 +110,15 @@ class PluginProblem:
 
     def info(self) -> dict[str, Any]:
         """As listed by ``xalign plugins --json``."""
-        return {"name": self.name, "kind": self.kind, "status": self.status,
-                "distribution": self.distribution, "version": self.version,
-                "module": self.module, "error": self.error}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "error": self.error,
+        }
 
 
 def _needs_of(cls: type[Objective]) -> list[str]:
@@ -178,8 +186,13 @@ class PluginRegistry:
         if allowed is not None:
             self._check_allowed(allowed, by_name)
         for name, group in by_name.items():
-            chosen = [ep for ep in group if allowed is None or name in allowed
-                      or f"{normalize_distribution(_dist_of(ep)[0])}:{name}" in allowed]
+            chosen = [
+                ep
+                for ep in group
+                if allowed is None
+                or name in allowed
+                or f"{normalize_distribution(_dist_of(ep)[0])}:{name}" in allowed
+            ]
             if len(chosen) > 1:
                 self._entry_point_conflict(name, chosen)
             for ep in chosen:
@@ -187,60 +200,95 @@ class PluginRegistry:
                 qualified = f"{normalize_distribution(dist)}:{name}"
                 self._load_one(ep, qualified if len(group) > 1 else name, dist, version)
 
-    def _load_one(self, ep: importlib.metadata.EntryPoint, name: str, dist: str,
-                  version: str) -> None:
+    def _load_one(
+        self, ep: importlib.metadata.EntryPoint, name: str, dist: str, version: str
+    ) -> None:
         try:
             module = ep.load()
         except Exception as exc:  # noqa: BLE001 - any import-time failure: skip the plugin
-            self._problem(PluginProblem(
-                name, "plugin", "error", dist, version, ep.value,
-                f"plugin {name!r} from distribution {dist} {version} failed to import "
-                f"({ep.value}): {type(exc).__name__}: {exc}"))
+            self._problem(
+                PluginProblem(
+                    name,
+                    "plugin",
+                    "error",
+                    dist,
+                    version,
+                    ep.value,
+                    f"plugin {name!r} from distribution {dist} {version} failed to import "
+                    f"({ep.value}): {type(exc).__name__}: {exc}",
+                )
+            )
             return
         try:
             self.add(module, name=name, distribution=dist, version=version)
         except PluginError as exc:
-            self._problem(PluginProblem(name, "plugin", "error", dist, version, ep.value,
-                                        str(exc)))
+            self._problem(PluginProblem(name, "plugin", "error", dist, version, ep.value, str(exc)))
 
-    def _entry_point_conflict(self, name: str,
-                              group: list[importlib.metadata.EntryPoint]) -> None:
+    def _entry_point_conflict(self, name: str, group: list[importlib.metadata.EntryPoint]) -> None:
         dists = [(*_dist_of(ep), ep.value) for ep in group]
         both = " and ".join(f"{d} {v} (module {m})" for d, v, m in dists)
         picks = ", ".join(f"{normalize_distribution(d)}:{name}" for d, _, _ in dists)
         problem = PluginProblem(
-            name, "plugin", "conflict", ", ".join(d for d, _, _ in dists),
-            ", ".join(v for _, v, _ in dists), ", ".join(m for _, _, m in dists),
+            name,
+            "plugin",
+            "conflict",
+            ", ".join(d for d, _, _ in dists),
+            ", ".join(v for _, v, _ in dists),
+            ", ".join(m for _, _, m in dists),
             f"plugin name {name!r} is declared by {len(group)} distributions: {both}; each is "
             f"loaded under its qualified name ({picks}); {LOAD_ENV}={name} would load all of "
-            f"them: use one of {picks} to pick one")
+            f"them: use one of {picks} to pick one",
+        )
         self._problem(problem)
 
-    def _check_allowed(self, allowed: set[str],
-                       by_name: dict[str, list[importlib.metadata.EntryPoint]]) -> None:
-        qualified = {f"{normalize_distribution(_dist_of(ep)[0])}:{n}"
-                     for n, eps in by_name.items() for ep in eps}
+    def _check_allowed(
+        self, allowed: set[str], by_name: dict[str, list[importlib.metadata.EntryPoint]]
+    ) -> None:
+        qualified = {
+            f"{normalize_distribution(_dist_of(ep)[0])}:{n}"
+            for n, eps in by_name.items()
+            for ep in eps
+        }
         for name in sorted(a for a in allowed if a not in by_name and a not in qualified):
-            self._problem(PluginProblem(
-                name, "plugin", "missing", "-", "-", "-",
-                f"{LOAD_ENV} names {name!r}, which no installed plugin has (a typo?); "
-                f"available plugins: {', '.join(sorted(by_name)) or 'none'}"))
+            self._problem(
+                PluginProblem(
+                    name,
+                    "plugin",
+                    "missing",
+                    "-",
+                    "-",
+                    "-",
+                    f"{LOAD_ENV} names {name!r}, which no installed plugin has (a typo?); "
+                    f"available plugins: {', '.join(sorted(by_name)) or 'none'}",
+                )
+            )
 
     def _problem(self, problem: PluginProblem) -> None:
         self.problems.append(problem)
-        hint = ("" if problem.status != "error" else
-                f"; it is skipped (`xalign plugins` lists it): fix or uninstall "
-                f"{problem.distribution}, or set {LOAD_ENV} to the plugins to load")
+        hint = (
+            ""
+            if problem.status != "error"
+            else f"; it is skipped (`xalign plugins` lists it): fix or uninstall "
+            f"{problem.distribution}, or set {LOAD_ENV} to the plugins to load"
+        )
         _warn(problem.error + hint)
 
-    def add(self, plugin: ModuleType | object, *, name: str, distribution: str = "local",
-            version: str = "0") -> None:
+    def add(
+        self,
+        plugin: ModuleType | object,
+        *,
+        name: str,
+        distribution: str = "local",
+        version: str = "0",
+    ) -> None:
         """Register a plugin object (module or instance with hookimpls), e.g. in tests."""
         try:
             self.pm.register(plugin, name=name)
         except ValueError as exc:  # pluggy: name or object already registered
-            raise PluginError(f"plugin {name!r} (distribution {distribution} {version}) "
-                              f"cannot be registered: {exc}") from exc
+            raise PluginError(
+                f"plugin {name!r} (distribution {distribution} {version}) "
+                f"cannot be registered: {exc}"
+            ) from exc
         module = getattr(plugin, "__name__", type(plugin).__module__)
         self.sources[name] = PluginSource(name, module, distribution, version)
         self._cache = None
@@ -256,27 +304,44 @@ class PluginRegistry:
             return self._cache
         claims: dict[str, dict[str, list[Registered]]] = {k: {} for k in KINDS}
         problems: list[PluginProblem] = []
-        hooks = (("objective", self.pm.hook.register_objectives, Objective),
-                 ("task", self.pm.hook.register_tasks, Task))
+        hooks = (
+            ("objective", self.pm.hook.register_objectives, Objective),
+            ("task", self.pm.hook.register_tasks, Task),
+        )
         for kind, hook, base in hooks:
             for impl in hook.get_hookimpls():
                 source = self.sources.get(impl.plugin_name) or PluginSource(
-                    impl.plugin_name, impl.plugin_name, "unknown", "unknown")
+                    impl.plugin_name, impl.plugin_name, "unknown", "unknown"
+                )
                 got: list[type] = []
                 try:
                     impl.function(got.append)
                     for cls in got:
                         _check_class(cls, kind, base, source)
                 except Exception as exc:  # noqa: BLE001 - skip this plugin's registrations
-                    message = str(exc) if isinstance(exc, PluginError) else (
-                        f"{source.label()} failed in {hook.name}: {type(exc).__name__}: {exc}")
-                    problems.append(PluginProblem(source.name, "plugin", "error",
-                                                  source.distribution, source.version,
-                                                  source.module, message))
+                    message = (
+                        str(exc)
+                        if isinstance(exc, PluginError)
+                        else (
+                            f"{source.label()} failed in {hook.name}: {type(exc).__name__}: {exc}"
+                        )
+                    )
+                    problems.append(
+                        PluginProblem(
+                            source.name,
+                            "plugin",
+                            "error",
+                            source.distribution,
+                            source.version,
+                            source.module,
+                            message,
+                        )
+                    )
                     continue
                 for cls in dict.fromkeys(got):  # the same class twice is one registration
                     claims[kind].setdefault(cls.name, []).append(
-                        Registered(cls.name, kind, cls, source))
+                        Registered(cls.name, kind, cls, source)
+                    )
         out: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
         conflicts: dict[str, dict[str, PluginProblem]] = {k: {} for k in KINDS}
         for kind, names in claims.items():
@@ -292,9 +357,12 @@ class PluginRegistry:
         for p in problems:
             self.problems.append(p)
             if (p.name, p.error) not in old:
-                _warn(p.error if p.status == "conflict" else
-                      f"{p.error}; what it registers there is skipped (`xalign plugins` lists "
-                      f"it; fix or uninstall {p.distribution}, or set {LOAD_ENV})")
+                _warn(
+                    p.error
+                    if p.status == "conflict"
+                    else f"{p.error}; what it registers there is skipped (`xalign plugins` lists "
+                    f"it; fix or uninstall {p.distribution}, or set {LOAD_ENV})"
+                )
         self._collect_problems = problems
         self._conflicts = conflicts
         self._cache = out
@@ -322,9 +390,12 @@ class PluginRegistry:
         message = f"unknown {kind} {name!r}; available: {known}"
         broken = [p for p in self.problems if p.status in ("error", "missing")]
         if broken:
-            message += ("; plugin problems: " + "; ".join(p.error for p in broken)
-                        + f" (`xalign plugins` lists them; fix or uninstall a broken plugin, "
-                          f"or set {LOAD_ENV}=NAME,... to load only the plugins you need)")
+            message += (
+                "; plugin problems: "
+                + "; ".join(p.error for p in broken)
+                + f" (`xalign plugins` lists them; fix or uninstall a broken plugin, "
+                f"or set {LOAD_ENV}=NAME,... to load only the plugins you need)"
+            )
         elif os.environ.get(LOAD_ENV) is not None:
             message += f" ({LOAD_ENV}={os.environ[LOAD_ENV]!r} restricts the plugins loaded)"
         raise PluginError(message)
@@ -332,20 +403,28 @@ class PluginRegistry:
     def listing(self) -> list[dict[str, Any]]:
         """Everything registered, then every problem, as shown by ``xalign plugins --json``."""
         items = list(self.objectives().values()) + list(self.tasks().values())
-        return ([r.info() for r in sorted(items, key=lambda r: (r.kind, r.name))]
-                + [p.info() for p in self.problems])
+        return [r.info() for r in sorted(items, key=lambda r: (r.kind, r.name))] + [
+            p.info() for p in self.problems
+        ]
 
 
 def _name_conflict(kind: str, name: str, regs: list[Registered]) -> PluginProblem:
-    who = " and ".join(f"plugin {r.source.name!r} (distribution {r.source.distribution} "
-                       f"{r.source.version}, {r.cls.__module__}.{r.cls.__qualname__})"
-                       for r in regs)
+    who = " and ".join(
+        f"plugin {r.source.name!r} (distribution {r.source.distribution} "
+        f"{r.source.version}, {r.cls.__module__}.{r.cls.__qualname__})"
+        for r in regs
+    )
     return PluginProblem(
-        name, kind, "conflict", ", ".join(dict.fromkeys(r.source.distribution for r in regs)),
-        ", ".join(r.source.version for r in regs), ", ".join(r.cls.__module__ for r in regs),
+        name,
+        kind,
+        "conflict",
+        ", ".join(dict.fromkeys(r.source.distribution for r in regs)),
+        ", ".join(r.source.version for r in regs),
+        ", ".join(r.cls.__module__ for r in regs),
         f"{kind} {name!r} is registered by {len(regs)} plugins: {who}; none of them is used. "
         f"Uninstall one distribution, or set {LOAD_ENV} to the plugins to load (DIST:NAME "
-        f"picks one of two plugins with the same name)")
+        f"picks one of two plugins with the same name)",
+    )
 
 
 def _check_class(cls: type, kind: str, base: type, source: PluginSource) -> None:

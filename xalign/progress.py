@@ -24,8 +24,7 @@ def track(items: Sequence[T], description: str, enabled: bool = True) -> Iterabl
     from rich.console import Console
     from rich.progress import track as rich_track
 
-    return rich_track(items, description=description, console=Console(stderr=True),
-                      transient=True)
+    return rich_track(items, description=description, console=Console(stderr=True), transient=True)
 
 
 def progress_bar(enabled: bool, metric: str | None = None) -> Progress:

@@ -41,11 +41,29 @@ from xalign.errors import ConfigError, XalignError
 Origin = Callable[[str], "str | None"]
 
 #: YAML 1.1 boolean words (https://yaml.org/type/bool.html), accepted for ``bool`` options.
-YAML11_BOOLS = {"y": True, "yes": True, "on": True, "true": True,
-                "n": False, "no": False, "off": False, "false": False}
+YAML11_BOOLS = {
+    "y": True,
+    "yes": True,
+    "on": True,
+    "true": True,
+    "n": False,
+    "no": False,
+    "off": False,
+    "false": False,
+}
 
-_SEQUENCES = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set,
-              abc.MutableSet, abc.Collection, abc.Iterable)
+_SEQUENCES = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    abc.Sequence,
+    abc.MutableSequence,
+    abc.Set,
+    abc.MutableSet,
+    abc.Collection,
+    abc.Iterable,
+)
 _SETS = (set, frozenset, abc.Set, abc.MutableSet)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
@@ -59,9 +77,15 @@ class _Mismatch(Exception):  # noqa: N818 - internal signal, never escapes this 
         self.message = message
 
 
-def build_dataclass(cls: type, values: Mapping[str, Any] | None, *, where: str, key: str = "",
-                    origin: Origin | None = None, texts: Mapping[str, str] | None = None
-                    ) -> Any:
+def build_dataclass(
+    cls: type,
+    values: Mapping[str, Any] | None,
+    *,
+    where: str,
+    key: str = "",
+    origin: Origin | None = None,
+    texts: Mapping[str, str] | None = None,
+) -> Any:
     """Instantiate dataclass ``cls`` from ``values``, checking every value against its field's
     annotation (see the module docstring for the coercions).
 
@@ -78,24 +102,37 @@ def build_dataclass(cls: type, values: Mapping[str, Any] | None, *, where: str, 
     return _checked(cls, values, where, key, origin, texts)[0]
 
 
-def coerce_options(cls: type, values: Mapping[str, Any] | None, *, where: str, key: str = "",
-                   origin: Origin | None = None, texts: Mapping[str, str] | None = None
-                   ) -> dict[str, Any]:
+def coerce_options(
+    cls: type,
+    values: Mapping[str, Any] | None,
+    *,
+    where: str,
+    key: str = "",
+    origin: Origin | None = None,
+    texts: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The given ``values`` coerced to their annotations (only the keys given, not defaults),
     after the same checks as :func:`build_dataclass` (which this runs)."""
     return _checked(cls, values, where, key, origin, texts)[1]
 
 
-def _checked(cls: type, values: Any, where: str, key: str, origin: Origin | None,
-             texts: Mapping[str, str] | None) -> tuple[Any, dict[str, Any]]:
+def _checked(
+    cls: type,
+    values: Any,
+    where: str,
+    key: str,
+    origin: Origin | None,
+    texts: Mapping[str, str] | None,
+) -> tuple[Any, dict[str, Any]]:
     try:
         kwargs = _coerce_fields(cls, values, key, texts or {})
         return cls(**kwargs), kwargs
     except _Mismatch as exc:
         plain = re.sub(r"\[\d+\]", "", exc.path)
         at = (origin(plain) if origin else None) or where
-        raise ConfigError(f"{at}: {exc.path}: {exc.message}" if exc.path
-                          else f"{at}: {exc.message}") from None
+        raise ConfigError(
+            f"{at}: {exc.path}: {exc.message}" if exc.path else f"{at}: {exc.message}"
+        ) from None
     except XalignError:
         raise
     except (ValueError, TypeError) as exc:
@@ -115,8 +152,9 @@ def type_hints(cls: type) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - a forward reference we cannot resolve: do not check it
-        return {f.name: (Any if isinstance(f.type, str) else f.type)
-                for f in dataclasses.fields(cls)}
+        return {
+            f.name: (Any if isinstance(f.type, str) else f.type) for f in dataclasses.fields(cls)
+        }
 
 
 def describe(tp: Any) -> str:
@@ -134,8 +172,11 @@ def describe(tp: Any) -> str:
         inner = [a for a in args if a is not Ellipsis]
         if len(inner) > 1 and Ellipsis not in args:  # tuple[X, Y]: fixed length
             kinds = set(inner)
-            return (f"a list of {len(inner)} {_plural(inner[0])}" if len(kinds) == 1 else
-                    f"a list of {len(inner)} items ({', '.join(describe(a) for a in inner)})")
+            return (
+                f"a list of {len(inner)} {_plural(inner[0])}"
+                if len(kinds) == 1
+                else f"a list of {len(inner)} items ({', '.join(describe(a) for a in inner)})"
+            )
         return "a list" + (f" of {_plural(inner[0])}" if inner else "")
     if origin in _MAPPINGS or tp is dict or dataclasses.is_dataclass(tp):
         return "a mapping (key: value)"
@@ -173,8 +214,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _coerce_fields(cls: type, values: Any, key: str,
-                   texts: Mapping[str, str]) -> dict[str, Any]:
+def _coerce_fields(cls: type, values: Any, key: str, texts: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``cls``: each given value coerced to its field's annotation."""
     if values is None:
         values = {}
@@ -186,9 +226,11 @@ def _coerce_fields(cls: type, values: Any, key: str,
         name = str(unknown[0])
         close = difflib.get_close_matches(name, list(fields), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _Mismatch(_join(key, name),
-                        f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; known: "
-                        f"{', '.join(sorted(fields))}")
+        raise _Mismatch(
+            _join(key, name),
+            f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; known: "
+            f"{', '.join(sorted(fields))}",
+        )
     hints = type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
@@ -221,10 +263,12 @@ def _accepts_str(tp: Any) -> bool:
 def _hint(value: Any, tp: Any) -> str:
     if isinstance(value, bool) and _accepts_str(tp):
         word = "true" if value else "false"
-        return (f" (a YAML boolean: quote the word, \"{word}\", if you meant text; YAML 1.1 "
-                f"tools also read unquoted yes/no/on/off as booleans)")
+        return (
+            f' (a YAML boolean: quote the word, "{word}", if you meant text; YAML 1.1 '
+            f"tools also read unquoted yes/no/on/off as booleans)"
+        )
     if isinstance(value, (int, float)) and not isinstance(value, bool) and _accepts_str(tp):
-        return f" (a number: quote it, \"{value}\", if you meant text)"
+        return f' (a number: quote it, "{value}", if you meant text)'
     return ""
 
 
@@ -270,8 +314,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:  # noqa: C901 - one branch p
         if not isinstance(value, Mapping):
             _fail(value, tp, path)
         kt, vt = args if len(args) == 2 else (Any, Any)
-        return {_coerce(k, kt, path): _coerce(v, vt, _join(path, str(k)))
-                for k, v in value.items()}
+        return {_coerce(k, kt, path): _coerce(v, vt, _join(path, str(k))) for k, v in value.items()}
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -334,8 +377,9 @@ def _to_sequence(value: Any, tp: Any, kind: Any, args: tuple[Any, ...], path: st
     if kind is tuple and args and args[-1] is not Ellipsis:
         if len(items) != len(args):
             _fail(value, tp, path, f" ({len(items)} items, need {len(args)})")
-        out = [_coerce(v, a, f"{path}[{i}]") for i, (v, a) in
-               enumerate(zip(items, args, strict=True))]
+        out = [
+            _coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(items, args, strict=True))
+        ]
     else:
         inner = args[0] if args else Any
         out = [_coerce(v, inner, f"{path}[{i}]") for i, v in enumerate(items)]

@@ -98,8 +98,11 @@ class StopRequest:
         first = self.signum is None
         self.signum = self.signum or signum
         if self.deferred and first:
-            os.write(2, f"\n{signal.Signals(signum).name} received: stopping after the current "
-                        f"step and writing a checkpoint (send it again to stop now)\n".encode())
+            os.write(
+                2,
+                f"\n{signal.Signals(signum).name} received: stopping after the current "
+                f"step and writing a checkpoint (send it again to stop now)\n".encode(),
+            )
             return
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -163,7 +166,7 @@ def _all_reduce_grads(params: list[nn.Parameter], bucket: int = 1 << 24) -> None
             offset = 0
             for g in group:
                 n = g.numel()
-                g.grad.copy_(flat[offset:offset + n].view_as(g.grad))
+                g.grad.copy_(flat[offset : offset + n].view_as(g.grad))
                 offset += n
             group, size = [], 0
 
@@ -171,10 +174,16 @@ def _all_reduce_grads(params: list[nn.Parameter], bucket: int = 1 << 24) -> None
 class AlignmentRecipe:
     """Fine-tune an encoder with one or more alignment objectives."""
 
-    def __init__(self, cfg: RunConfig, *, registry: PluginRegistry | None = None,
-                 resume: str | Path | None = None, show_progress: bool = True,
-                 parent_run_id: str | None = None,
-                 extra_tags: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        *,
+        registry: PluginRegistry | None = None,
+        resume: str | Path | None = None,
+        show_progress: bool = True,
+        parent_run_id: str | None = None,
+        extra_tags: dict[str, str] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.parent_run_id = parent_run_id
         self.extra_tags = extra_tags or {}
@@ -201,51 +210,71 @@ class AlignmentRecipe:
         # minutes of HTTP retries) and the output folder must be writable.
         self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, enabled=self.is_main)
         if self.is_main:
-            check_writable(find_checkpoint(self.resume_from).parent if self.resume_from
-                           else Path(t.output_dir))
+            check_writable(
+                find_checkpoint(self.resume_from).parent if self.resume_from else Path(t.output_dir)
+            )
 
         self.entries: dict[str, Registered] = {
-            name: self.registry.objective(name) for name in cfg.objectives}
+            name: self.registry.objective(name) for name in cfg.objectives
+        }
         self.weights = cfg.objective_weights()
-        self.encoder = load_encoder(cfg.model.name, layer=cfg.model.layer,
-                                    max_length=cfg.model.max_length, revision=cfg.model.revision)
+        self.encoder = load_encoder(
+            cfg.model.name,
+            layer=cfg.model.layer,
+            max_length=cfg.model.max_length,
+            revision=cfg.model.revision,
+        )
         hidden = self.encoder.hidden_size
         self.objectives: dict[str, Objective] = {}
         for name, entry in self.entries.items():
             try:
-                self.objectives[name] = entry.cls.from_options(cfg.objective_options(name),
-                                                               hidden_size=hidden)
+                self.objectives[name] = entry.cls.from_options(
+                    cfg.objective_options(name), hidden_size=hidden
+                )
             except PluginError:
                 raise
             except Exception as exc:
                 raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
         needs = {name: obj.needs() for name, obj in self.objectives.items()}
-        self.link_specs: list[LinkSpec] = sorted({s for n in needs.values() for s in n.links},
-                                                 key=repr)
+        self.link_specs: list[LinkSpec] = sorted(
+            {s for n in needs.values() for s in n.links}, key=repr
+        )
         self.mixed = any(n.mixed_languages for n in needs.values())
         if self.mixed and not all(n.mixed_languages for n in needs.values()):
-            raise ValueError("objectives that need mixed-language batches cannot be combined "
-                             "with per-language-pair objectives in one run")
+            raise ValueError(
+                "objectives that need mixed-language batches cannot be combined "
+                "with per-language-pair objectives in one run"
+            )
         self.need_frozen = t.reg_weight > 0 or any(n.frozen_target for n in needs.values())
         self.frozen = self.encoder.frozen_copy() if self.need_frozen else None
 
         self.data: ParallelData = build_parallel_data(
-            cfg.data.corpus, cfg.data.languages, cfg.data.target,
-            pairs_per_language=cfg.data.pairs_per_language, batch_size=t.batch_size,
-            seed=t.seed, min_words=cfg.data.min_words, max_words=cfg.data.max_words,
-            max_ratio=cfg.data.max_ratio, limit=cfg.data.limit,
+            cfg.data.corpus,
+            cfg.data.languages,
+            cfg.data.target,
+            pairs_per_language=cfg.data.pairs_per_language,
+            batch_size=t.batch_size,
+            seed=t.seed,
+            min_words=cfg.data.min_words,
+            max_words=cfg.data.max_words,
+            max_ratio=cfg.data.max_ratio,
+            limit=cfg.data.limit,
             # the run's tokenizer: pairs with a side of no subword are dropped at load time
-            tokenizer=self.encoder.tokenizer, max_length=self.encoder.max_length,
-            unescape=cfg.data.unescape)
+            tokenizer=self.encoder.tokenizer,
+            max_length=self.encoder.max_length,
+            unescape=cfg.data.unescape,
+        )
         # word links: resolved once per corpus by one process, shared by every rank
-        self.link_set = attach_links(self.data, self.link_specs, cfg=cfg,
-                                     accelerator=self.accelerator)
+        self.link_set = attach_links(
+            self.data, self.link_specs, cfg=cfg, accelerator=self.accelerator
+        )
         for name, objective in self.objectives.items():
             try:
                 objective.prepare(self.data)
             except Exception as exc:
-                raise PluginError(f"{self.entries[name].where()} failed in prepare(): "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"{self.entries[name].where()} failed in prepare(): {type(exc).__name__}: {exc}"
+                ) from exc
 
         device = self.accelerator.device
         self.module = AlignmentModule(self.encoder, self.objectives).to(device)
@@ -259,8 +288,9 @@ class AlignmentRecipe:
             self.optimizer = torch.optim.SGD(self.params, lr=t.lr, weight_decay=t.weight_decay)
         else:
             opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-            self.optimizer = opt_cls(self.params, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
-                                     weight_decay=t.weight_decay)
+            self.optimizer = opt_cls(
+                self.params, lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay
+            )
         self.micro_total = self.data.micro_steps * t.epochs
         self.total_steps = math.ceil(self.micro_total / t.grad_accum)
         if t.max_steps is not None:
@@ -272,12 +302,19 @@ class AlignmentRecipe:
         ckpt = None
         if self.resume_from is not None:
             ckpt = find_checkpoint(self.resume_from)
-            state = load_checkpoint(ckpt, module=self.module, optimizer=self.optimizer,
-                                    scheduler=self.scheduler, rank=self.rank)
+            state = load_checkpoint(
+                ckpt,
+                module=self.module,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                rank=self.rank,
+            )
             if state.get("fingerprint") != cfg.fingerprint():
-                raise ConfigError(f"{ckpt}: checkpoint was written with a different config "
-                                 f"(fingerprint {state.get('fingerprint')} vs "
-                                 f"{cfg.fingerprint()}); resume with the same config")
+                raise ConfigError(
+                    f"{ckpt}: checkpoint was written with a different config "
+                    f"(fingerprint {state.get('fingerprint')} vs "
+                    f"{cfg.fingerprint()}); resume with the same config"
+                )
             self.start_step = int(state["step"])
             run_id = state.get("run_id")
             self.history = state.get("metrics", {})
@@ -297,8 +334,10 @@ class AlignmentRecipe:
                 self.ckpt_dir.mkdir(parents=True, exist_ok=True)
                 (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
             except OSError as exc:
-                raise CheckpointError(f"cannot write to the output folder {self.output_dir}: "
-                                      f"{io_reason(exc, self.output_dir.parent)}") from exc
+                raise CheckpointError(
+                    f"cannot write to the output folder {self.output_dir}: "
+                    f"{io_reason(exc, self.output_dir.parent)}"
+                ) from exc
             self.tracker.set_backlog_dir(self.output_dir)  # unsent records are kept here
             self.tracker.set_tags({"xalign.output_dir": str(self.output_dir.resolve())})
 
@@ -316,9 +355,12 @@ class AlignmentRecipe:
 
     def _start_tracking(self, run_id: str | None) -> str | None:
         cfg = self.cfg
-        tags = {**self.extra_tags, "xalign.objective": "+".join(cfg.objectives),
-                "xalign.fingerprint": cfg.fingerprint(),
-                "xalign.kind": "train"}
+        tags = {
+            **self.extra_tags,
+            "xalign.objective": "+".join(cfg.objectives),
+            "xalign.fingerprint": cfg.fingerprint(),
+            "xalign.kind": "train",
+        }
         for name, entry in self.entries.items():
             tags[f"xalign.plugin.{name}"] = f"{entry.source.distribution} {entry.source.version}"
         # content identity (what compare reuses by): config, corpus, model, links, versions
@@ -331,19 +373,25 @@ class AlignmentRecipe:
 
         links = self.link_set
         components = training_components(
-            cfg, plugins={n: f"{e.source.distribution} {e.source.version}"
-                          for n, e in self.entries.items()},
+            cfg,
+            plugins={
+                n: f"{e.source.distribution} {e.source.version}" for n, e in self.entries.items()
+            },
             links={n: cl.digest for n, cl in links.corpus.items()},
-            corpus_digests=links.corpus_digests, model_id=links.model_identity)
+            corpus_digests=links.corpus_digests,
+            model_id=links.model_identity,
+        )
         tags["xalign.identity"] = training_identity(components)
         tags["xalign.link_symmetrizations"] = ",".join(links.symmetrizations)
         name = cfg.tracking.run_name or "+".join(cfg.objectives)
         resumed = run_id is not None
         if resumed:  # the inputs must be the ones the run started with
-            check_same_inputs(self.tracker.client.get_run(run_id).data.params, components,
-                              what=f"run {run_id}")
-        run_id = self.tracker.start(run_name=name, run_id=run_id, tags=tags,
-                                    parent_run_id=self.parent_run_id)
+            check_same_inputs(
+                self.tracker.client.get_run(run_id).data.params, components, what=f"run {run_id}"
+            )
+        run_id = self.tracker.start(
+            run_name=name, run_id=run_id, tags=tags, parent_run_id=self.parent_run_id
+        )
         if not resumed:
             params = cfg.flat()
             params["xalign.version"] = xalign.__version__
@@ -357,7 +405,8 @@ class AlignmentRecipe:
             params.update(identity_params(components))
             for pair, cl in links.corpus.items():
                 params[f"data.links_source.{pair}"] = "; ".join(
-                    f"{sym}: {src}" for sym, src in sorted(cl.sources.items()))
+                    f"{sym}: {src}" for sym, src in sorted(cl.sources.items())
+                )
             self.tracker.log_params(params)
             self.tracker.log_json(components, "provenance.json")
             self._log_links(links)
@@ -383,8 +432,12 @@ class AlignmentRecipe:
                     path.write_text(links_text(lk), encoding="utf-8")
                     self.tracker.log_artifact(path, "links")
             ranks = folder / "ranks.json"
-            ranks.write_text(json.dumps({str(r): d for r, d in enumerate(links.by_rank)},
-                                        indent=1, sort_keys=True), encoding="utf-8")
+            ranks.write_text(
+                json.dumps(
+                    {str(r): d for r, d in enumerate(links.by_rank)}, indent=1, sort_keys=True
+                ),
+                encoding="utf-8",
+            )
             self.tracker.log_artifact(ranks, "links")
 
     # ------------------------------------------------------------------ train
@@ -408,21 +461,25 @@ class AlignmentRecipe:
         langs = [lang for _, _, ls, _ in out for lang in ls]
         return [("mixed", examples, langs, sum(g for *_, g in out))]
 
-    def _encode_batch(self, name: str, examples: list[PairExample], langs: list[str]
-                      ) -> AlignmentBatch:
+    def _encode_batch(
+        self, name: str, examples: list[PairExample], langs: list[str]
+    ) -> AlignmentBatch:
         pooling = self.cfg.model.pooling
         device = self.accelerator.device
         target = self.cfg.data.target
-        src = self.encoder.encode([e.src_words for e in examples], langs, pooling=pooling,
-                                  device=device)
+        src = self.encoder.encode(
+            [e.src_words for e in examples], langs, pooling=pooling, device=device
+        )
         tgt_words = [e.tgt_words for e in examples]
-        tgt = self.encoder.encode(tgt_words, [target] * len(examples), pooling=pooling,
-                                  device=device)
+        tgt = self.encoder.encode(
+            tgt_words, [target] * len(examples), pooling=pooling, device=device
+        )
         frozen = None
         if self.frozen is not None:
             with torch.no_grad():
-                frozen = self.frozen.encode(tgt_words, [target] * len(examples),
-                                            pooling=pooling, device=device)
+                frozen = self.frozen.encode(
+                    tgt_words, [target] * len(examples), pooling=pooling, device=device
+                )
         # corpus links as attached; linked_positions drops links to truncated words
         links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.link_specs}
         return AlignmentBatch(name, src, tgt, frozen, links)
@@ -432,11 +489,14 @@ class AlignmentRecipe:
         try:
             value = self.objectives[name].loss(batch)
         except Exception as exc:
-            raise PluginError(f"{entry.where()} failed in loss() on {batch.pair}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"{entry.where()} failed in loss() on {batch.pair}: {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
-            raise PluginError(f"{entry.where()}: loss() must return a scalar tensor, "
-                              f"got {type(value).__name__} {getattr(value, 'shape', '')}")
+            raise PluginError(
+                f"{entry.where()}: loss() must return a scalar tensor, "
+                f"got {type(value).__name__} {getattr(value, 'shape', '')}"
+            )
         if torch.is_grad_enabled() and not value.requires_grad:
             # it would train nothing (silently, with reg_weight > 0; with 0, backward() fails)
             raise PluginError(
@@ -444,7 +504,8 @@ class AlignmentRecipe:
                 f"(requires_grad=False, grad_fn=None), so it would train nothing: compute it "
                 f"from the batch's vectors with differentiable torch operations (no .detach(), "
                 f".item(), numpy or torch.no_grad()); for a batch with nothing to align, "
-                f"return e.g. x.sum() * 0.0")
+                f"return e.g. x.sum() * 0.0"
+            )
         return value
 
     def _micro_step(self, micro: int, scale_micro: float, sums: dict[str, torch.Tensor]) -> None:
@@ -477,8 +538,9 @@ class AlignmentRecipe:
     def train(self) -> RunResult:
         t = self.cfg.train
         progress = progress_bar(self.is_main and self.show_progress, "loss")
-        task = progress.add_task("align", total=self.total_steps, completed=self.start_step,
-                                 loss=float("nan"))
+        task = progress.add_task(
+            "align", total=self.total_steps, completed=self.start_step, loss=float("nan")
+        )
         step = self.start_step
         metrics: dict[str, float] = dict(self.history)
         started = time.perf_counter()
@@ -500,8 +562,7 @@ class AlignmentRecipe:
                     _all_reduce_grads(self.params)
                 grad_norm = None
                 if t.max_grad_norm:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params,
-                                                                     t.max_grad_norm))
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm))
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -513,8 +574,11 @@ class AlignmentRecipe:
                 progress.update(task, advance=1, loss=metrics["loss"])
                 done = step + 1
                 saved = False
-                if t.checkpoint_every and done % t.checkpoint_every == 0 and \
-                        done < self.total_steps:
+                if (
+                    t.checkpoint_every
+                    and done % t.checkpoint_every == 0
+                    and done < self.total_steps
+                ):
                     self.save_checkpoint(done, metrics)
                     saved = True
                 if done < self.total_steps and self._stop_requested(stop):
@@ -556,25 +620,38 @@ class AlignmentRecipe:
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         self.tracker.set_tags({"xalign.failure": f"non-finite loss at step {step + 1}: {bad}"})
         self.tracker.end("FAILED")
-        owners = [self.entries[k.split("/")[1]].where() for k in bad
-                  if k.split("/")[1] in self.entries]
+        owners = [
+            self.entries[k.split("/")[1]].where() for k in bad if k.split("/")[1] in self.entries
+        ]
         raise TrainingDiverged(
             f"non-finite loss at step {step + 1} in {', '.join(bad) or 'the total'}"
             f"{' from ' + '; '.join(sorted(set(owners))) if owners else ''}. The run stopped "
             f"without applying this step; the last checkpoint in {self.ckpt_dir} is kept "
-            f"(try a lower train.lr or a larger blur).")
+            f"(try a lower train.lr or a larger blur)."
+        )
 
     def save_checkpoint(self, step: int, metrics: dict[str, float]) -> None:
         write_rank_state(self.ckpt_dir, step, self.rank)
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            state = {"step": step, "micro_step": step * self.cfg.train.grad_accum,
-                     "run_id": self.run_id, "fingerprint": self.cfg.fingerprint(),
-                     "world_size": self.world, "metrics": metrics}
-            finalize_checkpoint(self.ckpt_dir, step, module=self.module,
-                                optimizer=self.optimizer, scheduler=self.scheduler,
-                                state=state, config_yaml=self.cfg.to_yaml(),
-                                keep=self.cfg.train.keep_checkpoints)
+            state = {
+                "step": step,
+                "micro_step": step * self.cfg.train.grad_accum,
+                "run_id": self.run_id,
+                "fingerprint": self.cfg.fingerprint(),
+                "world_size": self.world,
+                "metrics": metrics,
+            }
+            finalize_checkpoint(
+                self.ckpt_dir,
+                step,
+                module=self.module,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state=state,
+                config_yaml=self.cfg.to_yaml(),
+                keep=self.cfg.train.keep_checkpoints,
+            )
         self.accelerator.wait_for_everyone()
 
     def _stop_requested(self, stop: StopRequest) -> bool:
@@ -588,8 +665,7 @@ class AlignmentRecipe:
             flag = bool(vec.item() > 0)
         return flag
 
-    def _interrupt(self, done: int, metrics: dict[str, float], signum: int, *,
-                   saved: bool) -> None:
+    def _interrupt(self, done: int, metrics: dict[str, float], signum: int, *, saved: bool) -> None:
         """Checkpoint the completed step ``done`` (unless just written) and stop."""
         if not saved:
             self.save_checkpoint(done, metrics)
@@ -597,7 +673,9 @@ class AlignmentRecipe:
         raise TrainingInterrupted(
             f"interrupted by {name} after step {done} of {self.total_steps}: checkpoint "
             f"{self.ckpt_dir / f'step-{done:07d}'} written, MLflow run {self.run_id} marked "
-            f"KILLED. Resume with: xalign run --resume {self.output_dir}", signum)
+            f"KILLED. Resume with: xalign run --resume {self.output_dir}",
+            signum,
+        )
 
     def _save_model(self, model_dir: Path) -> None:
         """Save the tuned encoder atomically (``model.partial`` renamed into place).
@@ -624,7 +702,8 @@ class AlignmentRecipe:
             raise CheckpointError(
                 f"cannot save the model to {model_dir}: {reason}; the final checkpoint in "
                 f"{self.ckpt_dir} is complete (free space, then `xalign run --resume "
-                f"{self.output_dir}` writes the model)") from exc
+                f"{self.output_dir}` writes the model)"
+            ) from exc
         shutil.rmtree(aside, ignore_errors=True)
 
     # ---------------------------------------------------------------- cleanup
@@ -693,8 +772,14 @@ class LinkSet:
         return sorted({sym for cl in self.corpus.values() for sym in cl.links})
 
 
-def attach_links(data: ParallelData, specs: list[LinkSpec], *, cfg: RunConfig | None = None,
-                 accelerator: Any = None, cache_dir: Path | None = None) -> LinkSet:
+def attach_links(
+    data: ParallelData,
+    specs: list[LinkSpec],
+    *,
+    cfg: RunConfig | None = None,
+    accelerator: Any = None,
+    cache_dir: Path | None = None,
+) -> LinkSet:
     """Resolve each pair's word links once and attach every spec's filtered links to examples.
 
     Links come from ``cfg.data.links`` files or from eflomal (cached under ``cache_dir``,
@@ -726,12 +811,17 @@ def attach_links(data: ParallelData, specs: list[LinkSpec], *, cfg: RunConfig | 
                     out.model_identity = model_identity(cfg.model.name, cfg.model.revision)
                 digest = corpus_digest(cfg.data.corpus, pair.src, pair.tgt, cfg.data.limit)
                 out.corpus_digests[pair.name] = digest
-                index_key = corpus_key(pair.name, digest,
-                                       corpus_options(cfg, out.model_identity))
+                index_key = corpus_key(pair.name, digest, corpus_options(cfg, out.model_identity))
             resolved[pair.name] = corpus_links(
-                [e.src_words for e in pair.examples], [e.tgt_words for e in pair.examples], syms,
-                pair=pair.name, option=option, cache_dir=cache_dir, compute=main,
-                index_key=index_key)
+                [e.src_words for e in pair.examples],
+                [e.tgt_words for e in pair.examples],
+                syms,
+                pair=pair.name,
+                option=option,
+                cache_dir=cache_dir,
+                compute=main,
+                index_key=index_key,
+            )
     if world > 1:
         resolved = _agree_on_links(resolved, main)
     out.corpus = {name: cl for name, cl in resolved.items() if cl is not None}
@@ -747,8 +837,9 @@ def attach_links(data: ParallelData, specs: list[LinkSpec], *, cfg: RunConfig | 
     return out
 
 
-def _agree_on_links(resolved: dict[str, CorpusLinks | None], main: bool
-                    ) -> dict[str, CorpusLinks | None]:
+def _agree_on_links(
+    resolved: dict[str, CorpusLinks | None], main: bool
+) -> dict[str, CorpusLinks | None]:
     """Make every rank hold the main process's links (broadcast only when a rank lacks them)."""
     from accelerate.utils import broadcast_object_list, gather_object
 
@@ -757,8 +848,11 @@ def _agree_on_links(resolved: dict[str, CorpusLinks | None], main: bool
     ok = all(cl is not None and cl.digests == wanted.get(n) for n, cl in resolved.items())
     if all(gather_object([ok])):
         return resolved
-    payload = {n: (cl.links, cl.sources) for n, cl in resolved.items() if cl is not None} \
-        if main else None
+    payload = (
+        {n: (cl.links, cl.sources) for n, cl in resolved.items() if cl is not None}
+        if main
+        else None
+    )
     payload = broadcast_object_list([payload])[0]
     if ok:
         return resolved
@@ -774,10 +868,15 @@ def _gather(value: Any, world: int) -> list[Any]:
     return list(gather_object([value]))
 
 
-def run_training(cfg: RunConfig, *, resume: str | Path | None = None,
-                 registry: PluginRegistry | None = None, show_progress: bool = True,
-                 parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None
-                 ) -> RunResult:
+def run_training(
+    cfg: RunConfig,
+    *,
+    resume: str | Path | None = None,
+    registry: PluginRegistry | None = None,
+    show_progress: bool = True,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> RunResult:
     """setup -> train -> cleanup; the MLflow run ends FINISHED, FAILED or KILLED.
 
     SIGTERM/SIGINT (when called from the main thread) stop the run after the current optimizer
@@ -786,8 +885,14 @@ def run_training(cfg: RunConfig, *, resume: str | Path | None = None,
     128 + signal) says how to resume. Any other error marks it FAILED with an
     ``xalign.failure`` tag, also when ``setup()`` fails after the run was created.
     """
-    recipe = AlignmentRecipe(cfg, registry=registry, resume=resume, show_progress=show_progress,
-                             parent_run_id=parent_run_id, extra_tags=extra_tags)
+    recipe = AlignmentRecipe(
+        cfg,
+        registry=registry,
+        resume=resume,
+        show_progress=show_progress,
+        parent_run_id=parent_run_id,
+        extra_tags=extra_tags,
+    )
     stop = StopRequest()
     recipe.stop = stop
     with stop.installed():
@@ -824,9 +929,11 @@ def _interrupted_now(recipe: AlignmentRecipe, signum: int) -> TrainingInterrupte
     except FileNotFoundError:
         ckpt = None
     if ckpt is not None:
-        tail = (f"the last complete checkpoint is {ckpt}. Resume with: xalign run --resume "
-                f"{resume_dir}")
+        tail = (
+            f"the last complete checkpoint is {ckpt}. Resume with: xalign run --resume {resume_dir}"
+        )
     else:
         tail = "no checkpoint was written yet: start the run again"
-    return TrainingInterrupted(f"interrupted by {name} before a safe point; {killed}; {tail}",
-                               signum)
+    return TrainingInterrupted(
+        f"interrupted by {name} before a safe point; {killed}; {tail}", signum
+    )

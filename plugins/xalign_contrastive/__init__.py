@@ -51,8 +51,11 @@ class ContrastiveConfig:
     drop_identical: bool = True
 
     def __post_init__(self) -> None:
-        choices = {"variant": ("weak", "strong"), "projection": ("id", "linear", "nn"),
-                   "pooling": POOLINGS}
+        choices = {
+            "variant": ("weak", "strong"),
+            "projection": ("id", "linear", "nn"),
+            "pooling": POOLINGS,
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"contrastive: {key} must be one of {allowed}")
@@ -68,8 +71,9 @@ def build_projection(kind: str, hidden: int, out: int, inner: int | None = None)
     if kind == "linear":
         return nn.Linear(hidden, out, bias=False)
     inner = inner or hidden
-    return nn.Sequential(nn.Linear(hidden, inner, bias=False), nn.ReLU(),
-                         nn.Linear(inner, out, bias=False))
+    return nn.Sequential(
+        nn.Linear(hidden, inner, bias=False), nn.ReLU(), nn.Linear(inner, out, bias=False)
+    )
 
 
 def weak_loss(u: Tensor, v: Tensor, temperature: float) -> Tensor:
@@ -104,8 +108,9 @@ class ContrastiveAlignment(Objective):
 
     def link_spec(self) -> LinkSpec:
         c = self.config
-        return LinkSpec(c.symmetrization, one_to_one=c.one_to_one,
-                        drop_identical=c.drop_identical, max_words=64)
+        return LinkSpec(
+            c.symmetrization, one_to_one=c.one_to_one, drop_identical=c.drop_identical, max_words=64
+        )
 
     def needs(self) -> Needs:
         return Needs(links=(self.link_spec(),))

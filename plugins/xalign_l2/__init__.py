@@ -56,8 +56,9 @@ class L2Alignment(Objective):
 
     def link_spec(self) -> LinkSpec:
         c = self.config
-        return LinkSpec(c.symmetrization, one_to_one=c.one_to_one,
-                        drop_identical=c.drop_identical, max_words=64)
+        return LinkSpec(
+            c.symmetrization, one_to_one=c.one_to_one, drop_identical=c.drop_identical, max_words=64
+        )
 
     def needs(self) -> Needs:
         return Needs(links=(self.link_spec(),), frozen_target=self.config.target == "frozen")

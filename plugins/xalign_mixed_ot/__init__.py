@@ -64,9 +64,17 @@ class MixedOT(Objective):
         x, y = self.cloud(batch.src), self.cloud(batch.tgt)
         c = self.config
         return xalign.sinkhorn_divergence(
-            x, x.new_ones(x.shape[0], dtype=torch.bool), y,
-            y.new_ones(y.shape[0], dtype=torch.bool), p=c.p, blur=c.blur, scaling=c.scaling,
-            debias=c.debias, reach=c.reach, diameter=c.diameter)
+            x,
+            x.new_ones(x.shape[0], dtype=torch.bool),
+            y,
+            y.new_ones(y.shape[0], dtype=torch.bool),
+            p=c.p,
+            blur=c.blur,
+            scaling=c.scaling,
+            debias=c.debias,
+            reach=c.reach,
+            diameter=c.diameter,
+        )
 
 
 @xalign.hookimpl

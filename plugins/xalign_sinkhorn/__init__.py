@@ -69,8 +69,9 @@ def idf_from_sentences(sentences: Iterable[Sequence[str]]) -> Idf:
     for words in sentences:
         n += 1
         df.update({w.lower() for w in words})
-    return Idf({w: math.log((1 + n) / (1 + d)) + 1 for w, d in df.items()},
-               unseen=math.log(1 + n) + 1)
+    return Idf(
+        {w: math.log((1 + n) / (1 + d)) + 1 for w, d in df.items()}, unseen=math.log(1 + n) + 1
+    )
 
 
 def tfidf(words: Sequence[str], idf: dict[str, float]) -> list[float]:
@@ -123,8 +124,12 @@ class SinkhornConfig:
     weights: str = "uniform"
 
     def __post_init__(self) -> None:
-        choices = {"level": ("word", "subword"), "scope": ("sentence", "batch"),
-                   "weights": WEIGHTS, "p": (1, 2)}
+        choices = {
+            "level": ("word", "subword"),
+            "scope": ("sentence", "batch"),
+            "weights": WEIGHTS,
+            "p": (1, 2),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"sinkhorn: {key} must be one of {allowed}")
@@ -158,7 +163,8 @@ class Sinkhorn(Objective):
         for pair in data.pairs:
             self.idf[(pair.src, pair.tgt)] = (
                 idf_from_sentences(e.src_words for e in pair.examples),
-                idf_from_sentences(e.tgt_words for e in pair.examples))
+                idf_from_sentences(e.tgt_words for e in pair.examples),
+            )
 
     def idf_for(self, src: str, tgt: str) -> tuple[Idf, Idf]:
         """Source and target idf of one language pair (computed by :meth:`prepare`)."""
@@ -167,7 +173,8 @@ class Sinkhorn(Objective):
         except KeyError:
             raise ValueError(
                 f"sinkhorn: weights=tf-idf has no idf statistics for {src}-{tgt}; "
-                f"Sinkhorn.prepare(data) must be called with the training data first") from None
+                f"Sinkhorn.prepare(data) must be called with the training data first"
+            ) from None
 
     def vectors(self, side: xalign.Side) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.level == "subword":
@@ -192,15 +199,25 @@ class Sinkhorn(Objective):
         weights = self.point_weights(batch)
         xw, yw = weights if weights is not None else (None, None)
         c = self.config
-        kwargs = dict(p=c.p, blur=c.blur, scaling=c.scaling, debias=c.debias, reach=c.reach,
-                      diameter=c.diameter)
+        kwargs = dict(
+            p=c.p,
+            blur=c.blur,
+            scaling=c.scaling,
+            debias=c.debias,
+            reach=c.reach,
+            diameter=c.diameter,
+        )
         if c.scope == "batch":
             return xalign.sinkhorn_divergence(
-                x[xm], xm.new_ones(int(xm.sum())), y[ym], ym.new_ones(int(ym.sum())),
+                x[xm],
+                xm.new_ones(int(xm.sum())),
+                y[ym],
+                ym.new_ones(int(ym.sum())),
                 x_weights=None if xw is None else xw[xm],
-                y_weights=None if yw is None else yw[ym], **kwargs)
-        return xalign.sinkhorn_divergence(x, xm, y, ym, x_weights=xw, y_weights=yw,
-                                          **kwargs).mean()
+                y_weights=None if yw is None else yw[ym],
+                **kwargs,
+            )
+        return xalign.sinkhorn_divergence(x, xm, y, ym, x_weights=xw, y_weights=yw, **kwargs).mean()
 
 
 @xalign.hookimpl

@@ -61,8 +61,9 @@ class TatoebaConfig:
     def __post_init__(self) -> None:
         self.languages = _as_list(self.languages)
         if self.directions not in DIRECTIONS:
-            raise ValueError(f"tatoeba: directions must be one of {DIRECTIONS}, "
-                             f"got {self.directions!r}")
+            raise ValueError(
+                f"tatoeba: directions must be one of {DIRECTIONS}, got {self.directions!r}"
+            )
         if self.batch_size < 1 or (self.limit is not None and self.limit < 0):
             raise ValueError("tatoeba: need batch_size >= 1 and limit >= 0")
 
@@ -76,11 +77,18 @@ def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def _embed_batch(encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig,
-                 device: str) -> Tensor:
+def _embed_batch(
+    encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig, device: str
+) -> Tensor:
     """Mean-pooled sentence embeddings of one batch of raw sentences."""
-    enc = encoder.tokenizer(texts, padding=True, truncation=True, max_length=encoder.max_length,
-                            return_tensors="pt", return_special_tokens_mask=True)
+    enc = encoder.tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=encoder.max_length,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )
     mask = enc["attention_mask"]
     if not config.pool_special_tokens:
         mask = mask * (1 - enc["special_tokens_mask"])
@@ -89,13 +97,14 @@ def _embed_batch(encoder: xalign.Encoder, texts: list[str], config: TatoebaConfi
 
 
 @torch.inference_mode()
-def embed(encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig,
-          device: str = "cpu") -> Tensor:
+def embed(
+    encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig, device: str = "cpu"
+) -> Tensor:
     """Sentence embeddings ``[N, H]``, encoded in length-sorted batches (less padding)."""
     order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
     out = torch.zeros(len(texts), encoder.hidden_size)
     for start in range(0, len(order), config.batch_size):
-        idx = order[start:start + config.batch_size]
+        idx = order[start : start + config.batch_size]
         out[idx] = _embed_batch(encoder, [texts[n] for n in idx], config, device)
     return out
 
@@ -114,8 +123,9 @@ def retrieval_correct(queries: Tensor, keys: Tensor) -> list[float]:
     return (nearest == torch.arange(len(q))).double().tolist()
 
 
-def language_scores(src: Tensor, eng: Tensor, directions: str) -> tuple[dict[str, float],
-                                                                       list[float]]:
+def language_scores(
+    src: Tensor, eng: Tensor, directions: str
+) -> tuple[dict[str, float], list[float]]:
     """Scores (percent) and per-query correctness of one language's retrieval."""
     correct: dict[str, list[float]] = {}
     if directions in ("xx-en", "both"):
@@ -132,8 +142,6 @@ def language_scores(src: Tensor, eng: Tensor, directions: str) -> tuple[dict[str
 # ------------------------------------------------------------------------ the task
 
 
-
-
 class TatoebaTask(xalign.Task):
     """Tatoeba retrieval accuracy (%) with mean-pooled states and cosine nearest neighbours."""
 
@@ -143,13 +151,15 @@ class TatoebaTask(xalign.Task):
     data_folders = ("tatoeba",)  # what Task.inputs hashes
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
-        encoder = xalign.load_encoder(model, layer=self.config.layer,
-                                      max_length=self.config.max_length)
+        encoder = xalign.load_encoder(
+            model, layer=self.config.layer, max_length=self.config.max_length
+        )
         encoder.to(context.device).eval()
         return self.evaluate(encoder, context, model=model)
 
-    def evaluate(self, encoder: xalign.Encoder, context: TaskContext,
-                 model: str = "") -> TaskResult:
+    def evaluate(
+        self, encoder: xalign.Encoder, context: TaskContext, model: str = ""
+    ) -> TaskResult:
         """Score an already loaded encoder on every configured language."""
         result = TaskResult(self.name, "accuracy", {}, {}, self._meta(model, encoder))
         languages = context.languages or self.config.languages
@@ -168,10 +178,16 @@ class TatoebaTask(xalign.Task):
         return result
 
     def _meta(self, model: str, encoder: xalign.Encoder) -> dict[str, Any]:
-        return {"model": model, "options": asdict(self.config), "higher_is_better": True,
-                "layer": encoder.layer, "n_layers": encoder.model.config.num_hidden_layers,
-                "per_example": "1/0 per query (xx->en first, then en->xx)",
-                "tatoeba_codes": {}, "seconds": {}}
+        return {
+            "model": model,
+            "options": asdict(self.config),
+            "higher_is_better": True,
+            "layer": encoder.layer,
+            "n_layers": encoder.model.config.num_hidden_layers,
+            "per_example": "1/0 per query (xx->en first, then en->xx)",
+            "tatoeba_codes": {},
+            "seconds": {},
+        }
 
 
 @xalign.hookimpl

@@ -120,21 +120,28 @@ class _MiniData(_NliData):
         limit = self.config.train_limit
         limit = len(rows) - self.config.heldout if limit is None else limit
         if limit + self.config.heldout > len(rows):
-            raise ValueError(f"train_limit {limit} + heldout {self.config.heldout} exceed the "
-                             f"{len(rows)} rows of XNLI dev-en")
+            raise ValueError(
+                f"train_limit {limit} + heldout {self.config.heldout} exceed the "
+                f"{len(rows)} rows of XNLI dev-en"
+            )
         return rows[:limit]
 
     def selection(self) -> list[Example]:
-        return self._dev_en()[-self.config.heldout:] if self.config.heldout else []
+        return self._dev_en()[-self.config.heldout :] if self.config.heldout else []
 
 
-def encode_pairs(tokenizer: Any, examples: list[Example], max_length: int,
-                 keep: set[str]) -> list[dict[str, Any]]:
+def encode_pairs(
+    tokenizer: Any, examples: list[Example], max_length: int, keep: set[str]
+) -> list[dict[str, Any]]:
     """Tokenise premise/hypothesis pairs (longest-first truncation) into features."""
     if not examples:
         return []
-    enc = tokenizer([e["premise"] for e in examples], [e["hypothesis"] for e in examples],
-                    truncation=True, max_length=max_length)
+    enc = tokenizer(
+        [e["premise"] for e in examples],
+        [e["hypothesis"] for e in examples],
+        truncation=True,
+        max_length=max_length,
+    )
     features = []
     for i, example in enumerate(examples):
         feature = {k: enc[k][i] for k in keep if k in enc}
@@ -157,8 +164,10 @@ class Xnli(Task):
     """Cross-lingual NLI (XTREME XNLI): train on English MultiNLI, test on 15 languages."""
 
     name = "xnli"
-    description = ("XNLI (XTREME): fine-tune on English MultiNLI, best epoch on en dev, "
-                   "zero-shot accuracy on 15 test sets")
+    description = (
+        "XNLI (XTREME): fine-tune on English MultiNLI, best epoch on en dev, "
+        "zero-shot accuracy on 15 test sets"
+    )
     Config = XnliConfig
     data_folders = ("xnli", "multinli", "XNLI-MT-1.0")  # what Task.inputs hashes
     data_class: type[_NliData] = _NliData
@@ -175,26 +184,44 @@ class Xnli(Task):
         from transformers import AutoModelForSequenceClassification
 
         net, tokenizer, new_params = load_for_finetuning(
-            model, AutoModelForSequenceClassification, num_labels=len(XNLI_LABELS))
+            model, AutoModelForSequenceClassification, num_labels=len(XNLI_LABELS)
+        )
         runner = _Runner(net, tokenizer, c, context)
-        select = partial(runner.accuracy, runner.encode(selection), "select") \
-            if selection else None
-        log = finetune(net, runner.encode(train), c.settings(), pad_id=tokenizer.pad_token_id,
-                       seed=context.seed, device=context.device,
-                       show_progress=context.show_progress, label=f"{self.name} train",
-                       select=select)
-        per_example = {lang: runner.correct(runner.encode(rows), f"test {lang}")
-                       for lang, rows in tests.items()}
+        select = partial(runner.accuracy, runner.encode(selection), "select") if selection else None
+        log = finetune(
+            net,
+            runner.encode(train),
+            c.settings(),
+            pad_id=tokenizer.pad_token_id,
+            seed=context.seed,
+            device=context.device,
+            show_progress=context.show_progress,
+            label=f"{self.name} train",
+            select=select,
+        )
+        per_example = {
+            lang: runner.correct(runner.encode(rows), f"test {lang}")
+            for lang, rows in tests.items()
+        }
         scores = {lang: {"accuracy": 100.0 * _mean(v)} for lang, v in per_example.items()}
         meta = self._meta(model, context, scores, log)
-        meta.update(n_train=len(train), n_select=len(selection), new_parameters=new_params,
-                    max_length=runner.max_length,
-                    n_test={lang: len(v) for lang, v in per_example.items()},
-                    seconds=round(time.perf_counter() - started, 2))
+        meta.update(
+            n_train=len(train),
+            n_select=len(selection),
+            new_parameters=new_params,
+            max_length=runner.max_length,
+            n_test={lang: len(v) for lang, v in per_example.items()},
+            seconds=round(time.perf_counter() - started, 2),
+        )
         return TaskResult(self.name, "accuracy", scores, per_example, meta)
 
-    def _meta(self, model: str, context: TaskContext, scores: dict[str, dict[str, float]],
-              log: FinetuneLog) -> dict[str, Any]:
+    def _meta(
+        self,
+        model: str,
+        context: TaskContext,
+        scores: dict[str, dict[str, float]],
+        log: FinetuneLog,
+    ) -> dict[str, Any]:
         acc = {lang: s["accuracy"] for lang, s in scores.items()}
         transfer = [v for lang, v in acc.items() if lang != "en"]
         return {
@@ -211,8 +238,7 @@ class Xnli(Task):
 class _Runner:
     """Tokenise and score examples with one fine-tuned classifier."""
 
-    def __init__(self, net: Any, tokenizer: Any, config: XnliConfig,
-                 context: TaskContext) -> None:
+    def __init__(self, net: Any, tokenizer: Any, config: XnliConfig, context: TaskContext) -> None:
         self.net, self.tokenizer, self.config, self.context = net, tokenizer, config, context
         self.keep = model_input_names(net, tokenizer)
         self.max_length = fit_max_length(net, tokenizer, config.max_length)
@@ -224,9 +250,16 @@ class _Runner:
         """1.0/0.0 correctness per feature."""
         if any(not 0 <= f["labels"] < len(XNLI_LABELS) for f in features):
             raise ValueError(f"{label}: unlabeled examples (missing DERIVED_test-labels.txt?)")
-        preds = predict(self.net, features, _argmax, pad_id=self.tokenizer.pad_token_id,
-                        batch_size=self.config.eval_batch_size, device=self.context.device,
-                        show_progress=self.context.show_progress, label=label)
+        preds = predict(
+            self.net,
+            features,
+            _argmax,
+            pad_id=self.tokenizer.pad_token_id,
+            batch_size=self.config.eval_batch_size,
+            device=self.context.device,
+            show_progress=self.context.show_progress,
+            label=label,
+        )
         return [float(p == f["labels"]) for p, f in zip(preds, features, strict=True)]
 
     def accuracy(self, features: list[dict[str, Any]], label: str) -> float:
@@ -237,8 +270,10 @@ class XnliMini(Xnli):
     """CPU-scale XNLI: train on English XNLI dev, test on a slice of XNLI test."""
 
     name = "xnli-mini"
-    description = ("XNLI at CPU scale: fine-tune on English XNLI dev (train_limit rows), "
-                   "accuracy on the first test_limit rows of each test set")
+    description = (
+        "XNLI at CPU scale: fine-tune on English XNLI dev (train_limit rows), "
+        "accuracy on the first test_limit rows of each test set"
+    )
     Config = XnliMiniConfig
     data_class = _MiniData
 

@@ -137,8 +137,9 @@ class QaWindow:
     max_context: list[bool]
 
 
-def cut_questions(tokenizer: Any, questions: Sequence[str], max_query_length: int
-                  ) -> tuple[list[str], list[int]]:
+def cut_questions(
+    tokenizer: Any, questions: Sequence[str], max_query_length: int
+) -> tuple[list[str], list[int]]:
     """Questions (left-stripped) cut to ``max_query_length`` tokens, and their token counts."""
     texts = [q.lstrip() for q in questions]
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
@@ -191,9 +192,16 @@ def _max_context(windows: list[Offsets], step: int) -> list[list[bool]]:
     return masks
 
 
-def encode_qa(tokenizer: Any, examples: Sequence[Example], *, max_length: int,
-              doc_stride: int, max_query_length: int, keep: set[str] | None = None,
-              train: bool = False) -> tuple[list[dict[str, Any]], list[QaWindow]]:
+def encode_qa(
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    max_length: int,
+    doc_stride: int,
+    max_query_length: int,
+    keep: set[str] | None = None,
+    train: bool = False,
+) -> tuple[list[dict[str, Any]], list[QaWindow]]:
     """Split every (question, context) into windows of ``max_length`` tokens.
 
     Consecutive windows start ``doc_stride`` context tokens apart (XTREME semantics; the fast
@@ -202,8 +210,9 @@ def encode_qa(tokenizer: Any, examples: Sequence[Example], *, max_length: int,
     and the matching :class:`QaWindow` list, ordered by example.
     """
     keep = keep or {"input_ids"}
-    questions, lengths = cut_questions(tokenizer, [e["question"] for e in examples],
-                                       max_query_length)
+    questions, lengths = cut_questions(
+        tokenizer, [e["question"] for e in examples], max_query_length
+    )
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     groups: dict[int, list[int]] = defaultdict(list)
     for i, n in enumerate(lengths):
@@ -214,22 +223,33 @@ def encode_qa(tokenizer: Any, examples: Sequence[Example], *, max_length: int,
         if span < 1:
             raise ValueError(f"max_length {max_length} leaves no room for the context")
         overlap = max(0, span - doc_stride)
-        enc = tokenizer([questions[i] for i in idx], [examples[i]["context"] for i in idx],
-                        truncation="only_second", max_length=max_length, stride=overlap,
-                        return_overflowing_tokens=True, return_offsets_mapping=True)
+        enc = tokenizer(
+            [questions[i] for i in idx],
+            [examples[i]["context"] for i in idx],
+            truncation="only_second",
+            max_length=max_length,
+            stride=overlap,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
         per_example: dict[int, list[int]] = defaultdict(list)
         for w, sample in enumerate(enc["overflow_to_sample_mapping"]):
             per_example[idx[sample]].append(w)
         for ex, ws in per_example.items():
-            offsets = [[o if s == 1 else None for o, s in
-                        zip(enc["offset_mapping"][w], enc.sequence_ids(w), strict=True)]
-                       for w in ws]
+            offsets = [
+                [
+                    o if s == 1 else None
+                    for o, s in zip(enc["offset_mapping"][w], enc.sequence_ids(w), strict=True)
+                ]
+                for w in ws
+            ]
             masks = _max_context(offsets, span - overlap)
             for k, w in enumerate(ws):
                 feature = {key: enc[key][w] for key in keep if key in enc}
                 if train:
-                    feature["start_positions"], feature["end_positions"] = \
-                        _first_answer_positions(examples[ex], offsets[k])
+                    feature["start_positions"], feature["end_positions"] = _first_answer_positions(
+                        examples[ex], offsets[k]
+                    )
                 rows.append((ex, k, feature, QaWindow(ex, offsets[k], masks[k])))
     rows.sort(key=lambda r: (r[0], r[1]))
     return [r[2] for r in rows], [r[3] for r in rows]
@@ -248,9 +268,14 @@ def _first_answer_positions(example: Example, offsets: Offsets) -> tuple[int, in
 # --------------------------------------------------------------------------------------------
 
 
-def best_span(start_logits: Sequence[float], end_logits: Sequence[float], window: QaWindow,
-              *, n_best: int = 20, max_answer_length: int = 30
-              ) -> tuple[float, int, int] | None:
+def best_span(
+    start_logits: Sequence[float],
+    end_logits: Sequence[float],
+    window: QaWindow,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> tuple[float, int, int] | None:
     """Best ``(score, start_char, end_char)`` of one window among its n-best start/end tokens.
 
     A span must lie in the context, end at or after its start, span at most
@@ -272,21 +297,26 @@ def best_span(start_logits: Sequence[float], end_logits: Sequence[float], window
     return best
 
 
-def decode_answers(examples: Sequence[Example], windows: Sequence[QaWindow],
-                   logits: Sequence[tuple[Sequence[float], Sequence[float]]], *,
-                   n_best: int = 20, max_answer_length: int = 30) -> dict[str, str]:
+def decode_answers(
+    examples: Sequence[Example],
+    windows: Sequence[QaWindow],
+    logits: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[str, str]:
     """Best answer text per example id over all its windows ("" when none is valid)."""
     best: dict[int, tuple[float, int, int]] = {}
     for window, (start, end) in zip(windows, logits, strict=True):
         span = best_span(start, end, window, n_best=n_best, max_answer_length=max_answer_length)
-        if span is not None and (window.example not in best
-                                 or span[0] > best[window.example][0]):
+        if span is not None and (window.example not in best or span[0] > best[window.example][0]):
             best[window.example] = span
     answers = {}
     for i, example in enumerate(examples):
         span = best.get(i)
-        answers[example["id"]] = "" if span is None else \
-            example["context"][span[1]:span[2]].strip()
+        answers[example["id"]] = (
+            "" if span is None else example["context"][span[1] : span[2]].strip()
+        )
     return answers
 
 
@@ -303,8 +333,10 @@ def _span_logits(outputs: Any, batch: dict) -> list[tuple[list[float], list[floa
 
 def _hub_reachable() -> bool:
     """Quick check before a Hub download (offline mode: the cache decides)."""
-    if any(os.environ.get(v, "").lower() in {"1", "true", "yes"}
-           for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    if any(
+        os.environ.get(v, "").lower() in {"1", "true", "yes"}
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    ):
         return True
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True  # let datasets go through the proxy
@@ -320,8 +352,9 @@ def load_squad_train(data_dir: Path | None, limit: int | None = None) -> list[Ex
     """SQuAD v1.1 train: local ``train-v1.1.json`` (in data_dir, data_dir/squad or the shared
     folder's squad/), else the Hub dataset ``rajpurkar/squad``."""
     roots = [data_dir] if data_dir is not None else [shared_data_dir()]
-    candidates = [base / sub / SQUAD_TRAIN_FILE for base in roots if base is not None
-                  for sub in ("", "squad")]
+    candidates = [
+        base / sub / SQUAD_TRAIN_FILE for base in roots if base is not None for sub in ("", "squad")
+    ]
     for path in candidates:
         if path.is_file():
             return load_squad_json(path, limit)
@@ -337,12 +370,21 @@ def load_squad_train(data_dir: Path | None, limit: int | None = None) -> list[Ex
             f"SQuAD v1.1 train: none of {[str(p) for p in candidates]} exists and the Hub "
             f"dataset {SQUAD_HUB_ID!r} could not be loaded ({type(err).__name__}: {err}); "
             f"put {SQUAD_TRAIN_FILE} in --data-dir (or data_dir/squad/), or make the Hub "
-            "reachable (or cached with HF_HUB_OFFLINE=1)") from err
-    return [{"id": str(r["id"]), "title": r["title"], "context": r["context"],
-             "question": r["question"],
-             "answers": {"text": list(r["answers"]["text"]),
-                         "answer_start": [int(s) for s in r["answers"]["answer_start"]]}}
-            for r in rows]
+            "reachable (or cached with HF_HUB_OFFLINE=1)"
+        ) from err
+    return [
+        {
+            "id": str(r["id"]),
+            "title": r["title"],
+            "context": r["context"],
+            "question": r["question"],
+            "answers": {
+                "text": list(r["answers"]["text"]),
+                "answer_start": [int(s) for s in r["answers"]["answer_start"]],
+            },
+        }
+        for r in rows
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,11 +396,18 @@ class Xquad(Task):
     """XQuAD (XTREME): fine-tune extractive QA on SQuAD v1.1, zero-shot EM/F1 on 11 languages."""
 
     name = "xquad"
-    description = ("XQuAD (XTREME): fine-tune extractive QA on SQuAD v1.1, zero-shot "
-                   "SQuAD EM/F1 on 11 languages")
+    description = (
+        "XQuAD (XTREME): fine-tune extractive QA on SQuAD v1.1, zero-shot "
+        "SQuAD EM/F1 on 11 languages"
+    )
     Config = XquadConfig
-    data_folders = ("xquad", "squad", "tydiqa", "tydiqa-goldp-v1.1-train",
-                    "tydiqa-goldp-v1.1-dev")  # what Task.inputs hashes
+    data_folders = (
+        "xquad",
+        "squad",
+        "tydiqa",
+        "tydiqa-goldp-v1.1-train",
+        "tydiqa-goldp-v1.1-dev",
+    )  # what Task.inputs hashes
 
     def train_examples(self, context: TaskContext) -> list[Example]:
         return load_squad_train(context.data_dir, self.config.train_limit)
@@ -373,20 +422,39 @@ class Xquad(Task):
 
         net, tokenizer, new_params = load_for_finetuning(model, AutoModelForQuestionAnswering)
         keep = model_input_names(net, tokenizer)
-        windows = dict(max_length=fit_max_length(net, tokenizer, c.max_length),
-                       doc_stride=c.doc_stride, max_query_length=c.max_query_length, keep=keep)
+        windows = dict(
+            max_length=fit_max_length(net, tokenizer, c.max_length),
+            doc_stride=c.doc_stride,
+            max_query_length=c.max_query_length,
+            keep=keep,
+        )
         features, _ = encode_qa(tokenizer, train, train=True, **windows)
-        log = finetune(net, features, c.settings(), pad_id=tokenizer.pad_token_id,
-                       seed=context.seed, device=context.device,
-                       show_progress=context.show_progress, label=f"{self.name} train")
+        log = finetune(
+            net,
+            features,
+            c.settings(),
+            pad_id=tokenizer.pad_token_id,
+            seed=context.seed,
+            device=context.device,
+            show_progress=context.show_progress,
+            label=f"{self.name} train",
+        )
         scores, per_example = {}, {}
         for lang, examples in tests.items():
             feats, wins = encode_qa(tokenizer, examples, **windows)
-            logits = predict(net, feats, _span_logits, pad_id=tokenizer.pad_token_id,
-                             batch_size=c.eval_batch_size, device=context.device,
-                             show_progress=context.show_progress, label=f"test {lang}")
-            preds = decode_answers(examples, wins, logits, n_best=c.n_best,
-                                   max_answer_length=c.max_answer_length)
+            logits = predict(
+                net,
+                feats,
+                _span_logits,
+                pad_id=tokenizer.pad_token_id,
+                batch_size=c.eval_batch_size,
+                device=context.device,
+                show_progress=context.show_progress,
+                label=f"test {lang}",
+            )
+            preds = decode_answers(
+                examples, wins, logits, n_best=c.n_best, max_answer_length=c.max_answer_length
+            )
             scores[lang] = squad_scores(preds, examples)
             per_example[lang] = [f1(preds[e["id"]], e["answers"]["text"]) for e in examples]
         meta = {
@@ -394,11 +462,16 @@ class Xquad(Task):
             "avg_f1": _mean([s["f1"] for s in scores.values()]),
             "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
             "avg_f1_non_en": _mean([s["f1"] for lang, s in scores.items() if lang != "en"]),
-            "model": model, "seed": context.seed, "config": asdict(c), "train": log.as_dict(),
-            "n_train": len(train), "n_train_features": len(features),
+            "model": model,
+            "seed": context.seed,
+            "config": asdict(c),
+            "train": log.as_dict(),
+            "n_train": len(train),
+            "n_train_features": len(features),
             "max_length": windows["max_length"],
             "n_test": {lang: len(v) for lang, v in per_example.items()},
-            "new_parameters": new_params, "seconds": round(time.perf_counter() - started, 2),
+            "new_parameters": new_params,
+            "seconds": round(time.perf_counter() - started, 2),
         }
         return TaskResult(self.name, "f1", scores, per_example, meta)
 
@@ -407,8 +480,10 @@ class QaMini(Xquad):
     """CPU-scale cross-lingual QA: TyDiQA-GoldP English train -> XQuAD slices."""
 
     name = "qa-mini"
-    description = ("QA at CPU scale: fine-tune on TyDiQA-GoldP English train (train_limit), "
-                   "EM/F1 on the first test_limit XQuAD questions per language")
+    description = (
+        "QA at CPU scale: fine-tune on TyDiQA-GoldP English train (train_limit), "
+        "EM/F1 on the first test_limit XQuAD questions per language"
+    )
     Config = QaMiniConfig
 
     def train_examples(self, context: TaskContext) -> list[Example]:

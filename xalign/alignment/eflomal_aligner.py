@@ -291,8 +291,9 @@ def align_directions(
     _check_parallel(src_sents, tgt_sents, "corpus")
     _check_parallel(extra_src, extra_tgt, "extra corpus")
     if not use_cache:
-        return _align_fresh(src_sents, tgt_sents, extra_src, extra_tgt, settings) \
-            if compute else None
+        return (
+            _align_fresh(src_sents, tgt_sents, extra_src, extra_tgt, settings) if compute else None
+        )
     key = cache_key(src_sents, tgt_sents, extra_src, extra_tgt, settings)
     path = Path(cache_dir or default_cache_dir()) / f"{key}.jsonl"
     cached = _read_cache(path, len(src_sents))

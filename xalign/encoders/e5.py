@@ -672,8 +672,12 @@ def packaged_e5_dir() -> Path:
         if problem is None:
             return target
         if target.exists():
-            warnings.warn(f"the converted model cache {target} is damaged ({problem}); "
-                          f"rebuilding it from {bin_path}", CacheCorruptedWarning, stacklevel=2)
+            warnings.warn(
+                f"the converted model cache {target} is damaged ({problem}); "
+                f"rebuilding it from {bin_path}",
+                CacheCorruptedWarning,
+                stacklevel=2,
+            )
         _remove_stale_temps(target.parent, target.name)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:

@@ -31,17 +31,22 @@ class EncodedWords:
     n_words: Tensor
 
     def to(self, device: torch.device | str) -> EncodedWords:
-        return EncodedWords(*(t.to(device) for t in (self.input_ids, self.attention_mask,
-                                                     self.word_index, self.n_words)))
+        return EncodedWords(
+            *(
+                t.to(device)
+                for t in (self.input_ids, self.attention_mask, self.word_index, self.n_words)
+            )
+        )
 
 
 def resolve_model_dir(name: str) -> str:
     """Map ``packaged:NAME`` to its converted local directory; anything else is returned as is."""
     if name.startswith(PACKAGED_PREFIX):
-        which = name[len(PACKAGED_PREFIX):]
+        which = name[len(PACKAGED_PREFIX) :]
         if which not in PACKAGED_MODELS:
             raise EncoderLoadError(
-                f"unknown packaged model {which!r}; available: {', '.join(PACKAGED_MODELS)}")
+                f"unknown packaged model {which!r}; available: {', '.join(PACKAGED_MODELS)}"
+            )
         from xalign.encoders.e5 import packaged_e5_dir
 
         return str(packaged_e5_dir())
@@ -59,8 +64,9 @@ def fit_max_length(model: nn.Module, tokenizer, wanted: int) -> int:
 class Encoder(nn.Module):
     """A transformers encoder plus its tokenizer; returns one layer's subword states."""
 
-    def __init__(self, model: nn.Module, tokenizer, *, name: str, layer: int = -1,
-                 max_length: int = 128) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer, *, name: str, layer: int = -1, max_length: int = 128
+    ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -69,8 +75,10 @@ class Encoder(nn.Module):
         self.max_length = fit_max_length(model, tokenizer, max_length)
         n_layers = model.config.num_hidden_layers
         if not -n_layers - 1 <= layer <= n_layers:
-            raise ConfigError(f"layer {layer} out of range for {name} ({n_layers} layers: "
-                              f"use -{n_layers + 1}..{n_layers}, -1 = last)")
+            raise ConfigError(
+                f"layer {layer} out of range for {name} ({n_layers} layers: "
+                f"use -{n_layers + 1}..{n_layers}, -1 = last)"
+            )
 
     @property
     def hidden_size(self) -> int:
@@ -78,8 +86,14 @@ class Encoder(nn.Module):
 
     def tokenize_words(self, sentences: list[list[str]]) -> EncodedWords:
         """Subword-tokenise pre-tokenised sentences; words cut by ``max_length`` are dropped."""
-        enc = self.tokenizer(sentences, is_split_into_words=True, truncation=True,
-                             max_length=self.max_length, padding=True, return_tensors="pt")
+        enc = self.tokenizer(
+            sentences,
+            is_split_into_words=True,
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
         word_index = torch.full_like(enc["input_ids"], -1)
         n_words = torch.zeros(len(sentences), dtype=torch.long)
         for b in range(len(sentences)):
@@ -91,12 +105,19 @@ class Encoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         if self.layer == -1:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                         output_hidden_states=True)
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+        )
         return out.hidden_states[self.layer]
 
-    def encode(self, sentences: list[list[str]], langs: list[str], *, pooling: str = "last",
-               device: torch.device | str | None = None) -> Side:
+    def encode(
+        self,
+        sentences: list[list[str]],
+        langs: list[str],
+        *,
+        pooling: str = "last",
+        device: torch.device | str | None = None,
+    ) -> Side:
         """Tokenise and encode word-tokenised sentences into a :class:`Side`."""
         device = device or next(self.parameters()).device
         enc = self.tokenize_words(sentences).to(device)
@@ -116,8 +137,14 @@ class Encoder(nn.Module):
         self.tokenizer.save_pretrained(directory)
 
 
-def load_encoder(name: str, *, layer: int = -1, max_length: int = 128,
-                 revision: str | None = None, dtype: torch.dtype | None = None) -> Encoder:
+def load_encoder(
+    name: str,
+    *,
+    layer: int = -1,
+    max_length: int = 128,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Encoder:
     """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -125,8 +152,9 @@ def load_encoder(name: str, *, layer: int = -1, max_length: int = 128,
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         try:  # the pooler is never used: don't create (and train) it
-            model = AutoModel.from_pretrained(path, revision=revision, dtype=dtype,
-                                              add_pooling_layer=False)
+            model = AutoModel.from_pretrained(
+                path, revision=revision, dtype=dtype, add_pooling_layer=False
+            )
         except TypeError:
             model = AutoModel.from_pretrained(path, revision=revision, dtype=dtype)
     except (OSError, ValueError) as exc:

@@ -222,8 +222,15 @@ def _from_hub(
     return rows
 
 
-def load_hub_dataset(task: str, hub_id: str, config: str | None, split: str, *,
-                     local_hint: str, searched: Iterable[Path]) -> Any:
+def load_hub_dataset(
+    task: str,
+    hub_id: str,
+    config: str | None,
+    split: str,
+    *,
+    local_hint: str,
+    searched: Iterable[Path],
+) -> Any:
     """The Hub fallback of the loaders above, for task plugins with their own local layout.
 
     ``datasets.load_dataset(hub_id, config, split=split)`` after a quick reachability probe;
