@@ -19,25 +19,15 @@ has it.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xalign_xquad import Xquad, XquadConfig, decode_answers, encode_qa
+from xalign_xquad import Xquad, XquadConfig
 
 import xalign
-from xalign import TaskContext, TaskResult
+from xalign import TaskContext
 from xalign.evaluation import load_hub_dataset, load_squad_json, shared_data_dir
-from xalign.finetune import (
-    finetune,
-    fit_max_length,
-    load_for_finetuning,
-    model_input_names,
-    parse_languages,
-    predict,
-    seed_everything,
-)
 from xalign_mlqa.metrics import MLQA_LANGS, mlqa_f1, mlqa_scores, normalize_mlqa
 
 __all__ = [
@@ -146,13 +136,6 @@ def load_mlqa(
     ]
 
 
-def _span_logits(outputs: Any, batch: dict) -> list[tuple[list[float], list[float]]]:
-    """Start/end logits of each feature, trimmed to its real length."""
-    lengths = batch["attention_mask"].sum(-1).tolist()
-    start, end = outputs.start_logits.float(), outputs.end_logits.float()
-    return [(start[i, :n].tolist(), end[i, :n].tolist()) for i, n in enumerate(lengths)]
-
-
 class Mlqa(Xquad):
     """MLQA (XTREME): SQuAD v1.1 fine-tuning as ``xquad``, MLQA-scored EM/F1 on 7 languages."""
 
@@ -164,82 +147,28 @@ class Mlqa(Xquad):
     Config = MlqaConfig
     data_folders = ("squad", "mlqa", "MLQA_V1")  # what Task.inputs hashes for reuse keys
 
-    def run(self, model: str, context: TaskContext) -> TaskResult:
-        c, started = self.config, time.perf_counter()
-        langs = parse_languages(context.languages) if context.languages else c.languages
-        train = self.train_examples(context)
-        tests = {
-            lang: load_mlqa(lang, c.split, context.data_dir, c.test_limit) for lang in langs
-        }  # fail before training if one is missing
-        seed_everything(context.seed)  # the span head is initialised here
-        from transformers import AutoModelForQuestionAnswering
+    metric_description = (
+        "MLQA exact_match / f1 (%) with the official mlqa_evaluation_v1.py normalisation of "
+        "the context language; per_example = per-question F1 in [0, 1]"
+    )
 
-        net, tokenizer, new_params = load_for_finetuning(model, AutoModelForQuestionAnswering)
-        windows = dict(
-            max_length=fit_max_length(net, tokenizer, c.max_length),
-            doc_stride=c.doc_stride,
-            max_query_length=c.max_query_length,
-            keep=model_input_names(net, tokenizer),
-        )
-        features, _ = encode_qa(tokenizer, train, train=True, **windows)
-        log = finetune(
-            net,
-            features,
-            c.settings(),
-            pad_id=tokenizer.pad_token_id,
-            seed=context.seed,
-            device=context.device,
-            show_progress=context.show_progress,
-            label=f"{self.name} train",
-        )
-        scores, per_example = {}, {}
-        for lang, examples in tests.items():
-            feats, wins = encode_qa(tokenizer, examples, **windows)
-            logits = predict(
-                net,
-                feats,
-                _span_logits,
-                pad_id=tokenizer.pad_token_id,
-                batch_size=c.eval_batch_size,
-                device=context.device,
-                show_progress=context.show_progress,
-                label=f"test {lang}",
-            )
-            preds = decode_answers(
-                examples, wins, logits, n_best=c.n_best, max_answer_length=c.max_answer_length
-            )
-            scores[lang] = mlqa_scores(preds, examples, lang)
-            per_example[lang] = [
-                mlqa_f1(preds[e["id"]], e["answers"]["text"], lang) for e in examples
-            ]
-        meta = {
-            "metric": (
-                "MLQA exact_match / f1 (%) with the official mlqa_evaluation_v1.py "
-                "normalisation of the context language; per_example = per-question F1 "
-                "in [0, 1]"
-            ),
+    def test_examples(self, lang: str, context: TaskContext) -> list[Example]:
+        c = self.config
+        return load_mlqa(lang, c.split, context.data_dir, c.test_limit)
+
+    def score(
+        self, preds: dict[str, str], examples: list[Example], lang: str
+    ) -> tuple[dict[str, float], list[float]]:
+        return mlqa_scores(preds, examples, lang), [
+            mlqa_f1(preds[e["id"]], e["answers"]["text"], lang) for e in examples
+        ]
+
+    def extra_meta(self, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+        return {
             "setting": "cross-lingual transfer: context language = question language",
-            "split": c.split,
+            "split": self.config.split,
             "languages": {lang: lang for lang in scores},
-            "avg_f1": _mean([s["f1"] for s in scores.values()]),
-            "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
-            "avg_f1_non_en": _mean([s["f1"] for lang, s in scores.items() if lang != "en"]),
-            "model": model,
-            "seed": context.seed,
-            "config": asdict(c),
-            "train": log.as_dict(),
-            "n_train": len(train),
-            "n_train_features": len(features),
-            "max_length": windows["max_length"],
-            "n_test": {lang: len(v) for lang, v in per_example.items()},
-            "new_parameters": new_params,
-            "seconds": round(time.perf_counter() - started, 2),
         }
-        return TaskResult(self.name, "f1", scores, per_example, meta)
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 @xalign.hookimpl

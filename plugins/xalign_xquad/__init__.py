@@ -409,14 +409,33 @@ class Xquad(Task):
         "tydiqa-goldp-v1.1-dev",
     )  # what Task.inputs hashes
 
+    metric_description = "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]"
+
     def train_examples(self, context: TaskContext) -> list[Example]:
         return load_squad_train(context.data_dir, self.config.train_limit)
+
+    def test_examples(self, lang: str, context: TaskContext) -> list[Example]:
+        """The test questions of one language (subclasses read other test sets)."""
+        return load_xquad(lang, context.data_dir, self.config.test_limit)
+
+    def score(
+        self, preds: dict[str, str], examples: list[Example], lang: str
+    ) -> tuple[dict[str, float], list[float]]:
+        """Corpus EM/F1 (%) and per-question F1 in [0, 1] (subclasses change normalisation)."""
+        return squad_scores(preds, examples), [
+            f1(preds[e["id"]], e["answers"]["text"]) for e in examples
+        ]
+
+    def extra_meta(self, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+        """Task-specific entries of ``TaskResult.meta`` (none for XQuAD)."""
+        return {}
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
         langs = parse_languages(context.languages) if context.languages else c.languages
         train = self.train_examples(context)
-        tests = {lang: load_xquad(lang, context.data_dir, c.test_limit) for lang in langs}
+        # all test sets first, so a missing one fails before training
+        tests = {lang: self.test_examples(lang, context) for lang in langs}
         seed_everything(context.seed)  # the span head is initialised here
         from transformers import AutoModelForQuestionAnswering
 
@@ -455,10 +474,10 @@ class Xquad(Task):
             preds = decode_answers(
                 examples, wins, logits, n_best=c.n_best, max_answer_length=c.max_answer_length
             )
-            scores[lang] = squad_scores(preds, examples)
-            per_example[lang] = [f1(preds[e["id"]], e["answers"]["text"]) for e in examples]
+            scores[lang], per_example[lang] = self.score(preds, examples, lang)
         meta = {
-            "metric": "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]",
+            "metric": self.metric_description,
+            **self.extra_meta(scores),
             "avg_f1": _mean([s["f1"] for s in scores.values()]),
             "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
             "avg_f1_non_en": _mean([s["f1"] for lang, s in scores.items() if lang != "en"]),
