@@ -598,3 +598,48 @@ def test_objectives_that_cannot_share_a_run_fail_at_load(tmp_path):
         "sinkhorn",
         "l2",
     }
+
+
+# -- data.corpus: one spec, or one entry per source language ---------------------------------
+def test_corpus_mapping_missing_a_language_names_file_line_and_languages(tmp_path):
+    text = "data:\n  corpus:\n    de: demo\n    fr: demo\n  languages: [de, el, fr]\n"
+    message = error_of(write(tmp_path, text))
+    assert message.startswith(f"{tmp_path / 'cfg.yaml'}:2: data.corpus: no corpus for source")
+    assert "'el' (the mapping has: de, fr)" in message
+
+
+def test_corpus_mapping_bad_entry_names_its_key(tmp_path):
+    text = "data:\n  corpus:\n    de: {src: a.de}\n  languages: [de]\n"
+    assert "data.corpus.de: a two-file entry needs exactly the keys 'src' and 'tgt'" in error_of(
+        write(tmp_path, text)
+    )
+
+
+def test_corpus_mapping_of_two_file_entries_loads(tmp_path):
+    text = (
+        "data:\n  corpus:\n    de: {src: deu_Latn.devtest, tgt: eng_Latn.devtest}\n"
+        "    fr: 'x/{src}-{tgt}.tsv'\n  languages: [de, fr]\n"
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.data.corpus == {
+        "de": {"src": "deu_Latn.devtest", "tgt": "eng_Latn.devtest"},
+        "fr": "x/{src}-{tgt}.tsv",
+    }
+
+
+def test_flores_config_reads_the_shared_flores_files():
+    repo = Path(__file__).resolve().parents[1]
+    flores = repo.parent / "shared" / "data" / "parallel" / "flores200_devtest"
+    if not flores.is_dir():
+        pytest.skip(f"shared data absent: {flores} (see SOURCES.md)")
+    from xalign.data.corpus import language_spec, read_parallel
+
+    cfg = load_config(repo / "configs" / "flores.yaml")
+    assert cfg.data.languages == ["bg", "de", "el", "es", "fr"]
+    english = (flores / "eng_Latn.devtest").read_text(encoding="utf-8").splitlines()
+    for lang in cfg.data.languages:
+        spec = language_spec(cfg.data.corpus, lang)
+        spec = {side: str(repo / path) for side, path in spec.items()}  # relative to the repo
+        pairs = read_parallel(spec, lang, "en")
+        assert len(pairs) == len(english) == 1012
+        assert [p.tgt for p in pairs[:3]] == [line.strip() for line in english[:3]]

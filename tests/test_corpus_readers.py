@@ -723,3 +723,68 @@ def test_fuzz_parquet(fuzz_dir, table, how, cut, junk, flips, name):
     path = fuzz_dir / name
     write(path, bytes(data))
     check_contract(lambda: read_parallel(str(path), "de", "en"), [path])
+
+
+# --- data.corpus: one spec, or one entry per language ------------------------------------------
+
+
+def test_language_spec_one_spec_for_every_language_or_one_per_language(tmp_path: Path):
+    from xalign.data.corpus import language_spec
+
+    assert language_spec("demo", "de") == "demo"
+    corpus = {"de": "x/{src}-{tgt}.tsv", "fr": {"src": "a.fr", "tgt": "a.en"}}
+    assert language_spec(corpus, "de") == "x/{src}-{tgt}.tsv"
+    assert language_spec(corpus, "fr") == {"src": "a.fr", "tgt": "a.en"}
+
+
+@pytest.mark.parametrize(
+    ("corpus", "message"),
+    [
+        (
+            {"de": "demo", "fr": "demo"},
+            "data.corpus: no corpus for source language 'el' (the mapping has: de, fr)",
+        ),
+        ({}, "(the mapping has: none)"),
+        (["demo"], "data.corpus: must be a corpus spec string or a mapping"),
+        ({"el": 3}, "data.corpus.el: must be a corpus spec string or {src: FILE, tgt: FILE}, got"),
+        ({"el": "  "}, "data.corpus.el: must be a corpus spec string"),
+        (
+            {"el": {"src": "a"}},
+            "data.corpus.el: a two-file entry needs exactly the keys 'src' and 'tgt'",
+        ),
+        ({"el": {"src": "a", "tgt": "b", "x": "c"}}, "exactly the keys 'src' and 'tgt'"),
+        ({"el": {"src": "a", "tgt": ""}}, "exactly the keys 'src' and 'tgt', each a file path"),
+    ],
+)
+def test_language_spec_errors_name_the_key(corpus, message):
+    from xalign.data.corpus import language_spec
+
+    with pytest.raises(CorpusError) as err:
+        language_spec(corpus, "el")
+    assert message in str(err.value)
+
+
+def test_two_file_entry_reads_files_whose_names_are_not_language_codes(tmp_path: Path):
+    src = write(tmp_path / "deu_Latn.devtest", "Ein Haus .\nZwei Häuser\n".encode())
+    tgt = write(tmp_path / "eng_Latn.devtest", b"A house .\nTwo houses\n")
+    pairs = read_parallel({"src": str(src), "tgt": str(tgt)}, "de", "en")
+    assert texts(pairs) == [("Ein Haus .", "A house ."), ("Zwei Häuser", "Two houses")]
+    assert [p.where for p in pairs] == [f"{src}:1", f"{src}:2"]
+    assert texts(read_parallel({"src": str(src), "tgt": str(tgt)}, "de", "en", limit=1)) == [
+        ("Ein Haus .", "A house .")
+    ]
+
+
+def test_two_file_entry_errors_name_the_files(tmp_path: Path):
+    src = write(tmp_path / "s.txt", b"a\nb\nc\n")
+    tgt = write(tmp_path / "t.txt", b"a\nb\n")
+    with pytest.raises(CorpusError) as err:
+        read_parallel({"src": str(src), "tgt": str(tgt)}, "de", "en")
+    assert str(err.value).startswith(
+        f"{src}:3: files are not line-aligned ({tgt} ends after line 2"
+    )
+    empty_s, empty_t = write(tmp_path / "e.s", b""), write(tmp_path / "e.t", b"")
+    with pytest.raises(CorpusError, match="no sentence pairs"):
+        read_parallel({"src": str(empty_s), "tgt": str(empty_t)}, "de", "en")
+    with pytest.raises(CorpusError, match="missing.txt"):
+        read_parallel({"src": str(tmp_path / "missing.txt"), "tgt": str(tgt)}, "de", "en")

@@ -614,6 +614,13 @@ def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> Non
                 else ""
             )
             fail(key, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}{extra}", value)
+    from xalign.data.corpus import CorpusError, language_spec
+
+    for lang in cfg.data.languages:
+        try:
+            language_spec(cfg.data.corpus, lang)
+        except CorpusError as exc:
+            raise ConfigError(f"{origins('data.corpus') or where}: {exc}") from None
     if cfg.data.max_words < cfg.data.min_words:
         fail(
             "data.max_words",

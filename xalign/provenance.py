@@ -235,12 +235,12 @@ def _hub_commit(name: str, revision: str | None) -> str | None:
 
 
 def corpus_digest(
-    corpus: str | Mapping[str, str], src: str, tgt: str, limit: int | None = None
+    corpus: str | Mapping[str, Any], src: str, tgt: str, limit: int | None = None
 ) -> str:
     """sha256 of a language pair's sentence pairs as read (``data.corpus``, ``data.limit``)."""
-    from xalign.data.corpus import read_parallel
+    from xalign.data.corpus import language_spec, read_parallel
 
-    spec = corpus[src] if isinstance(corpus, Mapping) else corpus
+    spec = language_spec(corpus, src)
     digest = hashlib.sha256()
     for pair in read_parallel(spec, src, tgt, limit=limit):  # (src, tgt[, where]): text only
         digest.update(json.dumps([pair[0], pair[1]], ensure_ascii=False).encode() + b"\n")

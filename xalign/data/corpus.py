@@ -11,6 +11,11 @@ A corpus spec is a string; ``{src}``/``{tgt}`` are replaced by the language code
 - ``hf:DATASET_ID[:CONFIG][@SPLIT]`` - a hub dataset with such columns,
   e.g. ``hf:Helsinki-NLP/europarl:{src}-{tgt}``
 
+``data.corpus`` is one spec for every language, or a mapping from each source language to its
+own spec - a string as above, or ``{src: FILE, tgt: FILE}`` for two line-aligned files whose
+names are not language codes (FLORES ``deu_Latn.devtest``/``eng_Latn.devtest``, OPUS
+``de-en.de``/``de-en.en``); see :func:`language_spec`.
+
 Reader policy: every input line or row becomes exactly one :class:`RawPair` that says where it
 came from (``path:line``, lines from 1; ``path:row i``, rows from 0 as in ``datasets``). Lines
 are split on ``\\n`` only (a ``\\r\\n`` ending loses its ``\\r``; a ``\\r`` inside a line stays
@@ -28,7 +33,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from itertools import zip_longest
 from pathlib import Path
@@ -59,8 +64,57 @@ class RawPair(NamedTuple):
     where: str
 
 
-def read_parallel(spec: str, src: str, tgt: str, *, limit: int | None = None) -> list[RawPair]:
+#: One language pair's spec: a spec string or two line-aligned files ``{"src": .., "tgt": ..}``.
+PairSpec = str | Mapping[str, str]
+
+
+def language_spec(corpus: Any, src: str, *, key: str = "data.corpus") -> PairSpec:
+    """The spec of source language ``src`` in ``data.corpus`` (``corpus`` itself when it is one
+    spec for every language, ``corpus[src]`` when it maps languages to specs).
+
+    Raises:
+        CorpusError: ``corpus`` is neither a string nor a mapping, maps no spec for ``src``
+            (the message lists the languages it has), or the entry is not a spec string or a
+            ``{src: FILE, tgt: FILE}`` mapping. The message names ``key``.
+    """
+    if isinstance(corpus, str):
+        spec: Any = corpus
+        where = key
+    elif isinstance(corpus, Mapping):
+        if src not in corpus:
+            have = ", ".join(sorted(map(str, corpus))) or "none"
+            raise CorpusError(
+                f"{key}: no corpus for source language {src!r} (the mapping has: {have}); "
+                "give one spec for every language, or one entry per language in data.languages"
+            )
+        spec = corpus[src]
+        where = f"{key}.{src}"
+    else:
+        raise CorpusError(
+            f"{key}: must be a corpus spec string or a mapping language -> spec, "
+            f"got {_describe(corpus)}"
+        )
+    if isinstance(spec, str) and spec.strip():
+        return spec
+    if isinstance(spec, Mapping):
+        if set(spec) != {"src", "tgt"} or not all(
+            isinstance(v, str) and v.strip() for v in spec.values()
+        ):
+            raise CorpusError(
+                f"{where}: a two-file entry needs exactly the keys 'src' and 'tgt', each a "
+                f"file path, got {dict(spec)!r}"
+            )
+        return {"src": spec["src"], "tgt": spec["tgt"]}
+    raise CorpusError(
+        f"{where}: must be a corpus spec string or {{src: FILE, tgt: FILE}}, got {_describe(spec)}"
+    )
+
+
+def read_parallel(spec: PairSpec, src: str, tgt: str, *, limit: int | None = None) -> list[RawPair]:
     """Read the sentence pairs of one language pair, in file order, one per line or row.
+
+    ``spec`` is one spec string (``{src}``/``{tgt}``/``{lang}`` filled in from the codes) or
+    ``{"src": FILE, "tgt": FILE}``: two line-aligned files named as they are (no templating).
 
     ``limit`` (if truthy) keeps the first ``limit`` pairs; files are still read to the end so
     that an unreadable line or two files of different lengths are reported.
@@ -71,6 +125,12 @@ def read_parallel(spec: str, src: str, tgt: str, *, limit: int | None = None) ->
             JSON, a null/non-string/missing column, an unreadable parquet file, a hub dataset
             that cannot be loaded, or no pairs at all. The message starts with the place.
     """
+    if isinstance(spec, Mapping):
+        src_path, tgt_path = Path(spec["src"]), Path(spec["tgt"])
+        pairs = list(_read_two_files(src_path, tgt_path))
+        if not pairs:
+            raise CorpusError(f"{src_path} and {tgt_path}: no sentence pairs (the files are empty)")
+        return pairs[:limit] if limit else pairs
     spec = spec.replace("{src}", src).replace("{tgt}", tgt)
     if spec == "demo":
         pairs = _read_demo(src, tgt)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xalign.data.corpus import CorpusError, read_parallel
+from xalign.data.corpus import CorpusError, language_spec, read_parallel
 from xalign.data.text import normalize_text, tokenize_words
 from xalign.errors import ConfigError
 from xalign.links import Links, LinkSpec
@@ -342,7 +342,7 @@ def build_parallel_data(
         budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     pairs = []
     for lang in languages:
-        spec = corpus[lang] if isinstance(corpus, dict) else corpus
+        spec = language_spec(corpus, lang)
         name = f"{lang}-{target}"
         raw = read_parallel(spec, lang, target, limit=limit)
         stats = PairStats(read=len(raw))
