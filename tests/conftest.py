@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path | None:
-    env = os.environ.get("XALIGN_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    return path if path.exists() else None
+    """The shared data folder by xalign's one rule (:func:`xalign.data_root`), or None."""
+    from xalign.paths import data_root
+
+    return data_root()
 
 
 @pytest.fixture(scope="session")

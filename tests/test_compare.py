@@ -16,8 +16,8 @@ from test_evaluate import CosineTask, fake_plugins, fresh_store, log_train_run  
 from typer.testing import CliRunner
 
 from xalign.cli import app
-from xalign.cli_eval import parse_task_options, print_compare, split_names
-from xalign.compare import compare, expected_components, training_config
+from xalign.cli_eval import parse_task_options, split_names
+from xalign.compare import compare, expected_components, print_report, training_config
 from xalign.config import ConfigError
 from xalign.evaluation.metrics import paired_bootstrap
 
@@ -132,7 +132,7 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
     assert any("two-sided paired bootstrap" in line and "(seed, example)" in line for line in md)
 
     buf = io.StringIO()
-    print_compare(report, Console(file=buf, width=250))
+    print_report(report.summary, Console(file=buf, width=250))
     human = buf.getvalue()
     assert "preset-aer: aer (lower is better)" in human and "avg seen" in human
     assert "0.850 ± 0.071 (+0.300)*" in human and "two-sided paired bootstrap" in human

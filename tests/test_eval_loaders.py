@@ -20,10 +20,10 @@ from xalign.evaluation import (
     load_tydiqa_goldp,
     load_xnli,
     load_xquad,
-    shared_data_dir,
     tatoeba_code,
 )
 from xalign.evaluation import data as data_mod
+from xalign.paths import data_root
 
 SHARED = Path(
     os.environ.get("XALIGN_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -97,7 +97,7 @@ def test_shared_data_dir_default_finds_shared(
     shared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XALIGN_SHARED_DATA", str(shared))
-    assert shared_data_dir() == shared
+    assert data_root() == shared
     assert len(load_xnli("en", "dev", limit=3)) == 3  # no data_dir: shared folder is used
 
 
@@ -237,20 +237,20 @@ def test_tatoeba_mismatched_sides(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# shared_data_dir and the Hub fallback
+# data_root (the one data-folder finder) and the Hub fallback
 # ------------------------------------------------------------------------------------------
 
 
 def test_shared_data_dir_env_and_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XALIGN_SHARED_DATA", str(tmp_path))
-    assert shared_data_dir() == tmp_path
+    assert data_root() == tmp_path
     monkeypatch.setenv("XALIGN_SHARED_DATA", str(tmp_path / "missing"))
-    assert shared_data_dir() is None
+    assert data_root() is None
     monkeypatch.delenv("XALIGN_SHARED_DATA")
     (tmp_path / "shared" / "data").mkdir(parents=True)
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
-    assert shared_data_dir() == tmp_path / "shared" / "data"
+    assert data_root() == tmp_path / "shared" / "data"
 
 
 class _FakeHub:

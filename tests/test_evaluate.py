@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import xalign
 from xalign.cli import app
-from xalign.evaluate import EvaluationError, evaluate, evaluate_runs, resolve_model
+from xalign.evaluate import EvaluationError, evaluate_runs, resolve_model, task_results
 from xalign.objective import Objective
 from xalign.plugins import PluginError, get_registry, reset_registry
 from xalign.task import Task, TaskContext, TaskResult
@@ -227,13 +227,14 @@ def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path):
     )
     assert stored["per_example"]["el"] == pytest.approx(runs[1].result.per_example["el"])
 
-    again = evaluate(str(tiny_model), "fake", seeds=2, context=ctx, tracking_uri=uri)
+    again = task_results(str(tiny_model), "fake", seeds=2, context=ctx, tracking_uri=uri)
     assert CosineTask.calls == 2, "finished identical runs are loaded, not recomputed"
     assert [r.scores for r in again] == [r.result.scores for r in runs]
     assert again[0].per_example == runs[0].result.per_example
-    evaluate(str(tiny_model), "fake", options={"pooling": "first"}, context=ctx, tracking_uri=uri)
+    opts = {"pooling": "first"}
+    task_results(str(tiny_model), "fake", options=opts, context=ctx, tracking_uri=uri)
     assert CosineTask.calls == 3, "other options -> another evaluation"
-    evaluate(str(tiny_model), "fake", context=ctx, tracking_uri=uri, reuse=False)
+    task_results(str(tiny_model), "fake", context=ctx, tracking_uri=uri, reuse=False)
     assert CosineTask.calls == 4
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import xalign
 from xalign import hookspecs
 from xalign.cli import app
 from xalign.plugins import PluginError, PluginWarning, get_registry, reset_registry
@@ -238,23 +240,117 @@ def test_every_hookspec_is_documented():
         assert getattr(hookspecs, name).__doc__.strip()
 
 
-def test_plugins_are_independent_packages_using_public_api():
-    """Built-in plugins import xalign's public API only (as a third party would), or another
-    plugin's top-level package (a declared dependency: ``mlqa`` subclasses ``xalign_xquad``)."""
-    allowed = {
-        "xalign",
-        "xalign.alignment",
-        "xalign.evaluation",
-        "xalign.encoders",
-        "xalign.finetune",
-    }
-    packages = {pkg.name for pkg in (ROOT / "plugins").iterdir() if pkg.is_dir()}
-    for pkg in (ROOT / "plugins").iterdir():
-        for py in pkg.rglob("*.py"):
-            for mod in re.findall(r"^\s*(?:from|import)\s+(xalign[\w.]*)", py.read_text(), re.M):
-                assert mod in allowed or mod.startswith(pkg.name) or mod in packages, (
-                    f"{py}: imports {mod}"
+def public_api_violations(source: str) -> list[tuple[int, str]]:
+    """(line, dotted name) of every use of xalign outside ``xalign.__all__`` in ``source``:
+    ``import xalign.sub``, ``from xalign.sub import ...``, ``from xalign import name`` and
+    ``xalign.name`` (also through ``import xalign as alias``) with a name not in ``__all__``."""
+    public = set(xalign.__all__)
+    tree = ast.parse(source)
+    aliases: set[str] = set()
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "xalign":
+                    aliases.add(alias.asname or "xalign")
+                elif alias.name.startswith("xalign."):
+                    out.append((node.lineno, alias.name))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "xalign":
+                bad = [a.name for a in node.names if a.name not in public]
+                out += [(node.lineno, f"xalign.{name}") for name in bad]
+            elif node.module.startswith("xalign."):
+                out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr not in public
+        ):
+            out.append((node.lineno, f"xalign.{node.attr}"))
+    return sorted(set(out))
+
+
+def plugin_api_problems(plugins_dir: Path) -> list[str]:
+    """One message per non-public use in any plugin package under ``plugins_dir``: plugin,
+    file:line and the name."""
+    problems = []
+    for pkg in sorted(p for p in plugins_dir.iterdir() if p.is_dir()):
+        for py in sorted(pkg.rglob("*.py")):
+            for line, name in public_api_violations(py.read_text()):
+                problems.append(
+                    f"plugin {pkg.name}: {py.relative_to(plugins_dir.parent)}:{line}: uses "
+                    f"{name}, which is not in xalign.__all__ (the public API)"
                 )
+    return problems
+
+
+@pytest.mark.parametrize("plugins_dir", [ROOT / "plugins", TEMPLATE])
+def test_plugins_use_only_the_public_api(plugins_dir):
+    """Built-in plugins (and the template) import only ``xalign.__all__`` (as a third party
+    would), or another plugin's package (a declared dependency: ``mlqa`` subclasses
+    ``xalign_xquad``'s task)."""
+    assert plugin_api_problems(plugins_dir) == []
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from xalign.alignment import load_gold\n", [(1, "xalign.alignment.load_gold")]),
+        ("import os\nimport xalign.finetune\n", [(2, "xalign.finetune")]),  # the module
+        ("import xalign\nxalign.default_cache_dir()\n", [(2, "xalign.default_cache_dir")]),
+        ("from xalign import Task, shared_data_dir\n", [(1, "xalign.shared_data_dir")]),
+        ("import xalign as xa\n\nx = xa.evaluation.f1\n", [(3, "xalign.evaluation")]),
+        ("from xalign import *\n", [(1, "xalign.*")]),
+        ("import xalign\nfrom xalign import Task, data_root\nxalign.squad_f1\n", []),
+        ("import xalign_xquad\nfrom xalign_xquad import Xquad\n", []),  # another plugin
+    ],
+)
+def test_public_api_checker_finds_each_kind_of_use(source, expected):
+    assert public_api_violations(source) == expected
+
+
+def test_boundary_failure_names_plugin_file_line_and_name(tmp_path):
+    pkg = tmp_path / "plugins" / "xalign_rogue"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("import xalign\n")
+    (pkg / "sub" / "io.py").write_text("\n\nfrom xalign.trainer import AlignmentRecipe\n")
+    assert plugin_api_problems(tmp_path / "plugins") == [
+        "plugin xalign_rogue: plugins/xalign_rogue/sub/io.py:3: uses "
+        "xalign.trainer.AlignmentRecipe, which is not in xalign.__all__ (the public API)"
+    ]
+
+
+#: ``xalign.NAME`` / ``xalign.__all__`` in the docs' prose: placeholders, not names.
+META = {"NAME", "__all__"}
+
+
+def public_api_section() -> str:
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    start = docs.index("\n## Public API\n")
+    end = docs.find("\n## ", start + 1)
+    return docs[start : end if end > 0 else None]
+
+
+def test_every_public_name_is_documented():
+    """datasette style: a name in ``xalign.__all__`` without an entry in docs/plugins.md's
+    "Public API" section fails the suite (and so does an entry that is not public)."""
+    section = public_api_section()
+    documented = set(re.findall(r"`xalign\.(\w+)", section)) - META
+    undocumented = [n for n in xalign.__all__ if n not in documented]
+    assert not undocumented, f"public names missing from docs/plugins.md: {undocumented}"
+    assert documented <= set(xalign.__all__), documented - set(xalign.__all__)
+    assert all(hasattr(xalign, n) for n in xalign.__all__)
+    assert len(set(xalign.__all__)) == len(xalign.__all__)
+
+
+def test_docs_mention_no_internal_module():
+    """docs/plugins.md names only public names (``xalign.plugins``' registry helpers for
+    plugin tests excepted), not the submodules the old docs allowed."""
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    used = set(re.findall(r"\bxalign\.(\w+)", docs)) - META - {"plugins"}
+    assert used <= set(xalign.__all__), used - set(xalign.__all__)
 
 
 def test_subprocess_cli_sees_an_installed_plugin(site):

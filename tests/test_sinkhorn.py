@@ -381,7 +381,7 @@ def test_options_reach_geomloss():
     [
         {"level": "char"},
         {"scope": "corpus"},
-        {"weights": "idf"},
+        {"point_weights": "idf"},
         {"p": 3},
         {"blur": 0.0},
         {"scaling": 1.0},
@@ -446,7 +446,7 @@ def test_tfidf_loss_uses_explicit_weights():
         FakeExample(["das", "Haus"], ["the", "house"]),
         FakeExample(["das", "Auto"], ["the", "car", "."]),
     ]
-    obj = Sinkhorn.from_options({"weights": "tf-idf", "diameter": 50.0}, hidden_size=4)
+    obj = Sinkhorn.from_options({"point_weights": "tf-idf", "diameter": 50.0}, hidden_size=4)
     obj.prepare(type("Data", (), {"pairs": [FakePair("de", "en", corpus)]})())
     idf_de, idf_en = obj.idf[("de", "en")]
     xw = word_weights(batch.src, [idf_de, idf_de])
@@ -465,12 +465,12 @@ def test_tfidf_loss_uses_explicit_weights():
 
 def test_tfidf_needs_prepare_and_works_at_subword_level():
     batch = tfidf_batch()
-    obj = Sinkhorn.from_options({"weights": "tf-idf", "level": "subword"}, hidden_size=4)
+    obj = Sinkhorn.from_options({"point_weights": "tf-idf", "level": "subword"}, hidden_size=4)
     with pytest.raises(ValueError, match=r"prepare\(data\)"):
         obj.loss(batch)
     corpus = [FakeExample(["das", "Haus"], ["the", "house"])]
     obj.prepare(type("Data", (), {"pairs": [FakePair("de", "en", corpus)]})())
-    word = Sinkhorn.from_options({"weights": "tf-idf"}, hidden_size=4)
+    word = Sinkhorn.from_options({"point_weights": "tf-idf"}, hidden_size=4)
     word.idf = obj.idf
     # one subword per word: subword level == word level, also with tf-idf masses
     assert obj.loss(batch).item() == pytest.approx(word.loss(batch).item(), rel=1e-5)
@@ -625,3 +625,97 @@ def test_mixed_ot_objective_on_a_degenerate_batch(level):
     loss = MixedOT.from_options({"level": level}, hidden_size=4).loss(batch)
     loss.backward()
     assert abs(loss.item()) < 1e-6 and torch.isfinite(batch.src.hidden.grad).all()
+
+
+# ------------------------------------------------------------------ point_weights (was weights)
+# ``weights`` (the mass of each point) read like ``weight`` (the objective's weight in the sum
+# of objectives): ``{weight: 1.0, weights: tf-idf}`` was valid. The mass option is now
+# ``point_weights``; ``weights`` still works with a deprecation warning.
+import re  # noqa: E402
+
+from xalign.config import load_config  # noqa: E402
+from xalign.errors import ConfigError, DeprecatedOptionWarning, XalignWarning  # noqa: E402
+
+OLD_KEY, NEW_KEY = "objectives.sinkhorn.weights", "objectives.sinkhorn.point_weights"
+DEPRECATED = re.escape(f"{OLD_KEY} is deprecated; use {NEW_KEY}")
+
+
+@pytest.mark.parametrize("value", ["tf-idf", "uniform"])
+def test_old_weights_key_still_works_with_a_warning(value):
+    with pytest.warns(DeprecatedOptionWarning, match=DEPRECATED) as caught:
+        obj = Sinkhorn.from_options({"weights": value, "blur": 0.1}, hidden_size=4)
+    assert obj.config.point_weights == value and obj.config.blur == 0.1
+    assert issubclass(caught[0].category, XalignWarning)
+    assert str(caught[0].message).startswith("objective 'sinkhorn': ")
+
+
+def test_new_key_gives_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        obj = Sinkhorn.from_options({"point_weights": "tf-idf"}, hidden_size=4)
+    assert obj.config.point_weights == "tf-idf"
+    assert "weights" not in Sinkhorn.options() and Sinkhorn.options()["point_weights"] == "uniform"
+
+
+@pytest.mark.parametrize("old, new", [("tf-idf", "tf-idf"), ("uniform", "tf-idf")])
+def test_both_keys_are_an_error_naming_the_objective(old, new):
+    with pytest.raises(ConfigError) as info:
+        Sinkhorn.from_options({"weights": old, "point_weights": new}, hidden_size=4)
+    assert str(info.value) == (
+        "objective 'sinkhorn': objectives.sinkhorn: both 'weights' (the deprecated name) and "
+        "'point_weights' are given for objective 'sinkhorn'; keep only 'point_weights'"
+    )
+
+
+def test_old_key_in_a_config_file_names_its_line(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("objectives:\n  sinkhorn:\n    weight: 1.0\n    weights: tf-idf\n")
+    with pytest.warns(DeprecatedOptionWarning, match=rf"^{path}:4: {DEPRECATED}"):
+        old = load_config(path)
+    assert old.objectives == {"sinkhorn": {"weight": 1.0, "point_weights": "tf-idf"}}
+    path.write_text("objectives:\n  sinkhorn:\n    weight: 1.0\n    point_weights: tf-idf\n")
+    new = load_config(path)
+    assert old.fingerprint() == new.fingerprint()  # the same run, whichever key was used
+
+
+def test_old_key_on_the_command_line_names_the_override():
+    override = "objectives.sinkhorn.weights=tf-idf"
+    with pytest.warns(DeprecatedOptionWarning, match=rf"^--set {override}: {DEPRECATED}"):
+        cfg = load_config(None, [override])
+    assert cfg.objectives["sinkhorn"] == {"point_weights": "tf-idf"}
+    with pytest.warns(DeprecatedOptionWarning), pytest.raises(ConfigError, match="point_weights"):
+        load_config(None, ["objectives.sinkhorn.weights=idf"])  # bad value: the new key named
+
+
+def test_both_keys_in_a_config_name_the_plugin(tmp_path):
+    path = tmp_path / "both.yaml"
+    path.write_text("objectives:\n  sinkhorn:\n    weights: tf-idf\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["objectives.sinkhorn.point_weights=uniform"])
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: objectives.sinkhorn: both 'weights'")
+    assert "for objective 'sinkhorn' (plugin 'sinkhorn', distribution xalign " in message
+    assert message.endswith("keep only 'point_weights'")
+
+
+def test_cli_reports_the_conflict_without_traceback():
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "-o",
+            "sinkhorn",
+            "--set",
+            "objectives.sinkhorn.weights=tf-idf",
+            "--set",
+            "objectives.sinkhorn.point_weights=tf-idf",
+        ],
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    err = " ".join(result.stderr.split())
+    assert "both 'weights' (the deprecated name) and 'point_weights' are given" in err
+    assert "plugin 'sinkhorn', distribution xalign" in err

@@ -1,8 +1,28 @@
 """xalign: cross-lingual alignment objectives for multilingual encoders, compared head-to-head.
 
-This module is the public API that plugins import; everything else is internal.
+This module is xalign's public API, defined once: ``__all__`` below is the complete list of
+what a plugin (the built-in objectives and tasks under ``plugins/`` included) may import,
+as ``from xalign import NAME`` or ``xalign.NAME``. Every other module and name (``xalign.<sub>``,
+``xalign.alignment``, ``xalign.evaluation``, ...) is internal and may change without notice.
+``tests/test_plugins.py`` fails when a built-in plugin uses anything else and when a name
+below is not documented in ``docs/plugins.md``.
 """
 
+from xalign.alignment import (
+    GOLD_SETS,
+    ExtractError,
+    GoldFileNotFoundError,
+    GoldFormatError,
+    GoldSet,
+    WordEncoder,
+    alignment_scores,
+    available_gold_sets,
+    cosine_similarity,
+    load_gold,
+    mutual_links,
+    ot_plan,
+    read_gold_lines,
+)
 from xalign.alignment.extract import (
     ExtractConfig,
     TruncationWarning,
@@ -13,42 +33,126 @@ from xalign.alignment.extract import (
 )
 from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
 from xalign.encoders import Encoder, load_encoder
-from xalign.errors import XalignError
+from xalign.errors import XalignError, XalignWarning
+from xalign.evaluation import (
+    XNLI_LABELS,
+    XNLI_LANGS,
+    DataUnavailableError,
+    load_hub_dataset,
+    load_mnli_train,
+    load_squad_json,
+    load_tatoeba,
+    load_tydiqa_goldp,
+    load_xnli,
+    load_xquad,
+    squad_scores,
+    tatoeba_code,
+)
+from xalign.evaluation import f1 as squad_f1
+from xalign.finetune import (
+    IGNORE_INDEX,
+    FinetuneLog,
+    FinetuneSettings,
+    finetune,
+    fit_max_length,
+    load_for_finetuning,
+    model_input_names,
+    parse_languages,
+    predict,
+    seed_everything,
+)
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
-from xalign.objective import Needs, NoOptions, Objective
+from xalign.objective import (
+    Needs,
+    NoOptions,
+    Objective,
+    PreparedCorpus,
+    PreparedExample,
+    PreparedPair,
+)
 from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
+from xalign.paths import data_root, describe_data_root
 from xalign.progress import track
 from xalign.task import Task, TaskContext, TaskResult
 
 __version__ = "0.1.0"
 
+# Grouped as in docs/plugins.md ("Public API"); keep the two in step (a test checks).
 __all__ = [
-    "AlignmentBatch",
-    "Encoder",
-    "ExtractConfig",
+    "__version__",
+    # plugin basics
+    "hookimpl",
+    "XalignError",
+    "XalignWarning",
+    "track",
+    # objectives
+    "Objective",
+    "NoOptions",
+    "Needs",
     "LinkSpec",
     "Links",
-    "Needs",
-    "NoOptions",
-    "Objective",
+    "AlignmentBatch",
     "Side",
+    "linked_positions",
+    "pool_words",
+    "PreparedCorpus",
+    "PreparedPair",
+    "PreparedExample",
+    "sinkhorn_divergence",
+    "transport_plan",
+    "masked_weights",
+    # tasks
     "Task",
     "TaskContext",
     "TaskResult",
-    "XalignError",
+    "Encoder",
+    "load_encoder",
+    "data_root",
+    "describe_data_root",
+    "DataUnavailableError",
+    "load_hub_dataset",
+    # word alignment (the align task, xalign align)
+    "ExtractConfig",
+    "ExtractError",
     "TruncationWarning",
+    "WordEncoder",
     "WordVectors",
-    "__version__",
     "align_pair",
     "encode_words",
     "extract_links",
-    "hookimpl",
-    "linked_positions",
-    "load_encoder",
-    "masked_weights",
-    "pool_words",
-    "sinkhorn_divergence",
-    "track",
-    "transport_plan",
+    "cosine_similarity",
+    "mutual_links",
+    "ot_plan",
+    "GOLD_SETS",
+    "GoldSet",
+    "GoldFileNotFoundError",
+    "GoldFormatError",
+    "available_gold_sets",
+    "load_gold",
+    "read_gold_lines",
+    "alignment_scores",
+    # evaluation data and metrics
+    "XNLI_LABELS",
+    "XNLI_LANGS",
+    "load_xnli",
+    "load_mnli_train",
+    "load_xquad",
+    "load_squad_json",
+    "load_tydiqa_goldp",
+    "load_tatoeba",
+    "tatoeba_code",
+    "squad_f1",
+    "squad_scores",
+    # fine-tuning building blocks (xnli, xquad, mlqa, udpos)
+    "FinetuneSettings",
+    "FinetuneLog",
+    "IGNORE_INDEX",
+    "load_for_finetuning",
+    "finetune",
+    "predict",
+    "fit_max_length",
+    "model_input_names",
+    "parse_languages",
+    "seed_everything",
 ]

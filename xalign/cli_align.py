@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from xalign.alignment.extract import (
@@ -26,15 +24,12 @@ from xalign.alignment.extract import (
     display_word,
 )
 from xalign.errors import XalignError
+from xalign.progress import fail as _fail
+from xalign.progress import stderr_console
 
-err = Console(stderr=True)
+err = stderr_console()
 _D = ExtractConfig()  # the defaults, shared with the align task
 DEFAULT_OUT = Path("plan.png")
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")

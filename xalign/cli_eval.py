@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from xalign.errors import XalignError
-from xalign.progress import stdout_console
+from xalign.progress import fail as _fail
+from xalign.progress import stderr_console, stdout_console
 
-if TYPE_CHECKING:
-    from xalign.compare import CompareReport
-    from xalign.evaluate import EvalRun
-
-err = Console(stderr=True)
+err = stderr_console()
 DEFAULT_COMPARE_TASKS = ("align", "xnli-mini")
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    from rich.markup import escape
-
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def split_names(items: list[str]) -> list[str]:
@@ -55,27 +44,6 @@ def parse_task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str
 def _fmt(mean: float, std: float) -> str:
     d = 3 if abs(mean) <= 1.0 else 2
     return f"{mean:.{d}f} ± {std:.{d}f}"
-
-
-def eval_summary(results: list[EvalRun]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """{task: {language: {metric: {mean, std, n_seeds}}}} over the seeds of ``results``."""
-    from xalign.evaluation.metrics import seed_summary
-
-    values: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for r in results:
-        for lang, scores in r.result.scores.items():
-            for metric, v in scores.items():
-                values.setdefault(r.task, {}).setdefault(lang, {}).setdefault(metric, []).append(v)
-    return {
-        t: {
-            lang: {
-                m: dict(zip(("mean", "std"), seed_summary(v), strict=True), n_seeds=len(v))
-                for m, v in metrics.items()
-            }
-            for lang, metrics in langs.items()
-        }
-        for t, langs in values.items()
-    }
 
 
 def eval_command(
@@ -132,6 +100,8 @@ def eval_command(
         ]
     except XalignError as exc:  # user-facing errors only; anything else is a bug
         _fail(str(exc), getattr(exc, "exit_code", 1))
+    from xalign.compare.statistics import eval_summary
+
     summary = eval_summary(runs)
     if as_json:
         typer.echo(
@@ -202,7 +172,7 @@ def compare_command(
     ),
 ) -> None:
     """Compare objectives against the base encoder per task and language, with significance."""
-    from xalign.compare import compare
+    from xalign.compare import compare, print_report
 
     names = split_names(tasks) or list(DEFAULT_COMPARE_TASKS)
     try:
@@ -224,33 +194,8 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
-    print_compare(report, stdout_console())
+    print_report(report.summary, stdout_console())
     err.print(
         f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
         highlight=False,
     )
-
-
-def print_compare(report: CompareReport, console: Console) -> None:
-    """Rich tables of a :class:`~xalign.compare.CompareReport`, then the footnotes."""
-    from xalign.compare import footer, format_p, table_cells
-
-    summary = report.summary
-    for t, info in summary["tasks"].items():
-        way = "higher" if info["higher_is_better"] else "lower"
-        header, body = table_cells(summary, t)
-        table = Table(*header, title=f"{t}: {info['main_metric']} ({way} is better)")
-        for name, *cells in body:
-            table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
-        console.print(table)
-        for h in (h for h in summary["head_to_head"] if h["task"] == t):
-            p = format_p(h["p_value"], summary["significance"]["resamples"])
-            star = "*" if h["significant"] else ""
-            console.print(
-                f"  {h['language']}: best {h['best']} vs runner-up {h['runner_up']}: "
-                f"Δ {h['delta']:+.4g}, p {p}{star}",
-                highlight=False,
-                markup=False,
-            )
-    for note in footer(summary):
-        console.print(f"- {note}", highlight=False, markup=False)

@@ -496,6 +496,15 @@ def check_objective_options(
             continue
         key = f"objectives.{name}"
         at = ", ".join(origins.within(key)) or where
+        if entry.cls.renamed_options:  # deprecated option names -> current (warns once each)
+            for old, new in entry.cls.renamed_options.items():
+                if old in given and new not in given and origins(f"{key}.{old}"):
+                    text = origins.texts.get(f"{key}.{old}")
+                    origins.set(f"{key}.{new}", origins(f"{key}.{old}") or at)
+                    if text is not None:
+                        origins.texts[f"{key}.{new}"] = text
+            given = entry.cls.upgrade_options(given, owner=entry.where(), at=origins)
+            cfg.objectives[name] = given
         opts = coerce_options(
             entry.cls.Config,
             cfg.objective_options(name),

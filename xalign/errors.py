@@ -21,3 +21,8 @@ class ConfigError(XalignError, ValueError):
 
 class XalignWarning(UserWarning):
     """Base of xalign's warnings (shown by the CLI as one ``warning:`` line on stderr)."""
+
+
+class DeprecatedOptionWarning(XalignWarning):
+    """An option given under its old (deprecated) name; the message names the old and the new
+    key. The old name keeps working until it is removed."""

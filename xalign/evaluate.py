@@ -35,7 +35,22 @@ import xalign
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.task import TaskContext, TaskResult
-from xalign.tracking import Tracker, resolve_tracking_uri, terminal_status
+from xalign.tracking import (
+    KIND_EVAL,
+    PARAM_VERSION,
+    TAG_EVAL_KEY,
+    TAG_KIND,
+    TAG_MODEL_DIR,
+    TAG_MODEL_REF,
+    TAG_OBJECTIVE,
+    TAG_SEED,
+    TAG_TASK,
+    TAG_TRAIN_RUN_ID,
+    Tracker,
+    get_run,
+    resolve_tracking_uri,
+    terminal_status,
+)
 
 BASE = "base"
 DEFAULT_EXPERIMENT = "xalign"
@@ -101,7 +116,7 @@ def resolve_spec(
             return _from_run(ref, run)
         return ModelSpec(ref, str(local), None, BASE, _plain_identity(str(local)))
     if _RUN_ID.match(ref):
-        run = _get_run(ref, tracking_uri)
+        run = get_run(ref, tracking_uri)
         if run is None:
             raise EvaluationError(
                 f"{ref!r} is neither a local path nor an MLflow run in "
@@ -119,35 +134,20 @@ def _plain_identity(name: str) -> str:
     return model_identity(str(local.resolve()) if local.exists() else name)
 
 
-def _client(tracking_uri: str | None):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(resolve_tracking_uri(tracking_uri))
-
-
-def _get_run(run_id: str, tracking_uri: str | None):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return _client(tracking_uri).get_run(run_id)
-    except MlflowException:
-        return None
-
-
 def _run_of_model_dir(path: Path, tracking_uri: str | None):
     """The training run that saved ``path`` (``<output_dir>/<run_id>/model``), if logged."""
     run_id = path.resolve().parent.name
     if not _RUN_ID.match(run_id):
         return None
-    run = _get_run(run_id, tracking_uri)
-    saved = run.data.tags.get("xalign.model_dir") if run else None
+    run = get_run(run_id, tracking_uri)
+    saved = run.data.tags.get(TAG_MODEL_DIR) if run else None
     return run if saved and Path(saved).resolve() == path.resolve() else None
 
 
 def _from_run(ref: str, run) -> ModelSpec:
     tags = run.data.tags
     run_id = run.info.run_id
-    model_dir = tags.get("xalign.model_dir")
+    model_dir = tags.get(TAG_MODEL_DIR)
     if not model_dir:
         raise EvaluationError(
             f"run {run_id} has no saved model (no xalign.model_dir tag: it is not a training "
@@ -157,7 +157,7 @@ def _from_run(ref: str, run) -> ModelSpec:
         raise EvaluationError(f"run {run_id}: its saved model {model_dir} no longer exists")
     # the saved model's content, not the run's config: a retrained model differs
     return ModelSpec(
-        ref, model_dir, run_id, tags.get("xalign.objective", "unknown"), _plain_identity(model_dir)
+        ref, model_dir, run_id, tags.get(TAG_OBJECTIVE, "unknown"), _plain_identity(model_dir)
     )
 
 
@@ -209,7 +209,7 @@ def task_inputs(task: Any, entry: Any, context: TaskContext) -> dict[str, str]:
         ) from exc
 
 
-def evaluate(
+def task_results(
     model_ref: str,
     task_name: str,
     *,
@@ -221,7 +221,8 @@ def evaluate(
     reuse: bool = True,
     **kwargs: Any,
 ) -> list[TaskResult]:
-    """Run ``task_name`` on a model once per seed; see :func:`evaluate_runs` for options."""
+    """The :class:`TaskResult` of ``task_name`` on a model, one per seed (computed, or reused
+    from a finished run): :func:`evaluate_runs` without the run records; same options."""
     runs = evaluate_runs(
         model_ref,
         task_name,
@@ -301,13 +302,13 @@ def evaluate_runs(
             )
             continue
         tags = {
-            "xalign.kind": "eval",
-            "xalign.task": task_name,
-            "xalign.seed": str(seed),
-            "xalign.model_ref": spec.ref,
-            "xalign.train_run_id": spec.train_run_id or "",
-            "xalign.objective": spec.objective,
-            "xalign.eval_key": key,
+            TAG_KIND: KIND_EVAL,
+            TAG_TASK: task_name,
+            TAG_SEED: str(seed),
+            TAG_MODEL_REF: spec.ref,
+            TAG_TRAIN_RUN_ID: spec.train_run_id or "",
+            TAG_OBJECTIVE: spec.objective,
+            TAG_EVAL_KEY: key,
             **(extra_tags or {}),
         }
         run_id = tracker.start(
@@ -327,7 +328,7 @@ def evaluate_runs(
                     "plugin.version": entry.source.version,
                     "model.content": spec.identity,
                     "inputs.files": len(inputs),
-                    "xalign.version": xalign.__version__,
+                    PARAM_VERSION: xalign.__version__,
                 }
             )
             tracker.log_text(json.dumps(inputs, indent=1), "inputs.json")
@@ -380,31 +381,25 @@ def find_eval_run(
     Runs of the same training run come first (the key holds the model's content, so a run
     of another training run with the key had bit-identical weights).
     """
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        f"tags.`xalign.eval_key` = '{key}' and tags.`xalign.kind` = 'eval' "
-        f"and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )
     runs = sorted(
-        runs,
+        tracker.eval_runs(key),
         key=lambda r: (
-            bool(prefer_train_run) and r.data.tags.get("xalign.train_run_id") != prefer_train_run
+            bool(prefer_train_run) and r.data.tags.get(TAG_TRAIN_RUN_ID) != prefer_train_run
         ),
     )
     for run in runs:
         try:
-            return run.info.run_id, load_result(tracker.client, run.info.run_id)
+            return run.info.run_id, load_result(tracker, run.info.run_id)
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None
 
 
-def load_result(client, run_id: str) -> TaskResult:
+def load_result(tracker: Tracker, run_id: str) -> TaskResult:
     """The :class:`TaskResult` stored as ``result.json`` in an eval run."""
     with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
-        path = client.download_artifacts(run_id, RESULT_FILE, tmp)
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        path = tracker.download_artifact(run_id, RESULT_FILE, tmp)
+        data = json.loads(path.read_text(encoding="utf-8"))
     return TaskResult(**data)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
 from xalign.batch import AlignmentBatch
+from xalign.errors import ConfigError, DeprecatedOptionWarning
 from xalign.links import LinkSpec
 from xalign.schema import build_dataclass  # options are typed: checked against annotations
 
@@ -45,6 +48,46 @@ class Needs:
         return out
 
 
+@runtime_checkable
+class PreparedExample(Protocol):
+    """One sentence pair as :meth:`Objective.prepare` sees it: the Moses words the batches will
+    hold (``batch.src.words`` / ``batch.tgt.words`` of the same pair)."""
+
+    @property
+    def src_words(self) -> Sequence[str]: ...
+
+    @property
+    def tgt_words(self) -> Sequence[str]: ...
+
+
+@runtime_checkable
+class PreparedPair(Protocol):
+    """One language pair of the training data: codes as in ``batch.src.langs`` (``src``) and
+    ``batch.tgt.langs`` (``tgt``, e.g. ``"en"``), and its sentence pairs after filtering."""
+
+    @property
+    def src(self) -> str: ...
+
+    @property
+    def tgt(self) -> str: ...
+
+    @property
+    def examples(self) -> Iterable[PreparedExample]:
+        """Every kept sentence pair once (not upsampled); may be iterated several times, each
+        pass giving the same pairs in the same order."""
+        ...
+
+
+@runtime_checkable
+class PreparedCorpus(Protocol):
+    """The training data given to :meth:`Objective.prepare`: what the built-in objectives read
+    and nothing more (the trainer's ``ParallelData`` satisfies it, and so must any other
+    source of training data). ``pairs`` may be iterated several times."""
+
+    @property
+    def pairs(self) -> Iterable[PreparedPair]: ...
+
+
 @dataclass
 class NoOptions:
     """An objective without options."""
@@ -62,6 +105,10 @@ class Objective(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoOptions
+    #: Deprecated option names -> their current names (``{"weights": "point_weights"}``): the
+    #: old name keeps working with a :class:`~xalign.errors.DeprecatedOptionWarning`; giving
+    #: both is a :class:`~xalign.errors.ConfigError`. See :meth:`upgrade_options`.
+    renamed_options: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: Any | None = None, *, hidden_size: int) -> None:
         super().__init__()
@@ -72,12 +119,11 @@ class Objective(nn.Module):
         """What this objective needs from the batch (may depend on its options)."""
         return Needs()
 
-    def prepare(self, data: Any) -> None:
-        """Called once before training with the training data (e.g. corpus statistics).
-
-        ``data.pairs`` lists each language pair with ``.src``, ``.tgt`` and ``.examples``
-        (``src_words``/``tgt_words``: the Moses words the batches will hold). Default: no-op.
-        """
+    def prepare(self, data: PreparedCorpus) -> None:
+        """Called once before training with the training data (e.g. corpus statistics such as
+        ``sinkhorn``'s idf). Read only what :class:`PreparedCorpus` declares: ``data.pairs``,
+        each with ``.src``, ``.tgt`` and ``.examples`` (``src_words``/``tgt_words``). Default:
+        no-op."""
 
     def loss(self, batch: AlignmentBatch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -88,13 +134,63 @@ class Objective(nn.Module):
         return dataclasses.asdict(cls.Config())
 
     @classmethod
+    def upgrade_options(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        owner: str | None = None,
+        at: Callable[[str], str | None] | None = None,
+    ) -> dict[str, Any]:
+        """``options`` with every deprecated name of :attr:`renamed_options` replaced by its
+        current name (order kept), warning once per old name given.
+
+        ``owner`` names the objective in messages (default ``objective 'NAME'``; the config
+        passes the plugin's ``where()``); ``at(dotted_key)`` gives the file:line or override a
+        key came from. Raises :class:`~xalign.errors.ConfigError` when an old name and its new
+        name are both given (whatever their values).
+        """
+        owner = owner or f"objective {cls.name!r}"
+        key = f"objectives.{cls.name}"
+        out: dict[str, Any] = {}
+        for name, value in options.items():
+            new = cls.renamed_options.get(name)
+            if new is None:
+                out[name] = value
+                continue
+            where = (at(f"{key}.{name}") if at else None) or owner
+            if new in options:
+                raise ConfigError(
+                    f"{where}: {key}: both {name!r} (the deprecated name) and {new!r} are given "
+                    f"for {owner}; keep only {new!r}"
+                )
+            warnings.warn(
+                f"{where}: {key}.{name} is deprecated; use {key}.{new} (same values)",
+                DeprecatedOptionWarning,
+                stacklevel=3,
+            )
+            out[new] = value
+        return out
+
+    @classmethod
     def from_options(cls, options: dict[str, Any], *, hidden_size: int) -> Objective:
-        """Build from a dict of options; an unknown key or a value that does not fit the
-        ``Config`` annotation raises :class:`~xalign.errors.ConfigError` naming the key."""
+        """Build from a dict of options (deprecated names accepted, see
+        :meth:`upgrade_options`); an unknown key or a value that does not fit the ``Config``
+        annotation raises :class:`~xalign.errors.ConfigError` naming the key."""
         return cls(
-            build_dataclass(cls.Config, options, where=f"objective {cls.name!r}"),
+            build_dataclass(
+                cls.Config, cls.upgrade_options(options), where=f"objective {cls.name!r}"
+            ),
             hidden_size=hidden_size,
         )
 
 
-__all__ = ["Needs", "NoOptions", "Objective", "build_dataclass", "field"]
+__all__ = [
+    "Needs",
+    "NoOptions",
+    "Objective",
+    "PreparedCorpus",
+    "PreparedExample",
+    "PreparedPair",
+    "build_dataclass",
+    "field",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,3 +54,28 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
+
+
+def stderr_console() -> Console:
+    """Console for messages on stderr (errors, warnings, notes), one per process."""
+    global _STDERR
+    if _STDERR is None:
+        from rich.console import Console
+
+        _STDERR = Console(stderr=True)
+    return _STDERR
+
+
+_STDERR: Console | None = None
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: MESSAGE`` on stderr (as is: no rich markup, no wrapping) and exit ``code``
+    (``typer.Exit``): how every CLI command reports an :class:`xalign.XalignError`."""
+    import typer
+    from rich.markup import escape
+
+    stderr_console().print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(code)

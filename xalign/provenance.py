@@ -140,21 +140,14 @@ def tree_digest(folder: Path) -> str:
 
 # ------------------------------------------------------------------------------ task inputs
 def data_roots(data_dir: str | Path | None) -> list[Path]:
-    """``data_dir``, or (when None) the shared data folders the loaders fall back to."""
-    if data_dir is not None:
-        return [Path(data_dir).expanduser()]
-    from xalign.alignment.gold import default_data_root
-    from xalign.evaluation.data import shared_data_dir
+    """The data folder tasks read (:func:`xalign.data_root`): ``[data_dir]`` when given, else
+    the shared folder if one exists, else ``[]``."""
+    from xalign.paths import data_root
 
-    roots: list[Path] = []
-    for root in (shared_data_dir(), default_data_root()):
-        if (
-            root is not None
-            and root.is_dir()
-            and root.resolve() not in {r.resolve() for r in roots}
-        ):
-            roots.append(root)
-    return roots
+    root = data_root(data_dir)
+    if root is None or (data_dir is None and not root.is_dir()):
+        return []
+    return [root]
 
 
 def data_files(data_dir: str | Path | None, folders: Sequence[str] | None) -> list[Path]:

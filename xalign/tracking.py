@@ -1,5 +1,9 @@
 """MLflow logging for runs (rank 0 only): params, per-step metrics, artifacts, tags.
 
+The names of the tags xalign writes (``TAG_*``, run kinds ``KIND_*``) and the queries that
+find runs by them (:meth:`Tracker.training_runs`, :meth:`Tracker.eval_runs`, :func:`get_run`)
+live here, so training, evaluation and compare agree on them.
+
 Failure policy (README "Failure behaviour"):
 
 * A :class:`Tracker` probes its store when it is made (one request, no retry, 5 s timeout), so
@@ -64,6 +68,29 @@ TRANSIENT_CODES = frozenset(
         "COULD_NOT_ACQUIRE_LOCK",
     }
 )
+
+
+# MLflow tag names xalign writes on its runs and queries them by (README "Reproducibility").
+TAG_KIND = "xalign.kind"  #: one of KIND_TRAIN, KIND_EVAL, KIND_COMPARE
+KIND_TRAIN = "train"
+KIND_EVAL = "eval"
+KIND_COMPARE = "compare"
+TAG_FINGERPRINT = "xalign.fingerprint"  #: training: RunConfig.fingerprint()
+TAG_IDENTITY = "xalign.identity"  #: training: content identity (provenance.training_identity)
+TAG_LINK_SYMMETRIZATIONS = "xalign.link_symmetrizations"  #: training: comma-separated
+TAG_PLUGIN_PREFIX = "xalign.plugin."  #: training: + objective name -> "distribution version"
+TAG_OUTPUT_DIR = "xalign.output_dir"  #: training: absolute output folder
+TAG_MODEL_DIR = "xalign.model_dir"  #: training: absolute saved-model folder
+TAG_FAILURE = "xalign.failure"  #: why a run FAILED or was KILLED
+TAG_OBJECTIVE = "xalign.objective"  #: training/eval: objective(s), "+"-joined
+TAG_OBJECTIVES = "xalign.objectives"  #: compare: comma-separated
+TAG_TASKS = "xalign.tasks"  #: compare: comma-separated
+TAG_TASK = "xalign.task"  #: eval
+TAG_SEED = "xalign.seed"  #: eval, and training runs started by compare
+TAG_MODEL_REF = "xalign.model_ref"  #: eval: the model as given
+TAG_TRAIN_RUN_ID = "xalign.train_run_id"  #: eval: the training run of the model, or ""
+TAG_EVAL_KEY = "xalign.eval_key"  #: eval: content key (evaluate.eval_key)
+PARAM_VERSION = "xalign.version"  #: param of training and eval runs
 
 
 class TrackingError(XalignError, RuntimeError):
@@ -175,6 +202,25 @@ def check_tracking(uri: str | None) -> str:
     return uri
 
 
+def get_run(run_id: str, uri: str | None = None) -> Any | None:
+    """The MLflow run ``run_id`` in the store at ``uri`` (resolved), or None if it has none."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return MlflowClient(resolve_tracking_uri(uri)).get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def _quote(value: str) -> str:
+    """``value`` as a single-quoted MLflow search-filter literal (tag values xalign queries by
+    are hex digests and kind names: a quote in one is a bug, not input to escape)."""
+    if "'" in value:
+        raise ValueError(f"cannot search MLflow runs by a tag value with a quote: {value!r}")
+    return f"'{value}'"
+
+
 class Tracker:
     """MLflow client wrapper that never loses a record; a disabled tracker does nothing.
 
@@ -226,6 +272,34 @@ class Tracker:
                         )
             except Exception as exc:
                 raise _unreachable(self.uri, exc) from exc
+
+    # --------------------------------------------------------------- queries
+    def finished_runs(self, tags: dict[str, str]) -> list[Any]:
+        """FINISHED runs of this experiment whose ``tags`` all have the given values, newest
+        first (MLflow ``Run`` objects)."""
+        where = " and ".join(f"tags.`{k}` = {_quote(v)}" for k, v in tags.items())
+        return self.client.search_runs(
+            [self.experiment_id],
+            f"{where} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+        )
+
+    def training_runs(self, fingerprint: str) -> list[Any]:
+        """FINISHED training runs of a config (``TAG_FINGERPRINT``), newest first: the
+        candidates for reuse by content identity (``TAG_IDENTITY``)."""
+        return self.finished_runs({TAG_FINGERPRINT: fingerprint, TAG_KIND: KIND_TRAIN})
+
+    def eval_runs(self, key: str) -> list[Any]:
+        """FINISHED evaluation runs with content key ``key`` (``TAG_EVAL_KEY``), newest first."""
+        return self.finished_runs({TAG_EVAL_KEY: key, TAG_KIND: KIND_EVAL})
+
+    def run_params(self, run_id: str) -> dict[str, str]:
+        """The params logged on ``run_id``."""
+        return dict(self.client.get_run(run_id).data.params)
+
+    def download_artifact(self, run_id: str, path: str, dst: str | Path) -> Path:
+        """Download artifact ``path`` of ``run_id`` into folder ``dst``; returns the local path."""
+        return Path(self.client.download_artifacts(run_id, path, str(dst)))
 
     # ------------------------------------------------------------------ runs
     def start(

@@ -1,6 +1,6 @@
 """Word-alignment quality (AER, precision, recall, F1) of an encoder on gold test sets.
 
-Links are extracted without training by :mod:`xalign.alignment.extract` (the same code as
+Links are extracted without training by :func:`xalign.extract_links` (the same code as
 ``xalign align``, so the command shows exactly the links scored here), from one layer's word
 vectors (SimAlign-style):
 
@@ -43,26 +43,26 @@ from typing import Any
 import torch
 
 import xalign
-from xalign import ExtractConfig, TaskContext, TaskResult, TruncationWarning, extract_links
-from xalign.alignment import (
+from xalign import (
     GOLD_SETS,
-    METHODS,
-    POOLINGS,
+    ExtractConfig,
     ExtractError,
     GoldSet,
     Links,
+    TaskContext,
+    TaskResult,
+    TruncationWarning,
     WordEncoder,
     alignment_scores,
     available_gold_sets,
     cosine_similarity,
+    extract_links,
     load_gold,
     mutual_links,
     ot_plan,
 )
 
 __all__ = [
-    "METHODS",
-    "POOLINGS",
     "AlignConfig",
     "AlignTask",
     "AlignTaskError",

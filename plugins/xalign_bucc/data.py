@@ -26,12 +26,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from xalign.alignment import GoldFileNotFoundError, GoldFormatError, read_gold_lines
-from xalign.evaluation import DataUnavailableError, shared_data_dir
+from xalign import (
+    DataUnavailableError,
+    GoldFileNotFoundError,
+    GoldFormatError,
+    data_root,
+    describe_data_root,
+    read_gold_lines,
+)
 
 HUB_ID = "google/xtreme"
 HUB_SPLITS = {"dev": "validation", "test": "test"}
-ENV_VAR = "XALIGN_SHARED_DATA"
 
 
 @dataclass
@@ -113,7 +118,7 @@ def _search_dirs(data_dir: str | Path | None) -> list[Path]:
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         return [root, root / "bucc2018"]
-    shared = shared_data_dir()
+    shared = data_root()
     return [shared / "bucc2018"] if shared is not None else []
 
 
@@ -219,7 +224,7 @@ def load_bucc(lang: str, split: str, data_dir: str | Path | None = None) -> Bucc
     try:
         rows = _load_hub_rows(lang, split)
     except Exception as err:  # network, cache, unknown config: all mean "unavailable"
-        where = ", ".join(str(p) for p in searched) or f"no data_dir given and ${ENV_VAR} unset"
+        where = ", ".join(str(p) for p in searched) or describe_data_root()
         raise DataUnavailableError(
             f"bucc: no local files {lang}-en.{split}.{{{lang},en,gold}} (searched: {where}) and "
             f"the Hugging Face dataset {HUB_ID!r} (config 'bucc18.{lang}', split "

@@ -26,8 +26,7 @@ from typing import Any
 from xalign_xquad import Xquad, XquadConfig
 
 import xalign
-from xalign import TaskContext
-from xalign.evaluation import load_hub_dataset, load_squad_json, shared_data_dir
+from xalign import TaskContext, data_root, load_hub_dataset, load_squad_json
 from xalign_mlqa.metrics import MLQA_LANGS, mlqa_f1, mlqa_scores, normalize_mlqa
 
 __all__ = [
@@ -76,7 +75,7 @@ def mlqa_folders(data_dir: Path | str | None, split: str) -> list[Path]:
     if data_dir is not None:
         roots = [Path(data_dir).expanduser()]
     else:
-        shared = shared_data_dir()
+        shared = data_root()
         roots = [shared / "mlqa"] if shared is not None else []
     folders = []
     for root in roots:
@@ -96,7 +95,7 @@ def load_mlqa(
     the HF ``squad`` schema; first ``limit`` questions.
 
     Raises ``ValueError`` for an unknown language or split and
-    :class:`~xalign.evaluation.DataUnavailableError` naming the folders searched and the Hub
+    :class:`xalign.DataUnavailableError` naming the folders searched and the Hub
     dataset when neither has the file.
     """
     question_lang = question_lang or lang

@@ -19,7 +19,7 @@ documented steps. An answer is normalised in this order:
 
 EM compares the normalised strings, F1 is the bag-of-tokens overlap of the normalised tokens
 (SQuAD's formula), both maximised over the gold answers. Differences from SQuAD v1.1 scoring
-(:func:`xalign.evaluation.normalize_answer`): Unicode punctuation is removed, the article list
+(SQuAD v1.1's ``normalize_answer``): Unicode punctuation is removed, the article list
 follows the language, and Chinese is scored per character.
 """
 

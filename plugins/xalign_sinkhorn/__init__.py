@@ -7,7 +7,10 @@ The paper's Eq. 2 prints a minus sign before S; that is a typo: the divergence i
 Options (see :class:`SinkhornConfig`): ``level`` word (WordOT, words pooled from subwords) or
 subword (SubOT); ``p``, ``blur`` (ε = blur^p), ``scaling``, ``debias``, ``reach`` (None =
 balanced, a number = unbalanced with ρ = reach^p), ``diameter`` (fixed start of the
-ε-annealing; makes a batched call equal per-pair calls) and ``weights`` (uniform or tf-idf).
+ε-annealing; makes a batched call equal per-pair calls) and ``point_weights`` (the mass of
+each point: uniform or tf-idf; not to be confused with the objective's ``weight`` in the sum
+of objectives). ``point_weights`` was called ``weights`` before; the old key still works, with
+a deprecation warning.
 
 Scope: why ``sentence`` is the default
 --------------------------------------
@@ -25,14 +28,14 @@ batched geomloss call with zero-weight padding.
 
 tf-idf weights (paper footnote 7)
 ---------------------------------
-``weights: tf-idf`` gives each word (token position) the mass tf(w, s)·idf(w): tf is the count
+``point_weights: tf-idf`` gives each word (token position) the mass tf(w, s)·idf(w): tf is the count
 of the lower-cased word in its sentence, idf = log((1 + N) / (1 + df(w))) + 1 over the N
 training sentences of that language in the language pair (smoothed so no word gets zero mass;
 unseen words get the largest idf). Masses are renormalised per sentence (per batch for
 ``scope: batch``); at subword level a word's mass is split evenly over its subwords. idf must
 not be estimated from the batches seen (the loss would then depend on batch order), so it is
 computed once from the training data by :meth:`Sinkhorn.prepare` (``idf_from_sentences``),
-which the trainer must call before training (proposed core hook ``Objective.prepare(data)``).
+which the trainer calls before training (``Objective.prepare(data)``).
 """
 
 from __future__ import annotations
@@ -41,12 +44,11 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 import xalign
-from xalign import AlignmentBatch, Needs, Objective
+from xalign import AlignmentBatch, Needs, Objective, PreparedCorpus
 
 WEIGHTS = ("uniform", "tf-idf")
 
@@ -108,8 +110,8 @@ class SinkhornConfig:
     OT, a number = unbalanced OT with KL marginal penalty ρ = reach^p (use float32 only with
     reach not much larger than the cloud diameter: the unbalanced formula cancels
     catastrophically). ``diameter``: fixed start of the ε-annealing (None = estimated per
-    call, so a pair's value depends on its batch-mates). ``weights``: uniform or tf-idf (the
-    latter needs :meth:`Sinkhorn.prepare` on the training data).
+    call, so a pair's value depends on its batch-mates). ``point_weights``: the mass of each point,
+    uniform or tf-idf (the latter needs :meth:`Sinkhorn.prepare` on the training data).
     """
 
     level: str = "word"
@@ -121,13 +123,13 @@ class SinkhornConfig:
     debias: bool = True
     reach: float | None = None
     diameter: float | None = None
-    weights: str = "uniform"
+    point_weights: str = "uniform"
 
     def __post_init__(self) -> None:
         choices = {
             "level": ("word", "subword"),
             "scope": ("sentence", "batch"),
-            "weights": WEIGHTS,
+            "point_weights": WEIGHTS,
             "p": (1, 2),
         }
         for key, allowed in choices.items():
@@ -146,6 +148,7 @@ class Sinkhorn(Objective):
     name = "sinkhorn"
     description = "Sinkhorn divergence S_eps between word clouds (WordOT/SubOT, Alqahtani 2021)"
     Config = SinkhornConfig
+    renamed_options = {"weights": "point_weights"}  # the old name, deprecated
 
     def __init__(self, config: SinkhornConfig | None = None, *, hidden_size: int) -> None:
         super().__init__(config, hidden_size=hidden_size)
@@ -154,11 +157,11 @@ class Sinkhorn(Objective):
     def needs(self) -> Needs:
         return Needs(mixed_languages=False)
 
-    def prepare(self, data: Any) -> None:
+    def prepare(self, data: PreparedCorpus) -> None:
         """Compute idf per language pair from the training data before training.
 
-        ``data`` is the trainer's ``ParallelData``: ``.pairs`` with ``.src``, ``.tgt`` and
-        ``.examples`` holding ``src_words``/``tgt_words`` (Moses words, as in the batches).
+        Reads ``data.pairs`` (``.src``, ``.tgt``) and each pair's ``.examples``
+        (``src_words``/``tgt_words``: Moses words, as in the batches), one pass per side.
         """
         for pair in data.pairs:
             self.idf[(pair.src, pair.tgt)] = (
@@ -172,7 +175,7 @@ class Sinkhorn(Objective):
             return self.idf[(src, tgt)]
         except KeyError:
             raise ValueError(
-                f"sinkhorn: weights=tf-idf has no idf statistics for {src}-{tgt}; "
+                f"sinkhorn: point_weights=tf-idf has no idf statistics for {src}-{tgt}; "
                 f"Sinkhorn.prepare(data) must be called with the training data first"
             ) from None
 
@@ -183,7 +186,7 @@ class Sinkhorn(Objective):
 
     def point_weights(self, batch: AlignmentBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
         """tf-idf masses of the source and target points, or None for uniform weights."""
-        if self.config.weights == "uniform":
+        if self.config.point_weights == "uniform":
             return None
         langs = zip(batch.src.langs, batch.tgt.langs, strict=True)
         idfs = [self.idf_for(s, t) for s, t in langs]

@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import xalign
-from xalign import Task, TaskContext, TaskResult
-from xalign.finetune import (
+from xalign import (
     FinetuneSettings,
+    Task,
+    TaskContext,
+    TaskResult,
     finetune,
     fit_max_length,
     load_for_finetuning,

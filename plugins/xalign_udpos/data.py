@@ -10,7 +10,7 @@ file name), as XTREME pools all treebanks of a language.
 Hub fallback: a named treebank (``en_ewt``) loads that config of
 ``universal-dependencies/universal_dependencies``; otherwise the language's XTREME config
 ``udpos.<Language>`` of ``google/xtreme`` (XTREME's pooled data). When neither works, one
-:class:`~xalign.evaluation.DataUnavailableError` names the folders searched, the file names
+:class:`xalign.DataUnavailableError` names the folders searched, the file names
 expected there and the Hub dataset.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from xalign.evaluation import DataUnavailableError, load_hub_dataset, shared_data_dir
+from xalign import DataUnavailableError, data_root, load_hub_dataset
 from xalign_udpos.conllu import TaggedSentence, read_conllu, sentences_from_rows
 
 UD_HUB_ID = "universal-dependencies/universal_dependencies"
@@ -79,7 +79,7 @@ def ud_folders(data_dir: Path | str | None) -> list[Path]:
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         return [root, root / "ud"]
-    shared = shared_data_dir()
+    shared = data_root()
     return [shared / "ud"] if shared is not None else []
 
 
@@ -131,7 +131,7 @@ def load_ud(
 
     Raises ``ValueError`` for an unknown split or a malformed language/treebank code,
     :class:`~xalign_udpos.conllu.ConlluError` for a malformed file and
-    :class:`~xalign.evaluation.DataUnavailableError` when neither local files nor the Hub
+    :class:`xalign.DataUnavailableError` when neither local files nor the Hub
     provide the data.
     """
     pattern = conllu_pattern(lang, split, treebank)

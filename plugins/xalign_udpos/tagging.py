@@ -2,7 +2,7 @@
 
 Labelling (XTREME ``third_party/utils_tag.py``): each word is cut into its subword pieces on its
 own; the FIRST piece carries the word's tag, the other pieces and the special tokens carry
-:data:`~xalign.finetune.IGNORE_INDEX` (-100), so they add nothing to the loss and are not
+:data:`xalign.IGNORE_INDEX` (-100), so they add nothing to the loss and are not
 predicted. A word with no piece (an empty or all-invisible FORM) or with more pieces than fit
 in a window becomes the unknown token.
 
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from xalign.finetune import IGNORE_INDEX
+from xalign import IGNORE_INDEX
 from xalign_udpos.conllu import TaggedSentence
 
 LabelSubword = Literal["first", "first_content"]
@@ -140,7 +140,7 @@ def encode_tagged(
 def first_piece_predictions(outputs: Any, batch: Mapping[str, Any]) -> list[list[int]]:
     """Per feature: the argmax tag id at each labelled position (one per word), in order.
 
-    For :func:`xalign.finetune.predict`; ``batch["labels"]`` ([B, T], padded with
+    For :func:`xalign.predict`; ``batch["labels"]`` ([B, T], padded with
     ``IGNORE_INDEX``) marks the positions, ``outputs.logits`` is [B, T, n_tags].
     """
     predicted = outputs.logits.float().argmax(-1)

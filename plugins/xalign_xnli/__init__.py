@@ -22,14 +22,19 @@ from functools import partial
 from typing import Any
 
 import xalign
-from xalign import Task, TaskContext, TaskResult
-from xalign.evaluation import XNLI_LABELS, XNLI_LANGS, load_mnli_train, load_xnli
-from xalign.finetune import (
+from xalign import (
+    XNLI_LABELS,
+    XNLI_LANGS,
     FinetuneLog,
     FinetuneSettings,
+    Task,
+    TaskContext,
+    TaskResult,
     finetune,
     fit_max_length,
     load_for_finetuning,
+    load_mnli_train,
+    load_xnli,
     model_input_names,
     parse_languages,
     predict,

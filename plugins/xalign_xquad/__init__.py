@@ -30,25 +30,25 @@ from urllib.parse import urlsplit
 import numpy as np
 
 import xalign
-from xalign import Task, TaskContext, TaskResult
-from xalign.evaluation import (
+from xalign import (
     DataUnavailableError,
-    f1,
-    load_squad_json,
-    load_tydiqa_goldp,
-    load_xquad,
-    shared_data_dir,
-    squad_scores,
-)
-from xalign.finetune import (
     FinetuneSettings,
+    Task,
+    TaskContext,
+    TaskResult,
+    data_root,
     finetune,
     fit_max_length,
     load_for_finetuning,
+    load_squad_json,
+    load_tydiqa_goldp,
+    load_xquad,
     model_input_names,
     parse_languages,
     predict,
     seed_everything,
+    squad_f1,
+    squad_scores,
 )
 
 Example = dict[str, Any]
@@ -351,7 +351,7 @@ def _hub_reachable() -> bool:
 def load_squad_train(data_dir: Path | None, limit: int | None = None) -> list[Example]:
     """SQuAD v1.1 train: local ``train-v1.1.json`` (in data_dir, data_dir/squad or the shared
     folder's squad/), else the Hub dataset ``rajpurkar/squad``."""
-    roots = [data_dir] if data_dir is not None else [shared_data_dir()]
+    roots = [data_root(data_dir)]
     candidates = [
         base / sub / SQUAD_TRAIN_FILE for base in roots if base is not None for sub in ("", "squad")
     ]
@@ -423,7 +423,7 @@ class Xquad(Task):
     ) -> tuple[dict[str, float], list[float]]:
         """Corpus EM/F1 (%) and per-question F1 in [0, 1] (subclasses change normalisation)."""
         return squad_scores(preds, examples), [
-            f1(preds[e["id"]], e["answers"]["text"]) for e in examples
+            squad_f1(preds[e["id"]], e["answers"]["text"]) for e in examples
         ]
 
     def extra_meta(self, scores: dict[str, dict[str, float]]) -> dict[str, Any]:

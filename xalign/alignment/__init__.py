@@ -26,7 +26,6 @@ from xalign.alignment.gold import (
     GoldFormatError,
     GoldSet,
     available_gold_sets,
-    default_data_root,
     load_gold,
     read_gold_lines,
 )
@@ -67,7 +66,6 @@ __all__ = [
     "alignment_scores",
     "available_gold_sets",
     "default_cache_dir",
-    "default_data_root",
     "drop_identical",
     "format_pharaoh",
     "load_gold",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import os
 import re
 import unicodedata
 import warnings
@@ -45,8 +44,8 @@ from typing import Any
 
 from xalign.alignment.links import Links, transpose
 from xalign.errors import XalignError
+from xalign.paths import data_root, describe_data_root
 
-DATA_ENV = "XALIGN_SHARED_DATA"
 GOLD_FORMATS: tuple[str, ...] = ("awesome", "xlwa", "bicici", "pharaoh", "wpt")
 _DEFAULT_BASE = {"awesome": 1, "xlwa": 0, "bicici": 0, "pharaoh": 0, "wpt": 1}
 _MAX_DIGITS = 9  # a longer index is a format error (and keeps int() away from huge strings)
@@ -168,21 +167,11 @@ class _Options:
 # ---------------------------------------------------------------- locating the data
 
 
-def default_data_root() -> Path | None:
-    """The shared data folder: ``$XALIGN_SHARED_DATA``, else ``../shared/data`` beside a
-    source checkout if it exists, else None."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return checkout if checkout.is_dir() else None
-
-
 def _align_dir(root: str | Path | None) -> Path:
     """The ``align/`` folder under ``root`` (``root`` may also be that folder itself)."""
-    base = Path(root) if root is not None else default_data_root()
+    base = data_root(root)
     if base is None:
-        raise GoldFileNotFoundError(f"no gold data root given and ${DATA_ENV} is not set")
+        raise GoldFileNotFoundError(f"no gold data folder: {describe_data_root(root)}")
     return base / "align" if (base / "align").is_dir() else base
 
 
@@ -811,7 +800,7 @@ def load_gold(
     """Load a gold set by name (see :data:`GOLD_SETS`), by path, or from explicit files.
 
     ``root`` is the shared data folder (or its ``align/`` subfolder) for named sets; it
-    defaults to :func:`default_data_root`. Without ``format`` a path is recognised by its
+    defaults to :func:`xalign.data_root`. Without ``format`` a path is recognised by its
     layout: ``.tsv`` (XL-WA, language from the parent folder), ``<xxyy>.src-tgt``/``.gold``
     (awesome-align, languages from the stem), a folder with ``<x>-<y>.wa`` (bicici), a
     folder with ``FilePairs.*`` or a ``*.wa[.nullalign|.nonullalign]`` file (WPT).

@@ -14,7 +14,6 @@ from xalign.evaluation.data import (
     load_tydiqa_goldp,
     load_xnli,
     load_xquad,
-    shared_data_dir,
     tatoeba_code,
 )
 from xalign.evaluation.metrics import (
@@ -51,7 +50,6 @@ __all__ = [
     "ratio_margin_scores",
     "retrieval_accuracy",
     "seed_summary",
-    "shared_data_dir",
     "squad_scores",
     "tatoeba_code",
 ]

@@ -1,7 +1,7 @@
 """Offline-first loaders for the evaluation data (XNLI, MNLI, XQuAD, TyDiQA-GoldP, Tatoeba).
 
 Every loader looks for local files first (``data_dir``, or the shared data folder found by
-:func:`shared_data_dir`), then falls back to the Hugging Face Hub through ``datasets``, and
+:func:`xalign.data_root`), then falls back to the Hugging Face Hub through ``datasets``, and
 raises :class:`DataUnavailableError` naming both options when neither works. The Hub is probed
 with a short socket connection first, so an offline machine fails fast instead of retrying.
 
@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from xalign.errors import XalignError
+from xalign.paths import DATA_ENV, data_root, describe_data_root
 
 __all__ = [
     "ENV_VAR",
@@ -40,13 +41,12 @@ __all__ = [
     "load_tydiqa_goldp",
     "load_xnli",
     "load_xquad",
-    "shared_data_dir",
     "tatoeba_code",
 ]
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "XALIGN_SHARED_DATA"
+ENV_VAR = DATA_ENV
 PathLike = str | os.PathLike[str]
 Example = dict[str, Any]
 
@@ -89,31 +89,12 @@ class DataUnavailableError(XalignError, FileNotFoundError):
 # --------------------------------------------------------------------------------------------
 
 
-def shared_data_dir() -> Path | None:
-    """The shared data folder: ``$XALIGN_SHARED_DATA`` if set, else ``../shared/data``.
-
-    ``../shared/data`` is tried relative to the current directory, then relative to the
-    project root holding the ``xalign`` package. Returns None when no folder exists (also
-    when the environment variable points to a missing folder).
-    """
-    env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
-        return path if path.is_dir() else None
-    project_root = Path(__file__).resolve().parents[2]
-    for base in (Path.cwd(), project_root):
-        candidate = base.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 def _search_dirs(data_dir: PathLike | None, subdirs: Sequence[str]) -> list[Path]:
     """Folders to search: ``data_dir`` and its task subfolders, or the shared folder's."""
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         return [root, *(root / sub for sub in subdirs)]
-    shared = shared_data_dir()
+    shared = data_root()
     return [shared / sub for sub in subdirs] if shared is not None else []
 
 
@@ -210,7 +191,7 @@ def _from_hub(
     try:
         rows = _load_hub(hub_id, config, split)
     except Exception as err:  # hub, network, cache, or unknown config: all mean "unavailable"
-        where = ", ".join(str(p) for p in searched) or f"no data_dir given and ${ENV_VAR} unset"
+        where = ", ".join(str(p) for p in searched) or describe_data_root()
         raise DataUnavailableError(
             f"{task}: no local files found (searched: {where}) and the Hugging Face dataset "
             f"{hub_id!r} (config={config!r}, split={split!r}) could not be loaded "

@@ -1,0 +1,356 @@
+"""``xalign.compare``'s typed Summary, its paired bootstrap, its renderings, and the tracking
+queries compare and evaluate share — all with hand-computable values, no stored golden files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+from test_evaluate import fresh_store, log_train_run  # noqa: F401
+
+from xalign.compare import (
+    Average,
+    Cell,
+    CompareReport,
+    HeadToHead,
+    Summary,
+    TaskInfo,
+    eval_summary,
+    paired_test,
+    print_report,
+    summarize,
+    to_csv,
+    to_markdown,
+)
+from xalign.compare.statistics import SeedStats, best_rows
+from xalign.evaluate import EvalRun
+from xalign.task import TaskResult
+
+
+def result(scores: dict[str, list[float]], *, higher: bool = True, metric: str = "acc"):
+    """A TaskResult whose per-language score is the mean of its per-example scores."""
+    return TaskResult(
+        task="t",
+        main_metric=metric,
+        scores={k: {metric: sum(v) / len(v)} for k, v in scores.items()},
+        per_example={k: list(v) for k, v in scores.items()},
+        meta={"higher_is_better": higher},
+    )
+
+
+def const(x: float, n: int = 10) -> list[float]:
+    return [x] * n
+
+
+# three rows, two seeds, two languages; every paired difference of a test has one sign (p = 0)
+# or is zero everywhere (p = 1), so every p-value is known without running the bootstrap
+SCORES = {
+    "base": {0: {"de": const(0.5), "en": const(0.4)}, 1: {"de": const(0.7), "en": const(0.4)}},
+    "A": {0: {"de": const(0.9), "en": const(0.3)}, 1: {"de": const(0.9), "en": const(0.2)}},
+    "B": {0: {"de": const(0.5), "en": const(0.6)}, 1: {"de": const(0.7), "en": const(0.6)}},
+}
+
+
+def summary_of(scores=SCORES, seen=("de",)) -> Summary:
+    results = {
+        row: {"t": {s: result(by_lang) for s, by_lang in seeds.items()}}
+        for row, seeds in scores.items()
+    }
+    return summarize(results, rows=list(scores), tasks=["t"], seen_languages=seen, seeds=2)
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_seed_stats_and_best_rows():
+    s = SeedStats.of([0.5, 0.7])
+    assert s.mean == pytest.approx(0.6) and s.std == pytest.approx(math.sqrt(0.02))  # ddof=1
+    assert s.n_seeds == 2 and s.values == [0.5, 0.7]
+    assert SeedStats.of([3.0]) == SeedStats(3.0, 0.0, 1, [3.0])
+    assert SeedStats.of([]) == SeedStats(None, None, 0, [])
+    assert best_rows({"a": 0.2, "b": 0.5, "c": 0.5, "d": None}, True) == {"b", "c"}
+    assert best_rows({"a": 0.2, "b": 0.5, "d": None}, False) == {"a"}
+    assert best_rows({"a": None}, True) == set()
+
+
+def test_paired_test_identical_scores_give_p_1():
+    a = {0: result({"de": [0.0, 1.0, 1.0, 0.0]}), 1: result({"de": [1.0, 1.0, 0.0]})}
+    test = paired_test(a, a, "de")
+    assert test.p_value == 1.0 and test.delta_examples == 0.0
+    assert (test.ci_low, test.ci_high) == (0.0, 0.0)
+    assert test.n_examples == 7 and test.seeds == [0, 1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_paired_test_all_better_gives_p_0(seed):
+    # every (seed, example) pair favours A, by 0.1 .. 1.0: no resample has Δ* <= 0
+    a = {0: result({"fr": [i / 10 for i in range(1, 11)]}), 1: result({"fr": [1.0] * 5})}
+    b = {0: result({"fr": [0.0] * 10}), 1: result({"fr": [0.5] * 5})}
+    test = paired_test(a, b, "fr", seed=seed)
+    assert test.p_value == 0.0 < 0.05
+    assert test.delta_examples == pytest.approx((5.5 + 2.5) / 15)
+    assert 0.1 <= test.ci_low <= test.delta_examples <= test.ci_high <= 1.0
+    assert paired_test(b, a, "fr", seed=seed).p_value == 0.0  # two-sided
+
+
+def test_paired_test_one_differing_example_matches_the_closed_form():
+    # A = B except one of n = 10 examples (A +1): Δ* > 0 iff that example is drawn, so
+    # P(Δ* <= 0) = (1 - 1/n)^n and the two-sided p is 2·(0.9)^10 = 0.697 (± 0.03 for 1000 draws)
+    b = {0: result({"de": [0.0] * 10})}
+    a = {0: result({"de": [1.0] + [0.0] * 9})}
+    p = paired_test(a, b, "de", resamples=1000, seed=0).p_value
+    assert p == pytest.approx(2 * 0.9**10, abs=0.1)
+    assert paired_test(a, b, "de", resamples=1000, seed=0).p_value == p  # seeded: repeatable
+
+
+def test_paired_test_pairs_only_seeds_both_sides_have():
+    a = {
+        0: result({"de": [1.0, 1.0]}),
+        1: result({"de": [1.0, 0.0, 1.0]}),  # other length than b's seed 1: skipped
+        2: result({"de": [0.0]}),  # not in b: skipped
+        3: TaskResult("t", "acc", {"de": {"acc": 1.0}}),  # no per-example scores: skipped
+    }
+    b = {0: result({"de": [0.0, 1.0]}), 1: result({"de": [0.0, 0.0]}), 3: result({"de": [0.0]})}
+    test = paired_test(a, b, "de")
+    assert test.seeds == [0] and test.n_examples == 2 and test.delta_examples == 0.5
+    assert paired_test(a, b, "fr") is None
+    assert paired_test({3: a[3]}, {3: b[3]}, "de") is None
+
+
+def test_summary_cells_by_hand():
+    s = summary_of()
+    assert s.objectives == ["base", "A", "B"] and s.seeds == 2
+    assert s.tasks["t"] == TaskInfo("acc", True, ["de", "en"], ["de"], {"de": "de", "en": "en"})
+    base, a, b = (s.cell("t", "de", r) for r in ("base", "A", "B"))
+    assert (base.mean, base.std) == (pytest.approx(0.6), pytest.approx(math.sqrt(0.02)))
+    assert base.delta_vs_base is None and base.p_value is None and not base.significant
+    assert (a.mean, a.std, a.n_seeds) == (pytest.approx(0.9), 0.0, 2)
+    assert a.values == pytest.approx([0.9, 0.9])
+    assert a.delta_vs_base == pytest.approx(0.3) and a.p_value == 0.0 and a.significant
+    assert a.best and not base.best and not b.best
+    assert b.p_value == 1.0 and not b.significant and b.delta_vs_base == pytest.approx(0.0)
+    en = s.cell("t", "en", "A")
+    assert en.mean == pytest.approx(0.25) and en.std == pytest.approx(math.sqrt(0.005))
+    assert en.delta_vs_base == pytest.approx(-0.15) and en.significant
+    assert s.cell("t", "en", "B").best
+    # averages: per seed over the languages, then over seeds
+    seen, all_a = s.average("t", "seen", "A"), s.average("t", "all", "A")
+    assert seen.languages == ["de"] and seen.mean == pytest.approx(0.9) and seen.best
+    assert all_a.values == pytest.approx([0.6, 0.55]) and all_a.mean == pytest.approx(0.575)
+    assert all_a.delta_vs_base == pytest.approx(0.075) and not all_a.best
+    assert s.average("t", "all", "base").std == pytest.approx(math.sqrt(0.005))
+    assert s.average("t", "all", "B").best
+    # significance vs base: one entry per (language, objective) with per-example scores
+    assert [(x.language, x.objective, x.test.p_value) for x in s.significance] == [
+        ("de", "A", 0.0),
+        ("de", "B", 1.0),
+        ("en", "A", 0.0),
+        ("en", "B", 0.0),
+    ]
+    assert s.head_to_head == [
+        HeadToHead("t", "de", "A", "B", pytest.approx(0.3), 0.0, True),
+        HeadToHead("t", "en", "B", "A", pytest.approx(0.35), 0.0, True),
+    ]
+    with pytest.raises(KeyError):
+        s.cell("t", "fr", "A")
+    assert summary_of(seen=()).scopes("t") == ["all"]  # no seen language: no "avg seen"
+
+
+def test_lower_is_better_and_missing_values():
+    results = {
+        "base": {"aer": {0: result({"de": [0.4] * 4, "el": [0.3] * 4}, higher=False)}},
+        "x": {"aer": {0: result({"de": [0.2] * 4}, higher=False)}},  # no el
+    }
+    s = summarize(results, rows=["base", "x"], tasks=["aer"], seen_languages=["de", "el"])
+    assert s.cell("aer", "de", "x").best and not s.cell("aer", "de", "base").best
+    missing = s.cell("aer", "el", "x")
+    assert (missing.mean, missing.n_seeds, missing.delta_vs_base) == (None, 0, None)
+    assert missing.p_value is None and not missing.best
+    assert s.average("aer", "seen", "x").n_seeds == 0  # its only seed lacks el
+    assert s.head_to_head == []  # one objective: no runner-up
+
+
+def test_eval_summary_by_hand():
+    def run(seed, scores):
+        return EvalRun(TaskResult("xnli", "acc", scores), "xnli", f"r{seed}", seed, False, "k")
+
+    out = eval_summary(
+        [
+            run(0, {"de": {"acc": 0.5, "f1": 0.4}}),
+            run(1, {"de": {"acc": 0.7}, "el": {"acc": 0.25}}),
+        ]
+    )
+    acc = out["xnli"]["de"]["acc"]
+    assert acc["mean"] == pytest.approx(0.6) and acc["std"] == pytest.approx(math.sqrt(0.02))
+    assert acc["n_seeds"] == 2
+    assert out["xnli"]["de"]["f1"] == {"mean": 0.4, "std": 0.0, "n_seeds": 1}
+    assert list(out["xnli"]) == ["de", "el"]
+
+
+# ------------------------------------------------------------------------------ rendering
+MD_ROWS = [
+    "| objective | de | en | avg seen | avg all |",
+    "|---|---:|---:|---:|---:|",
+    "| base | 0.600 ± 0.141 | 0.400 ± 0.000 | 0.600 ± 0.141 | 0.500 ± 0.071 |",
+    "| A | **0.900 ± 0.000** (+0.300)* | 0.250 ± 0.071 (-0.150)* | **0.900 ± 0.000** (+0.300) "
+    "| 0.575 ± 0.035 (+0.075) |",
+    "| B | 0.600 ± 0.141 (+0.000) | **0.600 ± 0.000** (+0.200)* | 0.600 ± 0.141 (+0.000) "
+    "| **0.600 ± 0.071** (+0.100) |",
+]
+
+
+def test_markdown_and_terminal_show_the_summary():
+    s = summary_of()
+    md = to_markdown(s, "run123").splitlines()
+    assert md[:4] == [
+        "# Zero-shot transfer: A, B vs base",
+        "",
+        "MLflow parent run `run123`; 2 seed(s).",
+        "",
+    ]
+    assert md[4] == "## t (acc, higher is better)"
+    start = md.index(MD_ROWS[0])
+    assert md[start : start + 5] == MD_ROWS
+    assert "| de | A | B | +0.300 | <0.001* |" in md and "| en | B | A | +0.350 | <0.001* |" in md
+    assert any("*: p < 0.05 in a two-sided paired bootstrap test" in line for line in md)
+    assert any("(data.languages: de); the alignment target en" in line for line in md)
+
+    buf = io.StringIO()
+    print_report(s, Console(file=buf, width=300))
+    human = buf.getvalue()
+    assert "t: acc (higher is better)" in human
+    for line in MD_ROWS[2:]:  # every markdown cell, bold markers dropped, is in the table
+        for cell in line.strip("| ").split(" | ")[1:]:
+            assert cell.replace("**", "") in human
+    assert "  de: best A vs runner-up B: Δ +0.3, p <0.001*" in human
+    assert "  en: best B vs runner-up A: Δ +0.35, p <0.001*" in human
+
+
+# the JSON layout of ``compare.json`` / ``xalign compare --json`` (keys in order)
+KEYS = {
+    "report": "parent_run_id objectives tasks seeds seen_languages target_language rows "
+    "averages significance head_to_head runs artifacts",
+    "cell": "task language objective mean std n_seeds values delta_vs_base p_value significant "
+    "best",
+    "average": "task scope languages objective mean std n_seeds values delta_vs_base best",
+    "head_to_head": "task language best runner_up delta p_value significant",
+    "significance": "task language objective delta_examples p_value ci_low ci_high n_examples "
+    "seeds",
+}
+
+
+def test_json_and_csv_hold_the_summary_values():
+    s = summary_of()
+    report = CompareReport("pid", s, {"parent": "pid"}, {"csv": "x.csv"})
+    out = json.loads(json.dumps(report.to_dict()))
+    assert list(out) == KEYS["report"].split()
+    assert list(out["rows"][0]) == KEYS["cell"].split()
+    assert list(out["averages"][0]) == KEYS["average"].split()
+    assert list(out["head_to_head"][0]) == KEYS["head_to_head"].split()
+    sig = out["significance"]
+    assert (sig["test"], sig["alternative"], sig["resamples"], sig["seed"], sig["alpha"]) == (
+        "paired bootstrap",
+        "two-sided",
+        1000,
+        0,
+        0.05,
+    )
+    assert list(sig["results"][0]) == KEYS["significance"].split()
+    a_de = next(r for r in out["rows"] if (r["language"], r["objective"]) == ("de", "A"))
+    assert a_de["mean"] == pytest.approx(0.9) and a_de["p_value"] == 0.0 and a_de["best"]
+    assert [r["objective"] for r in out["rows"]] == ["base", "A", "B"] * 2
+    assert out["tasks"]["t"]["seen"] == ["de"] and out["runs"] == {"parent": "pid"}
+
+    lines = list(csv.DictReader(io.StringIO(to_csv(s))))
+    assert len(lines) == 3 * 2 + 3 * 2  # rows x (languages + averages)
+    for line in lines:
+        lang, obj = line["language"], line["objective"]
+        if lang.startswith("avg_"):
+            e, p = s.average("t", lang[4:], obj), None
+        else:
+            e = s.cell("t", lang, obj)
+            p = e.p_value
+        assert float(line["mean"]) == e.mean and float(line["std"]) == e.std  # repr round-trip
+        assert line["n_seeds"] == str(e.n_seeds)
+        assert line["delta_vs_base"] == ("" if e.delta_vs_base is None else repr(e.delta_vs_base))
+        assert line["p_value"] == ("" if p is None else repr(p))
+
+
+def test_rendering_of_a_hand_built_summary():
+    """Renderers read only the typed Summary: no statistic is recomputed."""
+    info = TaskInfo("f1", True, ["de"], ["de"], {"de": "de"})
+
+    def cell(obj, mean, std, delta, p):
+        n = 0 if mean is None else 1
+        stats = SeedStats(mean, std, n, [mean] * n)
+        return Cell("qa", "de", obj, stats, delta, p, p is not None and p < 0.05, obj == "x")
+
+    s = Summary(
+        objectives=["base", "x", "y"],
+        tasks={"qa": info},
+        seeds=1,
+        seen_languages=["de"],
+        target_language="en",
+        rows=[
+            cell("base", 61.25, 0.5, None, None),
+            cell("x", 70.0, 1.0, 8.75, 0.002),
+            cell("y", None, None, None, None),
+        ],
+        averages=[
+            Average("qa", "all", ["de"], o, SeedStats(m, 0.0, 1, [m]), d, o == "x")
+            for o, m, d in (("base", 61.25, None), ("x", 70.0, 8.75), ("y", None, None))
+        ],
+        head_to_head=[HeadToHead("qa", "de", "x", "y", 3.0, None, False)],
+    )
+    md = to_markdown(s).splitlines()
+    assert "| objective | de | avg all |" in md  # no seen average in the Summary: none shown
+    assert "| base | 61.25 ± 0.50 | 61.25 ± 0.00 |" in md  # a mean > 1: 2 decimals
+    assert "| x | **70.00 ± 1.00** (+8.75)* | **70.00 ± 0.00** (+8.75) |" in md
+    assert "| y | – | – |" in md
+    assert "| de | x | y | +3.00 | – |" in md
+    assert not any(line.startswith("MLflow parent run") for line in md)
+    rows = list(csv.reader(io.StringIO(to_csv(s))))
+    assert rows[3] == ["qa", "de", "y", "", "", "0", "", ""]
+    assert s.rows[1].to_dict()["values"] == [70.0] and "stats" not in s.rows[1].to_dict()
+    assert rows[2][-1] == "0.002" and rows[5][-1] == ""
+
+
+# ------------------------------------------------------------------------------ tracking queries
+def test_tracker_queries_by_tag(tmp_path):
+    from xalign.tracking import (
+        KIND_EVAL,
+        TAG_EVAL_KEY,
+        TAG_KIND,
+        TAG_TRAIN_RUN_ID,
+        Tracker,
+        get_run,
+    )
+
+    uri = fresh_store(tmp_path)
+    older = log_train_run(uri, tmp_path, fingerprint="a" * 16)
+    time.sleep(0.01)  # start times are in ms: newest first must be decidable
+    newer = log_train_run(uri, tmp_path, fingerprint="a" * 16)
+    log_train_run(uri, tmp_path, fingerprint="b" * 16)  # another config
+    tracker = Tracker(uri, "xalign")
+    client = MlflowClient(uri)
+    unfinished = client.create_run(
+        tracker.experiment_id, tags={"xalign.fingerprint": "a" * 16, "xalign.kind": "train"}
+    ).info.run_id  # RUNNING: never a candidate
+    assert [r.info.run_id for r in tracker.training_runs("a" * 16)] == [newer, older]
+    assert tracker.training_runs("c" * 16) == []
+    tags = {TAG_KIND: KIND_EVAL, TAG_EVAL_KEY: "k1", TAG_TRAIN_RUN_ID: newer}
+    ev = client.create_run(tracker.experiment_id, tags=tags).info.run_id
+    client.set_terminated(ev, "FINISHED")
+    assert [r.info.run_id for r in tracker.eval_runs("k1")] == [ev]
+    assert tracker.eval_runs("k2") == [] and tracker.training_runs("k1") == []
+    assert get_run(unfinished, uri).info.status == "RUNNING"
+    assert get_run("0" * 32, uri) is None
+    client.log_param(ev, "p", "1")
+    assert tracker.run_params(ev) == {"p": "1"}
+    with pytest.raises(ValueError, match="quote"):
+        tracker.eval_runs("x' or '1' = '1")

@@ -1,0 +1,266 @@
+"""Rendering of a comparison's :class:`~xalign.compare.statistics.Summary`.
+
+Everything here reads the typed Summary only (no statistic is computed): the Markdown report
+(``compare.md``), the CSV (``compare.csv``), the bar chart (``compare.png``), the JSON
+(``compare.json`` and ``xalign compare --json``: :meth:`CompareReport.to_dict`) and the rich
+tables ``xalign compare`` prints (:func:`print_report`). Markdown and terminal tables share
+:func:`table_cells` and :func:`footer`, so they show the same cells and notes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xalign.compare.statistics import BASE, N_BOOT, Average, Cell, HeadToHead, Summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: one rendered table cell: (``mean ± std``, `` (+Δ)*`` suffix, bold?)
+CellText = tuple[str, str, bool]
+
+
+@dataclass
+class CompareReport:
+    """Numbers, run ids and artifact paths of one comparison."""
+
+    parent_run_id: str
+    summary: Summary
+    runs: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)
+    markdown: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``compare.json``: the parent run id, :meth:`Summary.to_dict`, runs and artifacts."""
+        return {
+            "parent_run_id": self.parent_run_id,
+            **self.summary.to_dict(),
+            "runs": self.runs,
+            "artifacts": self.artifacts,
+        }
+
+
+# ------------------------------------------------------------------------------ cells
+def decimals(summary: Summary, task: str) -> int:
+    """3 decimals when every mean of ``task`` is in [-1, 1] (fractions), else 2 (percent)."""
+    means = [
+        e.mean for e in [*summary.rows, *summary.averages] if e.task == task and e.mean is not None
+    ]
+    return 3 if all(abs(m) <= 1.0 for m in means) else 2
+
+
+def cell_parts(entry: Cell | Average, d: int) -> CellText:
+    """(``mean ± std``, `` (+Δ)*`` suffix, bold?) of one table cell with ``d`` decimals."""
+    if entry.mean is None:
+        return "–", "", False
+    core = f"{entry.mean:.{d}f} ± {entry.std:.{d}f}"
+    suffix = ""
+    if entry.delta_vs_base is not None:
+        suffix = f" ({entry.delta_vs_base:+.{d}f})"
+    if isinstance(entry, Cell) and entry.significant:
+        suffix += "*"
+    return core, suffix, entry.best
+
+
+def columns(summary: Summary, task: str) -> list[str]:
+    """Column labels of ``task``'s table after "objective": languages, then ``avg SCOPE``."""
+    return [*summary.tasks[task].languages, *(f"avg {s}" for s in summary.scopes(task))]
+
+
+def entry(summary: Summary, task: str, column: str, objective: str) -> Cell | Average:
+    """The cell or average shown in ``column`` (a label of :func:`columns`) for ``objective``."""
+    if column.startswith("avg ") and column not in summary.tasks[task].languages:
+        return summary.average(task, column[4:], objective)
+    return summary.cell(task, column, objective)
+
+
+def table_cells(summary: Summary, task: str) -> tuple[list[str], list[list[Any]]]:
+    """Header and per-row ``[objective, *cell_parts]`` of ``task``'s table."""
+    d = decimals(summary, task)
+    cols = columns(summary, task)
+    body = [
+        [row, *(cell_parts(entry(summary, task, c, row), d) for c in cols)]
+        for row in summary.objectives
+    ]
+    return ["objective", *cols], body
+
+
+def format_p(p: float | None, resamples: int = N_BOOT) -> str:
+    """A p-value with 3 decimals; ``<1/resamples`` when no resample crossed 0; – when None."""
+    if p is None:
+        return "–"
+    return f"<{1 / resamples:g}" if p == 0 else f"{p:.3f}"
+
+
+def head_to_heads(summary: Summary, task: str) -> list[HeadToHead]:
+    return [h for h in summary.head_to_head if h.task == task]
+
+
+def footer(summary: Summary) -> list[str]:
+    """The notes under the tables: what mean ± std, Δ, bold, the averages and * mean."""
+    seen = ", ".join(summary.seen_languages)
+    target = summary.target_language
+    return [
+        "mean ± std: mean and sample standard deviation (ddof=1) over seeds; seed s trains "
+        "with train.seed=s and evaluates with task seed s (base: task seed s only).",
+        "(Δ): objective mean − base mean, in the metric's units (for lower-is-better metrics "
+        "a negative Δ is an improvement). Bold: best mean in the column (ties all bold).",
+        f"avg seen: mean over the source languages the objectives were trained on "
+        f"(data.languages: {seen}); the alignment target {target} (also the task-training "
+        f"language) is not counted as seen. avg all: mean over every language the task "
+        f"reports, {target} included. Each average is computed per seed, then mean ± std over "
+        f"seeds; averages are not tested.",
+        f"*: p < {summary.alpha} in a two-sided paired bootstrap test (Koehn 2004; "
+        f"{summary.resamples} resamples, seed {summary.boot_seed}) of the objective vs base on "
+        f"the task's per-example main-metric scores, concatenated across seeds and paired by "
+        f"(seed, example), resampling (seed, example) pairs; p = min(1, 2·min(P(Δ*≤0), "
+        f"P(Δ*≥0))), reported as <{1 / summary.resamples:g} when no resample crosses 0. "
+        f"Best vs runner-up: the same test between the two best objectives (base excluded). "
+        f"No correction for multiple comparisons.",
+    ]
+
+
+# ------------------------------------------------------------------------------ formats
+def to_markdown(summary: Summary, parent_run_id: str | None = None) -> str:
+    """``compare.md``: per task a table, the best-vs-runner-up table, then the footer notes."""
+    rows = [r for r in summary.objectives if r != BASE]
+    lines = [f"# Zero-shot transfer: {', '.join(rows)} vs base", ""]
+    if parent_run_id:
+        lines += [f"MLflow parent run `{parent_run_id}`; {summary.seeds} seed(s).", ""]
+    for task, info in summary.tasks.items():
+        way = "higher" if info.higher_is_better else "lower"
+        lines += [f"## {task} ({info.main_metric}, {way} is better)", ""]
+        header, body = table_cells(summary, task)
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        for name, *cells in body:
+            texts = [(f"**{c}**" if bold else c) + s for c, s, bold in cells]
+            lines.append("| " + " | ".join([name, *texts]) + " |")
+        h2h = head_to_heads(summary, task)
+        if h2h:
+            d = decimals(summary, task)
+            lines += [
+                "",
+                "Best objective vs runner-up (same paired bootstrap):",
+                "",
+                "| language | best | runner-up | Δ | p |",
+                "|---|---|---|---:|---:|",
+            ]
+            for h in h2h:
+                p = format_p(h.p_value, summary.resamples)
+                star = "*" if h.significant else ""
+                lines.append(
+                    f"| {h.language} | {h.best} | {h.runner_up} | {h.delta:+.{d}f} | {p}{star} |"
+                )
+        lines.append("")
+    lines += ["---", ""] + [f"- {note}" for note in footer(summary)]
+    return "\n".join(lines) + "\n"
+
+
+def print_report(summary: Summary, console: Console) -> None:
+    """The terminal form of :func:`to_markdown`: rich tables, best-vs-runner-up lines, notes."""
+    from rich.table import Table
+
+    for t, info in summary.tasks.items():
+        way = "higher" if info.higher_is_better else "lower"
+        header, body = table_cells(summary, t)
+        table = Table(*header, title=f"{t}: {info.main_metric} ({way} is better)")
+        for name, *cells in body:
+            table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
+        console.print(table)
+        for h in head_to_heads(summary, t):
+            p = format_p(h.p_value, summary.resamples)
+            star = "*" if h.significant else ""
+            console.print(
+                f"  {h.language}: best {h.best} vs runner-up {h.runner_up}: "
+                f"Δ {h.delta:+.4g}, p {p}{star}",
+                highlight=False,
+                markup=False,
+            )
+    for note in footer(summary):
+        console.print(f"- {note}", highlight=False, markup=False)
+
+
+def to_csv(summary: Summary) -> str:
+    """``compare.csv``: one line per cell, then per average (language ``avg_SCOPE``)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        ["task", "language", "objective", "mean", "std", "n_seeds", "delta_vs_base", "p_value"]
+    )
+    entries: list[tuple[str, str, Cell | Average]] = [(c.task, c.language, c) for c in summary.rows]
+    entries += [(a.task, f"avg_{a.scope}", a) for a in summary.averages]
+    for task, lang, e in entries:
+        writer.writerow(
+            [
+                task,
+                lang,
+                e.objective,
+                _num(e.mean),
+                _num(e.std),
+                e.n_seeds,
+                _num(e.delta_vs_base),
+                _num(e.p_value if isinstance(e, Cell) else None),
+            ]
+        )
+    return buf.getvalue()
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def plot(summary: Summary, path: Path) -> None:
+    """Grouped bars per task: languages (and averages) on x, one bar per objective."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = list(summary.tasks)
+    rows = summary.objectives
+    width = max(
+        6.0,
+        1.0
+        + 0.5 * max(len(i.languages) + 2 for i in summary.tasks.values()) * max(1, len(rows)) / 2,
+    )
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(width + 1.5, 3.2 * len(tasks)), squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks, strict=True):
+        info = summary.tasks[task]
+        groups = columns(summary, task)
+        x = np.arange(len(groups))
+        bar = 0.8 / len(rows)
+        for i, row in enumerate(rows):
+            entries = [entry(summary, task, g, row) for g in groups]
+            means = [e.mean if e.mean is not None else np.nan for e in entries]
+            stds = [e.std if e.std is not None else 0.0 for e in entries]
+            ax.bar(x + (i - (len(rows) - 1) / 2) * bar, means, bar, yerr=stds, capsize=2, label=row)
+        ax.set_xticks(x, groups)
+        way = "higher" if info.higher_is_better else "lower"
+        ax.set_title(f"{task}: {info.main_metric} ({way} is better), mean ± std over seeds")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(report: CompareReport, out_dir: Path) -> None:
+    """Write compare.md/.csv/.png/.json to ``out_dir`` and record their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        name: (out_dir / f"compare.{ext}").resolve()
+        for name, ext in (("markdown", "md"), ("csv", "csv"), ("png", "png"), ("json", "json"))
+    }
+    report.markdown = to_markdown(report.summary, report.parent_run_id)
+    paths["markdown"].write_text(report.markdown, encoding="utf-8")
+    paths["csv"].write_text(to_csv(report.summary), encoding="utf-8")
+    plot(report.summary, paths["png"])
+    report.artifacts = {k: str(v) for k, v in paths.items()}
+    report.artifacts["output_dir"] = str(out_dir.resolve())
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")

@@ -1,0 +1,490 @@
+"""The numbers of a comparison: a typed :class:`Summary` of per-seed task results.
+
+Per (task, language, objective) a :class:`Cell` holds the mean and sample standard deviation
+(ddof=1) of the main metric over seeds, Δ vs the base encoder, the p-value of a two-sided
+paired bootstrap test vs base and whether the mean is the best of its column; per (task,
+scope) an :class:`Average` holds the same over the per-seed average of the "seen" (training
+source) languages or of all languages; per (task, language) a :class:`HeadToHead` tests the
+best objective against the runner-up (base excluded).
+
+The test (:func:`paired_test`) concatenates the per-example main-metric scores of the seeds
+both systems share, pairs them by (seed, example) and resamples those pairs (Koehn 2004,
+"Statistical significance tests for machine translation evaluation"); the resampling itself is
+:func:`xalign.evaluation.metrics.paired_bootstrap`.
+
+:meth:`Summary.to_dict` is the ``compare.json`` / ``xalign compare --json`` layout: its keys
+and their order are part of the CLI's output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xalign.evaluate import BASE, EvalRun
+from xalign.evaluation.metrics import paired_bootstrap, seed_summary
+from xalign.task import TaskResult
+
+N_BOOT = 1000  # bootstrap resamples
+BOOT_SEED = 0  # seed of the resampling generator
+ALPHA = 0.05  # significance level of the "*" marks
+SCOPES = ("seen", "all")  # the averages of a task, in table order
+
+#: row (objective or base) -> task -> seed -> result
+Results = dict[str, dict[str, dict[int, TaskResult]]]
+
+
+# ------------------------------------------------------------------------------ types
+class _Record:
+    """A dataclass whose JSON form is its fields, in declaration order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A two-sided paired bootstrap test of A vs B over per-example scores.
+
+    ``delta_examples``: mean(A) − mean(B) over the ``n_examples`` paired scores of ``seeds``;
+    ``ci_low``/``ci_high``: the 95 % percentile interval of the resampled Δ.
+    """
+
+    delta_examples: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+    n_examples: int
+    seeds: list[int]
+
+
+@dataclass(frozen=True)
+class Significance:
+    """One objective-vs-base test of ``Summary.significance`` (a :class:`PairedTest` placed)."""
+
+    task: str
+    language: str
+    objective: str
+    test: PairedTest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "language": self.language,
+            "objective": self.objective,
+            **dataclasses.asdict(self.test),
+        }
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """Mean and sample std (ddof=1; 0 for one seed) of per-seed values; None when empty."""
+
+    mean: float | None
+    std: float | None
+    n_seeds: int
+    values: list[float]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> SeedStats:
+        if not values:
+            return cls(None, None, 0, [])
+        mean, std = seed_summary(values)
+        return cls(mean, std, len(values), [float(v) for v in values])
+
+
+class _Entry(_Record):
+    """A table entry with :class:`SeedStats` ``stats``; its JSON form has the stats' fields
+    (mean, std, n_seeds, values) in place of ``stats``."""
+
+    stats: SeedStats
+
+    @property
+    def mean(self) -> float | None:
+        return self.stats.mean
+
+    @property
+    def std(self) -> float | None:
+        return self.stats.std
+
+    @property
+    def n_seeds(self) -> int:
+        return self.stats.n_seeds
+
+    @property
+    def values(self) -> list[float]:
+        return self.stats.values
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in dataclasses.asdict(self).items():  # type: ignore[call-overload]
+            if key == "stats":
+                out.update(value)
+            else:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Cell(_Entry):
+    """One (task, language, objective) cell of a table.
+
+    ``delta_vs_base``: mean − base mean in the metric's units (None for base or no data);
+    ``p_value``: the paired test vs base (None for base or without per-example scores);
+    ``significant``: ``p_value < ALPHA``; ``best``: the best mean of its column (ties all).
+    """
+
+    task: str
+    language: str
+    objective: str
+    stats: SeedStats
+    delta_vs_base: float | None
+    p_value: float | None
+    significant: bool
+    best: bool
+
+
+@dataclass(frozen=True)
+class Average(_Entry):
+    """Mean ± std over seeds of the per-seed average over ``languages`` (scope seen/all).
+
+    Averages are not tested; ``delta_vs_base`` and ``best`` as in :class:`Cell`.
+    """
+
+    task: str
+    scope: str
+    languages: list[str]
+    objective: str
+    stats: SeedStats
+    delta_vs_base: float | None
+    best: bool
+
+
+@dataclass(frozen=True)
+class HeadToHead(_Record):
+    """The best objective vs the runner-up (base excluded) on one language.
+
+    ``delta``: difference of their seed means; ``p_value``: the same paired test as vs base.
+    """
+
+    task: str
+    language: str
+    best: str
+    runner_up: str
+    delta: float
+    p_value: float | None
+    significant: bool
+
+
+@dataclass(frozen=True)
+class TaskInfo(_Record):
+    """What the table of one task shows: its main metric, direction and language columns.
+
+    ``languages``: the task's score keys in first-seen order; ``seen``: those whose language
+    (``language_of``, from ``TaskResult.meta["languages"]``, else the key) was trained on.
+    """
+
+    main_metric: str
+    higher_is_better: bool
+    languages: list[str]
+    seen: list[str]
+    language_of: dict[str, str]
+
+
+@dataclass
+class Summary:
+    """Every number of a comparison; renderers read it through :meth:`cell`/:meth:`average`."""
+
+    objectives: list[str]  # table rows: base first, then the objectives
+    tasks: dict[str, TaskInfo]
+    seeds: int | None
+    seen_languages: list[str]
+    target_language: str
+    rows: list[Cell] = field(default_factory=list)
+    averages: list[Average] = field(default_factory=list)
+    significance: list[Significance] = field(default_factory=list)
+    head_to_head: list[HeadToHead] = field(default_factory=list)
+    resamples: int = N_BOOT
+    boot_seed: int = BOOT_SEED
+    alpha: float = ALPHA
+    _cache: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def cell(self, task: str, language: str, objective: str) -> Cell:
+        """The cell of ``objective`` in ``language``'s column of ``task`` (KeyError if none)."""
+        return self._index()[0][task, language, objective]
+
+    def average(self, task: str, scope: str, objective: str) -> Average:
+        """The ``scope`` (``seen``/``all``) average of ``objective`` on ``task`` (KeyError)."""
+        return self._index()[1][task, scope, objective]
+
+    def scopes(self, task: str) -> list[str]:
+        """The averages ``task`` has, in :data:`SCOPES` order (no "seen" without seen keys)."""
+        have = {a.scope for a in self.averages if a.task == task}
+        return [s for s in SCOPES if s in have]
+
+    def _index(self) -> tuple[dict[tuple, Cell], dict[tuple, Average]]:
+        key = (len(self.rows), len(self.averages))
+        cached = self._cache
+        if cached is None or cached[0] != key:
+            cells = {(c.task, c.language, c.objective): c for c in self.rows}
+            avgs = {(a.task, a.scope, a.objective): a for a in self.averages}
+            cached = (key, cells, avgs)
+            self._cache = cached
+        return cached[1], cached[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout of ``compare.json`` (keys in this order)."""
+        return {
+            "objectives": list(self.objectives),
+            "tasks": {t: info.to_dict() for t, info in self.tasks.items()},
+            "seeds": self.seeds,
+            "seen_languages": list(self.seen_languages),
+            "target_language": self.target_language,
+            "rows": [c.to_dict() for c in self.rows],
+            "averages": [a.to_dict() for a in self.averages],
+            "significance": {
+                "test": "paired bootstrap",
+                "alternative": "two-sided",
+                "resamples": self.resamples,
+                "seed": self.boot_seed,
+                "alpha": self.alpha,
+                "pairing": "per-example main-metric scores concatenated across seeds, "
+                "paired by (seed, example)",
+                "vs": BASE,
+                "results": [s.to_dict() for s in self.significance],
+            },
+            "head_to_head": [h.to_dict() for h in self.head_to_head],
+        }
+
+
+# ------------------------------------------------------------------------------ computing
+def summarize(
+    results: Results,
+    *,
+    rows: Sequence[str],
+    tasks: Sequence[str],
+    seen_languages: Sequence[str],
+    seeds: int | None = None,
+    target_language: str = "en",
+) -> Summary:
+    """Per-language and averaged mean ± std over seeds, Δ vs base, best, significance.
+
+    ``results[row][task][seed]``: the :class:`TaskResult` of each row (``BASE`` among them) on
+    each task and seed. "Seen" languages are the training sources (``data.languages``), not the
+    target.
+
+    Raises:
+        ValueError: a task has no result at all.
+    """
+    out = Summary(
+        objectives=list(rows),
+        tasks={},
+        seeds=seeds,
+        seen_languages=list(seen_languages),
+        target_language=target_language,
+    )
+    for task in tasks:
+        info = task_info(task, {r: results[r][task] for r in rows}, seen_languages)
+        out.tasks[task] = info
+        hib = info.higher_is_better
+        for key in info.languages:
+            stats = {
+                r: SeedStats.of(
+                    [
+                        res.main()[key]
+                        for _, res in sorted(results[r][task].items())
+                        if key in res.scores
+                    ]
+                )
+                for r in rows
+            }
+            best = best_rows({r: s.mean for r, s in stats.items()}, hib)
+            for r in rows:
+                test = (
+                    None if r == BASE else paired_test(results[r][task], results[BASE][task], key)
+                )
+                if test is not None:
+                    out.significance.append(Significance(task, key, r, test))
+                out.rows.append(
+                    Cell(
+                        task=task,
+                        language=key,
+                        objective=r,
+                        stats=stats[r],
+                        delta_vs_base=_delta(stats[r], stats[BASE], r),
+                        p_value=test.p_value if test else None,
+                        significant=bool(test and test.p_value < ALPHA),
+                        best=r in best,
+                    )
+                )
+            h2h = head_to_head(task, key, stats, results, rows, hib)
+            if h2h is not None:
+                out.head_to_head.append(h2h)
+        for scope in SCOPES:
+            keys = info.seen if scope == "seen" else info.languages
+            if not keys:
+                continue
+            stats = {r: SeedStats.of(seed_averages(results[r][task], keys)) for r in rows}
+            best = best_rows({r: s.mean for r, s in stats.items()}, hib)
+            for r in rows:
+                out.averages.append(
+                    Average(
+                        task=task,
+                        scope=scope,
+                        languages=list(keys),
+                        objective=r,
+                        stats=stats[r],
+                        delta_vs_base=_delta(stats[r], stats[BASE], r),
+                        best=r in best,
+                    )
+                )
+    return out
+
+
+def task_info(
+    task: str, by_row: dict[str, dict[int, TaskResult]], seen_languages: Sequence[str]
+) -> TaskInfo:
+    """Columns of ``task``: score keys in first-seen order over rows and seeds, and which are
+    seen (their ``meta["languages"]`` language, else the key, is in ``seen_languages``).
+
+    Raises:
+        ValueError: no row has a result for ``task``.
+    """
+    first = [res for seeds in by_row.values() for _, res in sorted(seeds.items())]
+    if not first:
+        raise ValueError(f"no results for task {task!r}")
+    keys: list[str] = []
+    language_of: dict[str, str] = {}
+    for res in first:
+        mapping = res.meta.get("languages") if isinstance(res.meta, dict) else None
+        for key in res.scores:
+            if key not in keys:
+                keys.append(key)
+            if isinstance(mapping, dict) and key in mapping:
+                language_of[key] = str(mapping[key])
+    seen = [k for k in keys if language_of.get(k, k) in set(seen_languages)]
+    return TaskInfo(
+        main_metric=first[0].main_metric,
+        higher_is_better=bool(first[0].meta.get("higher_is_better", True)),
+        languages=keys,
+        seen=seen,
+        language_of={k: language_of.get(k, k) for k in keys},
+    )
+
+
+def _delta(stats: SeedStats, base: SeedStats, row: str) -> float | None:
+    ok = row != BASE and stats.mean is not None and base.mean is not None
+    return stats.mean - base.mean if ok else None  # type: ignore[operator]
+
+
+def best_rows(means: dict[str, float | None], higher_is_better: bool) -> set[str]:
+    """The rows whose mean is the best (within 1e-12: ties are all best); none without data."""
+    valid = {r: m for r, m in means.items() if m is not None}
+    if not valid:
+        return set()
+    top = max(valid.values()) if higher_is_better else min(valid.values())
+    return {r for r, m in valid.items() if abs(m - top) <= 1e-12}
+
+
+def seed_averages(by_seed: dict[int, TaskResult], keys: Sequence[str]) -> list[float]:
+    """Per seed, the main metric averaged over ``keys`` (seeds missing one are skipped)."""
+    out = []
+    for _, res in sorted(by_seed.items()):
+        main = res.main()
+        if all(k in main for k in keys):
+            out.append(sum(main[k] for k in keys) / len(keys))
+    return out
+
+
+def paired_test(
+    a: dict[int, TaskResult],
+    b: dict[int, TaskResult],
+    key: str,
+    *,
+    resamples: int = N_BOOT,
+    seed: int = BOOT_SEED,
+) -> PairedTest | None:
+    """Two-sided paired bootstrap of ``a`` vs ``b`` on ``key``'s per-example scores.
+
+    The scores of the seeds both have (with equally long, non-empty per-example lists) are
+    concatenated in seed order and paired by (seed, example); p = min(1, 2·min(P(Δ*≤0),
+    P(Δ*≥0))) over ``resamples`` resamples drawn with ``numpy.random.default_rng(seed)``.
+    Identical scores give p = 1; None when no seed has per-example scores on both sides.
+    """
+    xs: list[float] = []
+    ys: list[float] = []
+    used = []
+    for s in sorted(set(a) & set(b)):
+        x, y = a[s].per_example.get(key), b[s].per_example.get(key)
+        if x and y and len(x) == len(y):
+            xs += list(x)
+            ys += list(y)
+            used.append(s)
+    if not xs:
+        return None
+    test = paired_bootstrap(xs, ys, n=resamples, seed=seed, alternative="two-sided")
+    return PairedTest(
+        delta_examples=test["delta"],
+        p_value=test["p_value"],
+        ci_low=test["ci_low"],
+        ci_high=test["ci_high"],
+        n_examples=len(xs),
+        seeds=used,
+    )
+
+
+def head_to_head(
+    task: str,
+    key: str,
+    stats: dict[str, SeedStats],
+    results: Results,
+    rows: Sequence[str],
+    higher_is_better: bool,
+) -> HeadToHead | None:
+    """Best objective vs the runner-up (base excluded) on ``key``; None with fewer than two.
+
+    Ranked by seed mean (stable sort: on a tie the earlier row ranks first).
+    """
+    ranked = sorted(
+        (r for r in rows if r != BASE and stats[r].mean is not None),
+        key=lambda r: stats[r].mean,  # type: ignore[arg-type,return-value]
+        reverse=higher_is_better,
+    )
+    if len(ranked) < 2:
+        return None
+    best, second = ranked[0], ranked[1]
+    test = paired_test(results[best][task], results[second][task], key)
+    return HeadToHead(
+        task=task,
+        language=key,
+        best=best,
+        runner_up=second,
+        delta=stats[best].mean - stats[second].mean,  # type: ignore[operator]
+        p_value=test.p_value if test else None,
+        significant=bool(test and test.p_value < ALPHA),
+    )
+
+
+def eval_summary(results: list[EvalRun]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``xalign eval``'s summary: {task: {language: {metric: {mean, std, n_seeds}}}}.
+
+    Mean and sample std (ddof=1, 0 for one seed) over the seeds of ``results``, every metric
+    (not only the main one); languages and metrics in first-seen order.
+    """
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for r in results:
+        for lang, scores in r.result.scores.items():
+            for metric, v in scores.items():
+                values.setdefault(r.task, {}).setdefault(lang, {}).setdefault(metric, []).append(v)
+    return {
+        t: {
+            lang: {
+                m: dict(zip(("mean", "std"), seed_summary(v), strict=True), n_seeds=len(v))
+                for m, v in metrics.items()
+            }
+            for lang, metrics in langs.items()
+        }
+        for t, langs in values.items()
+    }
