@@ -18,13 +18,21 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks import sinkhorn
+from benchmarks import prepare, sinkhorn, training
 
 # name -> (function(quick) -> {key: value}, {key: target description})
 SUITE: dict[str, tuple[Callable[[bool], dict[str, float]], dict[str, str]]] = {
     "sinkhorn_batched_vs_loop": (sinkhorn.batched_vs_loop, {"sinkhorn_batched_vs_loop": ">= 3"}),
     "sinkhorn_vs_pot_loop": (sinkhorn.vs_pot_loop, {"sinkhorn_vs_pot_loop": ">= 20"}),
     "sinkhorn_scaling": (sinkhorn.scaling_error, {}),
+    "step_overhead": (
+        training.step_overhead,
+        {"step_overhead_sinkhorn_sentence": "<= 1.03", "step_overhead_sinkhorn_batch": "<= 1.03"},
+    ),
+    "peak_mem_15_vs_1_langs": (training.peak_memory, {"peak_mem_15_vs_1_langs": "<= 1.15"}),
+    "eval_sentences_per_s": (training.eval_throughput, {}),
+    "prepare": (prepare.prepare_bench, prepare.TARGETS),
+    "eflomal": (prepare.eflomal_bench, {}),
 }
 
 

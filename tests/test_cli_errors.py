@@ -162,6 +162,21 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (["", "The house", "--model", "{tiny}"], ["at least one word"]),
         (["Das Haus", "The house", "--model", "{tiny}", "--layer", "99"], ["layer", "99"]),
     ],
+    "prepare": [
+        (["--set", "train.lr=abc"], ["--set train.lr=abc: train.lr: expected a number"]),
+        (["--config", "{missing}"], ["config file not found: {missing}"]),
+        (["--config", "{bool}"], ["{bool}:2: data.languages[1]"]),
+        (["-o", "no_such_objective"], ["unknown objective 'no_such_objective'"]),
+        (["--num-proc", "0"], ["--num-proc"]),
+        (
+            ["--set", "data.corpus={nomodel}/{{src}}-{{tgt}}.tsv", "--set", "model.name={tiny}"],
+            ["{nomodel}/bg-en.tsv"],
+        ),
+        (
+            ["--set", "data.corpus={{de: demo}}", "--set", "model.name={tiny}"],
+            ["data.corpus: no corpus for source language 'bg' (the mapping has: de)"],
+        ),
+    ],
     "sync-tracking": [
         (["{empty}"], ["{empty}"]),
         (["{nomodel}"], ["{nomodel}"]),
@@ -216,6 +231,7 @@ SUBPROCESS = {
         "data.languages[1]",
     ),
     "align": (["align", "Haus", "house", "--model", "{nomodel}"], "{nomodel}"),
+    "prepare": (["prepare", "--set", "train.lr=abc"], "train.lr"),
     "sync-tracking": (["sync-tracking", "{empty}"], "{empty}"),
 }
 

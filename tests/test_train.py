@@ -111,7 +111,7 @@ def test_dropout_switch_sets_the_starting_regulariser(dropout, tmp_path, trackin
 def test_tfidf_weights_get_corpus_statistics_through_prepare(smoke_overrides):
     """The trainer calls Objective.prepare(data) so tf-idf weights (paper fn. 7) work."""
     sets = sum((["--set", o] for o in smoke_overrides), [])
-    out = run_json(["-o", "sinkhorn", *sets, "--set", "objectives.sinkhorn.weights=tf-idf"])
+    out = run_json(["-o", "sinkhorn", *sets, "--set", "objectives.sinkhorn.point_weights=tf-idf"])
     uniform = run_json(["-o", "sinkhorn", *sets])
     assert out["metrics"]["de-en/sinkhorn"] != uniform["metrics"]["de-en/sinkhorn"]
 

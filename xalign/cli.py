@@ -6,20 +6,19 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from xalign.progress import stdout_console
+from xalign.progress import fail as _fail
+from xalign.progress import stderr_console, stdout_console
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Cross-lingual alignment objectives for multilingual encoders.",
 )
-err = Console(stderr=True)
+err = stderr_console()
 LOAD_ENV_HINT = (
     "XALIGN_LOAD_PLUGINS=NAME,... loads only the named plugins (DIST:NAME picks "
     "one of two plugins with the same name)"
@@ -56,14 +55,6 @@ def _show_warning(
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    """``error: MESSAGE`` on stderr (printed as is: no rich markup), exit ``code``."""
-    from rich.markup import escape
-
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -176,6 +167,10 @@ app.command("compare")(compare_command)
 from xalign.cli_align import align  # noqa: E402
 
 app.command("align")(align)
+
+from xalign.cli_prepare import prepare_command  # noqa: E402
+
+app.command("prepare")(prepare_command)
 
 
 @app.command("sync-tracking")

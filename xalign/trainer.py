@@ -28,9 +28,10 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,28 @@ from xalign.checkpoint import (
     write_rank_state,
 )
 from xalign.config import RunConfig
-from xalign.data.sampler import PairExample, ParallelData, build_parallel_data
+from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
 from xalign.errors import ConfigError, XalignError
 from xalign.links import CorpusLinks, LinkSpec
 from xalign.objective import Objective
 from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
 from xalign.progress import progress_bar
-from xalign.tracking import Tracker, git_sha
+from xalign.tracking import (
+    KIND_TRAIN,
+    PARAM_VERSION,
+    TAG_FAILURE,
+    TAG_FINGERPRINT,
+    TAG_IDENTITY,
+    TAG_KIND,
+    TAG_LINK_SYMMETRIZATIONS,
+    TAG_MODEL_DIR,
+    TAG_OBJECTIVE,
+    TAG_OUTPUT_DIR,
+    TAG_PLUGIN_PREFIX,
+    Tracker,
+    git_sha,
+)
 
 
 class TrainingDiverged(XalignError, RuntimeError):
@@ -138,6 +153,41 @@ class AlignmentModule(nn.Module):
         self.encoder = encoder
         self.objectives = nn.ModuleDict(objectives)
 
+    def forward(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Run ``compute`` (a loss built from this module's parameters).
+
+        The recipe computes its losses outside this method; only the one gradient-sync pass of
+        each optimizer step (:meth:`AlignmentRecipe._sync_grads`) goes through the DDP wrapper,
+        whose forward hooks arm the gradient all-reduce of the next backward.
+        """
+        return compute()
+
+
+def frozen_upto_layer(encoder: Encoder) -> Encoder:
+    """The frozen copy c0 of ``encoder``, computing only up to the layer that is read.
+
+    ``encoder.layer`` indexes the hidden states (0 = embeddings, ``n`` or -1 = last layer), so
+    for ``layer < n`` the layers above it never reach the regulariser: the copy keeps the first
+    ``layer`` transformer blocks and returns its last hidden state (the same tensor for BERT-type
+    encoders, which have no norm after the last block). For ``layer`` = -1 (the paper's, the
+    default) every layer is needed and this is the plain ``encoder.frozen_copy()``; so it is for
+    architectures whose block list is not ``model.encoder.layer``.
+    """
+    n = encoder.model.config.num_hidden_layers
+    index = encoder.layer if encoder.layer >= 0 else n + 1 + encoder.layer
+    holder = getattr(encoder.model, "encoder", None)
+    blocks = getattr(holder, "layer", None)
+    if index >= n or not isinstance(blocks, nn.ModuleList) or len(blocks) != n:
+        return encoder.frozen_copy()
+    holder.layer = nn.ModuleList(list(blocks)[:index])  # copy without the blocks above
+    try:
+        frozen = encoder.frozen_copy()
+    finally:
+        holder.layer = blocks
+    frozen.model.config.num_hidden_layers = index
+    frozen.layer = -1  # the last kept block's output is hidden state ``index``
+    return frozen
+
 
 def drift_regulariser(tgt: Side, frozen: Side) -> torch.Tensor:
     """Σ_t ‖c(t) − c0(t)‖² over each English sentence's words, averaged over sentences."""
@@ -145,30 +195,6 @@ def drift_regulariser(tgt: Side, frozen: Side) -> torch.Tensor:
     c0, _ = frozen.words_vectors()
     sq = ((c - c0) ** 2).sum(-1) * mask
     return sq.sum(-1).mean()
-
-
-def _all_reduce_grads(params: list[nn.Parameter], bucket: int = 1 << 24) -> None:
-    """Sum gradients across ranks in flat buckets (a missing grad counts as zero)."""
-    import torch.distributed as dist
-
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    group: list[nn.Parameter] = []
-    size = 0
-    for p in params + [None]:  # type: ignore[list-item]
-        if p is not None:
-            group.append(p)
-            size += p.numel()
-        if group and (p is None or size >= bucket):
-            flat = torch.cat([g.grad.reshape(-1) for g in group])
-            dist.all_reduce(flat)
-            offset = 0
-            for g in group:
-                n = g.numel()
-                g.grad.copy_(flat[offset : offset + n].view_as(g.grad))
-                offset += n
-            group, size = [], 0
 
 
 class AlignmentRecipe:
@@ -193,10 +219,26 @@ class AlignmentRecipe:
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
+        """Build everything :meth:`train` needs, one job per ``_setup_*`` method, in order.
+
+        Fails fast: the tracking store and the output folder are checked before any model is
+        loaded; the MLflow run is created last, once data, links and resume state are known.
+        """
+        self._setup_accelerator()
+        self._setup_tracking()
+        self._setup_model()
+        self._setup_objectives()
+        self._setup_data()
+        self._setup_optimizer()
+        ckpt = self._setup_resume()
+        self._setup_output(ckpt)
+
+    def _setup_accelerator(self) -> None:
+        """Accelerate (device, ranks, mixed precision) and the seed of every rank."""
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         if t.mixed_precision == "fp16":
             raise ValueError("train.mixed_precision=fp16 is not supported (use bf16 or no)")
         # Without an accelerator device, accelerate forms a gloo (MULTI_CPU) process group only
@@ -206,24 +248,35 @@ class AlignmentRecipe:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         set_seed(t.seed, device_specific=True)
-        # Fail fast, before any model is loaded: the tracking store must answer (seconds, not
-        # minutes of HTTP retries) and the output folder must be writable.
+
+    def _setup_tracking(self) -> None:
+        """The tracking store must answer (seconds, not minutes of HTTP retries) and the output
+        folder must be writable, before any model is loaded."""
+        cfg, t = self.cfg, self.cfg.train
         self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, enabled=self.is_main)
         if self.is_main:
             check_writable(
                 find_checkpoint(self.resume_from).parent if self.resume_from else Path(t.output_dir)
             )
 
-        self.entries: dict[str, Registered] = {
-            name: self.registry.objective(name) for name in cfg.objectives
-        }
-        self.weights = cfg.objective_weights()
+    def _setup_model(self) -> None:
+        """The encoder to tune (``model.*``)."""
+        cfg = self.cfg
         self.encoder = load_encoder(
             cfg.model.name,
             layer=cfg.model.layer,
             max_length=cfg.model.max_length,
             revision=cfg.model.revision,
         )
+
+    def _setup_objectives(self) -> None:
+        """Objective plugins from their options, what they need (links, mixed batches, the
+        frozen target) and the frozen copy c0, cut above the layer it is read at."""
+        cfg = self.cfg
+        self.entries: dict[str, Registered] = {
+            name: self.registry.objective(name) for name in cfg.objectives
+        }
+        self.weights = cfg.objective_weights()
         hidden = self.encoder.hidden_size
         self.objectives: dict[str, Objective] = {}
         for name, entry in self.entries.items():
@@ -245,28 +298,25 @@ class AlignmentRecipe:
                 "objectives that need mixed-language batches cannot be combined "
                 "with per-language-pair objectives in one run"
             )
-        self.need_frozen = t.reg_weight > 0 or any(n.frozen_target for n in needs.values())
-        self.frozen = self.encoder.frozen_copy() if self.need_frozen else None
+        self.need_frozen = cfg.train.reg_weight > 0 or any(n.frozen_target for n in needs.values())
+        self.frozen = frozen_upto_layer(self.encoder) if self.need_frozen else None
 
-        self.data: ParallelData = build_parallel_data(
-            cfg.data.corpus,
-            cfg.data.languages,
-            cfg.data.target,
-            pairs_per_language=cfg.data.pairs_per_language,
-            batch_size=t.batch_size,
-            seed=t.seed,
-            min_words=cfg.data.min_words,
-            max_words=cfg.data.max_words,
-            max_ratio=cfg.data.max_ratio,
-            limit=cfg.data.limit,
-            # the run's tokenizer: pairs with a side of no subword are dropped at load time
-            tokenizer=self.encoder.tokenizer,
-            max_length=self.encoder.max_length,
-            unescape=cfg.data.unescape,
-        )
-        # word links: resolved once per corpus by one process, shared by every rank
-        self.link_set = attach_links(
-            self.data, self.link_specs, cfg=cfg, accelerator=self.accelerator
+    def _setup_data(self) -> None:
+        """The parallel corpus, its word links (one set for every rank) and each objective's
+        ``prepare`` (corpus statistics)."""
+        cfg = self.cfg
+        # Prepared once (xalign.data.prepare): words, filters, stats and word links are cached
+        # on disk by content, built by the main process first and memory-mapped by every rank;
+        # the same examples, plan and links as build_parallel_data + attach_links.
+        from xalign.data.prepare import prepare_run_data
+
+        self.data: ParallelData
+        self.data, self.link_set, self.prepared = prepare_run_data(
+            cfg,
+            self.encoder,
+            self.link_specs,
+            accelerator=self.accelerator,
+            announce=self.show_progress,
         )
         for name, objective in self.objectives.items():
             try:
@@ -276,6 +326,10 @@ class AlignmentRecipe:
                     f"{self.entries[name].where()} failed in prepare(): {type(exc).__name__}: {exc}"
                 ) from exc
 
+    def _setup_optimizer(self) -> None:
+        """Module on the device (DDP-wrapped by ``accelerator.prepare`` on several ranks),
+        optimizer, step count and learning-rate schedule."""
+        t = self.cfg.train
         device = self.accelerator.device
         self.module = AlignmentModule(self.encoder, self.objectives).to(device)
         # Dropout on (standard fine-tuning) or off; the frozen copy c0 is always in eval mode,
@@ -283,6 +337,9 @@ class AlignmentRecipe:
         self.module.train(t.dropout)
         if self.frozen is not None:
             self.frozen.to(device)
+        # Only the model is prepared: the optimizer and schedule count optimizer steps, while
+        # accelerate's scheduler wrapper would step once per process (split-batch semantics).
+        self.ddp = self.accelerator.prepare_model(self.module)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         if t.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(self.params, lr=t.lr, weight_decay=t.weight_decay)
@@ -297,29 +354,47 @@ class AlignmentRecipe:
             self.total_steps = min(self.total_steps, t.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
 
+    def _setup_resume(self) -> Path | None:
+        """With ``--resume``: weights, optimizer, schedule, step and metrics of the checkpoint
+        (which must have been written with the same config); returns the checkpoint or None.
+
+        Raises:
+            ConfigError: the checkpoint's config fingerprint differs from this run's.
+        """
+        cfg = self.cfg
         self.start_step = 0
-        run_id = None
-        ckpt = None
-        if self.resume_from is not None:
-            ckpt = find_checkpoint(self.resume_from)
-            state = load_checkpoint(
-                ckpt,
-                module=self.module,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                rank=self.rank,
+        self.history: dict[str, float] = {}
+        self._resumed_run_id: str | None = None
+        if self.resume_from is None:
+            return None
+        ckpt = find_checkpoint(self.resume_from)
+        state = load_checkpoint(
+            ckpt,
+            module=self.module,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            rank=self.rank,
+        )
+        if state.get("fingerprint") != cfg.fingerprint():
+            raise ConfigError(
+                f"{ckpt}: checkpoint was written with a different config "
+                f"(fingerprint {state.get('fingerprint')} vs "
+                f"{cfg.fingerprint()}); resume with the same config"
             )
-            if state.get("fingerprint") != cfg.fingerprint():
-                raise ConfigError(
-                    f"{ckpt}: checkpoint was written with a different config "
-                    f"(fingerprint {state.get('fingerprint')} vs "
-                    f"{cfg.fingerprint()}); resume with the same config"
-                )
-            self.start_step = int(state["step"])
-            run_id = state.get("run_id")
-            self.history = state.get("metrics", {})
-        else:
-            self.history = {}
+        self.start_step = int(state["step"])
+        self._resumed_run_id = state.get("run_id")
+        self.history = state.get("metrics", {})
+        return ckpt
+
+    def _setup_output(self, ckpt: Path | None) -> None:
+        """The MLflow run (new, or the resumed one), the same run id on every rank, and the
+        output folder with ``config.yaml`` and ``checkpoints/``.
+
+        Raises:
+            CheckpointError: the output folder cannot be written (path and OS reason).
+        """
+        cfg, t = self.cfg, self.cfg.train
+        run_id = self._resumed_run_id
         if self.is_main:
             if ckpt is not None:  # first send what an earlier process of this run could not
                 self.tracker.set_backlog_dir(self.resume_from_output(ckpt))
@@ -339,7 +414,7 @@ class AlignmentRecipe:
                     f"{io_reason(exc, self.output_dir.parent)}"
                 ) from exc
             self.tracker.set_backlog_dir(self.output_dir)  # unsent records are kept here
-            self.tracker.set_tags({"xalign.output_dir": str(self.output_dir.resolve())})
+            self.tracker.set_tags({TAG_OUTPUT_DIR: str(self.output_dir.resolve())})
 
     def resume_from_output(self, ckpt: Path | None) -> Path | None:
         return ckpt.parent.parent if ckpt is not None else None
@@ -357,12 +432,13 @@ class AlignmentRecipe:
         cfg = self.cfg
         tags = {
             **self.extra_tags,
-            "xalign.objective": "+".join(cfg.objectives),
-            "xalign.fingerprint": cfg.fingerprint(),
-            "xalign.kind": "train",
+            TAG_OBJECTIVE: "+".join(cfg.objectives),
+            TAG_FINGERPRINT: cfg.fingerprint(),
+            TAG_KIND: KIND_TRAIN,
         }
         for name, entry in self.entries.items():
-            tags[f"xalign.plugin.{name}"] = f"{entry.source.distribution} {entry.source.version}"
+            src = entry.source
+            tags[TAG_PLUGIN_PREFIX + name] = f"{src.distribution} {src.version}"
         # content identity (what compare reuses by): config, corpus, model, links, versions
         from xalign.provenance import (
             check_same_inputs,
@@ -381,20 +457,18 @@ class AlignmentRecipe:
             corpus_digests=links.corpus_digests,
             model_id=links.model_identity,
         )
-        tags["xalign.identity"] = training_identity(components)
-        tags["xalign.link_symmetrizations"] = ",".join(links.symmetrizations)
+        tags[TAG_IDENTITY] = training_identity(components)
+        tags[TAG_LINK_SYMMETRIZATIONS] = ",".join(links.symmetrizations)
         name = cfg.tracking.run_name or "+".join(cfg.objectives)
         resumed = run_id is not None
         if resumed:  # the inputs must be the ones the run started with
-            check_same_inputs(
-                self.tracker.client.get_run(run_id).data.params, components, what=f"run {run_id}"
-            )
+            check_same_inputs(self.tracker.run_params(run_id), components, what=f"run {run_id}")
         run_id = self.tracker.start(
             run_name=name, run_id=run_id, tags=tags, parent_run_id=self.parent_run_id
         )
         if not resumed:
             params = cfg.flat()
-            params["xalign.version"] = xalign.__version__
+            params[PARAM_VERSION] = xalign.__version__
             params["xalign.git_sha"] = git_sha() or "none"
             params["data.pairs"] = ",".join(p.name for p in self.data.pairs)
             params["train.world_size"] = self.world
@@ -511,8 +585,17 @@ class AlignmentRecipe:
     def _micro_step(self, micro: int, scale_micro: float, sums: dict[str, torch.Tensor]) -> None:
         """Backpropagate ``scale_micro · share · loss`` of every pair's shard of micro-step
         ``micro``; ``share = len(shard) / len(the pair's global micro-batch)``, so summed over
-        ranks each pair contributes ``scale_micro`` times its global micro-batch mean."""
+        ranks each pair contributes ``scale_micro`` times its global micro-batch mean.
+
+        Nothing here waits for the device: metrics stay device tensors in ``sums`` (reduced once
+        per optimizer step) and a non-finite loss is counted, not tested. Its backward still
+        runs; the step is then never applied (:meth:`_diverged` stops the run first). Each
+        pair's graph is freed before the next pair is encoded, so memory does not grow with
+        the number of pairs.
+        """
         lam = self.cfg.train.reg_weight
+        # DDP averages over ranks; the losses here are shares of a sum over ranks
+        scale = scale_micro * self.world
         for name, examples, langs, global_n in self._batches(micro):
             if not examples:  # this rank's shard is empty (global batch smaller than world)
                 continue
@@ -529,11 +612,14 @@ class AlignmentRecipe:
                     _accumulate(sums, f"{name}/reg", reg, share * scale_micro)
                     total = total + lam * reg
             _accumulate(sums, f"{name}/total", total, share * scale_micro)
-            _accumulate(sums, f"{name}/weight", torch.ones(()), share * scale_micro)
-            if torch.isfinite(total):
-                (total * share * scale_micro).backward()
-            else:
-                _accumulate(sums, "nonfinite", torch.ones(()), 1.0)
+            one = torch.ones((), device=total.device)
+            _accumulate(sums, f"{name}/weight", one, share * scale_micro)
+            _accumulate(sums, "nonfinite", (~torch.isfinite(total)).float(), 1.0)
+            self.accelerator.backward(total * (share * scale))
+            # drop this pair's outputs before the next pair is encoded, and give the freed
+            # activations back to the OS (else the heap keeps them: memory grows with pairs)
+            del batch, total
+            release_freed_memory()
 
     def train(self) -> RunResult:
         t = self.cfg.train
@@ -551,18 +637,21 @@ class AlignmentRecipe:
                 first = step * t.grad_accum
                 micros = list(range(first, min(first + t.grad_accum, self.micro_total)))
                 sums: dict[str, torch.Tensor] = {}
-                for micro in micros:
-                    self._micro_step(micro, 1.0 / len(micros), sums)
-                metrics = self._reduce_metrics(sums)
+                with self.accelerator.no_sync(self.ddp):  # accumulate locally
+                    for micro in micros:
+                        self._micro_step(micro, 1.0 / len(micros), sums)
+                metrics = self._reduce_metrics(sums)  # the one host sync of the step
                 if metrics.pop("nonfinite", 0.0) > 0:
                     self._diverged(step, metrics)
                 loss = sum(v for k, v in metrics.items() if k.endswith("/total"))
                 metrics = _pair_means(metrics)
                 if self.world > 1:
-                    _all_reduce_grads(self.params)
+                    self._sync_grads()
                 grad_norm = None
                 if t.max_grad_norm:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm))
+                    grad_norm = float(
+                        self.accelerator.clip_grad_norm_(self.params, t.max_grad_norm)
+                    )
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -588,7 +677,7 @@ class AlignmentRecipe:
         if t.save_model and self.is_main:
             model_dir = self.output_dir / "model"
             self._save_model(model_dir)
-            self.tracker.set_tags({"xalign.model_dir": str(model_dir.resolve())})
+            self.tracker.set_tags({TAG_MODEL_DIR: str(model_dir.resolve())})
         final = {k: round(v, 6) for k, v in metrics.items()}
         final["train_seconds"] = round(time.perf_counter() - started, 2)
         self.tracker.log_json(final, "final_metrics.json")
@@ -607,18 +696,35 @@ class AlignmentRecipe:
         unexpected = set(sums) - set(keys)
         if unexpected:  # a bug, not user error: every rank must reduce the same vector
             raise RuntimeError(f"unexpected metric keys {sorted(unexpected)}")
-        vec = torch.stack([sums.get(k, torch.zeros(())).detach().float().cpu() for k in keys])
+        device = self.accelerator.device
+        zero = torch.zeros((), device=device)
+        vec = torch.stack([sums.get(k, zero).detach().float().to(device) for k in keys])
         if self.world > 1:
             import torch.distributed as dist
 
-            vec = vec.to(self.accelerator.device)
             dist.all_reduce(vec)
-            vec = vec.cpu()
-        return {k: float(v) for k, v in zip(keys, vec.tolist(), strict=True)}
+        return {k: float(v) for k, v in zip(keys, vec.cpu().tolist(), strict=True)}
+
+    def _sync_grads(self) -> None:
+        """All-reduce the gradients accumulated under ``no_sync`` with one DDP backward.
+
+        Each pair's backward runs outside DDP (a pair's shard may be empty on one rank and not on
+        another, so "the last backward of the window" is not the same call on every rank). This
+        pass is: a zero loss that touches every trainable parameter, run through the DDP wrapper
+        and ``accelerator.backward``, adds nothing and makes DDP reduce the accumulated
+        ``.grad`` in its buckets (the mean over ranks; the losses were scaled by the world size,
+        so the result is the sum the objective defines).
+        """
+
+        def zero() -> torch.Tensor:
+            # sum's backward is an expanded view: the accumulation adds in place, no copy
+            return torch.stack([p.sum() for p in self.params]).sum() * 0.0
+
+        self.accelerator.backward(self.ddp(zero))
 
     def _diverged(self, step: int, metrics: dict[str, float]) -> None:
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-        self.tracker.set_tags({"xalign.failure": f"non-finite loss at step {step + 1}: {bad}"})
+        self.tracker.set_tags({TAG_FAILURE: f"non-finite loss at step {step + 1}: {bad}"})
         self.tracker.end("FAILED")
         owners = [
             self.entries[k.split("/")[1]].where() for k in bad if k.split("/")[1] in self.entries
@@ -715,11 +821,42 @@ class AlignmentRecipe:
         tracker = getattr(self, "tracker", None)
         if tracker is not None and tracker.run_id is not None:
             if failure:
-                tracker.set_tags({"xalign.failure": failure[:5000]})
+                tracker.set_tags({TAG_FAILURE: failure[:5000]})
             tracker.end(status)
         accelerator = getattr(self, "accelerator", None)
         if accelerator is not None:
             accelerator.end_training()
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere: macOS, musl, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_freed_memory() -> None:
+    """Return the free pages of the C heap to the OS (glibc ``malloc_trim(0)``; no-op elsewhere).
+
+    Torch's CPU tensors come from ``malloc``. Activations of a few MB are carved from the heap,
+    and after a backward they are free but still resident; with the next pair's different
+    shapes the heap fragments and the resident size grows with the number of pairs (measured
+    with e5-small, batch 24: see docs/performance.md). ``malloc_trim`` releases every free
+    page of every arena, so the peak is one pair's activations over the weights, whatever
+    the number of pairs. It costs milliseconds per call.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _no_accelerator() -> bool:
@@ -745,7 +882,9 @@ def _pair_means(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor, w: float) -> None:
-    sums[key] = sums.get(key, torch.zeros(())) + value.detach().float().cpu() * w
+    """``sums[key] += w · value``, detached and on ``value``'s device (no host sync)."""
+    value = value.detach().float() * w
+    sums[key] = sums[key] + value if key in sums else value
 
 
 def _broadcast(value: Any, world: int) -> Any:

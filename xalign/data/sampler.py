@@ -348,44 +348,109 @@ def build_parallel_data(
         stats = PairStats(read=len(raw))
         candidates: list[PairExample] = []
         for pair in raw:
-            src_text, src_changed = normalize_text(pair.src, unescape=unescape)
-            tgt_text, tgt_changed = normalize_text(pair.tgt, unescape=unescape)
-            if src_changed or tgt_changed:
-                key = _file_of(pair.where)
-                stats.unescaped_lines[key] = stats.unescaped_lines.get(key, 0) + 1
-            sw, tw = tokenize_words(src_text, lang), tokenize_words(tgt_text, target)
-            reason = filter_reason(
-                sw, tw, min_words=min_words, max_words=max_words, max_ratio=max_ratio
+            sw, tw, changed, reason = words_and_reason(
+                pair.src,
+                pair.tgt,
+                lang,
+                target,
+                unescape=unescape,
+                min_words=min_words,
+                max_words=max_words,
+                max_ratio=max_ratio,
             )
-            if reason is None:
+            if tally_line(stats, pair.where, changed, reason):
                 candidates.append(PairExample(sw, tw, where=pair.where))
-            else:
-                stats.filtered[reason].add(pair.where)
         examples = _check_subwords(candidates, tokenizer, budget, stats)
-        if not examples:
-            dropped = "; ".join(
-                f"{r}: {t.count} (first at {', '.join(t.first)})"
-                for r, t in stats.filtered.items()
-                if t.count
-            )
-            raise CorpusError(
-                f"{name}: every one of the {stats.read} sentence pairs read from {spec!r} was "
-                f"filtered out ({dropped}; data.min_words={min_words}, "
-                f"data.max_words={max_words}, data.max_ratio={max_ratio})"
-            )
-        if stats.truncated_words:
-            first = stats.truncated_sentences.first[0]
-            warnings.warn(
-                f"{name}: {stats.truncated_words} words in {stats.truncated_sentences.count} "
-                f"sentences lie past model.max_length={max_length} subwords and are cut from "
-                f"training, wholly or in part (first at {first}); raise model.max_length or "
-                f"lower data.max_words",
-                DataWarning,
-                stacklevel=2,
-            )
+        check_kept(
+            name,
+            spec,
+            examples,
+            stats,
+            min_words=min_words,
+            max_words=max_words,
+            max_ratio=max_ratio,
+        )
+        warn_truncated(name, stats, max_length, stacklevel=3)
         order = sample_order(len(examples), pairs_per_language, seed, name)
         pairs.append(PairData(lang, target, examples, order, stats))
     return ParallelData(pairs, batch_size)
+
+
+def words_and_reason(
+    src: str,
+    tgt: str,
+    src_lang: str,
+    tgt_lang: str,
+    *,
+    unescape: bool,
+    min_words: int,
+    max_words: int,
+    max_ratio: float | None,
+) -> tuple[list[str], list[str], bool, str | None]:
+    """One raw sentence pair -> (source words, target words, whether Moses unescaping changed
+    either side, the length filter's reason to drop it or None): NFC + unescape
+    (:func:`normalize_text`), Moses words (:func:`tokenize_words`), :func:`filter_reason`."""
+    src_text, src_changed = normalize_text(src, unescape=unescape)
+    tgt_text, tgt_changed = normalize_text(tgt, unescape=unescape)
+    sw, tw = tokenize_words(src_text, src_lang), tokenize_words(tgt_text, tgt_lang)
+    reason = filter_reason(sw, tw, min_words=min_words, max_words=max_words, max_ratio=max_ratio)
+    return sw, tw, src_changed or tgt_changed, reason
+
+
+def tally_line(stats: PairStats, where: str, changed: bool, reason: str | None) -> bool:
+    """Count one read line into ``stats`` (unescaped lines per file, dropped pairs per
+    reason); True when the length filter keeps it. Lines must be counted in corpus order."""
+    if changed:
+        key = _file_of(where)
+        stats.unescaped_lines[key] = stats.unescaped_lines.get(key, 0) + 1
+    if reason is None:
+        return True
+    stats.filtered[reason].add(where)
+    return False
+
+
+def check_kept(
+    name: str,
+    spec: Any,
+    examples: Sequence[Any],
+    stats: PairStats,
+    *,
+    min_words: int,
+    max_words: int,
+    max_ratio: float | None,
+) -> None:
+    """CorpusError when no sentence pair of ``name`` survived the filters (the reasons with
+    their counts and first ``file:line``s, and the filter settings)."""
+    if len(examples):
+        return
+    dropped = "; ".join(
+        f"{r}: {t.count} (first at {', '.join(t.first)})"
+        for r, t in stats.filtered.items()
+        if t.count
+    )
+    raise CorpusError(
+        f"{name}: every one of the {stats.read} sentence pairs read from {spec!r} was "
+        f"filtered out ({dropped}; data.min_words={min_words}, "
+        f"data.max_words={max_words}, data.max_ratio={max_ratio})"
+    )
+
+
+def warn_truncated(
+    name: str, stats: PairStats, max_length: int | None, *, stacklevel: int = 2
+) -> None:
+    """The one :class:`DataWarning` per pair whose kept words lose subwords to
+    ``model.max_length`` (nothing when none do)."""
+    if not stats.truncated_words:
+        return
+    first = stats.truncated_sentences.first[0]
+    warnings.warn(
+        f"{name}: {stats.truncated_words} words in {stats.truncated_sentences.count} "
+        f"sentences lie past model.max_length={max_length} subwords and are cut from "
+        f"training, wholly or in part (first at {first}); raise model.max_length or "
+        f"lower data.max_words",
+        DataWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _check_subwords(

@@ -1,0 +1,322 @@
+"""Training and evaluation cost: objective overhead per step, memory vs pairs, encoding speed.
+
+Keys (``python -m benchmarks``):
+
+- ``step_overhead_<objective>``: time of one training step (encode source, target and the
+  frozen target c0, loss, backward, Adam step) with the objective plus the drift regulariser
+  / the same step with the regulariser only; same encoder, same batch. 1.00 = free.
+  Objectives: ``sinkhorn_sentence``, ``sinkhorn_batch`` (``scope``), ``l2``, ``contrastive``,
+  ``mixed_ot``. The encoder is a randomly initialised mid-size BERT (384 hidden, 6 layers,
+  8k WordPiece vocabulary learned from the demo corpus; ``--quick``: 64 hidden, 2 layers):
+  the objective's cost does not depend on the weights, the encoder's does on their shapes
+  only. Links (l2, contrastive) are the diagonal ``i-i``: a loss's cost does not depend on
+  which words are linked. Medians over interleaved repetitions (the machine is shared).
+- ``peak_mem_15_vs_1_langs``: peak RSS of a 2-step ``xalign`` training run with 15 language
+  pairs / with 1 pair, each in a fresh subprocess (``ru_maxrss``); with a GPU also
+  ``peak_cuda_mem_15_vs_1_langs`` (``torch.cuda.max_memory_allocated``). Full: the embedded
+  ``packaged:multilingual-e5-small`` on FLORES-200 devtest (``../shared/data``), paper batch
+  (24, 2 micro-steps); ``--quick`` or without the data: a tiny random BERT on the demo corpus
+  with the 5 demo languages repeated under 15 codes.
+- ``eval_sentences_per_s_align``: sentences encoded and aligned per second by the ``align``
+  task's ``predict_links`` (default ``ExtractConfig``; both sides of each pair count);
+  ``eval_sentences_per_s_tatoeba``: sentences embedded per second by the ``tatoeba`` task's
+  ``embed``. Embedded e5 on the demo corpus (``--quick``: the tiny random BERT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+E5 = "packaged:multilingual-e5-small"
+# 15 FLORES-200 languages (code used in the config, file stem)
+FLORES_15 = [
+    ("bg", "bul_Cyrl"),
+    ("de", "deu_Latn"),
+    ("el", "ell_Grek"),
+    ("es", "spa_Latn"),
+    ("fr", "fra_Latn"),
+    ("ru", "rus_Cyrl"),
+    ("tr", "tur_Latn"),
+    ("ar", "arb_Arab"),
+    ("vi", "vie_Latn"),
+    ("th", "tha_Thai"),
+    ("zh", "zho_Hans"),
+    ("hi", "hin_Deva"),
+    ("sw", "swh_Latn"),
+    ("ur", "urd_Arab"),
+    ("it", "ita_Latn"),
+]
+
+
+# ----------------------------------------------------------------------------- models
+def random_bert(directory: Path, *, hidden: int, layers: int, vocab: int = 8000) -> Path:
+    """A randomly initialised BERT with a WordPiece vocabulary learned from the demo corpus."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from xalign.data.corpus import DEMO_LANGUAGES, read_parallel
+
+    texts = [s for lang in DEMO_LANGUAGES for p in read_parallel("demo", lang, "en") for s in p[:2]]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(texts, WordPieceTrainer(vocab_size=vocab, special_tokens=special))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        intermediate_size=4 * hidden,
+        max_position_embeddings=512,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory
+
+
+# ----------------------------------------------------------------------- step overhead
+OBJECTIVES: dict[str, tuple[str, dict[str, Any]]] = {
+    "sinkhorn_sentence": ("sinkhorn", {"scope": "sentence"}),
+    "sinkhorn_batch": ("sinkhorn", {"scope": "batch"}),
+    "l2": ("l2", {}),
+    "contrastive": ("contrastive", {}),
+    "mixed_ot": ("mixed_ot", {}),
+}
+
+
+def _objective(name: str, options: dict[str, Any], hidden: int) -> Any:
+    from xalign.plugins import get_registry
+
+    return get_registry().objective(name).cls.from_options(options, hidden_size=hidden)
+
+
+def step_overhead(quick: bool) -> dict[str, float]:
+    """``step_overhead_<objective>``: step time with objective + regulariser / regulariser only."""
+    hidden, layers, bsz, reps = (64, 2, 8, 2) if quick else (384, 6, 24, 5)
+    threads = torch.get_num_threads()
+    if quick:  # a tiny model is far faster on one thread of a busy machine
+        torch.set_num_threads(1)
+    try:
+        return _step_overhead(hidden, layers, bsz, reps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _step_overhead(hidden: int, layers: int, bsz: int, reps: int) -> dict[str, float]:
+    from xalign.batch import AlignmentBatch
+    from xalign.data import build_parallel_data
+    from xalign.encoders import load_encoder
+    from xalign.trainer import drift_regulariser, frozen_upto_layer
+
+    with tempfile.TemporaryDirectory(prefix="xalign-bench-") as tmp:
+        model = random_bert(Path(tmp), hidden=hidden, layers=layers)
+        encoder = load_encoder(str(model))
+    encoder.train()
+    frozen = frozen_upto_layer(encoder)
+    data = build_parallel_data(
+        "demo", ["de"], "en", pairs_per_language=None, batch_size=bsz, seed=0
+    )
+    pair = data.pairs[0]
+    examples = data.batch(pair, 0)
+    src_words = [e.src_words for e in examples]
+    tgt_words = [e.tgt_words for e in examples]
+    diagonal = [
+        {(i, i) for i in range(min(len(s), len(t)))}
+        for s, t in zip(src_words, tgt_words, strict=True)
+    ]
+    objectives = {key: _objective(n, o, hidden) for key, (n, o) in OBJECTIVES.items()}
+    for obj in objectives.values():
+        obj.prepare(data)
+    specs = {s for obj in objectives.values() for s in obj.needs().links}
+    links = {spec: diagonal for spec in specs}
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    params += [p for o in objectives.values() for p in o.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-6)
+
+    def step(objective: Any | None) -> float:
+        start = time.perf_counter()
+        src = encoder.encode(src_words, ["de"] * len(examples))
+        tgt = encoder.encode(tgt_words, ["en"] * len(examples))
+        with torch.no_grad():
+            c0 = frozen.encode(tgt_words, ["en"] * len(examples))
+        batch = AlignmentBatch(pair.name, src, tgt, c0, links)
+        loss = drift_regulariser(tgt, c0)
+        if objective is not None:
+            loss = loss + objective.loss(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    step(None)  # warm-up (allocator, thread pools)
+    for obj in objectives.values():
+        step(obj)
+    base: list[float] = []
+    times: dict[str, list[float]] = {key: [] for key in objectives}
+    for _ in range(reps):  # interleaved: drift of the shared machine hits both sides alike
+        for key, obj in objectives.items():
+            base.append(step(None))
+            times[key].append(step(obj))
+    reference = statistics.median(base)
+    out = {
+        f"step_overhead_{k}": round(statistics.median(v) / reference, 4) for k, v in times.items()
+    }
+    out["step_seconds_regulariser_only"] = round(reference, 4)
+    return out
+
+
+# ------------------------------------------------------------------------- memory
+def _mem_overrides(n: int, quick: bool, tmp: Path) -> list[str]:
+    flores = ROOT.parent / "shared" / "data" / "parallel" / "flores200_devtest"
+    common = [
+        "train.max_steps=2",
+        "train.save_model=false",
+        f"train.output_dir={tmp / f'out{n}'}",
+        f"tracking.uri=sqlite:///{tmp / f'mlflow{n}.db'}",
+    ]
+    if not quick and flores.is_dir():
+        pairs = FLORES_15[:n]
+        common.append(f"data.languages=[{','.join(c for c, _ in pairs)}]")
+        for code, stem in pairs:
+            common += [
+                f"data.corpus.{code}.src={flores / f'{stem}.devtest'}",
+                f"data.corpus.{code}.tgt={flores / 'eng_Latn.devtest'}",
+            ]
+        return [f"model.name={E5}", *common]
+    from xalign.data.corpus import DEMO_LANGUAGES, read_parallel
+
+    codes = [c for c, _ in FLORES_15[:n]]
+    for k, code in enumerate(codes):  # the demo pairs, one demo language per code in turn
+        rows = read_parallel("demo", DEMO_LANGUAGES[k % len(DEMO_LANGUAGES)], "en")
+        (tmp / f"{code}-en.tsv").write_text(
+            "".join(f"{r[0]}\t{r[1]}\n" for r in rows), encoding="utf-8"
+        )
+    model = tmp / "model"
+    if not model.exists():
+        random_bert(model, hidden=64, layers=2, vocab=2000)
+    return [
+        f"model.name={model}",
+        f"data.corpus={tmp / '{src}-{tgt}.tsv'}",
+        f"data.languages=[{','.join(codes)}]",
+        "data.limit=48",
+        "train.batch_size=8",
+        *common,
+    ]
+
+
+def mem_child(overrides: list[str]) -> dict[str, float]:
+    """Run 2 training steps in this process; peak RSS (GiB) and peak CUDA memory (GiB)."""
+    from xalign.config import load_config
+    from xalign.trainer import run_training
+
+    cfg = load_config(None, overrides)
+    run_training(cfg, show_progress=False)
+    out = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if torch.cuda.is_available():
+        out["peak_cuda_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def _measure(n: int, quick: bool, tmp: Path) -> dict[str, float]:
+    args = [sys.executable, "-m", "benchmarks.training", "mem", *_mem_overrides(n, quick, tmp)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if quick else None
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory child with {n} pairs failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_memory(quick: bool) -> dict[str, float]:
+    """``peak_mem_15_vs_1_langs`` (+ the absolute peaks in GiB, + CUDA with a GPU)."""
+    with tempfile.TemporaryDirectory(prefix="xalign-mem-") as tmp:
+        one = _measure(1, quick, Path(tmp))
+        many = _measure(15, quick, Path(tmp))
+    out = {
+        "peak_mem_15_vs_1_langs": round(many["peak_rss_gib"] / one["peak_rss_gib"], 4),
+        "peak_rss_gib_1_lang": round(one["peak_rss_gib"], 3),
+        "peak_rss_gib_15_langs": round(many["peak_rss_gib"], 3),
+    }
+    if "peak_cuda_gib" in one:
+        out["peak_cuda_mem_15_vs_1_langs"] = round(many["peak_cuda_gib"] / one["peak_cuda_gib"], 4)
+    return out
+
+
+# ------------------------------------------------------------------------ evaluation
+def eval_throughput(quick: bool) -> dict[str, float]:
+    """``eval_sentences_per_s_align`` and ``eval_sentences_per_s_tatoeba``."""
+    from xalign.alignment.extract import ExtractConfig
+    from xalign.alignment.gold import GoldSet
+    from xalign.data.corpus import read_parallel
+    from xalign.data.text import tokenize_words
+    from xalign.encoders import load_encoder
+    from xalign.plugins import get_registry
+
+    n = 32 if quick else 250
+    rows = read_parallel("demo", "de", "en")[:n]
+    src, eng = [r[0] for r in rows], [r[1] for r in rows]
+    with tempfile.TemporaryDirectory(prefix="xalign-bench-") as tmp:
+        name = str(random_bert(Path(tmp), hidden=64, layers=2, vocab=2000)) if quick else E5
+        encoder = load_encoder(name)
+    encoder.eval()
+    align_mod = sys.modules[get_registry().task("align").cls.__module__]
+    tatoeba_mod = sys.modules[get_registry().task("tatoeba").cls.__module__]
+    src_words = [tokenize_words(s, "de") for s in src]
+    eng_words = [tokenize_words(s, "en") for s in eng]
+    empty: list[set[tuple[int, int]]] = [set() for _ in rows]
+    gold = GoldSet("bench", "de", "en", src_words, eng_words, empty, empty)
+    align_mod.predict_links(encoder, gold, ExtractConfig(), batch_size=32)  # warm-up
+    start = time.perf_counter()
+    align_mod.predict_links(encoder, gold, ExtractConfig(), batch_size=32)
+    align_s = time.perf_counter() - start
+    config = tatoeba_mod.TatoebaConfig()
+    tatoeba_mod.embed(encoder, src[:8], config)  # warm-up
+    start = time.perf_counter()
+    tatoeba_mod.embed(encoder, src + eng, config)
+    tatoeba_s = time.perf_counter() - start
+    return {
+        "eval_sentences_per_s_align": round(2 * n / align_s, 2),
+        "eval_sentences_per_s_tatoeba": round(2 * n / tatoeba_s, 2),
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``python -m benchmarks.training mem OVERRIDE...``: the memory child (prints JSON)."""
+    if argv[:1] != ["mem"]:
+        print("usage: python -m benchmarks.training mem OVERRIDE...", file=sys.stderr)
+        return 2
+    print(json.dumps(mem_child(argv[1:])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

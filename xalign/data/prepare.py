@@ -1,0 +1,1143 @@
+"""Prepare once: the training corpus as on-disk, memory-mapped datasets, reused by every run.
+
+A *prepared pair* is one language pair of ``data.corpus`` after everything the trainer does to
+it before the first step (:func:`xalign.data.sampler.build_parallel_data`'s pipeline, with the
+same functions): NFC + Moses unescaping, Moses words, the length filters, the drop of pairs with
+a side the run's tokenizer maps to no subword, and the statistics of ``data_stats.json``
+(read, dropped per reason with the first ``file:line``s, unescaped lines per file, words
+without a subword, words cut by ``model.max_length``). It is stored as a Hugging Face
+``datasets`` Arrow table (columns ``src_words``, ``tgt_words``, ``where``) that later runs
+memory-map instead of re-reading and re-tokenising the corpus.
+
+*Prepared links* are one pair's word links for the run's :class:`~xalign.links.LinkSpec` s:
+the symmetrised corpus links (one column per symmetrisation, what the ``links/`` artifacts
+and digests are made of) and each spec's filtered links (one column per spec), resolved by
+:func:`xalign.links.corpus_links` (``data.links`` files or eflomal through its cache).
+
+Both are cache entries ``$XALIGN_CACHE_DIR/prepared/<key>/`` keyed by the content of their
+inputs (see :func:`words_key`, :func:`links_key`): corpus content (sha256 of the files a spec
+names, via :mod:`xalign.provenance`, or of the sentence pairs as read for ``demo``/``hf:``
+specs), the spec and ``data.limit``, the filters, the tokenizer's own serialisation and
+``max_length``, the link options, and the xalign/sacremoses/eflomal versions. An entry is
+written to a temporary folder and renamed into place (atomic), under a file lock so that one
+process builds it while the others wait; every file's size and sha256 is recorded in its
+``manifest.json`` and checked before use, so a damaged or partial entry is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, overload
+
+from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel
+from xalign.data.sampler import (
+    PairData,
+    PairExample,
+    PairStats,
+    ParallelData,
+    Tally,
+    _check_subwords,
+    check_kept,
+    sample_order,
+    tally_line,
+    warn_truncated,
+    words_and_reason,
+)
+from xalign.errors import XalignError
+from xalign.links import CorpusLinks, Links, LinkSpec
+
+logger = logging.getLogger(__name__)
+
+#: Format of the cache entries; bump when their layout or meaning changes.
+PREPARE_FORMAT = "xalign-prepared/1"
+MANIFEST = "manifest.json"
+#: Rows per ``datasets.map`` batch of the Moses step.
+MAP_BATCH = 1000
+#: Below this many sentence pairs the Moses step runs in this process: a worker process costs
+#: ~1-2 s to start and to ship its shard back, more than it saves on a small corpus.
+MAP_MIN_ROWS = 20_000
+
+
+class PreparedDataError(XalignError, RuntimeError):
+    """Prepared data cannot be built or read (e.g. the cache folder is not writable)."""
+
+
+# ------------------------------------------------------------------------------ options, keys
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Everything besides the corpus and the tokenizer that shapes the prepared words.
+
+    ``max_length``: the encoder's limit in subwords, special tokens included (truncation
+    counts only; nothing is cut here). ``limit``: ``data.limit`` (first N pairs, None = all).
+    """
+
+    target: str = "en"
+    min_words: int = 1
+    max_words: int = 64
+    max_ratio: float | None = None
+    limit: int | None = None
+    unescape: bool = True
+    max_length: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, max_length: int | None) -> PrepareOptions:
+        """The options of a :class:`~xalign.config.RunConfig` (``data.*``)."""
+        d = cfg.data
+        return cls(
+            target=d.target,
+            min_words=d.min_words,
+            max_words=d.max_words,
+            max_ratio=d.max_ratio,
+            limit=d.limit,
+            unescape=d.unescape,
+            max_length=max_length,
+        )
+
+
+def _sha(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """sha256 of a fast tokenizer's full serialisation (vocabulary, normaliser, pre-tokeniser,
+    post-processor) plus its class: two tokenizers with equal identities give equal subword
+    counts, whatever model folder they came from. None -> ``"none"`` (no subword check)."""
+    if tokenizer is None:
+        return "none"
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise PreparedDataError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer: the prepare stage (like the "
+            "trainer) needs a Hugging Face fast tokenizer"
+        )
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    digest.update(backend.to_str().encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _spec_files(spec: PairSpec, src: str, tgt: str) -> list[Path] | None:
+    """The local files a spec reads (None for ``demo`` and ``hf:`` specs)."""
+    if isinstance(spec, Mapping):
+        return [Path(spec["src"]), Path(spec["tgt"])]
+    spec = spec.replace("{src}", src).replace("{tgt}", tgt)
+    if spec == "demo" or spec.startswith("hf:"):
+        return None
+    if "{lang}" in spec:
+        return [Path(spec.replace("{lang}", src)), Path(spec.replace("{lang}", tgt))]
+    return [Path(spec)]
+
+
+def text_digest(pairs: Sequence[RawPair]) -> str:
+    """sha256 of sentence pairs as read: the same value as
+    :func:`xalign.provenance.corpus_digest` (the run's ``data.corpus_hash.<pair>``), computed
+    from pairs already in memory instead of reading the corpus again."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(json.dumps([pair[0], pair[1]], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def corpus_identity(spec: PairSpec, src: str, tgt: str, limit: int | None) -> dict[str, Any]:
+    """What identifies a pair's raw corpus without reading it: the spec as written (it names
+    the ``file:line`` locations), ``limit`` and the sha256 of every file it reads (cached per
+    file by :func:`xalign.provenance.file_digest`); for ``demo``/``hf:`` specs the sha256 of
+    the sentence pairs as read. A missing or unreadable file raises the reader's CorpusError.
+    """
+    from xalign.provenance import file_digest
+
+    files = _spec_files(spec, src, tgt)
+    out: dict[str, Any] = {
+        "spec": dict(spec) if isinstance(spec, Mapping) else spec,
+        "limit": limit or None,
+    }
+    if files is None or not all(p.is_file() for p in files):
+        # demo / hub, or a path the reader must report (missing file, a directory)
+        out["text"] = text_digest(read_parallel(spec, src, tgt, limit=limit))
+        return out
+    out["files"] = [[str(p), file_digest(p)] for p in files]
+    return out
+
+
+def words_key(
+    src: str, identity: Mapping[str, Any], options: PrepareOptions, tokenizer_id: str
+) -> str:
+    """Cache key of one prepared pair: format, software versions, corpus identity, filters,
+    tokenizer identity and ``max_length``."""
+    import xalign
+
+    return _sha(
+        {
+            "format": PREPARE_FORMAT,
+            "kind": "words",
+            "xalign": xalign.__version__,
+            "sacremoses": version("sacremoses"),
+            "pair": f"{src}-{options.target}",
+            "corpus": dict(identity),
+            "options": asdict(options),
+            "tokenizer": tokenizer_id,
+        }
+    )
+
+
+def _spec_name(spec: LinkSpec) -> str:
+    return json.dumps(asdict(spec), sort_keys=True)
+
+
+def links_key(
+    words: str,
+    pair: str,
+    specs: Sequence[LinkSpec],
+    option: str | Mapping[str, str] | None,
+) -> str:
+    """Cache key of one pair's prepared links: the prepared words' key, the specs, and either
+    the ``data.links`` files' sha256 or the eflomal version (eflomal links are drawn once per
+    tokenised corpus, then shared through eflomal's own cache)."""
+    from xalign.links import links_path
+    from xalign.provenance import file_digest
+
+    src_lang, _, tgt_lang = pair.partition("-")
+    source: Any
+    if option:
+        source = {}
+        for sym in sorted({s.symmetrization for s in specs}):
+            path = links_path(option, src_lang, tgt_lang, sym)
+            source[sym] = [str(path), file_digest(path) if path.is_file() else "missing"]
+    else:
+        source = {"eflomal": version("eflomal")}
+    return _sha(
+        {
+            "format": PREPARE_FORMAT,
+            "kind": "links",
+            "words": words,
+            "specs": sorted(_spec_name(s) for s in specs),
+            "source": source,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ stats <-> JSON
+def _tally_from(d: Mapping[str, Any]) -> Tally:
+    return Tally(int(d["count"]), list(d["first"]))
+
+
+def stats_to_json(stats: PairStats) -> dict[str, Any]:
+    """A :class:`PairStats` as plain JSON (inverse: :func:`stats_from_json`)."""
+    return {
+        "read": stats.read,
+        "filtered": {r: t.as_dict() for r, t in stats.filtered.items()},
+        "unescaped_lines": dict(stats.unescaped_lines),
+        "truncated_words": stats.truncated_words,
+        "truncated_sentences": stats.truncated_sentences.as_dict(),
+        "no_subword_words": stats.no_subword_words.as_dict(),
+    }
+
+
+def stats_from_json(d: Mapping[str, Any]) -> PairStats:
+    return PairStats(
+        read=int(d["read"]),
+        filtered={r: _tally_from(t) for r, t in d["filtered"].items()},
+        unescaped_lines={k: int(v) for k, v in d["unescaped_lines"].items()},
+        truncated_words=int(d["truncated_words"]),
+        truncated_sentences=_tally_from(d["truncated_sentences"]),
+        no_subword_words=_tally_from(d["no_subword_words"]),
+    )
+
+
+# ------------------------------------------------------------------------------ cache entries
+def prepared_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir``, else ``$XALIGN_CACHE_DIR/prepared``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    from xalign.provenance import cache_root
+
+    return cache_root() / "prepared"
+
+
+def _files_of(folder: Path) -> dict[str, list[Any]]:
+    """``{relative path: [size, sha256]}`` of every file under ``folder`` but the manifest."""
+    from xalign.provenance import file_digest
+
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel != MANIFEST:
+            out[rel] = [path.stat().st_size, file_digest(path)]
+    return out
+
+
+def check_entry(folder: Path, key: str) -> tuple[dict[str, Any] | None, str]:
+    """The manifest of a complete, undamaged entry, or ``(None, why not)``.
+
+    Checks: the manifest parses and names this format and key; every file it lists exists
+    with its recorded size and sha256 (hashes are cached per (path, size, mtime, inode) by
+    :func:`xalign.provenance.file_digest`, so a hit re-hashes only files that changed); no
+    data file is missing from the manifest's list.
+    """
+    from xalign.provenance import file_digest
+
+    if not folder.is_dir():
+        return None, "absent"
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable {MANIFEST} ({type(exc).__name__})"
+    if not isinstance(manifest, dict) or manifest.get("format") != PREPARE_FORMAT:
+        return None, "another format"
+    if manifest.get("key") != key:
+        return None, "manifest of another key"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return None, "no file list"
+    for rel, (size, sha) in files.items():
+        path = folder / rel
+        try:
+            if path.stat().st_size != size:
+                return None, f"{rel}: size {path.stat().st_size}, expected {size}"
+            if file_digest(path) != sha:
+                return None, f"{rel}: content changed (sha256 differs)"
+        except OSError:
+            return None, f"{rel}: missing"
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    extra = sorted(present - set(files) - {MANIFEST})
+    if extra:
+        return None, f"unexpected file {extra[0]}"
+    return manifest, "ok"
+
+
+@contextlib.contextmanager
+def _entry_lock(root: Path, key: str) -> Iterator[None]:
+    from filelock import FileLock
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PreparedDataError(
+            f"cannot create the prepared-data cache {root}: {exc.strerror or exc} (set "
+            "XALIGN_CACHE_DIR to a writable folder)"
+        ) from None
+    with FileLock(str(root / f"{key}.lock")):
+        yield
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Rename a finished temporary entry into place, replacing a damaged one."""
+    if folder.exists():
+        trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _write_manifest(tmp: Path, manifest: dict[str, Any]) -> None:
+    manifest = {**manifest, "files": _files_of(tmp)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
+
+
+def _cached_entry(
+    root: Path,
+    key: str,
+    build: Any,
+) -> tuple[dict[str, Any], bool]:
+    """The manifest of entry ``key`` (built by ``build(tmp_folder) -> manifest`` on a miss,
+    under the entry's file lock) and whether it was a hit."""
+    folder = root / key
+    manifest, why = check_entry(folder, key)
+    if manifest is not None:
+        return manifest, True
+    with _entry_lock(root, key):
+        manifest, why = check_entry(folder, key)  # another process may have built it meanwhile
+        if manifest is not None:
+            return manifest, True
+        if why != "absent":
+            logger.warning("prepared data %s is damaged (%s): rebuilding it", folder, why)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{key[:16]}-"))
+        try:
+            manifest = build(tmp)
+            manifest = {"format": PREPARE_FORMAT, "key": key, **manifest}
+            _write_manifest(tmp, manifest)
+            _publish(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        manifest, why = check_entry(folder, key)
+        if manifest is None:
+            raise PreparedDataError(f"{folder}: the entry just written does not check out ({why})")
+        return manifest, False
+
+
+# ------------------------------------------------------------------------------ the Moses step
+def _moses_batch(
+    batch: dict[str, list[Any]],
+    *,
+    src_lang: str,
+    tgt_lang: str,
+    unescape: bool,
+    min_words: int,
+    max_words: int,
+    max_ratio: float | None,
+) -> dict[str, list[Any]]:
+    """``datasets.map`` function: raw ``src``/``tgt`` -> words, unescape flag, filter reason."""
+    out: dict[str, list[Any]] = {"src_words": [], "tgt_words": [], "changed": [], "reason": []}
+    for s, t in zip(batch["src"], batch["tgt"], strict=True):
+        sw, tw, changed, reason = words_and_reason(
+            s,
+            t,
+            src_lang,
+            tgt_lang,
+            unescape=unescape,
+            min_words=min_words,
+            max_words=max_words,
+            max_ratio=max_ratio,
+        )
+        out["src_words"].append(sw)
+        out["tgt_words"].append(tw)
+        out["changed"].append(changed)
+        out["reason"].append(reason or "")
+    return out
+
+
+def default_num_proc(rows: int) -> int:
+    """Worker processes for the Moses step: 1 below :data:`MAP_MIN_ROWS` pairs, else every
+    core (``XALIGN_PREPARE_PROCS`` overrides)."""
+    env = os.environ.get("XALIGN_PREPARE_PROCS")
+    if env:
+        return max(1, int(env))
+    if rows < MAP_MIN_ROWS:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    from datasets import utils as dtqdm
+
+    was = dtqdm.are_progress_bars_disabled()
+    dtqdm.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was:
+            dtqdm.enable_progress_bars()
+
+
+def _build_words(
+    tmp: Path,
+    spec: PairSpec,
+    src: str,
+    options: PrepareOptions,
+    tokenizer: Any,
+    num_proc: int | None,
+) -> dict[str, Any]:
+    """Read, Moses-tokenise, filter and subword-check one pair into ``tmp/data``; returns the
+    manifest body (rows, corpus digest, stats). Raises the reader's CorpusError and
+    build_parallel_data's CorpusError when nothing is left."""
+    import datasets
+
+    tgt = options.target
+    name = f"{src}-{tgt}"
+    started = time.perf_counter()
+    raw = read_parallel(spec, src, tgt, limit=options.limit)
+    digest = text_digest(raw)
+    stats = PairStats(read=len(raw))
+    procs = num_proc or default_num_proc(len(raw))
+    table = datasets.Dataset.from_dict(
+        {
+            "src": [p.src for p in raw],
+            "tgt": [p.tgt for p in raw],
+            "where": [p.where for p in raw],
+        }
+    )
+    del raw
+    kwargs = {
+        "src_lang": src,
+        "tgt_lang": tgt,
+        "unescape": options.unescape,
+        "min_words": options.min_words,
+        "max_words": options.max_words,
+        "max_ratio": options.max_ratio,
+    }
+    with _quiet_datasets():
+        words = table.map(
+            _moses_batch,
+            batched=True,
+            batch_size=MAP_BATCH,
+            fn_kwargs=kwargs,
+            remove_columns=["src", "tgt"],
+            num_proc=procs if procs > 1 else None,
+            cache_file_name=str(tmp / "moses.arrow") if procs > 1 else None,
+            keep_in_memory=procs <= 1,
+            load_from_cache_file=False,
+            new_fingerprint=uuid.uuid4().hex,
+        )
+    del table
+    candidates: list[PairExample] = []
+    cols = words.select_columns(["where", "changed", "reason"])
+    for start in range(0, len(cols), 50_000):
+        chunk = cols[start : start + 50_000]
+        kept_rows = [
+            i
+            for i, (where, changed, reason) in enumerate(
+                zip(chunk["where"], chunk["changed"], chunk["reason"], strict=True), start
+            )
+            if tally_line(stats, where, changed, reason or None)
+        ]
+        if kept_rows:
+            rows = words.select_columns(["src_words", "tgt_words", "where"])[kept_rows]
+            candidates += [
+                PairExample(s, t, where=w)
+                for s, t, w in zip(rows["src_words"], rows["tgt_words"], rows["where"], strict=True)
+            ]
+    del words, cols
+    budget = None
+    if tokenizer is not None and options.max_length is not None:
+        budget = options.max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    examples = _check_subwords(candidates, tokenizer, budget, stats)
+    del candidates
+    check_kept(
+        name,
+        spec,
+        examples,
+        stats,
+        min_words=options.min_words,
+        max_words=options.max_words,
+        max_ratio=options.max_ratio,
+    )
+    out = datasets.Dataset.from_dict(
+        {
+            "src_words": [e.src_words for e in examples],
+            "tgt_words": [e.tgt_words for e in examples],
+            "where": [e.where for e in examples],
+        },
+        features=datasets.Features(
+            {
+                "src_words": datasets.Sequence(datasets.Value("string")),
+                "tgt_words": datasets.Sequence(datasets.Value("string")),
+                "where": datasets.Value("string"),
+            }
+        ),
+    )
+    n_rows = len(examples)
+    del examples
+    with _quiet_datasets():
+        out.save_to_disk(str(tmp / "data"))
+    (tmp / "moses.arrow").unlink(missing_ok=True)
+    for stray in tmp.glob("*.arrow"):  # num_proc shards of the Moses step
+        stray.unlink()
+    return {
+        "kind": "words",
+        "pair": name,
+        "src": src,
+        "tgt": tgt,
+        "rows": n_rows,
+        "corpus_digest": digest,
+        "stats": stats_to_json(stats),
+        "num_proc": procs,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+# ------------------------------------------------------------------------------ links
+def _flat(links: Links) -> list[int]:
+    """A sentence pair's links as sorted ``[i0, j0, i1, j1, ...]`` (Arrow-friendly)."""
+    return [x for link in sorted(links) for x in link]
+
+
+def _unflat(flat: Sequence[int]) -> Links:
+    return set(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _sym_column(sym: str) -> str:
+    return f"sym:{sym}"
+
+
+def _spec_column(spec: LinkSpec) -> str:
+    return "spec:" + hashlib.sha256(_spec_name(spec).encode()).hexdigest()[:16]
+
+
+def _build_links(
+    tmp: Path,
+    words: Any,
+    pair: str,
+    specs: Sequence[LinkSpec],
+    *,
+    option: str | Mapping[str, str] | None,
+    index_key: str | None,
+    eflomal_cache: Path | None,
+    compute: bool,
+) -> dict[str, Any] | None:
+    """Resolve one pair's links (:func:`xalign.links.corpus_links`) and store them in
+    ``tmp/data``; None when they are not available without running eflomal (``compute``
+    False and eflomal's cache cold)."""
+    import datasets
+
+    from xalign.links import corpus_links
+
+    started = time.perf_counter()
+    src = words["src_words"]
+    tgt = words["tgt_words"]
+    syms = sorted({s.symmetrization for s in specs})
+    cl = corpus_links(
+        src,
+        tgt,
+        syms,
+        pair=pair,
+        option=option,
+        cache_dir=eflomal_cache,
+        compute=compute,
+        index_key=index_key,
+    )
+    if cl is None:
+        return None
+    columns: dict[str, list[list[int]]] = {}
+    for sym in syms:
+        columns[_sym_column(sym)] = [_flat(lk) for lk in cl.links[sym]]
+    for spec in specs:
+        columns[_spec_column(spec)] = [_flat(lk) for lk in cl.for_spec(spec, src, tgt)]
+    feats = datasets.Features({c: datasets.Sequence(datasets.Value("int32")) for c in columns})
+    with _quiet_datasets():
+        datasets.Dataset.from_dict(columns, features=feats).save_to_disk(str(tmp / "data"))
+    return {
+        "kind": "links",
+        "pair": pair,
+        "specs": {_spec_column(s): asdict(s) for s in specs},
+        "sources": dict(cl.sources),
+        "digests": cl.digests,
+        "rows": len(src),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+class _LazyLinks(Sequence[Links]):
+    """One symmetrisation's corpus links, decoded from the Arrow column on access."""
+
+    def __init__(self, table: Any, column: str) -> None:
+        self._col = table.select_columns([column])
+        self._name = column
+
+    def __len__(self) -> int:
+        return len(self._col)
+
+    @overload
+    def __getitem__(self, i: int) -> Links: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Links]: ...
+    def __getitem__(self, i: int | slice) -> Links | list[Links]:
+        if isinstance(i, slice):
+            return [_unflat(f) for f in self._col[i][self._name]]
+        return _unflat(self._col[int(i)][self._name])
+
+    def __iter__(self) -> Iterator[Links]:
+        for batch in self._col.iter(batch_size=10_000):
+            for flat in batch[self._name]:
+                yield _unflat(flat)
+
+
+class PreparedCorpusLinks(CorpusLinks):
+    """:class:`CorpusLinks` whose links are read from a prepared entry on demand and whose
+    digests are the ones recorded when it was built (no re-hash of the corpus links)."""
+
+    def __init__(
+        self,
+        pair: str,
+        links: dict[str, Sequence[Links]],
+        sources: dict[str, str],
+        digests: dict[str, str],
+    ) -> None:
+        super().__init__(pair, links, sources)  # type: ignore[arg-type]
+        self._digests = dict(sorted(digests.items()))
+
+    @property
+    def digests(self) -> dict[str, str]:
+        return dict(self._digests)
+
+
+# ------------------------------------------------------------------------------ prepared data
+class ExampleView(Sequence[PairExample]):
+    """A prepared pair's examples, read from the memory-mapped table row by row.
+
+    ``view[i]`` is a fresh :class:`PairExample` (words, ``where``, and ``links[spec]`` for
+    every spec of the prepared links); iteration reads the table in batches.
+    """
+
+    def __init__(
+        self,
+        words: Any,
+        links: Any = None,
+        spec_columns: Mapping[LinkSpec, str] | None = None,
+        spec_links: Mapping[LinkSpec, Sequence[Links]] | None = None,
+    ) -> None:
+        self._words = words
+        self._specs = dict(spec_columns or {})
+        self._links = links.select_columns(list(self._specs.values())) if self._specs else None
+        self._memory = dict(spec_links or {})
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def _example(self, i: int, row: Mapping[str, Any], links: Mapping[str, Any] | None) -> Any:
+        ex = PairExample(row["src_words"], row["tgt_words"], where=row["where"])
+        if links is not None:
+            for spec, col in self._specs.items():
+                ex.links[spec] = _unflat(links[col])
+        for spec, lks in self._memory.items():
+            ex.links[spec] = set(lks[i])
+        return ex
+
+    @overload
+    def __getitem__(self, i: int) -> PairExample: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[PairExample]: ...
+    def __getitem__(self, i: int | slice) -> PairExample | list[PairExample]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        links = self._links[i] if self._links is not None else None
+        return self._example(i, self._words[i], links)
+
+    def __iter__(self) -> Iterator[PairExample]:
+        size = 10_000
+        for start in range(0, len(self), size):
+            rows = self._words[start : start + size]
+            links = self._links[start : start + size] if self._links is not None else None
+            for k in range(len(rows["where"])):
+                row = {c: rows[c][k] for c in ("src_words", "tgt_words", "where")}
+                lk = {c: links[c][k] for c in links} if links is not None else None
+                yield self._example(start + k, row, lk)
+
+
+@dataclass
+class PreparedPair:
+    """One prepared language pair: its memory-mapped words, statistics and (optional) links."""
+
+    src: str
+    tgt: str
+    words_key: str
+    words: Any  # datasets.Dataset: src_words, tgt_words, where
+    stats: PairStats
+    corpus_digest: str
+    words_hit: bool
+    links_key: str | None = None
+    links: Any = None  # datasets.Dataset: sym:<name>, spec:<hash>
+    links_manifest: dict[str, Any] | None = None
+    links_hit: bool | None = None
+    corpus_links: CorpusLinks | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}-{self.tgt}"
+
+    def examples(self, specs: Sequence[LinkSpec] = ()) -> ExampleView:
+        """The pair's examples with ``specs``' links attached (from the prepared links, or
+        from ``corpus_links`` when they came from another rank)."""
+        if not specs:
+            return ExampleView(self.words)
+        if self.links is not None:
+            return ExampleView(self.words, self.links, {s: _spec_column(s) for s in specs})
+        assert self.corpus_links is not None
+        src, tgt = self.words["src_words"], self.words["tgt_words"]
+        memory = {s: self.corpus_links.for_spec(s, src, tgt) for s in specs}
+        return ExampleView(self.words, spec_links=memory)
+
+
+@dataclass
+class PreparedData:
+    """The prepared pairs of a run, in ``data.languages`` order."""
+
+    pairs: list[PreparedPair]
+    root: Path
+    link_specs: list[LinkSpec] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def cache_hit(self) -> bool:
+        """Every words and links entry came from the cache."""
+        return all(p.words_hit and p.links_hit is not False for p in self.pairs)
+
+    @property
+    def key(self) -> str:
+        """One key for the whole prepared input (over every entry's key, in order)."""
+        return _sha([[p.words_key, p.links_key] for p in self.pairs])
+
+    def parallel_data(
+        self, *, pairs_per_language: int | None, batch_size: int, seed: int
+    ) -> ParallelData:
+        """The trainer's :class:`ParallelData` over the memory-mapped examples (same order,
+        same plan as :func:`~xalign.data.sampler.build_parallel_data`)."""
+        from xalign.errors import ConfigError
+
+        if batch_size < 1:
+            raise ConfigError(f"train.batch_size must be >= 1 (got {batch_size})")
+        out = []
+        for p in self.pairs:
+            examples = p.examples(self.link_specs)
+            order = sample_order(len(examples), pairs_per_language, seed, p.name)
+            out.append(PairData(p.src, p.tgt, examples, order, p.stats))  # type: ignore[arg-type]
+        return ParallelData(out, batch_size)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``xalign prepare --json`` prints: per pair counts, entries and hits."""
+        return {
+            "key": self.key,
+            "cache": str(self.root),
+            "cache_hit": self.cache_hit,
+            "seconds": round(self.seconds, 3),
+            "link_specs": [asdict(s) for s in self.link_specs],
+            "pairs": {
+                p.name: {
+                    "read": p.stats.read,
+                    "kept": len(p.words),
+                    "filtered": {r: t.count for r, t in p.stats.filtered.items()},
+                    "truncated_words": p.stats.truncated_words,
+                    "no_subword_words": p.stats.no_subword_words.count,
+                    "entry": str(self.root / p.words_key),
+                    "cache_hit": p.words_hit,
+                    "corpus_digest": p.corpus_digest,
+                    **(
+                        {
+                            "links_entry": str(self.root / p.links_key),
+                            "links_cache_hit": p.links_hit,
+                            "links_digests": p.corpus_links.digests,
+                        }
+                        if p.links_key and p.corpus_links is not None
+                        else {}
+                    ),
+                }
+                for p in self.pairs
+            },
+        }
+
+
+def _load(folder: Path) -> Any:
+    import datasets
+
+    with _quiet_datasets():
+        return datasets.load_from_disk(str(folder / "data"), keep_in_memory=False)
+
+
+def prepare(
+    corpus: Any,
+    languages: Sequence[str],
+    options: PrepareOptions,
+    *,
+    tokenizer: Any,
+    link_specs: Sequence[LinkSpec] = (),
+    links_option: str | Mapping[str, str] | None = None,
+    cache_dir: str | Path | None = None,
+    eflomal_cache: Path | None = None,
+    num_proc: int | None = None,
+    compute_links: bool = True,
+    index_options: Mapping[str, Any] | None = None,
+) -> PreparedData:
+    """Prepare (or find in the cache) every ``language -> options.target`` pair of ``corpus``.
+
+    ``corpus``: ``data.corpus`` (one spec, or a mapping language -> spec / ``{src, tgt}``).
+    ``link_specs``: the run's LinkSpecs (none: no links entry). ``links_option``:
+    ``data.links``. ``num_proc``: Moses worker processes (None: :func:`default_num_proc`).
+    ``compute_links=False`` (a non-main rank) never runs eflomal: a pair whose links are
+    neither prepared nor in eflomal's cache gets ``links=None`` and ``corpus_links=None``.
+    ``index_options``: :func:`xalign.links.corpus_options` of the run, to record the
+    raw-corpus -> eflomal entry index that ``compare`` reads.
+
+    Raises CorpusError/ConfigError for bad input (as :func:`build_parallel_data` does),
+    LinksFileError for a bad ``data.links`` file, PreparedDataError when the cache is not
+    writable.
+    """
+    started = time.perf_counter()
+    root = prepared_root(cache_dir)
+    tok_id = tokenizer_identity(tokenizer)
+    specs = sorted(set(link_specs), key=repr)
+    pairs = []
+    lang_specs = {lang: language_spec(corpus, lang) for lang in languages}  # all, before work
+    for lang in languages:
+        spec = lang_specs[lang]
+        identity = corpus_identity(spec, lang, options.target, options.limit)
+        wkey = words_key(lang, identity, options, tok_id)
+        wman, whit = _cached_entry(
+            root,
+            wkey,
+            lambda tmp, spec=spec, lang=lang: _build_words(
+                tmp, spec, lang, options, tokenizer, num_proc
+            ),
+        )
+        words = _load(root / wkey)
+        pair = PreparedPair(
+            lang,
+            options.target,
+            wkey,
+            words,
+            stats_from_json(wman["stats"]),
+            wman["corpus_digest"],
+            whit,
+        )
+        if specs:
+            _prepare_links(
+                pair,
+                root,
+                specs,
+                links_option,
+                index_options,
+                eflomal_cache,
+                compute_links,
+            )
+        pairs.append(pair)
+    return PreparedData(pairs, root, specs, time.perf_counter() - started)
+
+
+class _NotComputed(Exception):
+    """Links not available without running eflomal (raised out of a build: nothing written)."""
+
+
+def _prepare_links(
+    pair: PreparedPair,
+    root: Path,
+    specs: Sequence[LinkSpec],
+    option: str | Mapping[str, str] | None,
+    index_options: Mapping[str, Any] | None,
+    eflomal_cache: Path | None,
+    compute: bool,
+) -> None:
+    from xalign.links import corpus_key
+
+    lkey = links_key(pair.words_key, pair.name, specs, option)
+    index_key = (
+        corpus_key(pair.name, pair.corpus_digest, index_options)
+        if index_options is not None and not option
+        else None
+    )
+
+    def build(tmp: Path) -> dict[str, Any]:
+        body = _build_links(
+            tmp,
+            pair.words,
+            pair.name,
+            specs,
+            option=option,
+            index_key=index_key,
+            eflomal_cache=eflomal_cache,
+            compute=compute,
+        )
+        if body is None:
+            raise _NotComputed
+        return body
+
+    pair.links_key = lkey
+    try:
+        lman, pair.links_hit = _cached_entry(root, lkey, build)
+    except _NotComputed:
+        pair.links_hit = False
+        return
+    pair.links = _load(root / lkey)
+    pair.links_manifest = lman
+    syms = sorted({s.symmetrization for s in specs})
+    pair.corpus_links = PreparedCorpusLinks(
+        pair.name,
+        {sym: _LazyLinks(pair.links, _sym_column(sym)) for sym in syms},
+        {sym: lman["sources"][sym] for sym in syms},
+        {sym: lman["digests"][sym] for sym in syms},
+    )
+
+
+# ------------------------------------------------------------------------------ the trainer's entry
+def _agree(pairs: list[PreparedPair], main: bool) -> None:
+    """Every rank trains on the main process's links: a rank that could not read them (no
+    shared cache folder, eflomal's cache cold) receives them by broadcast."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    mine = {p.name: p.corpus_links.digests if p.corpus_links else None for p in pairs}
+    wanted = broadcast_object_list([mine if main else None])[0]
+    ok = mine == wanted
+    if all(gather_object([ok])):
+        return
+    payload = None
+    if main:
+        payload = {
+            p.name: (
+                {s: list(lk) for s, lk in p.corpus_links.links.items()},
+                p.corpus_links.sources,
+            )
+            for p in pairs
+            if p.corpus_links is not None
+        }
+    payload = broadcast_object_list([payload])[0]
+    if ok:
+        return
+    for p in pairs:
+        links, sources = payload[p.name]
+        p.links = None  # attach from memory (PreparedPair.examples)
+        p.corpus_links = CorpusLinks(p.name, links, sources)
+
+
+def prepare_run_data(
+    cfg: Any,
+    encoder: Any,
+    link_specs: Sequence[LinkSpec],
+    *,
+    accelerator: Any = None,
+    announce: bool = False,
+    cache_dir: str | Path | None = None,
+) -> tuple[ParallelData, Any, PreparedData]:
+    """The trainer's data: prepared (or taken from the cache) by the main process first, then
+    memory-mapped by every rank. Returns ``(ParallelData, LinkSet, PreparedData)``: the same
+    examples, plan, statistics, links and digests as ``build_parallel_data`` +
+    ``attach_links`` give, plus the corpus digests and model identity that make the run's
+    identity without reading the corpus again. ``announce`` prints one line (hit or built)
+    on stderr.
+    """
+    from xalign.links import corpus_options
+    from xalign.provenance import model_identity
+    from xalign.trainer import LinkSet
+
+    world = accelerator.num_processes if accelerator is not None else 1
+    main = accelerator is None or accelerator.is_main_process
+    first = accelerator.main_process_first() if world > 1 else contextlib.nullcontext()
+    model_id = model_identity(cfg.model.name, cfg.model.revision)
+    with first:
+        prepared = prepare(
+            cfg.data.corpus,
+            cfg.data.languages,
+            PrepareOptions.from_config(cfg, encoder.max_length),
+            tokenizer=encoder.tokenizer,
+            link_specs=link_specs,
+            links_option=cfg.data.links,
+            cache_dir=cache_dir,
+            compute_links=main,
+            index_options=corpus_options(cfg, model_id),
+        )
+    out = LinkSet(
+        corpus_digests={p.name: p.corpus_digest for p in prepared.pairs}, model_identity=model_id
+    )
+    if prepared.link_specs:
+        if world > 1:
+            _agree(prepared.pairs, main)
+        out.corpus = {p.name: p.corpus_links for p in prepared.pairs if p.corpus_links}
+        mine = {name: cl.digest for name, cl in out.corpus.items()}
+        out.by_rank = [mine] if world <= 1 else list(_gather(mine))
+    for p in prepared.pairs:
+        warn_truncated(p.name, p.stats, encoder.max_length, stacklevel=2)
+    data = prepared.parallel_data(
+        pairs_per_language=cfg.data.pairs_per_language,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.train.seed,
+    )
+    if announce and main:
+        sys.stderr.write(describe(prepared) + "\n")
+    return data, out, prepared
+
+
+def _gather(value: Any) -> list[Any]:
+    from accelerate.utils import gather_object
+
+    return list(gather_object([value]))
+
+
+def describe(prepared: PreparedData) -> str:
+    """One line: cache hit or built, pairs, kept sentence pairs, the cache folder, seconds."""
+    kept = sum(len(p.words) for p in prepared.pairs)
+    hit = prepared.cache_hit
+    what = "cache hit" if hit else "built"
+    if not hit and any(p.words_hit or p.links_hit for p in prepared.pairs):
+        what = "built in part (other entries were cache hits)"
+    return (
+        f"prepared data: {what}: {len(prepared.pairs)} language pair(s), {kept} sentence pairs "
+        f"kept, key {prepared.key[:16]} in {prepared.root} ({prepared.seconds:.1f} s)"
+    )
+
+
+__all__ = [
+    "ExampleView",
+    "PREPARE_FORMAT",
+    "PrepareOptions",
+    "PreparedData",
+    "PreparedDataError",
+    "PreparedPair",
+    "check_entry",
+    "corpus_identity",
+    "describe",
+    "links_key",
+    "link_specs_of",
+    "prepare",
+    "prepare_config",
+    "prepare_run_data",
+    "prepared_root",
+    "stats_from_json",
+    "stats_to_json",
+    "text_digest",
+    "tokenizer_identity",
+    "words_key",
+]
+
+
+def link_specs_of(cfg: Any, hidden_size: int, registry: Any = None) -> list[LinkSpec]:
+    """The LinkSpecs the run's objectives declare (as the trainer collects them).
+
+    Raises PluginError for an unknown objective or bad objective options.
+    """
+    from xalign.plugins import PluginError, get_registry
+
+    registry = registry or get_registry()
+    specs: set[LinkSpec] = set()
+    for name in cfg.objectives:
+        entry = registry.objective(name)
+        try:
+            objective = entry.cls.from_options(cfg.objective_options(name), hidden_size=hidden_size)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
+        specs |= set(objective.needs().links)
+    return sorted(specs, key=repr)
+
+
+def prepare_config(
+    cfg: Any,
+    *,
+    registry: Any = None,
+    num_proc: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> PreparedData:
+    """``xalign prepare``: the entries ``xalign run`` with ``cfg`` will use (same tokenizer,
+    ``max_length``, filters, LinkSpecs of its objectives, ``data.links``), built or found.
+
+    Loads the encoder (for its tokenizer, ``max_length`` and hidden size), not the objectives'
+    training state; runs eflomal when an objective needs links and none are cached.
+    """
+    from xalign.encoders import load_encoder
+    from xalign.links import corpus_options
+    from xalign.provenance import model_identity
+
+    encoder = load_encoder(
+        cfg.model.name,
+        layer=cfg.model.layer,
+        max_length=cfg.model.max_length,
+        revision=cfg.model.revision,
+    )
+    specs = link_specs_of(cfg, encoder.hidden_size, registry)
+    prepared = prepare(
+        cfg.data.corpus,
+        cfg.data.languages,
+        PrepareOptions.from_config(cfg, encoder.max_length),
+        tokenizer=encoder.tokenizer,
+        link_specs=specs,
+        links_option=cfg.data.links,
+        cache_dir=cache_dir,
+        num_proc=num_proc,
+        index_options=corpus_options(cfg, model_identity(cfg.model.name, cfg.model.revision)),
+    )
+    for p in prepared.pairs:
+        warn_truncated(p.name, p.stats, encoder.max_length, stacklevel=2)
+    return prepared
