@@ -16,7 +16,7 @@ from xalign_sinkhorn import Sinkhorn
 
 from xalign.data import build_parallel_data
 from xalign.encoders import load_encoder
-from xalign.trainer import drift_regulariser
+from xalign.recipe import drift_regulariser
 
 
 def main() -> None:

@@ -136,7 +136,7 @@ def _step_overhead(hidden: int, layers: int, bsz: int, reps: int) -> dict[str, f
     from xalign.batch import AlignmentBatch
     from xalign.data import build_parallel_data
     from xalign.encoders import load_encoder
-    from xalign.trainer import drift_regulariser, frozen_upto_layer
+    from xalign.recipe import drift_regulariser, frozen_upto_layer
 
     with tempfile.TemporaryDirectory(prefix="xalign-bench-") as tmp:
         model = random_bert(Path(tmp), hidden=hidden, layers=layers)
@@ -237,7 +237,7 @@ def _mem_overrides(n: int, quick: bool, tmp: Path) -> list[str]:
 def mem_child(overrides: list[str]) -> dict[str, float]:
     """Run 2 training steps in this process; peak RSS (GiB) and peak CUDA memory (GiB)."""
     from xalign.config import load_config
-    from xalign.trainer import run_training
+    from xalign.recipe import run_training
 
     cfg = load_config(None, overrides)
     run_training(cfg, show_progress=False)

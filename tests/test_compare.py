@@ -94,7 +94,7 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
     def no_training(*_a, **_k):
         raise AssertionError("matching training runs must be reused")
 
-    monkeypatch.setattr("xalign.trainer.run_training", no_training)
+    monkeypatch.setattr("xalign.recipe.run_training", no_training)
     report = compare(
         ["sinkhorn", "other"],
         config_path=cfg_path,

@@ -30,7 +30,7 @@ from xalign.compare import (
     to_markdown,
 )
 from xalign.compare.statistics import SeedStats, best_rows
-from xalign.evaluate import EvalRun
+from xalign.evaluation.runs import EvalRun
 from xalign.task import TaskResult
 
 

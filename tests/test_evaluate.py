@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import xalign
 from xalign.cli import app
-from xalign.evaluate import EvaluationError, evaluate_runs, resolve_model, task_results
+from xalign.evaluation.runs import EvaluationError, evaluate_runs, resolve_model, task_results
 from xalign.objective import Objective
 from xalign.plugins import PluginError, get_registry, reset_registry
 from xalign.task import Task, TaskContext, TaskResult
@@ -285,7 +285,7 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
 
 
 def test_eval_key_covers_model_content_inputs_and_versions():
-    from xalign.evaluate import eval_key
+    from xalign.evaluation.runs import eval_key
 
     def key(**changes):
         args = {

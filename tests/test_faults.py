@@ -111,7 +111,7 @@ def get_run(uri: str, run_id: str):
 def test_unreachable_tracking_server_fails_in_seconds_before_loading(
     command, tiny_model, tmp_path, monkeypatch
 ):
-    from xalign import trainer
+    from xalign import recipe as trainer
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded before the tracking store was checked")
@@ -221,7 +221,7 @@ class Outage:
 
 def hook_after_checkpoint(monkeypatch, actions: dict[int, callable]) -> None:
     """Run ``actions[step]()`` right after the checkpoint of that step is written."""
-    from xalign import trainer
+    from xalign import recipe as trainer
 
     original = trainer.AlignmentRecipe.save_checkpoint
 
@@ -436,7 +436,7 @@ def test_replay_ignores_a_torn_last_line_and_names_bad_lines(tmp_path):
 # ====================================================================== 3. signals
 LAUNCHER = """
 import sys, time
-from xalign import trainer
+from xalign import recipe as trainer
 
 _real = trainer.AlignmentRecipe._micro_step
 
@@ -539,7 +539,7 @@ def test_signal_checkpoints_marks_killed_and_resume_matches(
 
 
 def test_stop_request_defers_the_first_signal_only():
-    from xalign.trainer import StopRequest
+    from xalign.recipe import StopRequest
 
     stop = StopRequest()
     with pytest.raises(KeyboardInterrupt):  # not in the loop (setup): stop at once
@@ -559,7 +559,7 @@ def test_stop_request_defers_the_first_signal_only():
 
 @pytest.mark.parametrize("where", ["model loading", "first step"])
 def test_interrupt_before_a_safe_point(where, tiny_model, tmp_path, shared_uri, monkeypatch):
-    from xalign import trainer
+    from xalign import recipe as trainer
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -640,7 +640,7 @@ def test_output_folder_that_cannot_be_created_fails_before_loading(
 ):
     from mlflow.tracking import MlflowClient
 
-    from xalign import trainer
+    from xalign import recipe as trainer
 
     def no_loading(*args, **kwargs):
         raise AssertionError("loaded a model although the output folder is unusable")

@@ -144,7 +144,7 @@ def _stop_server(proc: subprocess.Popen) -> None:
 def _run_killing_the_server(tmp_path, smoke_overrides, monkeypatch, *, restart_after: int | None):
     """3-step run logging to a server that is stopped after the step-1 checkpoint (and
     started again after checkpoint ``restart_after``); returns (result, url, servers)."""
-    from xalign import trainer
+    from xalign import recipe as trainer
 
     port = _free_port()
     servers = [_start_server(tmp_path, port)]

@@ -298,7 +298,10 @@ def test_plugins_use_only_the_public_api(plugins_dir):
     "source, expected",
     [
         ("from xalign.alignment import load_gold\n", [(1, "xalign.alignment.load_gold")]),
-        ("import os\nimport xalign.finetune\n", [(2, "xalign.finetune")]),  # the module
+        (
+            "import os\nimport xalign.evaluation.finetune\n",
+            [(2, "xalign.evaluation.finetune")],
+        ),  # the module
         ("import xalign\nxalign.default_cache_dir()\n", [(2, "xalign.default_cache_dir")]),
         ("from xalign import Task, shared_data_dir\n", [(1, "xalign.shared_data_dir")]),
         ("import xalign as xa\n\nx = xa.evaluation.f1\n", [(3, "xalign.evaluation")]),
@@ -315,10 +318,10 @@ def test_boundary_failure_names_plugin_file_line_and_name(tmp_path):
     pkg = tmp_path / "plugins" / "xalign_rogue"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("import xalign\n")
-    (pkg / "sub" / "io.py").write_text("\n\nfrom xalign.trainer import AlignmentRecipe\n")
+    (pkg / "sub" / "io.py").write_text("\n\nfrom xalign.recipe import AlignmentRecipe\n")
     assert plugin_api_problems(tmp_path / "plugins") == [
         "plugin xalign_rogue: plugins/xalign_rogue/sub/io.py:3: uses "
-        "xalign.trainer.AlignmentRecipe, which is not in xalign.__all__ (the public API)"
+        "xalign.recipe.AlignmentRecipe, which is not in xalign.__all__ (the public API)"
     ]
 
 

@@ -26,7 +26,7 @@ from xalign_udpos.tagging import (
 from xalign import TaskContext, TaskResult
 from xalign.cli import app
 from xalign.evaluation import DataUnavailableError
-from xalign.finetune import IGNORE_INDEX, FinetuneSettings, collate
+from xalign.evaluation.finetune import IGNORE_INDEX, FinetuneSettings, collate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TAG = udpos.LABEL_IDS

@@ -10,7 +10,7 @@ import xalign_xquad as qa
 
 from xalign import TaskContext, TaskResult
 from xalign.evaluation import XNLI_LANGS
-from xalign.finetune import FinetuneSettings
+from xalign.evaluation.finetune import FinetuneSettings
 
 TINY = dict(train_limit=32, test_limit=16, epochs=1, max_length=32, batch_size=8)
 

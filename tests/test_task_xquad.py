@@ -199,7 +199,7 @@ def test_missing_squad_is_a_clear_error(tmp_path, monkeypatch) -> None:
 
 
 def test_length_grouped_batches_cover_every_feature_once() -> None:
-    from xalign.finetune import _batches
+    from xalign.evaluation.finetune import _batches
 
     lengths = [(7 * i) % 50 + 1 for i in range(203)]
     plain = _batches(lengths, 8, torch.Generator().manual_seed(0))

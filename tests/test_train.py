@@ -123,7 +123,7 @@ def test_unknown_objective_lists_available(smoke_overrides):
 
 
 def test_resume_gives_identical_weights(tiny_model, tmp_path, tracking_uri, monkeypatch):
-    from xalign import trainer
+    from xalign import recipe as trainer
 
     common = [
         "--objective",
@@ -301,7 +301,7 @@ def write_unequal_corpus(directory: Path, sizes: dict[str, int]) -> str:
 def unequal_recipe(tiny_model, tmp_path, tracking_uri, objective: str, reg: float):
     """sizes de 6 (first), fr 10, batch 4: an epoch is 3 micro-steps = one optimizer step."""
     from xalign.config import load_config
-    from xalign.trainer import AlignmentRecipe
+    from xalign.recipe import AlignmentRecipe
 
     corpus = write_unequal_corpus(tmp_path, {"de": 6, "fr": 10})
     cfg = load_config(
@@ -339,7 +339,7 @@ def hand_objective(recipe, micro_steps: int, per_micro: int) -> torch.Tensor:
     pairs' micro-batches as one batch.
     """
     from xalign.batch import AlignmentBatch
-    from xalign.trainer import drift_regulariser
+    from xalign.recipe import drift_regulariser
 
     enc, lam = recipe.encoder, recipe.cfg.train.reg_weight
     (name,) = recipe.objectives

@@ -12,7 +12,7 @@ import torch
 
 from xalign.config import load_config
 from xalign.encoders import load_encoder
-from xalign.trainer import AlignmentRecipe, frozen_upto_layer
+from xalign.recipe import AlignmentRecipe, frozen_upto_layer
 
 TRAINER = str(Path(inspect.getfile(AlignmentRecipe)).resolve())
 

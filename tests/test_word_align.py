@@ -1,4 +1,4 @@
-"""The ``xalign align`` command and its heatmap (``xalign.word_align``).
+"""The ``xalign align`` command and its heatmap (``xalign.alignment.plot``).
 
 Extraction itself is tested in ``test_extract.py``; the CLI's links are checked against the
 ``align`` task's in ``test_task_align.py``.
@@ -14,9 +14,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from xalign.alignment.plot import MAX_INCHES, plot_plan
 from xalign.cli import app
 from xalign.data import tokenize_words
-from xalign.word_align import MAX_INCHES, plot_plan
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SRC, TGT = "Das Haus ist klein .", "The house is small ."

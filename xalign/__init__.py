@@ -49,7 +49,7 @@ from xalign.evaluation import (
     tatoeba_code,
 )
 from xalign.evaluation import f1 as squad_f1
-from xalign.finetune import (
+from xalign.evaluation.finetune import (
     IGNORE_INDEX,
     FinetuneLog,
     FinetuneSettings,

@@ -120,7 +120,7 @@ def run(
     from xalign.config import load_config
     from xalign.errors import ConfigError, XalignError
     from xalign.plugins import get_registry
-    from xalign.trainer import run_training
+    from xalign.recipe import run_training
 
     try:
         if resume is not None and not resume.exists():

@@ -37,7 +37,7 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def resolve_align_model(ref: str, tracking_uri: str | None = None) -> str:
     """Model path or name for ``ref``; a run output dir means its ``model`` subfolder."""
-    from xalign.evaluate import resolve_model
+    from xalign.evaluation.runs import resolve_model
 
     local = Path(ref).expanduser()
     if (local / "model" / "config.json").exists() and not (local / "config.json").exists():
@@ -162,9 +162,9 @@ def align(
 ) -> None:
     """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""
     from xalign.alignment.extract import align_sentences
+    from xalign.alignment.plot import plot_alignment
     from xalign.data.text import normalize_text, tokenize_words
     from xalign.encoders import load_encoder
-    from xalign.word_align import plot_alignment
 
     try:
         config = ExtractConfig(

@@ -70,7 +70,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model on task(s), one MLflow run per seed (finished identical runs reused:
     same model file contents, task input file contents, options, seed and plugin version)."""
-    from xalign.evaluate import evaluate_runs, resolve_spec
+    from xalign.evaluation.runs import evaluate_runs, resolve_spec
     from xalign.task import TaskContext
     from xalign.tracking import check_tracking
 

@@ -29,7 +29,8 @@ from xalign.alignment.gold import (
     load_gold,
     read_gold_lines,
 )
-from xalign.alignment.links import (
+from xalign.alignment.metrics import alignment_scores
+from xalign.links import (
     SYMMETRIZATION_METHODS,
     Links,
     drop_identical,
@@ -39,7 +40,6 @@ from xalign.alignment.links import (
     symmetrize,
     transpose,
 )
-from xalign.alignment.metrics import alignment_scores
 
 __all__ = [
     "METHODS",

@@ -64,7 +64,7 @@ class EflomalResult:
     from_cache: bool = False
 
     def symmetrized(self, method: str = "intersection") -> list[Links]:
-        """Symmetrise every sentence pair (see :func:`xalign.alignment.links.symmetrize`)."""
+        """Symmetrise every sentence pair (see :func:`xalign.links.symmetrize`)."""
         return [symmetrize(f, r, method) for f, r in zip(self.forward, self.reverse, strict=True)]
 
 

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from xalign.alignment.links import Links
 from xalign.batch import Side
 from xalign.errors import XalignError, XalignWarning
+from xalign.links import Links
 from xalign.ot import transport_plan
 
 METHODS = ("argmax", "ot")

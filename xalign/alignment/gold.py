@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xalign.alignment.links import Links, transpose
 from xalign.errors import XalignError
+from xalign.links import Links, transpose
 from xalign.paths import data_root, describe_data_root
 
 GOLD_FORMATS: tuple[str, ...] = ("awesome", "xlwa", "bicici", "pharaoh", "wpt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xalign.alignment.links import Links
+from xalign.links import Links
 
 
 def _ratio(num: int, den: int) -> float:

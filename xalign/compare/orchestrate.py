@@ -24,7 +24,7 @@ from typing import Any
 from xalign.compare.report import CompareReport, write_report
 from xalign.compare.statistics import Results, Summary, summarize
 from xalign.config import ConfigError, RunConfig, load_config
-from xalign.evaluate import BASE, EvalRun, evaluate_runs, resolve_spec
+from xalign.evaluation.runs import BASE, EvalRun, evaluate_runs, resolve_spec
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.task import TaskContext
 from xalign.tracking import (
@@ -345,7 +345,7 @@ def _train_or_reuse(
     A run is reused only with the same content identity (:func:`find_training_run`); the
     reasons other runs of the same config were not reused are logged.
     """
-    from xalign.trainer import run_training
+    from xalign.recipe import run_training
 
     found, reasons = (
         find_training_run(tracker, cfg, registry=registry, memo=memo) if reuse else (None, [])

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xalign.evaluate import BASE, EvalRun
 from xalign.evaluation.metrics import paired_bootstrap, seed_summary
+from xalign.evaluation.runs import BASE, EvalRun
 from xalign.task import TaskResult
 
 N_BOOT = 1000  # bootstrap resamples

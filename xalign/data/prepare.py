@@ -1000,7 +1000,7 @@ def prepare_run_data(
     """
     from xalign.links import corpus_options
     from xalign.provenance import model_identity
-    from xalign.trainer import LinkSet
+    from xalign.recipe import LinkSet
 
     world = accelerator.num_processes if accelerator is not None else 1
     main = accelerator is None or accelerator.is_main_process

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from xalign.alignment.extract import SentenceAlignment, display_word
-from xalign.alignment.links import Links
+from xalign.links import Links
 
 MAX_INCHES = 20.0
 DPI = 120
