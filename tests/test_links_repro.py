@@ -31,7 +31,7 @@ from accelerate import Accelerator
 
 from xalign.alignment import eflomal_aligner
 from xalign.links import LinkSpec
-from xalign.recipe import attach_links
+from xalign.links import attach_links
 
 out = Path(sys.argv[1])
 acc = Accelerator(cpu=True)

@@ -316,7 +316,7 @@ def test_prepared_links_equal_attach_links_and_hit_without_recomputing(
     tokenizer, tmp_path, monkeypatch
 ):
     from xalign import links as links_mod
-    from xalign.recipe import attach_links
+    from xalign.links import attach_links
 
     specs = [
         LinkSpec("intersection"),
@@ -406,7 +406,7 @@ def weights(out: dict) -> dict[str, torch.Tensor]:
 
 def old_setup(cfg, encoder, link_specs, *, accelerator=None, announce=False, cache_dir=None):
     """What the trainer did before the prepare stage: build_parallel_data + attach_links."""
-    from xalign.recipe import attach_links
+    from xalign.links import attach_links
 
     data = build_parallel_data(
         cfg.data.corpus,

@@ -54,7 +54,7 @@ from xalign.config import RunConfig
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
 from xalign.errors import ConfigError, XalignError
-from xalign.links import CorpusLinks, LinkSpec
+from xalign.links import LinkSet, LinkSpec
 from xalign.objective import Objective
 from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
 from xalign.progress import progress_bar
@@ -307,7 +307,7 @@ class AlignmentRecipe:
         cfg = self.cfg
         # Prepared once (xalign.data.prepare): words, filters, stats and word links are cached
         # on disk by content, built by the main process first and memory-mapped by every rank;
-        # the same examples, plan and links as build_parallel_data + attach_links.
+        # the same examples, plan and links as build_parallel_data + xalign.links.attach_links.
         from xalign.data.prepare import prepare_run_data
 
         self.data: ParallelData
@@ -893,118 +893,6 @@ def _broadcast(value: Any, world: int) -> Any:
     from accelerate.utils import broadcast_object_list
 
     return broadcast_object_list([value])[0]
-
-
-@dataclass
-class LinkSet:
-    """The word links of a run: per pair, the symmetrised corpus links (``corpus``), and what
-    every data-parallel rank trained on (``by_rank[r][pair]`` = links digest; rank 0 only
-    knows every rank's). ``corpus_digests``/``model_identity`` are kept when computed."""
-
-    corpus: dict[str, CorpusLinks] = field(default_factory=dict)
-    by_rank: list[dict[str, str]] = field(default_factory=list)
-    corpus_digests: dict[str, str] = field(default_factory=dict)
-    model_identity: str | None = None
-
-    @property
-    def symmetrizations(self) -> list[str]:
-        return sorted({sym for cl in self.corpus.values() for sym in cl.links})
-
-
-def attach_links(
-    data: ParallelData,
-    specs: list[LinkSpec],
-    *,
-    cfg: RunConfig | None = None,
-    accelerator: Any = None,
-    cache_dir: Path | None = None,
-) -> LinkSet:
-    """Resolve each pair's word links once and attach every spec's filtered links to examples.
-
-    Links come from ``cfg.data.links`` files or from eflomal (cached under ``cache_dir``,
-    default ``$XALIGN_CACHE_DIR/eflomal``; :func:`xalign.links.corpus_links`). With several
-    ranks the main process resolves first (eflomal under a file lock); the others then read
-    the cache without running eflomal, and all compare digests with the main process: a rank
-    that could not read the same links (no shared cache folder) takes the main process's by
-    broadcast. So a run trains on ONE set of links, whatever the number of ranks.
-    """
-    from xalign.links import corpus_links
-    from xalign.provenance import corpus_digest, model_identity
-
-    out = LinkSet()
-    if not specs:
-        return out
-    syms = sorted({s.symmetrization for s in specs})
-    option = cfg.data.links if cfg is not None else None
-    world = accelerator.num_processes if accelerator is not None else 1
-    main = accelerator is None or accelerator.is_main_process
-    first = accelerator.main_process_first() if world > 1 else contextlib.nullcontext()
-    resolved: dict[str, CorpusLinks | None] = {}
-    with first:
-        for pair in data.pairs:
-            index_key = None
-            if main and cfg is not None and not option:  # index: raw corpus -> eflomal entry
-                from xalign.links import corpus_key, corpus_options
-
-                if out.model_identity is None:
-                    out.model_identity = model_identity(cfg.model.name, cfg.model.revision)
-                digest = corpus_digest(cfg.data.corpus, pair.src, pair.tgt, cfg.data.limit)
-                out.corpus_digests[pair.name] = digest
-                index_key = corpus_key(pair.name, digest, corpus_options(cfg, out.model_identity))
-            resolved[pair.name] = corpus_links(
-                [e.src_words for e in pair.examples],
-                [e.tgt_words for e in pair.examples],
-                syms,
-                pair=pair.name,
-                option=option,
-                cache_dir=cache_dir,
-                compute=main,
-                index_key=index_key,
-            )
-    if world > 1:
-        resolved = _agree_on_links(resolved, main)
-    out.corpus = {name: cl for name, cl in resolved.items() if cl is not None}
-    mine = {name: cl.digest for name, cl in out.corpus.items()}
-    out.by_rank = _gather(mine, world)
-    for pair in data.pairs:
-        cl = out.corpus[pair.name]
-        src = [e.src_words for e in pair.examples]
-        tgt = [e.tgt_words for e in pair.examples]
-        for spec in specs:
-            for ex, lk in zip(pair.examples, cl.for_spec(spec, src, tgt), strict=True):
-                ex.links[spec] = lk
-    return out
-
-
-def _agree_on_links(
-    resolved: dict[str, CorpusLinks | None], main: bool
-) -> dict[str, CorpusLinks | None]:
-    """Make every rank hold the main process's links (broadcast only when a rank lacks them)."""
-    from accelerate.utils import broadcast_object_list, gather_object
-
-    wanted = {n: cl.digests for n, cl in resolved.items() if cl is not None} if main else None
-    wanted = broadcast_object_list([wanted])[0]
-    ok = all(cl is not None and cl.digests == wanted.get(n) for n, cl in resolved.items())
-    if all(gather_object([ok])):
-        return resolved
-    payload = (
-        {n: (cl.links, cl.sources) for n, cl in resolved.items() if cl is not None}
-        if main
-        else None
-    )
-    payload = broadcast_object_list([payload])[0]
-    if ok:
-        return resolved
-    return {n: CorpusLinks(n, links, sources) for n, (links, sources) in payload.items()}
-
-
-def _gather(value: Any, world: int) -> list[Any]:
-    """``value`` of every rank, in rank order (``[value]`` on one process)."""
-    if world <= 1:
-        return [value]
-    from accelerate.utils import gather_object
-
-    return list(gather_object([value]))
 
 
 def run_training(

@@ -998,9 +998,8 @@ def prepare_run_data(
     identity without reading the corpus again. ``announce`` prints one line (hit or built)
     on stderr.
     """
-    from xalign.links import corpus_options
+    from xalign.links import LinkSet, corpus_options
     from xalign.provenance import model_identity
-    from xalign.recipe import LinkSet
 
     world = accelerator.num_processes if accelerator is not None else 1
     main = accelerator is None or accelerator.is_main_process
