@@ -645,7 +645,7 @@ def attach_links(
         resolved = _agree_on_links(resolved, main)
     out.corpus = {name: cl for name, cl in resolved.items() if cl is not None}
     mine = {name: cl.digest for name, cl in out.corpus.items()}
-    out.by_rank = _gather(mine, world)
+    out.by_rank = gather_from_ranks(mine, world)
     for pair in data.pairs:
         cl = out.corpus[pair.name]
         src = [e.src_words for e in pair.examples]
@@ -678,7 +678,7 @@ def _agree_on_links(
     return {n: CorpusLinks(n, links, sources) for n, (links, sources) in payload.items()}
 
 
-def _gather(value: Any, world: int) -> list[Any]:
+def gather_from_ranks(value: Any, world: int) -> list[Any]:
     """``value`` of every rank, in rank order (``[value]`` on one process)."""
     if world <= 1:
         return [value]

@@ -57,7 +57,7 @@ from xalign.data.sampler import (
     words_and_reason,
 )
 from xalign.errors import XalignError
-from xalign.links import CorpusLinks, Links, LinkSpec
+from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -1025,7 +1025,7 @@ def prepare_run_data(
             _agree(prepared.pairs, main)
         out.corpus = {p.name: p.corpus_links for p in prepared.pairs if p.corpus_links}
         mine = {name: cl.digest for name, cl in out.corpus.items()}
-        out.by_rank = [mine] if world <= 1 else list(_gather(mine))
+        out.by_rank = gather_from_ranks(mine, world)
     for p in prepared.pairs:
         warn_truncated(p.name, p.stats, encoder.max_length, stacklevel=2)
     data = prepared.parallel_data(
@@ -1036,12 +1036,6 @@ def prepare_run_data(
     if announce and main:
         sys.stderr.write(describe(prepared) + "\n")
     return data, out, prepared
-
-
-def _gather(value: Any) -> list[Any]:
-    from accelerate.utils import gather_object
-
-    return list(gather_object([value]))
 
 
 def describe(prepared: PreparedData) -> str:
