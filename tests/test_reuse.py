@@ -131,6 +131,31 @@ def test_editing_the_gold_file_is_a_new_evaluation(tiny_model, tmp_path):
     assert str(src_tgt.resolve()) in stored
 
 
+def test_an_eval_run_whose_artifacts_are_gone_is_evaluated_again(tiny_model, tmp_path):
+    """The store lists a FINISHED run with the same key but its artifact folder was deleted
+    (e.g. a sqlite store whose ./mlruns went with an old checkout): a warning naming the run,
+    a new evaluation, and no traceback."""
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(tmp_path)
+    src_tgt = write_gold(tmp_path / "gold", SWAPPED)
+    args = [str(tiny_model), "-t", "diag-aer", "--option", f"diag-aer.gold={src_tgt}"]
+    args += ["--tracking-uri", uri]
+    first = eval_json(args)["runs"][0]
+    artifacts = MlflowClient(uri).get_run(first["run_id"]).info.artifact_uri
+    shutil.rmtree(artifacts.removeprefix("file://"))
+    result = CliRunner().invoke(app, ["eval", *args, "--json"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    again = json.loads(result.stdout)["runs"][0]
+    assert not again["reused"] and again["run_id"] != first["run_id"]
+    assert again["scores"]["deen"]["aer"] == pytest.approx(1 / 3) and DiagonalAER.calls == 2
+    assert f"not reusing eval run {first['run_id']}" in result.stderr
+    assert "has no artifact 'result.json'" in result.stderr
+    assert "Traceback" not in result.output
+    # the new run is complete, so the next call reuses it
+    assert eval_json(args)["runs"][0]["run_id"] == again["run_id"]
+
+
 def test_editing_a_data_dir_file_is_a_new_evaluation(tiny_model, tmp_path):
     uri = fresh_store(tmp_path)
     data = tmp_path / "data"

@@ -298,8 +298,20 @@ class Tracker:
         return dict(self.client.get_run(run_id).data.params)
 
     def download_artifact(self, run_id: str, path: str, dst: str | Path) -> Path:
-        """Download artifact ``path`` of ``run_id`` into folder ``dst``; returns the local path."""
-        return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        """Download artifact ``path`` of ``run_id`` into folder ``dst``; returns the local path.
+
+        Raises:
+            FileNotFoundError: the run has no such artifact (e.g. its artifact folder was
+                deleted or moved while the store still lists the run).
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        except MlflowException as exc:
+            raise FileNotFoundError(
+                f"run {run_id} of {self.uri} has no artifact {path!r}: {exc.message}"
+            ) from exc
 
     # ------------------------------------------------------------------ runs
     def start(

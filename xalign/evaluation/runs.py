@@ -26,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from xalign.tracking import (
     TAG_TASK,
     TAG_TRAIN_RUN_ID,
     Tracker,
+    TrackingWarning,
     get_run,
     resolve_tracking_uri,
     terminal_status,
@@ -390,8 +392,13 @@ def find_eval_run(
     for run in runs:
         try:
             return run.info.run_id, load_result(tracker, run.info.run_id)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(
+                f"not reusing eval run {run.info.run_id} (same inputs): its result cannot be "
+                f"read ({type(exc).__name__}: {exc}); evaluating again",
+                TrackingWarning,
+                stacklevel=2,
+            )
     return None
 
 
