@@ -71,6 +71,7 @@ class TrainConfig:
     seed: int = 42
     reg_weight: float = 1.0
     dropout: bool = True
+    freeze_embeddings: bool = False
     mixed_precision: str = "no"
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
