@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,9 +87,41 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
 
 
+_MLFLOW_TEMPLATE: list[Path] = []
+
+
+def migrated_sqlite_uri(path: Path) -> str:
+    """``sqlite:///path``: a new, empty MLflow store, copied from one migrated per session.
+
+    Creating a sqlite store runs MLflow's schema migrations (seconds); a copy of an empty,
+    migrated store is the same store without them. Code paths that create a store from scratch
+    are tested where a test builds its URI itself."""
+    if not _MLFLOW_TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="xalign-mlflow-template-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        template = Path(folder) / "mlflow.db"
+        # in a child process, so the file is closed (and complete) when it is copied
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from mlflow.tracking import MlflowClient; "
+                "MlflowClient(sys.argv[1]).search_experiments(max_results=1)",
+                f"sqlite:///{template}",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=folder,  # the Default experiment's artifact folder lives there
+        )
+        _MLFLOW_TEMPLATE.append(template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_MLFLOW_TEMPLATE[0], path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
 def tracking_uri(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return migrated_sqlite_uri(tmp_path / "mlflow.db")
 
 
 @pytest.fixture

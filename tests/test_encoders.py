@@ -5,8 +5,11 @@ from xalign.encoders import load_encoder
 from xalign.encoders.encoder import EncoderLoadError, resolve_model_dir
 
 
-def test_offline_hub_error_says_how_to_use_a_local_copy(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+def test_offline_hub_error_says_how_to_use_a_local_copy(value, monkeypatch, tmp_path):
+    """HF_HUB_OFFLINE set after huggingface_hub was imported is honoured: no network
+    attempt (no retries until timeouts), and the error says how to use a local copy."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(EncoderLoadError) as err:
         load_encoder("bert-base-multilingual-cased")

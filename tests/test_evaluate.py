@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
+from conftest import migrated_sqlite_uri
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -123,18 +123,8 @@ def fake_plugins(monkeypatch, tmp_path):
     reset_registry()
 
 
-_TEMPLATE: list[Path] = []
-
-
 def fresh_store(tmp_path: Path) -> str:
-    """A new sqlite MLflow store (a copy of one migrated once per session: migrations are slow)."""
-    if not _TEMPLATE:
-        path = Path(tempfile.mkdtemp(prefix="xalign-mlflow-")) / "template.db"
-        MlflowClient(f"sqlite:///{path}").search_experiments()
-        _TEMPLATE.append(path)
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_TEMPLATE[0], db)
-    return f"sqlite:///{db}"
+    return migrated_sqlite_uri(tmp_path / "mlflow.db")
 
 
 def log_train_run(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import as_sets, run_json
+from conftest import as_sets, migrated_sqlite_uri, run_json
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -355,7 +355,7 @@ def test_tracker_backlog_unit(tmp_path):
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = migrated_sqlite_uri(tmp_path / "m.db")
     tracker = Tracker(uri, "unit", retry_interval=0.0)
     run_id = tracker.start(run_name="unit")
     tracker.set_backlog_dir(tmp_path / "run")
@@ -408,7 +408,7 @@ def test_tracker_backlog_unit(tmp_path):
 
 
 def test_replay_ignores_a_torn_last_line_and_names_bad_lines(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = migrated_sqlite_uri(tmp_path / "m.db")
     tracker = Tracker(uri, "unit")
     run_id = tracker.start(run_name="torn")
     d = tmp_path / "run"
@@ -473,7 +473,7 @@ def test_signal_checkpoints_marks_killed_and_resume_matches(
     signals, checkpoint_every, code, tiny_model, tmp_path, reference
 ):
     db = tmp_path / "m.db"
-    uri = f"sqlite:///{db}"
+    uri = migrated_sqlite_uri(db)
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
     out_dir = tmp_path / "out"

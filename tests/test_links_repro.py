@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_json
+from conftest import migrated_sqlite_uri, run_json
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -84,7 +84,7 @@ def test_the_same_links_file_gives_bit_identical_weights(tiny_model, tmp_path, m
     """Run 1 computes eflomal links and logs them; runs 2 and 3 read that artifact through
     data.links with cold caches: all three end with the same weights, bit for bit."""
     monkeypatch.chdir(tmp_path)  # MLflow's artifact folder
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = migrated_sqlite_uri(tmp_path / "m.db")
     args = [*COMMON, "--set", f"model.name={tiny_model}", "--set", f"tracking.uri={uri}"]
     monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache-1"))
     first = run_json([*args, "--set", f"train.output_dir={tmp_path / 'o1'}"])
@@ -141,7 +141,7 @@ def test_a_bad_links_file_fails_before_training_naming_file_and_line(
         "--set",
         f"model.name={tiny_model}",
         "--set",
-        f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+        f"tracking.uri={migrated_sqlite_uri(tmp_path / 'm.db')}",
         "--set",
         f"train.output_dir={tmp_path / 'out'}",
     ]
@@ -207,7 +207,7 @@ def test_two_ranks_on_a_cold_cache_train_on_one_set_of_links(tiny_model, tmp_pat
     links digest, the one logged as data.links_hash.<pair>, from one eflomal run per pair."""
     xalign_bin = Path(sys.executable).with_name("xalign")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "XALIGN_CACHE_DIR": str(tmp_path / "cache")}
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = migrated_sqlite_uri(tmp_path / "m.db")
     cmd = [
         sys.executable,
         "-m",

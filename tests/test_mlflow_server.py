@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import migrated_sqlite_uri
 from typer.testing import CliRunner
 
 from xalign.cli import app
@@ -25,74 +26,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "server.log", "w"),
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(
-                    "mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:]
-                )
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def test_run_is_logged_to_a_tracking_server(mlflow_server, smoke_overrides):
-    from mlflow.tracking import MlflowClient
-
-    reset_registry()
-    sets = sum((["--set", o] for o in smoke_overrides if not o.startswith("tracking.")), [])
-    result = CliRunner().invoke(
-        app, ["run", "-q", "--json", "-o", "sinkhorn", *sets, "--tracking-uri", mlflow_server]
-    )
-    assert result.exit_code == 0, result.output
-    run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
-    client = MlflowClient(mlflow_server)
-    run = client.get_run(run_id)
-    assert run.info.status == "FINISHED"
-    assert "de-en/sinkhorn" in run.data.metrics
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "final_metrics.json"}
-
-
-# ------------------------------------------------------------------ the server dies mid-run
 def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
-    """``mlflow server`` on 127.0.0.1:port over tmp_path's store; waits for /health."""
+    """``mlflow server`` on 127.0.0.1:port over tmp_path's store; waits for /health.
+
+    A new store starts as a copy of an empty migrated one (the server's own migrations would
+    cost seconds at every start)."""
+    if not (tmp_path / "server.db").exists():
+        migrated_sqlite_uri(tmp_path / "server.db")
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(tmp_path / "server.log", "a")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
@@ -119,6 +59,7 @@ def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                 if r.status == 200:
+                    proc.url = f"http://127.0.0.1:{port}"
                     return proc
         except OSError:
             pass
@@ -141,6 +82,33 @@ def _stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@pytest.fixture
+def mlflow_server(tmp_path):
+    proc = _start_server(tmp_path, _free_port())
+    try:
+        yield proc.url
+    finally:
+        _stop_server(proc)
+
+
+def test_run_is_logged_to_a_tracking_server(mlflow_server, smoke_overrides):
+    from mlflow.tracking import MlflowClient
+
+    reset_registry()
+    sets = sum((["--set", o] for o in smoke_overrides if not o.startswith("tracking.")), [])
+    result = CliRunner().invoke(
+        app, ["run", "-q", "--json", "-o", "sinkhorn", *sets, "--tracking-uri", mlflow_server]
+    )
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "de-en/sinkhorn" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "final_metrics.json"}
+
+
+# ------------------------------------------------------------------ the server dies mid-run
 def _run_killing_the_server(tmp_path, smoke_overrides, monkeypatch, *, restart_after: int | None):
     """3-step run logging to a server that is stopped after the step-1 checkpoint (and
     started again after checkpoint ``restart_after``); returns (result, url, servers)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_json
+from conftest import migrated_sqlite_uri, run_json
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -233,7 +233,7 @@ def test_two_ranks_match_one_rank(tiny_model, tmp_path):
         "--set",
         "objectives.sinkhorn.diameter=10",
         "--set",
-        f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+        f"tracking.uri={migrated_sqlite_uri(tmp_path / 'm.db')}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run(

@@ -149,14 +149,15 @@ def load_encoder(
     from transformers import AutoModel, AutoTokenizer
 
     path = resolve_model_dir(name)
+    # read now, not when huggingface_hub was imported: HF_HUB_OFFLINE set later (a notebook,
+    # a test) still means no network attempt (otherwise: retries until connection timeouts)
+    kw = {"revision": revision, "local_files_only": _hub_offline()}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, **kw)
         try:  # the pooler is never used: don't create (and train) it
-            model = AutoModel.from_pretrained(
-                path, revision=revision, dtype=dtype, add_pooling_layer=False
-            )
+            model = AutoModel.from_pretrained(path, dtype=dtype, add_pooling_layer=False, **kw)
         except TypeError:
-            model = AutoModel.from_pretrained(path, revision=revision, dtype=dtype)
+            model = AutoModel.from_pretrained(path, dtype=dtype, **kw)
     except (OSError, ValueError) as exc:
         raise EncoderLoadError(_load_hint(name, exc)) from exc
     if not getattr(tokenizer, "is_fast", False):
@@ -164,11 +165,16 @@ def load_encoder(
     return Encoder(model, tokenizer, name=name, layer=layer, max_length=max_length)
 
 
+def _hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (1/ON/YES/TRUE), at call time."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def _load_hint(name: str, exc: Exception) -> str:
     local = Path(name).expanduser()
     if local.exists():
         return f"could not load the model at {local}: {exc}"
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = _hub_offline()
     return (
         f"could not load {name!r} from the Hugging Face hub"
         f"{' (HF_HUB_OFFLINE=1)' if offline else ' (is the hub reachable?)'}: {exc}\n"
