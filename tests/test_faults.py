@@ -525,7 +525,9 @@ def test_signal_checkpoints_marks_killed_and_resume_matches(
         )
     if len(signals) == 1:
         assert_says(stderr, f"{name} received: stopping after the current step", "after step")
-    assert get_run(uri, run_dir.name).info.status == "KILLED"
+    killed = get_run(uri, run_dir.name)
+    assert killed.info.status == "KILLED"
+    assert f"interrupted by {name}" in killed.data.tags["xalign.failure"]
     from xalign.checkpoint import find_checkpoint
 
     ckpt = find_checkpoint(run_dir)
@@ -534,7 +536,11 @@ def test_signal_checkpoints_marks_killed_and_resume_matches(
     assert not list((run_dir / "checkpoints").glob("*.partial")) or len(signals) > 1
     resumed = run_json(["--resume", str(run_dir)])
     assert resumed["run_id"] == run_dir.name
-    assert get_run(uri, run_dir.name).info.status == "FINISHED"
+    finished = get_run(uri, run_dir.name)
+    assert finished.info.status == "FINISHED"
+    # a finished run has no failure; why it stopped before is kept as history
+    assert "xalign.failure" not in finished.data.tags
+    assert finished.data.tags["xalign.resumed_after"] == killed.data.tags["xalign.failure"]
     assert_same_weights(weights(resumed["output_dir"]), reference)
 
 
@@ -717,3 +723,57 @@ def test_resume_refuses_a_crafted_optimizer_file(tiny_model, tmp_path, shared_ur
     assert result.exit_code == 1, result.output
     assert_says(result.output, f"{victim}: refused to load", "(posix.system)")
     assert not marker.exists()
+
+
+EVAL_LAUNCHER = """
+import sys, time
+from pathlib import Path
+from xalign.plugins import get_registry
+
+MARKER = Path(sys.argv.pop(1))
+
+def _hang(self, model, context):  # the task is running: the test may signal now
+    MARKER.touch()
+    while True:
+        time.sleep(0.05)
+
+get_registry().task("align").cls.run = _hang
+from xalign.cli import main
+sys.argv = ["xalign", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigterm_during_an_evaluation_exits_143_and_marks_it_killed(tiny_model, tmp_path):
+    """``xalign eval`` stopped by SIGTERM exits 143 like ``xalign run`` (typer would turn the
+    interrupt into 130, Ctrl-C's code), says so, and its eval run ends KILLED."""
+    sig, code = signal.SIGTERM, 143
+    uri = migrated_sqlite_uri(tmp_path / "m.db")
+    launcher, marker = tmp_path / "launch.py", tmp_path / "started"
+    launcher.write_text(EVAL_LAUNCHER)
+    cmd = [sys.executable, str(launcher), str(marker), "eval", str(tiny_model), "-t", "align"]
+    proc = subprocess.Popen(
+        [*cmd, "--tracking-uri", uri, "--no-reuse"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.time() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the task did not start within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr[-3000:]
+    assert_says(stderr, "interrupted by SIGTERM", "marked KILLED")
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(uri).search_runs(["1"])
+    assert [r.info.status for r in runs] == ["KILLED"]

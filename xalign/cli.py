@@ -191,19 +191,34 @@ def sync_tracking(
     err.print(f"sent {sent} tracking record(s) from {directory}", highlight=False)
 
 
+_TERMINATED: list[bool] = []
+
+
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     """SIGTERM outside training (which handles it itself) ends like Ctrl-C: runs marked KILLED."""
+    _TERMINATED.append(True)
     raise KeyboardInterrupt("SIGTERM")
 
 
 def main() -> None:
+    """The ``xalign`` command. An interrupt exits 128 + the signal number (130 SIGINT,
+    143 SIGTERM) after the runs it started were marked KILLED."""
     import signal
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         app()
-    except KeyboardInterrupt as exc:
-        sys.exit(143 if str(exc) == "SIGTERM" else 130)
+    except KeyboardInterrupt as exc:  # outside typer's command call
+        code = 143 if str(exc) == "SIGTERM" else 130
+    except SystemExit as exc:  # typer turns a KeyboardInterrupt in a command into exit 130
+        if exc.code != 130:
+            raise
+        code = 143 if _TERMINATED else 130
+    else:
+        return
+    if code == 143:  # a scheduler's stop: say so in the job's log
+        err.print("xalign: interrupted by SIGTERM; runs it had started are marked KILLED")
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ from xalign.tracking import (
     TAG_OBJECTIVE,
     TAG_OUTPUT_DIR,
     TAG_PLUGIN_PREFIX,
+    TAG_RESUMED_AFTER,
     Tracker,
     git_sha,
 )
@@ -465,11 +466,16 @@ class AlignmentRecipe:
         tags[TAG_LINK_SYMMETRIZATIONS] = ",".join(links.symmetrizations)
         name = cfg.tracking.run_name or "+".join(cfg.objectives)
         resumed = run_id is not None
+        earlier_failure = None
         if resumed:  # the inputs must be the ones the run started with
             check_same_inputs(self.tracker.run_params(run_id), components, what=f"run {run_id}")
+            earlier_failure = self.tracker.run_tags(run_id).get(TAG_FAILURE)
         run_id = self.tracker.start(
             run_name=name, run_id=run_id, tags=tags, parent_run_id=self.parent_run_id
         )
+        if earlier_failure:  # the run goes on: why it stopped is history, not its state
+            self.tracker.set_tags({TAG_RESUMED_AFTER: earlier_failure})
+            self.tracker.delete_tag(TAG_FAILURE)
         if not resumed:
             params = cfg.flat()
             params[PARAM_VERSION] = xalign.__version__

@@ -82,6 +82,7 @@ TAG_PLUGIN_PREFIX = "xalign.plugin."  #: training: + objective name -> "distribu
 TAG_OUTPUT_DIR = "xalign.output_dir"  #: training: absolute output folder
 TAG_MODEL_DIR = "xalign.model_dir"  #: training: absolute saved-model folder
 TAG_FAILURE = "xalign.failure"  #: why a run FAILED or was KILLED
+TAG_RESUMED_AFTER = "xalign.resumed_after"  #: a resumed run: its earlier xalign.failure
 TAG_OBJECTIVE = "xalign.objective"  #: training/eval: objective(s), "+"-joined
 TAG_OBJECTIVES = "xalign.objectives"  #: compare: comma-separated
 TAG_TASKS = "xalign.tasks"  #: compare: comma-separated
@@ -297,6 +298,10 @@ class Tracker:
         """The params logged on ``run_id``."""
         return dict(self.client.get_run(run_id).data.params)
 
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of ``run_id``."""
+        return dict(self.client.get_run(run_id).data.tags)
+
     def download_artifact(self, run_id: str, path: str, dst: str | Path) -> Path:
         """Download artifact ``path`` of ``run_id`` into folder ``dst``; returns the local path.
 
@@ -372,6 +377,11 @@ class Tracker:
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.enabled and tags:
             self._submit({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
+
+    def delete_tag(self, key: str) -> None:
+        """Remove tag ``key`` of the run (it must exist when the record is sent)."""
+        if self.enabled:
+            self._submit({"op": "delete_tag", "key": key})
 
     def log_text(self, text: str, artifact_file: str) -> None:
         if not self.enabled:
@@ -619,6 +629,8 @@ def _send_record(client: Any, rec: dict[str, Any], directory: Path | None) -> No
         client.log_batch(
             run_id, tags=[RunTag(k, v) for k, v in rec["tags"].items()], synchronous=True
         )
+    elif op == "delete_tag":
+        client.delete_tag(run_id, rec["key"])
     elif op == "artifact":
         src = rec.get("source") or str((directory or Path(".")) / rec["file"])
         client.log_artifact(run_id, src, rec.get("artifact_path"))
