@@ -63,6 +63,13 @@ class CosineTask(Task):
         return result
 
 
+class SeedlessCosineTask(CosineTask):
+    """The same computation, declared independent of the seed (as align/tatoeba/bucc are)."""
+
+    name = "fake-seedless"
+    uses_seed = False
+
+
 @dataclass
 class PresetConfig:
     file: str = "preset.json"
@@ -103,7 +110,7 @@ class OtherObjective(Objective):
 class FakePlugin:
     @xalign.hookimpl
     def register_tasks(self, register) -> None:
-        for cls in (CosineTask, PresetTask, PresetAER):
+        for cls in (CosineTask, SeedlessCosineTask, PresetTask, PresetAER):
             register(cls)
 
     @xalign.hookimpl
@@ -364,3 +371,21 @@ def test_interrupted_or_crashed_eval_runs_end_in_a_terminal_state(
     client = MlflowClient(uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == status
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_a_task_that_ignores_the_seed_is_evaluated_once_for_all_seeds(reuse, tiny_model, tmp_path):
+    """``uses_seed = False``: 3 seeds -> one evaluation (one MLflow run) standing for all three,
+    also with --no-reuse; a task that uses the seed still runs once per seed."""
+    SeedlessCosineTask.calls = 0
+    uri = fresh_store(tmp_path)
+    ctx = TaskContext(output_dir=tmp_path / "eval", show_progress=False)
+    kw = {"seeds": 3, "context": ctx, "tracking_uri": uri, "reuse": reuse}
+    runs = evaluate_runs(str(tiny_model), "fake-seedless", **kw)
+    assert SeedlessCosineTask.calls == 1
+    assert [r.seed for r in runs] == [0, 1, 2] and [r.reused for r in runs] == [False, True, True]
+    assert len({r.run_id for r in runs}) == 1 and len({r.eval_key for r in runs}) == 1
+    assert runs[0].result.scores == runs[2].result.scores
+    assert len(MlflowClient(uri).search_runs(["1"])) == 1
+    seeded = evaluate_runs(str(tiny_model), "fake", **kw)
+    assert CosineTask.calls == 3 and len({r.run_id for r in seeded}) == 3

@@ -419,3 +419,22 @@ def test_ot_method_on_identical_one_word_sentences(tmp_path: Path, tiny_model) -
         result = _evaluate_sets([str(base)], encoder, method="ot")
         assert result.per_example["deen"][0] == 0.0  # predicted exactly {0-0}
     assert result.scores["deen"]["n_sentences"] == 2.0
+
+
+def test_result_does_not_depend_on_the_seed(tmp_path, shared_data) -> None:
+    """``uses_seed = False`` holds: with dropout in the model and other seeds (context and torch)
+    the links and scores are the same (the encoder runs in eval mode; nothing is sampled)."""
+    import torch
+    from conftest import build_tiny_encoder
+
+    model = build_tiny_encoder(tmp_path / "m", dropout=0.3)
+    results = []
+    for seed in (0, 7):
+        torch.manual_seed(seed)
+        context = TaskContext(data_dir=shared_data, show_progress=False, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GoldAlignmentWarning)
+            results.append(AlignTask(AlignConfig(limit=10)).run(str(model), context))
+    assert AlignTask.uses_seed is False
+    assert results[0].scores == results[1].scores
+    assert results[0].per_example == results[1].per_example

@@ -83,3 +83,20 @@ def test_e5_retrieves_german_far_above_chance(shared_data) -> None:
     result = TatoebaTask(TatoebaConfig(limit=100)).run("packaged:multilingual-e5-small", context)
     # chance is 1 %; measured 98.0 % (last layer; 98.5 % on all 1000 pairs)
     assert result.scores["de"]["accuracy"] > 80.0, result.scores
+
+
+def test_result_does_not_depend_on_the_seed(tmp_path, shared_data) -> None:
+    """``uses_seed = False`` holds: with dropout in the model and other seeds (context and torch)
+    the result is the same (the encoder runs in eval mode; nothing is sampled)."""
+    import torch
+    from conftest import build_tiny_encoder
+
+    model = build_tiny_encoder(tmp_path / "m", dropout=0.3)
+    results = []
+    for s in (0, 7):
+        torch.manual_seed(s)
+        ctx = TaskContext(data_dir=shared_data, languages=["de"], show_progress=False, seed=s)
+        results.append(TatoebaTask(TatoebaConfig(limit=30)).run(str(model), ctx))
+    assert TatoebaTask.uses_seed is False
+    assert results[0].scores == results[1].scores
+    assert results[0].per_example == results[1].per_example

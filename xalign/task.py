@@ -60,6 +60,10 @@ class Task:
     #: Sub-folders of the data folder this task reads (XTREME layout, e.g. ``("xnli",)``);
     #: ``None`` = any file of the data folder may matter. Used by the default :meth:`inputs`.
     data_folders: ClassVar[tuple[str, ...] | None] = None
+    #: False when ``run`` gives the same result for every ``context.seed`` (no fine-tuning,
+    #: no sampling: AER, retrieval): ``xalign eval``/``compare`` then evaluate a model once and
+    #: use that result for every seed instead of repeating the same computation.
+    uses_seed: ClassVar[bool] = True
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()

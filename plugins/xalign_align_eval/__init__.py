@@ -283,6 +283,7 @@ class AlignTask(xalign.Task):
     description = "Word-alignment AER/P/R/F1 on gold sets (mutual argmax or OT-plan links)"
     Config = AlignConfig
     data_folders = ("align",)  # gold sets; path-valued `sets` count too (Task.inputs)
+    uses_seed = False  # no training, no sampling: one evaluation serves every seed
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(

@@ -166,6 +166,7 @@ class BuccTask(xalign.Task):
     name = "bucc"
     description = "BUCC 2018 bitext mining F1 (XTREME protocol: ratio margin k=4, max retrieval)"
     Config = BuccConfig
+    uses_seed = False  # no training, no sampling: one evaluation serves every seed
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(

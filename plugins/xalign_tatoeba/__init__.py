@@ -148,6 +148,7 @@ class TatoebaTask(xalign.Task):
     description = "Tatoeba xx->en sentence retrieval accuracy (XTREME protocol, mean pooling)"
     Config = TatoebaConfig
     data_folders = ("tatoeba",)  # what Task.inputs hashes
+    uses_seed = False  # no training, no sampling: one evaluation serves every seed
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(

@@ -167,7 +167,7 @@ def eval_key(
     identity: str,
     task: str,
     options: dict[str, Any],
-    seed: int,
+    seed: int | None,
     languages: Sequence[str] | None = None,
     *,
     inputs: dict[str, str] | None = None,
@@ -176,7 +176,8 @@ def eval_key(
     """Hash of everything that changes an evaluation's result.
 
     ``identity``: the model's content identity; ``inputs``: ``{path: sha256}`` of the task's
-    declared input files; ``software``: plugin distribution/version and xalign's version.
+    declared input files; ``software``: plugin distribution/version and xalign's version;
+    ``seed``: None for a task whose result does not depend on it (``Task.uses_seed``).
     """
     blob = json.dumps(
         {
@@ -284,12 +285,16 @@ def evaluate_runs(
         "xalign": xalign.__version__,
     }
     out: list[EvalRun] = []
+    uses_seed = bool(getattr(task, "uses_seed", True))
     for seed in seed_list:
+        if not uses_seed and out:  # one evaluation stands for every seed
+            out.append(dataclasses.replace(out[0], seed=seed, reused=True))
+            continue
         key = eval_key(
             spec.identity,
             task_name,
             resolved,
-            seed,
+            seed if uses_seed else None,
             base_ctx.languages,
             inputs=inputs,
             software=software,
