@@ -8,6 +8,8 @@ import os
 import pickle
 import random
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -329,3 +331,49 @@ def test_truncated_or_missing_files_give_clear_errors(tmp_path):
     (ckpt / "scheduler.pt").unlink()
     with pytest.raises(CheckpointError, match="incomplete checkpoint .missing scheduler.pt"):
         ck.load_checkpoint(ckpt, module=module, optimizer=opt, scheduler=sched, rank=0)
+
+
+RANK0_DISK_FULL = """
+import os, sys
+from xalign import recipe
+from xalign.checkpoint import CheckpointError
+
+def _disk_full(*args, **kwargs):
+    raise CheckpointError("cannot write checkpoint (injected on rank 0): No space left on device")
+
+if os.environ.get("RANK") == "0":
+    recipe.finalize_checkpoint = _disk_full
+from xalign.cli import main
+sys.argv = ["xalign", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.distributed
+def test_a_checkpoint_failure_on_rank_0_stops_every_rank(tiny_model, tmp_path):
+    """2 gloo ranks, rank 0 cannot write the step-1 checkpoint: both ranks exit with an
+    error (rank 1 says another rank failed) instead of rank 1 waiting at a barrier forever."""
+    from conftest import migrated_sqlite_uri
+
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(RANK0_DISK_FULL)
+    sets = [
+        f"model.name={tiny_model}",
+        "data.limit=24",
+        "data.languages=[de,fr]",
+        "train.batch_size=8",
+        "train.checkpoint_every=1",
+        f"train.output_dir={tmp_path / 'out'}",
+        f"tracking.uri={migrated_sqlite_uri(tmp_path / 'm.db')}",
+    ]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    cmd += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    cmd += ["--dynamo_backend", "no", str(launcher), "run", "-q"]
+    cmd += [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0
+    assert "injected on rank 0" in done.stderr, done.stderr[-3000:]
+    assert "rank 1: another rank could not write checkpoint step 1" in done.stderr, done.stderr[
+        -3000:
+    ]

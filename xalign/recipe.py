@@ -747,32 +747,61 @@ class AlignmentRecipe:
         )
 
     def save_checkpoint(self, step: int, metrics: dict[str, float]) -> None:
-        write_rank_state(self.ckpt_dir, step, self.rank)
-        self.accelerator.wait_for_everyone()
+        """Checkpoint ``step`` on every rank (rank states, then the main process writes the
+        rest). A failure on any rank stops every rank with an error (none waits forever for a
+        rank that has gone)."""
+        error: Exception | None = None
+        try:
+            write_rank_state(self.ckpt_dir, step, self.rank)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            error = exc
+        self._stop_if_any_rank_failed(error, step)
         if self.is_main:
-            state = {
-                "step": step,
-                "micro_step": step * self.cfg.train.grad_accum,
-                "run_id": self.run_id,
-                "fingerprint": self.cfg.fingerprint(),
-                "world_size": self.world,
-                "metrics": metrics,
-            }
-            finalize_checkpoint(
-                self.ckpt_dir,
-                step,
-                module=self.module,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                state=state,
-                config_yaml=self.cfg.to_yaml(),
-                keep=self.cfg.train.keep_checkpoints,
+            try:
+                self._finalize_checkpoint(step, metrics)
+            except Exception as exc:  # noqa: BLE001
+                error = exc
+        self._stop_if_any_rank_failed(error, step)
+
+    def _stop_if_any_rank_failed(self, error: Exception | None, step: int) -> None:
+        """A collective (the ranks' barrier): re-raise this rank's ``error``; a rank without
+        one raises :class:`CheckpointError` when another rank failed."""
+        failed = self._any_rank(error is not None)
+        if error is not None:
+            raise error
+        if failed:
+            raise CheckpointError(
+                f"rank {self.rank}: another rank could not write checkpoint step {step} to "
+                f"{self.ckpt_dir} (its error is above); stopping this rank too"
             )
-        self.accelerator.wait_for_everyone()
+
+    def _finalize_checkpoint(self, step: int, metrics: dict[str, float]) -> None:
+        """The main process's part of a checkpoint: model, optimizer, schedule, state."""
+        state = {
+            "step": step,
+            "micro_step": step * self.cfg.train.grad_accum,
+            "run_id": self.run_id,
+            "fingerprint": self.cfg.fingerprint(),
+            "world_size": self.world,
+            "metrics": metrics,
+        }
+        finalize_checkpoint(
+            self.ckpt_dir,
+            step,
+            module=self.module,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=state,
+            config_yaml=self.cfg.to_yaml(),
+            keep=self.cfg.train.keep_checkpoints,
+        )
 
     def _stop_requested(self, stop: StopRequest) -> bool:
         """Did any rank get SIGTERM/SIGINT? (All ranks must stop after the same step.)"""
-        flag = stop.signum is not None
+        return self._any_rank(stop.signum is not None)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """``flag`` OR-ed over the ranks (a collective: every rank must call it)."""
         if self.world > 1:
             import torch.distributed as dist
 
