@@ -230,3 +230,69 @@ def test_freeze_embeddings_keeps_the_word_embedding_matrix(
     changed = [n for n, p in after.items() if not torch.equal(p, before[n])]
     assert "embeddings.position_embeddings.weight" in changed
     assert len(changed) == len(after) - 1
+
+
+# ------------------------------------------------------------------ gradient checkpointing
+def _saved_bytes(recipe: AlignmentRecipe) -> int:
+    """Bytes the autograd graph keeps for the backward of the first pair's batch."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    name, examples, langs, _ = recipe._batches(0)[0]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        recipe._encode_batch(name, examples, langs)
+    return total
+
+
+@pytest.mark.parametrize("dropout", ["true", "false"])
+def test_gradient_checkpointing_keeps_less_and_trains_the_same(
+    tiny_model, tmp_path, tracking_uri, one_thread, dropout
+):
+    """``train.gradient_checkpointing=true`` keeps a fraction of the activations for the
+    backward and gives the same weights after training, with dropout (the RNG state is
+    restored for the recomputation) and without (the layers must still be recomputed
+    although the model is in eval mode)."""
+    recipes = {}
+    for on in ("false", "true"):
+        recipe = _recipe(
+            _overrides(
+                tiny_model,
+                tmp_path / on,
+                tracking_uri,
+                f"train.dropout={dropout}",
+                f"train.gradient_checkpointing={on}",
+            )
+        )
+        try:
+            recipe.train()
+        finally:
+            recipe.cleanup()
+        recipes[on] = recipe
+    plain, ckpt = (dict(recipes[k].encoder.model.named_parameters()) for k in ("false", "true"))
+    assert plain.keys() == ckpt.keys()
+    for name, value in plain.items():
+        torch.testing.assert_close(ckpt[name], value, rtol=0, atol=1e-6, msg=name)
+    assert any(  # training did change the weights, so the comparison means something
+        not torch.equal(p, q)
+        for p, q in zip(
+            plain.values(), load_encoder(str(tiny_model)).model.parameters(), strict=True
+        )
+    )
+    saved = {k: _saved_bytes(r) for k, r in recipes.items()}
+    assert saved["true"] < 0.6 * saved["false"], saved
+
+
+def test_gradient_checkpointing_on_a_model_without_it_is_a_config_error(
+    tiny_model, tmp_path, tracking_uri, monkeypatch
+):
+    from transformers import BertModel
+
+    from xalign.errors import ConfigError
+
+    monkeypatch.setattr(BertModel, "supports_gradient_checkpointing", False)
+    with pytest.raises(ConfigError, match=r"train\.gradient_checkpointing: BertModel .*false"):
+        _recipe(_overrides(tiny_model, tmp_path, tracking_uri, "train.gradient_checkpointing=true"))

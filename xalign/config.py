@@ -72,6 +72,7 @@ class TrainConfig:
     reg_weight: float = 1.0
     dropout: bool = True
     freeze_embeddings: bool = False
+    gradient_checkpointing: bool = False
     mixed_precision: str = "no"
     checkpoint_every: int = 0
     keep_checkpoints: int = 2

@@ -273,6 +273,26 @@ class AlignmentRecipe:
             # The word-embedding matrix, most of a multilingual encoder's parameters (96M of
             # e5-small's 118M): no gradient and no optimizer state for it. The paper tunes it.
             self.encoder.model.get_input_embeddings().weight.requires_grad_(False)
+        if cfg.train.gradient_checkpointing:
+            self._enable_gradient_checkpointing()
+
+    def _enable_gradient_checkpointing(self) -> None:
+        """``train.gradient_checkpointing``: keep only each layer's input for the backward and
+        recompute the layer then (Chen et al. 2016; Hugging Face's
+        ``gradient_checkpointing_enable``, non-reentrant, which restores the RNG state so
+        dropout masks and gradients are the same). Activation memory of a pair's batch then
+        no longer scales with the number of layers, for about one more forward in time."""
+        model = self.encoder.model
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise ConfigError(
+                f"train.gradient_checkpointing: {type(model).__name__} ({self.cfg.model.name}) "
+                f"does not support gradient checkpointing; set it to false"
+            )
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def _setup_objectives(self) -> None:
         """Objective plugins from their options, what they need (links, mixed batches, the
@@ -340,6 +360,12 @@ class AlignmentRecipe:
         # Dropout on (standard fine-tuning) or off; the frozen copy c0 is always in eval mode,
         # so with dropout the drift regulariser is not zero even before the first update.
         self.module.train(t.dropout)
+        if t.gradient_checkpointing and not t.dropout:
+            # HF recomputes a layer only in training mode: the checkpointed layers themselves
+            # (not their dropout and attention modules) are marked as training
+            for m in self.encoder.model.modules():
+                if m is not self.encoder.model and getattr(m, "gradient_checkpointing", False):
+                    m.training = True
         if self.frozen is not None:
             self.frozen.to(device)
         # Only the model is prepared: the optimizer and schedule count optimizer steps, while
