@@ -16,10 +16,11 @@ Keys (``python -m benchmarks``):
   ``peak_cuda_mem_15_vs_1_langs`` (``torch.cuda.max_memory_allocated``). Full: the embedded
   ``packaged:multilingual-e5-small`` on FLORES-200 devtest (``../shared/data``), paper batch
   (24, 2 micro-steps); ``--quick`` or without the data: a tiny random BERT on the demo corpus
-  with the 5 demo languages repeated under 15 codes. Full mode also gives
-  ``peak_mem_15_same_vs_1_langs``: the first pair's files under 15 codes / 1 pair, i.e. the
-  growth with the number of pairs alone (15 different languages also change the longest
-  padded batch, hence the activation peak).
+  with the 5 demo languages repeated under 15 codes. The peak is the activations of the
+  longest padded batch the run meets, and 15 pairs meet 15 times as many batches, so full
+  mode also gives ``peak_mem_15_vs_1_langs_equal_length`` (both runs truncated to 32
+  subwords: every batch has the same shape, the ratio is the number of pairs alone) and
+  ``peak_mem_15_vs_1_langs_checkpointing`` (``train.gradient_checkpointing=true``).
 - ``eval_sentences_per_s_align``: sentences encoded and aligned per second by the ``align``
   task's ``predict_links`` (default ``ExtractConfig``; both sides of each pair count);
   ``eval_sentences_per_s_tatoeba``: sentences embedded per second by the ``tatoeba`` task's
@@ -199,18 +200,18 @@ def _step_overhead(hidden: int, layers: int, bsz: int, reps: int) -> dict[str, f
 
 
 # ------------------------------------------------------------------------- memory
-def _mem_overrides(n: int, quick: bool, tmp: Path, *, same: bool = False) -> list[str]:
-    """Overrides of a memory run with ``n`` pairs; ``same``: every code reads the first
-    language's files (the number of pairs changes, the sentences do not)."""
+def _mem_overrides(n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    """Overrides of a memory run with ``n`` pairs (+ ``extra`` overrides)."""
     flores = ROOT.parent / "shared" / "data" / "parallel" / "flores200_devtest"
     common = [
         "train.max_steps=2",
         "train.save_model=false",
-        f"train.output_dir={tmp / f'out{n}{same}'}",
+        f"train.output_dir={tmp / f'out{n}-{len(extra) and extra[0]}'}",
         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",  # migrated by peak_memory
+        *extra,
     ]
     if not quick and flores.is_dir():
-        pairs = [(c, FLORES_15[0][1] if same else stem) for c, stem in FLORES_15[:n]]
+        pairs = FLORES_15[:n]
         common.append(f"data.languages=[{','.join(c for c, _ in pairs)}]")
         for code, stem in pairs:
             common += [
@@ -252,8 +253,8 @@ def mem_child(overrides: list[str]) -> dict[str, float]:
     return out
 
 
-def _measure(n: int, quick: bool, tmp: Path, *, same: bool = False) -> dict[str, float]:
-    overrides = _mem_overrides(n, quick, tmp, same=same)
+def _measure(n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    overrides = _mem_overrides(n, quick, tmp, extra)
     args = [sys.executable, "-m", "benchmarks.training", "mem", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if quick else None
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
@@ -263,27 +264,31 @@ def _measure(n: int, quick: bool, tmp: Path, *, same: bool = False) -> dict[str,
 
 
 def peak_memory(quick: bool) -> dict[str, float]:
-    """``peak_mem_15_vs_1_langs`` (+ the absolute peaks in GiB, + CUDA with a GPU)."""
+    """``peak_mem_15_vs_1_langs`` (+ the absolute peaks in GiB, + CUDA with a GPU); full mode
+    also the ratio at equal batch shapes and with activation checkpointing."""
     from mlflow.tracking import MlflowClient
 
+    variants = {"": ()}
+    if not quick:
+        # the activations of the longest padded batch set the peak, and 15 pairs meet 30 times
+        # as many batches as 1 pair in 2 steps; truncated to 32 subwords every batch has the
+        # same shape, so this ratio is the number of pairs alone
+        variants["_equal_length"] = ("model.max_length=32",)
+        variants["_checkpointing"] = ("train.gradient_checkpointing=true",)
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="xalign-mem-") as tmp:
         # the store's schema migrations run here, in neither measured process
         MlflowClient(f"sqlite:///{Path(tmp) / 'mlflow.db'}").search_experiments(max_results=1)
-        one = _measure(1, quick, Path(tmp))
-        many = _measure(15, quick, Path(tmp))
-        # full mode only: the 15 languages differ in sentence lengths, which moves the peak
-        # of the longest pair; the same pair under 15 codes isolates the number of pairs
-        same = None if quick else _measure(15, quick, Path(tmp), same=True)
-    out = {
-        "peak_mem_15_vs_1_langs": round(many["peak_rss_gib"] / one["peak_rss_gib"], 4),
-        "peak_rss_gib_1_lang": round(one["peak_rss_gib"], 3),
-        "peak_rss_gib_15_langs": round(many["peak_rss_gib"], 3),
-    }
-    if same is not None:
-        out["peak_mem_15_same_vs_1_langs"] = round(same["peak_rss_gib"] / one["peak_rss_gib"], 4)
-        out["peak_rss_gib_15_same_langs"] = round(same["peak_rss_gib"], 3)
-    if "peak_cuda_gib" in one:
-        out["peak_cuda_mem_15_vs_1_langs"] = round(many["peak_cuda_gib"] / one["peak_cuda_gib"], 4)
+        for suffix, extra in variants.items():
+            one = _measure(1, quick, Path(tmp), extra)
+            many = _measure(15, quick, Path(tmp), extra)
+            ratio = many["peak_rss_gib"] / one["peak_rss_gib"]
+            out[f"peak_mem_15_vs_1_langs{suffix}"] = round(ratio, 4)
+            out[f"peak_rss_gib_1_lang{suffix}"] = round(one["peak_rss_gib"], 3)
+            out[f"peak_rss_gib_15_langs{suffix}"] = round(many["peak_rss_gib"], 3)
+            if "peak_cuda_gib" in one:
+                cuda = many["peak_cuda_gib"] / one["peak_cuda_gib"]
+                out[f"peak_cuda_mem_15_vs_1_langs{suffix}"] = round(cuda, 4)
     return out
 
 
