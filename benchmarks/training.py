@@ -206,7 +206,7 @@ def _mem_overrides(n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = ()) 
     common = [
         "train.max_steps=2",
         "train.save_model=false",
-        f"train.output_dir={tmp / f'out{n}-{len(extra) and extra[0]}'}",
+        f"train.output_dir={tmp / '-'.join([f'out{n}', *extra])}",
         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",  # migrated by peak_memory
         *extra,
     ]
