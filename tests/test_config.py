@@ -99,6 +99,15 @@ def test_fingerprint_ignores_where_results_go():
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
+def test_fingerprint_ignores_gradient_checkpointing_but_not_dropout():
+    """Checkpointing changes memory, not weights (bit-identical: tests/test_train_lean.py), so
+    a run trained without it is reused or resumed with it; dropout changes the weights."""
+    plain = load_config(None, ["train.gradient_checkpointing=false"])
+    ckpt = load_config(None, ["train.gradient_checkpointing=true"])
+    assert plain.fingerprint() == ckpt.fingerprint()
+    assert plain.fingerprint() != load_config(None, ["train.dropout=false"]).fingerprint()
+
+
 def test_parse_override_value_kinds():
     assert parse_override("a.b=3") == (["a", "b"], 3)
     assert parse_override("a=true") == (["a"], True)

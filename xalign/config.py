@@ -112,6 +112,9 @@ class RunConfig:
         d["train"].pop("output_dir")
         d["train"].pop("checkpoint_every")
         d["train"].pop("keep_checkpoints")
+        # recomputes activations instead of keeping them: the same weights, bit for bit, on
+        # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
+        d["train"].pop("gradient_checkpointing")
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
