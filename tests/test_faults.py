@@ -407,6 +407,44 @@ def test_tracker_backlog_unit(tmp_path):
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("sqlite:///m.db", "{cwd}/mlruns"),
+        ("sqlite:///sub/m.db", "{cwd}/sub/mlruns"),
+        ("sqlite:////abs/dir/m.db", "/abs/dir/mlruns"),
+        ("sqlite:////abs/dir/m.db?timeout=20", "/abs/dir/mlruns"),
+        ("sqlite:///:memory:", None),
+        ("http://127.0.0.1:5000", None),
+        ("databricks", None),
+    ],
+)
+def test_artifact_root_of_each_store_kind(uri, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    want = expected and expected.format(cwd=tmp_path.resolve())
+    assert tracking.artifact_root(uri) == want
+
+
+def test_local_store_keeps_artifacts_beside_its_database(tmp_path, monkeypatch):
+    """A store opened by absolute path from another folder keeps its artifacts beside the
+    database (MLflow's default would be the cwd: deleting that folder lost every result)."""
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    uri = migrated_sqlite_uri((tmp_path / "store" / "m.db").resolve())
+    tracker = Tracker(uri, "beside")
+    run_id = tracker.start(run_name="unit")
+    tracker.log_text("kept", "result.json")
+    tracker.end("FINISHED")
+    exp = MlflowClient(uri).get_experiment_by_name("beside")
+    assert exp.artifact_location == str((tmp_path / "store" / "mlruns").resolve())
+    found = list((tmp_path / "store" / "mlruns").rglob("result.json"))
+    assert [p.read_text() for p in found] == ["kept"] and run_id in str(found[0])
+    assert not any((tmp_path / "cwd").iterdir())
+
+
 def test_replay_ignores_a_torn_last_line_and_names_bad_lines(tmp_path):
     uri = migrated_sqlite_uri(tmp_path / "m.db")
     tracker = Tracker(uri, "unit")

@@ -107,6 +107,20 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment of a local sqlite store keeps its artifacts: ``mlruns`` beside
+    the database file, so the store and its artifacts move together. MLflow's own default is
+    ``mlruns`` in the cwd of whichever process first creates the experiment: a store opened by
+    absolute path from another folder would record that folder, and its results would be lost
+    with it. ``None`` for other stores (a server decides, ``--default-artifact-root``)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return str(Path(path).resolve().parent / "mlruns")
+
+
 def git_sha(cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(
@@ -269,7 +283,11 @@ class Tracker:
                     else:
                         exp = self.client.get_experiment_by_name(experiment)
                         self.experiment_id = (
-                            exp.experiment_id if exp else self.client.create_experiment(experiment)
+                            exp.experiment_id
+                            if exp
+                            else self.client.create_experiment(
+                                experiment, artifact_location=artifact_root(self.uri)
+                            )
                         )
             except Exception as exc:
                 raise _unreachable(self.uri, exc) from exc
