@@ -110,7 +110,7 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         ),
         (
             ["{tiny}", "--task", "align", "--option", "align.nope=1", "--tracking-uri", "{store}"],
-            ["unknown option(s) 'nope'"],
+            ["unknown option 'nope'"],
         ),
         (
             ["{tiny}", "--task", "align", "--option", "layer=1", "--tracking-uri", "{store}"],

@@ -311,15 +311,70 @@ def test_valid_edge_values_pass():
 # -- sections, objectives, unknown keys ------------------------------------------------------
 def test_unknown_keys_suggest_the_close_one(tmp_path):
     assert error_of(None, ["train.lrr=1"]).startswith(
-        "--set train.lrr=1: train.lrr: unknown option(s) 'lrr' (did you mean 'lr'?); known: "
+        "--set train.lrr=1: train.lrr: unknown option 'lrr' (did you mean 'lr'?); known: "
     )
     assert error_of(None, ["trian.lr=1"]).startswith(
         "--set trian.lr=1: unknown section 'trian' (did you mean 'train'?)"
     )
     path = write(tmp_path, "data:\n  langauges: [de]\n")
     assert error_of(path).startswith(
-        f"{path}:2: data.langauges: unknown option(s) 'langauges' (did you mean 'languages'?)"
+        f"{path}:2: data.langauges: unknown option 'langauges' (did you mean 'languages'?)"
     )
+
+
+def test_every_problem_of_a_file_is_reported_at_once_with_its_line(tmp_path):
+    """Unknown sections and keys, bad types, in several sections and objectives: one error
+    lists each with its own file:line, so a config is fixed in one pass."""
+    path = write(
+        tmp_path,
+        "trian: {}\n"  # 1
+        "model:\n"
+        "  max_lenght: 64\n"  # 3
+        "data:\n"
+        "  limit: many\n"  # 5
+        "train:\n"
+        "  lr: fast\n"  # 7
+        "  batchsize: 3\n"  # 8
+        "objectives:\n"
+        "  sinkhorn: {blur: big}\n"  # 10
+        "  l2: {weight: -1}\n",  # 11
+    )
+    lines = error_of(path).splitlines()
+    assert lines[0] == "6 problems:"
+    assert [ln.split(": ")[0].strip() for ln in lines[1:]] == [
+        f"{path}:{n}" for n in (1, 3, 5, 7, 8, 11)
+    ]
+    assert "unknown section 'trian'" in lines[1] and "'max_length'" in lines[2]
+    assert "data.limit: expected" in lines[3] and "train.lr: expected" in lines[4]
+    assert "did you mean 'batch_size'" in lines[5] and "objectives.l2.weight" in lines[6]
+    # the objective options are checked once the sections are valid; both objectives are named
+    fixed = write(tmp_path, "objectives:\n  sinkhorn: {blur: big}\n  l2: {layerz: 3}\n", "b.yaml")
+    lines = error_of(fixed).splitlines()
+    assert lines[0] == "2 problems:"
+    assert f"{fixed}:2: objectives.sinkhorn.blur" in lines[1]
+    assert f"{fixed}:3: objectives.l2.layerz: unknown option" in lines[2]
+
+
+def test_every_range_problem_is_reported_at_once_naming_its_override():
+    lines = error_of(
+        None,
+        ["train.lr=-1", "train.epochs=0", "data.languages=[]", "data.min_words=0", "trian.x=1"],
+    ).splitlines()
+    assert lines[0] == "5 problems:"
+    assert sorted(ln.strip().split(": ")[0] for ln in lines[1:]) == sorted(
+        [
+            "--set train.lr=-1",
+            "--set train.epochs=0",
+            "--set data.languages=[]",
+            "--set data.min_words=0",
+            "--set trian.x=1",
+        ]
+    )
+    assert sum("data.languages" in ln for ln in lines) == 1  # one problem per key
+
+
+def test_one_problem_is_one_line():
+    assert "\n" not in error_of(None, ["train.lr=-1"])
 
 
 @pytest.mark.parametrize(
@@ -343,7 +398,7 @@ def test_unknown_keys_suggest_the_close_one(tmp_path):
         (
             "objectives.sinkhorn.blurr=0.1",
             "--set objectives.sinkhorn.blurr=0.1: "
-            "objectives.sinkhorn.blurr: unknown option(s) 'blurr' "
+            "objectives.sinkhorn.blurr: unknown option 'blurr' "
             "(did you mean 'blur'?)",
         ),
         (
@@ -531,7 +586,7 @@ def test_every_supported_annotation_coerces():
         ({"words": 5}, "test: words: expected a list of strings, got 5"),
         ({"path": 3}, "test: path: expected a path, got 3"),
         ({"word": 12}, 'test: word: expected a string, got 12 (a number: quote it, "12"'),
-        ({"nope": 1, "n": 2}, "test: nope: unknown option(s) 'nope'; known: anything, flag, maybe"),
+        ({"nope": 1, "n": 2}, "test: nope: unknown option 'nope'; known: anything, flag, maybe"),
     ],
 )
 def test_build_dataclass_errors(values, expected):

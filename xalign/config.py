@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from xalign.errors import ConfigError
-from xalign.schema import build_dataclass, check_value, coerce_options, show
+from xalign.schema import build_dataclass, check_value, coerce_options, config_error, show
 
 if TYPE_CHECKING:
     from xalign.plugins import PluginRegistry
@@ -307,7 +307,9 @@ def load_config(
     dataclass annotations; the options of each objective the plugin ``registry`` knows,
     default the process-wide one, against that objective's ``Config``) and against the range
     rules of :func:`_validate`. A :class:`ConfigError` names the dotted key and the
-    ``FILE:LINE`` or ``--set`` override it came from. Unknown objective names are left to the
+    ``FILE:LINE`` or ``--set`` override it came from; every problem found is in the one
+    error, a line each (types first: the range rules run once every section has its types
+    right). Unknown objective names are left to the
     caller's ``registry.objective(name)``, which lists the available ones.
     """
     origins = Origins()
@@ -412,27 +414,45 @@ def build_config(
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping (section: options)")
     known = [*SECTIONS, "objectives"]
+    problems: list[str] = []  # every section is checked; all problems are reported at once
     for name in raw:
         if name not in known:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             at = ", ".join(origins.within(str(name))) or where
-            raise ConfigError(f"{at}: unknown section {name!r}{hint}; known: {', '.join(known)}")
-    kwargs: dict[str, Any] = {
-        name: build_dataclass(
-            cls,
-            raw.get(name),
-            where=origins(name) or where,
-            key=name,
-            origin=origins,
-            texts=origins.texts,
-        )
-        for name, cls in SECTIONS.items()
-    }
-    kwargs["objectives"] = _objectives(raw.get("objectives", {"sinkhorn": {}}), where, origins)
-    cfg = RunConfig(**kwargs)
-    _validate(cfg, where, origins)
+            problems.append(f"{at}: unknown section {name!r}{hint}; known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        try:
+            kwargs[name] = build_dataclass(
+                cls,
+                raw.get(name),
+                where=origins(name) or where,
+                key=name,
+                origin=origins,
+                texts=origins.texts,
+            )
+        except ConfigError as exc:
+            problems.extend(_problems(exc))
+    try:
+        kwargs["objectives"] = _objectives(raw.get("objectives", {"sinkhorn": {}}), where, origins)
+    except ConfigError as exc:
+        problems.extend(_problems(exc))
+    if len(kwargs) == len(known):  # every section typed: the range rules can run too
+        cfg = RunConfig(**kwargs)
+        try:
+            _validate(cfg, where, origins)
+        except ConfigError as exc:
+            problems.extend(_problems(exc))
+    if problems:
+        raise config_error(problems)
     return cfg
+
+
+def _problems(exc: ConfigError) -> list[str]:
+    """The lines of a :func:`~xalign.schema.config_error` (one problem each)."""
+    lines = str(exc).splitlines()
+    return [ln.strip() for ln in lines[1:]] if len(lines) > 1 else lines
 
 
 def _objectives(value: Any, where: str, origins: Origins) -> dict[str, dict[str, Any]]:
@@ -495,6 +515,7 @@ def check_objective_options(
     origins = origins or Origins()
     known = (registry or get_registry()).objectives()
     mixed: dict[str, bool] = {}
+    problems: list[str] = []  # of every objective, reported together
     for name, given in cfg.objectives.items():
         entry = known.get(name)
         if entry is None:
@@ -510,14 +531,18 @@ def check_objective_options(
                         origins.texts[f"{key}.{new}"] = text
             given = entry.cls.upgrade_options(given, owner=entry.where(), at=origins)
             cfg.objectives[name] = given
-        opts = coerce_options(
-            entry.cls.Config,
-            cfg.objective_options(name),
-            where=at,
-            key=key,
-            origin=origins,
-            texts=origins.texts,
-        )
+        try:
+            opts = coerce_options(
+                entry.cls.Config,
+                cfg.objective_options(name),
+                where=at,
+                key=key,
+                origin=origins,
+                texts=origins.texts,
+            )
+        except ConfigError as exc:
+            problems.extend(_problems(exc))
+            continue
         cfg.objectives[name] = {k: opts.get(k, v) for k, v in given.items()}
         if len(cfg.objectives) > 1:  # as `xalign plugins` does: a small instance's needs()
             try:
@@ -525,6 +550,8 @@ def check_objective_options(
             except Exception:  # noqa: BLE001 - the trainer reports it with the real encoder
                 continue
             mixed[name] = bool(needs.mixed_languages)
+    if problems:
+        raise config_error(problems)
     if len(set(mixed.values())) > 1:
         together = [n for n, m in mixed.items() if m]
         apart = [n for n, m in mixed.items() if not m]
@@ -613,11 +640,15 @@ def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> Non
     """Range rules (:data:`_RULES`, :data:`_CHOICES`, min_words <= max_words)."""
     origins = origins or Origins()
 
+    problems: list[str] = []  # all of them, one per key, reported together
+    failed: set[str] = set()
+
     def fail(key: str, problem: str, value: Any) -> None:
-        raise ConfigError(f"{origins(key) or where}: {key}: {problem}, got {show(value)}")
+        failed.add(key)
+        problems.append(f"{origins(key) or where}: {key}: {problem}, got {show(value)}")
 
     for key, ok, problem in _RULES:
-        if not ok(_get(cfg, key)):
+        if key not in failed and not ok(_get(cfg, key)):  # data.languages has several rules
             fail(key, problem, _get(cfg, key))
     for key, allowed in _CHOICES.items():
         value = _get(cfg, key)
@@ -634,7 +665,8 @@ def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> Non
         try:
             language_spec(cfg.data.corpus, lang)
         except CorpusError as exc:
-            raise ConfigError(f"{origins('data.corpus') or where}: {exc}") from None
+            problems.append(f"{origins('data.corpus') or where}: {exc}")
+            break
     if cfg.data.max_words < cfg.data.min_words:
         fail(
             "data.max_words",
@@ -642,3 +674,5 @@ def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> Non
             f"{origins('data.min_words') or 'the defaults'})",
             cfg.data.max_words,
         )
+    if problems:
+        raise config_error(problems)

@@ -77,6 +77,20 @@ class _Mismatch(Exception):  # noqa: N818 - internal signal, never escapes this 
         self.message = message
 
 
+class _Mismatches(Exception):  # noqa: N818 - internal signal: every bad key of one mapping
+    def __init__(self, problems: list[_Mismatch]) -> None:
+        super().__init__(problems[0].message)
+        self.problems = problems
+
+
+def config_error(messages: list[str]) -> ConfigError:
+    """One :class:`ConfigError` for every problem found (one line each, in config order), so a
+    user fixes a config in one pass, not one key per run."""
+    if len(messages) == 1:
+        return ConfigError(messages[0])
+    return ConfigError(f"{len(messages)} problems:\n" + "\n".join(f"  {m}" for m in messages))
+
+
 def build_dataclass(
     cls: type,
     values: Mapping[str, Any] | None,
@@ -124,15 +138,18 @@ def _checked(
     origin: Origin | None,
     texts: Mapping[str, str] | None,
 ) -> tuple[Any, dict[str, Any]]:
+    def line(exc: _Mismatch) -> str:
+        plain = re.sub(r"\[\d+\]", "", exc.path)
+        at = (origin(plain) if origin else None) or where
+        return f"{at}: {exc.path}: {exc.message}" if exc.path else f"{at}: {exc.message}"
+
     try:
         kwargs = _coerce_fields(cls, values, key, texts or {})
         return cls(**kwargs), kwargs
     except _Mismatch as exc:
-        plain = re.sub(r"\[\d+\]", "", exc.path)
-        at = (origin(plain) if origin else None) or where
-        raise ConfigError(
-            f"{at}: {exc.path}: {exc.message}" if exc.path else f"{at}: {exc.message}"
-        ) from None
+        raise config_error([line(exc)]) from None
+    except _Mismatches as exc:
+        raise config_error([line(p) for p in exc.problems]) from None
     except XalignError:
         raise
     except (ValueError, TypeError) as exc:
@@ -221,27 +238,31 @@ def _coerce_fields(cls: type, values: Any, key: str, texts: Mapping[str, str]) -
     if not isinstance(values, Mapping):
         raise _Mismatch(key, f"expected a mapping of options (key: value), got {show(values)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        name = str(unknown[0])
-        close = difflib.get_close_matches(name, list(fields), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _Mismatch(
-            _join(key, name),
-            f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; known: "
-            f"{', '.join(sorted(fields))}",
-        )
     hints = type_hints(cls)
     kwargs: dict[str, Any] = {}
+    problems: list[_Mismatch] = []  # every bad key, each named with its own origin
     for name, value in values.items():
         path, annotation = _join(key, name), hints.get(name, Any)
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                _Mismatch(
+                    path, f"unknown option {str(name)!r}{hint}; known: {', '.join(sorted(fields))}"
+                )
+            )
+            continue
         try:
             kwargs[name] = _coerce(value, annotation, path)
-        except _Mismatch:
+        except _Mismatch as exc:
             if path in texts and _accepts_str(annotation):
                 kwargs[name] = texts[path]  # --set k=2024 for a string option: the text
             else:
-                raise
+                problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise _Mismatches(problems)
     return kwargs
 
 
