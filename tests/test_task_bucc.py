@@ -220,6 +220,28 @@ def test_forward_retrieval_and_ambiguous_duplicates(monkeypatch, tmp_path) -> No
     assert forward.scores["de"]["test_f1"] == pytest.approx(50.0)
 
 
+def test_inputs_are_the_files_read_not_the_whole_data_folder(monkeypatch, tmp_path) -> None:
+    """The reuse key hashes the BUCC files a run reads: the test split, plus dev when the
+    threshold is chosen there; not unrelated files of the data folder."""
+    data_dir = _vector_task(monkeypatch, tmp_path)
+    (tmp_path / "unrelated.txt").write_text("x", encoding="utf-8")
+    _write_bucc(tmp_path / "bucc2018", "fr", "test", [("fr-1", "x0")], [("en-1", "y0")], [])
+    context = TaskContext(data_dir=data_dir, show_progress=False)
+    folder = tmp_path / "bucc2018"
+    on_dev = BuccTask(BuccConfig(languages=["de"])).inputs(context)
+    assert on_dev == sorted(
+        folder / f"de-en.{s}.{x}" for s in ("dev", "test") for x in ("de", "en", "gold")
+    )
+    given = BuccTask(BuccConfig(languages=["de", "fr", "zh"], threshold=1.0)).inputs(context)
+    assert given == sorted(
+        folder / f"{x}-en.test.{e}" for x in ("de", "fr") for e in (x, "en", "gold")
+    )
+    only_fr = TaskContext(data_dir=data_dir, languages=["fr"], show_progress=False)
+    assert BuccTask(BuccConfig(threshold="test")).inputs(only_fr) == sorted(
+        folder / f"fr-en.test.{e}" for e in ("fr", "en", "gold")
+    )
+
+
 def test_options_are_validated() -> None:
     assert BuccConfig().languages == ["de", "fr", "ru", "zh"]
     assert BuccConfig(languages="de, zh", threshold="1.2").threshold == 1.2

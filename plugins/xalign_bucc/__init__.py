@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,7 +38,7 @@ from torch import Tensor
 
 import xalign
 from xalign import TaskContext, TaskResult
-from xalign_bucc.data import BuccData, load_bucc
+from xalign_bucc.data import BuccData, find_local, load_bucc
 from xalign_bucc.mining import RETRIEVALS, mine, optimise_threshold, prf, source_counts
 
 LANGUAGES = ("de", "fr", "ru", "zh")
@@ -167,6 +168,17 @@ class BuccTask(xalign.Task):
     description = "BUCC 2018 bitext mining F1 (XTREME protocol: ratio margin k=4, max retrieval)"
     Config = BuccConfig
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
+
+    def inputs(self, context: TaskContext) -> list[Path]:
+        """The local BUCC files a run reads (for the evaluation's reuse key): per language the
+        test split's three files, and the dev split's when the threshold is chosen on it."""
+        splits = ("test", "dev") if self.config.threshold == "dev" else ("test",)
+        files: list[Path] = []
+        for lang in context.languages or self.config.languages:
+            for split in splits:
+                found, _ = find_local(lang, split, context.data_dir)
+                files.extend(path for path in found or () if path.is_file())
+        return sorted(files)
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(
