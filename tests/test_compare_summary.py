@@ -93,7 +93,7 @@ def test_paired_test_all_better_gives_p_0(seed):
     b = {0: result({"fr": [0.0] * 10}), 1: result({"fr": [0.5] * 5})}
     test = paired_test(a, b, "fr", seed=seed)
     assert test.p_value == 0.0 < 0.05
-    assert test.delta_examples == pytest.approx((5.5 + 2.5) / 15)
+    assert test.delta_examples == pytest.approx((0.55 + 0.5) / 2)  # mean of the seeds' Δ
     assert 0.1 <= test.ci_low <= test.delta_examples <= test.ci_high <= 1.0
     assert paired_test(b, a, "fr", seed=seed).p_value == 0.0  # two-sided
 
@@ -106,6 +106,49 @@ def test_paired_test_one_differing_example_matches_the_closed_form():
     p = paired_test(a, b, "de", resamples=1000, seed=0).p_value
     assert p == pytest.approx(2 * 0.9**10, abs=0.1)
     assert paired_test(a, b, "de", resamples=1000, seed=0).p_value == p  # seeded: repeatable
+
+
+def test_a_difference_one_seed_reverses_is_not_significant_however_many_examples():
+    # seed 0: A right on all 500 examples, B wrong (Δ0 = +1); seed 1: Δ1 = -0.2 on every
+    # example. Pooling (seed, example) pairs gave p = 0. Resampling the two seeds gives Δ* =
+    # -0.2 exactly when seed 1 is drawn twice: P(Δ* <= 0) = 1/4, two-sided p = 0.5.
+    n = 500
+    a = {0: result({"de": [1.0] * n}), 1: result({"de": [0.0] * n})}
+    b = {0: result({"de": [0.0] * n}), 1: result({"de": [0.2] * n})}
+    test = paired_test(a, b, "de", resamples=2000)
+    assert test.delta_examples == pytest.approx(0.4)
+    assert test.p_value == pytest.approx(0.5, abs=0.06)
+    assert (test.ci_low, test.ci_high) == (pytest.approx(-0.2), pytest.approx(1.0))
+    # the same examples under one seed each: every seed agrees, and the test says so
+    assert paired_test({0: a[0]}, {0: b[0]}, "de").p_value == 0.0
+
+
+def counted(matched: list[int], total: list[int], *, declare: bool = True) -> TaskResult:
+    """An align-like result: per-sentence AER in per_example, the corpus AER terms in meta."""
+    per = [1 - m / t if t else 0.0 for m, t in zip(matched, total, strict=True)]
+    meta = {
+        "higher_is_better": False,
+        "sentence_counts": {"s": {"matched": matched, "total": total}},
+    }
+    if declare:
+        meta["metric_from_counts"] = {"offset": 1.0, "scale": -1.0}
+    aer = 1 - sum(matched) / sum(total)
+    return TaskResult("align", "aer", {"s": {"aer": aer}}, {"s": per}, meta)
+
+
+def test_a_corpus_metric_is_tested_on_its_own_value_not_a_mean_of_sentences():
+    # A: matched 2/2 and 0/4 -> corpus AER 1 - 2/6 = 2/3 (mean of per-sentence AER: 0.5);
+    # B: 0/2 and 0/2 -> AER 1. The table's Δ is -1/3, and that is what is tested. Resamples
+    # of the 2 sentences: {0,0} Δ* = 0 - 1 = -1, {0,1} -1/3, {1,1} 1 - 1 = 0 (prob. 1/4):
+    # P(Δ* >= 0) = 1/4, two-sided p = 0.5.
+    a, b = {0: counted([2, 0], [2, 4])}, {0: counted([0, 0], [2, 2])}
+    test = paired_test(a, b, "s", resamples=2000)
+    assert test.delta_examples == pytest.approx(-1 / 3)
+    assert test.p_value == pytest.approx(0.5, abs=0.06)
+    assert (test.ci_low, test.ci_high) == (pytest.approx(-1.0), pytest.approx(0.0))
+    # results that do not declare the rule fall back to the mean of per-example scores
+    old = paired_test({0: counted([2, 0], [2, 4], declare=False)}, b, "s")
+    assert old.delta_examples == pytest.approx(-0.5)
 
 
 def test_paired_test_pairs_only_seeds_both_sides_have():
@@ -217,7 +260,7 @@ def test_markdown_and_terminal_show_the_summary():
     start = md.index(MD_ROWS[0])
     assert md[start : start + 5] == MD_ROWS
     assert "| de | A | B | +0.300 | <0.001* |" in md and "| en | B | A | +0.350 | <0.001* |" in md
-    assert any("*: p < 0.05 in a two-sided paired bootstrap test" in line for line in md)
+    assert any("*: p < 0.05 in a two-sided two-level paired bootstrap test" in line for line in md)
     assert any("(data.languages: de); the alignment target en" in line for line in md)
 
     buf = io.StringIO()

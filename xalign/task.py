@@ -33,7 +33,11 @@ class TaskResult:
 
     ``scores[language][metric]``; ``main_metric`` names the one compared head-to-head;
     ``per_example[language]`` holds per-example scores of the main metric (for paired
-    bootstrap significance), when the task can provide them.
+    bootstrap significance), when the task can provide them. A corpus-level ratio metric
+    (AER, F1 over pooled counts) is not a mean of per-example values: such a task also sets
+    ``meta["sentence_counts"][language] = {"matched": [...], "total": [...]}`` (one entry
+    per test item) and ``meta["metric_from_counts"] = {"offset": o, "scale": k}`` with
+    main metric = o + k·Σmatched/Σtotal, and ``compare`` tests that value itself.
     """
 
     task: str
@@ -64,6 +68,10 @@ class Task:
     #: no sampling: AER, retrieval): ``xalign eval``/``compare`` then evaluate a model once and
     #: use that result for every seed instead of repeating the same computation.
     uses_seed: ClassVar[bool] = True
+    #: Bump when what ``run`` returns for the same inputs changes meaning (a metric defined
+    #: anew, a field added that comparisons read): it is part of the evaluation's reuse key,
+    #: so results stored under the old definition are computed again, not reused.
+    result_version: ClassVar[str | None] = None
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()

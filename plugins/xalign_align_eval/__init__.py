@@ -22,10 +22,10 @@ their folders (``v1/deen``, ``v2/deen``); listing one set twice is an error. AER
 metric and lower is better (``meta["higher_is_better"] = False``).
 
 ``per_example[set]`` holds per-sentence AER (0.0 for a sentence with no predicted and no sure
-link), so a paired bootstrap over it is an approximation of the corpus AER's. For the exact
-corpus statistic, ``meta["sentence_counts"][set]`` holds per-sentence ``matched`` =
-|A∩S| + |A∩P| and ``total`` = |A| + |S|: corpus AER = 1 − Σmatched / Σtotal over any
-resample of sentences.
+link); its mean is not the corpus AER. ``meta["sentence_counts"][set]`` holds per-sentence
+``matched`` = |A∩S| + |A∩P| and ``total`` = |A| + |S|, and ``meta["metric_from_counts"]``
+says corpus AER = 1 − Σmatched / Σtotal, so ``compare`` recomputes the corpus AER on every
+bootstrap resample of sentences.
 """
 
 from __future__ import annotations
@@ -284,6 +284,7 @@ class AlignTask(xalign.Task):
     Config = AlignConfig
     data_folders = ("align",)  # gold sets; path-valued `sets` count too (Task.inputs)
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
+    result_version = "2"  # 2: meta["metric_from_counts"], compare tests corpus AER
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(
@@ -337,8 +338,9 @@ class AlignTask(xalign.Task):
             "model": model,
             "options": asdict(self.config),
             "higher_is_better": False,
-            "per_example": "per-sentence AER (approximate bootstrap; exact terms in "
-            "sentence_counts)",
+            "per_example": "per-sentence AER (its mean is not the corpus AER; compare "
+            "tests the corpus AER from sentence_counts)",
+            "metric_from_counts": {"offset": 1.0, "scale": -1.0},
             "languages": {},
             "pairs": {},
             "out_of_range": {},

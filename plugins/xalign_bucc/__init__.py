@@ -21,9 +21,10 @@ Scores per language (keyed by the language code, as compare needs): ``f1`` (main
 ``precision``, ``recall`` (percent), ``threshold``, ``dev_f1``, counts. ``per_example[xx]`` has
 one value per xx sentence of the test pool (file order): ``100·N·matched_s / Σ total`` with
 matched_s = 2·|predicted ∩ gold| and total_s = |predicted| + |gold| for pairs of that
-sentence, so its mean is exactly F1; a paired bootstrap over it holds each model's
-denominator fixed (an approximation). The exact terms are in ``meta["sentence_counts"]``:
-F1 = Σ matched / Σ total over any resample of sentences.
+sentence, so its mean is exactly F1; a bootstrap over it would hold each model's
+denominator fixed. The exact terms are in ``meta["sentence_counts"]`` and
+``meta["metric_from_counts"]`` says F1 = 100·Σmatched / Σtotal, which ``compare`` recomputes
+on every resample of sentences.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ class BuccTask(xalign.Task):
     description = "BUCC 2018 bitext mining F1 (XTREME protocol: ratio margin k=4, max retrieval)"
     Config = BuccConfig
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
+    result_version = "2"  # 2: meta["metric_from_counts"], compare tests corpus F1
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The local BUCC files a run reads (for the evaluation's reuse key): per language the
@@ -267,6 +269,7 @@ class BuccTask(xalign.Task):
                 "per xx sentence of the test pool: 100*N*matched/sum(total) (mean = F1; "
                 "exact terms in sentence_counts)"
             ),
+            "metric_from_counts": {"offset": 0.0, "scale": 100.0},
             "sentence_counts": {},
             "data": {},
             "seconds": {},

@@ -115,11 +115,13 @@ def footer(summary: Summary) -> list[str]:
         f"language) is not counted as seen. avg all: mean over every language the task "
         f"reports, {target} included. Each average is computed per seed, then mean ± std over "
         f"seeds; averages are not tested.",
-        f"*: p < {summary.alpha} in a two-sided paired bootstrap test (Koehn 2004; "
-        f"{summary.resamples} resamples, seed {summary.boot_seed}) of the objective vs base on "
-        f"the task's per-example main-metric scores, concatenated across seeds and paired by "
-        f"(seed, example), resampling (seed, example) pairs; p = min(1, 2·min(P(Δ*≤0), "
-        f"P(Δ*≥0))), reported as <{1 / summary.resamples:g} when no resample crosses 0. "
+        f"*: p < {summary.alpha} in a two-sided two-level paired bootstrap test of the "
+        f"objective vs base ({summary.resamples} resamples, seed {summary.boot_seed}): the "
+        f"test items within each seed (the same items for both, Koehn 2004), then the seeds "
+        f"(seed s paired with seed s), so a Δ that the seeds disagree on is not significant; "
+        f"the statistic is the table's metric (a corpus metric such as AER is recomputed on "
+        f"each resample); p = min(1, 2·min(P(Δ*≤0), P(Δ*≥0))), reported as "
+        f"<{1 / summary.resamples:g} when no resample crosses 0. "
         f"Best vs runner-up: the same test between the two best objectives (base excluded). "
         f"No correction for multiple comparisons.",
     ]

@@ -7,10 +7,10 @@ scope) an :class:`Average` holds the same over the per-seed average of the "seen
 source) languages or of all languages; per (task, language) a :class:`HeadToHead` tests the
 best objective against the runner-up (base excluded).
 
-The test (:func:`paired_test`) concatenates the per-example main-metric scores of the seeds
-both systems share, pairs them by (seed, example) and resamples those pairs (Koehn 2004,
-"Statistical significance tests for machine translation evaluation"); the resampling itself is
-:func:`xalign.evaluation.metrics.paired_bootstrap`.
+The test (:func:`paired_test`) is a two-level paired bootstrap: test items within each seed
+(Koehn 2004, "Statistical significance tests for machine translation evaluation"), then the
+seeds (hierarchical bootstrap), on the metric the table shows (a corpus metric such as AER is
+recomputed from its per-sentence count terms on every resample).
 
 :meth:`Summary.to_dict` is the ``compare.json`` / ``xalign compare --json`` layout: its keys
 and their order are part of the CLI's output.
@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xalign.evaluation.metrics import paired_bootstrap, seed_summary
+import numpy as np
+
+from xalign.evaluation.metrics import seed_summary
 from xalign.evaluation.runs import BASE, EvalRun
 from xalign.task import TaskResult
 
@@ -406,33 +408,105 @@ def paired_test(
     resamples: int = N_BOOT,
     seed: int = BOOT_SEED,
 ) -> PairedTest | None:
-    """Two-sided paired bootstrap of ``a`` vs ``b`` on ``key``'s per-example scores.
+    """Two-sided two-level paired bootstrap of ``a`` vs ``b`` on ``key``'s main metric.
 
-    The scores of the seeds both have (with equally long, non-empty per-example lists) are
-    concatenated in seed order and paired by (seed, example); p = min(1, 2·min(P(Δ*≤0),
-    P(Δ*≥0))) over ``resamples`` resamples drawn with ``numpy.random.default_rng(seed)``.
-    Identical scores give p = 1; None when no seed has per-example scores on both sides.
+    The seeds both sides have, with per-example data of equal, non-empty length, are the
+    units; seed ``s`` of ``a`` is paired with seed ``s`` of ``b`` (same task seed: the same
+    test items, head initialisation and data order). Each resample draws, within every seed,
+    the test items with replacement (the same items for both sides, Koehn 2004), computes that
+    seed's Δ_s* of the metric, then draws the seeds with replacement and averages their Δ_s*
+    (the hierarchical bootstrap, Saravanan et al. 2020, "Application of the hierarchical
+    bootstrap to multi-level data in neuroscience"). So the seed-to-seed spread of a
+    fine-tuned task's Δ counts: a difference that one seed shows and another reverses is not
+    significant however many test items there are. With few seeds the seed level is coarse
+    (3 seeds: 10 distinct draws), and no test can see more spread than the seeds show.
+
+    The metric of a seed is the mean of its ``per_example[key]`` scores, or, when both results
+    declare ``meta["metric_from_counts"] = {"offset": o, "scale": k}`` and hold
+    ``meta["sentence_counts"][key] = {"matched": [...], "total": [...]}``, the corpus metric
+    o + k·Σmatched/Σtotal recomputed on every resample (AER: o = 1, k = −1; BUCC F1: o = 0,
+    k = 100) — the number the table shows, not a mean of per-sentence values.
+
+    ``delta_examples``: mean over the seeds of Δ_s (= the table's Δ when all seeds are used);
+    p = min(1, 2·min(P(Δ*≤0), P(Δ*≥0))) over ``resamples`` resamples drawn with
+    ``numpy.random.default_rng(seed)``. Identical scores give p = 1; None when no seed has
+    per-example data on both sides.
     """
-    xs: list[float] = []
-    ys: list[float] = []
-    used = []
+    units: list[tuple[Any, Any]] = []
+    used: list[int] = []
+    n_examples = 0
     for s in sorted(set(a) & set(b)):
-        x, y = a[s].per_example.get(key), b[s].per_example.get(key)
-        if x and y and len(x) == len(y):
-            xs += list(x)
-            ys += list(y)
+        x, y = _per_example(a[s], key), _per_example(b[s], key)
+        if x is not None and y is not None and x.n == y.n and x.n:
+            units.append((x, y))
             used.append(s)
-    if not xs:
+            n_examples += x.n
+    if not units:
         return None
-    test = paired_bootstrap(xs, ys, n=resamples, seed=seed, alternative="two-sided")
+    rng = np.random.default_rng(seed)
+    observed = np.array([x.value() - y.value() for x, y in units])
+    per_seed = np.empty((len(units), resamples))
+    for u, (x, y) in enumerate(units):
+        idx = rng.integers(0, x.n, size=(resamples, x.n))
+        per_seed[u] = x.resampled(idx) - y.resampled(idx)
+    picks = rng.integers(0, len(units), size=(resamples, len(units)))
+    deltas = per_seed[picks, np.arange(resamples)[:, None]].mean(axis=1)
+    deltas = deltas[np.isfinite(deltas)]
+    if deltas.size == 0 or np.all(deltas == 0.0):
+        p_value, low, high = 1.0, 0.0, 0.0
+    else:
+        p_le, p_ge = float(np.mean(deltas <= 0.0)), float(np.mean(deltas >= 0.0))
+        p_value = min(1.0, 2.0 * min(p_le, p_ge))
+        low, high = (float(v) for v in np.quantile(deltas, [0.025, 0.975]))
     return PairedTest(
-        delta_examples=test["delta"],
-        p_value=test["p_value"],
-        ci_low=test["ci_low"],
-        ci_high=test["ci_high"],
-        n_examples=len(xs),
+        delta_examples=float(observed.mean()),
+        p_value=p_value,
+        ci_low=low,
+        ci_high=high,
+        n_examples=n_examples,
         seeds=used,
     )
+
+
+@dataclass(frozen=True)
+class _Examples:
+    """One seed's per-example data of one key: scores (metric = their mean) or count terms
+    (metric = offset + scale·Σmatched/Σtotal)."""
+
+    scores: np.ndarray | None = None
+    matched: np.ndarray | None = None
+    total: np.ndarray | None = None
+    offset: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def n(self) -> int:
+        return len(self.scores if self.scores is not None else self.matched)
+
+    def value(self) -> float:
+        return float(self.resampled(np.arange(self.n)[None, :])[0])
+
+    def resampled(self, idx: np.ndarray) -> np.ndarray:
+        """The metric on each row of item indices ``idx`` (R × n) -> (R,)."""
+        if self.scores is not None:
+            return self.scores[idx].mean(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = self.matched[idx].sum(axis=1) / self.total[idx].sum(axis=1)
+        return self.offset + self.scale * ratio
+
+
+def _per_example(result: TaskResult, key: str) -> _Examples | None:
+    rule = result.meta.get("metric_from_counts")
+    counts = (result.meta.get("sentence_counts") or {}).get(key)
+    if isinstance(rule, dict) and isinstance(counts, dict) and counts.get("matched"):
+        return _Examples(
+            matched=np.asarray(counts["matched"], dtype=np.float64),
+            total=np.asarray(counts["total"], dtype=np.float64),
+            offset=float(rule["offset"]),
+            scale=float(rule["scale"]),
+        )
+    scores = result.per_example.get(key)
+    return _Examples(scores=np.asarray(scores, dtype=np.float64)) if scores else None
 
 
 def head_to_head(

@@ -284,6 +284,8 @@ def evaluate_runs(
         "plugin": f"{entry.source.distribution} {entry.source.version}",
         "xalign": xalign.__version__,
     }
+    if getattr(task, "result_version", None) is not None:  # absent: keys of earlier releases
+        software["result_version"] = str(task.result_version)
     out: list[EvalRun] = []
     uses_seed = bool(getattr(task, "uses_seed", True))
     for seed in seed_list:
