@@ -202,7 +202,7 @@ def test_resolve_model_references(tiny_model, tmp_path):
         resolve_model("0" * 32, tracking_uri=uri)
 
 
-def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path):
+def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path, monkeypatch):
     uri = fresh_store(tmp_path)
     ctx = TaskContext(output_dir=tmp_path / "eval", show_progress=False)
     runs = evaluate_runs(str(tiny_model), "fake", seeds=2, context=ctx, tracking_uri=uri)
@@ -233,6 +233,12 @@ def test_evaluate_logs_runs_and_reuses_them(tiny_model, tmp_path):
     assert CosineTask.calls == 3, "other options -> another evaluation"
     task_results(str(tiny_model), "fake", context=ctx, tracking_uri=uri, reuse=False)
     assert CosineTask.calls == 4
+    # a task whose results changed meaning (Task.result_version) is not served old ones
+    monkeypatch.setattr(CosineTask, "result_version", "2")
+    task_results(str(tiny_model), "fake", context=ctx, tracking_uri=uri)
+    assert CosineTask.calls == 5, "another result_version -> another evaluation"
+    task_results(str(tiny_model), "fake", context=ctx, tracking_uri=uri)
+    assert CosineTask.calls == 5, "the same result_version -> reused"
 
 
 def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
