@@ -325,6 +325,71 @@ def test_zero_index_in_one_based_file(tmp_path: Path) -> None:
         assert load_gold(tmp_path / "enfr.src-tgt", index_base=0).sure[1] == {(0, 0)}
 
 
+def _pharaoh_set(tmp_path: Path, links: str, n: int = 12) -> dict:
+    """n sentence pairs of 4 words each, beside a Pharaoh links file."""
+    src = _write(tmp_path / "s.de", "a b c d\n" * n)
+    tgt = _write(tmp_path / "t.en", "w x y z\n" * n)
+    return {
+        "format": "pharaoh",
+        "src_file": src,
+        "tgt_file": tgt,
+        "links_file": _write(tmp_path / "l.txt", links),
+    }
+
+
+def test_a_one_based_file_read_as_zero_based_is_flagged(tmp_path: Path) -> None:
+    # 1-based links that never touch the last word: nothing is out of range, every link is
+    # shifted by one word. No link uses word 0 on either side in 12 sentences: warned.
+    spec = _pharaoh_set(tmp_path, "1-1 2-2 3-3\n" * 12)
+    with pytest.warns(GoldAlignmentWarning, match=r"none of its 36 links .* pass index_base: 1"):
+        shifted = load_gold(**spec)
+    assert shifted.sure[0] == {(1, 1), (2, 2), (3, 3)} and shifted.out_of_range == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_gold(**spec, index_base=1).sure[0] == {(0, 0), (1, 1), (2, 2)}
+        # a 0-based file using word 0 somewhere is not flagged; neither is a small file
+        assert load_gold(**_pharaoh_set(tmp_path, "1-1 2-2\n" * 11 + "0-0\n")).sure[11] == {(0, 0)}
+        load_gold(**_pharaoh_set(tmp_path, "1-1 2-2\n" * 4, n=4))
+
+
+def test_out_of_range_links_of_a_described_set_point_at_index_base_and_first(
+    tmp_path: Path,
+) -> None:
+    spec = _pharaoh_set(tmp_path, "1-1 4-4\n" + "0-0\n" * 11)
+    with pytest.warns(GoldAlignmentWarning, match=r"sentence 0 link 4-4 .*index_base and first"):
+        load_gold(**spec)
+
+
+@pytest.mark.parametrize(
+    "links", ["", "\n\n", "0-9 9-0\n\n"], ids=["empty", "blank-lines", "all-out-of-range"]
+)
+def test_a_set_without_links_is_refused_not_scored_aer_1(tmp_path: Path, links: str) -> None:
+    spec = _pharaoh_set(tmp_path, links or "\n" * 2, n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(GoldFormatError, match=r"pharaoh-deen: no gold links in its 2 "):
+            load_gold(**spec)
+
+
+def test_wpt_null_to_null_link_means_a_zero_based_file(tmp_path: Path) -> None:
+    folder = _wpt_folder(tmp_path / "w", wa="1 0 0 S\n1 1 1 S\n2 0 0 S\n")
+    with pytest.raises(
+        GoldFormatError, match=r"line 1: link '1 0 0 S' aligns NULL to NULL.*index_base: 0"
+    ):
+        load_gold(folder)
+    gold = load_gold(folder, index_base=0)
+    assert gold.sure == [{(0, 0), (1, 1)}, {(0, 0)}]
+
+
+def test_a_missing_path_is_not_called_an_unknown_set_name(tmp_path: Path) -> None:
+    with pytest.raises(
+        GoldFileNotFoundError, match="nope/deen.src-tgt: gold file or folder not found"
+    ):
+        load_gold(tmp_path / "nope" / "deen.src-tgt")
+    with pytest.raises(GoldFormatError, match="unknown gold set 'awesome-xxyy'"):
+        load_gold("awesome-xxyy")
+
+
 @pytest.mark.parametrize("token", ["1:2", "1-", "a-b", "1--2", "1-٢", "1-2-3", "x"])
 def test_malformed_link_tokens(tmp_path: Path, token: str) -> None:
     src, tgt = _write(tmp_path / "s.de", "a b\nc\n"), _write(tmp_path / "t.en", "x y\nz\n")
@@ -534,6 +599,10 @@ def test_fuzz_gold_readers(fmt: str, data: st.DataObject) -> None:
             try:
                 gold = load_gold(**kwargs)
             except GoldFormatError as err:
+                if "no gold links" in str(err):  # about the whole set, not one line
+                    assert err.path in files and err.line is None, str(err)
+                    event("no gold links")
+                    return
                 assert err.path in files and err.line is not None and err.line >= 1, str(err)
                 assert f"{err.path} line {err.line}" in str(err) or (
                     "different line counts" in str(err)
@@ -544,7 +613,9 @@ def test_fuzz_gold_readers(fmt: str, data: st.DataObject) -> None:
     event(f"loaded, skipped {sorted(gold.skipped)}")
     assert all(issubclass(w.category, GoldAlignmentWarning) for w in caught), caught
     assert all(any(ch.isdigit() for ch in str(w.message)) for w in caught)
-    assert sum(gold.skipped.values()) >= len(caught) > 0 or not caught
+    # one warning per set; it reports counted skips and/or the 1-based suspicion
+    assert len(caught) <= 1
+    assert not caught or sum(gold.skipped.values()) > 0 or "looks 1-based" in str(caught[0].message)
     assert len(gold) > 0
     assert len(gold.tgt_sents) == len(gold.sure) == len(gold.possible) == len(gold)
     for src, tgt, sure, possible in zip(

@@ -70,6 +70,7 @@ def test_options_are_validated() -> None:
         {"pooling": "max"},
         {"threshold": 0.0},
         {"limit": -1},
+        {"limit": 0},  # used to give AER nan
         {"sinkhorn_iters": -1},
         {"blur": 0.0},
         {"scaling": 1.0},
@@ -153,6 +154,21 @@ def test_perfect_alignment_has_aer_zero(fake_gold: Path) -> None:
         scores = result.scores["fake-deen"]
         assert scores["aer"] == 0.0 and scores["precision"] == 1.0 and scores["recall"] == 1.0
         assert result.per_example["fake-deen"] == [0.0]
+
+
+def test_a_limit_that_leaves_no_gold_links_is_an_error(tmp_path: Path) -> None:
+    # pair 1 has no links, pair 2 has one: limit 1 would score AER 1 whatever the model does
+    folder = tmp_path / "fake-deen"
+    folder.mkdir()
+    (folder / "test.de").write_text("x y\nein\n", encoding="utf-8")
+    (folder / "test.en").write_text("X Z\na\n", encoding="utf-8")
+    (folder / "de-en.wa").write_text("\n0-0\n", encoding="utf-8")
+    with pytest.raises(AlignTaskError, match=r"its first 1 sentence pair\(s\) \(limit\) have no"):
+        _evaluate(folder, StubEncoder(LEXICON), limit=1)
+    # both pairs: predicted x-X, y-Z (no gold there) and ein-a (sure): |A| = 3, |S| = 1,
+    # |A∩S| + |A∩P| = 2, AER = 1 - 2/(3 + 1) = 0.5
+    aer = _evaluate(folder, StubEncoder(LEXICON), limit=2).scores["fake-deen"]["aer"]
+    assert aer == pytest.approx(0.5)
 
 
 def test_hand_computed_aer(fake_gold: Path) -> None:

@@ -242,6 +242,36 @@ def test_inputs_are_the_files_read_not_the_whole_data_folder(monkeypatch, tmp_pa
     )
 
 
+def test_a_split_without_usable_gold_is_refused_not_scored(monkeypatch, tmp_path) -> None:
+    """An empty dev gold file used to give threshold 0 ("keep every candidate") and a wrong
+    F1 without a word; so did a dev gold that matches no mined candidate, and a limit that
+    cuts every gold pair out."""
+    data_dir = _vector_task(monkeypatch, tmp_path)
+    context = TaskContext(data_dir=data_dir, show_progress=False)
+    folder = tmp_path / "bucc2018"
+    (folder / "de-en.dev.gold").write_text("", encoding="utf-8")
+    with pytest.raises(
+        GoldFormatError, match=r"bucc: de dev \(local:.*\): its gold file has no pairs"
+    ):
+        BuccTask(BuccConfig(languages=["de"], k=2)).evaluate(_NoEncoder(), context)
+    # a fixed threshold does not read dev at all
+    BuccTask(BuccConfig(languages=["de"], k=2, threshold=1.005)).evaluate(_NoEncoder(), context)
+    # gold pairs that no candidate matches (x0 is mined with y0, gold says y2, ...)
+    (folder / "de-en.dev.gold").write_text("de-1\ten-3\nde-2\ten-1\nde-3\ten-2\n")
+    with pytest.raises(
+        GoldFormatError, match=r"de dev: none of the 3 mined candidates .* threshold: NUMBER"
+    ):
+        BuccTask(BuccConfig(languages=["de"], k=2)).evaluate(_NoEncoder(), context)
+    # test: the first sentence of each pool (de-3, en-1) holds none of the 3 gold pairs
+    with pytest.raises(
+        GoldFormatError,
+        match=r"de test .*: the first 1 sentences of each pool \(limit\) hold none of its 3",
+    ):
+        BuccTask(BuccConfig(languages=["de"], k=2, threshold=1.0, limit=1)).evaluate(
+            _NoEncoder(), context
+        )
+
+
 def test_options_are_validated() -> None:
     assert BuccConfig().languages == ["de", "fr", "ru", "zh"]
     assert BuccConfig(languages="de, zh", threshold="1.2").threshold == 1.2

@@ -114,8 +114,10 @@ class AlignConfig(ExtractConfig):
             raise AlignTaskError(f"align: {exc}") from None
         if self.batch_size < 1:
             raise AlignTaskError(f"align: batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 0:
-            raise AlignTaskError(f"align: limit must be >= 0, got {self.limit}")
+        if self.limit is not None and self.limit < 1:
+            raise AlignTaskError(
+                f"align: limit must be >= 1 (or null: every pair), got {self.limit}"
+            )
 
 
 # ------------------------------------------------------------------------ prediction
@@ -192,6 +194,11 @@ def limit_gold(gold: GoldSet, limit: int | None) -> GoldSet:
     """The first ``limit`` sentence pairs of ``gold`` (all when ``limit`` is None)."""
     if limit is None or limit >= len(gold):
         return gold
+    if not any(gold.possible[:limit]):
+        raise AlignTaskError(
+            f"align: {gold.name}: its first {limit} sentence pair(s) (limit) have no gold "
+            f"links: AER would be 1 whatever the aligner does; raise limit"
+        )
     return GoldSet(
         gold.name,
         gold.src_lang,

@@ -162,6 +162,21 @@ def mine_split(
 # ------------------------------------------------------------------------ the task
 
 
+def _with_gold(data: BuccData, limit: int | None) -> BuccData:
+    """``data`` limited to ``limit`` sentences per pool; a split without gold pairs is an error
+    (its F1 or threshold would be meaningless), naming the split and why."""
+    limited = data.limited(limit)
+    if not limited.gold:
+        why = (
+            f"the first {limit} sentences of each pool (limit) hold none of its "
+            f"{len(data.gold)} gold pairs"
+            if data.gold
+            else "its gold file has no pairs"
+        )
+        raise xalign.GoldFormatError(f"bucc: {data.lang} {data.split} ({data.source}): {why}")
+    return limited
+
+
 class BuccTask(xalign.Task):
     """BUCC 2018 bitext mining F1 (%) with margin scoring over mean-pooled vectors."""
 
@@ -214,18 +229,23 @@ class BuccTask(xalign.Task):
             th, f1 = optimise_threshold(test_scored, test.gold)
             return th, f1, test.source
         if setting == "dev":
-            dev = load_bucc(lang, "dev", context.data_dir).limited(self.config.limit)
+            dev = _with_gold(load_bucc(lang, "dev", context.data_dir), self.config.limit)
             scored, _ = mine_split(encoder, dev, self.config, context.device, context.show_progress)
             th, f1 = optimise_threshold(scored, dev.gold)
+            if f1 <= 0.0:  # every threshold scores 0: "keep all" would be an arbitrary pick
+                raise xalign.GoldFormatError(
+                    f"bucc: {lang} dev: none of the {len(scored)} mined candidates is a gold "
+                    f"pair at any threshold ({dev.source}; {len(dev.gold)} gold pairs), so "
+                    f"the threshold cannot be chosen on dev: check that the dev gold file "
+                    f"matches its sentence files, or pass threshold: NUMBER"
+                )
             return th, f1, dev.source
         return float(setting), None, ""
 
     def _language(
         self, result: TaskResult, encoder: xalign.Encoder, lang: str, context: TaskContext
     ) -> None:
-        test = load_bucc(lang, "test", context.data_dir).limited(self.config.limit)
-        if not test.gold:
-            raise ValueError(f"bucc: no gold pairs for {lang} in {test.source}")
+        test = _with_gold(load_bucc(lang, "test", context.data_dir), self.config.limit)
         scored, ambiguous = mine_split(
             encoder, test, self.config, context.device, context.show_progress
         )

@@ -134,6 +134,7 @@ class _Raw:
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     origin: Path | None = None  # the (first) sentence file, for "no sentence pairs"
+    described: bool = False  # read by path/options (not a named set): hint at index_base/first
 
     def add(self, src: list[str], tgt: list[str], links: tuple[Links, Links]) -> None:
         self.src.append(src)
@@ -459,6 +460,14 @@ def _read_wpt(
                 path=links_file,
                 line=n,
             )
+        if opts.index_base == 1 and i < 0 and j < 0:
+            raise GoldFormatError(
+                f"{links_file} line {n}: link {line.strip()[:40]!r} aligns NULL to NULL "
+                f"(position 0 on both sides), which a WPT file never has: the file looks "
+                f"0-based; pass index_base: 0",
+                path=links_file,
+                line=n,
+            )
         if opts.index_base == 1 and (i < 0 or j < 0):  # position 0 = NULL
             nulls += 1
             continue
@@ -549,12 +558,26 @@ def _normalise(
     out_of_range = _split_out_of_range(src, tgt, sure, possible)
     skipped = dict(raw.skipped)
     notes = list(raw.notes)
+    hint = (
+        " (a 1-based file read as 0-based, or one listing the target's index first, gives "
+        "such links: see the index_base and first options)"
+        if raw.described
+        else ""
+    )
     if out_of_range:
         skipped["out_of_range"] = len(out_of_range)
         shown = ", ".join(f"sentence {n} link {i}-{j}" for n, (i, j) in out_of_range[:5])
         notes.append(
             f"{len(out_of_range)} gold link(s) out of range (0-based, "
-            f"{src_lang}-{tgt_lang}) removed and listed in out_of_range: {shown}"
+            f"{src_lang}-{tgt_lang}) removed and listed in out_of_range: {shown}{hint}"
+        )
+    if not any(possible):
+        dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items() if v)
+        raise GoldFormatError(
+            f"{name}: no gold links in its {len(src)} sentence pair(s)"
+            f"{f' after dropping {dropped}' if dropped else ''} ({raw.origin}): AER would be "
+            f"1 whatever the aligner does; check the links file{hint}",
+            path=raw.origin,
         )
     if notes:
         warnings.warn(f"{name}: " + "; ".join(notes), GoldAlignmentWarning, stacklevel=3)
@@ -857,6 +880,8 @@ def load_gold(
         return _normalise(name or set_name, spec.first_lang, spec.second_lang, raw)
     path = None if name_or_path is None else Path(name_or_path).expanduser()
     if path is not None and not path.exists():
+        if format is None and not explicit and (len(path.parts) > 1 or path.suffix):
+            raise GoldFileNotFoundError(f"{path}: gold file or folder not found")
         if format is None and not explicit:
             raise GoldFormatError(
                 f"unknown gold set {key!r}; known: {', '.join(GOLD_SETS)} or a path"
@@ -870,7 +895,28 @@ def load_gold(
     set_name, src, tgt, raw = _load_with_options(path, opts, name)
     if not raw.src:
         raise GoldFormatError(f"{raw.origin} line 1: no sentence pairs", path=raw.origin, line=1)
+    raw.described = True
+    _check_index_base(raw, opts)
     return _normalise(set_name, src, tgt, raw, opts.english)
+
+
+#: Links a 0-based set needs before "no link touches word 0" is taken as a sign of a 1-based file.
+_BASE_EVIDENCE = 10
+
+
+def _check_index_base(raw: _Raw, opts: _Options) -> None:
+    """Note (warned with the set) a file read as 0-based whose links never use the first word
+    of any sentence on either side: the mark of a 1-based file, which would otherwise shift
+    every link by one word and give a wrong AER without any link out of range."""
+    if opts.index_base != 0:
+        return
+    links = [link for p, s in zip(raw.possible, raw.sure, strict=True) for link in p | s]
+    if len(links) >= _BASE_EVIDENCE and all(i != 0 and j != 0 for i, j in links):
+        raw.notes.append(
+            f"none of its {len(links)} links uses the first word (index 0) of any sentence on "
+            f"either side: the file looks 1-based but is read as 0-based; pass index_base: 1 "
+            f"if so"
+        )
 
 
 def _load_mapping(spec: Mapping[str, Any], root: str | Path | None) -> GoldSet:
