@@ -198,6 +198,36 @@ def test_load_squad_json_duplicate_ids(tmp_path: Path) -> None:
     assert load_squad_json(path, limit=1) == examples[:1]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"data": [\n,]}', r"x.json:2: not JSON \(Expecting value, column 1\)"),
+        ('{"version": "1.1"}', r"x.json: top level: not SQuAD v1.1 JSON \(missing key 'data'"),
+        (
+            '{"data": [{"paragraphs": [{"context": "abc"}]}]}',
+            r"x.json: data\[0\].paragraphs\[0\]: not SQuAD v1.1 JSON \(missing key 'qas'",
+        ),
+        (
+            '{"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "1", "answers": []}]}]}]}',
+            r"data\[0\].paragraphs\[0\].qas\[0\]: not SQuAD v1.1 JSON \(missing key 'question'",
+        ),
+        (
+            '{"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "7", "question": "q",'
+            ' "answers": [{"text": "bc", "answer_start": 2}]}]}]}]}',
+            r"qas\[0\] \(id 7\): answer 'bc' at answer_start 2 is outside its context "
+            r"\(3 characters\)",
+        ),
+    ],
+    ids=["not-json", "no-data", "no-qas", "no-question", "span-outside"],
+)
+def test_squad_json_errors_name_the_file_and_place(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = _write(tmp_path / "x.json", text)
+    with pytest.raises(ValueError, match=expected):
+        load_squad_json(path)
+
+
 # ------------------------------------------------------------------------------------------
 # Tatoeba
 # ------------------------------------------------------------------------------------------

@@ -373,18 +373,48 @@ def load_squad_json(path: PathLike, limit: int | None = None) -> list[Example]:
     by suffixing ``_1``, ``_2``, ... to later occurrences, so ids can key prediction dicts.
     """
     _check_limit(limit)
-    data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not JSON ({exc.msg}, column {exc.colno})") from None
     examples: list[Example] = []
     seen: set[str] = set()
-    for article in data["data"]:
-        title = article.get("title", "")
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                if limit is not None and len(examples) >= limit:
-                    return examples
-                qid = _unique_id(str(qa["id"]), seen)
-                examples.append(_qa_example(qid, title, paragraph["context"], qa))
+    where = "top level"
+    try:
+        for a, article in enumerate(data["data"]):
+            where = f"data[{a}]"
+            title = article.get("title", "")
+            for p, paragraph in enumerate(article["paragraphs"]):
+                where = f"data[{a}].paragraphs[{p}]"
+                for q, qa in enumerate(paragraph["qas"]):
+                    where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                    if limit is not None and len(examples) >= limit:
+                        return examples
+                    qid = _unique_id(str(qa["id"]), seen)
+                    example = _qa_example(qid, title, paragraph["context"], qa)
+                    _check_answers(example, path, where)
+                    examples.append(example)
+    except (KeyError, TypeError, AttributeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(
+            f"{path}: {where}: not SQuAD v1.1 JSON ({what}; expected "
+            f"{{data: [{{title, paragraphs: [{{context, qas: [{{id, question, answers: "
+            f"[{{text, answer_start}}]}}]}}]}}]}})"
+        ) from None
     return examples
+
+
+def _check_answers(example: Example, path: PathLike, where: str) -> None:
+    """Every answer span lies inside its context (else training would learn a wrong span)."""
+    size = len(example["context"])
+    for text, start in zip(
+        example["answers"]["text"], example["answers"]["answer_start"], strict=True
+    ):
+        if not 0 <= start <= start + len(text) <= size:
+            raise ValueError(
+                f"{path}: {where} (id {example['id']}): answer {text[:30]!r} at "
+                f"answer_start {start} is outside its context ({size} characters)"
+            )
 
 
 def _qa_from_hub_rows(rows: Iterable[dict[str, Any]]) -> list[Example]:
