@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from fractions import Fraction as Fr
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import torch
 import xalign_bucc
 from typer.testing import CliRunner
 from xalign_bucc import BuccConfig, BuccTask
+from xalign_bucc.build import main as build_main
+from xalign_bucc.build import write_bucc_set
 from xalign_bucc.data import BuccData, from_hub_rows, load_bucc
 from xalign_bucc.mining import (
     margin_scores,
@@ -372,33 +373,66 @@ FLORES = {"de": "deu_Latn", "fr": "fra_Latn"}
 def build_bucc_from_flores(
     flores: Path, out: Path, lang: str, n_gold: int, n_src_only: int, n_en_only: int, seed: int = 0
 ) -> Path:
-    """A BUCC-format dev and test set from multi-way parallel FLORES lines.
-
-    Per split: ``n_gold`` lines give xx and English (the gold pairs), ``n_src_only`` lines
-    only the xx sentence, ``n_en_only`` lines only the English one (distractors paired with
-    no xx sentence). Ids are assigned in shuffled order, as in BUCC's corpora.
-    """
+    """A BUCC-format dev and test set from FLORES lines (``write_bucc_set``)."""
     xx = (flores / f"{FLORES[lang]}.devtest").read_text(encoding="utf-8").splitlines()
     en = (flores / "eng_Latn.devtest").read_text(encoding="utf-8").splitlines()
-    rng = random.Random(seed)
-    size = n_gold + n_src_only + n_en_only
-    for s, split in enumerate(("dev", "test")):
-        lines = list(range(s * size, (s + 1) * size))
-        src_lines = lines[: n_gold + n_src_only]
-        en_lines = lines[:n_gold] + lines[n_gold + n_src_only :]
-        rng.shuffle(src_lines)
-        rng.shuffle(en_lines)
-        src_id = {n: f"{lang}-{k:06d}" for k, n in enumerate(src_lines, start=1)}
-        en_id = {n: f"en-{k:06d}" for k, n in enumerate(en_lines, start=1)}
-        _write_bucc(
-            out / "bucc2018",
-            lang,
-            split,
-            [(src_id[n], xx[n]) for n in src_lines],
-            [(en_id[n], en[n]) for n in en_lines],
-            [(src_id[n], en_id[n]) for n in lines[:n_gold]],
+    return write_bucc_set(
+        xx, en, out, lang, n_gold=n_gold, n_src_only=n_src_only, n_en_only=n_en_only, seed=seed
+    )
+
+
+def test_build_writes_the_bucc_layout_with_disjoint_splits(tmp_path) -> None:
+    src = [f"x{i}" for i in range(20)]
+    en = [f"e{i}" for i in range(20)]
+    build_main(
+        [
+            str(_lines(tmp_path / "s.txt", src)),
+            str(_lines(tmp_path / "e.txt", en)),
+            "--lang",
+            "de",
+            "--out",
+            str(tmp_path / "d"),
+            "--gold",
+            "3",
+            "--src-only",
+            "2",
+            "--en-only",
+            "4",
+        ]
+    )
+    seen: set[str] = set()
+    for split in ("dev", "test"):
+        data = load_bucc("de", split, tmp_path / "d")
+        src_text, en_text = dict(data.src), dict(data.eng)
+        assert (len(data.src), len(data.eng), len(data.gold)) == (5, 7, 3)
+        # every gold pair is a line-aligned pair; no other xx sentence has its English side
+        assert all(src_text[s][1:] == en_text[e][1:] for s, e in data.gold)
+        assert sum(t[1:] in {v[1:] for v in en_text.values()} for t in src_text.values()) == 3
+        texts = set(src_text.values()) | set(en_text.values())
+        assert not texts & seen  # dev and test use disjoint lines
+        seen |= texts
+    with pytest.raises(SystemExit):  # 2 x 11 lines > 20
+        build_main(
+            [
+                str(tmp_path / "s.txt"),
+                str(tmp_path / "e.txt"),
+                "--lang",
+                "de",
+                "--out",
+                str(tmp_path / "d"),
+                "--gold",
+                "5",
+                "--src-only",
+                "2",
+                "--en-only",
+                "4",
+            ]
         )
-    return out
+
+
+def _lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
 
 
 @pytest.fixture
