@@ -23,7 +23,10 @@ its first letter, merging runs of equal tags (NOUN NOUN is one chunk), so that n
 token accuracy (checked with seqeval 1.2.2: gold NOUN NOUN VERB DET NOUN PUNCT, predicted
 NOUN VERB VERB DET NOUN PUNCT gives F1 0.60, accuracy 0.83); with one tag per token,
 token-level micro-F1 equals accuracy. ``per_example`` holds the 1/0 correctness of every
-test token (so ``compare``'s paired bootstrap resamples tokens, not sentences). Data: local
+test token; ``meta["sentence_counts"]`` holds per test sentence the correct and total words
+and ``meta["metric_from_counts"]`` says accuracy = 100·Σcorrect/Σwords, so ``compare``'s
+bootstrap resamples whole sentences (the words of a sentence are not independent) and
+recomputes token accuracy on each resample. Data: local
 CoNLL-U files, else the Hub (see :mod:`xalign_udpos.data`).
 """
 
@@ -198,6 +201,19 @@ class _Tagger:
         return 100.0 * _mean(self.correct(features, label))
 
 
+def _by_sentence(flags: list[float], split: Any) -> dict[str, list[int]]:
+    """Correct and total words per test sentence (``flags`` are in sentence then word order;
+    every word of a sentence is tagged, windows included)."""
+    sizes = [len(sentence.tags) for sentence in split.sentences]
+    if sum(sizes) != len(flags):  # pragma: no cover - encode_tagged tags every word
+        raise RuntimeError(f"{len(flags)} scored words for {sum(sizes)} test words")
+    matched, start = [], 0
+    for size in sizes:
+        matched.append(int(sum(flags[start : start + size])))
+        start += size
+    return {"matched": matched, "total": sizes}
+
+
 class Udpos(Task):
     """UD POS tagging (XTREME): train on English UD, zero-shot token accuracy on 33 languages."""
 
@@ -207,6 +223,7 @@ class Udpos(Task):
         "dev, zero-shot token accuracy on 33 languages"
     )
     Config = UdposConfig
+    result_version = "2"  # 2: sentence_counts, compare resamples sentences (pos-mini too)
 
     def load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
         """One split of one language (this task's treebank choice); errors if it is empty."""
@@ -274,6 +291,7 @@ class Udpos(Task):
             for lang, split in tests.items()
         }
         scores = {lang: {"accuracy": 100.0 * _mean(v)} for lang, v in per_example.items()}
+        counts = {lang: _by_sentence(per_example[lang], split) for lang, split in tests.items()}
         acc = [s["accuracy"] for s in scores.values()]
         transfer = [s["accuracy"] for lang, s in scores.items() if lang != SOURCE_LANG]
         meta = {
@@ -293,6 +311,8 @@ class Udpos(Task):
             "n_select": len(dev.sentences) if dev is not None else 0,
             "max_length": tagger.max_length,
             "n_test": {lang: len(v) for lang, v in per_example.items()},
+            "sentence_counts": counts,
+            "metric_from_counts": {"offset": 0.0, "scale": 100.0},
             "n_test_sentences": {lang: len(s.sentences) for lang, s in tests.items()},
             "sources": {
                 f"{d.lang}/{d.split}": d.sources

@@ -417,9 +417,10 @@ def paired_test(
     seed's Δ_s* of the metric, then draws the seeds with replacement and averages their Δ_s*
     (the hierarchical bootstrap, Saravanan et al. 2020, "Application of the hierarchical
     bootstrap to multi-level data in neuroscience"). So the seed-to-seed spread of a
-    fine-tuned task's Δ counts: a difference that one seed shows and another reverses is not
-    significant however many test items there are. With few seeds the seed level is coarse
-    (3 seeds: 10 distinct draws), and no test can see more spread than the seeds show.
+    fine-tuned task's Δ counts: with two seeds that disagree in sign, p is about 0.5 however
+    many test items there are. With few seeds the seed level is coarse (3 seeds: 10 distinct
+    draws; one reversing seed among many agreeing ones can still leave p < 0.05), and no test
+    can see more spread than the seeds show.
 
     The metric of a seed is the mean of its ``per_example[key]`` scores, or, when both results
     declare ``meta["metric_from_counts"] = {"offset": o, "scale": k}`` and hold
