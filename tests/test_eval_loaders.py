@@ -217,8 +217,29 @@ def test_load_squad_json_duplicate_ids(tmp_path: Path) -> None:
             r"qas\[0\] \(id 7\): answer 'bc' at answer_start 2 is outside its context "
             r"\(3 characters\)",
         ),
+        (
+            '{"data": [{"paragraphs": [{"context": "Berlin is big", "qas": [{"id": "8", '
+            '"question": "q", "answers": [{"text": "Berlin", "answer_start": 3}]}]}]}]}',
+            r"\(id 8\): answer 'Berlin' does not match the context at answer_start 3 "
+            r"\('lin is'\)",
+        ),
+        (
+            '{"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "9", "question": "q",'
+            ' "answers": []}]}]}]}',
+            r"qas\[0\] \(id 9\): no answers",
+        ),
+        ('{"data": []}', r"x.json: no questions"),
     ],
-    ids=["not-json", "no-data", "no-qas", "no-question", "span-outside"],
+    ids=[
+        "not-json",
+        "no-data",
+        "no-qas",
+        "no-question",
+        "span-outside",
+        "span-mismatch",
+        "no-answers",
+        "empty",
+    ],
 )
 def test_squad_json_errors_name_the_file_and_place(
     tmp_path: Path, text: str, expected: str

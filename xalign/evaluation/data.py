@@ -401,19 +401,29 @@ def load_squad_json(path: PathLike, limit: int | None = None) -> list[Example]:
             f"{{data: [{{title, paragraphs: [{{context, qas: [{{id, question, answers: "
             f"[{{text, answer_start}}]}}]}}]}}]}})"
         ) from None
+    if not examples:
+        raise ValueError(f"{path}: no questions (SQuAD v1.1 JSON with an empty 'data' list)")
     return examples
 
 
 def _check_answers(example: Example, path: PathLike, where: str) -> None:
-    """Every answer span lies inside its context (else training would learn a wrong span)."""
-    size = len(example["context"])
-    for text, start in zip(
-        example["answers"]["text"], example["answers"]["answer_start"], strict=True
-    ):
-        if not 0 <= start <= start + len(text) <= size:
+    """A question has answers and every answer is its context's text at ``answer_start``
+    (else training would learn a wrong span and scoring would have no reference)."""
+    context, at = example["context"], f"{path}: {where} (id {example['id']})"
+    answers = example["answers"]
+    if not answers["text"]:
+        raise ValueError(f"{at}: no answers (SQuAD v1.1 gives every question at least one)")
+    for text, start in zip(answers["text"], answers["answer_start"], strict=True):
+        if not 0 <= start <= start + len(text) <= len(context):
             raise ValueError(
-                f"{path}: {where} (id {example['id']}): answer {text[:30]!r} at "
-                f"answer_start {start} is outside its context ({size} characters)"
+                f"{at}: answer {text[:30]!r} at answer_start {start} is outside its "
+                f"context ({len(context)} characters)"
+            )
+        if context[start : start + len(text)] != text:
+            found = context[start : start + len(text)]
+            raise ValueError(
+                f"{at}: answer {text[:30]!r} does not match the context at answer_start "
+                f"{start} ({found[:30]!r})"
             )
 
 
