@@ -50,8 +50,10 @@ class _Record:
 class PairedTest:
     """A two-sided paired bootstrap test of A vs B over per-example scores.
 
-    ``delta_examples``: mean(A) − mean(B) over the ``n_examples`` paired scores of ``seeds``;
-    ``ci_low``/``ci_high``: the 95 % percentile interval of the resampled Δ.
+    ``delta_examples``: the mean over ``seeds`` of each seed's Δ of the metric;
+    ``n_examples``: the test items resampled, summed over those seeds (sentences for a metric
+    given by count terms, else per-example scores); ``ci_low``/``ci_high``: the 95 %
+    percentile interval of the resampled Δ.
     """
 
     delta_examples: float
