@@ -371,6 +371,12 @@ def test_a_set_without_links_is_refused_not_scored_aer_1(tmp_path: Path, links: 
             load_gold(**spec)
 
 
+def test_pairs_without_links_are_warned(tmp_path: Path) -> None:
+    spec = _pharaoh_set(tmp_path, "0-0 1-1\n\n2-2 3-3\n", n=3)
+    with pytest.warns(GoldAlignmentWarning, match=r"1 sentence pair\(s\) have no gold link"):
+        assert load_gold(**spec).possible[1] == set()
+
+
 def test_wpt_null_to_null_link_means_a_zero_based_file(tmp_path: Path) -> None:
     folder = _wpt_folder(tmp_path / "w", wa="1 0 0 S\n1 1 1 S\n2 0 0 S\n")
     with pytest.raises(
@@ -615,7 +621,11 @@ def test_fuzz_gold_readers(fmt: str, data: st.DataObject) -> None:
     assert all(any(ch.isdigit() for ch in str(w.message)) for w in caught)
     # one warning per set; it reports counted skips and/or the 1-based suspicion
     assert len(caught) <= 1
-    assert not caught or sum(gold.skipped.values()) > 0 or "looks 1-based" in str(caught[0].message)
+    assert (
+        not caught
+        or sum(gold.skipped.values()) > 0
+        or any(note in str(caught[0].message) for note in ("looks 1-based", "have no gold link"))
+    )
     assert len(gold) > 0
     assert len(gold.tgt_sents) == len(gold.sure) == len(gold.possible) == len(gold)
     for src, tgt, sure, possible in zip(

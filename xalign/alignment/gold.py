@@ -571,6 +571,12 @@ def _normalise(
             f"{len(out_of_range)} gold link(s) out of range (0-based, "
             f"{src_lang}-{tgt_lang}) removed and listed in out_of_range: {shown}{hint}"
         )
+    unannotated = sum(1 for p in possible if not p)
+    if unannotated and any(possible):
+        notes.append(
+            f"{unannotated} sentence pair(s) have no gold link: every link predicted there "
+            f"counts as wrong (remove pairs that were not annotated)"
+        )
     if not any(possible):
         dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items() if v)
         raise GoldFormatError(
