@@ -407,6 +407,16 @@ def test_one_problem_is_one_line():
             "objectives.sinkhorn: sinkhorn: level must be one of",
         ),
         (
+            "objectives.sinkhorn.scaling=1.5",
+            "--set objectives.sinkhorn.scaling=1.5: "
+            "objectives.sinkhorn: sinkhorn: scaling must be in (0, 1), got 1.5",
+        ),
+        (
+            "objectives.sinkhorn.blur=0",
+            "--set objectives.sinkhorn.blur=0: "
+            "objectives.sinkhorn: sinkhorn: blur must be > 0, got 0.0",
+        ),
+        (
             "objectives.sinkhorn.weight=x",
             "--set objectives.sinkhorn.weight=x: "
             "objectives.sinkhorn.weight: expected a number, got 'x'",

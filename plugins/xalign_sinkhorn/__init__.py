@@ -135,11 +135,13 @@ class SinkhornConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"sinkhorn: {key} must be one of {allowed}")
-        if self.blur <= 0 or not 0 < self.scaling < 1:
-            raise ValueError("sinkhorn: need blur > 0 and 0 < scaling < 1")
+        if self.blur <= 0:
+            raise ValueError(f"sinkhorn: blur must be > 0, got {self.blur}")
+        if not 0 < self.scaling < 1:
+            raise ValueError(f"sinkhorn: scaling must be in (0, 1), got {self.scaling}")
         for key in ("reach", "diameter"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
-                raise ValueError(f"sinkhorn: {key} must be None or > 0")
+                raise ValueError(f"sinkhorn: {key} must be None or > 0, got {getattr(self, key)}")
 
 
 class Sinkhorn(Objective):
