@@ -450,9 +450,8 @@ def build_config(
 
 
 def _problems(exc: ConfigError) -> list[str]:
-    """The lines of a :func:`~xalign.schema.config_error` (one problem each)."""
-    lines = str(exc).splitlines()
-    return [ln.strip() for ln in lines[1:]] if len(lines) > 1 else lines
+    """The problems of a :func:`~xalign.schema.config_error`, or the message of another."""
+    return list(getattr(exc, "problems", None) or [str(exc)])
 
 
 def _objectives(value: Any, where: str, origins: Origins) -> dict[str, dict[str, Any]]:

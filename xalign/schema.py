@@ -77,18 +77,27 @@ class _Mismatch(Exception):  # noqa: N818 - internal signal, never escapes this 
         self.message = message
 
 
-class _Mismatches(Exception):  # noqa: N818 - internal signal: every bad key of one mapping
+class _Mismatches(_Mismatch):
+    """Every bad key of one mapping; a :class:`_Mismatch` (its first problem) to code that
+    handles one, e.g. a union trying its next alternative."""
+
     def __init__(self, problems: list[_Mismatch]) -> None:
-        super().__init__(problems[0].message)
+        super().__init__(problems[0].path, problems[0].message)
         self.problems = problems
 
 
 def config_error(messages: list[str]) -> ConfigError:
     """One :class:`ConfigError` for every problem found (one line each, in config order), so a
-    user fixes a config in one pass, not one key per run."""
-    if len(messages) == 1:
-        return ConfigError(messages[0])
-    return ConfigError(f"{len(messages)} problems:\n" + "\n".join(f"  {m}" for m in messages))
+    user fixes a config in one pass, not one key per run; the lines are kept in its
+    ``problems`` attribute for callers that gather errors from several places."""
+    text = (
+        messages[0]
+        if len(messages) == 1
+        else f"{len(messages)} problems:\n" + "\n".join(f"  {m}" for m in messages)
+    )
+    error = ConfigError(text)
+    error.problems = list(messages)
+    return error
 
 
 def build_dataclass(
@@ -147,9 +156,7 @@ def _checked(
         kwargs = _coerce_fields(cls, values, key, texts or {})
         return cls(**kwargs), kwargs
     except _Mismatch as exc:
-        raise config_error([line(exc)]) from None
-    except _Mismatches as exc:
-        raise config_error([line(p) for p in exc.problems]) from None
+        raise config_error([line(p) for p in getattr(exc, "problems", [exc])]) from None
     except XalignError:
         raise
     except (ValueError, TypeError) as exc:
@@ -258,9 +265,7 @@ def _coerce_fields(cls: type, values: Any, key: str, texts: Mapping[str, str]) -
             if path in texts and _accepts_str(annotation):
                 kwargs[name] = texts[path]  # --set k=2024 for a string option: the text
             else:
-                problems.append(exc)
-    if len(problems) == 1:
-        raise problems[0]
+                problems.extend(getattr(exc, "problems", [exc]))  # a nested dataclass's too
     if problems:
         raise _Mismatches(problems)
     return kwargs
