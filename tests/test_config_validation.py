@@ -340,19 +340,32 @@ def test_every_problem_of_a_file_is_reported_at_once_with_its_line(tmp_path):
         "  l2: {weight: -1}\n",  # 11
     )
     lines = error_of(path).splitlines()
-    assert lines[0] == "6 problems:"
+    assert lines[0] == "7 problems:"
     assert [ln.split(": ")[0].strip() for ln in lines[1:]] == [
-        f"{path}:{n}" for n in (1, 3, 5, 7, 8, 11)
+        f"{path}:{n}" for n in (1, 3, 5, 7, 8, 10, 11)
     ]
     assert "unknown section 'trian'" in lines[1] and "'max_length'" in lines[2]
     assert "data.limit: expected" in lines[3] and "train.lr: expected" in lines[4]
-    assert "did you mean 'batch_size'" in lines[5] and "objectives.l2.weight" in lines[6]
-    # the objective options are checked once the sections are valid; both objectives are named
+    assert "did you mean 'batch_size'" in lines[5] and "objectives.sinkhorn.blur" in lines[6]
+    assert "objectives.l2.weight" in lines[7]
+    # both objectives' options are named, with or without section problems beside them
     fixed = write(tmp_path, "objectives:\n  sinkhorn: {blur: big}\n  l2: {layerz: 3}\n", "b.yaml")
     lines = error_of(fixed).splitlines()
     assert lines[0] == "2 problems:"
     assert f"{fixed}:2: objectives.sinkhorn.blur" in lines[1]
     assert f"{fixed}:3: objectives.l2.layerz: unknown option" in lines[2]
+    both = write(
+        tmp_path,
+        "train:\n  lr: fast\nobjectives:\n  sinkhorn: {scalng: 0.9}\n  l2: {weight: x}\n",
+        "c.yaml",
+    )
+    lines = error_of(both).splitlines()
+    assert lines[0] == "3 problems:"
+    assert [ln.split(": ")[0].strip() for ln in lines[1:]] == [f"{both}:{n}" for n in (2, 4, 5)]
+    assert "did you mean 'scaling'" in lines[2] and "objectives.l2.weight" in lines[3]
+    # an override's objective option is reported beside a file's section problem
+    lines = error_of(both, ["objectives.l2.weight=1", "objectives.sinkhorn.blurr=1"]).splitlines()
+    assert lines[0] == "3 problems:" and "--set objectives.sinkhorn.blurr=1" in lines[-1]
 
 
 def test_every_range_problem_is_reported_at_once_naming_its_override():

@@ -327,9 +327,38 @@ def load_config(
         origins.set(dotted, f"--set {item}")
         if isinstance(value, (bool, int, float)):
             origins.texts[dotted] = item.split("=", 1)[1].strip()
-    cfg = build_config(raw, where=where, origins=origins)
-    check_objective_options(cfg, registry, origins=origins, where=where)
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = build_config(raw, where=where, origins=origins)
+        objectives: dict[str, dict[str, Any]] | None = cfg.objectives
+    except ConfigError as exc:  # the objective options are still checked, for one report
+        problems.extend(_problems(exc))
+        raw_objectives = raw.get("objectives", {"sinkhorn": {}})
+        objectives = _parse_objectives(raw_objectives, where, origins)[0]  # problems: above
+    if objectives:
+        try:
+            _check_options(objectives, registry, origins=origins, where=where)
+        except ConfigError as exc:
+            problems.extend(_problems(exc))
+    if problems or cfg is None:
+        raise config_error(_in_config_order(problems))
     return cfg
+
+
+def _in_config_order(problems: list[str]) -> list[str]:
+    """Problems that start with ``FILE:LINE:`` sorted by line within their file (files in
+    the order they first appear), then the others (overrides, defaults) as found."""
+    files: dict[str, int] = {}
+
+    def key(item: tuple[int, str]) -> tuple[int, int, int, int]:
+        index, text = item
+        match = re.match(r"(.+?):(\d+): ", text)
+        if match is None:
+            return (1, 0, 0, index)
+        return (0, files.setdefault(match.group(1), len(files)), int(match.group(2)), index)
+
+    return [text for _, text in sorted(enumerate(problems), key=key)]
 
 
 def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict[str, Any]:
@@ -455,48 +484,65 @@ def _problems(exc: ConfigError) -> list[str]:
 
 
 def _objectives(value: Any, where: str, origins: Origins) -> dict[str, dict[str, Any]]:
-    """The objectives section: a mapping name -> options (or a list / comma list of names)."""
+    """The objectives section: a mapping name -> options (or a list / comma list of names).
+    Raises one ConfigError with every problem."""
+    out, problems = _parse_objectives(value, where, origins)
+    if problems:
+        raise config_error(problems)
+    return out
+
+
+def _parse_objectives(
+    value: Any, where: str, origins: Origins
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """:func:`_objectives`, leniently: the objectives that parsed, and the problems of the
+    others (so that the options of the good ones can still be checked)."""
     at = origins("objectives") or where
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, (list, tuple)):
         if not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"{at}: objectives: expected objective names, got {show(value)}")
+            return {}, [f"{at}: objectives: expected objective names, got {show(value)}"]
         value = {v: {} for v in value}
     if not isinstance(value, dict) or not value:
-        raise ConfigError(
+        return {}, [
             f"{at}: objectives: expected a non-empty mapping name -> options "
             f"(e.g. {{sinkhorn: {{blur: 0.05}}}}), got {show(value)}"
-        )
+        ]
     out: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
     for name, opts in value.items():
         key = f"objectives.{name}"
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(
+            problems.append(
                 f"{at}: objectives: objective names must be non-empty strings, got {show(name)}"
             )
+            continue
         if opts is None:
             opts = {}
         if not isinstance(opts, dict):
-            raise ConfigError(
+            problems.append(
                 f"{origins(key) or where}: {key}: expected a mapping of options "
                 f"(key: value), got {show(opts)}"
             )
+            continue
         opts = dict(opts)
         if "weight" in opts:
             wkey = f"{key}.weight"
             try:
                 weight = check_value(opts["weight"], float, wkey)
             except ConfigError as exc:
-                raise ConfigError(f"{origins(wkey) or where}: {exc}") from None
+                problems.append(f"{origins(wkey) or where}: {exc}")
+                continue
             if not (math.isfinite(weight) and weight >= 0):
-                raise ConfigError(
+                problems.append(
                     f"{origins(wkey) or where}: {wkey}: must be a finite number "
                     f">= 0, got {show(weight)}"
                 )
+                continue
             opts["weight"] = weight
         out[name] = opts
-    return out
+    return out, problems
 
 
 def check_objective_options(
@@ -509,13 +555,24 @@ def check_objective_options(
     """Check (and coerce in place) each objective's options against its ``Config`` dataclass:
     types as for the sections, plus the plugin's own ``__post_init__`` checks. Objectives the
     registry does not know are skipped (their lookup reports them)."""
+    _check_options(cfg.objectives, registry, origins=origins, where=where)
+
+
+def _check_options(
+    objectives: dict[str, dict[str, Any]],
+    registry: PluginRegistry | None = None,
+    *,
+    origins: Origins | None = None,
+    where: str = "config",
+) -> None:
+    """:func:`check_objective_options` on the objectives mapping (name -> options)."""
     from xalign.plugins import get_registry
 
     origins = origins or Origins()
     known = (registry or get_registry()).objectives()
     mixed: dict[str, bool] = {}
     problems: list[str] = []  # of every objective, reported together
-    for name, given in cfg.objectives.items():
+    for name, given in objectives.items():
         entry = known.get(name)
         if entry is None:
             continue
@@ -529,11 +586,11 @@ def check_objective_options(
                     if text is not None:
                         origins.texts[f"{key}.{new}"] = text
             given = entry.cls.upgrade_options(given, owner=entry.where(), at=origins)
-            cfg.objectives[name] = given
+            objectives[name] = given
         try:
             opts = coerce_options(
                 entry.cls.Config,
-                cfg.objective_options(name),
+                {k: v for k, v in (given or {}).items() if k != "weight"},
                 where=at,
                 key=key,
                 origin=origins,
@@ -542,8 +599,8 @@ def check_objective_options(
         except ConfigError as exc:
             problems.extend(_problems(exc))
             continue
-        cfg.objectives[name] = {k: opts.get(k, v) for k, v in given.items()}
-        if len(cfg.objectives) > 1:  # as `xalign plugins` does: a small instance's needs()
+        objectives[name] = {k: opts.get(k, v) for k, v in given.items()}
+        if len(objectives) > 1:  # as `xalign plugins` does: a small instance's needs()
             try:
                 needs = entry.cls(entry.cls.Config(**opts), hidden_size=8).needs()
             except Exception:  # noqa: BLE001 - the trainer reports it with the real encoder
