@@ -329,7 +329,7 @@ def test_rendering_of_a_hand_built_summary():
     info = TaskInfo("f1", True, ["de"], ["de"], {"de": "de"})
 
     def cell(obj, mean, std, delta, p):
-        n = 0 if mean is None else 1
+        n = 0 if mean is None else 2
         stats = SeedStats(mean, std, n, [mean] * n)
         return Cell("qa", "de", obj, stats, delta, p, p is not None and p < 0.05, obj == "x")
 
@@ -352,14 +352,15 @@ def test_rendering_of_a_hand_built_summary():
     )
     md = to_markdown(s).splitlines()
     assert "| objective | de | avg all |" in md  # no seen average in the Summary: none shown
-    assert "| base | 61.25 ± 0.50 | 61.25 ± 0.00 |" in md  # a mean > 1: 2 decimals
-    assert "| x | **70.00 ± 1.00** (+8.75)* | **70.00 ± 0.00** (+8.75) |" in md
+    # a mean > 1: 2 decimals; the averages come from one seed: no ± (not "± 0.00")
+    assert "| base | 61.25 ± 0.50 | 61.25 |" in md
+    assert "| x | **70.00 ± 1.00** (+8.75)* | **70.00** (+8.75) |" in md
     assert "| y | – | – |" in md
     assert "| de | x | y | +3.00 | – |" in md
     assert not any(line.startswith("MLflow parent run") for line in md)
     rows = list(csv.reader(io.StringIO(to_csv(s))))
     assert rows[3] == ["qa", "de", "y", "", "", "0", "", ""]
-    assert s.rows[1].to_dict()["values"] == [70.0] and "stats" not in s.rows[1].to_dict()
+    assert s.rows[1].to_dict()["values"] == [70.0, 70.0] and "stats" not in s.rows[1].to_dict()
     assert rows[2][-1] == "0.002" and rows[5][-1] == ""
 
 

@@ -58,7 +58,9 @@ def cell_parts(entry: Cell | Average, d: int) -> CellText:
     """(``mean ± std``, `` (+Δ)*`` suffix, bold?) of one table cell with ``d`` decimals."""
     if entry.mean is None:
         return "–", "", False
-    core = f"{entry.mean:.{d}f} ± {entry.std:.{d}f}"
+    core = f"{entry.mean:.{d}f}"
+    if entry.n_seeds > 1:  # one seed has no spread to show (its std is stored as 0)
+        core += f" ± {entry.std:.{d}f}"
     suffix = ""
     if entry.delta_vs_base is not None:
         suffix = f" ({entry.delta_vs_base:+.{d}f})"
@@ -107,7 +109,8 @@ def footer(summary: Summary) -> list[str]:
     target = summary.target_language
     return [
         "mean ± std: mean and sample standard deviation (ddof=1) over seeds; seed s trains "
-        "with train.seed=s and evaluates with task seed s (base: task seed s only).",
+        "with train.seed=s and evaluates with task seed s (base: task seed s only); a mean "
+        "without ± comes from one seed.",
         "(Δ): objective mean − base mean, in the metric's units (for lower-is-better metrics "
         "a negative Δ is an improvement). Bold: best mean in the column (ties all bold).",
         f"avg seen: mean over the source languages the objectives were trained on "
