@@ -223,6 +223,44 @@ def test_wpt_folder_needs_unambiguous_files(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- explicit options, other formats
 
 
+@pytest.mark.parametrize(
+    ("src_name", "tgt_name", "langs"),
+    [
+        ("de.txt", "en.txt", ("de", "en")),  # a 2-letter stem
+        ("en.txt", "de.txt", ("de", "en")),  # English recognised, so moved to the target
+        ("test.de", "test.en", ("de", "en")),
+        ("test.de.txt", "test.en.tok", ("de", "en")),  # format suffixes are skipped
+        ("corpus.ro", "corpus.e", ("ro", "en")),  # WPT's one-letter English
+        ("eng.txt", "deu.txt", ("deu", "eng")),  # 3-letter stems are not guessed ...
+    ],
+)
+def test_pharaoh_languages_from_file_names(tmp_path, src_name, tgt_name, langs):
+    src = _write(tmp_path / src_name, "a b\n")
+    tgt = _write(tmp_path / tgt_name, "c d\n")
+    links = _write(tmp_path / "l.links", "0-0 1-1\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if src_name == "eng.txt":  # ... so they need the options
+            gold = load_gold(
+                format="pharaoh", src_file=src, tgt_file=tgt, links_file=links,
+                src_lang="eng", tgt_lang="deu",
+            )  # fmt: skip
+        else:
+            gold = load_gold(format="pharaoh", src_file=src, tgt_file=tgt, links_file=links)
+    assert not caught, [str(w.message) for w in caught]
+    assert (gold.src_lang, gold.tgt_lang) == langs
+    assert gold.name in (f"pharaoh-{langs[0]}{langs[1]}", f"pharaoh-{langs[1]}{langs[0]}")
+
+
+def test_file_names_without_a_language_are_warned_not_taken_as_one(tmp_path):
+    src = _write(tmp_path / "a.txt", "a b\n")
+    tgt = _write(tmp_path / "b.txt", "c d\n")
+    links = _write(tmp_path / "l.links", "0-0\n")
+    with pytest.warns(GoldAlignmentWarning, match=r"a\.txt: the file name tells no language"):
+        gold = load_gold(format="pharaoh", src_file=src, tgt_file=tgt, links_file=links)
+    assert (gold.src_lang, gold.tgt_lang) == ("src", "tgt")  # never "txt"
+
+
 def test_pharaoh_files_under_any_names(tmp_path: Path) -> None:
     # English first, 1-based, links written target-first ("j-i": English index first).
     en = _write(tmp_path / "a.txt", "the small house\nyes\n")
@@ -582,6 +620,8 @@ def _fuzz_files(fmt: str, root: Path) -> tuple[dict, list[Path]]:
         "src_file": files[0],
         "tgt_file": files[1],
         "links_file": files[2],
+        "src_lang": "de",
+        "tgt_lang": "en",
     }, files
 
 

@@ -593,12 +593,36 @@ def _normalise(
 # ---------------------------------------------------------------- layouts and options
 
 
+#: file name parts that name a format or a role, never a language
+_NOT_LANGUAGES = {
+    "txt", "tsv", "csv", "tok", "raw", "out", "dat", "gz", "bz2", "xz", "xml", "json", "snt",
+    "wa", "src", "tgt", "ref", "hyp", "sent", "text", "links", "align", "gold", "test", "dev",
+}  # fmt: skip
+
+
 def _lang_of(path: Path, default: str) -> str:
-    """A language code from a file extension (``test.de`` -> de, WPT ``test.e`` -> en)."""
-    ext = path.suffix.lstrip(".").lower()
-    if ext in _WPT_EXT:
-        return _WPT_EXT[ext]
-    return ext if re.fullmatch(r"[a-z]{2,3}", ext) else default
+    """A language code from a file name: its last suffix that is a 2-3 letter code and not a
+    format (``test.de``, ``test.de.txt`` -> de; WPT ``test.e`` -> en), else a 2-letter stem
+    (``de.txt`` -> de). When the name tells none, ``default`` with a
+    :class:`GoldAlignmentWarning` asking for ``src_lang``/``tgt_lang``: English is moved to
+    the target side only when it is recognised."""
+    parts = path.name.lower().split(".")
+    if len(parts) > 1 and parts[-1] in _WPT_EXT:
+        return _WPT_EXT[parts[-1]]
+    for part in reversed(parts[1:]):
+        if part not in _NOT_LANGUAGES:
+            if re.fullmatch(r"[a-z]{2,3}", part):
+                return part
+            break
+    if re.fullmatch(r"[a-z]{2}", parts[0]):
+        return parts[0]
+    warnings.warn(
+        f"{path}: the file name tells no language; it is called {default!r} (pass "
+        f"{default}_lang: English is moved to the target side only when it is recognised)",
+        GoldAlignmentWarning,
+        stacklevel=4,
+    )
+    return default
 
 
 def _resolve(base: Path | None, value: str | Path | None) -> Path | None:
