@@ -7,17 +7,19 @@ Keys (``python -m benchmarks --only prepare,eflomal``):
   -> en in ``../shared/data/parallel`` (5 x 1012 pairs), in sentence pairs per second.
 - ``prepare_big_pairs_per_s_np1`` / ``_np2``: the same on a bigger input made by repeating the
   real lines (``BIG_ROWS`` per language, 2 languages) with 1 and 2 Moses worker processes
-  (``datasets.map(num_proc=...)``); ``prepare_250k_x5_min`` / ``prepare_250k_x15_min``
-  project the faster of the two linearly to 250k pairs x 5 / x 15 languages (projected, not
-  measured: the cost is per line, pair by pair, so it is linear in lines).
-- ``prepare_cache_hit_s``: wall time of ``xalign prepare`` on a cache hit of the big input, in
-  a fresh process (imports, config, model load for its tokenizer, content keys, checks,
-  memory-map): what ``xalign run`` spends on its data before training when the data is
-  prepared.
-- ``prepare_peak_rss_gb``: peak RSS of a cold prepare in a fresh process (self + the largest
-  worker), measured at two sizes per language and projected linearly to 250k pairs per
-  language; pairs are prepared one after the other, so 15 languages need what one needs
-  (``prepare_peak_rss_gb_measured_<n>`` are the measurements).
+  (``datasets.map(num_proc=...)``), in this process: how the Moses step scales with cores.
+- ``prepare_250k_x2_cold_s``: wall time of a cold ``xalign prepare --config F -o sinkhorn``
+  (fresh process: imports, tokenizer load, read, Moses words with the default worker count
+  = every core, filters, subword check, Arrow write) of de and el at the paper's 250k pairs
+  each, made by repeating the real lines; ``prepare_250k_x5_min`` / ``prepare_250k_x15_min``
+  scale it to 5 and 15 languages (pairs are prepared one after another, so the time is
+  linear in languages; projected in that factor only).
+- ``prepare_cache_hit_s``: the same command again, a cache hit (imports, config, tokenizer
+  load, content keys of the 4 input files, checks, memory-map): what ``xalign run`` spends
+  on its data before training when the data is prepared.
+- ``prepare_peak_rss_gb``: peak memory of that cold prepare, the process and its workers
+  together (sum of proportional set sizes, so pages shared by forked workers count once,
+  sampled every 0.25 s), measured at 250k pairs per language; 15 languages need what 2 need.
 - ``eflomal_pairs_per_s``: word links (eflomal forward + reverse, symmetrised, cold cache) of
   the FLORES de-en pairs; ``eflomal_250k_x5_min`` projects linearly (projected).
 
@@ -47,7 +49,6 @@ FLORES_FILES = {
     "fr": "fra_Latn",
 }
 BIG_ROWS = 20_000  # pairs per language of the repeated input (2 languages)
-RSS_ROWS = (5_000, 20_000)  # pairs per language of the two RSS measurements
 PAPER_PAIRS = 250_000
 
 
@@ -119,36 +120,6 @@ def _read_pairs(corpus: Any, langs: list[str], limit: int | None = None) -> int:
     return sum(len(read_parallel(language_spec(corpus, lg), lg, "en", limit=limit)) for lg in langs)
 
 
-_RSS_SCRIPT = r"""
-import json, resource, sys, warnings
-warnings.simplefilter("ignore")
-from transformers import AutoTokenizer
-from xalign.data.prepare import PrepareOptions, prepare
-corpus, langs, tok_dir, cache, procs = json.loads(sys.argv[1])
-tok = AutoTokenizer.from_pretrained(tok_dir)
-prepare(corpus, langs, PrepareOptions(max_length=512), tokenizer=tok, cache_dir=cache,
-        num_proc=procs)
-me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"self_kb": me, "children_kb": kids}))
-"""
-
-
-def _peak_rss_gb(corpus: Any, langs: list[str], tok_dir: str, cache: Path, procs: int) -> float:
-    """Peak RSS (GB) of a cold prepare in a fresh process: its own peak + its largest worker's."""
-    arg = json.dumps([corpus, langs, tok_dir, str(cache), procs])
-    out = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, arg],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        timeout=1800,
-    )
-    rss = json.loads(out.stdout.strip().splitlines()[-1])
-    return (rss["self_kb"] + rss["children_kb"]) / 1024**2
-
-
 def prepare_bench(quick: bool) -> dict[str, float]:
     """Every ``prepare_*`` key (see the module docstring)."""
     import warnings
@@ -190,50 +161,83 @@ def prepare_bench(quick: bool) -> dict[str, float]:
             corpus, langs, tok, folder / "c0", num_proc=1
         )
         big = _repeat({k: corpus[k] for k in ("de", "el")}, BIG_ROWS, folder)
-        rates = {}
         for procs in (1, 2):
             seconds = _time_prepare(big, ["de", "el"], tok, folder / f"big{procs}", num_proc=procs)
-            rates[procs] = 2 * BIG_ROWS / seconds
-            results[f"prepare_big_pairs_per_s_np{procs}"] = rates[procs]
-        best = max(rates.values())
-        results["prepare_250k_x5_min"] = 5 * PAPER_PAIRS / best / 60
-        results["prepare_250k_x15_min"] = 15 * PAPER_PAIRS / best / 60
-        # cache hit: a fresh `xalign prepare` on the big input's entries
-        config = folder / "big.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "extends": str(ROOT / "configs" / "default.yaml"),
-                    "data": {"corpus": big, "languages": ["de", "el"]},
-                }
-            ),
-            encoding="utf-8",
-        )
-        env = {**os.environ, "XALIGN_CACHE_DIR": str(folder / "xc")}
-        xalign = str(Path(sys.executable).with_name("xalign"))
-        cmd = [xalign, "prepare", "--config", str(config), "-o", "sinkhorn", "--json"]
-        subprocess.run(cmd, env=env, capture_output=True, check=True, cwd=ROOT, timeout=1800)
-        start = time.perf_counter()
-        out = subprocess.run(cmd, env=env, capture_output=True, check=True, cwd=ROOT, text=True)
-        results["prepare_cache_hit_s"] = time.perf_counter() - start
-        assert json.loads(out.stdout)["cache_hit"]
-        # peak RSS at two sizes per language (2 languages), projected to 250k per language
-        tok_dir = _e5_dir()
-        rss = {}
-        for rows in RSS_ROWS:
-            data = _repeat({k: corpus[k] for k in ("de", "el")}, rows, folder)
-            rss[rows] = _peak_rss_gb(data, ["de", "el"], tok_dir, folder / f"rss{rows}", 2)
-            results[f"prepare_peak_rss_gb_measured_{rows}"] = rss[rows]
-        lo, hi = RSS_ROWS
-        slope = (rss[hi] - rss[lo]) / (hi - lo)
-        results["prepare_peak_rss_gb"] = rss[hi] + slope * (PAPER_PAIRS - hi)
+            results[f"prepare_big_pairs_per_s_np{procs}"] = 2 * BIG_ROWS / seconds
+        results.update(_paper_size(corpus, folder))
     return results
 
 
-def _e5_dir() -> str:
-    from xalign.encoders.encoder import resolve_model_dir
+_CLI_RSS = r"""
+import sys
+sys.argv = ["xalign", *sys.argv[1:]]
+from xalign.cli import main
+main()
+"""
 
-    return resolve_model_dir("packaged:multilingual-e5-small")
+
+def _paper_size(corpus: dict[str, dict[str, str]], folder: Path) -> dict[str, float]:
+    """A cold ``xalign prepare`` of 2 languages x 250k pairs (the real lines repeated), in a
+    fresh process with the default worker count, then the same command on the cache hit."""
+    (folder / "paper").mkdir()
+    data = _repeat({k: corpus[k] for k in ("de", "el")}, PAPER_PAIRS, folder / "paper")
+    config = folder / "paper.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "extends": str(ROOT / "configs" / "default.yaml"),
+                "data": {"corpus": data, "languages": ["de", "el"]},
+            }
+        ),
+        encoding="utf-8",
+    )
+    env = {**os.environ, "XALIGN_CACHE_DIR": str(folder / "xc")}
+    args = ["prepare", "--config", str(config), "-o", "sinkhorn", "--json"]
+    seconds, peak, out = _run_sampled([sys.executable, "-c", _CLI_RSS, *args], env, folder)
+    if json.loads(out)["cache_hit"]:
+        raise RuntimeError("the cold prepare of the 250k input hit a cache")
+    hit_s, _, out = _run_sampled([sys.executable, "-c", _CLI_RSS, *args], env, folder)
+    if not json.loads(out)["cache_hit"]:
+        raise RuntimeError("the second prepare of the 250k input missed the cache")
+    return {
+        "prepare_250k_x2_cold_s": seconds,
+        "prepare_250k_x5_min": seconds * 5 / 2 / 60,
+        "prepare_250k_x15_min": seconds * 15 / 2 / 60,
+        "prepare_cache_hit_s": hit_s,
+        "prepare_peak_rss_gb": peak,
+    }
+
+
+def _run_sampled(cmd: list[str], env: dict[str, str], folder: Path) -> tuple[float, float, str]:
+    """Run ``cmd``; its wall seconds, the peak total memory of its process tree (GB, the sum
+    of proportional set sizes of the process and its workers, sampled every 0.25 s: shared
+    pages count once) and its standard output."""
+    import psutil
+
+    out_path, err_path = folder / "stdout.txt", folder / "stderr.txt"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
+        root = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            total = 0
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for p in tree:
+                try:
+                    total += p.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            peak = max(peak, total)
+            time.sleep(0.25)
+        seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = err_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(cmd[3:])} failed:\n{tail}")
+    return seconds, peak / 1e9, out_path.read_text(encoding="utf-8")
 
 
 def eflomal_bench(quick: bool) -> dict[str, float]:

@@ -4,13 +4,24 @@ Keys (``python -m benchmarks``):
 
 - ``step_overhead_<objective>``: time of one training step (encode source, target and the
   frozen target c0, loss, backward, Adam step) with the objective plus the drift regulariser
-  / the same step with the regulariser only; same encoder, same batch. 1.00 = free.
-  Objectives: ``sinkhorn_sentence``, ``sinkhorn_batch`` (``scope``), ``l2``, ``contrastive``,
-  ``mixed_ot``. The encoder is a randomly initialised mid-size BERT (384 hidden, 6 layers,
-  8k WordPiece vocabulary learned from the demo corpus; ``--quick``: 64 hidden, 2 layers):
-  the objective's cost does not depend on the weights, the encoder's does on their shapes
-  only. Links (l2, contrastive) are the diagonal ``i-i``: a loss's cost does not depend on
-  which words are linked. Medians over interleaved repetitions (the machine is shared).
+  / the *reference* step: the same step with the regulariser and a zero-weight term on the
+  source states, so that the backward runs through both sides as it does for every
+  alignment objective. 1.00 = free. Objectives: ``sinkhorn_sentence``, ``sinkhorn_batch``
+  (``scope``), ``l2``, ``contrastive``, ``mixed_ot``. ``..._vs_regulariser_only`` divides by
+  the step with the regulariser alone instead, whose backward skips the source encoder:
+  that ratio is mostly the source side's backward (~1.3-1.4 for every objective, l2's
+  negligible loss included), not the objective's cost. Medians of per-repetition ratios over
+  5 interleaved repetitions (whole steps jitter by a few percent).
+  ``objective_ms_<objective>``: the objective's own forward + backward (word pooling, loss,
+  gradient down to the subword states; median of 15) on the batch's encoder states, and
+  ``objective_share_<objective>`` that time / the reference step: the precise form of the
+  overhead, free of step jitter. Full mode: FLORES-200 devtest de-en, the first batch of 24
+  (``../shared/data``, else the demo corpus), a randomly initialised BERT of mBERT's shape
+  (768 wide, 12 layers, 12 heads; WordPiece vocabulary learned from the demo corpus and the
+  batch): the objective's cost does not depend on the weights, the encoder's does on their
+  shapes only; then ``..._e5_small`` keys for sinkhorn with the embedded e5-small.
+  ``--quick``: 64 wide, 2 layers, demo batch of 8. Links (l2, contrastive) are the diagonal
+  ``i-i``: a loss's cost does not depend on which words are linked.
 - ``peak_mem_15_vs_1_langs``: peak RSS of a 2-step ``xalign`` training run with 15 language
   pairs / with 1 pair, each in a fresh subprocess (``ru_maxrss``); with a GPU also
   ``peak_cuda_mem_15_vs_1_langs`` (``torch.cuda.max_memory_allocated``). Full: the embedded
@@ -19,7 +30,9 @@ Keys (``python -m benchmarks``):
   with the 5 demo languages repeated under 15 codes. The peak is the activations of the
   longest padded batch the run meets, and 15 pairs meet 15 times as many batches, so full
   mode also gives ``peak_mem_15_vs_1_langs_equal_length`` (both runs truncated to 32
-  subwords: every batch has the same shape, the ratio is the number of pairs alone) and
+  subwords: every batch has the same shape, the ratio is the number of pairs alone),
+  ``peak_mem_15_vs_1_langs_same_data`` (bg's files under all 15 codes vs bg alone run for
+  30 steps: the same sentences and as many batches, only the number of pairs differs) and
   ``peak_mem_15_vs_1_langs_checkpointing`` (``train.gradient_checkpointing=true``).
 - ``eval_sentences_per_s_align``: sentences encoded and aligned per second by the ``align``
   task's ``predict_links`` (default ``ExtractConfig``; both sides of each pair count);
@@ -65,21 +78,32 @@ FLORES_15 = [
 
 
 # ----------------------------------------------------------------------------- models
-def random_bert(directory: Path, *, hidden: int, layers: int, vocab: int = 8000) -> Path:
-    """A randomly initialised BERT with a WordPiece vocabulary learned from the demo corpus."""
+def random_bert(
+    directory: Path,
+    *,
+    hidden: int,
+    layers: int,
+    vocab: int = 8000,
+    texts: list[Any] | None = None,
+) -> Path:
+    """A randomly initialised BERT with a WordPiece vocabulary learned from the demo corpus
+    (plus ``texts``: sentences, or lists of words, the model will encode)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import WordPieceTrainer
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     from xalign.data.corpus import DEMO_LANGUAGES, read_parallel
 
-    texts = [s for lang in DEMO_LANGUAGES for p in read_parallel("demo", lang, "en") for s in p[:2]]
+    demo = [s for lang in DEMO_LANGUAGES for p in read_parallel("demo", lang, "en") for s in p[:2]]
+    extra = [t if isinstance(t, str) else " ".join(t) for t in texts or []]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, WordPieceTrainer(vocab_size=vocab, special_tokens=special))
+    tok.train_from_iterator(
+        demo + extra, WordPieceTrainer(vocab_size=vocab, special_tokens=special)
+    )
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -125,40 +149,68 @@ def _objective(name: str, options: dict[str, Any], hidden: int) -> Any:
 
 
 def step_overhead(quick: bool) -> dict[str, float]:
-    """``step_overhead_<objective>``: step time with objective + regulariser / regulariser only."""
-    hidden, layers, bsz, reps = (64, 2, 8, 2) if quick else (384, 6, 24, 5)
+    """Every ``step_overhead_*`` key (see the module docstring)."""
     threads = torch.get_num_threads()
     if quick:  # a tiny model is far faster on one thread of a busy machine
         torch.set_num_threads(1)
     try:
-        return _step_overhead(hidden, layers, bsz, reps)
+        if quick:
+            data = _step_data("demo", batch_size=8)
+            with tempfile.TemporaryDirectory(prefix="xalign-bench-") as tmp:
+                model = random_bert(Path(tmp), hidden=64, layers=2, vocab=2000)
+                return _step_overhead(model, data, OBJECTIVES, reps=2, hidden=64)
+        corpus = _flores_de()
+        data = _step_data(corpus or "demo", batch_size=24)
+        texts = [s for e in data.batch(data.pairs[0], 0) for s in (e.src_words, e.tgt_words)]
+        with tempfile.TemporaryDirectory(prefix="xalign-bench-") as tmp:
+            # mBERT's shape (the paper's encoder): 768 wide, 12 layers, 12 heads
+            model = random_bert(Path(tmp), hidden=768, layers=12, texts=texts)
+            out = _step_overhead(model, data, OBJECTIVES, reps=5, hidden=768)
+        e5 = {"sinkhorn_sentence": OBJECTIVES["sinkhorn_sentence"]}
+        small = _step_overhead(E5, data, e5, reps=5, hidden=384)
+        out.update({f"{k}_e5_small": v for k, v in small.items()})
+        return out
     finally:
         torch.set_num_threads(threads)
 
 
-def _step_overhead(hidden: int, layers: int, bsz: int, reps: int) -> dict[str, float]:
-    from xalign.batch import AlignmentBatch
+def _flores_de() -> dict[str, Any] | None:
+    flores = ROOT.parent / "shared" / "data" / "parallel" / "flores200_devtest"
+    if not flores.is_dir():
+        return None
+    return {
+        "de": {"src": str(flores / "deu_Latn.devtest"), "tgt": str(flores / "eng_Latn.devtest")}
+    }
+
+
+def _step_data(corpus: Any, *, batch_size: int) -> Any:
     from xalign.data import build_parallel_data
+
+    return build_parallel_data(
+        corpus, ["de"], "en", pairs_per_language=None, batch_size=batch_size, seed=0
+    )
+
+
+def _step_overhead(
+    model: Any, data: Any, objectives_spec: dict[str, Any], *, reps: int, hidden: int
+) -> dict[str, float]:
+    from xalign.batch import AlignmentBatch
     from xalign.encoders import load_encoder
     from xalign.recipe import drift_regulariser, frozen_upto_layer
 
-    with tempfile.TemporaryDirectory(prefix="xalign-bench-") as tmp:
-        model = random_bert(Path(tmp), hidden=hidden, layers=layers)
-        encoder = load_encoder(str(model))
+    encoder = load_encoder(str(model))
     encoder.train()
     frozen = frozen_upto_layer(encoder)
-    data = build_parallel_data(
-        "demo", ["de"], "en", pairs_per_language=None, batch_size=bsz, seed=0
-    )
     pair = data.pairs[0]
     examples = data.batch(pair, 0)
+    langs = [pair.src] * len(examples), [pair.tgt] * len(examples)
     src_words = [e.src_words for e in examples]
     tgt_words = [e.tgt_words for e in examples]
     diagonal = [
         {(i, i) for i in range(min(len(s), len(t)))}
         for s, t in zip(src_words, tgt_words, strict=True)
     ]
-    objectives = {key: _objective(n, o, hidden) for key, (n, o) in OBJECTIVES.items()}
+    objectives = {key: _objective(n, o, hidden) for key, (n, o) in objectives_spec.items()}
     for obj in objectives.values():
         obj.prepare(data)
     specs = {s for obj in objectives.values() for s in obj.needs().links}
@@ -167,51 +219,99 @@ def _step_overhead(hidden: int, layers: int, bsz: int, reps: int) -> dict[str, f
     params += [p for o in objectives.values() for p in o.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-6)
 
-    def step(objective: Any | None) -> float:
+    def step(objective: Any) -> float:
         start = time.perf_counter()
-        src = encoder.encode(src_words, ["de"] * len(examples))
-        tgt = encoder.encode(tgt_words, ["en"] * len(examples))
+        src = encoder.encode(src_words, langs[0])
+        tgt = encoder.encode(tgt_words, langs[1])
         with torch.no_grad():
-            c0 = frozen.encode(tgt_words, ["en"] * len(examples))
-        batch = AlignmentBatch(pair.name, src, tgt, c0, links)
+            c0 = frozen.encode(tgt_words, langs[1])
         loss = drift_regulariser(tgt, c0)
-        if objective is not None:
-            loss = loss + objective.loss(batch)
+        if objective == "reference":  # the source side's backward, at no cost of its own
+            loss = loss + 0.0 * src.hidden.sum()
+        elif objective is not None:
+            loss = loss + objective.loss(AlignmentBatch(pair.name, src, tgt, c0, links))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
-    step(None)  # warm-up (allocator, thread pools)
-    for obj in objectives.values():
-        step(obj)
-    base: list[float] = []
-    times: dict[str, list[float]] = {key: [] for key in objectives}
-    for _ in range(reps):  # interleaved: drift of the shared machine hits both sides alike
-        for key, obj in objectives.items():
-            base.append(step(None))
-            times[key].append(step(obj))
-    reference = statistics.median(base)
-    out = {
-        f"step_overhead_{k}": round(statistics.median(v) / reference, 4) for k, v in times.items()
-    }
-    out["step_seconds_regulariser_only"] = round(reference, 4)
+    kinds: dict[str, Any] = {"regulariser_only": None, "reference": "reference", **objectives}
+    for kind in kinds.values():  # warm-up (allocator, thread pools)
+        step(kind)
+    times: dict[str, list[float]] = {key: [] for key in kinds}
+    for _ in range(reps):  # interleaved: drift of the machine hits every kind alike
+        for key, kind in kinds.items():
+            times[key].append(step(kind))
+    median = {key: statistics.median(v) for key, v in times.items()}
+    alone = _objective_alone(encoder, src_words, tgt_words, langs, objectives, links, pair.name)
+    out: dict[str, float] = {}
+
+    def paired(key: str, base: str) -> float:  # median over repetitions of the step ratio
+        ratios = [t / b for t, b in zip(times[key], times[base], strict=True)]
+        return round(statistics.median(ratios), 4)
+
+    for key in objectives:
+        out[f"step_overhead_{key}"] = paired(key, "reference")
+        out[f"objective_ms_{key}"] = round(1000 * alone[key], 2)
+        out[f"objective_share_{key}"] = round(alone[key] / median["reference"], 4)
+        out[f"step_overhead_{key}_vs_regulariser_only"] = paired(key, "regulariser_only")
+    out["step_seconds_reference"] = round(median["reference"], 4)
+    out["step_seconds_regulariser_only"] = round(median["regulariser_only"], 4)
+    return out
+
+
+def _objective_alone(
+    encoder: Any,
+    src_words: list[list[str]],
+    tgt_words: list[list[str]],
+    langs: tuple[list[str], list[str]],
+    objectives: dict[str, Any],
+    links: dict[Any, Any],
+    pair: str,
+    reps: int = 15,
+) -> dict[str, float]:
+    """Seconds of each objective's own forward + backward (median of ``reps``), on the
+    batch's encoder states cut from the encoder's graph: the word pooling, the loss and its
+    gradient down to the subword states, nothing of the encoder."""
+    import dataclasses
+
+    from xalign.batch import AlignmentBatch
+
+    with torch.no_grad():
+        sides = [encoder.encode(w, lg) for w, lg in zip((src_words, tgt_words), langs, strict=True)]
+    c0 = sides[1]
+    out = {}
+    for key, objective in objectives.items():
+        times = []
+        for _ in range(reps + 1):
+            src, tgt = (
+                dataclasses.replace(s, hidden=s.hidden.detach().requires_grad_()) for s in sides
+            )
+            start = time.perf_counter()
+            objective.loss(AlignmentBatch(pair, src, tgt, c0, links)).backward()
+            times.append(time.perf_counter() - start)
+        out[key] = statistics.median(times[1:])  # the first call warms up
     return out
 
 
 # ------------------------------------------------------------------------- memory
-def _mem_overrides(n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    """Overrides of a memory run with ``n`` pairs (+ ``extra`` overrides)."""
+def _mem_overrides(
+    n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = (), *, same_data: bool = False
+) -> list[str]:
+    """Overrides of a memory run with ``n`` pairs (+ ``extra`` overrides). ``same_data``
+    (full mode): every code reads bg's files and 1 pair runs 30 steps instead of 2, so that
+    it meets as many batches as 15 pairs do, from the same sentences."""
     flores = ROOT.parent / "shared" / "data" / "parallel" / "flores200_devtest"
+    steps = 2 * (15 // n if same_data else 1)
     common = [
-        "train.max_steps=2",
+        f"train.max_steps={steps}",
         "train.save_model=false",
-        f"train.output_dir={tmp / '-'.join([f'out{n}', *extra])}",
+        f"train.output_dir={tmp / '-'.join([f'out{n}', *extra, *['same'] * same_data])}",
         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",  # migrated by peak_memory
         *extra,
     ]
     if not quick and flores.is_dir():
-        pairs = FLORES_15[:n]
+        pairs = [(c, FLORES_15[0][1] if same_data else s) for c, s in FLORES_15[:n]]
         common.append(f"data.languages=[{','.join(c for c, _ in pairs)}]")
         for code, stem in pairs:
             common += [
@@ -253,8 +353,10 @@ def mem_child(overrides: list[str]) -> dict[str, float]:
     return out
 
 
-def _measure(n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
-    overrides = _mem_overrides(n, quick, tmp, extra)
+def _measure(
+    n: int, quick: bool, tmp: Path, extra: tuple[str, ...] = (), same_data: bool = False
+) -> dict[str, float]:
+    overrides = _mem_overrides(n, quick, tmp, extra, same_data=same_data)
     args = [sys.executable, "-m", "benchmarks.training", "mem", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if quick else None
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
@@ -268,20 +370,23 @@ def peak_memory(quick: bool) -> dict[str, float]:
     also the ratio at equal batch shapes and with activation checkpointing."""
     from mlflow.tracking import MlflowClient
 
-    variants = {"": ()}
+    variants: dict[str, tuple[tuple[str, ...], bool]] = {"": ((), False)}
     if not quick:
-        # the activations of the longest padded batch set the peak, and 15 pairs meet 30 times
+        # the activations of the longest padded batch set the peak, and 15 pairs meet 15 times
         # as many batches as 1 pair in 2 steps; truncated to 32 subwords every batch has the
         # same shape, so this ratio is the number of pairs alone
-        variants["_equal_length"] = ("model.max_length=32",)
-        variants["_checkpointing"] = ("train.gradient_checkpointing=true",)
+        variants["_equal_length"] = (("model.max_length=32",), False)
+        # bg's files under every code, 1 pair run 15 times as long: same sentences, as many
+        # batches, only the number of pairs differs
+        variants["_same_data"] = ((), True)
+        variants["_checkpointing"] = (("train.gradient_checkpointing=true",), False)
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="xalign-mem-") as tmp:
         # the store's schema migrations run here, in neither measured process
         MlflowClient(f"sqlite:///{Path(tmp) / 'mlflow.db'}").search_experiments(max_results=1)
-        for suffix, extra in variants.items():
-            one = _measure(1, quick, Path(tmp), extra)
-            many = _measure(15, quick, Path(tmp), extra)
+        for suffix, (extra, same_data) in variants.items():
+            one = _measure(1, quick, Path(tmp), extra, same_data)
+            many = _measure(15, quick, Path(tmp), extra, same_data)
             ratio = many["peak_rss_gib"] / one["peak_rss_gib"]
             out[f"peak_mem_15_vs_1_langs{suffix}"] = round(ratio, 4)
             out[f"peak_rss_gib_1_lang{suffix}"] = round(one["peak_rss_gib"], 3)

@@ -29,6 +29,9 @@ def test_quick_suite_prints_every_key_as_json():
         "sinkhorn_scaling_0.99_grad_rel_err",
         # issue 10: every key the suite promises, in one process
         *(f"step_overhead_{o}" for o in STEP_OBJECTIVES),
+        *(f"step_overhead_{o}_vs_regulariser_only" for o in STEP_OBJECTIVES),
+        *(f"objective_share_{o}" for o in STEP_OBJECTIVES),
+        "step_seconds_reference",
         "peak_mem_15_vs_1_langs",
         "prepare_pairs_per_s",
         "prepare_250k_x5_min",
@@ -58,3 +61,23 @@ def test_unknown_benchmark_is_an_error():
         timeout=120,
     )
     assert out.returncode == 2 and "unknown benchmark" in out.stderr
+
+
+def test_sampled_peak_memory_counts_the_workers(tmp_path):
+    """The prepare benchmark's memory probe sees a child that holds ~300 MB and a worker of
+    it that holds another ~300 MB at the same time (proportional set sizes, summed)."""
+    from benchmarks.prepare import _run_sampled
+
+    hold = "b = bytearray(300_000_000); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    code = (
+        "import multiprocessing as mp, time\n"
+        f"def work():\n    {hold}\n"
+        "if __name__ == '__main__':\n"
+        "    p = mp.get_context('fork').Process(target=work); p.start()\n"
+        f"    {hold}\n"
+        "    p.join(); print('done')\n"
+    )
+    seconds, peak_gb, out = _run_sampled([sys.executable, "-c", code], {}, tmp_path)
+    assert out.strip() == "done"
+    assert seconds >= 1.5
+    assert 0.55 < peak_gb < 1.0, peak_gb

@@ -417,3 +417,18 @@ def test_word_of_no_subword_keeps_every_position(blank, pooling, tiny_model):
         (0, 4, 1),
         (1, 1, 1),
     ]
+
+
+def test_per_sentence_counts_by_hand():
+    """Flat per-word subword counts -> per sentence: subwords, subword-less words, words past
+    the budget (an empty sentence in the middle must not shift the others)."""
+    from xalign.data.sampler import _per_sentence
+
+    flat = np.array([2, 3, 0, 1, 4, 0, 2])
+    starts = np.array([0, 4, 4, 7])
+    subwords, empty, cut = _per_sentence(flat, starts, 5)
+    # sentence 0 ends at 2 5 5 6: only the last word (6 > 5) is cut; the 0-subword word at
+    # 5 is not; sentence 2 ends at 4 4 6: its last word is cut
+    assert (subwords.tolist(), empty.tolist(), cut.tolist()) == ([6, 0, 6], [1, 0, 1], [1, 0, 1])
+    assert _per_sentence(flat, starts, None)[2].tolist() == [0, 0, 0]
+    assert _per_sentence(flat, starts, 1)[2].tolist() == [3, 0, 2]

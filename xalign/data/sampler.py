@@ -251,27 +251,40 @@ def subword_counts(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[n
     a word the tokenizer maps to nothing (control or, for BERT-normalising tokenizers,
     zero-width/format characters).
     """
-    index: dict[str, int] = {}
-    flat = np.fromiter(
-        (index.setdefault(w, len(index)) for s in sentences for w in s), dtype=np.int64
-    )
-    words = list(index)
-    lengths = np.zeros(len(words), dtype=np.int64)
-    for start in range(0, len(words), TOKENIZER_CHUNK):
+    flat, starts = subword_counts_flat(tokenizer, sentences)
+    return np.split(flat, starts[1:-1]) if sentences else []
+
+
+def subword_counts_flat(
+    tokenizer: Any, sentences: Sequence[Sequence[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`subword_counts` as one flat int array ``[total words]`` and the sentence offsets
+    ``[n_sentences + 1]`` (sentence ``i`` is ``flat[starts[i]:starts[i + 1]]``)."""
+    import pandas as pd
+
+    lengths_of = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+    starts = np.zeros(len(sentences) + 1, dtype=np.int64)
+    np.cumsum(lengths_of, out=starts[1:])
+    words = np.empty(int(starts[-1]), dtype=object)
+    words[:] = [w for s in sentences for w in s]
+    codes, distinct = pd.factorize(words)  # each distinct word once, in first-seen order
+    lengths = np.zeros(len(distinct), dtype=np.int64)
+    for start in range(0, len(distinct), TOKENIZER_CHUNK):
         ids = tokenizer(
-            words[start : start + TOKENIZER_CHUNK],
+            list(distinct[start : start + TOKENIZER_CHUNK]),
             add_special_tokens=False,
             truncation=False,
             verbose=False,
         )["input_ids"]
         lengths[start : start + len(ids)] = [len(x) for x in ids]
-    bounds = np.cumsum([len(s) for s in sentences])[:-1]
-    counts = np.split(lengths[flat], bounds) if sentences else []
+    flat = lengths[codes] if len(codes) else np.zeros(0, dtype=np.int64)
     sample = list(sentences[:CHECK_SENTENCES])
     exact = _counts_in_context(tokenizer, sample)
-    if any(not np.array_equal(a, b) for a, b in zip(exact, counts, strict=False)):
-        return _counts_in_context(tokenizer, sentences)
-    return counts
+    got = np.split(flat[: starts[len(sample)]], starts[1 : len(sample)]) if sample else []
+    if any(not np.array_equal(a, b) for a, b in zip(exact, got, strict=True)):
+        exact = _counts_in_context(tokenizer, sentences)
+        flat = np.concatenate(exact) if exact else np.zeros(0, dtype=np.int64)
+    return flat, starts
 
 
 def _counts_in_context(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -290,12 +303,6 @@ def _counts_in_context(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> li
             ids = [w for w in enc.word_ids(b) if w is not None]
             out.append(np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(words)))
     return out
-
-
-def _truncated(counts: np.ndarray, budget: int) -> int:
-    """Words with at least one subword past the first ``budget`` subwords of the sentence."""
-    ends = np.cumsum(counts)
-    return int(((ends > budget) & (counts > 0)).sum())
 
 
 def _file_of(where: str) -> str:
@@ -457,24 +464,49 @@ def _check_subwords(
     candidates: list[PairExample], tokenizer: Any, budget: int | None, stats: PairStats
 ) -> list[PairExample]:
     """Drop pairs with a side of no subword (``no_subwords``); count truncated and
-    subword-less words of the kept ones into ``stats``."""
+    subword-less words of the kept ones into ``stats``. Vectorised over all words."""
     if tokenizer is None or not candidates:
         return candidates
-    src_counts = subword_counts(tokenizer, [e.src_words for e in candidates])
-    tgt_counts = subword_counts(tokenizer, [e.tgt_words for e in candidates])
+    per_side = [
+        _per_sentence(*subword_counts_flat(tokenizer, words), budget)
+        for words in ([e.src_words for e in candidates], [e.tgt_words for e in candidates])
+    ]
+    (src_sub, src_empty, src_cut), (tgt_sub, tgt_empty, tgt_cut) = per_side
+    keep = (src_sub > 0) & (tgt_sub > 0)
+    empty = src_empty + tgt_empty
     kept = []
-    for ex, cs, ct in zip(candidates, src_counts, tgt_counts, strict=True):
-        if not cs.any() or not ct.any():
+    for i in range(len(candidates)):  # only flagged sentences touch the stats
+        ex = candidates[i]
+        if not keep[i]:
             stats.filtered["no_subwords"].add(ex.where)
             continue
         kept.append(ex)
-        empty = int((cs == 0).sum() + (ct == 0).sum())
-        if empty:
-            stats.no_subword_words.add(ex.where, empty)
-        if budget is not None:
-            for counts in (cs, ct):
-                cut = _truncated(counts, budget)
-                if cut:
-                    stats.truncated_words += cut
-                    stats.truncated_sentences.add(ex.where)
+        if empty[i]:
+            stats.no_subword_words.add(ex.where, int(empty[i]))
+        for side_cut in (src_cut[i], tgt_cut[i]):  # a sentence is one side of a pair
+            if side_cut:
+                stats.truncated_words += int(side_cut)
+                stats.truncated_sentences.add(ex.where)
     return kept
+
+
+def _per_sentence(
+    flat: np.ndarray, starts: np.ndarray, budget: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sentence: subwords, words with no subword, and words with a subword past the first
+    ``budget`` subwords of the sentence (0 without a budget), from flat per-word counts."""
+
+    def per(values: np.ndarray) -> np.ndarray:  # sum of values within each sentence
+        total = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(values, out=total[1:])
+        return total[starts[1:]] - total[starts[:-1]]
+
+    subwords = per(flat)
+    empty = per(flat == 0)
+    if budget is None:
+        return subwords, empty, np.zeros_like(subwords)
+    sentence = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    running = np.cumsum(flat)
+    before = np.concatenate(([0], running))[starts[:-1]]  # subwords before each sentence
+    ends = running - before[sentence]  # end of each word within its sentence
+    return subwords, empty, per((ends > budget) & (flat > 0))
