@@ -9,6 +9,7 @@ Run from the repository root with the project's venv.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only:
             continue
         start = time.perf_counter()
-        results.update(fn(args.quick))
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the table / JSON
+            results.update(fn(args.quick))
         seconds[name] = round(time.perf_counter() - start, 2)
         targets.update(target)
     if args.json:

@@ -340,6 +340,22 @@ def _mem_overrides(
     ]
 
 
+def peak_rss_gib() -> float:
+    """Peak resident set size of this process since it was started (``VmHWM``, GiB).
+
+    Not ``ru_maxrss``: getrusage keeps it across fork and exec, so a child started by a
+    parent holding 6 GiB reports at least 6 GiB whatever it uses itself (the parent's
+    resident pages count as the child's until exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:  # no procfs: the getrusage figure, which is right for a small parent
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def mem_child(overrides: list[str]) -> dict[str, float]:
     """Run 2 training steps in this process; peak RSS (GiB) and peak CUDA memory (GiB)."""
     from xalign.config import load_config
@@ -347,7 +363,7 @@ def mem_child(overrides: list[str]) -> dict[str, float]:
 
     cfg = load_config(None, overrides)
     run_training(cfg, show_progress=False)
-    out = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    out = {"peak_rss_gib": peak_rss_gib()}
     if torch.cuda.is_available():
         out["peak_cuda_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return out

@@ -81,3 +81,21 @@ def test_sampled_peak_memory_counts_the_workers(tmp_path):
     assert out.strip() == "done"
     assert seconds >= 1.5
     assert 0.55 < peak_gb < 1.0, peak_gb
+
+
+def test_a_memory_child_does_not_report_its_parents_memory():
+    """The memory benchmark's children are started by a process that may hold several GiB
+    (the step-overhead models): a child's peak must be its own."""
+    held = bytearray(800_000_000)
+    held[::4096] = b"x" * len(held[::4096])  # resident, not just reserved
+    code = (
+        "import resource; from benchmarks.training import peak_rss_gib; "
+        "print(peak_rss_gib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    own, inherited = map(float, out.stdout.split())
+    del held
+    assert own < 0.5, own
+    print(f"peak_rss_gib {own:.2f} GiB; ru_maxrss says {inherited:.2f} GiB")
