@@ -680,3 +680,28 @@ def test_objective_without_gradient_is_a_plugin_error(site, smoke_overrides, reg
     err = " ".join(result.stderr.split())
     assert "objective 'nograd' (plugin 'nograd', distribution xalign-nograd 1.0)" in err
     assert "returned a tensor without a gradient (requires_grad=False, grad_fn=None)" in err
+
+
+def test_plugins_name_lists_the_options_with_their_keys_and_defaults():
+    """`xalign plugins NAME`: every option of the plugin's Config with the key a user types
+    (objectives: --set objectives.NAME.KEY, tasks: --option NAME.KEY) and its default."""
+    import dataclasses
+    import json
+
+    from xalign.plugins import get_registry
+
+    registry = get_registry()
+    for name, kind, prefix in (("sinkhorn", "objective", "objectives.sinkhorn."),
+                               ("tatoeba", "task", "tatoeba.")):  # fmt: skip
+        cls = (registry.objective if kind == "objective" else registry.task)(name).cls
+        result = runner.invoke(app, ["plugins", name], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        for f in dataclasses.fields(cls.Config):
+            row = next(ln for ln in result.stdout.splitlines() if f" {prefix}{f.name} " in ln)
+            assert json.dumps(getattr(cls.Config(), f.name)) in row, row
+        data = json.loads(runner.invoke(app, ["plugins", name, "--json"]).stdout)
+        assert [d["kind"] for d in data] == [kind] and data[0]["options"] == cls.options()
+    assert "objectives.sinkhorn.weight" in runner.invoke(app, ["plugins", "sinkhorn"]).stdout
+    missing = runner.invoke(app, ["plugins", "sinkhorm"])
+    assert missing.exit_code == 2 and "no objective or task 'sinkhorm'" in missing.output
+    assert "sinkhorn" in missing.output  # the installed names are listed

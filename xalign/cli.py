@@ -63,8 +63,14 @@ def _exit_code(exc: BaseException) -> int:
 
 
 @app.command()
-def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List installed objective and task plugins, and any broken or conflicting ones."""
+def plugins(
+    name: str | None = typer.Argument(
+        None, help="An objective or task: list its options (--option/--set keys, defaults)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List installed objective and task plugins, and any broken or conflicting ones; with
+    NAME, the options of that objective or task."""
     from rich.markup import escape
 
     from xalign.errors import XalignError
@@ -76,6 +82,9 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
             listing = get_registry().listing()
     except XalignError as exc:
         _fail(str(exc), _exit_code(exc))
+    if name is not None:
+        _plugin_options(name, [i for i in listing if i["name"] == name], as_json)
+        return
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
         return
@@ -99,6 +108,36 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         err.print(
             f"{problems} plugin problem(s): see the status column; {LOAD_ENV_HINT}", highlight=False
         )
+
+
+def _plugin_options(name: str, found: list[dict], as_json: bool) -> None:
+    """``xalign plugins NAME``: the options of an objective and/or task called NAME."""
+    from rich.markup import escape
+
+    from xalign.plugins import get_registry
+
+    ok = [item for item in found if item["status"] == "ok"]
+    if not ok:
+        problem = next((item["error"] for item in found), None)
+        known = sorted({i.name for i in (*get_registry().objectives().values(),
+                                          *get_registry().tasks().values())})  # fmt: skip
+        _fail(problem or f"no objective or task {name!r}; installed: {', '.join(known)}", 2)
+    if as_json:
+        typer.echo(json.dumps(ok, indent=2))
+        return
+    for item in ok:
+        if item["kind"] == "objective":  # every objective also takes its weight in the sum
+            prefix, how, options = (
+                f"objectives.{name}.",
+                "--set",
+                {**item["options"], "weight": 1.0},
+            )
+        else:
+            prefix, how, options = f"{name}.", "--option", item["options"]
+        table = Table("option", "default", title=f"{item['kind']} {name}: {how} {prefix}KEY=VALUE")
+        for key, default in options.items():
+            table.add_row(escape(prefix + key), escape(json.dumps(default)))
+        stdout_console().print(table)
 
 
 @app.command()
