@@ -142,7 +142,7 @@ def test_prepared_files_equal_build_parallel_data_with_every_filter(tokenizer, t
         "no_subwords": 1,
     }
     assert stats["filtered"]["empty"]["first"] == [f"{spec['src']}:3"]
-    assert stats["unescaped_lines"] == {spec["src"]: 1}
+    assert stats["unescaped_lines"] == {spec["src"]: 1, spec["tgt"]: 1}  # each file its own line
     assert stats["no_subword_words"]["count"] == 1
     assert data.pairs[0].examples[1].src_words == ["Tom", "&", "Jerry", "'", "s", "Haus"]
 
@@ -705,3 +705,39 @@ def test_a_rank_without_the_shared_cache_gets_the_main_process_links(tiny_model,
     assert r0["by_rank"] == [{"de-en": r0["digest"]}] * 2
     assert sum(map(len, r0["links"])) > 30
     assert list((tmp_path / "cache-rank0" / "prepared").glob("*/manifest.json"))
+
+
+@pytest.mark.parametrize("layout", ["two_files", "lang_template", "tsv"])
+def test_unescaped_lines_are_counted_under_the_file_that_holds_them(tokenizer, tmp_path, layout):
+    """Line 1: only the target is escaped; line 2: both; line 3: only the source; line 4:
+    neither. Two files count each side under its own file (src 2, tgt 2); one TSV file
+    counts each changed line once (3). Both loading paths agree."""
+    rows = [
+        ("Das Haus", "Tom &amp; Jerry"),
+        ("Tom &apos;s Haus", "Tom &apos;s house"),
+        ("a &lt; b", "a is less than b"),
+        ("Ich lese", "I read"),
+    ]
+    if layout == "tsv":
+        path = tmp_path / "de-en.tsv"
+        path.write_text("".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
+        corpus, expected = str(path), {str(path): 3}
+    else:
+        src, tgt = tmp_path / "c.de", tmp_path / "c.en"
+        src.write_text("".join(f"{s}\n" for s, _ in rows), encoding="utf-8")
+        tgt.write_text("".join(f"{t}\n" for _, t in rows), encoding="utf-8")
+        if layout == "two_files":
+            corpus = {"de": {"src": str(src), "tgt": str(tgt)}}
+        else:
+            corpus = str(tmp_path / "c.{lang}")
+        expected = {str(src): 2, str(tgt): 2}
+    ref = build_parallel_data(
+        corpus, ["de"], "en", pairs_per_language=None, batch_size=2, seed=0,
+        tokenizer=tokenizer, max_length=64,
+    )  # fmt: skip
+    got = prepare(
+        corpus, ["de"], PrepareOptions(max_length=64), tokenizer=tokenizer,
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    for data in (ref, got.parallel_data(pairs_per_language=None, batch_size=2, seed=0)):
+        assert data.stats()["de-en"]["unescaped_lines"] == expected

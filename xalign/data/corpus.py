@@ -110,6 +110,19 @@ def language_spec(corpus: Any, src: str, *, key: str = "data.corpus") -> PairSpe
     )
 
 
+def spec_files(spec: PairSpec, src: str, tgt: str) -> list[Path] | None:
+    """The local files a spec reads: ``[source, target]`` for two line-aligned files, one
+    file for the one-file formats, None for ``demo`` and ``hf:`` specs."""
+    if isinstance(spec, Mapping):
+        return [Path(spec["src"]), Path(spec["tgt"])]
+    spec = spec.replace("{src}", src).replace("{tgt}", tgt)
+    if spec == "demo" or spec.startswith("hf:"):
+        return None
+    if "{lang}" in spec:
+        return [Path(spec.replace("{lang}", src)), Path(spec.replace("{lang}", tgt))]
+    return [Path(spec)]
+
+
 def read_parallel(spec: PairSpec, src: str, tgt: str, *, limit: int | None = None) -> list[RawPair]:
     """Read the sentence pairs of one language pair, in file order, one per line or row.
 

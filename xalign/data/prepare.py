@@ -42,7 +42,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, overload
 
-from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel
+from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel, spec_files
 from xalign.data.sampler import (
     PairData,
     PairExample,
@@ -53,6 +53,7 @@ from xalign.data.sampler import (
     check_kept,
     sample_order,
     tally_line,
+    target_file,
     warn_truncated,
     words_and_reason,
 )
@@ -62,7 +63,7 @@ from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
 logger = logging.getLogger(__name__)
 
 #: Format of the cache entries; bump when their layout or meaning changes.
-PREPARE_FORMAT = "xalign-prepared/1"
+PREPARE_FORMAT = "xalign-prepared/2"  # 2: unescaped_lines per file of each side
 MANIFEST = "manifest.json"
 #: Rows per ``datasets.map`` batch of the Moses step.
 MAP_BATCH = 1000
@@ -129,18 +130,6 @@ def tokenizer_identity(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def _spec_files(spec: PairSpec, src: str, tgt: str) -> list[Path] | None:
-    """The local files a spec reads (None for ``demo`` and ``hf:`` specs)."""
-    if isinstance(spec, Mapping):
-        return [Path(spec["src"]), Path(spec["tgt"])]
-    spec = spec.replace("{src}", src).replace("{tgt}", tgt)
-    if spec == "demo" or spec.startswith("hf:"):
-        return None
-    if "{lang}" in spec:
-        return [Path(spec.replace("{lang}", src)), Path(spec.replace("{lang}", tgt))]
-    return [Path(spec)]
-
-
 def text_digest(pairs: Sequence[RawPair]) -> str:
     """sha256 of sentence pairs as read: the same value as
     :func:`xalign.provenance.corpus_digest` (the run's ``data.corpus_hash.<pair>``), computed
@@ -159,7 +148,7 @@ def corpus_identity(spec: PairSpec, src: str, tgt: str, limit: int | None) -> di
     """
     from xalign.provenance import file_digest
 
-    files = _spec_files(spec, src, tgt)
+    files = spec_files(spec, src, tgt)
     out: dict[str, Any] = {
         "spec": dict(spec) if isinstance(spec, Mapping) else spec,
         "limit": limit or None,
@@ -484,6 +473,7 @@ def _build_words(
         )
     del table
     candidates: list[PairExample] = []
+    tgt_file = target_file(spec, src, tgt)
     cols = words.select_columns(["where", "changed", "reason"])
     for start in range(0, len(cols), 50_000):
         chunk = cols[start : start + 50_000]
@@ -492,7 +482,7 @@ def _build_words(
             for i, (where, changed, reason) in enumerate(
                 zip(chunk["where"], chunk["changed"], chunk["reason"], strict=True), start
             )
-            if tally_line(stats, where, changed, reason or None)
+            if tally_line(stats, where, changed, reason or None, tgt_file)
         ]
         if kept_rows:
             rows = words.select_columns(["src_words", "tgt_words", "where"])[kept_rows]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xalign.data.corpus import CorpusError, language_spec, read_parallel
+from xalign.data.corpus import CorpusError, language_spec, read_parallel, spec_files
 from xalign.data.text import normalize_text, tokenize_words
 from xalign.errors import ConfigError
 from xalign.links import Links, LinkSpec
@@ -79,9 +79,10 @@ class PairStats:
     """What loading one language pair read, dropped and changed.
 
     ``filtered[reason]``: pairs dropped per reason (:data:`REASONS`). ``unescaped_lines[file]``:
-    lines whose text Moses XML unescaping changed (either side). ``truncated_words``: words of
-    kept sentences that lose subwords to ``model.max_length`` (count) and the sentences (one
-    side of one pair) they are in. ``no_subword_words``: words of kept sentences that the
+    lines of ``file`` whose text Moses XML unescaping changed (two files: each side under its
+    own file; one file: a line once, whichever side). ``truncated_words``: words of kept
+    sentences that lose subwords to ``model.max_length`` (count) and the sentences (one side
+    of one pair) they are in. ``no_subword_words``: words of kept sentences that the
     tokenizer maps to no subword (they keep their position but get no vector).
     """
 
@@ -353,6 +354,7 @@ def build_parallel_data(
         name = f"{lang}-{target}"
         raw = read_parallel(spec, lang, target, limit=limit)
         stats = PairStats(read=len(raw))
+        tgt_file = target_file(spec, lang, target)
         candidates: list[PairExample] = []
         for pair in raw:
             sw, tw, changed, reason = words_and_reason(
@@ -365,7 +367,7 @@ def build_parallel_data(
                 max_words=max_words,
                 max_ratio=max_ratio,
             )
-            if tally_line(stats, pair.where, changed, reason):
+            if tally_line(stats, pair.where, changed, reason, tgt_file):
                 candidates.append(PairExample(sw, tw, where=pair.where))
         examples = _check_subwords(candidates, tokenizer, budget, stats)
         check_kept(
@@ -393,22 +395,41 @@ def words_and_reason(
     min_words: int,
     max_words: int,
     max_ratio: float | None,
-) -> tuple[list[str], list[str], bool, str | None]:
-    """One raw sentence pair -> (source words, target words, whether Moses unescaping changed
-    either side, the length filter's reason to drop it or None): NFC + unescape
-    (:func:`normalize_text`), Moses words (:func:`tokenize_words`), :func:`filter_reason`."""
+) -> tuple[list[str], list[str], int, str | None]:
+    """One raw sentence pair -> (source words, target words, which sides Moses unescaping
+    changed (:data:`SRC_CHANGED` | :data:`TGT_CHANGED`, 0 for none), the length filter's
+    reason to drop it or None): NFC + unescape (:func:`normalize_text`), Moses words
+    (:func:`tokenize_words`), :func:`filter_reason`."""
     src_text, src_changed = normalize_text(src, unescape=unescape)
     tgt_text, tgt_changed = normalize_text(tgt, unescape=unescape)
     sw, tw = tokenize_words(src_text, src_lang), tokenize_words(tgt_text, tgt_lang)
     reason = filter_reason(sw, tw, min_words=min_words, max_words=max_words, max_ratio=max_ratio)
-    return sw, tw, src_changed or tgt_changed, reason
+    return sw, tw, SRC_CHANGED * src_changed | TGT_CHANGED * tgt_changed, reason
 
 
-def tally_line(stats: PairStats, where: str, changed: bool, reason: str | None) -> bool:
-    """Count one read line into ``stats`` (unescaped lines per file, dropped pairs per
-    reason); True when the length filter keeps it. Lines must be counted in corpus order."""
-    if changed:
-        key = _file_of(where)
+#: flags of :func:`words_and_reason`: which side's text unescaping changed
+SRC_CHANGED, TGT_CHANGED = 1, 2
+
+
+def target_file(spec: Any, src: str, tgt: str) -> str | None:
+    """The target side's own file when ``spec`` reads two line-aligned files, else None (the
+    target text is on the source's line: one file, or no file)."""
+    files = spec_files(spec, src, tgt)
+    return str(files[1]) if files is not None and len(files) == 2 else None
+
+
+def tally_line(
+    stats: PairStats, where: str, changed: int, reason: str | None, tgt_file: str | None = None
+) -> bool:
+    """Count one read line into ``stats`` (unescaped lines per file: the source side under
+    ``where``'s file, the target side under ``tgt_file`` when it has its own file; dropped
+    pairs per reason); True when the length filter keeps it. Lines must be counted in corpus
+    order."""
+    src_file = _file_of(where)
+    files = {src_file} if changed & SRC_CHANGED else set()
+    if changed & TGT_CHANGED:
+        files.add(tgt_file or src_file)
+    for key in sorted(files):
         stats.unescaped_lines[key] = stats.unescaped_lines.get(key, 0) + 1
     if reason is None:
         return True
