@@ -231,7 +231,9 @@ def test_wpt_folder_needs_unambiguous_files(tmp_path: Path) -> None:
         ("test.de", "test.en", ("de", "en")),
         ("test.de.txt", "test.en.tok", ("de", "en")),  # format suffixes are skipped
         ("corpus.ro", "corpus.e", ("ro", "en")),  # WPT's one-letter English
-        ("eng.txt", "deu.txt", ("deu", "eng")),  # 3-letter stems are not guessed ...
+        ("eng.txt", "deu.txt", ("deu", "eng")),  # 3-letter stems need the options ...
+        ("en.lc.txt", "de.lc.txt", ("de", "en")),  # the part in which the names differ
+        ("test.bpe.de", "test.bpe.en", ("de", "en")),
     ],
 )
 def test_pharaoh_languages_from_file_names(tmp_path, src_name, tgt_name, langs):
@@ -259,6 +261,46 @@ def test_file_names_without_a_language_are_warned_not_taken_as_one(tmp_path):
     with pytest.warns(GoldAlignmentWarning, match=r"a\.txt: the file name tells no language"):
         gold = load_gold(format="pharaoh", src_file=src, tgt_file=tgt, links_file=links)
     assert (gold.src_lang, gold.tgt_lang) == ("src", "tgt")  # never "txt"
+
+
+@pytest.mark.parametrize(
+    ("src_name", "tgt_name", "warned"),
+    [("de.fr.txt", "b.txt", "de, fr"), ("in.txt", "b.txt", "no language")],
+)
+def test_ambiguous_file_names_are_warned(tmp_path, src_name, tgt_name, warned):
+    src = _write(tmp_path / src_name, "a b\n")
+    tgt = _write(tmp_path / tgt_name, "c d\n")
+    links = _write(tmp_path / "l.links", "0-0\n")
+    with pytest.warns(GoldAlignmentWarning) as record:
+        gold = load_gold(format="pharaoh", src_file=src, tgt_file=tgt, links_file=links)
+    assert any(warned in str(w.message) for w in record), [str(w.message) for w in record]
+    assert gold.src_lang == "src"
+
+
+@pytest.mark.parametrize(
+    ("stem", "langs", "warned"),
+    [
+        ("deen", ("de", "en"), False),
+        ("enfr", ("fr", "en"), False),  # English moved to the target
+        ("de-en", ("de", "en"), False),
+        ("ro_en", ("ro", "en"), False),
+        ("test", ("src", "tgt"), True),  # not te-st
+        ("data", ("src", "tgt"), True),
+    ],
+)
+def test_awesome_language_pair_from_the_stem(tmp_path, stem, langs, warned):
+    text = _write(tmp_path / f"{stem}.src-tgt", "a b ||| c d\n")
+    _write(tmp_path / f"{stem}.gold", "1-1 2-2\n")  # awesome gold files are 1-based
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gold = load_gold(text)
+    names = [str(w.message) for w in caught if issubclass(w.category, GoldAlignmentWarning)]
+    assert bool(names) == warned and all("tells no language pair" in n for n in names), names
+    assert (gold.src_lang, gold.tgt_lang) == langs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the options silence the guess
+        gold = load_gold(text, src_lang="cs", tgt_lang="en")
+    assert (gold.src_lang, gold.tgt_lang) == ("cs", "en")
 
 
 def test_pharaoh_files_under_any_names(tmp_path: Path) -> None:
@@ -606,7 +648,7 @@ def _fuzz_files(fmt: str, root: Path) -> tuple[dict, list[Path]]:
     """load_gold kwargs and the files they read, for one format."""
     if fmt == "awesome":
         files = [root / "f.src-tgt", root / "f.gold"]
-        return {"name_or_path": files[0]}, files
+        return {"name_or_path": files[0], "src_lang": "de", "tgt_lang": "en"}, files
     if fmt == "xlwa":
         files = [root / "bg" / "test.tsv"]
         return {"name_or_path": files[0]}, files

@@ -593,36 +593,81 @@ def _normalise(
 # ---------------------------------------------------------------- layouts and options
 
 
-#: file name parts that name a format or a role, never a language
+#: file name parts that name a format, a role or a processing step, never a language here
 _NOT_LANGUAGES = {
     "txt", "tsv", "csv", "tok", "raw", "out", "dat", "gz", "bz2", "xz", "xml", "json", "snt",
     "wa", "src", "tgt", "ref", "hyp", "sent", "text", "links", "align", "gold", "test", "dev",
+    "in", "inp", "lc", "tc", "bpe", "spm", "tmp", "old", "new", "all", "ids",
 }  # fmt: skip
 
 
+def _code(part: str, *, last: bool = False) -> str | None:
+    """``part`` of a file name as a language code: 2-3 letters and not a format or role
+    name; a last suffix of one letter is WPT's (``e`` -> en)."""
+    if last and part in _WPT_EXT:
+        return _WPT_EXT[part]
+    if re.fullmatch(r"[a-z]{2,3}", part) and part not in _NOT_LANGUAGES:
+        return part
+    return None
+
+
 def _lang_of(path: Path, default: str) -> str:
-    """A language code from a file name: its last suffix that is a 2-3 letter code and not a
-    format (``test.de``, ``test.de.txt`` -> de; WPT ``test.e`` -> en), else a 2-letter stem
-    (``de.txt`` -> de). When the name tells none, ``default`` with a
+    """A language code from one file name: its only part that can be a code (``test.de``,
+    ``test.de.txt``, ``de.txt`` -> de; WPT ``test.e`` -> en), English when it is one of
+    several (``en.lc.txt``). When the name tells none or several, ``default`` with a
     :class:`GoldAlignmentWarning` asking for ``src_lang``/``tgt_lang``: English is moved to
     the target side only when it is recognised."""
     parts = path.name.lower().split(".")
-    if len(parts) > 1 and parts[-1] in _WPT_EXT:
-        return _WPT_EXT[parts[-1]]
-    for part in reversed(parts[1:]):
-        if part not in _NOT_LANGUAGES:
-            if re.fullmatch(r"[a-z]{2,3}", part):
-                return part
-            break
-    if re.fullmatch(r"[a-z]{2}", parts[0]):
-        return parts[0]
-    warnings.warn(
-        f"{path}: the file name tells no language; it is called {default!r} (pass "
-        f"{default}_lang: English is moved to the target side only when it is recognised)",
-        GoldAlignmentWarning,
-        stacklevel=4,
-    )
+    found = [c for i, part in enumerate(parts) if (c := _code(part, last=i == len(parts) - 1))]
+    if len(set(found)) == 1:
+        return found[0]
+    english = [c for c in found if c in _ENGLISH]
+    if english:
+        return english[0]
+    what = "no language" if not found else f"several possible languages ({', '.join(found)})"
+    _warn_name(path, f"tells {what}; it is called {default!r}", default)
     return default
+
+
+def _warn_name(path: Path, what: str, default: str) -> None:
+    warnings.warn(
+        f"{path}: the file name {what} (pass {default}_lang: English is moved to the "
+        f"target side only when it is recognised)",
+        GoldAlignmentWarning,
+        stacklevel=5,
+    )
+
+
+def _langs_of_files(src: Path, tgt: Path) -> tuple[str, str]:
+    """Languages of two sentence files: the one part in which their names differ when both
+    are codes (``en.lc.txt``/``de.lc.txt``, ``test.de``/``test.en``), else each name's own
+    (:func:`_lang_of`)."""
+    sp, tp = src.name.lower().split("."), tgt.name.lower().split(".")
+    if len(sp) == len(tp):
+        diff = [i for i, (a, b) in enumerate(zip(sp, tp, strict=True)) if a != b]
+        if len(diff) == 1:
+            last = diff[0] == len(sp) - 1
+            a, b = _code(sp[diff[0]], last=last), _code(tp[diff[0]], last=last)
+            if a and b:
+                return a, b
+    return _lang_of(src, "src"), _lang_of(tgt, "tgt")
+
+
+def _pair_of_stem(path: Path, src_lang: str | None, tgt_lang: str | None) -> tuple[str, str]:
+    """Languages of a one-file set from its stem: ``de-en``/``de_en``, or 4 letters of which
+    one half is English (awesome-align's ``deen``, ``enfr``); else src/tgt, warned unless
+    both are given."""
+    stem = path.stem.lower()
+    guess = None
+    if m := re.fullmatch(r"([a-z]{2,3})[-_]([a-z]{2,3})", stem):
+        guess = (m.group(1), m.group(2))
+    elif re.fullmatch(r"[a-z]{4}", stem) and "en" in (stem[:2], stem[2:]):
+        guess = (stem[:2], stem[2:])
+    if guess is None:
+        guess = ("src", "tgt")
+        if src_lang is None or tgt_lang is None:
+            _warn_name(path, "tells no language pair; they are called src and tgt", "src/tgt")
+    return src_lang or guess[0], tgt_lang or guess[1]
 
 
 def _resolve(base: Path | None, value: str | Path | None) -> Path | None:
@@ -767,10 +812,9 @@ def _load_with_options(
         text = opts.text_file or (path.with_suffix(".src-tgt") if path else None)
         links = opts.links_file or (path.with_suffix(".gold") if path else None)
         text, links = _need(text, "text_file", fmt), _need(links, "links_file", fmt)
-        stem = text.stem
-        guess = (stem[:2], stem[2:]) if re.fullmatch(r"[a-z]{4}", stem) else ("src", "tgt")
+        src_lang, tgt_lang = _pair_of_stem(text, opts.src_lang, opts.tgt_lang)
         raw = _read_awesome(text, links, opts)
-        return name or stem, opts.src_lang or guess[0], opts.tgt_lang or guess[1], raw
+        return name or text.stem, src_lang, tgt_lang, raw
     if fmt == "xlwa":
         tsv = _need(opts.text_file or path, "a .tsv path (or text_file)", fmt)
         lang = tsv.parent.name
@@ -791,8 +835,7 @@ def _load_with_options(
         src_file = _need(opts.src_file, "src_file (one sentence per line)", fmt)
         tgt_file = _need(opts.tgt_file, "tgt_file (one sentence per line)", fmt)
         links = _need(links, "links_file (one Pharaoh line per sentence pair)", fmt)
-        src_lang = opts.src_lang or _lang_of(src_file, "src")
-        tgt_lang = opts.tgt_lang or _lang_of(tgt_file, "tgt")
+        src_lang, tgt_lang = _given_or_guessed(opts, src_file, tgt_file)
         raw = _read_parallel(src_file, tgt_file, links, opts)
         return name or f"{fmt}-{src_lang}{tgt_lang}", src_lang, tgt_lang, raw
     # wpt
@@ -806,10 +849,20 @@ def _load_with_options(
             )
         else:
             src_files, tgt_files = [opts.src_file], [opts.tgt_file]
-    src_lang = opts.src_lang or _lang_of(src_files[0], "src")
-    tgt_lang = opts.tgt_lang or _lang_of(tgt_files[0], "tgt")
+    src_lang, tgt_lang = _given_or_guessed(opts, src_files[0], tgt_files[0])
     raw = _read_wpt(src_files, tgt_files, links, opts)
     return name or f"wpt-{src_lang}{tgt_lang}", src_lang, tgt_lang, raw
+
+
+def _given_or_guessed(opts: _Options, src_file: Path, tgt_file: Path) -> tuple[str, str]:
+    """``src_lang``/``tgt_lang`` as given, the others from the file names."""
+    if opts.src_lang and opts.tgt_lang:
+        return opts.src_lang, opts.tgt_lang
+    if not opts.src_lang and not opts.tgt_lang:
+        return _langs_of_files(src_file, tgt_file)
+    if opts.src_lang:
+        return opts.src_lang, _lang_of(tgt_file, "tgt")
+    return _lang_of(src_file, "src"), opts.tgt_lang
 
 
 def _replace_links(opts: _Options, links: Path) -> _Options:
