@@ -273,6 +273,7 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
         app, ["eval", trained, "-t", "fake", "--option", "fake.pooling=last", "--tracking-uri", uri]
     )
     assert human.exit_code == 0 and "fake" in human.stdout and "de" in human.stdout
+    assert "│ 0." in human.stdout and "±" not in human.stdout  # one seed: no spread
     bad = CliRunner().invoke(
         app, ["eval", trained, "-t", "fake", "--option", "xnli.k=1", "--tracking-uri", uri]
     )
@@ -395,3 +396,11 @@ def test_a_task_that_ignores_the_seed_is_evaluated_once_for_all_seeds(reuse, tin
     assert len(MlflowClient(uri).search_runs(["1"])) == 1
     seeded = evaluate_runs(str(tiny_model), "fake", **kw)
     assert CosineTask.calls == 3 and len({r.run_id for r in seeded}) == 3
+
+
+def test_eval_table_cells():
+    from xalign.cli_eval import _fmt
+
+    assert _fmt(0.5, 0.0, 1) == "0.500"
+    assert _fmt(61.25, 0.5, 2) == "61.25 ± 0.50"
+    assert _fmt(-0.25, 0.0125, 3) == "-0.250 ± 0.013"

@@ -41,9 +41,10 @@ def parse_task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str
     return out
 
 
-def _fmt(mean: float, std: float) -> str:
+def _fmt(mean: float, std: float, n_seeds: int) -> str:
+    """``mean ± std``; one seed has no spread, so just the mean."""
     d = 3 if abs(mean) <= 1.0 else 2
-    return f"{mean:.{d}f} ± {std:.{d}f}"
+    return f"{mean:.{d}f} ± {std:.{d}f}" if n_seeds > 1 else f"{mean:.{d}f}"
 
 
 def eval_command(
@@ -136,7 +137,9 @@ def eval_command(
             table.add_row(
                 lang,
                 *(
-                    _fmt(scores[m]["mean"], scores[m]["std"]) if m in scores else "–"
+                    _fmt(scores[m]["mean"], scores[m]["std"], scores[m]["n_seeds"])
+                    if m in scores
+                    else "–"
                     for m in metrics
                 ),
             )
