@@ -23,8 +23,8 @@ Keys (``python -m benchmarks``):
   ``--quick``: 64 wide, 2 layers, demo batch of 8. Links (l2, contrastive) are the diagonal
   ``i-i``: a loss's cost does not depend on which words are linked.
 - ``peak_mem_15_vs_1_langs``: peak RSS of a 2-step ``xalign`` training run with 15 language
-  pairs / with 1 pair, each in a fresh subprocess (``ru_maxrss``); with a GPU also
-  ``peak_cuda_mem_15_vs_1_langs`` (``torch.cuda.max_memory_allocated``). Full: the embedded
+  pairs / with 1 pair, each in a fresh subprocess (``VmHWM``: :func:`peak_rss_gib`); with a
+  GPU also ``peak_cuda_mem_15_vs_1_langs`` (``torch.cuda.max_memory_allocated``). Full: the embedded
   ``packaged:multilingual-e5-small`` on FLORES-200 devtest (``../shared/data``), paper batch
   (24, 2 micro-steps); ``--quick`` or without the data: a tiny random BERT on the demo corpus
   with the 5 demo languages repeated under 15 codes. The peak is the activations of the
