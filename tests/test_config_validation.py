@@ -417,7 +417,12 @@ def test_one_problem_is_one_line():
         (
             "objectives.sinkhorn.level=char",
             "--set objectives.sinkhorn.level=char: "
-            "objectives.sinkhorn: sinkhorn: level must be one of",
+            "objectives.sinkhorn: sinkhorn: level must be one of ('word', 'subword'), got 'char'",
+        ),
+        (
+            "objectives.sinkhorn.scope=sentense",
+            "--set objectives.sinkhorn.scope=sentense: objectives.sinkhorn: sinkhorn: scope must "
+            "be one of ('sentence', 'batch'), got 'sentense' (did you mean 'sentence'?)",
         ),
         (
             "objectives.sinkhorn.scaling=1.5",

@@ -40,6 +40,7 @@ which the trainer calls before training (``Objective.prepare(data)``).
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -133,8 +134,11 @@ class SinkhornConfig:
             "p": (1, 2),
         }
         for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"sinkhorn: {key} must be one of {allowed}")
+            value = getattr(self, key)
+            if value not in allowed:
+                close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"sinkhorn: {key} must be one of {allowed}, got {value!r}{hint}")
         if self.blur <= 0:
             raise ValueError(f"sinkhorn: blur must be > 0, got {self.blur}")
         if not 0 < self.scaling < 1:
