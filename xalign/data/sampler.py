@@ -517,17 +517,19 @@ def _per_sentence(
     """Per sentence: subwords, words with no subword, and words with a subword past the first
     ``budget`` subwords of the sentence (0 without a budget), from flat per-word counts."""
 
-    def per(values: np.ndarray) -> np.ndarray:  # sum of values within each sentence
-        total = np.zeros(len(values) + 1, dtype=np.int64)
-        np.cumsum(values, out=total[1:])
+    def running(values: np.ndarray) -> np.ndarray:  # [0, v0, v0 + v1, ...]
+        out = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(values, out=out[1:])
+        return out
+
+    def per(total: np.ndarray) -> np.ndarray:  # sum within each sentence, from running sums
         return total[starts[1:]] - total[starts[:-1]]
 
-    subwords = per(flat)
-    empty = per(flat == 0)
+    before = running(flat)  # subwords before each word (and all of them at the end)
+    subwords = per(before)
+    empty = per(running(flat == 0))
     if budget is None:
         return subwords, empty, np.zeros_like(subwords)
-    sentence = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    running = np.cumsum(flat)
-    before = np.concatenate(([0], running))[starts[:-1]]  # subwords before each sentence
-    ends = running - before[sentence]  # end of each word within its sentence
-    return subwords, empty, per((ends > budget) & (flat > 0))
+    # end of each word within its sentence: subwords up to it minus those before its sentence
+    ends = before[1:] - np.repeat(before[starts[:-1]], np.diff(starts))
+    return subwords, empty, per(running((ends > budget) & (flat > 0)))
