@@ -341,5 +341,8 @@ def _mean(values: list[float]) -> float:
 
 @xalign.hookimpl
 def register_tasks(register) -> None:
+    from xalign_udpos.probe import PosProbe
+
     register(Udpos)
     register(PosMini)
+    register(PosProbe)

@@ -289,5 +289,8 @@ def _mean(values: list[float]) -> float:
 
 @xalign.hookimpl
 def register_tasks(register) -> None:
+    from xalign_xnli.probe import XnliProbe
+
     register(Xnli)
     register(XnliMini)
+    register(XnliProbe)
