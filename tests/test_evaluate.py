@@ -399,7 +399,7 @@ def test_a_task_that_ignores_the_seed_is_evaluated_once_for_all_seeds(reuse, tin
 
 
 def test_eval_table_cells():
-    from xalign.cli_eval import _fmt
+    from xalign.cli.eval import _fmt
 
     assert _fmt(0.5, 0.0, 1) == "0.500"
     assert _fmt(61.25, 0.5, 2) == "61.25 ± 0.50"

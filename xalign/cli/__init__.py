@@ -198,16 +198,16 @@ def run(
         typer.echo(result.run_id)
 
 
-from xalign.cli_eval import compare_command, eval_command  # noqa: E402
+from xalign.cli.eval import compare_command, eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
 app.command("compare")(compare_command)
 
-from xalign.cli_align import align  # noqa: E402
+from xalign.cli.align import align  # noqa: E402
 
 app.command("align")(align)
 
-from xalign.cli_prepare import prepare_command  # noqa: E402
+from xalign.cli.prepare import prepare_command  # noqa: E402
 
 app.command("prepare")(prepare_command)
 
