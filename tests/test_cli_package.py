@@ -45,6 +45,14 @@ def test_align_options_are_extract_config_fields():
     assert "--sinkhorn-iters" in result.output and "--no-normalize" in result.output
 
 
+def test_align_flags_stay_flags():
+    """--json, --no-plot, --no-normalize take no value (their bool type is kept)."""
+    result = runner.invoke(
+        app, ["align", "a", "b", "--json", "--no-plot", "--no-normalize", "-m", "./nope"]
+    )
+    assert result.exit_code == 1 and "./nope: no such folder" in result.stderr, result.output
+
+
 def test_align_bad_extract_option_names_the_flag():
     result = runner.invoke(app, ["align", "a", "b", "--threshold", "1.5"])
     assert result.exit_code == 1

@@ -106,7 +106,7 @@ def dataclass_options(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable[[
     defaults = cls()
 
     def decorate(func: F) -> F:
-        sig = inspect.signature(func)
+        sig = inspect.signature(func, eval_str=True)  # typer needs the types, not strings
         params = [p for p in sig.parameters.values() if p.name != "options"]
         names = [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
         for name in names:
