@@ -74,7 +74,7 @@ from xalign.objective import (
 from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
 from xalign.paths import data_root, describe_data_root
 from xalign.progress import track
-from xalign.task import Task, TaskContext, TaskResult
+from xalign.task import ItemCounts, Metric, ResultContractError, Task, TaskContext, TaskResult
 
 __version__ = "0.1.0"
 
@@ -106,6 +106,9 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskResult",
+    "Metric",
+    "ItemCounts",
+    "ResultContractError",
     "Encoder",
     "load_encoder",
     "data_root",
