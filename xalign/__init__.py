@@ -8,6 +8,7 @@ as ``from xalign import NAME`` or ``xalign.NAME``. Every other module and name (
 below is not documented in ``docs/plugins.md``.
 """
 
+from xalign import testing  # the public test helpers (xalign.testing)
 from xalign.alignment import (
     GOLD_SETS,
     ExtractError,
@@ -109,6 +110,7 @@ __all__ = [
     "Metric",
     "ItemCounts",
     "ResultContractError",
+    "testing",
     "Encoder",
     "load_encoder",
     "data_root",
