@@ -91,7 +91,7 @@ LABELLING_REST = (
 
 
 @dataclass
-class UdposConfig:
+class UdposConfig(FinetuneSettings):
     """Options of ``udpos`` (defaults: XTREME's).
 
     ``treebanks`` maps a language to one UD treebank (``{en: en_ewt}``); a language without an
@@ -110,19 +110,13 @@ class UdposConfig:
     dev_limit: int | None = None
     test_limit: int | None = None
     select_checkpoint: bool = True
-    learning_rate: float = 2e-5
     epochs: int = 10
     max_length: int = 128
-    batch_size: int = 32
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
     eval_batch_size: int = 64
-    group_by_length: bool = False
-    freeze_embeddings: bool = False
     label_subword: LabelSubword = "first"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
         for name in ("train_limit", "dev_limit", "test_limit"):
             value = getattr(self, name)

@@ -46,27 +46,23 @@ MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")
 
 
 @dataclass
-class XnliConfig:
-    """Options of ``xnli`` (defaults: XTREME's). ``*_limit`` keep the first N examples;
-    ``batch_size`` is per optimiser step (``grad_accum`` micro-batches); ``freeze_embeddings``
-    keeps the word-embedding matrix fixed."""
+class XnliConfig(FinetuneSettings):
+    """Options of ``xnli`` (defaults: XTREME's): the fine-tuning settings
+    (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step, ``grad_accum``
+    micro-batches; ``freeze_embeddings`` keeps the word-embedding matrix fixed) and the data.
+    ``*_limit`` keep the first N examples."""
 
     languages: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
     train_limit: int | None = None
     dev_limit: int | None = None
     test_limit: int | None = None
     select_checkpoint: bool = True
-    learning_rate: float = 2e-5
     epochs: int = 5
     max_length: int = 128
-    batch_size: int = 32
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
     eval_batch_size: int = 64
-    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
 
     def settings(self) -> FinetuneSettings:
