@@ -222,3 +222,15 @@ def test_plain_progress_prints_every_n_seconds(capsys):
     assert [line.split(" elapsed")[0] for line in lines] == [
         f"align: step {n}/4 loss {n - 1:.4f}" for n in range(1, 5)
     ]
+
+
+def test_track_prints_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):
+    from xalign.progress import track
+
+    monkeypatch.setenv("XALIGN_PROGRESS_SECONDS", "0")
+    assert list(track([10, 20, 30], "tatoeba")) == [10, 20, 30]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" elapsed")[0] for line in lines] == [
+        f"tatoeba: step {n}/3" for n in (1, 2, 3)
+    ]
+    assert list(track([1], "x", enabled=False)) == [1] and capsys.readouterr().err == ""

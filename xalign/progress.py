@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -21,9 +21,12 @@ PIPE_WIDTH = 240
 
 
 def track(items: Sequence[T], description: str, enabled: bool = True) -> Iterable[T]:
-    """``items``, with a transient rich progress bar on stderr when ``enabled``."""
+    """``items``, with a transient rich progress bar on stderr when ``enabled`` (a plain
+    :class:`PlainProgress` line every N seconds when stderr is not a terminal)."""
     if not enabled:
         return items
+    if not sys.stderr.isatty():
+        return _plain_track(items, description)
     from rich.console import Console
     from rich.progress import track as rich_track
 
@@ -106,6 +109,14 @@ class PlainProgress:
         if task.total is not None and done > 0:
             parts.append(f"eta {_clock(elapsed / done * (task.total - task.completed))}")
         return " ".join(parts)
+
+
+def _plain_track(items: Sequence[T], description: str) -> Iterator[T]:
+    progress = PlainProgress()
+    task = progress.add_task(description, total=len(items))
+    for item in items:
+        yield item
+        progress.update(task, advance=1)
 
 
 def progress_bar(enabled: bool, metric: str | None = None) -> Progress | PlainProgress:
