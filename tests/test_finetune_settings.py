@@ -68,3 +68,13 @@ def test_builtin_configs_extend_the_settings_with_xtreme_defaults(config, expect
 def test_a_bad_combination_fails_at_option_time():
     with pytest.raises(XalignError, match="batch_size must be a positive multiple of grad_accum"):
         xalign_xnli.Xnli.from_options({"batch_size": 3, "grad_accum": 2})
+
+
+def test_every_setting_has_help_text_for_xalign_plugins():
+    from dataclasses import fields
+
+    from xalign.cli.common import field_help
+
+    helps = field_help(xalign_xnli.XnliConfig)
+    assert all(helps[f.name] for f in fields(FinetuneSettings)), helps
+    assert helps["grad_accum"].startswith("micro-batches per optimiser step")

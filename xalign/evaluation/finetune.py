@@ -56,6 +56,19 @@ class FinetuneSettings:
     field that is a near-miss of a setting (``learning_rat``, ``epoch``) raises ``TypeError``
     when the class is defined, instead of leaving the setting at its default unnoticed.
     A subclass's ``__post_init__`` calls ``super().__post_init__()`` (the checks below).
+
+    - ``learning_rate``: AdamW peak learning rate (after warmup, then linear decay to 0).
+    - ``epochs``: passes over the training data (>= 1).
+    - ``batch_size``: examples per optimiser step, a multiple of ``grad_accum``.
+    - ``grad_accum``: micro-batches per optimiser step (``batch_size / grad_accum`` each).
+    - ``warmup_steps``: linear warmup steps; 0 = ``warmup_ratio`` of all steps.
+    - ``warmup_ratio``: warmup as a fraction of all optimiser steps (when ``warmup_steps`` is 0).
+    - ``weight_decay``: AdamW weight decay (not on 1-d parameters: biases, norm weights).
+    - ``adam_epsilon``: AdamW epsilon.
+    - ``max_grad_norm``: clip the gradient norm to this value before each step (> 0).
+    - ``group_by_length``: batch examples of similar length (less padding, faster).
+    - ``freeze_embeddings``: keep the word-embedding matrix fixed (faster steps: it holds most
+      of a multilingual encoder's parameters).
     """
 
     learning_rate: float = 2e-5
