@@ -8,6 +8,7 @@ as ``from xalign import NAME`` or ``xalign.NAME``. Every other module and name (
 below is not documented in ``docs/plugins.md``.
 """
 
+from xalign import testing  # the public test helpers (xalign.testing)
 from xalign.alignment import (
     GOLD_SETS,
     ExtractError,
@@ -80,7 +81,7 @@ from xalign.objective import (
 from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
 from xalign.paths import data_root, describe_data_root
 from xalign.progress import track
-from xalign.task import Task, TaskContext, TaskResult
+from xalign.task import ItemCounts, Metric, ResultContractError, Task, TaskContext, TaskResult
 
 __version__ = "0.1.0"
 
@@ -112,6 +113,10 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskResult",
+    "Metric",
+    "ItemCounts",
+    "ResultContractError",
+    "testing",
     "Encoder",
     "load_encoder",
     "data_root",
