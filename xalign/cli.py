@@ -47,11 +47,14 @@ def _show_warning(
     file: object = None,
     line: str | None = None,
 ) -> None:
-    """One ``warning: Category: message`` line on stderr, without Python's source excerpt."""
+    """One ``warning: Category: message`` line on stderr, without Python's source excerpt
+    (credentials redacted)."""
     from rich.markup import escape
 
+    from xalign.redact import redact_text
+
     err.print(
-        f"[yellow]warning:[/] {category.__name__}: {escape(str(message))}",
+        f"[yellow]warning:[/] {category.__name__}: {escape(redact_text(str(message)))}",
         highlight=False,
         soft_wrap=True,
     )

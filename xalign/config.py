@@ -99,7 +99,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        """The config as YAML, credentials redacted (:func:`xalign.redact.redact`): what
+        ``config.yaml`` files and artifacts hold. A redacted ``tracking.uri`` read back is
+        completed by ``MLFLOW_TRACKING_URI`` or ``--tracking-uri``."""
+        from xalign.redact import redact
+
+        return yaml.safe_dump(redact(self.to_dict()), sort_keys=False, allow_unicode=True)
 
     def flat(self) -> dict[str, Any]:
         """Flattened ``section.key`` view (MLflow params)."""
