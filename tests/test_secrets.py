@@ -312,3 +312,19 @@ def test_a_run_on_a_server_with_basic_auth_in_its_uri(tiny_model, tmp_path, secr
         assert f"uri: {redact_uri(uri)}" in text and "S3cretPW" not in text
     finally:
         _stop_server(server)
+
+
+def test_library_log_lines_are_redacted(secret_env, caplog):
+    import logging
+
+    from xalign.redact import redact_log_records
+
+    redact_log_records()
+    redact_log_records()  # once only
+    logger = logging.getLogger("urllib3.connectionpool")
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        logger.warning("Retrying %s after %s", "http://alice:S3cretPW@h/?token=T0kenSecret", 1)
+        logger.warning("env %s", ENV_SECRETS["HF_TOKEN"])
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "http://alice:***@h/?token=*** after 1" in text and "env ***" in text
+    assert_no_secret(text)

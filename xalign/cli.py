@@ -37,6 +37,9 @@ def _quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.showwarning = _show_warning
+    from xalign.redact import redact_log_records
+
+    redact_log_records()  # library log lines too: no credentials on stderr
 
 
 def _show_warning(

@@ -131,3 +131,26 @@ def secret_env_values() -> list[str]:
     longest first."""
     values = {os.environ[n] for n in secret_env_names() if len(os.environ[n]) >= MIN_SECRET_LEN}
     return sorted(values, key=len, reverse=True)
+
+
+def redact_log_records() -> None:
+    """Make every log record (any library's: MLflow, urllib3, ...) carry its message already
+    redacted by :func:`redact_text`. Installed once per process by the CLI."""
+    import logging
+
+    old = logging.getLogRecordFactory()
+    if getattr(old, "xalign_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report
+            return record
+        if "://" in text or secret_env_values():
+            record.msg, record.args = redact_text(text), None
+        return record
+
+    factory.xalign_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
