@@ -19,6 +19,9 @@ Failure policy (README "Failure behaviour"):
   unsent stays on disk and :func:`replay_backlog` sends it later (``xalign sync-tracking DIR``;
   ``xalign run --resume DIR`` does it first). A record the server *rejects* (a bug, e.g. a
   changed param value) is moved to ``tracking-backlog-rejected.jsonl`` with a warning.
+* Credentials never leave the process (docs/failures.md): messages, params, tags, run names,
+  text artifacts and backlog records carry the URI and values redacted (:mod:`xalign.redact`);
+  MLflow's "View run ... at: URL" lines go to stderr, redacted.
 """
 
 from __future__ import annotations
