@@ -165,12 +165,15 @@ _STDERR: Console | None = None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: MESSAGE`` on stderr (as is: no rich markup, no wrapping) and exit ``code``
+    """Print ``error: MESSAGE`` on stderr (as is: no rich markup, no wrapping; credentials
+    redacted, :func:`xalign.redact.redact_text`) and exit ``code``
     (``typer.Exit``): how every CLI command reports an :class:`xalign.XalignError`."""
     import typer
     from rich.markup import escape
 
+    from xalign.redact import redact_text
+
     stderr_console().print(
-        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+        f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(code)

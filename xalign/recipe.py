@@ -249,6 +249,10 @@ class AlignmentRecipe:
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        if self.is_main:  # `accelerate launch --num_processes 2 --cpu` starts one process
+            from xalign.launch import check_launch
+
+            check_launch(self.world)
         set_seed(t.seed, device_specific=True)
 
     def _setup_tracking(self) -> None:

@@ -45,6 +45,9 @@ def _quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.showwarning = _show_warning
+    from xalign.redact import redact_log_records
+
+    redact_log_records()  # library log lines too: no credentials on stderr
 
 
 def _show_warning(
@@ -58,8 +61,10 @@ def _show_warning(
     """One ``warning: Category: message`` line on stderr, without Python's source excerpt."""
     from rich.markup import escape
 
+    from xalign.redact import redact_text
+
     err.print(
-        f"[yellow]warning:[/] {category.__name__}: {escape(str(message))}",
+        f"[yellow]warning:[/] {category.__name__}: {escape(redact_text(str(message)))}",
         highlight=False,
         soft_wrap=True,
     )

@@ -175,17 +175,19 @@ def load_for_finetuning(
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from xalign.encoders.encoder import EncoderLoadError, resolve_model_dir
+    from xalign.encoders.encoder import EncoderLoadError, model_files, resolve_model_dir
 
     path = resolve_model_dir(model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with model_files(path, model):  # an unreadable weight file: an error naming it
+        tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise EncoderLoadError(f"{model}: fine-tuning needs a fast tokenizer (offsets)")
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
     hf_logging.disable_progress_bar()
     try:
-        net, info = auto_class.from_pretrained(path, output_loading_info=True, **config_kwargs)
+        with model_files(path, model):
+            net, info = auto_class.from_pretrained(path, output_loading_info=True, **config_kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:

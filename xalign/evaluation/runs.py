@@ -35,6 +35,7 @@ from typing import Any
 import xalign
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
+from xalign.redact import redact_uri
 from xalign.task import RESULT_SCHEMA, TaskContext, TaskResult, stamp_result
 from xalign.tracking import (
     KIND_EVAL,
@@ -122,7 +123,7 @@ def resolve_spec(
         if run is None:
             raise EvaluationError(
                 f"{ref!r} is neither a local path nor an MLflow run in "
-                f"{resolve_tracking_uri(tracking_uri)}"
+                f"{redact_uri(resolve_tracking_uri(tracking_uri))}"
             )
         return _from_run(ref, run)
     return ModelSpec(ref, ref, None, BASE, _plain_identity(ref))
