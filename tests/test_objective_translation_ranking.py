@@ -168,6 +168,23 @@ def test_pool_sentences_by_hand():
         s.sentence_vectors("max")
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_empty_batch_gives_zero_with_its_graph(pooling):
+    """What the trainer passes on a rank whose shard is empty: 0 sentences, 0 tokens."""
+    none = xalign.Side(
+        torch.zeros(0, 0, 4, requires_grad=True),
+        torch.zeros(0, 0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+        [],
+        [],
+        attention_mask=torch.zeros(0, 0, dtype=torch.long),
+    )
+    assert none.sentence_vectors(pooling).shape == (0, 4)
+    obj = TranslationRanking.from_options({"pooling": pooling}, hidden_size=4)
+    value = obj.loss(xalign.AlignmentBatch("de-en", none, none))
+    assert value.item() == 0.0 and value.dim() == 0
+
+
 def test_one_process_gather_is_the_identity_and_global_mean_the_mean():
     x = torch.randn(4, 3, requires_grad=True)
     rows, mine = xalign.gather_rows(x)

@@ -113,6 +113,8 @@ def pool_sentences(side: Side, pooling: str = "mean") -> Tensor:
     if pooling not in SENTENCE_POOLINGS:
         raise ValueError(f"unknown sentence pooling {pooling!r}; choose one of {SENTENCE_POOLINGS}")
     hidden = side.hidden.float()
+    if hidden.shape[1] == 0:  # no tokens at all (an empty batch: 0 sentences)
+        return hidden.new_zeros(hidden.shape[0], hidden.shape[2])
     mask = side.attention_mask if side.attention_mask is not None else side.word_index >= 0
     mask = mask.to(device=hidden.device, dtype=torch.bool)
     if pooling == "cls":
