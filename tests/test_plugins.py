@@ -80,6 +80,8 @@ def test_builtin_plugins_are_all_listed():
         "l2": "objective",
         "contrastive": "objective",
         "mixed_ot": "objective",
+        "translation_ranking": "objective",
+        "distill": "objective",
         "xnli": "task",
         "xnli-mini": "task",
         "xquad": "task",

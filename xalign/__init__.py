@@ -32,7 +32,16 @@ from xalign.alignment.extract import (
     encode_words,
     extract_links,
 )
-from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
+from xalign.batch import (
+    AlignmentBatch,
+    Links,
+    Side,
+    gather_rows,
+    global_mean,
+    linked_positions,
+    pool_sentences,
+    pool_words,
+)
 from xalign.encoders import Encoder, load_encoder
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
@@ -103,6 +112,9 @@ __all__ = [
     "Side",
     "linked_positions",
     "pool_words",
+    "pool_sentences",
+    "gather_rows",
+    "global_mean",
     "PreparedCorpus",
     "PreparedPair",
     "PreparedExample",

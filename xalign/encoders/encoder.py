@@ -125,7 +125,9 @@ class Encoder(nn.Module):
         device = device or next(self.parameters()).device
         enc = self.tokenize_words(sentences).to(device)
         hidden = self(enc.input_ids, enc.attention_mask)
-        return Side(hidden, enc.word_index, enc.n_words, sentences, langs, pooling)
+        return Side(
+            hidden, enc.word_index, enc.n_words, sentences, langs, pooling, enc.attention_mask
+        )
 
     def frozen_copy(self) -> Encoder:
         """A frozen copy of the current weights (the drift regulariser's c0)."""
