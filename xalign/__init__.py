@@ -31,7 +31,7 @@ from xalign.alignment.extract import (
     encode_words,
     extract_links,
 )
-from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
+from xalign.batch import AlignmentBatch, Links, MaskedLM, Side, linked_positions, pool_words
 from xalign.encoders import Encoder, load_encoder
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
@@ -94,6 +94,7 @@ __all__ = [
     "Links",
     "AlignmentBatch",
     "Side",
+    "MaskedLM",
     "linked_positions",
     "pool_words",
     "PreparedCorpus",

@@ -23,11 +23,14 @@ class Needs:
     - ``links``: eflomal word links for each listed spec (computed once per corpus).
     - ``frozen_target``: the frozen initial model's English vectors (``batch.tgt_frozen``).
     - ``mixed_languages``: one batch mixing all language pairs instead of one per pair.
+    - ``mlm``: the encoder's masked-LM head (``batch.mlm``, :class:`~xalign.batch.MaskedLM`);
+      the run's model must have a trained one (else an error at setup naming the model).
     """
 
     links: tuple[LinkSpec, ...] = ()
     frozen_target: bool = False
     mixed_languages: bool = False
+    mlm: bool = False
 
     def describe(self) -> list[str]:
         """Short human-readable list, as shown by ``xalign plugins``."""
@@ -45,6 +48,8 @@ class Needs:
             out.append("frozen target vectors")
         if self.mixed_languages:
             out.append("mixed-language batches")
+        if self.mlm:
+            out.append("masked-LM head (extra encoder passes)")
         return out
 
 

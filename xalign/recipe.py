@@ -325,6 +325,10 @@ class AlignmentRecipe:
             )
         self.need_frozen = cfg.train.reg_weight > 0 or any(n.frozen_target for n in needs.values())
         self.frozen = frozen_upto_layer(self.encoder) if self.need_frozen else None
+        # Needs.mlm: the model's masked-LM head (after the frozen copy: c0 never needs it)
+        self.need_mlm = sorted(name for name, n in needs.items() if n.mlm)
+        if self.need_mlm:
+            self.encoder.attach_mlm_head(cfg.model.name, self.need_mlm, cfg.model.revision)
 
     def _setup_data(self) -> None:
         """The parallel corpus, its word links (one set for every rank) and each objective's
@@ -592,7 +596,8 @@ class AlignmentRecipe:
                 )
         # corpus links as attached; linked_positions drops links to truncated words
         links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.link_specs}
-        return AlignmentBatch(name, src, tgt, frozen, links)
+        mlm = self.encoder.masked_lm() if self.need_mlm else None
+        return AlignmentBatch(name, src, tgt, frozen, links, mlm=mlm)
 
     def _objective_loss(self, name: str, batch: AlignmentBatch) -> torch.Tensor:
         entry = self.entries[name]
