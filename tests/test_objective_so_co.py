@@ -285,3 +285,27 @@ def _kept_pairs(cfg) -> int:
 
 def test_spec_is_a_linkspec():
     assert isinstance(SelfTraining(hidden_size=2).link_spec(), LinkSpec)
+
+
+@pytest.mark.integration
+def test_so_trains_the_embedded_model_on_the_demo_corpus(tracking_uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    out = run_json(
+        [
+            "-o",
+            "so",
+            "--set",
+            "data.limit=16",
+            "--set",
+            "data.languages=[de]",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            f"train.output_dir={tmp_path / 'out'}",
+            "--set",
+            f"tracking.uri={tracking_uri}",
+        ]
+    )
+    assert -2.0 <= out["metrics"]["de-en/so"] < 0.0
