@@ -107,6 +107,14 @@ def test_l2_trains_on_self_links_refreshed_and_recorded(
     assert "layer -1, argmax" in first["source"]
     later = json.loads((folder / steps[1] / "digests.json").read_text())
     assert later["digests"] != first["digests"]  # recomputed from the trained weights
+    # compare reuses the run: its links follow from the config, nothing to look up
+    from xalign.compare.orchestrate import find_training_run
+    from xalign.tracking import Tracker
+
+    sets = [a for a in args if a not in ("-o", "--set", "l2")]
+    cfg = load_config(None, sets, objectives=["l2"])
+    found, why = find_training_run(Tracker(tracking_uri, cfg.tracking.experiment), cfg)
+    assert found is not None and found.info.run_id == out["run_id"], why
     # the same seed and config: the same links at every refresh (no eflomal randomness)
     again = run_json([*args[:-6], "--set", f"train.output_dir={tmp_path / 'again'}", *args[-6:]])
     folder2 = _artifacts(tracking_uri, again["run_id"])
