@@ -48,7 +48,8 @@ class DataConfig:
     limit: int | None = None
     # Precomputed training word links instead of eflomal: a path template with {src}, {tgt},
     # {symmetrization} (e.g. links/{src}-{tgt}.{symmetrization}.txt) or a mapping "de-en" ->
-    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links).
+    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links). Or
+    # self: links the model being trained extracts (xalign.self_links, data.self_links).
     links: Any = None
     # With links: self, how the model being trained extracts them (xalign.self_links).
     self_links: SelfLinksConfig = field(default_factory=SelfLinksConfig)

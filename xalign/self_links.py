@@ -1,5 +1,5 @@
 """``data.links: self``: training word links from the model being trained (self-labelled links,
-as XLM-Align labels them with its own Sinkhorn plan: Chi et al. 2021, ACL, §3.2).
+as XLM-Align labels them with its own Sinkhorn plan: Chi et al. 2021, ACL).
 
 Every ``data.self_links.refresh_every`` optimizer steps (and once before the first step), each
 kept sentence pair is encoded without gradient, in eval mode (no dropout), at
@@ -37,7 +37,7 @@ class SelfLinksConfig:
     """``data.self_links``, read when ``data.links: self``.
 
     - ``layer``: hidden-state index the links are extracted at (null: the run's
-      ``model.layer``; XLM-Align and SimAlign use a middle layer, e.g. 8 of 12).
+      ``model.layer``; SimAlign and awesome-align extract at layer 8 of 12).
     - ``method``: ``argmax`` (mutual argmax of cosine similarity) or ``ot`` (OT plan links,
       ``threshold`` relative to the row and column maxima, ``blur`` its length scale).
     - ``pooling``: subwords -> word vector for the extraction (``mean``, ``first``, ``last``).
