@@ -144,16 +144,34 @@ def test_bad_options_rejected(bad):
 
 
 # -- awesome-align 0.1.7 as the reference -----------------------------------------------------
-def awesome_modeling():
-    """awesome-align's modeling module (its file_utils imports boto3 for S3 downloads only)."""
-    pytest.importorskip("awesome_align")
-    for name in ("boto3", "botocore", "botocore.config", "botocore.exceptions"):
-        sys.modules.setdefault(name, types.ModuleType(name))
-    sys.modules["botocore.config"].Config = object
-    sys.modules["botocore.exceptions"].ClientError = Exception
-    from awesome_align import modeling
+def import_awesome(module: str) -> types.ModuleType:
+    """``awesome_align.<module>`` (0.1.7, a test extra). Its file_utils imports boto3 for S3
+    downloads only: without boto3, stubs stand in during the import and are removed after
+    (a stub left in sys.modules would look installed to other libraries)."""
+    import importlib
+    import importlib.util
 
-    return modeling
+    pytest.importorskip("awesome_align")
+    names = ("boto3", "botocore", "botocore.config", "botocore.exceptions")
+    added = [
+        n
+        for n in names
+        if n not in sys.modules and importlib.util.find_spec(n.split(".")[0]) is None
+    ]
+    for name in added:
+        sys.modules[name] = types.ModuleType(name)
+    if "botocore.config" in added:
+        sys.modules["botocore.config"].Config = object
+        sys.modules["botocore.exceptions"].ClientError = Exception
+    try:
+        return importlib.import_module(f"awesome_align.{module}")
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def awesome_modeling() -> types.ModuleType:
+    return import_awesome("modeling")
 
 
 def random_case(seed: int):

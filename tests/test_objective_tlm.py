@@ -5,8 +5,6 @@ against awesome-align 0.1.7's ``mask_tokens`` (same seed, same draws), the MLM h
 from __future__ import annotations
 
 import math
-import sys
-import types
 from argparse import Namespace
 from pathlib import Path
 
@@ -83,14 +81,9 @@ def test_masking_rates_follow_bert():
 
 
 def awesome_run_train():
-    pytest.importorskip("awesome_align")
-    for name in ("boto3", "botocore", "botocore.config", "botocore.exceptions"):
-        sys.modules.setdefault(name, types.ModuleType(name))
-    sys.modules["botocore.config"].Config = object
-    sys.modules["botocore.exceptions"].ClientError = Exception
-    from awesome_align import run_train
+    from test_objective_so_co import import_awesome
 
-    return run_train
+    return import_awesome("run_train")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
