@@ -35,6 +35,7 @@ from xalign.alignment.extract import (
 from xalign.batch import (
     AlignmentBatch,
     Links,
+    MaskedLM,
     Side,
     gather_rows,
     global_mean,
@@ -110,6 +111,7 @@ __all__ = [
     "Links",
     "AlignmentBatch",
     "Side",
+    "MaskedLM",
     "linked_positions",
     "pool_words",
     "pool_sentences",

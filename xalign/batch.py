@@ -8,6 +8,7 @@ trainer special-cases an objective.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,9 @@ class Side:
     ``hidden`` holds the chosen layer's subword states ``[B, T, H]``; ``word_index[b, t]``
     is the word a subword belongs to (``-1`` for special and padding tokens);
     ``attention_mask[b, t]`` is 1 on every token the encoder attended to (special tokens
-    included, padding excluded), or None for a side built without one.
+    included, padding excluded), or None for a side built without one; ``input_ids``
+    ``[B, T]`` are the subword ids the encoder read (set by the trainer; None in a hand-built
+    Side).
     """
 
     hidden: Tensor
@@ -40,6 +43,7 @@ class Side:
     langs: list[str]
     default_pooling: str = "last"
     attention_mask: Tensor | None = None
+    input_ids: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -199,6 +203,28 @@ def linked_positions(
     return b[keep], i[keep], j[keep]
 
 
+# -- Needs.mlm: the masked-LM head (tlm) ------------------------------------------------------
+@dataclass(frozen=True)
+class MaskedLM:
+    """The encoder's masked-LM head, given to objectives that declare ``Needs(mlm=True)``
+    (``batch.mlm``; None otherwise).
+
+    ``logits(input_ids, attention_mask, select=None)`` runs the trained encoder (all layers)
+    and its MLM head on any subword ids ``[B, T]`` and returns float32 logits ``[B, T, V]``,
+    or ``[N, V]`` for the N positions where the bool ``select`` ``[B, T]`` is True (cheaper:
+    the head's V-wide output is computed there only). Each call is one more forward (and
+    backward) of the encoder. ``special_ids``: the tokenizer's special tokens (never masked);
+    ``vocab_size``: the tokenizer's, the range of random replacement ids.
+    """
+
+    logits: Callable[..., Tensor]
+    mask_token_id: int
+    pad_token_id: int
+    vocab_size: int
+    max_length: int
+    special_ids: frozenset[int] = frozenset()
+
+
 @dataclass
 class AlignmentBatch:
     """What an objective's ``loss`` receives for one language pair (or one mixed batch).
@@ -209,7 +235,8 @@ class AlignmentBatch:
     no gradient). ``links`` maps each
     :class:`~xalign.links.LinkSpec` an objective declared to per-sentence word links
     (0-based, source index first, filtered by the spec; links to words that subword
-    truncation cut off are still listed: :func:`linked_positions` drops them).
+    truncation cut off are still listed: :func:`linked_positions` drops them). ``mlm`` is the
+    encoder's masked-LM head when an objective declares ``Needs(mlm=True)``.
     """
 
     pair: str
@@ -218,6 +245,7 @@ class AlignmentBatch:
     tgt_frozen: Side | None = None
     links: dict[LinkSpec, list[Links]] = field(default_factory=dict)
     teachers: dict[str, Side] = field(default_factory=dict)
+    mlm: MaskedLM | None = None  # Needs.mlm
 
     @property
     def mixed(self) -> bool:

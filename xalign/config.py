@@ -21,6 +21,7 @@ import yaml
 
 from xalign.errors import ConfigError
 from xalign.schema import build_dataclass, check_value, coerce_options, config_error, show
+from xalign.self_links import SelfLinksConfig, is_self
 
 if TYPE_CHECKING:
     from xalign.plugins import PluginRegistry
@@ -47,8 +48,11 @@ class DataConfig:
     limit: int | None = None
     # Precomputed training word links instead of eflomal: a path template with {src}, {tgt},
     # {symmetrization} (e.g. links/{src}-{tgt}.{symmetrization}.txt) or a mapping "de-en" ->
-    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links).
+    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links). Or
+    # self: links the model being trained extracts (xalign.self_links, data.self_links).
     links: Any = None
+    # With links: self, how the model being trained extracts them (xalign.self_links).
+    self_links: SelfLinksConfig = field(default_factory=SelfLinksConfig)
     # Moses XML unescaping (&amp; -> &, &#124; -> |) of every line; counted per file in
     # data_stats.json (unescaped_lines). false keeps the text as read.
     unescape: bool = True
@@ -121,6 +125,8 @@ class RunConfig:
         # recomputes activations instead of keeping them: the same weights, bit for bit, on
         # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
         d["train"].pop("gradient_checkpointing")
+        if not is_self(self.data.links):  # read only then: other runs keep their fingerprint
+            d["data"].pop("self_links")
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -800,6 +806,10 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.keep_checkpoints", _at_least(0), "must be >= 0 (0: keep all)"),
     ("train.output_dir", _filled, "must not be empty"),
     ("tracking.experiment", _filled, "must not be empty"),
+    ("data.self_links.refresh_every", _at_least(0), "must be >= 0 (0: computed once)"),
+    ("data.self_links.batch_size", _at_least(1), "must be >= 1"),
+    ("data.self_links.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("data.self_links.blur", _positive, "must be a finite number > 0"),
 ]
 
 #: Keys with a fixed set of values.
@@ -808,12 +818,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "linear"),
     "train.mixed_precision": ("no", "bf16"),
+    "data.self_links.method": ("argmax", "ot"),
+    "data.self_links.pooling": ("mean", "first", "last"),
 }
 
 
 def _get(cfg: RunConfig, key: str) -> Any:
-    section, name = key.split(".", 1)
-    return getattr(getattr(cfg, section), name)
+    value: Any = cfg
+    for name in key.split("."):  # section.key or section.sub.key
+        value = getattr(value, name)
+    return value
 
 
 def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> None:

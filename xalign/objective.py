@@ -31,6 +31,8 @@ class Needs:
     - ``gathers``: ``loss()`` calls the collective :func:`xalign.gather_rows` (negatives from
       the global batch under data parallelism); the trainer then calls it on every rank for
       every batch, with an empty batch on a rank whose shard of that batch is empty.
+    - ``mlm``: the encoder's masked-LM head (``batch.mlm``, :class:`~xalign.batch.MaskedLM`);
+      the run's model must have a trained one (else an error at setup naming the model).
     """
 
     links: tuple[LinkSpec, ...] = ()
@@ -39,6 +41,7 @@ class Needs:
     # sentence-level objectives (translation_ranking, distill)
     teacher: str | None = None
     gathers: bool = False
+    mlm: bool = False
 
     def describe(self) -> list[str]:
         """Short human-readable list, as shown by ``xalign plugins``."""
@@ -60,6 +63,8 @@ class Needs:
             out.append(f"teacher vectors ({self.teacher})")
         if self.gathers:
             out.append("global batch gathered across ranks")
+        if self.mlm:
+            out.append("masked-LM head (extra encoder passes)")
         return out
 
 

@@ -235,7 +235,10 @@ class AlignmentRecipe:
         self._setup_data()
         self._setup_optimizer()
         ckpt = self._setup_resume()
+        self._setup_self_links()
         self._setup_output(ckpt)
+        if self.self_links is not None:
+            self._log_self_links(self.start_step)
 
     def _setup_accelerator(self) -> None:
         """Accelerate (device, ranks, mixed precision) and the seed of every rank."""
@@ -334,6 +337,10 @@ class AlignmentRecipe:
             )
         self.need_frozen = cfg.train.reg_weight > 0 or any(n.frozen_target for n in needs.values())
         self.frozen = frozen_upto_layer(self.encoder) if self.need_frozen else None
+        # Needs.mlm: the model's masked-LM head (after the frozen copy: c0 never needs it)
+        self.need_mlm = sorted(name for name, n in needs.items() if n.mlm)
+        if self.need_mlm:
+            self.encoder.attach_mlm_head(cfg.model.name, self.need_mlm, cfg.model.revision)
         # sentence-level objectives: teacher models and collectives over the global batch
         self.teachers = self._load_teachers(needs)
         self.gathering = [name for name, n in needs.items() if n.gathers]
@@ -449,6 +456,82 @@ class AlignmentRecipe:
         self.history = state.get("metrics", {})
         return ckpt
 
+    # -- data.links: self (xalign.self_links) ------------------------------------------------
+    def _setup_self_links(self) -> None:
+        """``data.links: self``: the model's own links, computed before the first step (of this
+        process: a resumed run recomputes them from the checkpoint's weights)."""
+        from xalign.self_links import SelfLinks, is_self
+
+        self.self_links: SelfLinks | None = None
+        if not (is_self(self.cfg.data.links) and self.link_specs):
+            return
+        cfg = self.cfg
+        self.self_links = SelfLinks(
+            cfg.data.self_links,
+            cfg.model.layer,
+            self.prepared.pairs,
+            self.link_specs,
+            target=cfg.data.target,
+        )
+        self._refresh_self_links(self.start_step)
+
+    def _self_links_due(self, step: int) -> bool:
+        every = self.cfg.data.self_links.refresh_every
+        return (
+            getattr(self, "self_links", None) is not None
+            and every > 0
+            and step > self.start_step
+            and step % every == 0
+        )
+
+    def _refresh_self_links(self, step: int) -> None:
+        """Recompute (main process, broadcast) and record which links every rank holds."""
+        from xalign.links import gather_from_ranks
+
+        assert self.self_links is not None
+        corpus = self.self_links.refresh(self.encoder, step, accelerator=self.accelerator)
+        self.link_set.corpus = corpus
+        self.link_set.by_rank = gather_from_ranks(
+            {n: cl.digest for n, cl in corpus.items()}, self.world
+        )
+
+    def _log_self_links(self, step: int) -> None:
+        """Artifacts ``links/self/step-N/<pair>.txt`` (Pharaoh) and ``.../digests.json`` (sha256
+        per pair and per rank) and the metric ``self_links/<pair>`` (links per sentence)."""
+        import json
+        import tempfile
+
+        from xalign.links import links_text
+
+        if not self.is_main:
+            return
+        folder_name = f"links/self/step-{step:07d}"
+        metrics = {}
+        with tempfile.TemporaryDirectory(prefix="xalign-self-links-") as tmp:
+            folder = Path(tmp)
+            for pair, cl in self.link_set.corpus.items():
+                lk = next(iter(cl.links.values()))
+                path = folder / f"{pair}.txt"
+                path.write_text(links_text(lk), encoding="utf-8")
+                self.tracker.log_artifact(path, folder_name)
+                metrics[f"self_links/{pair}"] = sum(map(len, lk)) / max(1, len(lk))
+            digests = folder / "digests.json"
+            digests.write_text(
+                json.dumps(
+                    {
+                        "step": step,
+                        "digests": {p: cl.digest for p, cl in self.link_set.corpus.items()},
+                        "ranks": {str(r): d for r, d in enumerate(self.link_set.by_rank)},
+                        "source": self.self_links.source(step) if self.self_links else "",
+                    },
+                    indent=1,
+                    sort_keys=True,
+                ),
+                encoding="utf-8",
+            )
+            self.tracker.log_artifact(digests, folder_name)
+        self.tracker.log_metrics(metrics, step)
+
     def _setup_output(self, ckpt: Path | None) -> None:
         """The MLflow run (new, or the resumed one), the same run id on every rank, and the
         output folder with ``config.yaml`` and ``checkpoints/``.
@@ -511,12 +594,15 @@ class AlignmentRecipe:
         )
 
         links = self.link_set
+        # self links change during the run: their config (in the fingerprint) identifies them
+        own = getattr(self, "self_links", None) is not None
+        fixed = {} if own else {n: cl.digest for n, cl in links.corpus.items()}
         components = training_components(
             cfg,
             plugins={
                 n: f"{e.source.distribution} {e.source.version}" for n, e in self.entries.items()
             },
-            links={n: cl.digest for n, cl in links.corpus.items()},
+            links=fixed,
             corpus_digests=links.corpus_digests,
             model_id=links.model_identity,
         )
@@ -551,7 +637,8 @@ class AlignmentRecipe:
                 )
             self.tracker.log_params(params)
             self.tracker.log_json(components, "provenance.json")
-            self._log_links(links)
+            if not own:  # self links: _log_self_links, at every refresh
+                self._log_links(links)
             self.tracker.log_text(cfg.to_yaml(), "config.yaml")
             self.tracker.log_json(self.data.stats(), "data_stats.json")
         return run_id
@@ -630,7 +717,8 @@ class AlignmentRecipe:
                 )
         # corpus links as attached; linked_positions drops links to truncated words
         links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.link_specs}
-        return AlignmentBatch(name, src, tgt, frozen, links, teachers)
+        mlm = self.encoder.masked_lm() if self.need_mlm else None
+        return AlignmentBatch(name, src, tgt, frozen, links, teachers, mlm=mlm)
 
     def _join_gathers(self, name: str) -> None:
         """A rank whose shard of batch ``name`` is empty still takes part in the collectives of
@@ -736,6 +824,9 @@ class AlignmentRecipe:
         stop.deferred = True  # a signal now stops the run after the current optimizer step
         with progress:
             for step in range(self.start_step, self.total_steps):
+                if self._self_links_due(step):  # data.links: self
+                    self._refresh_self_links(step)
+                    self._log_self_links(step)
                 first = step * t.grad_accum
                 micros = list(range(first, min(first + t.grad_accum, self.micro_total)))
                 sums: dict[str, torch.Tensor] = {}

@@ -93,7 +93,10 @@ def expected_components(
             memo[key] = corpus_digest(cfg.data.corpus, lang, target, cfg.data.limit)
         corpus[f"{lang}-{target}"] = memo[key]
     links = {}
-    if symmetrizations:
+    from xalign.self_links import is_self
+
+    # data.links: self: the links follow from the config (fingerprint), as the run recorded
+    if symmetrizations and not is_self(cfg.data.links):
         for pair, digest in corpus.items():
             index = (
                 None if cfg.data.links else corpus_key(pair, digest, corpus_options(cfg, model_id))

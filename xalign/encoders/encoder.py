@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from xalign.batch import Side
+from xalign.batch import MaskedLM, Side
 from xalign.errors import ConfigError, XalignError
 
 PACKAGED_PREFIX = "packaged:"
@@ -125,9 +125,87 @@ class Encoder(nn.Module):
         device = device or next(self.parameters()).device
         enc = self.tokenize_words(sentences).to(device)
         hidden = self(enc.input_ids, enc.attention_mask)
-        return Side(
+        side = Side(
             hidden, enc.word_index, enc.n_words, sentences, langs, pooling, enc.attention_mask
         )
+        side.input_ids = enc.input_ids  # free: already on the device (read by Needs.mlm users)
+        return side
+
+    # -- masked-LM head (Needs.mlm: the tlm objective) ------------------------------------
+    def attach_mlm_head(
+        self, source: str, objectives: list[str], revision: str | None = None
+    ) -> None:
+        """Load the masked-LM head of ``source`` (the model's path) and share its base with
+        this encoder (tied output embeddings re-tied to this encoder's input embeddings).
+
+        Raises :class:`EncoderLoadError` naming the model and ``objectives`` when the model has
+        no trained MLM head (its checkpoint lacks the head's weights, e.g. the embedded e5, or
+        its architecture has none): a random head is never trained silently.
+        """
+        from transformers import AutoModelForMaskedLM
+
+        who = f"objective(s) {', '.join(objectives)} need(s) a masked-LM head"
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the missing-head report becomes our error below
+        try:
+            mlm, info = AutoModelForMaskedLM.from_pretrained(
+                resolve_model_dir(source),
+                output_loading_info=True,
+                revision=revision,
+                local_files_only=True,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise EncoderLoadError(
+                f"{who}, but {self.name} cannot be loaded with one: {exc}"
+            ) from exc
+        finally:
+            hf_logging.set_verbosity(level)
+        prefix = mlm.base_model_prefix
+        heads = [(n, m) for n, m in mlm.named_children() if n != prefix]
+        missing = [k for k in info.get("missing_keys", []) if not k.startswith(prefix + ".")]
+        if missing or len(heads) != 1:
+            what = (
+                f"its checkpoint lacks {', '.join(sorted(missing)[:3])}"
+                if missing
+                else (f"{type(mlm).__name__} has {len(heads)} head modules (xalign supports one)")
+            )
+            raise EncoderLoadError(
+                f"{who}, but {self.name} has no trained masked-LM head ({what}); use a model "
+                f"saved with its MLM head (AutoModelForMaskedLM: mBERT, XLM-R) or drop the "
+                f"objective(s)"
+            )
+        setattr(mlm, prefix, self.model)  # one base: the encoder's (trained, checkpointed)
+        if getattr(mlm.config, "tie_word_embeddings", False):
+            mlm.get_output_embeddings().weight = self.model.get_input_embeddings().weight
+        self.mlm_head = heads[0][1].to(next(self.model.parameters()).device)
+        self.__dict__["_mlm_model"] = mlm  # not a submodule: its parameters are registered once
+
+    def masked_lm(self) -> MaskedLM:
+        """The :class:`~xalign.batch.MaskedLM` view of the attached head (see
+        :meth:`attach_mlm_head`)."""
+        if getattr(self, "mlm_head", None) is None:
+            raise RuntimeError("no masked-LM head attached (declare Needs(mlm=True))")
+        tok = self.tokenizer
+        return MaskedLM(
+            self.mlm_logits,
+            mask_token_id=tok.mask_token_id,
+            pad_token_id=tok.pad_token_id,
+            vocab_size=len(tok),
+            max_length=self.max_length,
+            special_ids=frozenset(tok.all_special_ids),
+        )
+
+    def mlm_logits(
+        self, input_ids: Tensor, attention_mask: Tensor, select: Tensor | None = None
+    ) -> Tensor:
+        """Masked-LM logits (float32): ``[B, T, V]``, or ``[N, V]`` for the N positions where
+        ``select`` ``[B, T]`` (bool) is True (the head then runs on those positions only)."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if select is not None:
+            hidden = hidden[select]
+        return self.mlm_head(hidden).float()
 
     def frozen_copy(self) -> Encoder:
         """A frozen copy of the current weights (the drift regulariser's c0)."""
@@ -137,8 +215,10 @@ class Encoder(nn.Module):
         return frozen
 
     def save(self, directory: Path) -> None:
-        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them."""
-        self.model.save_pretrained(directory, safe_serialization=True)
+        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them (with an
+        attached MLM head: the whole masked-LM model, loadable with or without its head)."""
+        model = self.__dict__.get("_mlm_model") or self.model
+        model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
 
 
