@@ -29,6 +29,7 @@ from xalign.alignment.extract import (
     WordVectors,
     align_pair,
     encode_words,
+    encode_words_layers,
     extract_links,
 )
 from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
@@ -120,6 +121,7 @@ __all__ = [
     "WordVectors",
     "align_pair",
     "encode_words",
+    "encode_words_layers",
     "extract_links",
     "cosine_similarity",
     "mutual_links",

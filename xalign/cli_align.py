@@ -61,20 +61,20 @@ def _section(alignment: SentenceAlignment, links: set, header: str) -> list[str]
 
 def format_links(alignment: SentenceAlignment) -> str:
     """``src - tgt`` lines: first the ``--method`` links (scored by the align task), then the
-    other method's links for comparison."""
+    mutual argmax and OT-plan links (those not already shown) for comparison."""
     c, r = alignment.config, alignment.result
-    argmax = "# mutual argmax (cosine)"
-    ot = f"# OT plan (threshold {c.threshold:g})"
-    scored = " [--method {}: the links the align task scores]"
-    if c.method == "argmax":
-        return "\n".join(
-            _section(alignment, r.argmax_links or set(), argmax + scored.format("argmax"))
-            + _section(alignment, r.ot_links or set(), ot)
-        )
-    return "\n".join(
-        _section(alignment, r.ot_links or set(), ot + scored.format("ot"))
-        + _section(alignment, r.argmax_links or set(), argmax)
-    )
+    headers = {
+        "argmax": "# mutual argmax (cosine)",
+        "ot": f"# OT plan (threshold {c.threshold:g})",
+        "softmax": f"# softmax, awesome-align (threshold {c.softmax_threshold:g})",
+        "itermax": f"# itermax, SimAlign ({c.itermax_rounds} rounds)",
+    }
+    scored = f" [--method {c.method}: the links the align task scores]"
+    lines = _section(alignment, r.links, headers[c.method] + scored)
+    for other, links in (("argmax", r.argmax_links), ("ot", r.ot_links)):
+        if other != c.method:
+            lines += _section(alignment, links or set(), headers[other])
+    return "\n".join(lines)
 
 
 def unaligned_notes(alignment: SentenceAlignment, limit: int) -> list[str]:
@@ -116,8 +116,8 @@ def align(
         _D.method,
         "--method",
         help=f"Links printed first and scored by the align task: "
-        f"{' or '.join(METHODS)} (mutual argmax of cosine "
-        f"similarity, or OT-plan links).",
+        f"{', '.join(METHODS)} (mutual argmax of cosine similarity, OT-plan links, "
+        f"awesome-align's softmax rule, SimAlign's IterMax).",
     ),
     layer: int = typer.Option(_D.layer, "--layer", help="Hidden-state index (-1 = last)."),
     pooling: str = typer.Option(_D.pooling, "--pooling", help="Subwords -> word: mean|first|last."),
@@ -145,6 +145,14 @@ def align(
     scaling: float = typer.Option(
         _D.scaling, "--scaling", help="OT: geomloss eps-annealing ratio."
     ),
+    softmax_threshold: float = typer.Option(
+        _D.softmax_threshold,
+        "--softmax-threshold",
+        help="softmax: link when both directional probabilities exceed this.",
+    ),
+    itermax_rounds: int = typer.Option(
+        _D.itermax_rounds, "--itermax-rounds", help="itermax: rounds of mutual argmax."
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -160,7 +168,8 @@ def align(
         True, "--unescape/--no-unescape", help='Undo Moses XML escaping (&quot; -> ") first.'
     ),
 ) -> None:
-    """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""
+    """Align the words of a sentence pair (--method, mutual argmax and OT plan); save the plan
+    heatmap."""
     from xalign.alignment.extract import align_sentences
     from xalign.alignment.plot import plot_alignment
     from xalign.data.text import normalize_text, tokenize_words
@@ -177,6 +186,8 @@ def align(
             normalize=normalize,
             sinkhorn_iters=sinkhorn_iters,
             scaling=scaling,
+            softmax_threshold=softmax_threshold,
+            itermax_rounds=itermax_rounds,
         )
     except ExtractError as exc:
         _fail(f"--{(exc.option or 'option').replace('_', '-')}: {exc}")
