@@ -357,6 +357,8 @@ def evaluate_runs(
                     f"{entry.where()}: run() must return a TaskResult, got {type(result).__name__}"
                 )
             tracker.log_metrics(_flat_scores(result), step=0)
+            for artifact in result.meta.get("artifacts", []):  # files the task wrote
+                tracker.log_artifact(Path(artifact))
             # not Tracker.log_json: it sorts keys, and the task's language order matters
             tracker.log_text(
                 json.dumps(dataclasses.asdict(result), indent=1, default=str), RESULT_FILE
