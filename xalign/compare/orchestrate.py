@@ -290,8 +290,9 @@ def compare(
         }
         report = CompareReport(parent, summary, runs)
         write_report(report, root / "compare" / parent)
-        for name in ("markdown", "csv", "png", "json"):
-            tracker.log_artifact(Path(report.artifacts[name]))
+        for name, artifact in report.artifacts.items():  # the tables, plots and figures
+            if name != "output_dir":
+                tracker.log_artifact(Path(artifact))
         tracker.log_metrics(_parent_metrics(summary), step=0)
     except BaseException as exc:
         tracker.end(terminal_status(exc))
