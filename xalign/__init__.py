@@ -23,6 +23,7 @@ from xalign.alignment import (
     ot_plan,
     read_gold_lines,
 )
+from xalign.alignment.eflomal_aligner import ReferenceLinks, corpus_words, eflomal_reference_links
 from xalign.alignment.extract import (
     ExtractConfig,
     TruncationWarning,
@@ -122,6 +123,9 @@ __all__ = [
     "align_pair",
     "encode_words",
     "encode_words_layers",
+    "ReferenceLinks",
+    "corpus_words",
+    "eflomal_reference_links",
     "extract_links",
     "cosine_similarity",
     "mutual_links",

@@ -110,12 +110,15 @@ class AlignConfig(ExtractConfig):
       every available set except the ``*-dev`` splits. Path-given sets whose names clash are
       named by their folders (``v1/deen``, ``v2/deen``).
     - ``batch_size``: sentences encoded at once; ``limit``: first N sentence pairs of each set.
+    - ``eflomal_row``: ``xalign compare`` adds an ``eflomal`` reference row (see
+      :meth:`AlignTask.reference_rows`); no effect on ``xalign eval``.
     """
 
     sets: list[str | dict[str, Any]] | None = None
     batch_size: int = 32
     limit: int | None = None
     layer: int | str = -1  # type: ignore[assignment]  # ``all``: the layer sweep
+    eflomal_row: bool = True
 
     @property
     def sweep(self) -> bool:
@@ -399,6 +402,47 @@ class AlignTask(xalign.Task):
             "artifacts": [str(plot)],
         }
         return TaskResult(self.name, "average", scores, {}, meta)
+
+    def reference_rows(self, context: TaskContext, data: Any) -> dict[str, TaskResult]:
+        """``xalign compare``'s reference row ``eflomal``: eflomal (the classical aligner the
+        objectives take their training links from) on each gold set's own sentence pairs,
+        aligned together with the training corpus ``data.corpus`` of that language pair (when
+        ``data.languages`` has the set's source language and ``data.target`` is its target;
+        first ``data.limit`` pairs), symmetrised with grow-diag-final-and and scored like the
+        models (corpus AER, per-sentence counts, so compare tests it against base).
+
+        eflomal has no seed: the links come from xalign's eflomal cache, keyed by both corpora,
+        the settings and eflomal's version, so a comparison on the same data always shows the
+        same row; ``meta["reference"][set]`` records the cache entry and whether this call
+        computed it (``from_cache``). Empty (no row) with ``eflomal_row: false`` or a sweep.
+        """
+        if not self.config.eflomal_row or self.config.sweep:
+            return {}
+        result = TaskResult(self.name, "aer", {}, {}, self._meta("eflomal"))
+        result.meta["reference"] = {}
+        languages = set(getattr(data, "languages", None) or [])
+        for gold in self.load_sets(context):
+            start = time.perf_counter()
+            extra: tuple[list[list[str]], list[list[str]]] = ([], [])
+            if gold.src_lang in languages and gold.tgt_lang == getattr(data, "target", None):
+                extra = xalign.corpus_words(
+                    data.corpus,
+                    gold.src_lang,
+                    gold.tgt_lang,
+                    limit=getattr(data, "limit", None),
+                    unescape=getattr(data, "unescape", True),
+                )
+            ref = xalign.eflomal_reference_links(gold.src_sents, gold.tgt_sents, *extra)
+            self._add(result, gold, ref.links, time.perf_counter() - start)
+            result.meta["truncated_words"][gold.name] = 0
+            result.meta["reference"][gold.name] = {
+                "aligner": "eflomal",
+                "extra_pairs": ref.extra_pairs,
+                "symmetrization": ref.symmetrization,
+                "cache_key": ref.cache_key,
+                "from_cache": ref.from_cache,
+            }
+        return {"eflomal": result}
 
     def load_sets(self, context: TaskContext) -> list[GoldSet]:
         """The configured gold sets, restricted by ``context.languages`` and ``limit``."""
