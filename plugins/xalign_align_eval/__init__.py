@@ -393,7 +393,13 @@ class AlignTask(xalign.Task):
         }
         best = min(layers, key=lambda k: average[k])
         plot = Path(context.output_dir) / "align_layers.png"
-        plot_sweep(layers, aer, average, plot, title=f"{model or encoder.name}: align AER")
+        plot_sweep(
+            layers,
+            aer,
+            average,
+            plot,
+            title=f"{model or encoder.name}: align AER per layer ({self.config.method})",
+        )
         meta = {
             "model": model,
             "options": asdict(self.config),

@@ -13,7 +13,8 @@ def plot_sweep(
     path: Path,
     title: str = "align AER per layer",
 ) -> Path:
-    """One line per gold set (AER at each of ``layers``), the average bold, best layer marked.
+    """One line per gold set (AER at each of ``layers``), the average bold, the best layer (lowest
+    average) a dashed line.
 
     ``aer[set][k]`` is the AER at ``layers[k]`` (a fraction; plotted in %). Writes a PNG.
     """
@@ -29,13 +30,12 @@ def plot_sweep(
     avg = [100 * v for v in average]
     ax.plot(layers, avg, color="black", linewidth=2.2, marker="o", label="average")
     best = min(range(len(layers)), key=lambda k: average[k])
-    ax.annotate(
-        f"best: layer {layers[best]} ({avg[best]:.1f} %)",
-        (layers[best], avg[best]),
-        xytext=(0, -28),
-        textcoords="offset points",
-        ha="center",
-        arrowprops={"arrowstyle": "->"},
+    ax.axvline(
+        layers[best],
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"best: layer {layers[best]} ({avg[best]:.1f} %)",
     )
     ax.set_xticks(list(layers))
     ax.set_xlabel("hidden state (0 = embeddings)")
