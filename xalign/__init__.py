@@ -24,12 +24,14 @@ from xalign.alignment import (
     ot_plan,
     read_gold_lines,
 )
+from xalign.alignment.eflomal_aligner import ReferenceLinks, corpus_words, eflomal_reference_links
 from xalign.alignment.extract import (
     ExtractConfig,
     TruncationWarning,
     WordVectors,
     align_pair,
     encode_words,
+    encode_words_layers,
     extract_links,
 )
 from xalign.batch import (
@@ -145,6 +147,10 @@ __all__ = [
     "WordVectors",
     "align_pair",
     "encode_words",
+    "encode_words_layers",
+    "ReferenceLinks",
+    "corpus_words",
+    "eflomal_reference_links",
     "extract_links",
     "cosine_similarity",
     "mutual_links",

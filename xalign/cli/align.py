@@ -59,20 +59,20 @@ def _section(alignment: SentenceAlignment, links: set, header: str) -> list[str]
 
 def format_links(alignment: SentenceAlignment) -> str:
     """``src - tgt`` lines: first the ``--method`` links (scored by the align task), then the
-    other method's links for comparison."""
+    mutual argmax and OT-plan links (those not already shown) for comparison."""
     c, r = alignment.config, alignment.result
-    argmax = "# mutual argmax (cosine)"
-    ot = f"# OT plan (threshold {c.threshold:g})"
-    scored = " [--method {}: the links the align task scores]"
-    if c.method == "argmax":
-        return "\n".join(
-            _section(alignment, r.argmax_links or set(), argmax + scored.format("argmax"))
-            + _section(alignment, r.ot_links or set(), ot)
-        )
-    return "\n".join(
-        _section(alignment, r.ot_links or set(), ot + scored.format("ot"))
-        + _section(alignment, r.argmax_links or set(), argmax)
-    )
+    headers = {
+        "argmax": "# mutual argmax (cosine)",
+        "ot": f"# OT plan (threshold {c.threshold:g})",
+        "softmax": f"# softmax, awesome-align (threshold {c.softmax_threshold:g})",
+        "itermax": f"# itermax, SimAlign ({c.itermax_rounds} rounds)",
+    }
+    scored = f" [--method {c.method}: the links the align task scores]"
+    lines = _section(alignment, r.links, headers[c.method] + scored)
+    for other, links in (("argmax", r.argmax_links), ("ot", r.ot_links)):
+        if other != c.method:
+            lines += _section(alignment, links or set(), headers[other])
+    return "\n".join(lines)
 
 
 def unaligned_notes(alignment: SentenceAlignment, limit: int) -> list[str]:
@@ -127,7 +127,8 @@ def align_command(
     ),
     options: dict[str, Any] | None = None,
 ) -> None:
-    """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""
+    """Align the words of a sentence pair (--method, mutual argmax and OT plan); save the plan
+    heatmap."""
     from xalign.alignment.extract import align_sentences
     from xalign.alignment.plot import plot_alignment
     from xalign.data.text import normalize_text, tokenize_words

@@ -361,6 +361,8 @@ def evaluate_runs(
                 )
             result = stamp_result(result, task, entry.where())
             tracker.log_metrics(_flat_scores(result), step=0)
+            for artifact in result.meta.get("artifacts", []):  # files the task wrote
+                tracker.log_artifact(Path(artifact))
             # not Tracker.log_json: it sorts keys, and the task's language order matters
             tracker.log_text(json.dumps(result.to_dict(), indent=1, default=str), RESULT_FILE)
         except BaseException as exc:
