@@ -10,7 +10,7 @@ import pytest
 from xalign.compare import CompareReport, summarize
 from xalign.compare.figures import delta_points, draw_task, figure_name, write_figures
 from xalign.compare.report import plot, write_report
-from xalign.task import TaskResult
+from xalign.task import Metric, TaskResult
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LONG = [f"xlwa-{c}-test" for c in ("bg", "es", "fr", "de", "it", "pt", "ro", "sl", "nl")]
@@ -22,7 +22,7 @@ def result(scores: dict[str, list[float]], metric: str = "acc") -> TaskResult:
         main_metric=metric,
         scores={k: {metric: sum(v) / len(v)} for k, v in scores.items()},
         per_example={k: list(v) for k, v in scores.items()},
-        meta={"higher_is_better": True},
+        metrics=(Metric(metric, higher_is_better=True),),
     )
 
 

@@ -108,6 +108,22 @@ def test_paired_test_one_differing_example_matches_the_closed_form():
     assert paired_test(a, b, "de", resamples=1000, seed=0).p_value == p  # seeded: repeatable
 
 
+def test_minimum_detectable_effect_by_hand():
+    # one seed, A = B except one of n = 10 examples (A +1): a resample's Δ is K/n with
+    # K ~ Binomial(n, 1/n), so SE = sqrt(n·0.1·0.9)/n = 0.0949 and MDE = 2.8016·SE = 0.2658
+    b = {0: result({"de": [0.0] * 10})}
+    a = {0: result({"de": [1.0] + [0.0] * 9})}
+    test = paired_test(a, b, "de", resamples=4000, seed=0)
+    assert test.mde == pytest.approx(2.80158 * math.sqrt(10 * 0.1 * 0.9) / 10, rel=0.05)
+    # ten times the items with the same per-item spread: SE and MDE shrink by sqrt(10)
+    a10 = {0: result({"de": ([1.0] + [0.0] * 9) * 10})}
+    b10 = {0: result({"de": [0.0] * 100})}
+    big = paired_test(a10, b10, "de", resamples=4000, seed=0)
+    assert big.mde == pytest.approx(test.mde / math.sqrt(10), rel=0.08)
+    md = to_markdown(summary_of())
+    assert "Minimum detectable effect vs base (80 % power, p < 0.05): de " in md
+
+
 def test_a_difference_one_seed_reverses_is_not_significant_however_many_examples():
     # seed 0: A right on all 500 examples, B wrong (Δ0 = +1); seed 1: Δ1 = -0.2 on every
     # example. Pooling (seed, example) pairs gave p = 0. Resampling the two seeds gives Δ* =
@@ -285,7 +301,7 @@ KEYS = {
     "average": "task scope languages objective mean std n_seeds values delta_vs_base best",
     "head_to_head": "task language best runner_up delta p_value significant",
     "significance": "task language objective delta_examples p_value ci_low ci_high n_examples "
-    "seeds",
+    "seeds mde",
 }
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from xalign.compare.figures import write_figures
 from xalign.compare.statistics import BASE, N_BOOT, Average, Cell, HeadToHead, Summary
 
@@ -105,6 +107,22 @@ def head_to_heads(summary: Summary, task: str) -> list[HeadToHead]:
     return [h for h in summary.head_to_head if h.task == task]
 
 
+def mde_line(summary: Summary, task: str) -> str | None:
+    """One line under a task's table: each language's minimum detectable effect vs base (the
+    median over objectives of their tests' MDE), in the metric's units; None without tests."""
+    by_lang: dict[str, list[float]] = {}
+    for s in summary.significance:
+        if s.task == task and s.test.mde == s.test.mde:  # not nan
+            by_lang.setdefault(s.language, []).append(s.test.mde)
+    if not by_lang:
+        return None
+    d = decimals(summary, task)
+    parts = [f"{lang} {float(np.median(v)):.{d}f}" for lang, v in by_lang.items()]
+    return f"Minimum detectable effect vs base (80 % power, p < {summary.alpha}): " + ", ".join(
+        parts
+    )
+
+
 def footer(summary: Summary) -> list[str]:
     """The notes under the tables: what mean ± std, Δ, bold, the averages and * mean."""
     seen = ", ".join(summary.seen_languages)
@@ -130,6 +148,10 @@ def footer(summary: Summary) -> list[str]:
         f"<{1 / summary.resamples:g} when no resample crosses 0. "
         f"Best vs runner-up: the same test between the two best objectives (base excluded). "
         f"No correction for multiple comparisons.",
+        "Minimum detectable effect: the smallest true difference vs base that the test finds "
+        "at p < 0.05 with 80 % probability, 2.80 × the standard deviation of the resampled Δ "
+        "(median over the objectives of a column); a protocol whose effect of interest is "
+        "below it cannot tell the rows apart with these seeds and test items.",
     ]
 
 
@@ -149,6 +171,9 @@ def to_markdown(summary: Summary, parent_run_id: str | None = None) -> str:
         for name, *cells in body:
             texts = [(f"**{c}**" if bold else c) + s for c, s, bold in cells]
             lines.append("| " + " | ".join([name, *texts]) + " |")
+        mde = mde_line(summary, task)
+        if mde:
+            lines += ["", mde]
         h2h = head_to_heads(summary, task)
         if h2h:
             d = decimals(summary, task)
@@ -181,6 +206,9 @@ def print_report(summary: Summary, console: Console) -> None:
         for name, *cells in body:
             table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
         console.print(table)
+        mde = mde_line(summary, t)
+        if mde:
+            console.print(f"  {mde}", highlight=False, markup=False)
         for h in head_to_heads(summary, t):
             p = format_p(h.p_value, summary.resamples)
             star = "*" if h.significant else ""

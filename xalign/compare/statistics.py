@@ -32,6 +32,9 @@ from xalign.task import ResultContractError, TaskResult
 N_BOOT = 1000  # bootstrap resamples
 BOOT_SEED = 0  # seed of the resampling generator
 ALPHA = 0.05  # significance level of the "*" marks
+POWER = 0.8  # power at which the minimum detectable effect is given
+#: (z_{1-ALPHA/2} + z_{POWER}): 1.95996 + 0.84162, the normal quantiles (scipy.stats.norm.ppf)
+MDE_FACTOR = 2.80158
 SCOPES = ("seen", "all")  # the averages of a task, in table order
 
 #: row (objective or base) -> task -> seed -> result
@@ -53,7 +56,10 @@ class PairedTest:
     ``delta_examples``: the mean over ``seeds`` of each seed's Δ of the metric;
     ``n_examples``: the test items resampled, summed over those seeds (sentences for a metric
     given by count terms, else per-example scores); ``ci_low``/``ci_high``: the 95 %
-    percentile interval of the resampled Δ.
+    percentile interval of the resampled Δ; ``mde``: the minimum detectable effect, the
+    smallest true |Δ| this test finds at p < ``ALPHA`` with probability ``POWER`` (80 %):
+    (z₁₋α/₂ + z_power) · SE, with SE the standard deviation of the resampled Δ (the normal
+    approximation of power analysis, Cohen 1988 §2.3; Bloom 1995, "Minimum detectable effects").
     """
 
     delta_examples: float
@@ -62,6 +68,7 @@ class PairedTest:
     ci_high: float
     n_examples: int
     seeds: list[int]
+    mde: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -463,6 +470,7 @@ def paired_test(
     picks = rng.integers(0, len(units), size=(resamples, len(units)))
     deltas = per_seed[picks, np.arange(resamples)[:, None]].mean(axis=1)
     deltas = deltas[np.isfinite(deltas)]
+    mde = MDE_FACTOR * float(deltas.std(ddof=1)) if deltas.size > 1 else float("nan")
     if deltas.size == 0 or np.all(deltas == 0.0):
         p_value, low, high = 1.0, 0.0, 0.0
     else:
@@ -476,6 +484,7 @@ def paired_test(
         ci_high=high,
         n_examples=n_examples,
         seeds=used,
+        mde=mde,
     )
 
 
