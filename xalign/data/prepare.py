@@ -272,9 +272,9 @@ def check_entry(folder: Path, key: str) -> tuple[dict[str, Any] | None, str]:
     """The manifest of a complete, undamaged entry, or ``(None, why not)``.
 
     Checks: the manifest parses and names this format and key; every file it lists exists
-    with its recorded size and sha256 (hashes are cached per (path, size, mtime, inode) by
-    :func:`xalign.provenance.file_digest`, so a hit re-hashes only files that changed); no
-    data file is missing from the manifest's list.
+    with its recorded size and sha256 (read again in every process:
+    :func:`xalign.provenance.file_digest` keeps no digest across processes); no data file is
+    missing from the manifest's list.
     """
     from xalign.provenance import file_digest
 
