@@ -44,7 +44,7 @@ Sentences: TypeAlias = Sequence[Sequence[str]]
 
 _DIAG_NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _LINK_RE = re.compile(r"(\d+)([-p?])(\d+)")
-_INDEX_FORMAT = "xalign-corpus-links/1"
+_INDEX_FORMAT = "xalign-corpus-links/2"  # 2: words of xalign.data.text.TOKENIZER_VERSION
 
 
 class LinksFileError(XalignError, ValueError):
@@ -424,6 +424,7 @@ def corpus_key(pair: str, corpus_digest: str, data_options: Mapping[str, Any]) -
     from importlib.metadata import version
 
     import xalign
+    from xalign.data.text import TOKENIZER_VERSION
 
     blob = json.dumps(
         {
@@ -433,6 +434,7 @@ def corpus_key(pair: str, corpus_digest: str, data_options: Mapping[str, Any]) -
             "data": dict(data_options),
             "xalign": xalign.__version__,
             "sacremoses": version("sacremoses"),
+            "words": TOKENIZER_VERSION,
         },
         sort_keys=True,
         default=str,

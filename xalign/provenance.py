@@ -244,6 +244,7 @@ def training_components(
     ``corpus_digests``/``model_id``: already computed digests (else computed here).
     """
     import xalign
+    from xalign.data.text import TOKENIZER_VERSION
 
     target = cfg.data.target
     known = dict(corpus_digests or {})
@@ -262,6 +263,7 @@ def training_components(
         "software": {
             "xalign": xalign.__version__,
             "sacremoses": distribution_version("sacremoses"),
+            "words": TOKENIZER_VERSION,
             **{f"plugin.{n}": v for n, v in sorted(plugins.items())},
         },
     }

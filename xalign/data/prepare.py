@@ -57,13 +57,15 @@ from xalign.data.sampler import (
     warn_truncated,
     words_and_reason,
 )
+from xalign.data.text import TOKENIZER_VERSION
 from xalign.errors import XalignError
 from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
 
 logger = logging.getLogger(__name__)
 
 #: Format of the cache entries; bump when their layout or meaning changes.
-PREPARE_FORMAT = "xalign-prepared/2"  # 2: unescaped_lines per file of each side
+#: 3: words of the idempotent tokeniser (:data:`xalign.data.text.TOKENIZER_VERSION`).
+PREPARE_FORMAT = "xalign-prepared/3"  # 2: unescaped_lines per file of each side
 MANIFEST = "manifest.json"
 #: Rows per ``datasets.map`` batch of the Moses step.
 MAP_BATCH = 1000
@@ -174,7 +176,8 @@ def words_key(
             "kind": "words",
             "xalign": xalign.__version__,
             "sacremoses": version("sacremoses"),
-            "pair": f"{src}-{options.target}",
+            "words": TOKENIZER_VERSION,
+            "pair": [src, options.target],
             "corpus": dict(identity),
             "options": asdict(options),
             "tokenizer": tokenizer_id,
