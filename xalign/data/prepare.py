@@ -191,7 +191,7 @@ def _spec_name(spec: LinkSpec) -> str:
 
 def links_key(
     words: str,
-    pair: str,
+    pair: tuple[str, str],
     specs: Sequence[LinkSpec],
     option: str | Mapping[str, str] | None,
 ) -> str:
@@ -201,7 +201,7 @@ def links_key(
     from xalign.links import links_path
     from xalign.provenance import file_digest
 
-    src_lang, _, tgt_lang = pair.partition("-")
+    src_lang, tgt_lang = pair
     source: Any
     if option:
         source = {}
@@ -563,7 +563,7 @@ def _spec_column(spec: LinkSpec) -> str:
 def _build_links(
     tmp: Path,
     words: Any,
-    pair: str,
+    pair: tuple[str, str],
     specs: Sequence[LinkSpec],
     *,
     option: str | Mapping[str, str] | None,
@@ -906,9 +906,9 @@ def _prepare_links(
 ) -> None:
     from xalign.links import corpus_key
 
-    lkey = links_key(pair.words_key, pair.name, specs, option)
+    lkey = links_key(pair.words_key, (pair.src, pair.tgt), specs, option)
     index_key = (
-        corpus_key(pair.name, pair.corpus_digest, index_options)
+        corpus_key((pair.src, pair.tgt), pair.corpus_digest, index_options)
         if index_options is not None and not option
         else None
     )
@@ -917,7 +917,7 @@ def _prepare_links(
         body = _build_links(
             tmp,
             pair.words,
-            pair.name,
+            (pair.src, pair.tgt),
             specs,
             option=option,
             index_key=index_key,
