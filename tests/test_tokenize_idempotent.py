@@ -65,6 +65,23 @@ def test_known_lines(text, lang, words):
     assert retokenized(words, lang) == words
 
 
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("...'Peter", "en"),  # Moses' "..." marker is letters while the apostrophe rules run
+        ("l'...", "fr"),
+        ("Peter,,1990", "de"),  # Moses' comma rules consume their neighbour: ",1990" then ", 1990"
+        ("a,,1", "en"),
+        ("a'b'c d'e'f", "en"),
+        ("a'b'c d'e'f", "fr"),
+        ("'s 'tis 'em", "en"),
+    ],
+)
+def test_counterexamples_found_by_generation(text, lang):
+    words = tokenize_words(text, lang)
+    assert retokenized(words, lang) == words
+
+
 def test_primary_subtag_picks_the_moses_rules():
     assert moses_language("en-GB") == "en"
     assert moses_language("pt-BR") == "pt"

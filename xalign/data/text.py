@@ -103,11 +103,7 @@ class _Tokenizer(MosesTokenizer):
         super().__init__(lang=lang)
         self._lower = frozenset(self.IsLower)
         self._alpha = frozenset(self.IsAlpha)
-        rules = _apostrophe_rules(self.IsAlpha, self.IsN)
-        if lang == "en":
-            self.ENGLISH_SPECIFIC_APOSTROPHE = rules["en"]
-        elif lang in ("fr", "it"):
-            self.FR_IT_SPECIFIC_APOSTROPHE = rules["fr"]
+        make_idempotent(self)
 
     def islower(self, text: str) -> bool:
         return set(text) <= self._lower
@@ -120,6 +116,19 @@ class _Tokenizer(MosesTokenizer):
 #: links index) and of a training run's identity, so a change of words rebuilds, never reuses.
 #: 2: idempotent apostrophe rules, ``@-@`` escapes kept, BCP-47 codes by primary subtag.
 TOKENIZER_VERSION = "xalign-words/2"
+
+
+def make_idempotent(tokenizer: MosesTokenizer) -> None:
+    """Give a sacremoses tokenizer xalign's idempotent rules (in place): the apostrophe rules
+    of :func:`_apostrophe_rules`, and comma rules that look at their neighbours without
+    consuming them (Moses' ``a,,1`` gives ``a , ,1``, which its next pass splits again)."""
+    rules = _apostrophe_rules(tokenizer.IsAlpha, tokenizer.IsN)
+    tokenizer.ENGLISH_SPECIFIC_APOSTROPHE = rules["en"]
+    tokenizer.FR_IT_SPECIFIC_APOSTROPHE = rules["fr"]
+    n = tokenizer.IsN
+    tokenizer.COMMA_SEPARATE_1 = (re.compile(rf"(?<=[^{n}]),"), " , ")
+    tokenizer.COMMA_SEPARATE_2 = (re.compile(rf",(?=[^{n}])"), " , ")
+
 
 #: English clitics Moses splits off a word (``Peter 's``, ``isn 't``, ``we 're`` ...).
 ENGLISH_CLITICS = ("s", "t", "m", "d", "re", "ve", "ll")
@@ -155,16 +164,23 @@ def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
     clitic = re.compile(rf"(?i:{'|'.join(ENGLISH_CLITICS)})(?![{a}])")
     closing = re.compile(rf"[{a}]'(?![{a}])")
 
+    # Spaces before/after the apostrophe may be several (Moses pads as it goes); its marker
+    # for "..." (DOT...MULTI) is letters at this stage but stands for dots.
+    next_word = re.compile(rf"\s+(?!(?:DOT)+MULTI)[{a}]")
+
     def english_opening(m: re.Match[str]) -> str:
         text, i = m.string, m.start()
-        after_word = i >= 2 and text[i - 1].isspace() and text[i - 2] in alnum
+        j = i - 1
+        while j >= 0 and text[j].isspace():
+            j -= 1
+        after_word = 0 <= j < i - 1 and text[j] in alnum and not text.endswith("MULTI", 0, j + 1)
         if after_word and (clitic.match(text, i + 1) or not closing.search(text, i + 1)):
             return "'"  # Moses' own "Peter 's" / "O 'Brien"
         return " ' "
 
     def french_closing(m: re.Match[str]) -> str:
         text, i = m.string, m.start()
-        if not (i + 2 < len(text) and text[i + 1].isspace() and text[i + 2] in letter):
+        if not next_word.match(text, i + 1):
             return " ' "
         opened = [
             j
