@@ -214,3 +214,52 @@ def test_model_identity_follows_a_restored_mtime_weight_edit(tiny_model, tmp_pat
     assert provenance.model_identity(str(model)) != before
     provenance._MEMO.clear()
     assert provenance.model_identity(str(model)) != before
+
+
+def test_compare_retrains_after_a_restored_mtime_edit_of_the_initial_model(tiny_model, tmp_path):
+    """compare's training reuse is keyed by the initial model's content: weights edited at the
+    same size with the mtime restored are a new model, in this process and in a new one."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+    from xalign.data.corpus import read_parallel
+
+    uri = fresh_store(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    weights = next(model.glob("*.safetensors"))
+    settle(weights)
+    pairs = read_parallel("demo", "de", "en", limit=16)
+    corpus = tmp_path / "de-en.tsv"
+    corpus.write_text("".join(f"{p[0]}\t{p[1]}\n" for p in pairs), encoding="utf-8")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": {"name": str(model)},
+                "data": {"languages": ["de"], "corpus": str(tmp_path / "{src}-{tgt}.tsv")},
+                "train": {"output_dir": str(tmp_path / "out"), "batch_size": 8, "max_steps": 1},
+                "tracking": {"uri": uri},
+                "objectives": {"sinkhorn": {}},
+            }
+        )
+    )
+    args = ["compare", "sinkhorn", "--config", str(cfg), "--tasks", "fake", "--json"]
+
+    def reused() -> list[bool]:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return [r["reused"] for r in json.loads(result.stdout)["runs"]["train"]]
+
+    assert reused() == [False]
+    assert reused() == [True]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    stamp = weights.stat()
+    time.sleep(0.02)
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    provenance._MEMO.clear()  # a new process
+    assert reused() == [False]
