@@ -288,3 +288,21 @@ def test_prepared_words_are_keyed_by_the_tokeniser_version(monkeypatch):
     monkeypatch.setattr(prep, "TOKENIZER_VERSION", "xalign-words/older")
     assert prep.words_key("de", {"text": "x"}, opts, "tok") != key
     assert prep.PREPARE_FORMAT != "xalign-prepared/2"
+
+
+def test_a_training_run_on_other_words_is_not_reused():
+    """The segmentation version is part of a training run's identity (compare's reuse)."""
+    from xalign.config import load_config
+    from xalign.data.text import TOKENIZER_VERSION
+    from xalign.provenance import input_differences, training_components
+
+    cfg = load_config(None, ["data.languages=[de]"])
+    comps = training_components(
+        cfg, plugins={}, links={}, corpus_digests={"de-en": "c"}, model_id="m"
+    )
+    assert comps["software"]["words"] == TOKENIZER_VERSION
+    params = {"model.content": "m", "data.corpus_hash.de-en": "c"}
+    params |= {f"software.{k}": v for k, v in comps["software"].items()}
+    assert input_differences(params, comps) == []
+    params["software.words"] = "xalign-words/1"
+    assert input_differences(params, comps) == [f"words xalign-words/1 now {TOKENIZER_VERSION}"]
