@@ -7,8 +7,10 @@ Keys (``python -m benchmarks``):
   / the *reference* step: the same step with the regulariser and a zero-weight term on the
   source states, so that the backward runs through both sides as it does for every
   alignment objective. 1.00 = free. Objectives: ``sinkhorn_sentence``, ``sinkhorn_batch``
-  (``scope``), ``l2``, ``contrastive``, ``mixed_ot``. ``..._vs_regulariser_only`` divides by
-  the step with the regulariser alone instead, whose backward skips the source encoder:
+  (``scope``), ``l2``, ``contrastive``, ``mixed_ot``, ``translation_ranking``, ``distill``
+  (its teacher: the frozen initial model c0 the step computes anyway).
+  ``..._vs_regulariser_only`` divides by the step with the regulariser alone instead, whose
+  backward skips the source encoder:
   that ratio is mostly the source side's backward (~1.3-1.4 for every objective, l2's
   negligible loss included), not the objective's cost. Medians of per-repetition ratios over
   5 interleaved repetitions (whole steps jitter by a few percent).
@@ -139,6 +141,8 @@ OBJECTIVES: dict[str, tuple[str, dict[str, Any]]] = {
     "l2": ("l2", {}),
     "contrastive": ("contrastive", {}),
     "mixed_ot": ("mixed_ot", {}),
+    "translation_ranking": ("translation_ranking", {}),
+    "distill": ("distill", {}),
 }
 
 

@@ -8,6 +8,7 @@ as ``from xalign import NAME`` or ``xalign.NAME``. Every other module and name (
 below is not documented in ``docs/plugins.md``.
 """
 
+from xalign import testing  # the public test helpers (xalign.testing)
 from xalign.alignment import (
     GOLD_SETS,
     ExtractError,
@@ -31,7 +32,16 @@ from xalign.alignment.extract import (
     encode_words,
     extract_links,
 )
-from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
+from xalign.batch import (
+    AlignmentBatch,
+    Links,
+    Side,
+    gather_rows,
+    global_mean,
+    linked_positions,
+    pool_sentences,
+    pool_words,
+)
 from xalign.encoders import Encoder, load_encoder
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
@@ -61,6 +71,12 @@ from xalign.evaluation.finetune import (
     predict,
     seed_everything,
 )
+from xalign.evaluation.probe import (
+    LinearProbe,
+    embed_sentences,
+    fit_linear_probe,
+    pair_features,
+)
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
 from xalign.objective import (
@@ -74,7 +90,7 @@ from xalign.objective import (
 from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
 from xalign.paths import data_root, describe_data_root
 from xalign.progress import track
-from xalign.task import Task, TaskContext, TaskResult
+from xalign.task import ItemCounts, Metric, ResultContractError, Task, TaskContext, TaskResult
 
 __version__ = "0.1.0"
 
@@ -96,6 +112,9 @@ __all__ = [
     "Side",
     "linked_positions",
     "pool_words",
+    "pool_sentences",
+    "gather_rows",
+    "global_mean",
     "PreparedCorpus",
     "PreparedPair",
     "PreparedExample",
@@ -106,6 +125,10 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskResult",
+    "Metric",
+    "ItemCounts",
+    "ResultContractError",
+    "testing",
     "Encoder",
     "load_encoder",
     "data_root",
@@ -155,4 +178,9 @@ __all__ = [
     "model_input_names",
     "parse_languages",
     "seed_everything",
+    # frozen-encoder probes (xnli-probe, pos-probe) and sentence vectors (tatoeba, bucc)
+    "embed_sentences",
+    "pair_features",
+    "fit_linear_probe",
+    "LinearProbe",
 ]

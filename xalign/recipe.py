@@ -18,7 +18,9 @@ So N ranks reproduce the 1-rank run with the same global batch for per-sentence 
 (``sinkhorn`` with ``scope: sentence``, ``l2``, the drift term): a loss that couples the
 sentences of a batch (``contrastive``, ``mixed_ot``, ``sinkhorn`` with ``scope: batch``) sees
 each rank's shard as its batch, so it differs from the 1-rank run (measured for contrastive
-with the same global batch on 1 and 2 ranks: loss 5.46 vs 3.98).
+with the same global batch on 1 and 2 ranks: loss 5.46 vs 3.98), unless it gathers the global
+batch (``Needs.gathers``, ``xalign.gather_rows``/``global_mean``: ``translation_ranking``), which
+reproduces the 1-rank run.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from xalign.checkpoint import (
 from xalign.config import RunConfig
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
+from xalign.encoders.freeze import freeze_layers
 from xalign.errors import ConfigError, XalignError
 from xalign.links import LinkSet, LinkSpec
 from xalign.objective import Objective
@@ -248,6 +251,10 @@ class AlignmentRecipe:
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        if self.is_main:  # `accelerate launch --num_processes 2 --cpu` starts one process
+            from xalign.launch import check_launch
+
+            check_launch(self.world)
         set_seed(t.seed, device_specific=True)
 
     def _setup_tracking(self) -> None:
@@ -273,6 +280,8 @@ class AlignmentRecipe:
             # The word-embedding matrix, most of a multilingual encoder's parameters (96M of
             # e5-small's 118M): no gradient and no optimizer state for it. The paper tunes it.
             self.encoder.model.get_input_embeddings().weight.requires_grad_(False)
+        # AlignFreeze: the embeddings and the first k layers keep their initial weights
+        freeze_layers(self.encoder.model, cfg.train.freeze_layers, key="train.freeze_layers")
         if cfg.train.gradient_checkpointing:
             self._enable_gradient_checkpointing()
 
@@ -325,6 +334,27 @@ class AlignmentRecipe:
             )
         self.need_frozen = cfg.train.reg_weight > 0 or any(n.frozen_target for n in needs.values())
         self.frozen = frozen_upto_layer(self.encoder) if self.need_frozen else None
+        # sentence-level objectives: teacher models and collectives over the global batch
+        self.teachers = self._load_teachers(needs)
+        self.gathering = [name for name, n in needs.items() if n.gathers]
+
+    def _load_teachers(self, needs: dict[str, Any]) -> dict[str, Encoder]:
+        """Each ``Needs.teacher`` model, loaded once (shared by the objectives naming it) in eval
+        mode without gradient; kept outside :class:`AlignmentModule`, so it is never trained,
+        not in the optimizer, the checkpoints or the saved model."""
+        teachers: dict[str, Encoder] = {}
+        for obj, need in needs.items():
+            model = need.teacher
+            if model is None or model in teachers:
+                continue
+            try:
+                teacher = load_encoder(model, max_length=self.cfg.model.max_length)
+            except XalignError as exc:
+                raise PluginError(f"{self.entries[obj].where()}: teacher {model!r}: {exc}") from exc
+            teacher.eval()
+            teacher.requires_grad_(False)
+            teachers[model] = teacher
+        return teachers
 
     def _setup_data(self) -> None:
         """The parallel corpus, its word links (one set for every rank) and each objective's
@@ -368,6 +398,8 @@ class AlignmentRecipe:
                     m.training = True
         if self.frozen is not None:
             self.frozen.to(device)
+        for teacher in self.teachers.values():
+            teacher.to(device)
         # Only the model is prepared: the optimizer and schedule count optimizer steps, while
         # accelerate's scheduler wrapper would step once per process (split-batch semantics).
         self.ddp = self.accelerator.prepare_model(self.module)
@@ -590,9 +622,42 @@ class AlignmentRecipe:
                 frozen = self.frozen.encode(
                     tgt_words, [target] * len(examples), pooling=pooling, device=device
                 )
+        teachers = {}
+        for model, teacher in self.teachers.items():
+            with torch.no_grad():
+                teachers[model] = teacher.encode(
+                    tgt_words, [target] * len(examples), pooling=pooling, device=device
+                )
         # corpus links as attached; linked_positions drops links to truncated words
         links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.link_specs}
-        return AlignmentBatch(name, src, tgt, frozen, links)
+        return AlignmentBatch(name, src, tgt, frozen, links, teachers)
+
+    def _join_gathers(self, name: str) -> None:
+        """A rank whose shard of batch ``name`` is empty still takes part in the collectives of
+        the objectives that gather the global batch (``Needs.gathers``): their ``loss()`` on an
+        empty batch, without gradient (this rank has no vectors of its own to train)."""
+        if not self.gathering:
+            return
+        device = self.accelerator.device
+
+        def empty(hidden_size: int) -> Side:
+            ids = torch.zeros(0, 0, dtype=torch.long, device=device)
+            none = torch.zeros(0, dtype=torch.long, device=device)
+            hidden = torch.zeros(0, 0, hidden_size, device=device)
+            return Side(hidden, ids, none, [], [], self.cfg.model.pooling, ids)
+
+        h = self.encoder.hidden_size
+        batch = AlignmentBatch(
+            name,
+            empty(h),
+            empty(h),
+            empty(h) if self.frozen is not None else None,
+            {spec: [] for spec in self.link_specs},
+            {model: empty(t.hidden_size) for model, t in self.teachers.items()},
+        )
+        with torch.no_grad(), self.accelerator.autocast():
+            for obj_name in self.gathering:
+                self._objective_loss(obj_name, batch)
 
     def _objective_loss(self, name: str, batch: AlignmentBatch) -> torch.Tensor:
         entry = self.entries[name]
@@ -634,6 +699,7 @@ class AlignmentRecipe:
         scale = scale_micro * self.world
         for name, examples, langs, global_n in self._batches(micro):
             if not examples:  # this rank's shard is empty (global batch smaller than world)
+                self._join_gathers(name)
                 continue
             share = len(examples) / global_n
             with self.accelerator.autocast():

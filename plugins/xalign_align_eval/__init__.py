@@ -16,15 +16,16 @@ positions; their gold links count as missed. Truncated words are counted per set
 ``meta["truncated_words"][set]`` and reported with a :class:`xalign.TruncationWarning`.
 
 Scores are corpus-level (Och & Ney 2003), one entry per gold set, keyed by the set name
-(two sets can share a language; the language is in ``meta["languages"]``). Two path-given sets
+(two sets can share a language; the language is in ``TaskResult.languages``). Two path-given sets
 whose files have the same name (``v1/deen.src-tgt``, ``v2/deen.src-tgt``) are told apart by
 their folders (``v1/deen``, ``v2/deen``); listing one set twice is an error. AER is the main
-metric and lower is better (``meta["higher_is_better"] = False``).
+metric and lower is better (declared in ``AlignTask.metrics``).
 
 ``per_example[set]`` holds per-sentence AER (0.0 for a sentence with no predicted and no sure
-link); its mean is not the corpus AER. ``meta["sentence_counts"][set]`` holds per-sentence
-``matched`` = |A∩S| + |A∩P| and ``total`` = |A| + |S|, and ``meta["metric_from_counts"]``
-says corpus AER = 1 − Σmatched / Σtotal, so ``compare`` recomputes the corpus AER on every
+link); its mean is not the corpus AER. ``counts[set]`` (:class:`xalign.ItemCounts`) holds
+per-sentence ``matched`` = |A∩S| + |A∩P| and ``total`` = |A| + |S|, and the ``aer`` metric is
+declared with the ``ratio`` aggregation (corpus AER = 1 − Σmatched / Σtotal), so ``compare``
+recomputes the corpus AER on every
 bootstrap resample of sentences.
 """
 
@@ -291,7 +292,15 @@ class AlignTask(xalign.Task):
     Config = AlignConfig
     data_folders = ("align",)  # gold sets; path-valued `sets` count too (Task.inputs)
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
-    result_version = "2"  # 2: meta["metric_from_counts"], compare tests corpus AER
+    result_version = "3"  # 3: typed counts/languages/metrics (2: meta keys)
+    #: AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|) (Och & Ney 2003, eq. 11): compare recomputes it
+    #: from the per-sentence counts; precision/recall/F1 against the sure and possible links.
+    metrics = (
+        xalign.Metric("aer", higher_is_better=False, aggregation="ratio", offset=1.0, scale=-1.0),
+        xalign.Metric("precision", higher_is_better=True),
+        xalign.Metric("recall", higher_is_better=True),
+        xalign.Metric("f1", higher_is_better=True),
+    )
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(
@@ -344,14 +353,10 @@ class AlignTask(xalign.Task):
         return {
             "model": model,
             "options": asdict(self.config),
-            "higher_is_better": False,
             "per_example": "per-sentence AER (its mean is not the corpus AER; compare "
-            "tests the corpus AER from sentence_counts)",
-            "metric_from_counts": {"offset": 1.0, "scale": -1.0},
-            "languages": {},
+            "tests the corpus AER from counts)",
             "pairs": {},
             "out_of_range": {},
-            "sentence_counts": {},
             "truncated_words": {},
             "seconds": {},
         }
@@ -364,11 +369,11 @@ class AlignTask(xalign.Task):
         result.scores[gold.name]["n_sentences"] = float(len(gold))
         matched, total = sentence_counts(pred, gold)
         result.per_example[gold.name] = sentence_aer(matched, total)
+        result.counts[gold.name] = xalign.ItemCounts(matched, total)
+        result.languages[gold.name] = gold.src_lang
         meta = result.meta
-        meta["languages"][gold.name] = gold.src_lang
         meta["pairs"][gold.name] = f"{gold.src_lang}-{gold.tgt_lang}"
         meta["out_of_range"][gold.name] = [[n, i, j] for n, (i, j) in gold.out_of_range]
-        meta["sentence_counts"][gold.name] = {"matched": matched, "total": total}
         meta["seconds"][gold.name] = round(seconds, 3)
 
 

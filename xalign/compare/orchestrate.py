@@ -26,6 +26,7 @@ from xalign.compare.statistics import Results, Summary, summarize
 from xalign.config import ConfigError, RunConfig, load_config
 from xalign.evaluation.runs import BASE, EvalRun, evaluate_runs, resolve_spec
 from xalign.plugins import PluginError, PluginRegistry, get_registry
+from xalign.redact import redact_uri
 from xalign.task import TaskContext
 from xalign.tracking import (
     KIND_COMPARE,
@@ -281,7 +282,7 @@ def compare(
         )
         runs = {
             "parent": parent,
-            "tracking_uri": uri,
+            "tracking_uri": redact_uri(uri),  # the report is written and logged
             "experiment": experiment,
             "train": train_runs,
             "eval": [
