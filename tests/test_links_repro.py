@@ -301,7 +301,11 @@ def test_spec_filters_apply_to_file_links(tmp_path):
     path = tmp_path / "de-en.union.txt"
     path.write_text("0-0 1-1 2-2 2-1\n0-0 1-1\n", encoding="utf-8")
     cl = corpus_links(
-        src, tgt, ["union"], pair="de-en", option=str(tmp_path / "{src}-{tgt}.{symmetrization}.txt")
+        src,
+        tgt,
+        ["union"],
+        pair=("de", "en"),
+        option=str(tmp_path / "{src}-{tgt}.{symmetrization}.txt"),
     )
     assert cl.links["union"] == [{(0, 0), (1, 1), (2, 2), (2, 1)}, {(0, 0), (1, 1)}]
     assert cl.digest == links_digest(cl.links["union"])

@@ -4,9 +4,7 @@ gives a new run, never a stale reused number (issue 9.1)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -187,34 +185,6 @@ def test_a_model_retrained_into_the_same_folder_is_not_reused(tmp_path):
     assert second["runs"][0]["scores"]["de"] != first["runs"][0]["scores"]["de"]
     # by path, too
     assert eval_json([str(model), "-t", "fake", "--tracking-uri", uri])["runs"][0]["reused"]
-
-
-def test_file_digests_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
-    monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    path = tmp_path / "corpus.txt"
-    path.write_text("Das Haus ist klein .\n", encoding="utf-8")
-    old = time.time() - 60
-    os.utime(path, (old, old))  # settled: older than RACY_SECONDS
-    digest = provenance.file_digest(path)
-    assert digest == provenance._sha256_file(path)
-    assert list((tmp_path / "cache" / "hashes").rglob("*.json"))  # on disk for other processes
-    provenance._MEMO.clear()  # a new process: only the disk cache is left
-
-    def no_hashing(_path):
-        raise AssertionError("an unchanged file must not be read again")
-
-    monkeypatch.setattr(provenance, "_sha256_file", no_hashing)
-    assert provenance.file_digest(path) == digest
-    monkeypatch.undo()
-    monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    path.write_text("Das Haus ist groß .\n", encoding="utf-8")  # same size, new mtime
-    assert provenance.file_digest(path) == provenance._sha256_file(path) != digest
-    # a file changed just now is hashed again every time (its mtime may not move on a quick
-    # second edit): nothing of it is kept
-    before = len(list((tmp_path / "cache" / "hashes").rglob("*.json")))
-    path.write_text("Das Haus ist grün .\n", encoding="utf-8")
-    provenance.file_digest(path)
-    assert len(list((tmp_path / "cache" / "hashes").rglob("*.json"))) == before
 
 
 def test_task_inputs_defaults(tmp_path, monkeypatch):

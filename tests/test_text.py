@@ -101,9 +101,8 @@ def test_unescaping_inverts_the_sacremoses_escaper(text):
 def test_unescaped_english_tokenises_without_entity_debris():
     text, changed = normalize_text("That is Peter &apos;s &quot;house&quot; .")
     assert changed
-    # sacremoses' English rule splits a word-initial apostrophe: the pre-tokenised "'s" becomes
-    # "'" "s" (Moses does the same); the point is that no "&", "apos", "quot", ";" is left
-    assert tokenize_words(text, "en") == ["That", "is", "Peter", "'", "s", '"', "house", '"', "."]
+    # no "&", "apos", "quot", ";" is left, and Moses' own "'s" stays one word (issue 20.2)
+    assert tokenize_words(text, "en") == ["That", "is", "Peter", "'s", '"', "house", '"', "."]
     assert tokenize_words(normalize_text("Tom &amp; Anna")[0], "en") == ["Tom", "&", "Anna"]
     assert tokenize_words(normalize_text("Das ist Peters &quot;Haus&quot; .")[0], "de") == [
         "Das",

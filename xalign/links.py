@@ -44,7 +44,7 @@ Sentences: TypeAlias = Sequence[Sequence[str]]
 
 _DIAG_NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _LINK_RE = re.compile(r"(\d+)([-p?])(\d+)")
-_INDEX_FORMAT = "xalign-corpus-links/1"
+_INDEX_FORMAT = "xalign-corpus-links/2"  # 2: words of xalign.data.text.TOKENIZER_VERSION
 
 
 class LinksFileError(XalignError, ValueError):
@@ -352,6 +352,24 @@ class LinkSpec:
 
 
 # ------------------------------------------------------------------------------ corpus links
+#: A language pair as (source code, target code). Codes may hold hyphens (BCP-47 ``pt-BR``,
+#: ``zh-Hant``), so a pair travels as this tuple; its name (:func:`pair_name`) is a label only
+#: and is never split back into codes.
+Pair = tuple[str, str]
+
+
+def pair_name(pair: Pair) -> str:
+    """``"src-tgt"``: the label of a pair in messages, file names and MLflow keys."""
+    src, tgt = pair
+    return f"{src}-{tgt}"
+
+
+def _as_pair(pair: Pair) -> Pair:
+    if isinstance(pair, str) or len(pair) != 2:
+        raise TypeError(f"a language pair is (source, target), not {pair!r}")
+    return str(pair[0]), str(pair[1])
+
+
 def links_path(option: str | Mapping[str, str], src: str, tgt: str, symmetrization: str) -> Path:
     """The file ``data.links`` names for one pair and symmetrisation.
 
@@ -419,20 +437,22 @@ def eflomal_settings(src_sents: Sentences, tgt_sents: Sentences) -> Any:
     return EflomalSettings(max_words=max(1, longest), seed=0)
 
 
-def corpus_key(pair: str, corpus_digest: str, data_options: Mapping[str, Any]) -> str:
+def corpus_key(pair: Pair, corpus_digest: str, data_options: Mapping[str, Any]) -> str:
     """Key of a raw corpus + the options that turn it into kept tokenised pairs (index key)."""
     from importlib.metadata import version
 
     import xalign
+    from xalign.data.text import TOKENIZER_VERSION
 
     blob = json.dumps(
         {
             "format": _INDEX_FORMAT,
-            "pair": pair,
+            "pair": list(_as_pair(pair)),
             "corpus": corpus_digest,
             "data": dict(data_options),
             "xalign": xalign.__version__,
             "sacremoses": version("sacremoses"),
+            "words": TOKENIZER_VERSION,
         },
         sort_keys=True,
         default=str,
@@ -459,7 +479,7 @@ def corpus_links(
     tgt_sents: Sentences,
     symmetrizations: Iterable[str],
     *,
-    pair: str,
+    pair: Pair,
     option: str | Mapping[str, str] | None = None,
     cache_dir: Path | None = None,
     compute: bool = True,
@@ -479,11 +499,12 @@ def corpus_links(
     syms = sorted(set(symmetrizations))
     for sym in syms:
         _check_symmetrization(sym)
-    src_lang, _, tgt_lang = pair.partition("-")
+    src_lang, tgt_lang = _as_pair(pair)
+    name = pair_name((src_lang, tgt_lang))
     if option:
         files = {sym: links_path(option, src_lang, tgt_lang, sym) for sym in syms}
-        links = {sym: read_links_file(p, src, tgt, pair=pair) for sym, p in files.items()}
-        return CorpusLinks(pair, links, {sym: str(p) for sym, p in files.items()})
+        links = {sym: read_links_file(p, src, tgt, pair=name) for sym, p in files.items()}
+        return CorpusLinks(name, links, {sym: str(p) for sym, p in files.items()})
     from xalign.alignment import eflomal_aligner as ea
 
     cache = Path(cache_dir) if cache_dir is not None else ea.default_cache_dir()
@@ -498,7 +519,7 @@ def corpus_links(
             index_key,
             {
                 "format": _INDEX_FORMAT,
-                "pair": pair,
+                "pair": [src_lang, tgt_lang],
                 "eflomal_key": key,
                 "settings": _asdict(settings),
                 "n_pairs": len(src),
@@ -506,12 +527,12 @@ def corpus_links(
         )
     source = f"eflomal {ea.eflomal_version()} (cache {key[:16]})"
     return CorpusLinks(
-        pair, {sym: result.symmetrized(sym) for sym in syms}, {sym: source for sym in syms}
+        name, {sym: result.symmetrized(sym) for sym in syms}, {sym: source for sym in syms}
     )
 
 
 def known_links_digests(
-    pair: str,
+    pair: Pair,
     symmetrizations: Iterable[str],
     *,
     option: str | Mapping[str, str] | None = None,
@@ -525,7 +546,7 @@ def known_links_digests(
     cached (a new eflomal run would draw new links).
     """
     syms = sorted(set(symmetrizations))
-    src_lang, _, tgt_lang = pair.partition("-")
+    src_lang, tgt_lang = _as_pair(pair)
     if option:
         out = {}
         for sym in syms:
@@ -630,12 +651,14 @@ def attach_links(
                     out.model_identity = model_identity(cfg.model.name, cfg.model.revision)
                 digest = corpus_digest(cfg.data.corpus, pair.src, pair.tgt, cfg.data.limit)
                 out.corpus_digests[pair.name] = digest
-                index_key = corpus_key(pair.name, digest, corpus_options(cfg, out.model_identity))
+                index_key = corpus_key(
+                    (pair.src, pair.tgt), digest, corpus_options(cfg, out.model_identity)
+                )
             resolved[pair.name] = corpus_links(
                 [e.src_words for e in pair.examples],
                 [e.tgt_words for e in pair.examples],
                 syms,
-                pair=pair.name,
+                pair=(pair.src, pair.tgt),
                 option=option,
                 cache_dir=cache_dir,
                 compute=main,

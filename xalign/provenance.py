@@ -1,10 +1,13 @@
 """Content identities: what a reuse key hashes, so a reused number comes from the inputs it names.
 
-- Files are hashed with sha256, each once: digests are cached on disk under
-  ``$XALIGN_CACHE_DIR/hashes`` (else ``platformdirs.user_cache_dir("xalign")/hashes``), keyed
-  by (absolute path, size, mtime_ns, inode). A file modified less than
-  :data:`RACY_SECONDS` before it is hashed is not cached (its mtime may not change on the
-  next edit within the file system's timestamp granularity; git's "racily clean" rule).
+- Files are hashed with sha256 (``hashlib.file_digest``; the whole shared data folder, about
+  100 MB, in well under a second). Digests are never kept across processes: no stat tuple a
+  user tool can restore stands in for content (``cp -p``, ``rsync -t`` and ``tar -x`` restore
+  size and mtime over the same inode). Within one process a digest is reused while the file's
+  (device, inode, size, mtime_ns, ctime_ns) are unchanged: the kernel sets ctime to "now" on
+  every write, truncate, rename over and utime, and no user tool can set it back. A file whose
+  ctime is less than :data:`RACY_SECONDS` old is not memoised (a second edit within the
+  clock tick that stamped it would keep the same ctime; git's "racily clean" rule).
 - A model is identified by the digest of every file of its folder (a model retrained into the
   same folder gets a new identity), ``packaged:NAME`` by the shipped file and converter
   version, a hub id by the commit of its locally cached snapshot.
@@ -19,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -32,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "XALIGN_CACHE_DIR"
 RACY_SECONDS = 2.0
-_HASH_FORMAT = "xalign-file-sha256/1"
-_MEMO: dict[tuple[str, int, int, int], str] = {}
+#: In-process digests by (absolute path, device, inode, size, mtime_ns, ctime_ns).
+_MEMO: dict[tuple[str, int, int, int, int, int], str] = {}
 
 
 def cache_root() -> Path:
@@ -53,63 +55,28 @@ def json_digest(obj: Any) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 (hex) of a file's bytes, computed once per (path, size, mtime_ns, inode).
+    """sha256 (hex) of a file's bytes, read now (see the module docstring for the in-process
+    memo, keyed by device, inode, size, mtime_ns and ctime_ns).
 
     Raises FileNotFoundError / OSError like ``open``.
     """
     path = Path(path).expanduser().resolve()
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key in _MEMO:
-        return _MEMO[key]
-    entry = _entry_path(key)
-    cached = _read_entry(entry, key)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    cached = _MEMO.get(key)
     if cached is not None:
-        _MEMO[key] = cached
         return cached
     digest = _sha256_file(path)
-    if time.time() - st.st_mtime_ns / 1e9 >= RACY_SECONDS:  # else: racily clean, re-hash
+    after = path.stat()
+    same = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == key[3:]
+    if same and time.time() - st.st_ctime_ns / 1e9 >= RACY_SECONDS:  # else: racily clean
         _MEMO[key] = digest
-        _write_entry(entry, key, digest)
     return digest
-
-
-def _entry_path(key: tuple[str, int, int, int]) -> Path:
-    name = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:40]
-    return cache_root() / "hashes" / name[:2] / f"{name}.json"
-
-
-def _read_entry(entry: Path, key: tuple[str, int, int, int]) -> str | None:
-    try:
-        data = json.loads(entry.read_text(encoding="utf-8"))
-        if data.get("format") == _HASH_FORMAT and tuple(data["key"]) == key:
-            return str(data["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
-
-
-def _write_entry(entry: Path, key: tuple[str, int, int, int], digest: str) -> None:
-    """Atomic write; a failure only costs a re-hash next time."""
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=entry.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"format": _HASH_FORMAT, "key": list(key), "sha256": digest}, f)
-            os.replace(tmp, entry)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except OSError as err:
-        logger.debug("could not cache the digest of %s: %s", key[0], err)
 
 
 def files_manifest(paths: Iterable[str | Path]) -> dict[str, str]:
@@ -277,6 +244,7 @@ def training_components(
     ``corpus_digests``/``model_id``: already computed digests (else computed here).
     """
     import xalign
+    from xalign.data.text import TOKENIZER_VERSION
 
     target = cfg.data.target
     known = dict(corpus_digests or {})
@@ -295,6 +263,7 @@ def training_components(
         "software": {
             "xalign": xalign.__version__,
             "sacremoses": distribution_version("sacremoses"),
+            "words": TOKENIZER_VERSION,
             **{f"plugin.{n}": v for n, v in sorted(plugins.items())},
         },
     }

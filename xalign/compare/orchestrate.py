@@ -73,7 +73,13 @@ def expected_components(
     ones), and then no run can be reused. ``memo`` shares corpus/model digests between the
     cells of one comparison.
     """
-    from xalign.links import combined_digest, corpus_key, corpus_options, known_links_digests
+    from xalign.links import (
+        combined_digest,
+        corpus_key,
+        corpus_options,
+        known_links_digests,
+        pair_name,
+    )
     from xalign.provenance import corpus_digest, model_identity, training_components
 
     memo = {} if memo is None else memo
@@ -88,17 +94,19 @@ def expected_components(
     model_id = memo[model_key]
     target = cfg.data.target
     corpus = {}
-    for lang in cfg.data.languages:
+    pairs = [(lang, target) for lang in cfg.data.languages]  # (src, tgt): never a split name
+    for lang, _ in pairs:
         key = ("corpus", json.dumps(cfg.data.corpus, sort_keys=True), lang, target, cfg.data.limit)
         if key not in memo:
             memo[key] = corpus_digest(cfg.data.corpus, lang, target, cfg.data.limit)
-        corpus[f"{lang}-{target}"] = memo[key]
+        corpus[pair_name((lang, target))] = memo[key]
     links = {}
     from xalign.self_links import is_self
 
     # data.links: self: the links follow from the config (fingerprint), as the run recorded
     if symmetrizations and not is_self(cfg.data.links):
-        for pair, digest in corpus.items():
+        for pair in pairs:
+            name, digest = pair_name(pair), corpus[pair_name(pair)]
             index = (
                 None if cfg.data.links else corpus_key(pair, digest, corpus_options(cfg, model_id))
             )
@@ -107,11 +115,11 @@ def expected_components(
             )
             if found is None:
                 return None, (
-                    f"the {'/'.join(symmetrizations)} word links of {pair} are not "
+                    f"the {'/'.join(symmetrizations)} word links of {name} are not "
                     f"in the cache (a new eflomal run draws new links; set data.links "
                     f"to a run's links artifacts to reuse its links)"
                 )
-            links[pair] = combined_digest(found)
+            links[name] = combined_digest(found)
     return training_components(
         cfg, plugins=plugins, links=links, corpus_digests=corpus, model_id=model_id
     ), ""

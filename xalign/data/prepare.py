@@ -57,6 +57,7 @@ from xalign.data.sampler import (
     warn_truncated,
     words_and_reason,
 )
+from xalign.data.text import TOKENIZER_VERSION
 from xalign.errors import XalignError
 from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
 from xalign.self_links import is_self
@@ -64,7 +65,8 @@ from xalign.self_links import is_self
 logger = logging.getLogger(__name__)
 
 #: Format of the cache entries; bump when their layout or meaning changes.
-PREPARE_FORMAT = "xalign-prepared/2"  # 2: unescaped_lines per file of each side
+#: 3: words of the idempotent tokeniser (:data:`xalign.data.text.TOKENIZER_VERSION`).
+PREPARE_FORMAT = "xalign-prepared/3"  # 2: unescaped_lines per file of each side
 MANIFEST = "manifest.json"
 #: Rows per ``datasets.map`` batch of the Moses step.
 MAP_BATCH = 1000
@@ -175,7 +177,8 @@ def words_key(
             "kind": "words",
             "xalign": xalign.__version__,
             "sacremoses": version("sacremoses"),
-            "pair": f"{src}-{options.target}",
+            "words": TOKENIZER_VERSION,
+            "pair": [src, options.target],
             "corpus": dict(identity),
             "options": asdict(options),
             "tokenizer": tokenizer_id,
@@ -189,7 +192,7 @@ def _spec_name(spec: LinkSpec) -> str:
 
 def links_key(
     words: str,
-    pair: str,
+    pair: tuple[str, str],
     specs: Sequence[LinkSpec],
     option: str | Mapping[str, str] | None,
 ) -> str:
@@ -199,7 +202,7 @@ def links_key(
     from xalign.links import links_path
     from xalign.provenance import file_digest
 
-    src_lang, _, tgt_lang = pair.partition("-")
+    src_lang, tgt_lang = pair
     source: Any
     if option:
         source = {}
@@ -273,9 +276,9 @@ def check_entry(folder: Path, key: str) -> tuple[dict[str, Any] | None, str]:
     """The manifest of a complete, undamaged entry, or ``(None, why not)``.
 
     Checks: the manifest parses and names this format and key; every file it lists exists
-    with its recorded size and sha256 (hashes are cached per (path, size, mtime, inode) by
-    :func:`xalign.provenance.file_digest`, so a hit re-hashes only files that changed); no
-    data file is missing from the manifest's list.
+    with its recorded size and sha256 (read again in every process:
+    :func:`xalign.provenance.file_digest` keeps no digest across processes); no data file is
+    missing from the manifest's list.
     """
     from xalign.provenance import file_digest
 
@@ -561,7 +564,7 @@ def _spec_column(spec: LinkSpec) -> str:
 def _build_links(
     tmp: Path,
     words: Any,
-    pair: str,
+    pair: tuple[str, str],
     specs: Sequence[LinkSpec],
     *,
     option: str | Mapping[str, str] | None,
@@ -910,9 +913,9 @@ def _prepare_links(
 ) -> None:
     from xalign.links import corpus_key
 
-    lkey = links_key(pair.words_key, pair.name, specs, option)
+    lkey = links_key(pair.words_key, (pair.src, pair.tgt), specs, option)
     index_key = (
-        corpus_key(pair.name, pair.corpus_digest, index_options)
+        corpus_key((pair.src, pair.tgt), pair.corpus_digest, index_options)
         if index_options is not None and not option
         else None
     )
@@ -921,7 +924,7 @@ def _prepare_links(
         body = _build_links(
             tmp,
             pair.words,
-            pair.name,
+            (pair.src, pair.tgt),
             specs,
             option=option,
             index_key=index_key,

@@ -20,6 +20,7 @@ import sys
 import unicodedata
 from collections import defaultdict
 from functools import lru_cache
+from typing import Any
 
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
@@ -90,16 +91,19 @@ class _PunctNormalizer(MosesPunctNormalizer):
 
 
 class _Tokenizer(MosesTokenizer):
-    """sacremoses' tokenizer with its two character-class tests on sets built once.
+    """sacremoses' tokenizer, idempotent on its own output, with two set tests built once.
 
-    The stock ``islower``/``isanyalpha`` build a set of a few thousand characters on every
-    call (once per token ending in a full stop); the answers are the same.
+    Apostrophe rules (Moses ``tokenizer.perl``, lines "split contractions") rewritten so that
+    tokenising the tokenised text changes nothing (:data:`_APOSTROPHE_RULES`), and the stock
+    ``islower``/``isanyalpha`` (a set of a few thousand characters built on every call, once
+    per token ending in a full stop) answered from sets built once.
     """
 
     def __init__(self, lang: str) -> None:
         super().__init__(lang=lang)
         self._lower = frozenset(self.IsLower)
         self._alpha = frozenset(self.IsAlpha)
+        make_idempotent(self)
 
     def islower(self, text: str) -> bool:
         return set(text) <= self._lower
@@ -108,8 +112,114 @@ class _Tokenizer(MosesTokenizer):
         return not self._alpha.isdisjoint(text)
 
 
+#: Version of the word segmentation: part of every key of tokenised data (prepared words, the
+#: links index) and of a training run's identity, so a change of words rebuilds, never reuses.
+#: 2: idempotent apostrophe rules, ``@-@`` escapes kept, BCP-47 codes by primary subtag.
+TOKENIZER_VERSION = "xalign-words/2"
+
+
+def make_idempotent(tokenizer: MosesTokenizer) -> None:
+    """Give a sacremoses tokenizer xalign's idempotent rules (in place): the apostrophe rules
+    of :func:`_apostrophe_rules`, and comma rules that look at their neighbours without
+    consuming them (Moses' ``a,,1`` gives ``a , ,1``, which its next pass splits again)."""
+    rules = _apostrophe_rules(tokenizer.IsAlpha, tokenizer.IsN)
+    tokenizer.ENGLISH_SPECIFIC_APOSTROPHE = rules["en"]
+    tokenizer.FR_IT_SPECIFIC_APOSTROPHE = rules["fr"]
+    n = tokenizer.IsN
+    tokenizer.COMMA_SEPARATE_1 = (re.compile(rf"(?<=[^{n}]),"), " , ")
+    tokenizer.COMMA_SEPARATE_2 = (re.compile(rf",(?=[^{n}])"), " , ")
+
+
+#: English clitics Moses splits off a word (``Peter 's``, ``isn 't``, ``we 're`` ...).
+ENGLISH_CLITICS = ("s", "t", "m", "d", "re", "ve", "ll")
+
+_Rule = tuple[re.Pattern[str], Any]
+
+
+def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
+    """Moses' English and French/Italian apostrophe rules, made idempotent.
+
+    Moses splits English ``Peter's`` into ``Peter 's`` and French ``l'homme`` into
+    ``l' homme``, but its rules then split its own output again (``Peter ' s``, ``l ' homme``):
+    English splits any apostrophe between a space and a letter, French any apostrophe between
+    a letter and a space. Here those two rules spare exactly the form Moses produced:
+
+    - English: ``'`` + letter after a space that follows a letter or digit stays on its
+      letters (``Peter 's``, ``1990 's``, ``O 'Brien``) when it is a clitic
+      (:data:`ENGLISH_CLITICS`) or no closing quote (letter + ``'`` not before a letter)
+      follows it in the text; so ``said 'Clean Air Act' .`` is still ``said ' Clean Air Act '
+      .`` as in Moses. A closing quote at the very end of the text is split too (Moses'
+      ``tokenizer.perl`` pads the line with spaces and does so; sacremoses does not).
+    - French/Italian: letter + ``'`` before a space and a letter stays (``l' homme``,
+      ``dell' anno``, Italian ``po' di``) unless an opening quote (``'`` before a letter,
+      not after one) precedes it with no closing quote between (``due 'scatole nere' con``
+      -> ``due ' scatole nere ' con`` as in Moses).
+    - Every rule looks at its neighbours without consuming them, so adjacent apostrophes are
+      handled in one pass (Moses leaves the second of ``a'b'c`` for its next pass).
+
+    Other languages split every apostrophe (Moses' rule, already idempotent).
+    """
+    a, n = alpha, digit
+    letter, alnum = frozenset(alpha), frozenset(alpha + digit)
+    clitic = re.compile(rf"(?i:{'|'.join(ENGLISH_CLITICS)})(?![{a}])")
+    closing = re.compile(rf"[{a}]'(?![{a}])")
+
+    # Spaces before/after the apostrophe may be several (Moses pads as it goes); its marker
+    # for "..." (DOT...MULTI) is letters at this stage but stands for dots.
+    next_word = re.compile(rf"\s+(?!(?:DOT)+MULTI)[{a}]")
+
+    def english_opening(m: re.Match[str]) -> str:
+        text, i = m.string, m.start()
+        j = i - 1
+        while j >= 0 and text[j].isspace():
+            j -= 1
+        after_word = 0 <= j < i - 1 and text[j] in alnum and not text.endswith("MULTI", 0, j + 1)
+        if after_word and (clitic.match(text, i + 1) or not closing.search(text, i + 1)):
+            return "'"  # Moses' own "Peter 's" / "O 'Brien"
+        return " ' "
+
+    def french_closing(m: re.Match[str]) -> str:
+        text, i = m.string, m.start()
+        if not next_word.match(text, i + 1):
+            return " ' "
+        opened = [
+            j
+            for j in range(i)
+            if text[j] == "'" and text[j + 1] in letter and (j == 0 or text[j - 1] not in letter)
+        ]
+        if opened and not closing.search(text, opened[-1], i):
+            return " ' "  # closes a quote opened in this text
+        return "'"  # Moses' own "l' homme"
+
+    english = [
+        (re.compile(rf"(?<=[^{a}])'(?=[^{a}])"), " ' "),
+        (re.compile(rf"(?<=[^{a}{n}])'(?=[{a}])"), english_opening),
+        (re.compile(rf"(?<=[{a}])'(?![{a}])"), " ' "),
+        (re.compile(rf"(?<=[{a}])'(?=[{a}])"), " '"),
+        (re.compile(rf"(?<=[{n}])'(?=s)"), " '"),
+    ]
+    french = [  # the closing-quote rule first, while opening quotes are still attached
+        (re.compile(rf"(?<=[{a}])'(?=[^{a}])"), french_closing),
+        (re.compile(rf"(?<=[^{a}])'(?=[^{a}])"), " ' "),
+        (re.compile(rf"(?<=[^{a}])'(?=[{a}])"), " ' "),
+        (re.compile(rf"(?<=[{a}])'(?=[{a}])"), "' "),
+    ]
+    return {"en": english, "fr": french}
+
+
+def moses_language(lang: str) -> str:
+    """The language whose Moses rules apply to a BCP-47 code: its primary subtag, lower case
+    (``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` -> ``zh``, ``sr_Latn`` -> ``sr``).
+
+    Moses keys its rules by bare codes (English/French/Italian apostrophes, CJK letters,
+    non-breaking prefixes): a region or script subtag must not drop a language's rules.
+    """
+    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+
+
 @lru_cache(maxsize=64)
 def _moses(lang: str) -> tuple[MosesPunctNormalizer, MosesTokenizer]:
+    lang = moses_language(lang)
     return _PunctNormalizer(lang), _Tokenizer(lang)
 
 
@@ -159,7 +269,25 @@ def tokenize_words(text: str, lang: str) -> list[str]:
     return _words_keeping_marks(text, lang)
 
 
+#: The escapes of Moses' aggressive splits (``@-@``; ``@,@``, ``@.@`` ... of some pipelines),
+#: standing as words: kept whole (Moses would pad both ``@``).
+_AT_ESCAPE = re.compile(r"(?<!\S)@[-,./:]@(?!\S)")
+
+
 def _moses_words(text: str, lang: str) -> list[str]:
+    """sacremoses on ``text``, with ``@-@``-style escapes kept as words."""
+    if "@" not in text or not _AT_ESCAPE.search(text):
+        return _moses_segment(text, lang)
+    words: list[str] = []
+    start = 0
+    for m in _AT_ESCAPE.finditer(text):
+        words += _moses_segment(text[start : m.start()], lang)
+        words.append(m.group())
+        start = m.end()
+    return words + _moses_segment(text[start:], lang)
+
+
+def _moses_segment(text: str, lang: str) -> list[str]:
     """sacremoses on ``text``, with its internal ``DOT...MULTI`` literal protected."""
     normalizer, tokenizer = _moses(lang)
     placeholder = None

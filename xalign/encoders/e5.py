@@ -507,15 +507,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-_SOURCE_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
 def _source_digest(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SOURCE_DIGESTS:
-        _SOURCE_DIGESTS[key] = _sha256(path)
-    return _SOURCE_DIGESTS[key]
+    from xalign.provenance import file_digest  # content, not a restorable stat tuple
+
+    return file_digest(path)
 
 
 def _write_checksums(directory: Path, source_sha256: str) -> None:
