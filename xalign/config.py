@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from xalign.encoders.lora import LoraSettings
 from xalign.errors import ConfigError
 from xalign.schema import build_dataclass, check_value, coerce_options, config_error, show
 
@@ -33,6 +34,8 @@ class ModelConfig:
     pooling: str = "last"
     max_length: int = 128
     revision: str | None = None
+    # LoRA adapters through peft (xalign.encoders.lora); null: full fine-tuning
+    lora: LoraSettings | None = None
 
 
 @dataclass
@@ -115,6 +118,8 @@ class RunConfig:
         # recomputes activations instead of keeping them: the same weights, bit for bit, on
         # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
         d["train"].pop("gradient_checkpointing")
+        if d["model"].get("lora") is None:  # absent: the fingerprints of runs before LoRA
+            d["model"].pop("lora", None)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

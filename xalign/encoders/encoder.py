@@ -126,13 +126,17 @@ class Encoder(nn.Module):
 
     def frozen_copy(self) -> Encoder:
         """A frozen copy of the current weights (the drift regulariser's c0)."""
+        from xalign.encoders.lora import without_adapters
+
         frozen = copy.deepcopy(self)
+        frozen.model = without_adapters(frozen.model)  # LoRA: c0 is the base model
         frozen.eval()
         frozen.requires_grad_(False)
         return frozen
 
     def save(self, directory: Path) -> None:
-        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them."""
+        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them (with
+        LoRA: the adapter only, in peft's layout, naming its base model)."""
         self.model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
 
@@ -148,6 +152,11 @@ def load_encoder(
     """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``."""
     from transformers import AutoModel, AutoTokenizer
 
+    from xalign.encoders.lora import adapter_base
+
+    adapter = adapter_base(Path(name)) if Path(name).is_dir() else None
+    if adapter is not None:  # a LoRA run's model folder: base model + adapter, merged
+        return _load_adapter(name, adapter, layer=layer, max_length=max_length, dtype=dtype)
     path = resolve_model_dir(name)
     # read now, not when huggingface_hub was imported: HF_HUB_OFFLINE set later (a notebook,
     # a test) still means no network attempt (otherwise: retries until connection timeouts)
@@ -163,6 +172,27 @@ def load_encoder(
     if not getattr(tokenizer, "is_fast", False):
         raise EncoderLoadError(f"{name}: xalign needs a fast tokenizer (word_ids); got a slow one")
     return Encoder(model, tokenizer, name=name, layer=layer, max_length=max_length)
+
+
+def _load_adapter(
+    name: str,
+    adapter: tuple[str, str | None],
+    *,
+    layer: int,
+    max_length: int,
+    dtype: torch.dtype | None,
+) -> Encoder:
+    """The base model named by an adapter folder with the adapter merged in (peft
+    ``PeftModel.from_pretrained`` + ``merge_and_unload``); the tokenizer is the folder's."""
+    from peft import PeftModel
+
+    base_name, revision = adapter
+    base = load_encoder(base_name, revision=revision, dtype=dtype)
+    try:
+        model = PeftModel.from_pretrained(base.model, name).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise EncoderLoadError(f"could not apply the LoRA adapter at {name}: {exc}") from exc
+    return Encoder(model, base.tokenizer, name=name, layer=layer, max_length=max_length)
 
 
 def _hub_offline() -> bool:
