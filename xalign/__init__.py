@@ -33,6 +33,7 @@ from xalign.alignment.extract import (
 )
 from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
 from xalign.encoders import Encoder, load_encoder
+from xalign.encoders.sentences import embed_sentences, mean_pool
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
     XNLI_LABELS,
@@ -108,6 +109,8 @@ __all__ = [
     "TaskResult",
     "Encoder",
     "load_encoder",
+    "embed_sentences",
+    "mean_pool",
     "data_root",
     "describe_data_root",
     "DataUnavailableError",
