@@ -210,6 +210,7 @@ app.command("align")(align)
 from xalign.cli_prepare import prepare_command  # noqa: E402
 
 app.command("prepare")(prepare_command)
+app.command("export")(__import__("xalign.cli_export", fromlist=["_"]).export_command)
 
 
 @app.command("sync-tracking")

@@ -183,13 +183,16 @@ def _load_adapter(
     dtype: torch.dtype | None,
 ) -> Encoder:
     """The base model named by an adapter folder with the adapter merged in (peft
-    ``PeftModel.from_pretrained`` + ``merge_and_unload``); the tokenizer is the folder's."""
+    ``PeftModel.from_pretrained`` + ``merge_and_unload``) and the base model's tokenizer."""
     from peft import PeftModel
+
+    from xalign.encoders.lora import quiet_peft
 
     base_name, revision = adapter
     base = load_encoder(base_name, revision=revision, dtype=dtype)
     try:
-        model = PeftModel.from_pretrained(base.model, name).merge_and_unload()
+        with quiet_peft():
+            model = PeftModel.from_pretrained(base.model, name).merge_and_unload()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise EncoderLoadError(f"could not apply the LoRA adapter at {name}: {exc}") from exc
     return Encoder(model, base.tokenizer, name=name, layer=layer, max_length=max_length)

@@ -9,7 +9,9 @@ plus the tokenizer; its ``base_model_name_or_path`` is the run's ``model.name`` 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,17 @@ class LoraSettings:
         }
 
 
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Without transformers' ``is_gradient_checkpointing`` deprecation, which peft triggers
+    (a library matter, not the user's)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
+
+
 def is_peft(model: nn.Module) -> bool:
     """Is ``model`` a peft ``PeftModel`` (an encoder with adapters)?"""
     try:
@@ -80,10 +93,7 @@ def add_lora(
         revision=revision,
     )
     try:
-        with warnings.catch_warnings():  # transformers' deprecation, raised inside peft
-            warnings.filterwarnings(
-                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-            )
+        with quiet_peft():
             wrapped = get_peft_model(model, config)
     except ValueError as exc:
         linear = sorted(
