@@ -222,3 +222,32 @@ def test_resume_on_another_base_model_is_refused(tiny_model, tmp_path, tracking_
     result = CliRunner().invoke(app, ["run", "-q", "--resume", out["output_dir"]])
     assert result.exit_code != 0
     assert "trained on base model" in result.output and "files:0000" in result.output
+
+
+def test_an_adapter_folder_loads_merged_for_eval_and_task_finetuning(tiny_model, tmp_path):
+    """A LoRA run's model folder (adapter + base name): load_encoder and the fine-tuning
+    loader (new task head) both see the base with the adapter merged in."""
+    from transformers import AutoModelForSequenceClassification
+
+    from xalign.evaluation.finetune import load_for_finetuning
+
+    enc = _lora_encoder(tiny_model, LoraSettings(r=2, alpha=4))
+    enc.save(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    expected = _states(enc)
+    loaded = load_encoder(str(tmp_path / "adapter")).eval()
+    assert not is_peft(loaded.model)
+    assert torch.allclose(_states(loaded), expected, atol=1e-5)
+    net, tok, new = load_for_finetuning(
+        str(tmp_path / "adapter"), AutoModelForSequenceClassification, num_labels=3
+    )
+    _, _, new_plain = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=3
+    )
+    assert "classifier.weight" in new and new == new_plain  # as for the plain base model
+    merged_query = enc.model.base_model.model.encoder.layer[1].attention.self.query
+    w = merged_query.base_layer.weight + 2.0 * (
+        merged_query.lora_B["default"].weight @ merged_query.lora_A["default"].weight
+    )
+    assert torch.allclose(net.bert.encoder.layer[1].attention.self.query.weight, w, atol=1e-6)
+    assert tok.is_fast
