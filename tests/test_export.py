@@ -90,6 +90,14 @@ def test_card_figures_come_from_the_stored_run_and_compare(compared, tmp_path) -
     params = MlflowClient(compared["uri"]).get_run(compared["run_id"]).data.params
     assert f"| optimizer steps | {params['train.total_steps']} |" in card
     assert f"| seed | {params['train.seed']} |" in card
+    client = MlflowClient(compared["uri"])
+    stats = json.loads(
+        Path(
+            client.download_artifacts(compared["run_id"], "data_stats.json", str(tmp_path))
+        ).read_text()
+    )
+    kept = ", ".join(f"{pair} {stats[pair]['kept']}" for pair in ("de-en", "fr-en"))
+    assert f"| sentence pairs trained on | {kept} (data.limit 12) |" in card
     assert f"by xalign {params['xalign.version']}" in card
     for pair in ("de-en", "fr-en"):
         assert f"- {pair}: `{params[f'data.corpus_hash.{pair}']}`" in card
@@ -306,3 +314,23 @@ def test_a_connection_error_keeps_the_export_and_says_how_to_upload(
         export_run(compared["run_id"], out, push_to_hub="me/x", tracking_uri=compared["uri"])
     assert f"({error.__name__})" in str(info.value) and "hf upload me/x" in str(info.value)
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_unfinished_runs_and_packaged_adapters_unmerged_are_refused(compared, tmp_path) -> None:
+    client = MlflowClient(compared["uri"])
+    exp = client.get_experiment_by_name("xalign").experiment_id
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "adapter_config.json").write_text('{"base_model_name_or_path": "packaged:x"}')
+    tags = {"xalign.kind": "train", "xalign.objective": "sinkhorn",
+            "xalign.model_dir": str(model)}  # fmt: skip
+    running = client.create_run(exp, tags=tags).info.run_id
+    with pytest.raises(ExportError, match=f"run {running} is RUNNING, not FINISHED"):
+        export_run(running, tmp_path / "a", tracking_uri=compared["uri"])
+    packaged = client.create_run(exp, tags=tags).info.run_id
+    config = {"model": {"name": "packaged:multilingual-e5-small", "lora": {"r": 2}}}
+    client.log_text(packaged, yaml.safe_dump(config), "config.yaml")
+    client.set_terminated(packaged)
+    with pytest.raises(ExportError, match="drop --no-merge"):
+        export_run(packaged, tmp_path / "b", merge=False, tracking_uri=compared["uri"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

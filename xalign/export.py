@@ -48,6 +48,7 @@ class RunRecord:
     config: dict[str, Any]
     final_metrics: dict[str, float]
     model_dir: Path
+    data_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def objective(self) -> str:
@@ -125,6 +126,7 @@ def find_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
     with tempfile.TemporaryDirectory(prefix="xalign-export-") as tmp, _quiet_downloads():
         config = _artifact(client, run_id, "config.yaml", tmp, yaml.safe_load) or {}
         final = _artifact(client, run_id, "final_metrics.json", tmp, json.loads) or {}
+        stats = _artifact(client, run_id, "data_stats.json", tmp, json.loads) or {}
     return RunRecord(
         run_id,
         uri,
@@ -134,6 +136,7 @@ def find_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
         config,
         final,
         Path(model_dir),
+        stats,
     )
 
 

@@ -190,9 +190,15 @@ def model_card(
         else ("peft" if lora and not merged else "transformers")
     )
     meta["pipeline_tag"] = "sentence-similarity" if sentence_transformers else "feature-extraction"
-    if lora and not merged:
-        meta["base_model"] = hub_base or base_name
 
+    kept = (
+        ", ".join(
+            f"{pair} {stats['kept']}"
+            for pair, stats in record.data_stats.items()
+            if isinstance(stats, dict) and "kept" in stats
+        )
+        or "not recorded"
+    )
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(), "---", ""]
     lines += [
         f"# {objective} alignment of {base_name}",
@@ -209,7 +215,7 @@ def model_card(
         f"| base model | `{base_name}` (content {p.get('model.content', 'unknown')[:50]}) |",
         f"| language pairs | {p.get('data.pairs', '')} |",
         f"| corpus | `{_value(data_cfg.get('corpus'))}` |",
-        f"| sentence pairs per language | {_value(data_cfg.get('limit'))} (data.limit) |",
+        f"| sentence pairs trained on | {kept} (data.limit {_value(data_cfg.get('limit'))}) |",
         f"| optimizer steps | {p.get('train.total_steps', 'unknown')} |",
         f"| seed | {p.get('train.seed', 'unknown')} |",
     ]
