@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import xalign
 from xalign.cli import app
+from xalign.compare.report import format_p
 from xalign.export import ExportError, export_run
 from xalign.plugins import get_registry, reset_registry
 
@@ -114,7 +115,8 @@ def test_card_figures_come_from_the_stored_run_and_compare(compared, tmp_path) -
         assert float(cells[2]) == pytest.approx(r["mean"], rel=1e-5)
         assert float(cells[3]) == pytest.approx(r["delta_vs_base"], rel=1e-5)
         assert float(cells[3]) == pytest.approx(r["mean"] - b["mean"], rel=1e-4, abs=1e-6)
-        assert cells[4] == ("–" if r["p_value"] is None else f"{r['p_value']:.6g}")
+        resamples = compared["report"]["significance"]["resamples"]
+        assert cells[4] == format_p(r["p_value"], resamples)  # as compare.md shows it
         assert cells[5] == ("yes *" if r["significant"] else "no")
     assert compared["parent"] in card
 

@@ -266,10 +266,14 @@ def evaluation_section(record: RunRecord, compare: CompareRecord | None) -> list
         f"From `xalign compare` run `{compare.parent_run_id}` ({seeds} seed(s); this run is "
         f"seed {compare.seed}; mean ± std over seeds). Δ: {objective} − base in the metric's "
         f"units; p: two-sided {sig.get('test', 'paired bootstrap')} vs base "
-        f"({sig.get('resamples')} resamples); * significant at α = {alpha}.",
+        f"({sig.get('resamples')} resamples; <1/resamples: no resample crossed 0); "
+        f"* significant at α = {alpha}.",
         "",
     ]
     rows = report.get("rows") or []
+    from xalign.compare.report import format_p
+
+    resamples = int(sig.get("resamples") or 1000)
     for task, info in (report.get("tasks") or {}).items():
         mine = {r["language"]: r for r in rows if r["task"] == task and r["objective"] == objective}
         base = {r["language"]: r for r in rows if r["task"] == task and r["objective"] == "base"}
@@ -286,7 +290,8 @@ def evaluation_section(record: RunRecord, compare: CompareRecord | None) -> list
                 continue
             lines.append(
                 f"| {lang} | {_stat(b)} | {_stat(r)} | {_num(r.get('delta_vs_base'), '+')} | "
-                f"{_num(r.get('p_value'))} | {'yes *' if r.get('significant') else 'no'} |"
+                f"{format_p(r.get('p_value'), resamples)} | "
+                f"{'yes *' if r.get('significant') else 'no'} |"
             )
         for avg in report.get("averages") or []:
             if avg["task"] == task and avg["objective"] == objective:
