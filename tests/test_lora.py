@@ -251,3 +251,41 @@ def test_an_adapter_folder_loads_merged_for_eval_and_task_finetuning(tiny_model,
     )
     assert torch.allclose(net.bert.encoder.layer[1].attention.self.query.weight, w, atol=1e-6)
     assert tok.is_fast
+
+
+def test_lora_with_gradient_checkpointing_trains_the_same_adapters(
+    tiny_model, tmp_path, tracking_uri, one_thread
+) -> None:
+    """Recomputing activations (train.gradient_checkpointing) changes nothing, with LoRA too."""
+    common = [
+        f"model.name={tiny_model}",
+        "model.lora={r: 4, alpha: 8}",
+        "data.limit=12",
+        "data.languages=[de]",
+        "train.batch_size=6",
+        "train.grad_accum=1",
+        "train.lr=1e-2",
+        "train.dropout=false",
+        f"tracking.uri={tracking_uri}",
+    ]
+    runs = [
+        run_json(
+            [
+                "-o",
+                "sinkhorn",
+                *as_sets(
+                    [
+                        *common,
+                        f"train.output_dir={tmp_path / str(gc)}",
+                        f"train.gradient_checkpointing={gc}",
+                    ]
+                ),
+            ]
+        )  # fmt: skip
+        for gc in ("false", "true")
+    ]
+    plain, checkpointed = (_weights(r) for r in runs)
+    assert plain.keys() == checkpointed.keys() and plain
+    for k in plain:
+        assert torch.allclose(plain[k], checkpointed[k], atol=1e-6), k
+    assert any(float(v.abs().max()) > 0 for k, v in plain.items() if "lora_B" in k)
