@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks import prepare, sinkhorn, training
+from benchmarks import lora, prepare, sinkhorn, training
 
 # name -> (function(quick) -> {key: value}, {key: target description})
 SUITE: dict[str, tuple[Callable[[bool], dict[str, float]], dict[str, str]]] = {
@@ -41,6 +41,7 @@ SUITE: dict[str, tuple[Callable[[bool], dict[str, float]], dict[str, str]]] = {
     "eval_sentences_per_s": (training.eval_throughput, {}),
     "prepare": (prepare.prepare_bench, prepare.TARGETS),
     "eflomal": (prepare.eflomal_bench, {}),
+    "lora": (lora.lora_cost, {}),
 }
 
 

@@ -50,6 +50,11 @@ def test_quick_suite_prints_every_key_as_json():
         "eflomal_250k_x5_min",
         "eval_sentences_per_s_align",
         "eval_sentences_per_s_tatoeba",
+        "lora_trainable_params",
+        "lora_trainable_fraction",
+        "lora_step_time_ratio",
+        "lora_peak_mem_ratio",
+        "lora_checkpoint_ratio",
     ):
         assert key in results and results[key] > 0, key
     # more annealing steps -> closer to the converged divergence
@@ -57,6 +62,8 @@ def test_quick_suite_prints_every_key_as_json():
         results["sinkhorn_scaling_0.99_value_rel_err"]
         < results["sinkhorn_scaling_0.5_value_rel_err"]
     )
+    # --quick's BERT: 2 layers, 64 wide; LoRA r=8 on query and value: 2·2·(64 + 64)·8
+    assert results["lora_trainable_params"] == 2 * 2 * (64 + 64) * 8
     assert report["machine"]["cores"] >= 1
 
 

@@ -181,6 +181,16 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (["{empty}"], ["{empty}"]),
         (["{nomodel}"], ["{nomodel}"]),
     ],
+    "export": [
+        (["{nomodel}", "--to", "{empty}"], ["{nomodel}", "neither an existing folder"]),
+        (["{empty}", "--to", "{nomodel}"], ["{empty}: not a run's output folder"]),
+        (
+            ["0123456789abcdef0123456789abcdef", "--to", "{nomodel}", "--tracking-uri", "{store}"],
+            ["no MLflow run 0123456789abcdef0123456789abcdef"],
+        ),
+        (["{empty}", "--to", "{bool}"], ["--to {bool}: exists and is not an empty folder"]),
+        (["{empty}"], ["--to"]),
+    ],
 }
 
 
@@ -233,6 +243,7 @@ SUBPROCESS = {
     "align": (["align", "Haus", "house", "--model", "{nomodel}"], "{nomodel}"),
     "prepare": (["prepare", "--set", "train.lr=abc"], "train.lr"),
     "sync-tracking": (["sync-tracking", "{empty}"], "{empty}"),
+    "export": (["export", "{nomodel}", "--to", "{empty}"], "{nomodel}"),
 }
 
 

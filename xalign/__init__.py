@@ -46,6 +46,7 @@ from xalign.batch import (
     pool_words,
 )
 from xalign.encoders import Encoder, load_encoder
+from xalign.encoders.sentences import embed_sentences, mean_pool
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
     XNLI_LABELS,
@@ -74,12 +75,7 @@ from xalign.evaluation.finetune import (
     predict,
     seed_everything,
 )
-from xalign.evaluation.probe import (
-    LinearProbe,
-    embed_sentences,
-    fit_linear_probe,
-    pair_features,
-)
+from xalign.evaluation.probe import LinearProbe, fit_linear_probe, pair_features
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
 from xalign.objective import (
@@ -135,6 +131,8 @@ __all__ = [
     "testing",
     "Encoder",
     "load_encoder",
+    "embed_sentences",
+    "mean_pool",
     "data_root",
     "describe_data_root",
     "DataUnavailableError",
@@ -186,8 +184,7 @@ __all__ = [
     "model_input_names",
     "parse_languages",
     "seed_everything",
-    # frozen-encoder probes (xnli-probe, pos-probe) and sentence vectors (tatoeba, bucc)
-    "embed_sentences",
+    # frozen-encoder probes (xnli-probe, pos-probe)
     "pair_features",
     "fit_linear_probe",
     "LinearProbe",

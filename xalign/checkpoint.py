@@ -14,6 +14,10 @@ checkpoint (``latest``'s target, else its ``.old`` twin, else the newest complet
 error (disk full, read-only) removes the ``.partial`` folder, puts ``step-N.old`` back and raises
 :class:`CheckpointError` naming the path and the OS reason.
 
+Weights: ``model.safetensors`` holds every parameter of the module, or (``trainable_only``,
+LoRA runs) only those that train, marked by the file's metadata ``xalign.weights=trainable``;
+the frozen rest is the base model, whose identity ``state.json`` records.
+
 Trust: nothing here unpickles code. Tensors and optimizer/scheduler state load with
 ``torch.load(weights_only=True)`` (tensors and plain containers only); RNG state is JSON.
 """
@@ -34,7 +38,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors import safe_open
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from xalign.errors import XalignError
 
@@ -183,6 +188,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
+TRAINABLE_META = {"xalign.weights": "trainable"}
+
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters of ``module`` that train (``requires_grad``), by name, contiguous."""
+    return {
+        name: p.detach().contiguous() for name, p in module.named_parameters() if p.requires_grad
+    }
+
+
+def _load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load ``model.safetensors`` into ``module``: all weights, or the trainable ones only.
+
+    Raises:
+        ValueError: a trainable-only file whose names differ from the module's trainable
+            parameters (another adapter layout or model).
+    """
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if meta.get("xalign.weights") != "trainable":
+        load_model(module, str(path))
+        return
+    saved = load_file(str(path))
+    wanted = set(trainable_state(module))
+    if set(saved) != wanted:
+        missing, extra = sorted(wanted - set(saved)), sorted(set(saved) - wanted)
+        raise ValueError(
+            f"trainable weights differ from this run's: missing {missing[:3]}, "
+            f"unexpected {extra[:3]}"
+        )
+    module.load_state_dict(saved, strict=False)
+
+
 def partial_dir(root: Path, step: int) -> Path:
     return root / f"step-{step:07d}.partial"
 
@@ -214,6 +252,7 @@ def finalize_checkpoint(
     state: dict[str, Any],
     config_yaml: str,
     keep: int = 2,
+    trainable_only: bool = False,
 ) -> Path:
     """Rank 0: write the shared state, install ``step-N`` and point ``latest`` at it.
 
@@ -229,7 +268,12 @@ def finalize_checkpoint(
     moved_aside = False
     try:
         d.mkdir(parents=True, exist_ok=True)
-        save_model(module, str(d / "model.safetensors"))
+        if trainable_only:
+            save_file(
+                trainable_state(module), str(d / "model.safetensors"), metadata=TRAINABLE_META
+            )
+        else:
+            save_model(module, str(d / "model.safetensors"))
         _fsync_file(d / "model.safetensors")
         _torch_save(optimizer.state_dict(), d / "optimizer.pt")
         _torch_save(scheduler.state_dict(), d / "scheduler.pt")
@@ -427,7 +471,7 @@ def load_checkpoint(
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{rng_legacy}: unexpected RNG state ({exc})") from exc
     try:
-        load_model(module, str(ckpt / "model.safetensors"))
+        _load_weights(module, ckpt / "model.safetensors")
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(
             f"{ckpt / 'model.safetensors'}: cannot load the weights "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from xalign.encoders.lora import LoraSettings
 from xalign.errors import ConfigError
 from xalign.schema import build_dataclass, check_value, coerce_options, config_error, show
 from xalign.self_links import SelfLinksConfig, is_self
@@ -34,6 +35,8 @@ class ModelConfig:
     pooling: str = "last"
     max_length: int = 128
     revision: str | None = None
+    # LoRA adapters through peft (xalign.encoders.lora); null: full fine-tuning
+    lora: LoraSettings | None = None
 
 
 @dataclass
@@ -127,6 +130,8 @@ class RunConfig:
         d["train"].pop("gradient_checkpointing")
         if not is_self(self.data.links):  # read only then: other runs keep their fingerprint
             d["data"].pop("self_links")
+        if d["model"].get("lora") is None:  # absent: the fingerprints of runs before LoRA
+            d["model"].pop("lora", None)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

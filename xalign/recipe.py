@@ -279,6 +279,15 @@ class AlignmentRecipe:
             max_length=cfg.model.max_length,
             revision=cfg.model.revision,
         )
+        if cfg.model.lora is not None:  # only the adapters train (xalign.encoders.lora)
+            from xalign.encoders.lora import add_lora
+
+            self.encoder.model = add_lora(
+                self.encoder.model,
+                cfg.model.lora,
+                base_name=cfg.model.name,
+                revision=cfg.model.revision,
+            )
         if cfg.train.freeze_embeddings:
             # The word-embedding matrix, most of a multilingual encoder's parameters (96M of
             # e5-small's 118M): no gradient and no optimizer state for it. The paper tunes it.
@@ -451,6 +460,13 @@ class AlignmentRecipe:
                 f"(fingerprint {state.get('fingerprint')} vs "
                 f"{cfg.fingerprint()}); resume with the same config"
             )
+        base = state.get("base_model")
+        if base is not None and base.get("identity") != self._base_identity():
+            raise ConfigError(
+                f"{ckpt}: its adapter was trained on base model {base.get('name')} "
+                f"({str(base.get('identity'))[:40]}), this run loads "
+                f"{cfg.model.name} ({self._base_identity()[:40]}); resume on the same base"
+            )
         self.start_step = int(state["step"])
         self._resumed_run_id = state.get("run_id")
         self.history = state.get("metrics", {})
@@ -561,6 +577,16 @@ class AlignmentRecipe:
                 ) from exc
             self.tracker.set_backlog_dir(self.output_dir)  # unsent records are kept here
             self.tracker.set_tags({TAG_OUTPUT_DIR: str(self.output_dir.resolve())})
+
+    def _base_identity(self) -> str:
+        """Content identity of ``model.name`` (:func:`xalign.provenance.model_identity`)."""
+        if getattr(self.link_set, "model_identity", None) is None:
+            from xalign.provenance import model_identity
+
+            self.link_set.model_identity = model_identity(
+                self.cfg.model.name, self.cfg.model.revision
+            )
+        return self.link_set.model_identity
 
     def resume_from_output(self, ckpt: Path | None) -> Path | None:
         return ckpt.parent.parent if ckpt is not None else None
@@ -968,6 +994,13 @@ class AlignmentRecipe:
             "world_size": self.world,
             "metrics": metrics,
         }
+        lora = self.cfg.model.lora is not None
+        if lora:  # the checkpoint holds the adapter; the rest is this base model
+            state["base_model"] = {
+                "name": self.cfg.model.name,
+                "revision": self.cfg.model.revision,
+                "identity": self._base_identity(),
+            }
         finalize_checkpoint(
             self.ckpt_dir,
             step,
@@ -977,6 +1010,7 @@ class AlignmentRecipe:
             state=state,
             config_yaml=self.cfg.to_yaml(),
             keep=self.cfg.train.keep_checkpoints,
+            trainable_only=lora,
         )
 
     def _stop_requested(self, stop: StopRequest) -> bool:

@@ -282,7 +282,11 @@ def _coerce_fields(cls: type, values: Any, key: str, texts: Mapping[str, str]) -
 
 
 def _build(cls: type, values: Any, key: str) -> Any:
-    return cls(**_coerce_fields(cls, values, key, {}))
+    kwargs = _coerce_fields(cls, values, key, {})
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # a nested section's own checks: name its key
+        raise _Mismatch(key, str(exc)) from exc
 
 
 def _fail(value: Any, tp: Any, path: str, note: str = "") -> typing.NoReturn:
@@ -319,6 +323,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:  # noqa: C901 - one branch p
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):  # its own field errors
+            return _coerce(value, inner[0], path)
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, arg, path)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 import xalign
 from xalign import TaskContext, TaskResult, load_tatoeba, tatoeba_code
+from xalign import mean_pool as mean_pool  # the pooling of `embed` (re-exported)
 
 SEEN_LANGUAGES = ("bg", "de", "el", "es", "fr")
 DIRECTIONS = ("xx-en", "en-xx", "both")
@@ -70,42 +71,17 @@ class TatoebaConfig:
 # ------------------------------------------------------------------------ embedding
 
 
-def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
-    """Masked mean of token states ``[B, T, H]`` -> ``[B, H]`` (zeros for an empty mask)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def _embed_batch(
-    encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig, device: str
-) -> Tensor:
-    """Mean-pooled sentence embeddings of one batch of raw sentences."""
-    enc = encoder.tokenizer(
-        texts,
-        padding=True,
-        truncation=True,
-        max_length=encoder.max_length,
-        return_tensors="pt",
-        return_special_tokens_mask=True,
-    )
-    mask = enc["attention_mask"]
-    if not config.pool_special_tokens:
-        mask = mask * (1 - enc["special_tokens_mask"])
-    hidden = encoder(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-    return mean_pool(hidden.float(), mask.to(device)).cpu()
-
-
-@torch.inference_mode()
 def embed(
     encoder: xalign.Encoder, texts: list[str], config: TatoebaConfig, device: str = "cpu"
 ) -> Tensor:
-    """Sentence embeddings ``[N, H]``, encoded in length-sorted batches (less padding)."""
-    order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
-    out = torch.zeros(len(texts), encoder.hidden_size)
-    for start in range(0, len(order), config.batch_size):
-        idx = order[start : start + config.batch_size]
-        out[idx] = _embed_batch(encoder, [texts[n] for n in idx], config, device)
-    return out
+    """Sentence embeddings ``[N, H]`` (:func:`xalign.embed_sentences`: masked mean pooling)."""
+    return xalign.embed_sentences(
+        encoder,
+        texts,
+        batch_size=config.batch_size,
+        pool_special_tokens=config.pool_special_tokens,
+        device=device,
+    )
 
 
 # ------------------------------------------------------------------------ retrieval

@@ -209,14 +209,18 @@ class Encoder(nn.Module):
 
     def frozen_copy(self) -> Encoder:
         """A frozen copy of the current weights (the drift regulariser's c0)."""
+        from xalign.encoders.lora import without_adapters
+
         frozen = copy.deepcopy(self)
+        frozen.model = without_adapters(frozen.model)  # LoRA: c0 is the base model
         frozen.eval()
         frozen.requires_grad_(False)
         return frozen
 
     def save(self, directory: Path) -> None:
         """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them (with an
-        attached MLM head: the whole masked-LM model, loadable with or without its head)."""
+        attached MLM head: the whole masked-LM model, loadable with or without its head; with
+        LoRA: the adapter only, in peft's layout, naming its base model)."""
         model = self.__dict__.get("_mlm_model") or self.model
         model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
@@ -233,6 +237,11 @@ def load_encoder(
     """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``."""
     from transformers import AutoModel, AutoTokenizer
 
+    from xalign.encoders.lora import adapter_base
+
+    adapter = adapter_base(Path(name)) if Path(name).is_dir() else None
+    if adapter is not None:  # a LoRA run's model folder: base model + adapter, merged
+        return _load_adapter(name, adapter, layer=layer, max_length=max_length, dtype=dtype)
     path = resolve_model_dir(name)
     # read now, not when huggingface_hub was imported: HF_HUB_OFFLINE set later (a notebook,
     # a test) still means no network attempt (otherwise: retries until connection timeouts)
@@ -323,6 +332,30 @@ def _weights_problem(folder: Path, shown: str, exc: Exception) -> str:
             f"complete torch.save file; copy it again, or give the model as model.safetensors"
         )
     return f"could not load the model at {folder}: {type(exc).__name__}: {exc}"
+
+
+def _load_adapter(
+    name: str,
+    adapter: tuple[str, str | None],
+    *,
+    layer: int,
+    max_length: int,
+    dtype: torch.dtype | None,
+) -> Encoder:
+    """The base model named by an adapter folder with the adapter merged in (peft
+    ``PeftModel.from_pretrained`` + ``merge_and_unload``) and the base model's tokenizer."""
+    from peft import PeftModel
+
+    from xalign.encoders.lora import quiet_peft
+
+    base_name, revision = adapter
+    base = load_encoder(base_name, revision=revision, dtype=dtype)
+    try:
+        with quiet_peft():
+            model = PeftModel.from_pretrained(base.model, name).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise EncoderLoadError(f"could not apply the LoRA adapter at {name}: {exc}") from exc
+    return Encoder(model, base.tokenizer, name=name, layer=layer, max_length=max_length)
 
 
 def _hub_offline() -> bool:

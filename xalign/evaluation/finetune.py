@@ -176,22 +176,25 @@ def load_for_finetuning(
     from transformers.utils import logging as hf_logging
 
     from xalign.encoders.encoder import EncoderLoadError, model_files, resolve_model_dir
+    from xalign.encoders.lora import plain_model_dir
 
-    path = resolve_model_dir(model)
-    with model_files(path, model):  # an unreadable weight file: an error naming it
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    if not getattr(tokenizer, "is_fast", False):
-        raise EncoderLoadError(f"{model}: fine-tuning needs a fast tokenizer (offsets)")
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
-    hf_logging.disable_progress_bar()
-    try:
-        with model_files(path, model):
-            net, info = auto_class.from_pretrained(path, output_loading_info=True, **config_kwargs)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+    with plain_model_dir(resolve_model_dir(model)) as path:  # a LoRA run's adapter: merged
+        with model_files(path, model):  # an unreadable weight file: an error naming it
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        if not getattr(tokenizer, "is_fast", False):
+            raise EncoderLoadError(f"{model}: fine-tuning needs a fast tokenizer (offsets)")
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected
+        hf_logging.disable_progress_bar()
+        try:
+            with model_files(path, model):
+                net, info = auto_class.from_pretrained(
+                    path, output_loading_info=True, **config_kwargs
+                )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
     return net, tokenizer, sorted(info.get("missing_keys", []))
 
 

@@ -21,61 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xalign.encoders import Encoder
-
-SENTENCE_POOLINGS = ("mean", "cls")
-
-
-def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
-    """Masked mean of token states ``[B, T, H]`` -> ``[B, H]`` (zeros for an empty mask)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-@torch.inference_mode()
-def embed_sentences(
-    encoder: Encoder,
-    texts: Sequence[str],
-    *,
-    pooling: str = "mean",
-    pool_special_tokens: bool = True,
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-) -> Tensor:
-    """Sentence vectors ``[N, H]`` (float32, CPU) of raw sentences at ``encoder.layer``.
-
-    ``pooling``: ``mean`` of the token states weighted by the attention mask — XTREME's
-    ``evaluate_retrieval.py`` (Tatoeba, BUCC), special tokens included unless
-    ``pool_special_tokens=False`` (its ``--pool_skip_special_token``) — or ``cls``, the first
-    token's state. Sentences are truncated at ``encoder.max_length`` subwords and encoded in
-    length-sorted batches (less padding; the result is in the order given).
-    """
-    if pooling not in SENTENCE_POOLINGS:
-        raise ValueError(f"unknown sentence pooling {pooling!r}; choose one of {SENTENCE_POOLINGS}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
-    out = torch.zeros(len(texts), encoder.hidden_size)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = encoder.tokenizer(
-            [texts[n] for n in idx],
-            padding=True,
-            truncation=True,
-            max_length=encoder.max_length,
-            return_tensors="pt",
-            return_special_tokens_mask=True,
-        )
-        hidden = encoder(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()
-        if pooling == "cls":
-            out[idx] = hidden[:, 0].cpu()
-            continue
-        mask = enc["attention_mask"]
-        if not pool_special_tokens:
-            mask = mask * (1 - enc["special_tokens_mask"])
-        out[idx] = mean_pool(hidden, mask.to(device)).cpu()
-    return out
-
 
 def pair_features(u: Tensor, v: Tensor) -> np.ndarray:
     """InferSent/SentEval pair features ``[u, v, |u − v|, u ∗ v]``: ``[N, H]`` x 2 -> ``[N, 4H]``
@@ -132,11 +77,4 @@ def fit_linear_probe(
     return LinearProbe(model, mean, scale, len(x))
 
 
-__all__ = [
-    "SENTENCE_POOLINGS",
-    "LinearProbe",
-    "embed_sentences",
-    "fit_linear_probe",
-    "mean_pool",
-    "pair_features",
-]
+__all__ = ["LinearProbe", "fit_linear_probe", "pair_features"]
