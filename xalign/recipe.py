@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -232,8 +233,8 @@ def objective_loss(objective: Objective, batch: AlignmentBatch) -> torch.Tensor:
 
 
 class GradientBalanceWarning(XalignWarning):
-    """One loss term's gradient was > 10× every alignment term's on each of the first
-    ``train.grad_terms_first`` optimizer steps: the updates follow that term, not alignment."""
+    """One loss term's gradient norm was > 10× every alignment term's (medians over the first
+    ``train.grad_terms_first`` optimizer steps): the updates follow that term, not alignment."""
 
 
 #: a term whose gradient norm is more than this times every alignment term's dominates
@@ -303,14 +304,16 @@ class TermGrads:
 def dominant_term(
     history: list[dict[str, float]], alignment: list[str], ratio: float = BALANCE_RATIO
 ) -> tuple[str, list[str]] | None:
-    """The term whose gradient norm was more than ``ratio`` times every OTHER alignment term's
-    at every step of ``history`` (each step's ``{term: norm}``), with the terms it dominated;
-    None when there is none (or nothing to compare it with)."""
+    """The term whose median gradient norm over ``history`` (each step's ``{term: norm}``) is
+    more than ``ratio`` times the median of every OTHER alignment term, with the terms it
+    dominated; None when there is none (or nothing to compare it with). The median, not every
+    step: with dropout off the drift term's gradient is exactly 0 on the first step."""
     if not history:
         return None
-    for term in history[0]:
+    median = {k: statistics.median(step[k] for step in history) for k in history[0]}
+    for term, value in median.items():
         others = [a for a in alignment if a != term]
-        if others and all(all(step[term] > ratio * step[a] for a in others) for step in history):
+        if others and all(value > ratio * median[a] for a in others):
             return term, others
     return None
 
@@ -832,9 +835,9 @@ class AlignmentRecipe:
         if found is None or not self.is_main:
             return
         term, others = found
-        last = self._balance[-1]
+        median = {k: statistics.median(s[k] for s in self._balance) for k in self._balance[0]}
         what = "the drift term λ·Σ‖c − c0‖²" if term == "reg" else f"objective {term!r}"
-        versus = ", ".join(f"{a} {last[a]:.3g}" for a in others)
+        versus = ", ".join(f"{a} {median[a]:.3g}" for a in others)
         hint = (
             "lower train.reg_weight (or set train.dropout=false: with dropout the drift "
             "target moves with every mask)"
@@ -843,8 +846,8 @@ class AlignmentRecipe:
         )
         warnings.warn(
             f"train: the gradient of {what} was more than {BALANCE_RATIO:g}x every alignment "
-            f"term's in each of the first {len(self._balance)} optimizer steps (last: "
-            f"{last[term]:.3g} vs {versus}; MLflow metrics grad_norm/*): the updates follow "
+            f"term's over the first {len(self._balance)} optimizer steps (median norms "
+            f"{median[term]:.3g} vs {versus}; MLflow metrics grad_norm/*): the updates follow "
             f"it rather than alignment; {hint}",
             GradientBalanceWarning,
             stacklevel=2,
