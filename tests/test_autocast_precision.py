@@ -215,9 +215,12 @@ def test_transport_plan_and_extraction_under_autocast():
 def test_bf16_training_calls_objectives_in_float32(tiny_model, tmp_path, tracking_uri, one_thread):
     """train.mixed_precision=bf16 on the CPU: the encoder runs under the autocast, the
     objective sees float32 vectors with the autocast off."""
+    from accelerate.state import AcceleratorState
+
     from xalign.config import load_config
     from xalign.recipe import AlignmentRecipe
 
+    AcceleratorState._reset_state(True)  # an earlier test's Accelerator had no mixed precision
     cfg = load_config(
         objectives=["sinkhorn"],
         overrides=[
@@ -256,5 +259,6 @@ def test_bf16_training_calls_objectives_in_float32(tiny_model, tmp_path, trackin
         recipe.train()
     finally:
         recipe.cleanup()
+        AcceleratorState._reset_state(True)
     assert encoded == [True]  # the encoder did run under the bf16 autocast
     assert seen == [(torch.float32, False)]

@@ -773,7 +773,6 @@ class AlignmentRecipe:
         pair's graph is freed before the next pair is encoded, so memory does not grow with
         the number of pairs.
         """
-        lam = self.cfg.train.reg_weight
         for name, examples, langs, global_n in self._batches(micro):
             if not examples:  # this rank's shard is empty (global batch smaller than world)
                 continue
@@ -782,15 +781,7 @@ class AlignmentRecipe:
             weight = global_n / sentences[name]
             with self.accelerator.autocast():
                 batch = self._encode_batch(name, examples, langs)
-            parts: dict[str, torch.Tensor] = {}
-            for obj_name in self.objectives:
-                value = self._objective_loss(obj_name, batch)
-                _accumulate(sums, f"{name}/{obj_name}", value, share * weight)
-                parts[obj_name] = self.weights[obj_name] * value
-            if lam > 0:
-                reg = drift_regulariser(batch.tgt, batch.tgt_frozen)
-                _accumulate(sums, f"{name}/reg", reg, share * weight)
-                parts["reg"] = lam * reg
+            parts = self._loss_terms(name, batch, sums, share * weight)
             total = torch.stack(list(parts.values())).sum()
             _accumulate(sums, f"{name}/total", total, share * weight)
             one = torch.ones((), device=total.device)
@@ -806,6 +797,23 @@ class AlignmentRecipe:
             # activations back to the OS (else the heap keeps them: memory grows with pairs)
             del batch, total, parts
             release_freed_memory()
+
+    def _loss_terms(
+        self, name: str, batch: AlignmentBatch, sums: dict[str, torch.Tensor], w: float
+    ) -> dict[str, torch.Tensor]:
+        """Each weighted objective and λ·drift of ``batch`` (float32), their metrics added to
+        ``sums`` with weight ``w``. Only the returned dict holds the graph (freed with it)."""
+        lam = self.cfg.train.reg_weight
+        parts: dict[str, torch.Tensor] = {}
+        for obj_name in self.objectives:
+            value = self._objective_loss(obj_name, batch)
+            _accumulate(sums, f"{name}/{obj_name}", value, w)
+            parts[obj_name] = self.weights[obj_name] * value
+        if lam > 0:
+            reg = drift_regulariser(batch.tgt, batch.tgt_frozen)
+            _accumulate(sums, f"{name}/reg", reg, w)
+            parts["reg"] = lam * reg
+        return parts
 
     def _term_names(self) -> list[str]:
         """The loss terms whose gradients are measured: objectives, then ``reg``."""
