@@ -61,6 +61,12 @@ from xalign.evaluation.finetune import (
     predict,
     seed_everything,
 )
+from xalign.evaluation.probe import (
+    LinearProbe,
+    embed_sentences,
+    fit_linear_probe,
+    pair_features,
+)
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
 from xalign.objective import (
@@ -155,4 +161,9 @@ __all__ = [
     "model_input_names",
     "parse_languages",
     "seed_everything",
+    # frozen-encoder probes (xnli-probe, pos-probe) and sentence vectors (tatoeba, bucc)
+    "embed_sentences",
+    "pair_features",
+    "fit_linear_probe",
+    "LinearProbe",
 ]

@@ -72,6 +72,7 @@ class TrainConfig:
     reg_weight: float = 1.0
     dropout: bool = True
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
     # gradient balance (docs/training.md): per-term gradient norms on the first
@@ -677,6 +678,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ),
     ("train.warmup_steps", _at_least(0), "must be >= 0"),
     ("train.epochs", _at_least(1), "must be >= 1"),
+    ("train.freeze_layers", _at_least(0), "must be >= 0 (0: tune every layer)"),
     ("train.max_steps", _optional(_at_least(1)), "must be null or >= 1"),
     ("train.seed", lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
     ("train.reg_weight", _non_negative, "must be a finite number >= 0"),

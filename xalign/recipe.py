@@ -62,6 +62,7 @@ from xalign.checkpoint import (
 from xalign.config import RunConfig
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
+from xalign.encoders.freeze import freeze_layers
 from xalign.errors import ConfigError, XalignError, XalignWarning
 from xalign.links import LinkSet, LinkSpec
 from xalign.objective import Objective
@@ -393,6 +394,8 @@ class AlignmentRecipe:
             # The word-embedding matrix, most of a multilingual encoder's parameters (96M of
             # e5-small's 118M): no gradient and no optimizer state for it. The paper tunes it.
             self.encoder.model.get_input_embeddings().weight.requires_grad_(False)
+        # AlignFreeze: the embeddings and the first k layers keep their initial weights
+        freeze_layers(self.encoder.model, cfg.train.freeze_layers, key="train.freeze_layers")
         if cfg.train.gradient_checkpointing:
             self._enable_gradient_checkpointing()
 

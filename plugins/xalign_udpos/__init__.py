@@ -98,7 +98,8 @@ class UdposConfig:
     Hub. ``*_limit`` keep N sentences spread evenly over the split (``test_limit`` per
     language); ``batch_size`` is per optimiser step (``grad_accum`` micro-batches);
     ``group_by_length`` batches similar lengths; ``freeze_embeddings`` keeps the word-embedding
-    matrix fixed. ``label_subword``: ``first`` tags each word's first subword (XTREME), even a
+    matrix fixed, ``freeze_layers`` k > 0 the embeddings and the first k transformer layers
+    (AlignFreeze). ``label_subword``: ``first`` tags each word's first subword (XTREME), even a
     bare SentencePiece ``▁``; ``first_content`` tags the piece after a leading bare ``▁``
     (see :mod:`xalign_udpos.tagging`).
     """
@@ -119,6 +120,7 @@ class UdposConfig:
     eval_batch_size: int = 64
     group_by_length: bool = False
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
     label_subword: LabelSubword = "first"
 
     def __post_init__(self) -> None:
@@ -341,5 +343,8 @@ def _mean(values: list[float]) -> float:
 
 @xalign.hookimpl
 def register_tasks(register) -> None:
+    from xalign_udpos.probe import PosProbe
+
     register(Udpos)
     register(PosMini)
+    register(PosProbe)

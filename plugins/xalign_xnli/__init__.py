@@ -49,7 +49,8 @@ MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")
 class XnliConfig:
     """Options of ``xnli`` (defaults: XTREME's). ``*_limit`` keep the first N examples;
     ``batch_size`` is per optimiser step (``grad_accum`` micro-batches); ``freeze_embeddings``
-    keeps the word-embedding matrix fixed."""
+    keeps the word-embedding matrix fixed; ``freeze_layers`` k > 0 the embeddings and the first
+    k transformer layers (AlignFreeze)."""
 
     languages: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
     train_limit: int | None = None
@@ -65,6 +66,7 @@ class XnliConfig:
     weight_decay: float = 0.0
     eval_batch_size: int = 64
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
 
     def __post_init__(self) -> None:
         self.languages = parse_languages(self.languages)
@@ -289,5 +291,8 @@ def _mean(values: list[float]) -> float:
 
 @xalign.hookimpl
 def register_tasks(register) -> None:
+    from xalign_xnli.probe import XnliProbe
+
     register(Xnli)
     register(XnliMini)
+    register(XnliProbe)

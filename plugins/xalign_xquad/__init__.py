@@ -64,7 +64,8 @@ class XquadConfig:
     """Options of ``xquad`` (defaults: XTREME's). ``*_limit`` keep the first N questions;
     ``doc_stride`` is the step between window starts, in context tokens; ``batch_size`` is per
     optimiser step; ``group_by_length`` batches similar lengths (less padding);
-    ``freeze_embeddings`` keeps the word-embedding matrix fixed."""
+    ``freeze_embeddings`` keeps the word-embedding matrix fixed; ``freeze_layers`` k > 0 also
+    the embeddings and the first k transformer layers (AlignFreeze)."""
 
     languages: list[str] = field(default_factory=lambda: list(XQUAD_LANGS))
     train_limit: int | None = None
@@ -84,6 +85,7 @@ class XquadConfig:
     eval_batch_size: int = 32
     group_by_length: bool = False
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
 
     def __post_init__(self) -> None:
         self.languages = parse_languages(self.languages)

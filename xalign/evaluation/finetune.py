@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
+from xalign.encoders.freeze import freeze_layers
 from xalign.progress import progress_bar
 
 __all__ = [
@@ -61,8 +62,11 @@ class FinetuneSettings:
     max_grad_norm: float = 1.0
     group_by_length: bool = False
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
 
     def __post_init__(self) -> None:
+        if self.freeze_layers < 0:
+            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
             raise ValueError("batch_size must be a positive multiple of grad_accum")
         if self.epochs < 1:
@@ -282,6 +286,7 @@ def finetune(
     model.to(device)
     if s.freeze_embeddings:  # the word-embedding matrix (most of a multilingual encoder)
         model.get_input_embeddings().weight.requires_grad_(False)
+    freeze_layers(model, s.freeze_layers)  # the embeddings and the first k layers
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     lengths = [len(f["input_ids"]) for f in features]

@@ -1,0 +1,184 @@
+"""``pos-probe``: UD POS transfer through a frozen encoder and a linear classifier.
+
+Every word of English UD EWT train gets one vector (one layer's subword states pooled over the
+word, mean by default — the same word vectors the alignment objectives and the ``align`` task
+read), a multinomial logistic regression over the 17 UPOS tags is fit on them, and the test
+treebanks of the other languages are tagged word by word (the treebanks of ``pos-mini``).
+Nothing in the encoder is trained and nothing is random: a model gets the same accuracy on
+every run, so the seed spread of a fine-tuned tagger (``pos-mini``: 0.1-1.4 points) is gone.
+
+Metric: token accuracy (%) over UD syntactic words. ``per_example`` is 1/0 per test word;
+``meta["sentence_counts"]`` holds correct and total words per test sentence, so ``compare``
+resamples whole sentences and recomputes accuracy (as for ``udpos``). A word without a vector
+(no subword, or cut by ``max_length``) gets the zero vector and is tagged like any other word.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import xalign
+from xalign import TaskContext, TaskResult, encode_words, fit_linear_probe, parse_languages
+from xalign_udpos.conllu import UPOS_TAGS, ConlluError, TaggedSentence
+from xalign_udpos.data import UdSplit, load_ud, local_conllu
+
+PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh", "ar", "hi", "tr", "vi")
+#: The treebank of each language in ../shared/data/ud (the same as pos-mini's).
+PROBE_TREEBANKS = {
+    "en": "en_ewt", "bg": "bg_btb", "de": "de_gsd", "el": "el_gdt", "es": "es_gsd",
+    "fr": "fr_gsd", "ru": "ru_gsd", "zh": "zh_gsd", "ar": "ar_pud", "hi": "hi_pud",
+    "tr": "tr_imst", "vi": "vi_vtb",
+}  # fmt: skip
+LABEL_IDS = {tag: i for i, tag in enumerate(UPOS_TAGS)}
+WORD_POOLINGS = ("mean", "first", "last")
+
+
+@dataclass
+class PosProbeConfig:
+    """Options of ``pos-probe``.
+
+    ``layer``: hidden-state index (``-1`` = last); ``pooling``: subwords -> word (``mean``,
+    ``first``, ``last``); ``train_limit``: English EWT train sentences, spread evenly over the
+    file (None = all 12,544); ``test_limit``: test sentences per language, spread (None = all);
+    ``treebanks``: language -> UD treebank; ``c``: inverse L2 strength of the regression.
+    """
+
+    languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))
+    treebanks: dict[str, str] = field(default_factory=lambda: dict(PROBE_TREEBANKS))
+    layer: int = -1
+    pooling: str = "mean"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    c: float = 1.0
+    max_length: int = 128
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        self.languages = parse_languages(self.languages)
+        if self.pooling not in WORD_POOLINGS:
+            raise ValueError(
+                f"pos-probe: pooling must be one of {WORD_POOLINGS}, got {self.pooling!r}"
+            )
+        if self.c <= 0:
+            raise ValueError(f"pos-probe: c must be > 0, got {self.c}")
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"pos-probe: {key} must be >= 1 or null, got {value}")
+
+
+class PosProbe(xalign.Task):
+    """UD POS through a frozen encoder: a linear probe on English word vectors, token accuracy."""
+
+    name = "pos-probe"
+    description = (
+        "UD POS with a frozen encoder: logistic regression on word vectors of English EWT "
+        "train, token accuracy on 12 test treebanks (deterministic)"
+    )
+    Config = PosProbeConfig
+    uses_seed = False  # nothing random: one evaluation serves every seed
+    result_version = "1"
+
+    def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
+        data = load_ud(
+            lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
+        )
+        if not data.sentences:
+            raise ConlluError(f"pos-probe: no tagged sentence in UD {lang} {split}")
+        return data
+
+    def _languages(self, context: TaskContext) -> list[str]:
+        return parse_languages(context.languages) if context.languages else self.config.languages
+
+    def inputs(self, context: TaskContext) -> list:
+        """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
+        splits = [("en", "train")] + [(lang, "test") for lang in self._languages(context)]
+        found = {
+            path
+            for lang, split in splits
+            for path in local_conllu(lang, split, context.data_dir, self.config.treebanks.get(lang))
+        }
+        return sorted(found)
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        c, started = self.config, time.perf_counter()
+        train = self._load("en", "train", context, c.train_limit)
+        tests = {
+            lang: self._load(lang, "test", context, c.test_limit)
+            for lang in self._languages(context)
+        }
+        encoder = xalign.load_encoder(model, layer=c.layer, max_length=c.max_length)
+        encoder.to(context.device).eval()
+        train_x, train_missing = self._vectors(encoder, train.sentences, "en", context)
+        train_y = _tags(train.sentences)
+        probe = fit_linear_probe(train_x, train_y, c=c.c)
+        per_example: dict[str, list[float]] = {}
+        counts: dict[str, dict[str, list[int]]] = {}
+        missing = {"en train": train_missing}
+        for lang in xalign.track(list(tests), "pos-probe", context.show_progress):
+            sentences = tests[lang].sentences
+            x, missing[lang] = self._vectors(encoder, sentences, lang, context)
+            flags = (probe.predict(x) == _tags(sentences)).astype(int)
+            per_example[lang] = flags.astype(float).tolist()
+            counts[lang] = _by_sentence(flags, sentences)
+        scores = {lang: {"accuracy": 100.0 * float(np.mean(v))} for lang, v in per_example.items()}
+        transfer = [s["accuracy"] for lang, s in scores.items() if lang != "en"]
+        meta: dict[str, Any] = {
+            "metric": "token accuracy (%) over UD syntactic words; per_example = 1/0 per word",
+            "higher_is_better": True,
+            "languages": {lang: lang for lang in scores},
+            "sentence_counts": counts,
+            "metric_from_counts": {"offset": 0.0, "scale": 100.0},
+            "avg_accuracy_non_en": float(np.mean(transfer)) if transfer else None,
+            "model": model,
+            "config": asdict(c),
+            "layer": encoder.layer,
+            "n_train_sentences": len(train.sentences),
+            "n_train_words": int(len(train_y)),
+            "train_accuracy": 100.0 * float(np.mean(probe.predict(train_x) == train_y)),
+            "words_without_vector": missing,
+            "n_test_sentences": {lang: len(s.sentences) for lang, s in tests.items()},
+            "sources": {f"{d.lang}/{d.split}": d.sources for d in [train, *tests.values()]},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        return TaskResult(self.name, "accuracy", scores, per_example, meta)
+
+    def _vectors(
+        self,
+        encoder: xalign.Encoder,
+        sentences: list[TaggedSentence],
+        lang: str,
+        context: TaskContext,
+    ) -> tuple[np.ndarray, int]:
+        """One row per word ``[Σ words, H]`` in sentence then word order, and how many words
+        had no vector (zeros)."""
+        rows, missing = [], 0
+        size = self.config.batch_size
+        for start in range(0, len(sentences), size):
+            chunk = [list(s.words) for s in sentences[start : start + size]]
+            with torch.inference_mode():
+                wv = encode_words(
+                    encoder, chunk, lang, pooling=self.config.pooling, device=context.device
+                )
+            for b, words in enumerate(chunk):
+                rows.append(wv.vectors[b, : len(words)].double().numpy())
+                missing += int((~wv.mask[b, : len(words)]).sum())
+        return np.concatenate(rows), missing
+
+
+def _tags(sentences: list[TaggedSentence]) -> np.ndarray:
+    return np.asarray([LABEL_IDS[t] for s in sentences for t in s.tags])
+
+
+def _by_sentence(flags: np.ndarray, sentences: list[TaggedSentence]) -> dict[str, list[int]]:
+    """Correct and total words per sentence (``flags`` in sentence then word order)."""
+    matched, start = [], 0
+    for s in sentences:
+        matched.append(int(flags[start : start + len(s)].sum()))
+        start += len(s)
+    return {"matched": matched, "total": [len(s) for s in sentences]}

@@ -1,0 +1,129 @@
+"""``xnli-probe``: XNLI transfer through a frozen encoder and a linear classifier.
+
+Each premise and hypothesis is embedded once (mean of one layer's token states, the
+Tatoeba/BUCC pooling), a pair is the InferSent feature vector [u, v, |u−v|, u∗v] (Conneau et
+al., EMNLP 2017, §3.1), and a multinomial logistic regression is fit on English XNLI *dev*
+(2490 pairs) and tested on the first ``test_limit`` pairs of each XNLI *test* set (labels from
+``DERIVED_test-labels.txt``). Nothing is trained in the encoder and nothing is random: a model
+gets the same accuracy on every run, so the seed spread of a fine-tuned protocol (``xnli-mini``:
+0.3-3.6 points) is gone and differences between models are differences between their vectors.
+Accuracy is in percent; ``per_example`` is 1/0 correctness per test pair.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+import xalign
+from xalign import (
+    TaskContext,
+    TaskResult,
+    embed_sentences,
+    fit_linear_probe,
+    load_xnli,
+    pair_features,
+    parse_languages,
+)
+
+PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh")
+
+
+@dataclass
+class XnliProbeConfig:
+    """Options of ``xnli-probe``.
+
+    ``layer``: hidden-state index (``-1`` = last, the layer the objectives tune); ``pooling``:
+    ``mean`` or ``cls``; ``train_limit``: first N rows of English XNLI dev (None = all 2490);
+    ``test_limit``: first N rows of each test set (None = all 5010); ``c``: inverse L2
+    strength of the logistic regression; ``max_length``: subwords per sentence.
+    """
+
+    languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))
+    layer: int = -1
+    pooling: str = "mean"
+    train_limit: int | None = None
+    test_limit: int | None = 2000
+    c: float = 1.0
+    max_length: int = 128
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        self.languages = parse_languages(self.languages)
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"xnli-probe: pooling must be 'mean' or 'cls', got {self.pooling!r}")
+        if self.c <= 0:
+            raise ValueError(f"xnli-probe: c must be > 0, got {self.c}")
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"xnli-probe: {key} must be >= 1 or null, got {value}")
+
+
+class XnliProbe(xalign.Task):
+    """XNLI through a frozen encoder: linear probe fit on English dev, accuracy per language."""
+
+    name = "xnli-probe"
+    description = (
+        "XNLI with a frozen encoder: logistic regression on [u, v, |u-v|, u*v] of mean-pooled "
+        "sentence vectors, fit on English dev, accuracy on each test set (deterministic)"
+    )
+    Config = XnliProbeConfig
+    data_folders = ("xnli",)  # what Task.inputs hashes
+    uses_seed = False  # nothing random: one evaluation serves every seed
+    result_version = "1"
+
+    def run(self, model: str, context: TaskContext) -> TaskResult:
+        c, started = self.config, time.perf_counter()
+        langs = parse_languages(context.languages) if context.languages else c.languages
+        train = load_xnli("en", "dev", context.data_dir, limit=c.train_limit)
+        tests = {
+            lang: load_xnli(lang, "test", context.data_dir, limit=c.test_limit) for lang in langs
+        }
+        for what, rows in [("en dev", train), *((f"{k} test", v) for k, v in tests.items())]:
+            if not rows or any(r["label"] < 0 for r in rows):
+                raise ValueError(
+                    f"xnli-probe: XNLI {what} has no rows or unlabeled rows "
+                    "(test labels come from DERIVED_test-labels.txt beside test-L.tsv)"
+                )
+        encoder = xalign.load_encoder(model, layer=c.layer, max_length=c.max_length)
+        encoder.to(context.device).eval()
+        train_x = self._features(encoder, train, context)
+        probe = fit_linear_probe(train_x, _labels(train), c=c.c)
+        per_example: dict[str, list[float]] = {}
+        for lang in xalign.track(list(tests), "xnli-probe", context.show_progress):
+            rows = tests[lang]
+            predicted = probe.predict(self._features(encoder, rows, context))
+            per_example[lang] = (predicted == _labels(rows)).astype(float).tolist()
+        scores = {lang: {"accuracy": 100.0 * float(np.mean(v))} for lang, v in per_example.items()}
+        transfer = [s["accuracy"] for lang, s in scores.items() if lang != "en"]
+        meta: dict[str, Any] = {
+            "metric": "accuracy (%) per language; per_example = 1/0 correctness",
+            "higher_is_better": True,
+            "languages": {lang: lang for lang in scores},
+            "avg_accuracy_non_en": float(np.mean(transfer)) if transfer else None,
+            "model": model,
+            "config": asdict(c),
+            "layer": encoder.layer,
+            "n_train": len(train),
+            "n_test": {lang: len(v) for lang, v in per_example.items()},
+            "train_accuracy": 100.0 * float(np.mean(probe.predict(train_x) == _labels(train))),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        return TaskResult(self.name, "accuracy", scores, per_example, meta)
+
+    def _features(
+        self, encoder: xalign.Encoder, rows: list[dict], context: TaskContext
+    ) -> np.ndarray:
+        c = self.config
+        kw = {"pooling": c.pooling, "batch_size": c.batch_size, "device": context.device}
+        u = embed_sentences(encoder, [r["premise"] for r in rows], **kw)
+        v = embed_sentences(encoder, [r["hypothesis"] for r in rows], **kw)
+        return pair_features(u, v)
+
+
+def _labels(rows: list[dict]) -> np.ndarray:
+    return np.asarray([int(r["label"]) for r in rows])
