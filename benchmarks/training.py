@@ -7,10 +7,18 @@ Keys (``python -m benchmarks``):
   / the *reference* step: the same step with the regulariser and a zero-weight term on the
   source states, so that the backward runs through both sides as it does for every
   alignment objective. 1.00 = free. Objectives: ``sinkhorn_sentence``, ``sinkhorn_batch``
-  (``scope``), ``l2``, ``contrastive``, ``mixed_ot``. ``..._vs_regulariser_only`` divides by
-  the step with the regulariser alone instead, whose backward skips the source encoder:
+  (``scope``), ``l2``, ``contrastive``, ``mixed_ot``, ``translation_ranking``, ``distill``
+  (its teacher: the frozen initial model c0 the step computes anyway).
+  ``..._vs_regulariser_only`` divides by the step with the regulariser alone instead, whose
+  backward skips the source encoder:
   that ratio is mostly the source side's backward (~1.3-1.4 for every objective, l2's
   negligible loss included), not the objective's cost. Medians of per-repetition ratios over
+  (``scope``), ``l2``, ``contrastive``, ``mixed_ot``, ``so``, ``co``, ``tlm`` (its own
+  encoder passes count as the objective's: ``objective_ms_tlm`` includes them).
+  ``..._vs_regulariser_only`` divides by the step with the regulariser alone instead, whose
+  backward skips the source encoder: that ratio is mostly the source side's backward
+  (~1.3-1.4 for every objective, l2's negligible loss included), not the objective's cost.
+  Medians of per-repetition ratios over
   5 interleaved repetitions (whole steps jitter by a few percent).
   ``objective_ms_<objective>``: the objective's own forward + backward (word pooling, loss,
   gradient down to the subword states; median of 15) on the batch's encoder states, and
@@ -90,7 +98,7 @@ def random_bert(
     (plus ``texts``: sentences, or lists of words, the model will encode)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import WordPieceTrainer
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
     from xalign.data.corpus import DEMO_LANGUAGES, read_parallel
 
@@ -127,7 +135,8 @@ def random_bert(
         intermediate_size=4 * hidden,
         max_position_embeddings=512,
     )
-    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    # with its (random) masked-LM head, for tlm; AutoModel loads the encoder from it
+    BertForMaskedLM(config).save_pretrained(directory)
     fast.save_pretrained(directory)
     return directory
 
@@ -139,6 +148,11 @@ OBJECTIVES: dict[str, tuple[str, dict[str, Any]]] = {
     "l2": ("l2", {}),
     "contrastive": ("contrastive", {}),
     "mixed_ot": ("mixed_ot", {}),
+    "translation_ranking": ("translation_ranking", {}),
+    "distill": ("distill", {}),
+    "so": ("so", {}),
+    "co": ("co", {}),
+    "tlm": ("tlm", {}),
 }
 
 
@@ -215,6 +229,10 @@ def _step_overhead(
         obj.prepare(data)
     specs = {s for obj in objectives.values() for s in obj.needs().links}
     links = {spec: diagonal for spec in specs}
+    mlm = None
+    if any(obj.needs().mlm for obj in objectives.values()):  # tlm: the head, once
+        encoder.attach_mlm_head(str(model), [k for k, o in objectives.items() if o.needs().mlm])
+        mlm = encoder.masked_lm()
     params = [p for p in encoder.parameters() if p.requires_grad]
     params += [p for o in objectives.values() for p in o.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-6)
@@ -229,7 +247,8 @@ def _step_overhead(
         if objective == "reference":  # the source side's backward, at no cost of its own
             loss = loss + 0.0 * src.hidden.sum()
         elif objective is not None:
-            loss = loss + objective.loss(AlignmentBatch(pair.name, src, tgt, c0, links))
+            batch = AlignmentBatch(pair.name, src, tgt, c0, links, mlm=mlm)
+            loss = loss + objective.loss(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -243,7 +262,9 @@ def _step_overhead(
         for key, kind in kinds.items():
             times[key].append(step(kind))
     median = {key: statistics.median(v) for key, v in times.items()}
-    alone = _objective_alone(encoder, src_words, tgt_words, langs, objectives, links, pair.name)
+    alone = _objective_alone(
+        encoder, src_words, tgt_words, langs, objectives, links, pair.name, mlm=mlm
+    )
     out: dict[str, float] = {}
 
     def paired(key: str, base: str) -> float:  # median over repetitions of the step ratio
@@ -269,6 +290,7 @@ def _objective_alone(
     links: dict[Any, Any],
     pair: str,
     reps: int = 15,
+    mlm: Any = None,
 ) -> dict[str, float]:
     """Seconds of each objective's own forward + backward (median of ``reps``), on the
     batch's encoder states cut from the encoder's graph: the word pooling, the loss and its
@@ -288,7 +310,7 @@ def _objective_alone(
                 dataclasses.replace(s, hidden=s.hidden.detach().requires_grad_()) for s in sides
             )
             start = time.perf_counter()
-            objective.loss(AlignmentBatch(pair, src, tgt, c0, links)).backward()
+            objective.loss(AlignmentBatch(pair, src, tgt, c0, links, mlm=mlm)).backward()
             times.append(time.perf_counter() - start)
         out[key] = statistics.median(times[1:])  # the first call warms up
     return out

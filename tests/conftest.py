@@ -34,52 +34,9 @@ def build_tiny_encoder(
     directory: Path, *, seed: int = 0, hidden: int = 32, dropout: float = 0.0
 ) -> Path:
     """A 2-layer BERT with a WordPiece vocabulary learned from the demo corpus."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers.trainers import WordPieceTrainer
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from xalign.testing import tiny_encoder
 
-    from xalign.data.corpus import DEMO_LANGUAGES, read_parallel
-
-    texts = [
-        s
-        for lang in DEMO_LANGUAGES
-        for pair in read_parallel("demo", lang, "en")
-        for s in (pair.src, pair.tgt)
-    ]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, WordPieceTrainer(vocab_size=600, special_tokens=special))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=128,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
-    fast.save_pretrained(directory)
-    return directory
+    return tiny_encoder(directory, seed=seed, hidden=hidden, dropout=dropout)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,15 @@ import sys
 
 from conftest import ROOT
 
-STEP_OBJECTIVES = ("sinkhorn_sentence", "sinkhorn_batch", "l2", "contrastive", "mixed_ot")
+STEP_OBJECTIVES = (
+    "sinkhorn_sentence",
+    "sinkhorn_batch",
+    "l2",
+    "contrastive",
+    "mixed_ot",
+    "translation_ranking",
+    "distill",
+)
 
 
 def test_quick_suite_prints_every_key_as_json():

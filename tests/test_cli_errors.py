@@ -63,7 +63,7 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (["--set", "trian.lr=1"], ["unknown section 'trian'", "did you mean 'train'"]),
         (["--config", "{bool}"], ["{bool}:2: data.languages[1]", "quote"]),
         (["--config", "{float}"], ["{float}:3: train.batch_size"]),
-        (["--config", "{broken}"], ["{broken}: invalid YAML"]),
+        (["--config", "{broken}"], ["{broken}:", "invalid YAML"]),
         (["--config", "{missing}"], ["config file not found: {missing}"]),
         (["-o", "no_such_objective"], ["unknown objective 'no_such_objective'", "sinkhorn"]),
         (["-o", "sinkhorn:heavy"], ["--objective 'sinkhorn:heavy': weight must be a number"]),

@@ -16,7 +16,7 @@ from test_evaluate import CosineTask, fake_plugins, fresh_store, log_train_run  
 from typer.testing import CliRunner
 
 from xalign.cli import app
-from xalign.cli_eval import parse_task_options, split_names
+from xalign.cli.eval import parse_task_options, split_names
 from xalign.compare import compare, expected_components, print_report, training_config
 from xalign.config import ConfigError
 
@@ -261,7 +261,7 @@ def test_option_parsing_and_errors(tmp_path):
     result = CliRunner().invoke(app, ["compare", "sinkhorn", "--tasks", "nope"])
     assert result.exit_code == 1 and "unknown task 'nope'" in result.output
     # without --tasks: the CPU-sized mini protocols
-    from xalign.cli_eval import DEFAULT_COMPARE_TASKS
+    from xalign.cli.eval import DEFAULT_COMPARE_TASKS
 
     assert DEFAULT_COMPARE_TASKS == ("align", "xnli-mini")
 

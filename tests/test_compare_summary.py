@@ -31,7 +31,7 @@ from xalign.compare import (
 )
 from xalign.compare.statistics import SeedStats, best_rows
 from xalign.evaluation.runs import EvalRun
-from xalign.task import TaskResult
+from xalign.task import ItemCounts, Metric, TaskResult
 
 
 def result(scores: dict[str, list[float]], *, higher: bool = True, metric: str = "acc"):
@@ -41,7 +41,7 @@ def result(scores: dict[str, list[float]], *, higher: bool = True, metric: str =
         main_metric=metric,
         scores={k: {metric: sum(v) / len(v)} for k, v in scores.items()},
         per_example={k: list(v) for k, v in scores.items()},
-        meta={"higher_is_better": higher},
+        metrics=(Metric(metric, higher_is_better=higher),),
     )
 
 
@@ -124,16 +124,18 @@ def test_a_difference_one_seed_reverses_is_not_significant_however_many_examples
 
 
 def counted(matched: list[int], total: list[int], *, declare: bool = True) -> TaskResult:
-    """An align-like result: per-sentence AER in per_example, the corpus AER terms in meta."""
+    """An align-like result: per-sentence AER in per_example, the corpus AER terms in counts."""
     per = [1 - m / t if t else 0.0 for m, t in zip(matched, total, strict=True)]
-    meta = {
-        "higher_is_better": False,
-        "sentence_counts": {"s": {"matched": matched, "total": total}},
-    }
-    if declare:
-        meta["metric_from_counts"] = {"offset": 1.0, "scale": -1.0}
+    ratio = {"aggregation": "ratio", "offset": 1.0, "scale": -1.0} if declare else {}
     aer = 1 - sum(matched) / sum(total)
-    return TaskResult("align", "aer", {"s": {"aer": aer}}, {"s": per}, meta)
+    return TaskResult(
+        "align",
+        "aer",
+        {"s": {"aer": aer}},
+        {"s": per},
+        counts={"s": ItemCounts(matched, total)},
+        metrics=(Metric("aer", higher_is_better=False, **ratio),),
+    )
 
 
 def test_a_corpus_metric_is_tested_on_its_own_value_not_a_mean_of_sentences():
@@ -146,7 +148,7 @@ def test_a_corpus_metric_is_tested_on_its_own_value_not_a_mean_of_sentences():
     assert test.delta_examples == pytest.approx(-1 / 3)
     assert test.p_value == pytest.approx(0.5, abs=0.06)
     assert (test.ci_low, test.ci_high) == (pytest.approx(-1.0), pytest.approx(0.0))
-    # results that do not declare the rule fall back to the mean of per-example scores
+    # a metric declared as a mean uses the mean of per-example scores
     old = paired_test({0: counted([2, 0], [2, 4], declare=False)}, b, "s")
     assert old.delta_examples == pytest.approx(-0.5)
 

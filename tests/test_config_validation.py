@@ -121,7 +121,7 @@ def test_yaml12_ints_dates_and_sexagesimals(tmp_path):
 def test_duplicate_key_is_an_error_with_both_lines(tmp_path):
     path = write(tmp_path, "train:\n  lr: 1.0e-4\n  batch_size: 8\n  lr: 2.0e-4\n")
     message = error_of(path)
-    assert message.startswith(f"{path}: invalid YAML")
+    assert message.startswith(f"{path}:4: invalid YAML")
     assert "duplicate key 'lr' (first at line 2)" in message and "line 4" in message
 
 

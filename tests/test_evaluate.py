@@ -41,6 +41,7 @@ class CosineTask(Task):
 
     name = "fake"
     Config = CosineConfig
+    metrics = (xalign.Metric("cos", higher_is_better=True),)
     calls: ClassVar[int] = 0
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
@@ -48,7 +49,7 @@ class CosineTask(Task):
 
         type(self).calls += 1
         enc = xalign.load_encoder(model)
-        result = TaskResult(self.name, "cos", {}, {}, {"higher_is_better": True})
+        result = TaskResult(self.name, "cos", {}, {})
         with torch.no_grad():
             for lang, pairs in WORD_PAIRS.items():
                 src, _ = enc.encode([[s] for s, _ in pairs], [lang] * len(pairs)).words_vectors(
@@ -91,7 +92,7 @@ class PresetTask(Task):
             self.metric,
             {lang: {self.metric: float(np.mean(v))} for lang, v in per.items()},
             per,
-            {"higher_is_better": self.higher_is_better},
+            metrics=(xalign.Metric(self.metric, higher_is_better=self.higher_is_better),),
         )
 
 
@@ -399,7 +400,7 @@ def test_a_task_that_ignores_the_seed_is_evaluated_once_for_all_seeds(reuse, tin
 
 
 def test_eval_table_cells():
-    from xalign.cli_eval import _fmt
+    from xalign.cli.eval import _fmt
 
     assert _fmt(0.5, 0.0, 1) == "0.500"
     assert _fmt(61.25, 0.5, 2) == "61.25 ± 0.50"

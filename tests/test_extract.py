@@ -89,7 +89,7 @@ def test_config_defaults_and_errors() -> None:
         c.scaling,
     ) == ("argmax", -1, "mean", 512, 0.1, 1.0, True, 0, 0.5)
     for option, value in [
-        ("method", "itermax"),
+        ("method", "mwmf"),
         ("pooling", "max"),
         ("threshold", 0.0),
         ("threshold", 1.5),

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 from xalign_contrastive import ContrastiveAlignment
 
-from xalign import AlignmentBatch, LinkSpec, Side
+from xalign import AlignmentBatch, LinkSpec, Side, testing
 from xalign.cli import app
 
 GDFA = LinkSpec("grow-diag-final-and", one_to_one=True, drop_identical=True, max_words=64)
@@ -24,18 +24,11 @@ def make_side(
 
     The second subword holds ``last`` (default: a large decoy that must not be used).
     """
-    dim = len(sentences[0][0])
-    length = 2 * max(len(s) for s in sentences) + 2
-    hidden = torch.zeros(len(sentences), length, dim)
-    word_index = torch.full((len(sentences), length), -1)
-    for b, words in enumerate(sentences):
-        for w, vec in enumerate(words):
-            hidden[b, 2 * w + 1] = torch.tensor(vec)
-            hidden[b, 2 * w + 2] = torch.tensor(last[b][w]) if last else -50.0 * (w + 1)
-            word_index[b, 2 * w + 1 : 2 * w + 3] = w
-    n_words = torch.tensor([len(s) for s in sentences])
-    words = [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(hidden.requires_grad_(), word_index, n_words, words, [lang] * len(sentences))
+    subwords = [
+        [[vec, last[b][w] if last else [-50.0 * (w + 1)] * len(vec)] for w, vec in enumerate(words)]
+        for b, words in enumerate(sentences)
+    ]
+    return testing.make_side(vectors=subwords, lang=lang, pad_value=0.0)
 
 
 def make_batch(src, tgt, links, *, src_last=None, tgt_last=None) -> AlignmentBatch:

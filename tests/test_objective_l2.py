@@ -8,31 +8,14 @@ from conftest import run_json
 from typer.testing import CliRunner
 from xalign_l2 import L2Alignment
 
-from xalign import AlignmentBatch, LinkSpec, Side
+from xalign import AlignmentBatch, LinkSpec, Side, testing
 
 INTERSECTION = LinkSpec("intersection", one_to_one=True, drop_identical=False, max_words=64)
 
 
 def make_side(sentences: list[list[list[float]]], lang: str = "de", pooling: str = "last") -> Side:
-    """A Side with one subword per word: ``[CLS] w0 w1 ... [SEP] pad``."""
-    dim = len(sentences[0][0])
-    length = max(len(s) for s in sentences) + 2
-    hidden = torch.full((len(sentences), length, dim), 99.0)
-    word_index = torch.full((len(sentences), length), -1)
-    for b, words in enumerate(sentences):
-        for w, vec in enumerate(words):
-            hidden[b, w + 1] = torch.tensor(vec)
-            word_index[b, w + 1] = w
-    n_words = torch.tensor([len(s) for s in sentences])
-    words = [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(
-        hidden.requires_grad_(),
-        word_index,
-        n_words,
-        words,
-        [lang] * len(sentences),
-        default_pooling=pooling,
-    )
+    """A Side with one subword per word: ``[CLS] w0 w1 ... [SEP] pad`` (decoy 99 elsewhere)."""
+    return testing.make_side(vectors=sentences, lang=lang, pooling=pooling, pad_value=99.0)
 
 
 SRC = [[[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], [[2.0, 2.0], [1.0, 1.0]]]

@@ -10,24 +10,13 @@ from typer.testing import CliRunner
 from xalign_mixed_ot import MixedOT
 
 import xalign
-from xalign import AlignmentBatch, Side
+from xalign import AlignmentBatch, Side, testing
 from xalign.cli import app
 
 
 def make_side(sentences: list[list[list[float]]], langs: list[str]) -> Side:
-    """One subword per word: ``[CLS] w0 w1 ... [SEP] pad``."""
-    dim = len(sentences[0][0])
-    length = max(len(s) for s in sentences) + 2
-    hidden = torch.full((len(sentences), length, dim), 7.0)
-    word_index = torch.full((len(sentences), length), -1)
-    for b, words in enumerate(sentences):
-        for w, vec in enumerate(words):
-            hidden[b, w + 1] = torch.tensor(vec)
-            word_index[b, w + 1] = w
-    words = [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(
-        hidden.requires_grad_(), word_index, torch.tensor([len(s) for s in sentences]), words, langs
-    )
+    """One subword per word: ``[CLS] w0 w1 ... [SEP] pad`` (decoy 7 elsewhere)."""
+    return testing.make_side(vectors=sentences, langs=langs, pad_value=7.0)
 
 
 def geomloss_divergence(x: torch.Tensor, y: torch.Tensor) -> float:

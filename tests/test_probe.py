@@ -84,7 +84,8 @@ def test_sentence_counts_by_hand() -> None:
             return self.n
 
     flags = np.array([1, 0, 1, 1, 1, 0])
-    assert _by_sentence(flags, [S(2), S(1), S(3)]) == {"matched": [1, 1, 2], "total": [2, 1, 3]}
+    counts = _by_sentence(flags, [S(2), S(1), S(3)])
+    assert (counts.matched, counts.total) == ([1, 1, 2], [2, 1, 3])
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,8 @@ def test_xnli_probe_on_the_tiny_model(tiny_model, shared_data, one_thread) -> No
     for lang, flags in result.per_example.items():
         assert len(flags) == 40 and set(flags) <= {0.0, 1.0}
         assert result.scores[lang]["accuracy"] == pytest.approx(100 * np.mean(flags))
-    assert result.meta["n_train"] == 90 and result.meta["higher_is_better"] is True
+    assert result.meta["n_train"] == 90
+    assert XnliProbe.metrics[0].higher_is_better
     again = task.run(str(tiny_model), _context(shared_data, ["en", "de"]))
     assert again.per_example == result.per_example  # nothing random
     assert not XnliProbe.uses_seed
@@ -122,11 +124,11 @@ def test_xnli_probe_on_the_tiny_model(tiny_model, shared_data, one_thread) -> No
 def test_pos_probe_on_the_tiny_model(tiny_model, shared_data, one_thread) -> None:
     task = PosProbe(PosProbeConfig(train_limit=60, test_limit=12))
     result = task.run(str(tiny_model), _context(shared_data, ["en", "de"]))
-    counts = result.meta["sentence_counts"]
+    counts = result.counts
     for lang, flags in result.per_example.items():
-        assert sum(counts[lang]["total"]) == len(flags)
-        assert sum(counts[lang]["matched"]) == sum(flags)
-        assert len(counts[lang]["total"]) == 12
+        assert sum(counts[lang].total) == len(flags)
+        assert sum(counts[lang].matched) == sum(flags)
+        assert len(counts[lang].total) == 12
         assert result.scores[lang]["accuracy"] == pytest.approx(100 * np.mean(flags))
     # a probe fit on 60 English sentences tags its own training words better than chance (1/17)
     assert result.meta["train_accuracy"] > 100 / 17

@@ -45,6 +45,7 @@ class DiagonalAER(Task):
 
     name = "diag-aer"
     Config = DiagonalConfig
+    metrics = (xalign.Metric("aer", higher_is_better=False),)
     data_folders = ("align",)
     calls: ClassVar[int] = 0
 
@@ -62,7 +63,6 @@ class DiagonalAER(Task):
             "aer",
             {"deen": {"aer": scores["aer"]}},
             {"deen": [scores["aer"]]},
-            {"higher_is_better": False},
         )
 
 

@@ -24,7 +24,7 @@ from xalign_sinkhorn import (
 )
 
 import xalign
-from xalign import AlignmentBatch, Side
+from xalign import AlignmentBatch, Side, testing
 from xalign.ot import sinkhorn_updates
 
 F64 = torch.float64
@@ -290,24 +290,7 @@ def make_side(
     sentences: list[list[torch.Tensor]], lang: str, words: list[list[str]] | None = None
 ) -> Side:
     """``sentences[b][w]`` is a ``[k, D]`` tensor: the k subword vectors of word w."""
-    dim = sentences[0][0].shape[1]
-    length = max(sum(len(w) for w in s) for s in sentences) + 2
-    hidden = torch.full((len(sentences), length, dim), 7.0)
-    word_index = torch.full((len(sentences), length), -1)
-    for b, sent in enumerate(sentences):
-        t = 1
-        for w, sub in enumerate(sent):
-            hidden[b, t : t + len(sub)] = sub
-            word_index[b, t : t + len(sub)] = w
-            t += len(sub)
-    words = words or [[f"w{i}" for i in range(len(s))] for s in sentences]
-    return Side(
-        hidden.requires_grad_(),
-        word_index,
-        torch.tensor([len(s) for s in sentences]),
-        words,
-        [lang] * len(sentences),
-    )
+    return testing.make_side(words, sentences, lang=lang, pad_value=7.0)
 
 
 def random_batch(seed: int = 0, subwords: tuple[int, ...] = (1,), dim: int = 4) -> AlignmentBatch:

@@ -21,6 +21,7 @@ from xalign_align_eval import (
 import xalign
 from xalign import ExtractConfig, Side, TaskContext, TruncationWarning, XalignError
 from xalign.alignment import GoldAlignmentWarning, available_gold_sets, load_gold
+from xalign.task import stamp_result
 
 # ------------------------------------------------------------------------ extraction
 
@@ -66,7 +67,9 @@ def test_masked_words_keep_their_positions() -> None:
 def test_options_are_validated() -> None:
     assert AlignConfig(sets="bicici-deen, awesome-enfr").sets == ["bicici-deen", "awesome-enfr"]
     for bad in (
-        {"method": "itermax"},
+        {"method": "mwmf"},
+        {"softmax_threshold": 0.0},
+        {"itermax_rounds": 0},
         {"pooling": "max"},
         {"threshold": 0.0},
         {"limit": -1},
@@ -96,6 +99,8 @@ def test_task_defaults_are_the_extraction_defaults() -> None:
         "normalize": True,
         "sinkhorn_iters": 0,
         "scaling": 0.5,
+        "softmax_threshold": 1e-3,
+        "itermax_rounds": 2,
     }
 
 
@@ -181,10 +186,13 @@ def test_hand_computed_aer(fake_gold: Path) -> None:
     assert scores["recall"] == pytest.approx(3 / 4)
     assert result.per_example["fake-deen"] == pytest.approx([0.0, 0.4])
     meta = result.meta
-    assert meta["higher_is_better"] is False and result.main_metric == "aer"
-    assert meta["languages"] == {"fake-deen": "de"} and meta["pairs"] == {"fake-deen": "de-en"}
+    aer = {m.name: m for m in AlignTask.metrics}["aer"]
+    assert aer.higher_is_better is False and result.main_metric == "aer"
+    assert (aer.aggregation, aer.offset, aer.scale) == ("ratio", 1.0, -1.0)
+    assert stamp_result(result, AlignTask(), "align").metric() == aer  # counts agree: 1 - 7/9
+    assert result.languages == {"fake-deen": "de"} and meta["pairs"] == {"fake-deen": "de-en"}
     assert meta["out_of_range"] == {"fake-deen": [[0, 5, 5]]}
-    assert meta["sentence_counts"]["fake-deen"] == {"matched": [4, 3], "total": [4, 5]}
+    assert result.counts["fake-deen"] == xalign.ItemCounts([4, 3], [4, 5])
 
 
 def test_languages_select_sets(fake_gold: Path) -> None:
@@ -217,7 +225,7 @@ def test_tiny_model_on_every_shared_gold_set(tiny_model, shared_data, method, li
         assert scores["n_sentences"] == limit and scores["n_pred"] > 0
         assert len(result.per_example[name]) == limit
         assert all(0.0 <= v <= 1.0 for v in result.per_example[name])
-    assert result.meta["languages"]["bicici-deen"] == "de"
+    assert result.languages["bicici-deen"] == "de"
 
 
 @pytest.mark.integration
@@ -260,7 +268,7 @@ def test_same_folder_name_in_two_places_gives_two_rows(tmp_path: Path) -> None:
     result = _evaluate_sets([str(v1), str(v2)], StubEncoder(LEXICON))
     assert sorted(result.scores) == ["v1/deen", "v2/deen"]
     assert result.scores["v1/deen"]["aer"] == 0.0 and result.scores["v2/deen"]["aer"] == 1.0
-    assert result.meta["languages"] == {"v1/deen": "de", "v2/deen": "de"}
+    assert result.languages == {"v1/deen": "de", "v2/deen": "de"}
 
 
 def test_same_file_name_in_two_places_gives_two_rows(tmp_path: Path) -> None:
@@ -393,13 +401,14 @@ def _check_cli_matches_task(model: str, shared_data: Path, options: dict, n_chec
         )
         encoder = xalign.load_encoder(model, layer=config.layer, max_length=config.max_length)
         pred, _ = predict_links(encoder.eval(), gold, config, batch_size=config.batch_size)
-    counts = result.meta["sentence_counts"]["bicici-deen"]
+    counts = vars(result.counts["bicici-deen"])
     cli_options = [arg for k, v in options.items() for arg in (f"--{k.replace('_', '-')}", str(v))]
     for n in same[:n_check]:
         data = _cli_links(model, gold.src_sents[n], gold.tgt_sents[n], cli_options)
         links = {tuple(x) for x in data["links"]}
         assert data["method"] == config.method and links == pred[n], n
-        assert links == {tuple(x) for x in data[f"{config.method}_links"]}
+        if f"{config.method}_links" in data:  # argmax and ot are also shown on their own
+            assert links == {tuple(x) for x in data[f"{config.method}_links"]}
         # the task's per-sentence AER terms are those of the CLI's links
         sure, possible = gold.sure[n], gold.possible[n] | gold.sure[n]
         assert counts["matched"][n] == len(links & sure) + len(links & possible), n
@@ -407,7 +416,13 @@ def _check_cli_matches_task(model: str, shared_data: Path, options: dict, n_chec
 
 
 @pytest.mark.parametrize(
-    "options", [{"method": "argmax"}, {"method": "ot", "threshold": 0.5, "layer": 1}]
+    "options",
+    [
+        {"method": "argmax"},
+        {"method": "ot", "threshold": 0.5, "layer": 1},
+        {"method": "softmax", "softmax_threshold": 0.01},
+        {"method": "itermax", "layer": 1},
+    ],
 )
 def test_cli_prints_the_links_the_task_scores_tiny(tiny_model, shared_data, options) -> None:
     _check_cli_matches_task(str(tiny_model), shared_data, options, n_check=3)

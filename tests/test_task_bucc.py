@@ -194,7 +194,7 @@ def test_task_on_hand_vectors(monkeypatch, tmp_path) -> None:
     assert (scores["precision"], scores["recall"]) == (100.0, pytest.approx(200 / 3))
     assert scores["f1"] == pytest.approx(80.0) and scores["n_candidates"] == 3
     # per x sentence in file order de-3, de-1, de-2: matched 2, 2, 0; total 2, 2, 1 (5 in all)
-    assert result.meta["sentence_counts"]["de"] == {"matched": [2, 2, 0], "total": [2, 2, 1]}
+    assert vars(result.counts["de"]) == {"matched": [2, 2, 0], "total": [2, 2, 1]}
     assert result.per_example["de"] == pytest.approx([120.0, 120.0, 0.0])
     assert np.mean(result.per_example["de"]) == pytest.approx(scores["f1"])
     # The dev split picks the threshold below every candidate: all 3 pairs correct -> F1 100.
@@ -453,7 +453,7 @@ def test_tiny_model_end_to_end_on_flores(tiny_model, flores, tmp_path, one_threa
     assert 0.0 <= scores["f1"] <= 100.0 and 0.0 <= scores["dev_f1"] <= 100.0
     assert len(result.per_example["de"]) == 45
     assert np.mean(result.per_example["de"]) == pytest.approx(scores["f1"])
-    counts = result.meta["sentence_counts"]["de"]
+    counts = vars(result.counts["de"])
     assert sum(counts["total"]) == scores["n_predicted"] + scores["n_gold"]
     assert result.meta["data"]["de"]["test"] == f"local:{data_dir}/bucc2018/de-en.test.de"
 

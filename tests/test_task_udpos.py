@@ -540,11 +540,11 @@ def check_result(result: TaskResult, n_tokens: dict[str, int]) -> None:
         assert len(values) == n and set(values) <= {0.0, 1.0}
         assert result.scores[lang] == {"accuracy": pytest.approx(100 * sum(values) / n)}
     assert result.meta["n_test"] == n_tokens
-    assert result.meta["languages"] == {lang: lang for lang in n_tokens}
     # per test sentence (7 words each here): correct words, in order, and the accuracy rule
-    assert result.meta["metric_from_counts"] == {"offset": 0.0, "scale": 100.0}
+    accuracy = udpos.Udpos.metrics[0]
+    assert (accuracy.aggregation, accuracy.offset, accuracy.scale) == ("ratio", 0.0, 100.0)
     for lang, n in n_tokens.items():
-        counts, values = result.meta["sentence_counts"][lang], result.per_example[lang]
+        counts, values = vars(result.counts[lang]), result.per_example[lang]
         assert counts["total"] == [7] * (n // 7)
         assert counts["matched"] == [sum(values[k : k + 7]) for k in range(0, n, 7)]
         assert 100 * sum(counts["matched"]) / n == pytest.approx(result.scores[lang]["accuracy"])

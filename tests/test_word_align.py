@@ -148,7 +148,12 @@ def test_align_command_resolves_run_ids_and_output_dirs(tiny_model, tmp_path, tr
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "x"], "--method: method must be one of ('argmax', 'ot'), got 'x'"),
+        (
+            ["--method", "x"],
+            "--method: method must be one of ('argmax', 'ot', 'softmax', 'itermax')",
+        ),
+        (["--softmax-threshold", "1"], "--softmax-threshold: softmax_threshold must be in (0, 1)"),
+        (["--itermax-rounds", "0"], "--itermax-rounds: itermax_rounds must be >= 1"),
         (["--threshold", "0"], "--threshold: threshold must be in (0, 1], got 0.0"),
         (["--pooling", "max"], "--pooling: pooling must be one of"),
         (["--sinkhorn-iters", "-1"], "--sinkhorn-iters: sinkhorn_iters must be >= 0"),

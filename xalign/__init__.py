@@ -8,6 +8,7 @@ as ``from xalign import NAME`` or ``xalign.NAME``. Every other module and name (
 below is not documented in ``docs/plugins.md``.
 """
 
+from xalign import testing  # the public test helpers (xalign.testing)
 from xalign.alignment import (
     GOLD_SETS,
     ExtractError,
@@ -23,15 +24,27 @@ from xalign.alignment import (
     ot_plan,
     read_gold_lines,
 )
+from xalign.alignment.eflomal_aligner import ReferenceLinks, corpus_words, eflomal_reference_links
 from xalign.alignment.extract import (
     ExtractConfig,
     TruncationWarning,
     WordVectors,
     align_pair,
     encode_words,
+    encode_words_layers,
     extract_links,
 )
-from xalign.batch import AlignmentBatch, Links, Side, linked_positions, pool_words
+from xalign.batch import (
+    AlignmentBatch,
+    Links,
+    MaskedLM,
+    Side,
+    gather_rows,
+    global_mean,
+    linked_positions,
+    pool_sentences,
+    pool_words,
+)
 from xalign.encoders import Encoder, load_encoder
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
@@ -80,7 +93,7 @@ from xalign.objective import (
 from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
 from xalign.paths import data_root, describe_data_root
 from xalign.progress import track
-from xalign.task import Task, TaskContext, TaskResult
+from xalign.task import ItemCounts, Metric, ResultContractError, Task, TaskContext, TaskResult
 
 __version__ = "0.1.0"
 
@@ -100,8 +113,12 @@ __all__ = [
     "Links",
     "AlignmentBatch",
     "Side",
+    "MaskedLM",
     "linked_positions",
     "pool_words",
+    "pool_sentences",
+    "gather_rows",
+    "global_mean",
     "PreparedCorpus",
     "PreparedPair",
     "PreparedExample",
@@ -112,6 +129,10 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskResult",
+    "Metric",
+    "ItemCounts",
+    "ResultContractError",
+    "testing",
     "Encoder",
     "load_encoder",
     "data_root",
@@ -126,6 +147,10 @@ __all__ = [
     "WordVectors",
     "align_pair",
     "encode_words",
+    "encode_words_layers",
+    "ReferenceLinks",
+    "corpus_words",
+    "eflomal_reference_links",
     "extract_links",
     "cosine_similarity",
     "mutual_links",

@@ -21,6 +21,7 @@ import yaml
 
 from xalign.errors import ConfigError
 from xalign.schema import build_dataclass, check_value, coerce_options, config_error, show
+from xalign.self_links import SelfLinksConfig, is_self
 
 if TYPE_CHECKING:
     from xalign.plugins import PluginRegistry
@@ -47,8 +48,11 @@ class DataConfig:
     limit: int | None = None
     # Precomputed training word links instead of eflomal: a path template with {src}, {tgt},
     # {symmetrization} (e.g. links/{src}-{tgt}.{symmetrization}.txt) or a mapping "de-en" ->
-    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links).
+    # template; 0-based Pharaoh i-j, one line per kept sentence pair (xalign.links). Or
+    # self: links the model being trained extracts (xalign.self_links, data.self_links).
     links: Any = None
+    # With links: self, how the model being trained extracts them (xalign.self_links).
+    self_links: SelfLinksConfig = field(default_factory=SelfLinksConfig)
     # Moses XML unescaping (&amp; -> &, &#124; -> |) of every line; counted per file in
     # data_stats.json (unescaped_lines). false keeps the text as read.
     unescape: bool = True
@@ -105,7 +109,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        """The config as YAML, credentials redacted (:func:`xalign.redact.redact`): what
+        ``config.yaml`` files and artifacts hold. A redacted ``tracking.uri`` read back is
+        completed by ``MLFLOW_TRACKING_URI`` or ``--tracking-uri``."""
+        from xalign.redact import redact
+
+        return yaml.safe_dump(redact(self.to_dict()), sort_keys=False, allow_unicode=True)
 
     def flat(self) -> dict[str, Any]:
         """Flattened ``section.key`` view (MLflow params)."""
@@ -124,6 +133,8 @@ class RunConfig:
         # measuring: the per-term backward passes change float sums by rounding only
         for key in ("log_grad_terms", "grad_terms_first", "grad_terms_every"):
             d["train"].pop(key)
+        if not is_self(self.data.links):  # read only then: other runs keep their fingerprint
+            d["data"].pop("self_links")
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -175,6 +186,77 @@ class Yaml12Loader(yaml.SafeLoader):
                 seen[key_node.value] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value that a tag cannot build (``!!int 0x``, ``!!timestamp 2020-13-45``) is a
+        YAML error at that value's line, not a ``ValueError`` from deep inside PyYAML."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this {node.tag} value: {exc}", node.start_mark
+            ) from exc
+
+
+#: Most values (mappings, lists and scalars, counted after alias expansion) a config document
+#: may hold, and how deeply it may nest: a config holds hundreds; a YAML alias bomb ("billion
+#: laughs": each line repeats the alias of the line above) expands to billions from a few
+#: hundred bytes.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+#: Longest ``extends:`` chain.
+MAX_EXTENDS = 32
+
+
+def _check_expansion(root: yaml.Node, name: str) -> None:
+    """Refuse a composed document that refers to itself (``&a [*a]``), expands to more than
+    :data:`MAX_YAML_VALUES` values or nests deeper than :data:`MAX_YAML_DEPTH`, before it is
+    built. Linear in the number of distinct nodes (aliases share theirs).
+
+    Raises:
+        ConfigError: ``NAME:LINE: ...`` at the first (innermost) value at fault.
+    """
+    done: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once finished
+    open_: set[int] = set()  # expanded, not finished: the path from the root (a cycle if met)
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _children(node)
+        if finished:
+            values = 1 + sum(done[id(c)][0] for c in children)
+            depth = 1 + max((done[id(c)][1] for c in children), default=0)
+            open_.discard(id(node))
+            done[id(node)] = (values, depth)
+            at = f"{name}:{node.start_mark.line + 1}"
+            if values > MAX_YAML_VALUES:
+                raise ConfigError(
+                    f"{at}: this value expands to more than {MAX_YAML_VALUES:,} values "
+                    f"(YAML aliases '*NAME' repeat an anchored value each time they are used); "
+                    f"refused"
+                )
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{at}: values nested more than {MAX_YAML_DEPTH} deep; refused")
+            continue
+        if id(node) in done:
+            continue
+        if id(node) in open_:
+            raise ConfigError(
+                f"{name}:{node.start_mark.line + 1}: this value contains itself (a YAML alias "
+                f"'*NAME' inside the value anchored '&NAME'); a config must be finite"
+            )
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
 
 def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
@@ -210,27 +292,51 @@ Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
 
 
 def _load_yaml(text: str, name: str) -> tuple[Any, dict[str, tuple[int, bool]]]:
-    """(data, {dotted key: (line, value is a mapping)}) of one YAML document."""
+    """(data, {dotted key: (line, value is a mapping)}) of one YAML document; the key ``""``
+    is the line of the document itself.
+
+    Raises:
+        yaml.YAMLError: not YAML (the error's marks name ``name`` and the line).
+        ConfigError: ``NAME:LINE:`` a document that refers to itself, expands too far or nests
+            too deeply (:func:`_check_expansion`).
+    """
     loader = Yaml12Loader(text)
     loader.name = name  # marks (and so error messages) name the file
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # brackets nested thousands deep: the composer recurses
+            line = loader.get_mark().line + 1
+            raise ConfigError(
+                f"{name}:{line}: values nested more than {MAX_YAML_DEPTH} deep; refused"
+            ) from None
+        if node is not None:
+            _check_expansion(node, name)
         data = loader.construct_document(node) if node is not None else None
+        lines: dict[str, tuple[int, bool]] = {}
+        if node is not None:
+            lines[""] = (node.start_mark.line + 1, isinstance(node, yaml.MappingNode))
+        _key_lines(node, "", lines, loader)
     finally:
         loader.dispose()
-    lines: dict[str, tuple[int, bool]] = {}
-    _key_lines(node, "", lines)
     return data, lines
 
 
-def _key_lines(node: yaml.Node | None, prefix: str, out: dict[str, tuple[int, bool]]) -> None:
+def _key_lines(
+    node: yaml.Node | None, prefix: str, out: dict[str, tuple[int, bool]], loader: Yaml12Loader
+) -> None:
+    """The line of each dotted key, the key spelled as the loaded dict has it (``~:`` is
+    ``None``, ``010:`` is ``10``)."""
     if not isinstance(node, yaml.MappingNode):
         return
     for key_node, value_node in node.value:
         if isinstance(key_node, yaml.ScalarNode):
-            key = prefix + str(key_node.value)
+            name = key_node.value
+            if not key_node.tag.endswith(":merge"):
+                name = loader.construct_object(key_node)
+            key = prefix + str(name)
             out[key] = (key_node.start_mark.line + 1, isinstance(value_node, yaml.MappingNode))
-            _key_lines(value_node, key + ".", out)
+            _key_lines(value_node, key + ".", out, loader)
 
 
 # -- where each value came from ---------------------------------------------------------------
@@ -287,6 +393,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = _load_yaml(raw, f"--set {item}")[0] if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
+    except ConfigError as exc:  # "--set ITEM:1: why" -> "override 'ITEM': why"
+        why = re.sub(r"^\d+: ", "", str(exc)[len(f"--set {item}:") :])
+        raise ConfigError(f"override {item!r}: {why}") from exc
     return keys, value
 
 
@@ -406,16 +515,35 @@ def read_config_file(
         )
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: 'extends' cycle: {' -> '.join(map(str, _chain))} -> {path}")
+    if len(_chain) >= MAX_EXTENDS:
+        raise ConfigError(
+            f"{path}: 'extends' chain longer than {MAX_EXTENDS} files "
+            f"({_chain[0]} -> ... -> {_chain[-1]} -> {path})"
+        )
     try:
-        raw, lines = _load_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = path.read_bytes()
+        raw, lines = _load_yaml(data.decode("utf-8"), str(path))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if mark is not None:
+            line = f":{mark.line + 1}"
+        elif isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+            line = f":{data.decode('utf-8')[: exc.position].count(chr(10)) + 1}"
+        else:
+            line = ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the config as UTF-8"
+        ) from exc
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: top level must be a mapping (section: options), got {show(raw)}"
+            f"{path}:{lines.get('', (1, False))[0]}: top level must be a mapping "
+            f"(section: options), got {show(raw)}"
         )
     parent = raw.pop("extends", None)
     if parent is not None:
@@ -427,7 +555,7 @@ def read_config_file(
         raw = _merged(base, raw)
     if origins is not None:
         for key, (line, is_mapping) in lines.items():
-            if key != "extends":
+            if key not in ("", "extends"):
                 (origins.merge if is_mapping else origins.set)(key, f"{path}:{line}")
     return raw
 
@@ -688,6 +816,10 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.keep_checkpoints", _at_least(0), "must be >= 0 (0: keep all)"),
     ("train.output_dir", _filled, "must not be empty"),
     ("tracking.experiment", _filled, "must not be empty"),
+    ("data.self_links.refresh_every", _at_least(0), "must be >= 0 (0: computed once)"),
+    ("data.self_links.batch_size", _at_least(1), "must be >= 1"),
+    ("data.self_links.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("data.self_links.blur", _positive, "must be a finite number > 0"),
 ]
 
 #: Keys with a fixed set of values.
@@ -696,12 +828,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "linear"),
     "train.mixed_precision": ("no", "bf16"),
+    "data.self_links.method": ("argmax", "ot"),
+    "data.self_links.pooling": ("mean", "first", "last"),
 }
 
 
 def _get(cfg: RunConfig, key: str) -> Any:
-    section, name = key.split(".", 1)
-    return getattr(getattr(cfg, section), name)
+    value: Any = cfg
+    for name in key.split("."):  # section.key or section.sub.key
+        value = getattr(value, name)
+    return value
 
 
 def _validate(cfg: RunConfig, where: str, origins: Origins | None = None) -> None:

@@ -30,6 +30,6 @@ def register_tasks(register: Callable[[type], None]) -> None:
     """Register evaluation tasks.
 
     ``register(TaskClass)`` takes a subclass of :class:`xalign.Task` with a unique ``name``,
-    a ``Config`` dataclass and ``run(self, model: str, context: TaskContext) -> TaskResult``
-    (``model``: anything :func:`xalign.load_encoder` accepts).
+    a ``Config`` dataclass, ``metrics`` (each :class:`xalign.Metric` it reports, with its
+    direction) and ``run(self, model: str, context: TaskContext) -> TaskResult``.
     """

@@ -445,7 +445,7 @@ def corpus_options(cfg: Any, model_id: str) -> dict[str, Any]:
     corpus itself: the ``data`` filters, the subword tokenizer (the model's content identity,
     since pairs without subwords are dropped) and ``model.max_length``."""
     data = dict(cfg.to_dict()["data"])
-    for key in ("corpus", "languages", "links", "pairs_per_language"):
+    for key in ("corpus", "languages", "links", "self_links", "pairs_per_language"):
         data.pop(key, None)
     return {"data": data, "model": model_id, "max_length": cfg.model.max_length}
 

@@ -23,11 +23,25 @@ class Needs:
     - ``links``: eflomal word links for each listed spec (computed once per corpus).
     - ``frozen_target``: the frozen initial model's English vectors (``batch.tgt_frozen``).
     - ``mixed_languages``: one batch mixing all language pairs instead of one per pair.
+    - ``teacher``: a model name or path (anything ``xalign.load_encoder`` loads): the trainer
+      loads it once, frozen (eval mode, no gradient, not trained, not in the optimizer, the
+      checkpoints or the saved model), and gives its last layer's view of the target
+      (English) side as ``batch.teacher_for(teacher)``. Cost: the model's memory and one
+      forward of the target side per batch, without backward.
+    - ``gathers``: ``loss()`` calls the collective :func:`xalign.gather_rows` (negatives from
+      the global batch under data parallelism); the trainer then calls it on every rank for
+      every batch, with an empty batch on a rank whose shard of that batch is empty.
+    - ``mlm``: the encoder's masked-LM head (``batch.mlm``, :class:`~xalign.batch.MaskedLM`);
+      the run's model must have a trained one (else an error at setup naming the model).
     """
 
     links: tuple[LinkSpec, ...] = ()
     frozen_target: bool = False
     mixed_languages: bool = False
+    # sentence-level objectives (translation_ranking, distill)
+    teacher: str | None = None
+    gathers: bool = False
+    mlm: bool = False
 
     def describe(self) -> list[str]:
         """Short human-readable list, as shown by ``xalign plugins``."""
@@ -45,6 +59,12 @@ class Needs:
             out.append("frozen target vectors")
         if self.mixed_languages:
             out.append("mixed-language batches")
+        if self.teacher is not None:
+            out.append(f"teacher vectors ({self.teacher})")
+        if self.gathers:
+            out.append("global batch gathered across ranks")
+        if self.mlm:
+            out.append("masked-LM head (extra encoder passes)")
         return out
 
 

@@ -16,6 +16,7 @@ No plugin can silently replace or break another:
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
 import re
@@ -388,6 +389,9 @@ class PluginRegistry:
             raise PluginError(self._conflicts[kind][name].error)
         known = ", ".join(sorted(table)) or "none"
         message = f"unknown {kind} {name!r}; available: {known}"
+        close = difflib.get_close_matches(name, list(table), n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
         broken = [p for p in self.problems if p.status in ("error", "missing")]
         if broken:
             message += (

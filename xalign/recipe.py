@@ -24,7 +24,9 @@ So N ranks reproduce the 1-rank run with the same global batch for per-sentence 
 (``sinkhorn`` with ``scope: sentence``, ``l2``, the drift term): a loss that couples the
 sentences of a batch (``contrastive``, ``mixed_ot``, ``sinkhorn`` with ``scope: batch``) sees
 each rank's shard as its batch, so it differs from the 1-rank run (measured for contrastive
-with the same global batch on 1 and 2 ranks: loss 5.46 vs 3.98).
+with the same global batch on 1 and 2 ranks: loss 5.46 vs 3.98), unless it gathers the global
+batch (``Needs.gathers``, ``xalign.gather_rows``/``global_mean``: ``translation_ranking``), which
+reproduces the 1-rank run.
 """
 
 from __future__ import annotations
@@ -353,7 +355,10 @@ class AlignmentRecipe:
         self._setup_data()
         self._setup_optimizer()
         ckpt = self._setup_resume()
+        self._setup_self_links()
         self._setup_output(ckpt)
+        if self.self_links is not None:
+            self._log_self_links(self.start_step)
 
     def _setup_accelerator(self) -> None:
         """Accelerate (device, ranks, mixed precision) and the seed of every rank."""
@@ -369,6 +374,10 @@ class AlignmentRecipe:
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        if self.is_main:  # `accelerate launch --num_processes 2 --cpu` starts one process
+            from xalign.launch import check_launch
+
+            check_launch(self.world)
         set_seed(t.seed, device_specific=True)
 
     def _setup_tracking(self) -> None:
@@ -448,6 +457,31 @@ class AlignmentRecipe:
             )
         self.need_frozen = cfg.train.reg_weight > 0 or any(n.frozen_target for n in needs.values())
         self.frozen = frozen_upto_layer(self.encoder) if self.need_frozen else None
+        # Needs.mlm: the model's masked-LM head (after the frozen copy: c0 never needs it)
+        self.need_mlm = sorted(name for name, n in needs.items() if n.mlm)
+        if self.need_mlm:
+            self.encoder.attach_mlm_head(cfg.model.name, self.need_mlm, cfg.model.revision)
+        # sentence-level objectives: teacher models and collectives over the global batch
+        self.teachers = self._load_teachers(needs)
+        self.gathering = [name for name, n in needs.items() if n.gathers]
+
+    def _load_teachers(self, needs: dict[str, Any]) -> dict[str, Encoder]:
+        """Each ``Needs.teacher`` model, loaded once (shared by the objectives naming it) in eval
+        mode without gradient; kept outside :class:`AlignmentModule`, so it is never trained,
+        not in the optimizer, the checkpoints or the saved model."""
+        teachers: dict[str, Encoder] = {}
+        for obj, need in needs.items():
+            model = need.teacher
+            if model is None or model in teachers:
+                continue
+            try:
+                teacher = load_encoder(model, max_length=self.cfg.model.max_length)
+            except XalignError as exc:
+                raise PluginError(f"{self.entries[obj].where()}: teacher {model!r}: {exc}") from exc
+            teacher.eval()
+            teacher.requires_grad_(False)
+            teachers[model] = teacher
+        return teachers
 
     def _setup_data(self) -> None:
         """The parallel corpus, its word links (one set for every rank) and each objective's
@@ -491,6 +525,8 @@ class AlignmentRecipe:
                     m.training = True
         if self.frozen is not None:
             self.frozen.to(device)
+        for teacher in self.teachers.values():
+            teacher.to(device)
         # Only the model is prepared: the optimizer and schedule count optimizer steps, while
         # accelerate's scheduler wrapper would step once per process (split-batch semantics).
         self.ddp = self.accelerator.prepare_model(self.module)
@@ -539,6 +575,82 @@ class AlignmentRecipe:
         self._resumed_run_id = state.get("run_id")
         self.history = state.get("metrics", {})
         return ckpt
+
+    # -- data.links: self (xalign.self_links) ------------------------------------------------
+    def _setup_self_links(self) -> None:
+        """``data.links: self``: the model's own links, computed before the first step (of this
+        process: a resumed run recomputes them from the checkpoint's weights)."""
+        from xalign.self_links import SelfLinks, is_self
+
+        self.self_links: SelfLinks | None = None
+        if not (is_self(self.cfg.data.links) and self.link_specs):
+            return
+        cfg = self.cfg
+        self.self_links = SelfLinks(
+            cfg.data.self_links,
+            cfg.model.layer,
+            self.prepared.pairs,
+            self.link_specs,
+            target=cfg.data.target,
+        )
+        self._refresh_self_links(self.start_step)
+
+    def _self_links_due(self, step: int) -> bool:
+        every = self.cfg.data.self_links.refresh_every
+        return (
+            getattr(self, "self_links", None) is not None
+            and every > 0
+            and step > self.start_step
+            and step % every == 0
+        )
+
+    def _refresh_self_links(self, step: int) -> None:
+        """Recompute (main process, broadcast) and record which links every rank holds."""
+        from xalign.links import gather_from_ranks
+
+        assert self.self_links is not None
+        corpus = self.self_links.refresh(self.encoder, step, accelerator=self.accelerator)
+        self.link_set.corpus = corpus
+        self.link_set.by_rank = gather_from_ranks(
+            {n: cl.digest for n, cl in corpus.items()}, self.world
+        )
+
+    def _log_self_links(self, step: int) -> None:
+        """Artifacts ``links/self/step-N/<pair>.txt`` (Pharaoh) and ``.../digests.json`` (sha256
+        per pair and per rank) and the metric ``self_links/<pair>`` (links per sentence)."""
+        import json
+        import tempfile
+
+        from xalign.links import links_text
+
+        if not self.is_main:
+            return
+        folder_name = f"links/self/step-{step:07d}"
+        metrics = {}
+        with tempfile.TemporaryDirectory(prefix="xalign-self-links-") as tmp:
+            folder = Path(tmp)
+            for pair, cl in self.link_set.corpus.items():
+                lk = next(iter(cl.links.values()))
+                path = folder / f"{pair}.txt"
+                path.write_text(links_text(lk), encoding="utf-8")
+                self.tracker.log_artifact(path, folder_name)
+                metrics[f"self_links/{pair}"] = sum(map(len, lk)) / max(1, len(lk))
+            digests = folder / "digests.json"
+            digests.write_text(
+                json.dumps(
+                    {
+                        "step": step,
+                        "digests": {p: cl.digest for p, cl in self.link_set.corpus.items()},
+                        "ranks": {str(r): d for r, d in enumerate(self.link_set.by_rank)},
+                        "source": self.self_links.source(step) if self.self_links else "",
+                    },
+                    indent=1,
+                    sort_keys=True,
+                ),
+                encoding="utf-8",
+            )
+            self.tracker.log_artifact(digests, folder_name)
+        self.tracker.log_metrics(metrics, step)
 
     def _setup_output(self, ckpt: Path | None) -> None:
         """The MLflow run (new, or the resumed one), the same run id on every rank, and the
@@ -602,12 +714,15 @@ class AlignmentRecipe:
         )
 
         links = self.link_set
+        # self links change during the run: their config (in the fingerprint) identifies them
+        own = getattr(self, "self_links", None) is not None
+        fixed = {} if own else {n: cl.digest for n, cl in links.corpus.items()}
         components = training_components(
             cfg,
             plugins={
                 n: f"{e.source.distribution} {e.source.version}" for n, e in self.entries.items()
             },
-            links={n: cl.digest for n, cl in links.corpus.items()},
+            links=fixed,
             corpus_digests=links.corpus_digests,
             model_id=links.model_identity,
         )
@@ -642,7 +757,8 @@ class AlignmentRecipe:
                 )
             self.tracker.log_params(params)
             self.tracker.log_json(components, "provenance.json")
-            self._log_links(links)
+            if not own:  # self links: _log_self_links, at every refresh
+                self._log_links(links)
             self.tracker.log_text(cfg.to_yaml(), "config.yaml")
             self.tracker.log_json(self.data.stats(), "data_stats.json")
         return run_id
@@ -713,9 +829,43 @@ class AlignmentRecipe:
                 frozen = self.frozen.encode(
                     tgt_words, [target] * len(examples), pooling=pooling, device=device
                 )
+        teachers = {}
+        for model, teacher in self.teachers.items():
+            with torch.no_grad():
+                teachers[model] = teacher.encode(
+                    tgt_words, [target] * len(examples), pooling=pooling, device=device
+                )
         # corpus links as attached; linked_positions drops links to truncated words
         links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.link_specs}
-        return AlignmentBatch(name, src, tgt, frozen, links)
+        mlm = self.encoder.masked_lm() if self.need_mlm else None
+        return AlignmentBatch(name, src, tgt, frozen, links, teachers, mlm=mlm)
+
+    def _join_gathers(self, name: str) -> None:
+        """A rank whose shard of batch ``name`` is empty still takes part in the collectives of
+        the objectives that gather the global batch (``Needs.gathers``): their ``loss()`` on an
+        empty batch, without gradient (this rank has no vectors of its own to train)."""
+        if not self.gathering:
+            return
+        device = self.accelerator.device
+
+        def empty(hidden_size: int) -> Side:
+            ids = torch.zeros(0, 0, dtype=torch.long, device=device)
+            none = torch.zeros(0, dtype=torch.long, device=device)
+            hidden = torch.zeros(0, 0, hidden_size, device=device)
+            return Side(hidden, ids, none, [], [], self.cfg.model.pooling, ids)
+
+        h = self.encoder.hidden_size
+        batch = AlignmentBatch(
+            name,
+            empty(h),
+            empty(h),
+            empty(h) if self.frozen is not None else None,
+            {spec: [] for spec in self.link_specs},
+            {model: empty(t.hidden_size) for model, t in self.teachers.items()},
+        )
+        with torch.no_grad(), self.accelerator.autocast():
+            for obj_name in self.gathering:
+                self._objective_loss(obj_name, batch)
 
     def _objective_loss(self, name: str, batch: AlignmentBatch) -> torch.Tensor:
         entry = self.entries[name]
@@ -778,6 +928,7 @@ class AlignmentRecipe:
         """
         for name, examples, langs, global_n in self._batches(micro):
             if not examples:  # this rank's shard is empty (global batch smaller than world)
+                self._join_gathers(name)
                 continue
             share = len(examples) / global_n
             # this micro-batch's weight in the pair's step mean (its share of the sentences)
@@ -881,6 +1032,9 @@ class AlignmentRecipe:
         self._balance_warned = self.start_step >= t.grad_terms_first
         with progress:
             for step in range(self.start_step, self.total_steps):
+                if self._self_links_due(step):  # data.links: self
+                    self._refresh_self_links(step)
+                    self._log_self_links(step)
                 first = step * t.grad_accum
                 micros = list(range(first, min(first + t.grad_accum, self.micro_total)))
                 sums: dict[str, torch.Tensor] = {}

@@ -214,8 +214,18 @@ def describe(tp: Any) -> str:
     return f"a {getattr(tp, '__name__', tp)}"
 
 
+#: Longest :func:`show` text: an error message quotes a value, not a megabyte of it.
+SHOW_MAX = 200
+
+
 def show(value: Any) -> str:
-    """``value`` as YAML would write it (null, true, 'text', 2.5, [a, b])."""
+    """``value`` as YAML would write it (null, true, 'text', 2.5, [a, b]), cut to
+    :data:`SHOW_MAX` characters."""
+    text = _show(value)
+    return text if len(text) <= SHOW_MAX else f"{text[: SHOW_MAX - 20]}... ({len(text):,} chars)"
+
+
+def _show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -223,9 +233,9 @@ def show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(show(v) for v in value) + "]"
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from xalign.errors import XalignError
 from xalign.objective import NoOptions, build_dataclass
 
 
@@ -27,17 +29,92 @@ class TaskContext:
     show_progress: bool = True
 
 
+#: Version of the stored ``result.json`` layout: 2 = typed ``counts``/``languages``/``metrics``
+#: (1, unmarked, kept them in ``meta`` keys). A stored result of another version is never read:
+#: it is evaluated again (it is also part of every evaluation's reuse key).
+RESULT_SCHEMA = 2
+
+AGGREGATIONS = ("mean", "ratio")
+
+
+class ResultContractError(XalignError, ValueError):
+    """A :class:`TaskResult` that does not keep the task contract (an undeclared metric
+    direction, counts of the wrong length, a stored result of another layout version)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task reports, declared once on the task class (:attr:`Task.metrics`), as
+    lm-evaluation-harness's ``register_metric(higher_is_better=..., aggregation=...)`` does.
+
+    - ``name``: the metric's key in ``TaskResult.scores[key]``.
+    - ``higher_is_better``: its direction; ``compare`` ranks rows and tests by it.
+    - ``aggregation``: how a test set's value follows from its items, which ``compare``
+      recomputes on each bootstrap resample: ``mean`` = the mean of
+      ``TaskResult.per_example[key]``; ``ratio`` = ``offset + scale·Σmatched/Σtotal`` over
+      ``TaskResult.counts[key]`` (a corpus-level ratio such as AER: offset 1, scale −1, Och &
+      Ney 2003 eq. 11; F1 or accuracy in percent: offset 0, scale 100).
+    - ``offset``, ``scale``: of the ``ratio`` aggregation (ignored for ``mean``).
+
+    Raises :class:`ResultContractError` for an unknown aggregation or a non-bool direction.
+    """
+
+    name: str
+    higher_is_better: bool
+    aggregation: str = "mean"
+    offset: float = 0.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.higher_is_better, bool):
+            raise ResultContractError(
+                f"metric {self.name!r}: higher_is_better must be True or False, "
+                f"got {self.higher_is_better!r}"
+            )
+        if self.aggregation not in AGGREGATIONS:
+            raise ResultContractError(
+                f"metric {self.name!r}: aggregation must be one of {AGGREGATIONS}, "
+                f"got {self.aggregation!r}"
+            )
+
+    def from_counts(self, matched: Sequence[float], total: Sequence[float]) -> float:
+        """``offset + scale·Σmatched/Σtotal`` (NaN when Σtotal = 0)."""
+        denominator = float(sum(total))
+        ratio = float(sum(matched)) / denominator if denominator else float("nan")
+        return self.offset + self.scale * ratio
+
+
+@dataclass
+class ItemCounts:
+    """Per test item (a sentence, a query) the two terms of a ``ratio`` metric: the metric of
+    any subset of items is ``offset + scale·Σmatched/Σtotal`` over it (:class:`Metric`)."""
+
+    matched: list[float]
+    total: list[float]
+
+    def __post_init__(self) -> None:
+        if len(self.matched) != len(self.total):
+            raise ResultContractError(
+                f"counts: {len(self.matched)} matched but {len(self.total)} total values "
+                f"(one of each per test item)"
+            )
+
+
 @dataclass
 class TaskResult:
     """Scores of one task on one model and seed.
 
-    ``scores[language][metric]``; ``main_metric`` names the one compared head-to-head;
-    ``per_example[language]`` holds per-example scores of the main metric (for paired
-    bootstrap significance), when the task can provide them. A corpus-level ratio metric
-    (AER, F1 over pooled counts) is not a mean of per-example values: such a task also sets
-    ``meta["sentence_counts"][language] = {"matched": [...], "total": [...]}`` (one entry
-    per test item) and ``meta["metric_from_counts"] = {"offset": o, "scale": k}`` with
-    main metric = o + k·Σmatched/Σtotal, and ``compare`` tests that value itself.
+    - ``scores[key][metric]``: a value per score key (a language code, or a test-set name
+      with its language in ``languages``) and metric; ``main_metric`` names the one compared
+      head-to-head.
+    - ``per_example[key]``: per test item, the main metric's item scores (for the paired
+      bootstrap of a ``mean`` metric), when the task can provide them.
+    - ``counts[key]``: :class:`ItemCounts` per test item, for a ``ratio`` metric.
+    - ``languages[key]``: the language of a score key that is not a language code itself
+      (``compare`` splits seen/unseen languages by it).
+    - ``metrics``: the task's :attr:`Task.metrics`; ``plugin``: which task plugin made it.
+      Both are filled in by xalign (:func:`stamp_result`) when a task returns its result.
+    - ``meta``: free-form extras for people (timings, data notes); xalign reads none of it.
     """
 
     task: str
@@ -45,10 +122,89 @@ class TaskResult:
     scores: dict[str, dict[str, float]]
     per_example: dict[str, list[float]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, ItemCounts] = field(default_factory=dict)
+    languages: dict[str, str] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
+    plugin: str = ""
+    schema: int = RESULT_SCHEMA
 
     def main(self) -> dict[str, float]:
         """Main metric per language."""
         return {lang: s[self.main_metric] for lang, s in self.scores.items()}
+
+    def metric(self, name: str | None = None) -> Metric:
+        """The declaration of metric ``name`` (default: the main metric).
+
+        Raises:
+            ResultContractError: the task declared no such metric (naming task and plugin).
+        """
+        name = name or self.main_metric
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        declared = ", ".join(m.name for m in self.metrics) or "none"
+        who = self.plugin or f"task {self.task!r} (plugin unknown)"
+        raise ResultContractError(
+            f"{who} does not declare the direction of its metric {name!r} (declared: "
+            f"{declared}); its Task class needs "
+            f"metrics = (xalign.Metric({name!r}, higher_is_better=...),), see docs/plugins.md"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``result.json``); :meth:`from_dict` reads it back."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskResult:
+        """The result stored by :meth:`to_dict`.
+
+        Raises:
+            ResultContractError: stored with another layout (:data:`RESULT_SCHEMA`), e.g. by
+                an earlier xalign whose ``meta`` keys this version does not read.
+        """
+        schema = data.get("schema", 1)
+        if schema != RESULT_SCHEMA:
+            raise ResultContractError(
+                f"result stored with layout version {schema}, this xalign reads "
+                f"{RESULT_SCHEMA}; evaluate again"
+            )
+        data = dict(data)
+        data["counts"] = {k: ItemCounts(**v) for k, v in (data.get("counts") or {}).items()}
+        data["metrics"] = tuple(Metric(**m) for m in data.get("metrics") or ())
+        return cls(**data)
+
+
+def stamp_result(result: TaskResult, task: Task, where: str) -> TaskResult:
+    """``result`` with the task's declared :attr:`Task.metrics` (unless it set its own) and the
+    plugin that made it (``where``, e.g. ``task 'x' (plugin 'y', distribution z 1.0)``).
+
+    Raises:
+        ResultContractError: ``counts`` for a key without a score, or a ``ratio`` main metric
+            whose counts give another value than ``scores`` (beyond 1e-6 relative).
+    """
+    metrics = result.metrics or tuple(getattr(task, "metrics", ()))
+    result = dataclasses.replace(result, metrics=tuple(metrics), plugin=where)
+    for key in result.counts:
+        if key not in result.scores:
+            raise ResultContractError(f"{where}: counts for {key!r}, which has no scores")
+    declared = {m.name: m for m in result.metrics}
+    main = declared.get(result.main_metric)
+    if main is not None and main.aggregation == "ratio":
+        for key, counts in result.counts.items():
+            if not sum(counts.total):  # no items with a denominator: the task's own convention
+                continue
+            value = main.from_counts(counts.matched, counts.total)
+            shown = result.scores[key].get(result.main_metric)
+            if shown is not None and not _close(value, float(shown)):
+                raise ResultContractError(
+                    f"{where}: {key} {result.main_metric} is {shown} but its counts give "
+                    f"{value} ({main.offset} + {main.scale}·Σmatched/Σtotal)"
+                )
+    return result
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b)) or (a != a and b != b)
 
 
 class Task:
@@ -61,6 +217,9 @@ class Task:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoOptions
+    #: The metrics ``run`` reports, each with its direction and aggregation (:class:`Metric`),
+    #: declared once; ``compare`` refuses a main metric that is not declared here.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
     #: Sub-folders of the data folder this task reads (XTREME layout, e.g. ``("xnli",)``);
     #: ``None`` = any file of the data folder may matter. Used by the default :meth:`inputs`.
     data_folders: ClassVar[tuple[str, ...] | None] = None

@@ -19,16 +19,21 @@ Failure policy (README "Failure behaviour"):
   unsent stays on disk and :func:`replay_backlog` sends it later (``xalign sync-tracking DIR``;
   ``xalign run --resume DIR`` does it first). A record the server *rejects* (a bug, e.g. a
   changed param value) is moved to ``tracking-backlog-rejected.jsonl`` with a warning.
+* Credentials never leave the process (docs/failures.md): messages, params, tags, run names,
+  text artifacts and backlog records carry the URI and values redacted (:mod:`xalign.redact`);
+  MLflow's "View run ... at: URL" lines go to stderr, redacted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from xalign.errors import XalignError, XalignWarning
+from xalign.redact import is_redacted, redact, redact_text, redact_uri
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LEN = 6000
@@ -103,8 +109,25 @@ class TrackingWarning(XalignWarning):
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
-    """``--tracking-uri``/config > ``MLFLOW_TRACKING_URI`` > a local sqlite store."""
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``--tracking-uri``/config > ``MLFLOW_TRACKING_URI`` > a local sqlite store.
+
+    A URI whose credentials were redacted when it was saved (``http://alice:***@host`` read
+    back from a run's ``config.yaml`` or tracking backlog) is replaced by
+    ``MLFLOW_TRACKING_URI`` when that is the same URI with its credentials.
+
+    Raises:
+        TrackingError: a redacted URI and no environment URI that completes it.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if explicit and is_redacted(explicit):
+        if env and redact_uri(env) == explicit:
+            return env
+        raise TrackingError(
+            f"tracking URI {explicit} was saved without its credentials (xalign never "
+            f"writes them): pass it again with --tracking-uri, or set MLFLOW_TRACKING_URI "
+            f"(or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD with a URI without them)"
+        )
+    return explicit or env or DEFAULT_TRACKING_URI
 
 
 def artifact_root(uri: str) -> str | None:
@@ -178,8 +201,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    """The root cause of a (long, nested) MLflow/requests error, e.g. 'Connection refused'."""
-    text = str(exc)
+    """The root cause of a (long, nested) MLflow/requests error, e.g. 'Connection refused'
+    (URIs in it redacted, :mod:`xalign.redact`)."""
+    text = redact_text(str(exc))
     found = re.findall(r"\[Errno -?\d+\] [^\"')\]]+", text)
     if found:
         return found[-1].strip()
@@ -193,7 +217,8 @@ def _reason(exc: BaseException) -> str:
 
 def _unreachable(uri: str, exc: BaseException) -> TrackingError:
     return TrackingError(
-        f"MLflow tracking store {uri} is unreachable ({_reason(exc)}). Start the server "
+        f"MLflow tracking store {redact_uri(uri)} is unreachable "
+        f"({_reason(exc)}). Start the server "
         f"(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or pass another --tracking-uri "
         f"(or MLFLOW_TRACKING_URI); the default is a local {DEFAULT_TRACKING_URI}."
     )
@@ -259,6 +284,7 @@ class Tracker:
     ) -> None:
         self.enabled = enabled
         self.uri = resolve_tracking_uri(uri)
+        self.shown_uri = redact_uri(self.uri)  #: the URI as printed, logged and kept
         self.experiment = experiment
         self.run_id: str | None = None
         self.retry_interval = retry_interval
@@ -333,7 +359,7 @@ class Tracker:
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
         except MlflowException as exc:
             raise FileNotFoundError(
-                f"run {run_id} of {self.uri} has no artifact {path!r}: {exc.message}"
+                f"run {run_id} of {self.shown_uri} has no artifact {path!r}: {exc.message}"
             ) from exc
 
     # ------------------------------------------------------------------ runs
@@ -359,16 +385,20 @@ class Tracker:
                 self.client.update_run(run_id, status="RUNNING")
                 self.run_id = run_id
             else:
-                tags = dict(tags or {})
+                tags = {k: redact_text(str(v)) for k, v in (tags or {}).items()}
                 if parent_run_id:
                     tags["mlflow.parentRunId"] = parent_run_id
-                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+                run = self.client.create_run(
+                    self.experiment_id,
+                    run_name=redact_text(run_name) if run_name else run_name,
+                    tags=tags,
+                )
                 self.run_id = run.info.run_id
         except Exception as exc:
             if is_transient(exc):
                 raise _unreachable(self.uri, exc) from exc
             raise TrackingError(
-                f"MLflow store {self.uri} refused to "
+                f"MLflow store {self.shown_uri} refused to "
                 f"{'reopen run ' + run_id if run_id else 'create a run'}: "
                 f"{_reason(exc)}"
             ) from exc
@@ -378,7 +408,10 @@ class Tracker:
     def log_params(self, params: dict[str, Any]) -> None:
         if self.enabled:
             self._submit(
-                {"op": "params", "params": {k: _param_str(v) for k, v in sorted(params.items())}}
+                {
+                    "op": "params",
+                    "params": {k: _param_str(redact(v)) for k, v in sorted(params.items())},
+                }
             )
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -394,7 +427,7 @@ class Tracker:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.enabled and tags:
-            self._submit({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
+            self._submit({"op": "tags", "tags": {k: redact_text(str(v)) for k, v in tags.items()}})
 
     def delete_tag(self, key: str) -> None:
         """Remove tag ``key`` of the run (it must exist when the record is sent)."""
@@ -406,7 +439,7 @@ class Tracker:
             return
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / artifact_file
-            path.write_text(text, encoding="utf-8")
+            path.write_text(redact_text(text), encoding="utf-8")
             self.log_artifact(path)
 
     def log_json(self, obj: Any, artifact_file: str) -> None:
@@ -431,7 +464,7 @@ class Tracker:
         if self._pending:
             where = self._dir()
             warnings.warn(
-                f"MLflow store {self.uri} is still unreachable: {len(self._pending)} "
+                f"MLflow store {self.shown_uri} is still unreachable: {len(self._pending)} "
                 f"record(s) of run {self.run_id} (status {status}) are kept in "
                 f"{where / BACKLOG_FILE}; send them when it is back with "
                 f"`xalign sync-tracking {where}`"
@@ -487,7 +520,7 @@ class Tracker:
         if self._pending and self.flush(force=True) and earlier:
             warnings.warn(
                 f"sent {len(earlier)} tracking record(s) kept in {directory} by an "
-                f"earlier process to {self.uri}",
+                f"earlier process to {self.shown_uri}",
                 TrackingWarning,
                 stacklevel=2,
             )
@@ -520,7 +553,7 @@ class Tracker:
                         return False
                     rejected.append({**rec, "error": _reason(exc)})
                     warnings.warn(
-                        f"MLflow store {self.uri} rejected a kept {rec['op']} record "
+                        f"MLflow store {self.shown_uri} rejected a kept {rec['op']} record "
                         f"of run {rec.get('run_id')}: {_reason(exc)}; moved to "
                         f"{self._dir() / REJECTED_FILE}",
                         TrackingWarning,
@@ -533,7 +566,7 @@ class Tracker:
                 self._after_send(rejected)
         if self._offline:
             warnings.warn(
-                f"MLflow store {self.uri} is reachable again: {sent} kept record(s) sent",
+                f"MLflow store {self.shown_uri} is reachable again: {sent} kept record(s) sent",
                 TrackingWarning,
                 stacklevel=2,
             )
@@ -541,7 +574,7 @@ class Tracker:
         return True
 
     def _submit(self, rec: dict[str, Any], *, force: bool = False) -> None:
-        rec = {"uri": self.uri, "run_id": self.run_id, **rec}
+        rec = {"uri": self.shown_uri, "run_id": self.run_id, **rec}
         if self._pending and not self.flush(force=force):
             self._keep(rec)
             return
@@ -551,7 +584,7 @@ class Tracker:
             if not is_transient(exc):
                 self._keep(rec, rejected=_reason(exc))
                 warnings.warn(
-                    f"MLflow store {self.uri} rejected {rec['op']} for run "
+                    f"MLflow store {self.shown_uri} rejected {rec['op']} for run "
                     f"{self.run_id}: {_reason(exc)}; kept in "
                     f"{self._dir() / REJECTED_FILE}",
                     TrackingWarning,
@@ -572,7 +605,7 @@ class Tracker:
             else "memory (then the run's output dir)"
         )
         warnings.warn(
-            f"MLflow store {self.uri} unreachable while sending {rec['op']} "
+            f"MLflow store {self.shown_uri} unreachable while sending {rec['op']} "
             f"({_reason(exc)}): the run goes on; records are kept in {where} and "
             f"sent when it is back (retried every {self.retry_interval:g} s)",
             TrackingWarning,
@@ -653,7 +686,15 @@ def _send_record(client: Any, rec: dict[str, Any], directory: Path | None) -> No
         src = rec.get("source") or str((directory or Path(".")) / rec["file"])
         client.log_artifact(run_id, src, rec.get("artifact_path"))
     elif op == "end":
-        client.set_terminated(run_id, status=rec["status"], end_time=rec["end_time"])
+        # MLflow prints "View run ... at: URL" (the URL with its credentials) on stdout, which
+        # carries only what a command documents (`xalign run`: the run id): stderr, redacted
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                client.set_terminated(run_id, status=rec["status"], end_time=rec["end_time"])
+        finally:
+            if out.getvalue():
+                sys.stderr.write(redact_text(out.getvalue()))
     else:
         raise ValueError(f"unknown tracking record op {op!r}")
 
@@ -709,16 +750,17 @@ def replay_backlog(directory: Path, uri: str | None = None) -> int:
     target = uri or (uris.pop() if len(uris) == 1 else None)
     if target is None:
         raise TrackingError(
-            f"{path}: records name several stores {sorted(uris)}; pass --tracking-uri"
+            f"{path}: records name several stores {sorted(map(redact_uri, uris))}; "
+            f"pass --tracking-uri"
         )
-    tracker = Tracker(target, None)
+    tracker = Tracker(target, None)  # a redacted URI: MLFLOW_TRACKING_URI or an error
     tracker.backlog_dir = directory
     tracker._pending = records
     total = len(records)
     if not tracker.flush(force=True):
         left = tracker.unsent
         raise TrackingError(
-            f"MLflow store {target} is unreachable: sent {total - left} of "
+            f"MLflow store {tracker.shown_uri} is unreachable: sent {total - left} of "
             f"{total} record(s); {left} remain in {path}"
         )
     return total

@@ -16,16 +16,24 @@ positions; their gold links count as missed. Truncated words are counted per set
 ``meta["truncated_words"][set]`` and reported with a :class:`xalign.TruncationWarning`.
 
 Scores are corpus-level (Och & Ney 2003), one entry per gold set, keyed by the set name
-(two sets can share a language; the language is in ``meta["languages"]``). Two path-given sets
+(two sets can share a language; the language is in ``TaskResult.languages``). Two path-given sets
 whose files have the same name (``v1/deen.src-tgt``, ``v2/deen.src-tgt``) are told apart by
 their folders (``v1/deen``, ``v2/deen``); listing one set twice is an error. AER is the main
-metric and lower is better (``meta["higher_is_better"] = False``).
+metric and lower is better (declared in ``AlignTask.metrics``).
 
 ``per_example[set]`` holds per-sentence AER (0.0 for a sentence with no predicted and no sure
-link); its mean is not the corpus AER. ``meta["sentence_counts"][set]`` holds per-sentence
-``matched`` = |A∩S| + |A∩P| and ``total`` = |A| + |S|, and ``meta["metric_from_counts"]``
-says corpus AER = 1 − Σmatched / Σtotal, so ``compare`` recomputes the corpus AER on every
+link); its mean is not the corpus AER. ``counts[set]`` (:class:`xalign.ItemCounts`) holds
+per-sentence ``matched`` = |A∩S| + |A∩P| and ``total`` = |A| + |S|, and the ``aer`` metric is
+declared with the ``ratio`` aggregation (corpus AER = 1 − Σmatched / Σtotal), so ``compare``
+recomputes the corpus AER on every
 bootstrap resample of sentences.
+
+``layer: all`` sweeps every hidden state (0 = embeddings .. N = last) in ONE pass over the
+data: each batch runs the model once with every hidden state out
+(:func:`xalign.encode_words_layers`). Its result has one row per layer (``L0`` .. ``LN``),
+one column per gold set plus ``average`` (the main metric: the mean AER over the sets), all
+AER; ``meta["layer_sweep"]`` holds the same numbers, the best layer and the plot
+(``align_layers.png`` in the run's output folder, also logged to MLflow).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from xalign import (
     alignment_scores,
     available_gold_sets,
     cosine_similarity,
+    encode_words_layers,
     extract_links,
     load_gold,
     mutual_links,
@@ -96,18 +105,37 @@ class AlignConfig(ExtractConfig):
     ``blur``, ``threshold``, ``normalize``, ``sinkhorn_iters``, ``scaling``; the same names
     and defaults as ``xalign align``) plus:
 
+    - ``layer``: as in :class:`xalign.ExtractConfig`, or ``all``: AER of every hidden state
+      from one pass over the data (the layer sweep).
     - ``sets``: gold set names, paths or mappings (whatever ``load_gold`` accepts); ``None`` =
       every available set except the ``*-dev`` splits. Path-given sets whose names clash are
       named by their folders (``v1/deen``, ``v2/deen``).
     - ``batch_size``: sentences encoded at once; ``limit``: first N sentence pairs of each set.
+    - ``eflomal_row``: ``xalign compare`` adds an ``eflomal`` reference row (see
+      :meth:`AlignTask.reference_rows`); no effect on ``xalign eval``.
     """
 
     sets: list[str | dict[str, Any]] | None = None
     batch_size: int = 32
     limit: int | None = None
+    layer: int | str = -1  # type: ignore[assignment]  # ``all``: the layer sweep
+    eflomal_row: bool = True
+
+    @property
+    def sweep(self) -> bool:
+        """Whether ``layer: all`` asks for the per-layer sweep."""
+        return self.layer == "all"
 
     def __post_init__(self) -> None:
         self.sets = _as_list(self.sets)
+        if isinstance(self.layer, str) and not self.sweep:
+            try:
+                self.layer = int(self.layer)
+            except ValueError:
+                raise AlignTaskError(
+                    f"align: layer must be a hidden-state index (-1 = last) or 'all' (the "
+                    f"layer sweep), got {self.layer!r}"
+                ) from None
         try:
             super().__post_init__()
         except ExtractError as exc:
@@ -170,6 +198,41 @@ def predict_links(
             pred[n] = extract_links(x.vectors[b], x.mask[b], y.vectors[b], y.mask[b], config)
             truncated[n] = len(x.truncated[b]) + len(y.truncated[b])
     return pred, truncated
+
+
+@torch.inference_mode()
+def predict_links_layers(
+    encoder: xalign.Encoder,
+    gold: GoldSet,
+    config: ExtractConfig,
+    layers: Sequence[int],
+    device: str = "cpu",
+    progress: bool = False,
+    batch_size: int = 32,
+) -> dict[int, list[Links]]:
+    """:func:`predict_links` at every hidden-state index of ``layers``, one forward per batch
+    and side (truncated words are unaligned as there; the sweep does not count them)."""
+    pred: dict[int, list[Links]] = {k: [set() for _ in range(len(gold))] for k in layers}
+    for idx in xalign.track(list(_batches(gold, batch_size)), f"align {gold.name}", progress):
+        keep = [n for n in idx if gold.src_sents[n] and gold.tgt_sents[n]]
+        if not keep:
+            continue
+        sides = [
+            encode_words_layers(
+                encoder,
+                [sents[n] for n in keep],
+                lang,
+                layers,
+                pooling=config.pooling,
+                device=device,
+            )
+            for sents, lang in ((gold.src_sents, gold.src_lang), (gold.tgt_sents, gold.tgt_lang))
+        ]
+        for k in layers:
+            x, y = sides[0][k], sides[1][k]
+            for b, n in enumerate(keep):
+                pred[k][n] = extract_links(x.vectors[b], x.mask[b], y.vectors[b], y.mask[b], config)
+    return pred
 
 
 # ------------------------------------------------------------------------ scoring
@@ -291,14 +354,110 @@ class AlignTask(xalign.Task):
     Config = AlignConfig
     data_folders = ("align",)  # gold sets; path-valued `sets` count too (Task.inputs)
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
-    result_version = "2"  # 2: meta["metric_from_counts"], compare tests corpus AER
+    result_version = "3"  # 3: typed counts/languages/metrics (2: meta keys)
+    #: AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|) (Och & Ney 2003, eq. 11): compare recomputes it
+    #: from the per-sentence counts; precision/recall/F1 against the sure and possible links.
+    metrics = (
+        xalign.Metric("aer", higher_is_better=False, aggregation="ratio", offset=1.0, scale=-1.0),
+        xalign.Metric("precision", higher_is_better=True),
+        xalign.Metric("recall", higher_is_better=True),
+        xalign.Metric("f1", higher_is_better=True),
+    )
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
-        encoder = xalign.load_encoder(
-            model, layer=self.config.layer, max_length=self.config.max_length
-        )
+        layer = -1 if self.config.sweep else int(self.config.layer)
+        encoder = xalign.load_encoder(model, layer=layer, max_length=self.config.max_length)
         encoder.to(context.device).eval()
+        if self.config.sweep:
+            return self.sweep(encoder, context, model=model)
         return self.evaluate(encoder, context, model=model)
+
+    def sweep(self, encoder: xalign.Encoder, context: TaskContext, model: str = "") -> TaskResult:
+        """AER of every hidden state (0 = embeddings .. N) on the gold sets, one pass.
+
+        Rows ``L0`` .. ``LN``, columns the gold sets and ``average`` (the main metric);
+        writes the line plot ``align_layers.png`` to ``context.output_dir``.
+        """
+        from xalign_align_eval.sweep import plot_sweep
+
+        layers = list(range(encoder.model.config.num_hidden_layers + 1))
+        aer: dict[str, list[float]] = {}
+        for gold in self.load_sets(context):
+            pred = predict_links_layers(
+                encoder,
+                gold,
+                self.config,
+                layers,
+                context.device,
+                context.show_progress,
+                self.config.batch_size,
+            )
+            aer[gold.name] = [
+                float(alignment_scores(pred[k], gold.sure, gold.possible)["aer"]) for k in layers
+            ]
+        average = [sum(v[k] for v in aer.values()) / len(aer) for k in layers]
+        scores = {
+            f"L{k}": {**{name: v[k] for name, v in aer.items()}, "average": average[k]}
+            for k in layers
+        }
+        best = min(layers, key=lambda k: average[k])
+        plot = Path(context.output_dir) / "align_layers.png"
+        plot_sweep(
+            layers,
+            aer,
+            average,
+            plot,
+            title=f"{model or encoder.name}: align AER per layer ({self.config.method})",
+        )
+        meta = {
+            "model": model,
+            "options": asdict(self.config),
+            "higher_is_better": False,
+            "layer_sweep": {"layers": layers, "aer": aer, "average": average, "best": best},
+            "artifacts": [str(plot)],
+        }
+        return TaskResult(self.name, "average", scores, {}, meta)
+
+    def reference_rows(self, context: TaskContext, data: Any) -> dict[str, TaskResult]:
+        """``xalign compare``'s reference row ``eflomal``: eflomal (the classical aligner the
+        objectives take their training links from) on each gold set's own sentence pairs,
+        aligned together with the training corpus ``data.corpus`` of that language pair (when
+        ``data.languages`` has the set's source language and ``data.target`` is its target;
+        first ``data.limit`` pairs), symmetrised with grow-diag-final-and and scored like the
+        models (corpus AER, per-sentence counts, so compare tests it against base).
+
+        eflomal has no seed: the links come from xalign's eflomal cache, keyed by both corpora,
+        the settings and eflomal's version, so a comparison on the same data always shows the
+        same row; ``meta["reference"][set]`` records the cache entry and whether this call
+        computed it (``from_cache``). Empty (no row) with ``eflomal_row: false`` or a sweep.
+        """
+        if not self.config.eflomal_row or self.config.sweep:
+            return {}
+        result = TaskResult(self.name, "aer", {}, {}, self._meta("eflomal"))
+        result.meta["reference"] = {}
+        languages = set(getattr(data, "languages", None) or [])
+        for gold in self.load_sets(context):
+            start = time.perf_counter()
+            extra: tuple[list[list[str]], list[list[str]]] = ([], [])
+            if gold.src_lang in languages and gold.tgt_lang == getattr(data, "target", None):
+                extra = xalign.corpus_words(
+                    data.corpus,
+                    gold.src_lang,
+                    gold.tgt_lang,
+                    limit=getattr(data, "limit", None),
+                    unescape=getattr(data, "unescape", True),
+                )
+            ref = xalign.eflomal_reference_links(gold.src_sents, gold.tgt_sents, *extra)
+            self._add(result, gold, ref.links, time.perf_counter() - start)
+            result.meta["truncated_words"][gold.name] = 0
+            result.meta["reference"][gold.name] = {
+                "aligner": "eflomal",
+                "extra_pairs": ref.extra_pairs,
+                "symmetrization": ref.symmetrization,
+                "cache_key": ref.cache_key,
+                "from_cache": ref.from_cache,
+            }
+        return {"eflomal": result}
 
     def load_sets(self, context: TaskContext) -> list[GoldSet]:
         """The configured gold sets, restricted by ``context.languages`` and ``limit``."""
@@ -344,14 +503,10 @@ class AlignTask(xalign.Task):
         return {
             "model": model,
             "options": asdict(self.config),
-            "higher_is_better": False,
             "per_example": "per-sentence AER (its mean is not the corpus AER; compare "
-            "tests the corpus AER from sentence_counts)",
-            "metric_from_counts": {"offset": 1.0, "scale": -1.0},
-            "languages": {},
+            "tests the corpus AER from counts)",
             "pairs": {},
             "out_of_range": {},
-            "sentence_counts": {},
             "truncated_words": {},
             "seconds": {},
         }
@@ -364,11 +519,11 @@ class AlignTask(xalign.Task):
         result.scores[gold.name]["n_sentences"] = float(len(gold))
         matched, total = sentence_counts(pred, gold)
         result.per_example[gold.name] = sentence_aer(matched, total)
+        result.counts[gold.name] = xalign.ItemCounts(matched, total)
+        result.languages[gold.name] = gold.src_lang
         meta = result.meta
-        meta["languages"][gold.name] = gold.src_lang
         meta["pairs"][gold.name] = f"{gold.src_lang}-{gold.tgt_lang}"
         meta["out_of_range"][gold.name] = [[n, i, j] for n, (i, j) in gold.out_of_range]
-        meta["sentence_counts"][gold.name] = {"matched": matched, "total": total}
         meta["seconds"][gold.name] = round(seconds, 3)
 
 

@@ -22,8 +22,8 @@ Scores per language (keyed by the language code, as compare needs): ``f1`` (main
 one value per xx sentence of the test pool (file order): ``100·N·matched_s / Σ total`` with
 matched_s = 2·|predicted ∩ gold| and total_s = |predicted| + |gold| for pairs of that
 sentence, so its mean is exactly F1; a bootstrap over it would hold each model's
-denominator fixed. The exact terms are in ``meta["sentence_counts"]`` and
-``meta["metric_from_counts"]`` says F1 = 100·Σmatched / Σtotal, which ``compare`` recomputes
+denominator fixed. The exact terms are in ``counts`` and the ``f1`` metric is declared with
+the ``ratio`` aggregation (F1 = 100·Σmatched / Σtotal), which ``compare`` recomputes
 on every resample of sentences.
 """
 
@@ -184,7 +184,14 @@ class BuccTask(xalign.Task):
     description = "BUCC 2018 bitext mining F1 (XTREME protocol: ratio margin k=4, max retrieval)"
     Config = BuccConfig
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
-    result_version = "2"  # 2: meta["metric_from_counts"], compare tests corpus F1
+    result_version = "3"  # 3: typed counts/metrics (2: meta keys), compare tests corpus F1
+    #: F1 = 100·2|P∩G| / (|P| + |G|) over the pooled pairs: compare recomputes it from the
+    #: per-sentence counts; precision/recall (%) beside it.
+    metrics = (
+        xalign.Metric("f1", higher_is_better=True, aggregation="ratio", offset=0.0, scale=100.0),
+        xalign.Metric("precision", higher_is_better=True),
+        xalign.Metric("recall", higher_is_better=True),
+    )
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The local BUCC files a run reads (for the evaluation's reuse key): per language the
@@ -270,9 +277,8 @@ class BuccTask(xalign.Task):
         result.per_example[lang] = [
             100.0 * len(units) * m / denom if denom else 0.0 for m in matched
         ]
-        meta = result.meta
-        meta["sentence_counts"][lang] = {"matched": matched, "total": total}
-        meta["data"][lang] = {
+        result.counts[lang] = xalign.ItemCounts(matched, total)
+        result.meta["data"][lang] = {
             "test": test.source,
             "threshold_from": chosen_on or "option",
             "notes": test.notes,
@@ -283,14 +289,11 @@ class BuccTask(xalign.Task):
         return {
             "model": model,
             "options": asdict(self.config),
-            "higher_is_better": True,
             "layer": encoder.layer,
             "per_example": (
                 "per xx sentence of the test pool: 100*N*matched/sum(total) (mean = F1; "
-                "exact terms in sentence_counts)"
+                "exact terms in counts)"
             ),
-            "metric_from_counts": {"offset": 0.0, "scale": 100.0},
-            "sentence_counts": {},
             "data": {},
             "seconds": {},
         }

@@ -166,7 +166,6 @@ class Mlqa(Xquad):
         return {
             "setting": "cross-lingual transfer: context language = question language",
             "split": self.config.split,
-            "languages": {lang: lang for lang in scores},
         }
 
 

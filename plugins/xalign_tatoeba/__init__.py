@@ -149,6 +149,12 @@ class TatoebaTask(xalign.Task):
     Config = TatoebaConfig
     data_folders = ("tatoeba",)  # what Task.inputs hashes
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
+    result_version = "2"  # 2: typed metrics (1: meta["higher_is_better"])
+    #: percent of queries whose nearest neighbour is the translation (per_example: 1/0)
+    metrics = tuple(
+        xalign.Metric(name, higher_is_better=True)
+        for name in ("accuracy", "accuracy_xx_en", "accuracy_en_xx")
+    )
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         encoder = xalign.load_encoder(
@@ -181,7 +187,6 @@ class TatoebaTask(xalign.Task):
         return {
             "model": model,
             "options": asdict(self.config),
-            "higher_is_better": True,
             "layer": encoder.layer,
             "n_layers": encoder.model.config.num_hidden_layers,
             "per_example": "1/0 per query (xx->en first, then en->xx)",

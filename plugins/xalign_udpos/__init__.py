@@ -23,8 +23,9 @@ its first letter, merging runs of equal tags (NOUN NOUN is one chunk), so that n
 token accuracy (checked with seqeval 1.2.2: gold NOUN NOUN VERB DET NOUN PUNCT, predicted
 NOUN VERB VERB DET NOUN PUNCT gives F1 0.60, accuracy 0.83); with one tag per token,
 token-level micro-F1 equals accuracy. ``per_example`` holds the 1/0 correctness of every
-test token; ``meta["sentence_counts"]`` holds per test sentence the correct and total words
-and ``meta["metric_from_counts"]`` says accuracy = 100·Σcorrect/Σwords, so ``compare``'s
+test token; ``counts`` (:class:`xalign.ItemCounts`) holds per test sentence the correct and
+total words and the ``accuracy`` metric is declared with the ``ratio`` aggregation (accuracy
+= 100·Σcorrect/Σwords), so ``compare``'s
 bootstrap resamples whole sentences (the words of a sentence are not independent) and
 recomputes token accuracy on each resample. Data: local
 CoNLL-U files, else the Hub (see :mod:`xalign_udpos.data`).
@@ -90,7 +91,7 @@ LABELLING_REST = (
 
 
 @dataclass
-class UdposConfig:
+class UdposConfig(FinetuneSettings):
     """Options of ``udpos`` (defaults: XTREME's).
 
     ``treebanks`` maps a language to one UD treebank (``{en: en_ewt}``); a language without an
@@ -110,20 +111,13 @@ class UdposConfig:
     dev_limit: int | None = None
     test_limit: int | None = None
     select_checkpoint: bool = True
-    learning_rate: float = 2e-5
     epochs: int = 10
     max_length: int = 128
-    batch_size: int = 32
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
     eval_batch_size: int = 64
-    group_by_length: bool = False
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
     label_subword: LabelSubword = "first"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
         for name in ("train_limit", "dev_limit", "test_limit"):
             value = getattr(self, name)
@@ -203,7 +197,7 @@ class _Tagger:
         return 100.0 * _mean(self.correct(features, label))
 
 
-def _by_sentence(flags: list[float], split: Any) -> dict[str, list[int]]:
+def _by_sentence(flags: list[float], split: Any) -> xalign.ItemCounts:
     """Correct and total words per test sentence (``flags`` are in sentence then word order;
     every word of a sentence is tagged, windows included)."""
     sizes = [len(sentence.tags) for sentence in split.sentences]
@@ -213,7 +207,7 @@ def _by_sentence(flags: list[float], split: Any) -> dict[str, list[int]]:
     for size in sizes:
         matched.append(int(sum(flags[start : start + size])))
         start += size
-    return {"matched": matched, "total": sizes}
+    return xalign.ItemCounts(matched, sizes)
 
 
 class Udpos(Task):
@@ -225,7 +219,13 @@ class Udpos(Task):
         "dev, zero-shot token accuracy on 33 languages"
     )
     Config = UdposConfig
-    result_version = "2"  # 2: sentence_counts, compare resamples sentences (pos-mini too)
+    result_version = "3"  # 3: typed counts/metrics (2: meta keys); pos-mini too
+    #: token accuracy (%) = 100·Σcorrect/Σwords: compare resamples sentences and recomputes it
+    metrics = (
+        xalign.Metric(
+            "accuracy", higher_is_better=True, aggregation="ratio", offset=0.0, scale=100.0
+        ),
+    )
 
     def load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
         """One split of one language (this task's treebank choice); errors if it is empty."""
@@ -300,7 +300,6 @@ class Udpos(Task):
             "metric": METRIC,
             "labelling": LABELLING[c.label_subword] + LABELLING_REST,
             "tags": list(UPOS_TAGS),
-            "languages": {lang: lang for lang in scores},
             "avg_accuracy": _mean(acc),
             "avg_accuracy_non_en": _mean(transfer) if transfer else None,
             "model": model,
@@ -313,8 +312,6 @@ class Udpos(Task):
             "n_select": len(dev.sentences) if dev is not None else 0,
             "max_length": tagger.max_length,
             "n_test": {lang: len(v) for lang, v in per_example.items()},
-            "sentence_counts": counts,
-            "metric_from_counts": {"offset": 0.0, "scale": 100.0},
             "n_test_sentences": {lang: len(s.sentences) for lang, s in tests.items()},
             "sources": {
                 f"{d.lang}/{d.split}": d.sources
@@ -323,7 +320,7 @@ class Udpos(Task):
             "new_parameters": new_params,
             "seconds": round(time.perf_counter() - started, 2),
         }
-        return TaskResult(self.name, "accuracy", scores, per_example, meta)
+        return TaskResult(self.name, "accuracy", scores, per_example, meta, counts=counts)
 
 
 class PosMini(Udpos):

@@ -8,7 +8,7 @@ Nothing in the encoder is trained and nothing is random: a model gets the same a
 every run, so the seed spread of a fine-tuned tagger (``pos-mini``: 0.1-1.4 points) is gone.
 
 Metric: token accuracy (%) over UD syntactic words. ``per_example`` is 1/0 per test word;
-``meta["sentence_counts"]`` holds correct and total words per test sentence, so ``compare``
+``counts`` holds correct and total words per test sentence, so ``compare``
 resamples whole sentences and recomputes accuracy (as for ``udpos``). A word without a vector
 (no subword, or cut by ``max_length``) gets the zero vector and is tagged like any other word.
 """
@@ -83,6 +83,12 @@ class PosProbe(xalign.Task):
     Config = PosProbeConfig
     uses_seed = False  # nothing random: one evaluation serves every seed
     result_version = "1"
+    #: token accuracy (%) = 100·Σcorrect/Σwords: compare resamples sentences and recomputes it
+    metrics = (
+        xalign.Metric(
+            "accuracy", higher_is_better=True, aggregation="ratio", offset=0.0, scale=100.0
+        ),
+    )
 
     def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
         data = load_ud(
@@ -118,7 +124,7 @@ class PosProbe(xalign.Task):
         train_y = _tags(train.sentences)
         probe = fit_linear_probe(train_x, train_y, c=c.c)
         per_example: dict[str, list[float]] = {}
-        counts: dict[str, dict[str, list[int]]] = {}
+        counts: dict[str, xalign.ItemCounts] = {}
         missing = {"en train": train_missing}
         for lang in xalign.track(list(tests), "pos-probe", context.show_progress):
             sentences = tests[lang].sentences
@@ -130,10 +136,6 @@ class PosProbe(xalign.Task):
         transfer = [s["accuracy"] for lang, s in scores.items() if lang != "en"]
         meta: dict[str, Any] = {
             "metric": "token accuracy (%) over UD syntactic words; per_example = 1/0 per word",
-            "higher_is_better": True,
-            "languages": {lang: lang for lang in scores},
-            "sentence_counts": counts,
-            "metric_from_counts": {"offset": 0.0, "scale": 100.0},
             "avg_accuracy_non_en": float(np.mean(transfer)) if transfer else None,
             "model": model,
             "config": asdict(c),
@@ -146,7 +148,7 @@ class PosProbe(xalign.Task):
             "sources": {f"{d.lang}/{d.split}": d.sources for d in [train, *tests.values()]},
             "seconds": round(time.perf_counter() - started, 2),
         }
-        return TaskResult(self.name, "accuracy", scores, per_example, meta)
+        return TaskResult(self.name, "accuracy", scores, per_example, meta, counts=counts)
 
     def _vectors(
         self,
@@ -175,10 +177,10 @@ def _tags(sentences: list[TaggedSentence]) -> np.ndarray:
     return np.asarray([LABEL_IDS[t] for s in sentences for t in s.tags])
 
 
-def _by_sentence(flags: np.ndarray, sentences: list[TaggedSentence]) -> dict[str, list[int]]:
+def _by_sentence(flags: np.ndarray, sentences: list[TaggedSentence]) -> xalign.ItemCounts:
     """Correct and total words per sentence (``flags`` in sentence then word order)."""
     matched, start = [], 0
     for s in sentences:
         matched.append(int(flags[start : start + len(s)].sum()))
         start += len(s)
-    return {"matched": matched, "total": [len(s) for s in sentences]}
+    return xalign.ItemCounts(matched, [len(s) for s in sentences])

@@ -46,29 +46,24 @@ MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")
 
 
 @dataclass
-class XnliConfig:
-    """Options of ``xnli`` (defaults: XTREME's). ``*_limit`` keep the first N examples;
-    ``batch_size`` is per optimiser step (``grad_accum`` micro-batches); ``freeze_embeddings``
-    keeps the word-embedding matrix fixed; ``freeze_layers`` k > 0 the embeddings and the first
-    k transformer layers (AlignFreeze)."""
+class XnliConfig(FinetuneSettings):
+    """Options of ``xnli`` (defaults: XTREME's): the fine-tuning settings
+    (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step, ``grad_accum``
+    micro-batches; ``freeze_embeddings`` keeps the word-embedding matrix fixed; ``freeze_layers``
+    k > 0 the embeddings and the first k transformer layers) and the data.
+    ``*_limit`` keep the first N examples."""
 
     languages: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
     train_limit: int | None = None
     dev_limit: int | None = None
     test_limit: int | None = None
     select_checkpoint: bool = True
-    learning_rate: float = 2e-5
     epochs: int = 5
     max_length: int = 128
-    batch_size: int = 32
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
     eval_batch_size: int = 64
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
 
     def settings(self) -> FinetuneSettings:
@@ -178,6 +173,8 @@ class Xnli(Task):
     Config = XnliConfig
     data_folders = ("xnli", "multinli", "XNLI-MT-1.0")  # what Task.inputs hashes
     data_class: type[_NliData] = _NliData
+    result_version = "2"  # 2: typed metrics (1: undeclared direction)
+    metrics = (xalign.Metric("accuracy", higher_is_better=True),)  # %, per_example 1/0
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

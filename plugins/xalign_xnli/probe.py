@@ -75,6 +75,7 @@ class XnliProbe(xalign.Task):
     data_folders = ("xnli",)  # what Task.inputs hashes
     uses_seed = False  # nothing random: one evaluation serves every seed
     result_version = "1"
+    metrics = (xalign.Metric("accuracy", higher_is_better=True),)  # %, per_example 1/0
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
@@ -102,8 +103,6 @@ class XnliProbe(xalign.Task):
         transfer = [s["accuracy"] for lang, s in scores.items() if lang != "en"]
         meta: dict[str, Any] = {
             "metric": "accuracy (%) per language; per_example = 1/0 correctness",
-            "higher_is_better": True,
-            "languages": {lang: lang for lang in scores},
             "avg_accuracy_non_en": float(np.mean(transfer)) if transfer else None,
             "model": model,
             "config": asdict(c),

@@ -60,34 +60,28 @@ SQUAD_TRAIN_FILE = "train-v1.1.json"
 
 
 @dataclass
-class XquadConfig:
-    """Options of ``xquad`` (defaults: XTREME's). ``*_limit`` keep the first N questions;
-    ``doc_stride`` is the step between window starts, in context tokens; ``batch_size`` is per
-    optimiser step; ``group_by_length`` batches similar lengths (less padding);
-    ``freeze_embeddings`` keeps the word-embedding matrix fixed; ``freeze_layers`` k > 0 also
-    the embeddings and the first k transformer layers (AlignFreeze)."""
+class XquadConfig(FinetuneSettings):
+    """Options of ``xquad`` (defaults: XTREME's): the fine-tuning settings
+    (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step;
+    ``group_by_length`` batches similar lengths, less padding; ``freeze_embeddings`` keeps the
+    word-embedding matrix fixed) and the data. ``*_limit`` keep the first N questions;
+    ``doc_stride`` is the step between window starts, in context tokens."""
 
     languages: list[str] = field(default_factory=lambda: list(XQUAD_LANGS))
     train_limit: int | None = None
     test_limit: int | None = None
     learning_rate: float = 3e-5
-    epochs: int = 3
     max_length: int = 384
     doc_stride: int = 128
     max_query_length: int = 64
-    batch_size: int = 32
-    grad_accum: int = 1
     warmup_steps: int = 500
-    warmup_ratio: float = 0.0
     weight_decay: float = 1e-4
     n_best: int = 20
     max_answer_length: int = 30
     eval_batch_size: int = 32
-    group_by_length: bool = False
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
         if self.doc_stride < 1 or self.max_query_length < 1:
             raise ValueError("doc_stride and max_query_length must be >= 1")
@@ -410,6 +404,12 @@ class Xquad(Task):
         "tydiqa-goldp-v1.1-train",
         "tydiqa-goldp-v1.1-dev",
     )  # what Task.inputs hashes
+    result_version = "2"  # 2: typed metrics (1: undeclared direction)
+    #: SQuAD v1.1 F1 and exact match (%), per question averaged (per_example: F1 in [0, 1])
+    metrics = (
+        xalign.Metric("f1", higher_is_better=True),
+        xalign.Metric("exact_match", higher_is_better=True),
+    )
 
     metric_description = "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]"
 

@@ -345,3 +345,84 @@ def align_corpus(
     )
     assert result is not None  # compute=True always returns a result
     return result.symmetrized(symmetrization)
+
+
+# ---------------------------------------------------------------- reference row of compare
+
+
+@dataclass
+class ReferenceLinks:
+    """eflomal's links for a gold set (``xalign compare``'s ``eflomal`` row of ``align``).
+
+    ``links``: symmetrised links per gold sentence pair (source first, 0-based);
+    ``extra_pairs``: training-corpus pairs aligned with them (0 when the corpus has no such
+    language pair); ``cache_key``: the eflomal cache entry they come from; ``from_cache``:
+    whether that entry already existed (then the links are exactly those of earlier runs).
+    """
+
+    links: list[Links]
+    extra_pairs: int
+    symmetrization: str
+    cache_key: str
+    from_cache: bool
+
+
+def corpus_words(
+    corpus: object, src: str, tgt: str, *, limit: int | None = None, unescape: bool = True
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Moses words of the training corpus ``corpus`` (a ``data.corpus`` value) for
+    ``src``-``tgt``: normalised and tokenised as xalign prepares training text.
+
+    Raises :class:`xalign.data.corpus.CorpusError` when the corpus has no such pair.
+    """
+    from xalign.data.corpus import language_spec, read_parallel
+    from xalign.data.text import normalize_text, tokenize_words
+
+    pairs = read_parallel(language_spec(corpus, src), src, tgt, limit=limit)
+    words = [
+        (
+            tokenize_words(normalize_text(p.src, unescape=unescape)[0], src),
+            tokenize_words(normalize_text(p.tgt, unescape=unescape)[0], tgt),
+        )
+        for p in pairs
+    ]
+    return [s for s, _ in words], [t for _, t in words]
+
+
+def eflomal_reference_links(
+    src_sents: Sentences,
+    tgt_sents: Sentences,
+    extra_src: Sentences = (),
+    extra_tgt: Sentences = (),
+    *,
+    symmetrization: str = "grow-diag-final-and",
+    cache_dir: Path | None = None,
+) -> ReferenceLinks:
+    """eflomal links of a gold set's own sentence pairs, aligned together with
+    ``extra_src``/``extra_tgt`` (the run's training corpus) for better statistics.
+
+    eflomal has no seed (module docstring): the links are made reproducible by the cache
+    (:func:`align_directions`, keyed by both corpora, the settings and eflomal's version), so
+    every later comparison on the same data reads the same links; ``from_cache`` says
+    whether this call computed them. Settings: :class:`EflomalSettings` defaults with
+    ``max_words`` = the longest gold sentence (every gold pair is aligned; longer training
+    pairs are left out of the statistics).
+    """
+    symmetrize(set(), set(), symmetrization)  # fail fast on an unknown method
+    longest = max(
+        (max(len(s), len(t)) for s, t in zip(src_sents, tgt_sents, strict=True)), default=1
+    )
+    settings = EflomalSettings(max_words=max(64, longest))
+    key = cache_key(src_sents, tgt_sents, extra_src, extra_tgt, settings)
+    result = align_directions(
+        src_sents,
+        tgt_sents,
+        settings,
+        cache_dir=cache_dir,
+        extra_src=extra_src,
+        extra_tgt=extra_tgt,
+    )
+    assert result is not None  # compute=True always returns a result
+    return ReferenceLinks(
+        result.symmetrized(symmetrization), len(extra_src), symmetrization, key, result.from_cache
+    )

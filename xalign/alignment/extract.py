@@ -11,6 +11,18 @@ words), extracted without training from one layer's word vectors (SimAlign-style
   ``normalize``, so the cost is 1 − cos) and links (i, j) when π_ij ≥ ``threshold`` · max of
   row i and ≥ ``threshold`` · max of column j: ``threshold = 1`` is the mutual argmax of π,
   lower values admit many-to-many links.
+- ``method: softmax`` is awesome-align's extraction rule (Dou & Neubig 2021, §2.2, "softmax"
+  with threshold c = 1e-3): S = x·yᵀ (dot products of the word vectors, no scaling), P_xy =
+  softmax of S over target words (each row), P_yx = softmax over source words (each column);
+  (i, j) is linked when both exceed ``softmax_threshold``. awesome-align applies it to
+  subwords and links two words when any of their subwords are linked; here it applies to the
+  pooled word vectors, like every other method (the test compares the two on the same vectors).
+- ``method: itermax`` is SimAlign's IterMax (Jalili Sabet et al., Findings EMNLP 2020, Alg. 1,
+  as ``simalign`` 0.4 implements it): the mutual argmax of s = (cos + 1) / 2, then up to
+  ``itermax_rounds`` − 1 more rounds that scale s by 0 where both words are aligned, by
+  α = 0.9 where one is and by 1 where neither is, and add the mutual argmax among pairs with
+  at least one unaligned word (first index on ties, as numpy's argmax). Pairs with a side of
+  at most two words stop after the first round (as simalign).
 
 Positions are kept: a word without a vector is never aligned and never shifts its neighbours.
 A word has no vector when the tokenizer maps it to zero subwords (control characters such as
@@ -38,7 +50,8 @@ from xalign.errors import XalignError, XalignWarning
 from xalign.links import Links
 from xalign.ot import in_full_precision, transport_plan
 
-METHODS = ("argmax", "ot")
+METHODS = ("argmax", "ot", "softmax", "itermax")
+ITERMAX_ALPHA = 0.9  # simalign 0.4, SentenceAligner.iter_max: alpha_ratio
 POOLINGS = ("mean", "first", "last")
 
 
@@ -58,7 +71,8 @@ class TruncationWarning(XalignWarning):
 class ExtractConfig:
     """How links are extracted; the defaults are the ``align`` task's (and ``xalign align``'s).
 
-    - ``method``: ``argmax`` (mutual argmax of cosine similarity) or ``ot`` (OT-plan links).
+    - ``method``: ``argmax`` (mutual argmax of cosine similarity), ``ot`` (OT-plan links),
+      ``softmax`` (awesome-align's rule) or ``itermax`` (SimAlign's IterMax).
     - ``layer``: hidden-state index; ``-1`` = last, the layer the objectives tune (SimAlign
       and awesome-align extract from layer 8 of 12-layer models, usually better untuned).
     - ``pooling``: subwords -> word vector, ``mean`` (default: uses every subword), ``first``
@@ -73,6 +87,10 @@ class ExtractConfig:
       none, as in the objective; an exactly converged plan gave slightly worse links with e5:
       bicici AER 0.185 vs 0.175).
     - ``scaling`` (``ot``): geomloss ε-annealing ratio (0.5 = geomloss's and the objective's).
+    - ``softmax_threshold`` (``softmax``): probability both directions must exceed, in (0, 1);
+      awesome-align's default 1e-3.
+    - ``itermax_rounds`` (``itermax``): rounds of mutual argmax, >= 1 (simalign's
+      ``max_count``, default 2; 1 = plain mutual argmax with first-index ties).
 
     Raises :class:`ExtractError` (a ``ValueError``) naming the bad option.
     """
@@ -86,6 +104,8 @@ class ExtractConfig:
     normalize: bool = True
     sinkhorn_iters: int = 0
     scaling: float = 0.5
+    softmax_threshold: float = 1e-3
+    itermax_rounds: int = 2
 
     def __post_init__(self) -> None:
         checks = (
@@ -96,6 +116,8 @@ class ExtractConfig:
             ("scaling", 0.0 < self.scaling < 1.0, "in (0, 1)"),
             ("sinkhorn_iters", self.sinkhorn_iters >= 0, ">= 0"),
             ("max_length", self.max_length >= 3, ">= 3 subwords"),
+            ("softmax_threshold", 0.0 < self.softmax_threshold < 1.0, "in (0, 1)"),
+            ("itermax_rounds", self.itermax_rounds >= 1, ">= 1"),
         )
         for option, ok, wanted in checks:
             if not ok:
@@ -108,7 +130,7 @@ class ExtractConfig:
         return {f.name: getattr(self, f.name) for f in fields(ExtractConfig)}
 
 
-# ------------------------------------------------------------------------ the three steps
+# ------------------------------------------------------------------------ the steps
 
 
 @in_full_precision
@@ -150,6 +172,78 @@ def ot_plan(x: Tensor, y: Tensor, config: ExtractConfig | None = None) -> Tensor
     return transport_plan(x, y, p=2, blur=c.blur, scaling=c.scaling, max_iter=c.sinkhorn_iters)
 
 
+def softmax_links(x: Tensor, y: Tensor, threshold: float = 1e-3) -> Links:
+    """awesome-align's softmax rule on word vectors ``x`` ``[N, H]`` and ``y`` ``[M, H]``.
+
+    S = x·yᵀ (float32), links (i, j) with softmax(S)_ij over j > ``threshold`` and softmax(S)_ij
+    over i > ``threshold`` (Dou & Neubig 2021, "Word Alignment by Fine-tuning Embeddings on
+    Parallel Corpora", §2.2; awesome_align.modeling.BertGuideHead.forward).
+    """
+    if len(x) == 0 or len(y) == 0:
+        return set()
+    scores = x.float() @ y.float().T
+    keep = (scores.softmax(dim=1) > threshold) & (scores.softmax(dim=0) > threshold)
+    return {(int(i), int(j)) for i, j in keep.nonzero().tolist()}
+
+
+def _first_argmax_links(scores: Tensor) -> Tensor:
+    """``[N, M]`` 0/1: (i, j) where j is row i's and i is column j's first argmax."""
+    n, m = scores.shape
+    fwd = torch.nn.functional.one_hot(scores.argmax(dim=1), m)
+    bwd = torch.nn.functional.one_hot(scores.argmax(dim=0), n).T
+    return (fwd * bwd).to(scores.dtype)
+
+
+def itermax_links(x: Tensor, y: Tensor, rounds: int = 2, alpha: float = ITERMAX_ALPHA) -> Links:
+    """SimAlign's IterMax on word vectors ``x`` ``[N, H]`` and ``y`` ``[M, H]``.
+
+    Jalili Sabet et al. 2020, "SimAlign", Alg. 1, as ``simalign`` 0.4's
+    ``SentenceAligner.iter_max`` (max_count = ``rounds``, alpha_ratio = ``alpha``) computes it
+    on s = (cos + 1) / 2: round 1 is the mutual argmax; each further round multiplies s by
+    clip(α·[row i unaligned] + α·[column j unaligned], 0, 1), takes the mutual argmax of the
+    result among pairs with an unaligned word, and stops when no link is added (or when every
+    row or every column is aligned). With min(N, M) <= 2 only round 1 runs.
+    """
+    if len(x) == 0 or len(y) == 0:
+        return set()
+    sim = (cosine_similarity(x, y).double() + 1.0) / 2.0  # simalign's get_similarity
+    return {(int(i), int(j)) for i, j in itermax_matrix(sim, rounds, alpha).nonzero().tolist()}
+
+
+def itermax_matrix(sim: Tensor, rounds: int = 2, alpha: float = ITERMAX_ALPHA) -> Tensor:
+    """IterMax (see :func:`itermax_links`) on a non-negative similarity ``sim`` ``[N, M]``:
+    a 0/1 ``[N, M]`` link matrix of ``sim``'s dtype."""
+    inter = _first_argmax_links(sim)
+    if min(sim.shape) > 2:
+        for _ in range(rounds - 1):
+            free_x = 1.0 - inter.sum(dim=1, keepdim=True).clamp(0, 1).expand_as(sim)
+            free_y = 1.0 - inter.sum(dim=0, keepdim=True).clamp(0, 1).expand_as(sim)
+            if free_x.sum() < 1.0 or free_y.sum() < 1.0:
+                break  # simalign zeroes the masks: nothing can be added
+            mask = (alpha * free_x + alpha * free_y).clamp(0, 1)
+            either_free = 1.0 - (1.0 - free_x) * (1.0 - free_y)
+            new = _first_argmax_links(sim * mask) * either_free
+            if not new.any():
+                break
+            inter = inter + new
+    return inter
+
+
+def method_links(x: Tensor, y: Tensor, config: ExtractConfig) -> tuple[Links, Tensor]:
+    """Links of ``config.method`` between word vectors ``x`` ``[N, H]`` and ``y`` ``[M, H]``
+    (every vector real) and the matrix they come from: cosine similarity (``argmax``,
+    ``itermax``), the OT plan (``ot``) or the dot products (``softmax``), ``[N, M]``."""
+    if config.method == "ot":
+        plan = ot_plan(x, y, config)
+        return mutual_links(plan, config.threshold), plan
+    if config.method == "softmax":
+        return softmax_links(x, y, config.softmax_threshold), x.float() @ y.float().T
+    sim = cosine_similarity(x, y)
+    if config.method == "itermax":
+        return itermax_links(x, y, config.itermax_rounds), sim
+    return mutual_links(sim), sim
+
+
 # ------------------------------------------------------------------------ one sentence pair
 
 
@@ -159,7 +253,9 @@ class PairLinks:
 
     ``links`` are those of ``config.method``. ``argmax_links``/``ot_links`` and the full-size
     ``similarity``/``plan`` (``[n_src, n_tgt]``, NaN in the rows/columns of words without a
-    vector) are filled for the method used, and for both with ``both=True``.
+    vector) are filled for the method used, and for both with ``both=True``; ``scores`` is
+    the full-size matrix ``config.method`` read its links from (for ``softmax`` the dot
+    products, for ``itermax`` the cosine similarity).
     """
 
     links: Links
@@ -167,6 +263,7 @@ class PairLinks:
     ot_links: Links | None = None
     similarity: Tensor | None = None
     plan: Tensor | None = None
+    scores: Tensor | None = None
 
 
 def _full(values: Tensor, src_idx: Tensor, tgt_idx: Tensor, n: int, m: int) -> Tensor:
@@ -196,7 +293,7 @@ def align_pair(
     ``x`` ``[W_src, H]``, ``x_mask`` ``[W_src]`` (bool), likewise ``y``/``y_mask``; position w
     is word w of the sentence (words past W are treated as masked). Only masked-in words take
     part; links come back in sentence positions, so masked words are unaligned and do not
-    shift their neighbours. With ``both`` the links of both methods are computed.
+    shift their neighbours. With ``both`` the ``argmax`` and ``ot`` links are computed too.
     """
     n, m = len(x_mask), len(y_mask)
     src_idx, tgt_idx = x_mask.nonzero().flatten().cpu(), y_mask.nonzero().flatten().cpu()
@@ -210,6 +307,7 @@ def align_pair(
             set() if use_ot else None,
             nan if use_argmax else None,
             nan.clone() if use_ot else None,
+            nan.clone(),
         )
     xs, ys = x[src_idx.to(x.device)], y[tgt_idx.to(y.device)]
     out = PairLinks(set())
@@ -221,7 +319,16 @@ def align_pair(
         plan = ot_plan(xs, ys, config)
         out.ot_links = _restore(mutual_links(plan, config.threshold), src_idx, tgt_idx)
         out.plan = _full(plan, src_idx, tgt_idx, n, m)
-    out.links = out.argmax_links if config.method == "argmax" else out.ot_links
+    if config.method == "argmax":
+        out.links, out.scores = out.argmax_links or set(), out.similarity
+    elif config.method == "ot":
+        out.links, out.scores = out.ot_links or set(), out.plan
+    else:
+        links, scores = method_links(xs, ys, config)
+        out.links, out.scores = (
+            _restore(links, src_idx, tgt_idx),
+            _full(scores, src_idx, tgt_idx, n, m),
+        )
     return out
 
 
@@ -309,8 +416,61 @@ def encode_words(
     come back on the CPU.
     """
     sents = [list(s) for s in sentences]
-    width = max((len(s) for s in sents), default=0)
     side = encoder.encode(sents, [lang] * len(sents), pooling=pooling, device=device)
+    return _word_vectors(side, sents, getattr(encoder, "tokenizer", None), pooling)
+
+
+def encode_words_layers(
+    encoder: Any,
+    sentences: Sequence[Sequence[str]],
+    lang: str,
+    layers: Sequence[int],
+    *,
+    pooling: str = "mean",
+    device: torch.device | str | None = None,
+) -> dict[int, WordVectors]:
+    """:func:`encode_words` at several hidden-state indices from ONE forward pass.
+
+    ``encoder`` is an :class:`xalign.Encoder` (``tokenize_words`` and a transformers
+    ``model``); the model runs once with ``output_hidden_states=True`` (index 0 = embeddings,
+    L = layer L) and every index of ``layers`` is pooled from it. Raises
+    :class:`ExtractError` for an encoder without ``model``/``tokenize_words`` or an index
+    out of range.
+    """
+    if not hasattr(encoder, "tokenize_words") or not hasattr(encoder, "model"):
+        raise ExtractError(
+            f"a layer sweep needs an xalign.Encoder (tokenize_words and model), got "
+            f"{type(encoder).__name__}",
+            "layer",
+        )
+    sents = [list(s) for s in sentences]
+    device = device or next(encoder.parameters()).device
+    enc = encoder.tokenize_words(sents).to(device)
+    hidden = encoder.model(
+        input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True
+    ).hidden_states
+    bad = [k for k in layers if not -len(hidden) <= k < len(hidden)]
+    if bad:
+        raise ExtractError(
+            f"layer(s) {bad} out of range: the model has hidden states 0..{len(hidden) - 1}",
+            "layer",
+        )
+    langs = [lang] * len(sents)
+    tokenizer = getattr(encoder, "tokenizer", None)
+    return {
+        k: _word_vectors(
+            Side(hidden[k], enc.word_index, enc.n_words, sents, langs, pooling),
+            sents,
+            tokenizer,
+            pooling,
+        )
+        for k in layers
+    }
+
+
+def _word_vectors(side: Side, sents: list[list[str]], tokenizer: Any, pooling: str) -> WordVectors:
+    """:class:`WordVectors` of an encoded :class:`Side` (see :func:`encode_words`)."""
+    width = max((len(s) for s in sents), default=0)
     vecs, mask = side.words_vectors(pooling)
     vecs, mask = vecs.detach().float().cpu(), mask.cpu()
     batch, have, dim = vecs.shape
@@ -319,7 +479,6 @@ def encode_words(
     full_mask = torch.zeros(batch, width, dtype=torch.bool)
     full_mask[:, : min(have, width)] = mask[:, :width]
     word_index = side.word_index.cpu()
-    tokenizer = getattr(encoder, "tokenizer", None)
     total = subword_counts(tokenizer, sents) if tokenizer is not None else None
     no_subwords, truncated = [], []
     for b, words in enumerate(sents):

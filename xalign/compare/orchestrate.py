@@ -21,11 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xalign.compare.references import reference_results
 from xalign.compare.report import CompareReport, write_report
 from xalign.compare.statistics import Results, Summary, summarize
 from xalign.config import ConfigError, RunConfig, load_config
 from xalign.evaluation.runs import BASE, EvalRun, evaluate_runs, resolve_spec
 from xalign.plugins import PluginError, PluginRegistry, get_registry
+from xalign.redact import redact_uri
 from xalign.task import TaskContext
 from xalign.tracking import (
     KIND_COMPARE,
@@ -92,7 +94,10 @@ def expected_components(
             memo[key] = corpus_digest(cfg.data.corpus, lang, target, cfg.data.limit)
         corpus[f"{lang}-{target}"] = memo[key]
     links = {}
-    if symmetrizations:
+    from xalign.self_links import is_self
+
+    # data.links: self: the links follow from the config (fingerprint), as the run recorded
+    if symmetrizations and not is_self(cfg.data.links):
         for pair, digest in corpus.items():
             index = (
                 None if cfg.data.links else corpus_key(pair, digest, corpus_options(cfg, model_id))
@@ -229,6 +234,7 @@ def compare(
             eval_runs += [
                 (BASE, r) for r in evaluate_runs(base, t, options=options[t], seeds=seeds, **common)
             ]
+        references = reference_results(tasks, options, registry, ctx, cfg0.data, rows)
         for obj in objectives:
             for seed in range(seeds):
                 cfg = training_config(config_path, overrides, obj, seed)
@@ -260,12 +266,15 @@ def compare(
                         (obj, r)
                         for r in evaluate_runs(spec, t, options=options[t], seeds=[seed], **common)
                     ]
-        results: Results = {row: {t: {} for t in tasks} for row in rows}
+        results: Results = {row: {t: {} for t in tasks} for row in [*rows, *references]}
         for row, r in eval_runs:
             results[row][r.task][r.seed] = r.result
+        for row, by_task in references.items():  # one result, shown as seed 0
+            for t, result in by_task.items():
+                results[row][t][0] = result
         summary = summarize(
             results,
-            rows=rows,
+            rows=[*rows, *references],
             tasks=tasks,
             seen_languages=cfg0.data.languages,
             seeds=seeds,
@@ -273,9 +282,13 @@ def compare(
         )
         runs = {
             "parent": parent,
-            "tracking_uri": uri,
+            "tracking_uri": redact_uri(uri),  # the report is written and logged
             "experiment": experiment,
             "train": train_runs,
+            "references": {
+                row: {t: res.meta.get("reference", {}) for t, res in by_task.items()}
+                for row, by_task in references.items()
+            },
             "eval": [
                 {
                     "objective": row,
@@ -290,8 +303,9 @@ def compare(
         }
         report = CompareReport(parent, summary, runs)
         write_report(report, root / "compare" / parent)
-        for name in ("markdown", "csv", "png", "json"):
-            tracker.log_artifact(Path(report.artifacts[name]))
+        for name, artifact in report.artifacts.items():  # the tables, plots and figures
+            if name != "output_dir":
+                tracker.log_artifact(Path(artifact))
         tracker.log_metrics(_parent_metrics(summary), step=0)
     except BaseException as exc:
         tracker.end(terminal_status(exc))

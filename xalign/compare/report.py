@@ -1,7 +1,8 @@
 """Rendering of a comparison's :class:`~xalign.compare.statistics.Summary`.
 
 Everything here reads the typed Summary only (no statistic is computed): the Markdown report
-(``compare.md``), the CSV (``compare.csv``), the bar chart (``compare.png``), the JSON
+(``compare.md``), the CSV (``compare.csv``), the bar chart (``compare.png``), one Δ-vs-base
+figure per task (``compare_<task>.png``, :mod:`xalign.compare.figures`), the JSON
 (``compare.json`` and ``xalign compare --json``: :meth:`CompareReport.to_dict`) and the rich
 tables ``xalign compare`` prints (:func:`print_report`). Markdown and terminal tables share
 :func:`table_cells` and :func:`footer`, so they show the same cells and notes.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xalign.compare.figures import write_figures
 from xalign.compare.statistics import BASE, N_BOOT, Average, Cell, HeadToHead, Summary
 
 if TYPE_CHECKING:
@@ -222,7 +224,8 @@ def _num(v: float | None) -> str:
 
 
 def plot(summary: Summary, path: Path) -> None:
-    """Grouped bars per task: languages (and averages) on x, one bar per objective."""
+    """Grouped bars per task: languages (and averages) on x, one bar per objective; ± std
+    bars only where a mean comes from several seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,11 +248,17 @@ def plot(summary: Summary, path: Path) -> None:
         for i, row in enumerate(rows):
             entries = [entry(summary, task, g, row) for g in groups]
             means = [e.mean if e.mean is not None else np.nan for e in entries]
-            stds = [e.std if e.std is not None else 0.0 for e in entries]
-            ax.bar(x + (i - (len(rows) - 1) / 2) * bar, means, bar, yerr=stds, capsize=2, label=row)
-        ax.set_xticks(x, groups)
+            stds = [e.std if e.std is not None and e.n_seeds > 1 else np.nan for e in entries]
+            spread = stds if any(s == s for s in stds) else None  # one seed: no ± bars
+            ax.bar(
+                x + (i - (len(rows) - 1) / 2) * bar, means, bar, yerr=spread, capsize=2, label=row
+            )
+        rotate = max(len(g) for g in groups) > 6 or len(groups) > 10
+        ax.set_xticks(x, groups, rotation=45 if rotate else 0, ha="right" if rotate else "center")
         way = "higher" if info.higher_is_better else "lower"
-        ax.set_title(f"{task}: {info.main_metric} ({way} is better), mean ± std over seeds")
+        several = any(e.n_seeds > 1 for e in summary.rows if e.task == task)
+        what = "mean ± std over seeds" if several else "one seed"
+        ax.set_title(f"{task}: {info.main_metric} ({way} is better), {what}")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -257,7 +266,8 @@ def plot(summary: Summary, path: Path) -> None:
 
 
 def write_report(report: CompareReport, out_dir: Path) -> None:
-    """Write compare.md/.csv/.png/.json to ``out_dir`` and record their paths."""
+    """Write compare.md/.csv/.png/.json and the per-task figures to ``out_dir`` and record
+    their paths (``artifacts``: ``figure:<task>`` for each figure)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         name: (out_dir / f"compare.{ext}").resolve()
@@ -268,5 +278,7 @@ def write_report(report: CompareReport, out_dir: Path) -> None:
     paths["csv"].write_text(to_csv(report.summary), encoding="utf-8")
     plot(report.summary, paths["png"])
     report.artifacts = {k: str(v) for k, v in paths.items()}
+    for task, figure in write_figures(report.summary, out_dir).items():
+        report.artifacts[f"figure:{task}"] = str(figure)
     report.artifacts["output_dir"] = str(out_dir.resolve())
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")

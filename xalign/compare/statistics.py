@@ -27,7 +27,7 @@ import numpy as np
 
 from xalign.evaluation.metrics import seed_summary
 from xalign.evaluation.runs import BASE, EvalRun
-from xalign.task import TaskResult
+from xalign.task import ResultContractError, TaskResult
 
 N_BOOT = 1000  # bootstrap resamples
 BOOT_SEED = 0  # seed of the resampling generator
@@ -187,7 +187,7 @@ class TaskInfo(_Record):
     """What the table of one task shows: its main metric, direction and language columns.
 
     ``languages``: the task's score keys in first-seen order; ``seen``: those whose language
-    (``language_of``, from ``TaskResult.meta["languages"]``, else the key) was trained on.
+    (``language_of``, from ``TaskResult.languages``, else the key) was trained on.
     """
 
     main_metric: str
@@ -351,10 +351,13 @@ def task_info(
     task: str, by_row: dict[str, dict[int, TaskResult]], seen_languages: Sequence[str]
 ) -> TaskInfo:
     """Columns of ``task``: score keys in first-seen order over rows and seeds, and which are
-    seen (their ``meta["languages"]`` language, else the key, is in ``seen_languages``).
+    seen (their ``TaskResult.languages`` language, else the key, is in ``seen_languages``).
 
     Raises:
         ValueError: no row has a result for ``task``.
+        ResultContractError: a result's main metric has no declared direction
+            (:class:`xalign.Metric`), or results disagree on it; the message names the task
+            and its plugin.
     """
     first = [res for seeds in by_row.values() for _, res in sorted(seeds.items())]
     if not first:
@@ -362,16 +365,21 @@ def task_info(
     keys: list[str] = []
     language_of: dict[str, str] = {}
     for res in first:
-        mapping = res.meta.get("languages") if isinstance(res.meta, dict) else None
         for key in res.scores:
             if key not in keys:
                 keys.append(key)
-            if isinstance(mapping, dict) and key in mapping:
-                language_of[key] = str(mapping[key])
+            if key in res.languages:
+                language_of[key] = str(res.languages[key])
     seen = [k for k in keys if language_of.get(k, k) in set(seen_languages)]
+    directions = {res.metric().higher_is_better for res in first}  # undeclared: an error
+    if len(directions) > 1:
+        raise ResultContractError(
+            f"task {task!r}: its results declare both directions for {first[0].main_metric!r} "
+            f"(stored by different plugin versions?); evaluate again with --no-reuse"
+        )
     return TaskInfo(
         main_metric=first[0].main_metric,
-        higher_is_better=bool(first[0].meta.get("higher_is_better", True)),
+        higher_is_better=directions.pop(),
         languages=keys,
         seen=seen,
         language_of={k: language_of.get(k, k) for k in keys},
@@ -424,10 +432,10 @@ def paired_test(
     draws; one reversing seed among many agreeing ones can still leave p < 0.05), and no test
     can see more spread than the seeds show.
 
-    The metric of a seed is the mean of its ``per_example[key]`` scores, or, when both results
-    declare ``meta["metric_from_counts"] = {"offset": o, "scale": k}`` and hold
-    ``meta["sentence_counts"][key] = {"matched": [...], "total": [...]}``, the corpus metric
-    o + k·Σmatched/Σtotal recomputed on every resample (AER: o = 1, k = −1; BUCC F1: o = 0,
+    The metric of a seed is the mean of its ``per_example[key]`` scores, or, when the main
+    metric is declared with the ``ratio`` aggregation (:class:`xalign.Metric`, offset o,
+    scale k) and the result holds ``counts[key]`` (:class:`xalign.ItemCounts`), the corpus
+    metric o + k·Σmatched/Σtotal recomputed on every resample (AER: o = 1, k = −1; BUCC F1: o = 0,
     k = 100) — the number the table shows, not a mean of per-sentence values.
 
     ``delta_examples``: mean over the seeds of Δ_s (= the table's Δ when all seeds are used);
@@ -499,14 +507,14 @@ class _Examples:
 
 
 def _per_example(result: TaskResult, key: str) -> _Examples | None:
-    rule = result.meta.get("metric_from_counts")
-    counts = (result.meta.get("sentence_counts") or {}).get(key)
-    if isinstance(rule, dict) and isinstance(counts, dict) and counts.get("matched"):
+    counts = result.counts.get(key)
+    metric = result.metric() if counts is not None and counts.matched else None
+    if metric is not None and metric.aggregation == "ratio":
         return _Examples(
-            matched=np.asarray(counts["matched"], dtype=np.float64),
-            total=np.asarray(counts["total"], dtype=np.float64),
-            offset=float(rule["offset"]),
-            scale=float(rule["scale"]),
+            matched=np.asarray(counts.matched, dtype=np.float64),
+            total=np.asarray(counts.total, dtype=np.float64),
+            offset=float(metric.offset),
+            scale=float(metric.scale),
         )
     scores = result.per_example.get(key)
     return _Examples(scores=np.asarray(scores, dtype=np.float64)) if scores else None

@@ -59,6 +59,7 @@ from xalign.data.sampler import (
 )
 from xalign.errors import XalignError
 from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
+from xalign.self_links import is_self
 
 logger = logging.getLogger(__name__)
 
@@ -726,6 +727,8 @@ class PreparedPair:
     links_manifest: dict[str, Any] | None = None
     links_hit: bool | None = None
     corpus_links: CorpusLinks | None = None
+    # data.links: self: per spec, the links the examples read (filled by xalign.self_links)
+    self_links: dict[LinkSpec, list[Links]] | None = None
 
     @property
     def name(self) -> str:
@@ -736,6 +739,8 @@ class PreparedPair:
         from ``corpus_links`` when they came from another rank)."""
         if not specs:
             return ExampleView(self.words)
+        if self.self_links is not None:  # the same lists: a refresh reaches every example
+            return ExampleView(self.words, spec_links={s: self.self_links[s] for s in specs})
         if self.links is not None:
             return ExampleView(self.words, self.links, {s: _spec_column(s) for s in specs})
         assert self.corpus_links is not None
@@ -874,7 +879,9 @@ def prepare(
             wman["corpus_digest"],
             whit,
         )
-        if specs:
+        if specs and is_self(links_option):  # links from the model, during training
+            pair.self_links = {s: [set() for _ in range(len(words))] for s in specs}
+        elif specs:
             _prepare_links(
                 pair,
                 root,
@@ -1010,7 +1017,7 @@ def prepare_run_data(
     out = LinkSet(
         corpus_digests={p.name: p.corpus_digest for p in prepared.pairs}, model_identity=model_id
     )
-    if prepared.link_specs:
+    if prepared.link_specs and not is_self(cfg.data.links):
         if world > 1:
             _agree(prepared.pairs, main)
         out.corpus = {p.name: p.corpus_links for p in prepared.pairs if p.corpus_links}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from xalign.batch import Side
+from xalign.batch import MaskedLM, Side
 from xalign.errors import ConfigError, XalignError
 
 PACKAGED_PREFIX = "packaged:"
@@ -122,7 +125,87 @@ class Encoder(nn.Module):
         device = device or next(self.parameters()).device
         enc = self.tokenize_words(sentences).to(device)
         hidden = self(enc.input_ids, enc.attention_mask)
-        return Side(hidden, enc.word_index, enc.n_words, sentences, langs, pooling)
+        side = Side(
+            hidden, enc.word_index, enc.n_words, sentences, langs, pooling, enc.attention_mask
+        )
+        side.input_ids = enc.input_ids  # free: already on the device (read by Needs.mlm users)
+        return side
+
+    # -- masked-LM head (Needs.mlm: the tlm objective) ------------------------------------
+    def attach_mlm_head(
+        self, source: str, objectives: list[str], revision: str | None = None
+    ) -> None:
+        """Load the masked-LM head of ``source`` (the model's path) and share its base with
+        this encoder (tied output embeddings re-tied to this encoder's input embeddings).
+
+        Raises :class:`EncoderLoadError` naming the model and ``objectives`` when the model has
+        no trained MLM head (its checkpoint lacks the head's weights, e.g. the embedded e5, or
+        its architecture has none): a random head is never trained silently.
+        """
+        from transformers import AutoModelForMaskedLM
+
+        who = f"objective(s) {', '.join(objectives)} need(s) a masked-LM head"
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the missing-head report becomes our error below
+        try:
+            mlm, info = AutoModelForMaskedLM.from_pretrained(
+                resolve_model_dir(source),
+                output_loading_info=True,
+                revision=revision,
+                local_files_only=True,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise EncoderLoadError(
+                f"{who}, but {self.name} cannot be loaded with one: {exc}"
+            ) from exc
+        finally:
+            hf_logging.set_verbosity(level)
+        prefix = mlm.base_model_prefix
+        heads = [(n, m) for n, m in mlm.named_children() if n != prefix]
+        missing = [k for k in info.get("missing_keys", []) if not k.startswith(prefix + ".")]
+        if missing or len(heads) != 1:
+            what = (
+                f"its checkpoint lacks {', '.join(sorted(missing)[:3])}"
+                if missing
+                else (f"{type(mlm).__name__} has {len(heads)} head modules (xalign supports one)")
+            )
+            raise EncoderLoadError(
+                f"{who}, but {self.name} has no trained masked-LM head ({what}); use a model "
+                f"saved with its MLM head (AutoModelForMaskedLM: mBERT, XLM-R) or drop the "
+                f"objective(s)"
+            )
+        setattr(mlm, prefix, self.model)  # one base: the encoder's (trained, checkpointed)
+        if getattr(mlm.config, "tie_word_embeddings", False):
+            mlm.get_output_embeddings().weight = self.model.get_input_embeddings().weight
+        self.mlm_head = heads[0][1].to(next(self.model.parameters()).device)
+        self.__dict__["_mlm_model"] = mlm  # not a submodule: its parameters are registered once
+
+    def masked_lm(self) -> MaskedLM:
+        """The :class:`~xalign.batch.MaskedLM` view of the attached head (see
+        :meth:`attach_mlm_head`)."""
+        if getattr(self, "mlm_head", None) is None:
+            raise RuntimeError("no masked-LM head attached (declare Needs(mlm=True))")
+        tok = self.tokenizer
+        return MaskedLM(
+            self.mlm_logits,
+            mask_token_id=tok.mask_token_id,
+            pad_token_id=tok.pad_token_id,
+            vocab_size=len(tok),
+            max_length=self.max_length,
+            special_ids=frozenset(tok.all_special_ids),
+        )
+
+    def mlm_logits(
+        self, input_ids: Tensor, attention_mask: Tensor, select: Tensor | None = None
+    ) -> Tensor:
+        """Masked-LM logits (float32): ``[B, T, V]``, or ``[N, V]`` for the N positions where
+        ``select`` ``[B, T]`` (bool) is True (the head then runs on those positions only)."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if select is not None:
+            hidden = hidden[select]
+        return self.mlm_head(hidden).float()
 
     def frozen_copy(self) -> Encoder:
         """A frozen copy of the current weights (the drift regulariser's c0)."""
@@ -132,8 +215,10 @@ class Encoder(nn.Module):
         return frozen
 
     def save(self, directory: Path) -> None:
-        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them."""
-        self.model.save_pretrained(directory, safe_serialization=True)
+        """Save model and tokenizer so ``load_encoder(str(directory))`` reloads them (with an
+        attached MLM head: the whole masked-LM model, loadable with or without its head)."""
+        model = self.__dict__.get("_mlm_model") or self.model
+        model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
 
 
@@ -153,16 +238,91 @@ def load_encoder(
     # a test) still means no network attempt (otherwise: retries until connection timeouts)
     kw = {"revision": revision, "local_files_only": _hub_offline()}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-        try:  # the pooler is never used: don't create (and train) it
-            model = AutoModel.from_pretrained(path, dtype=dtype, add_pooling_layer=False, **kw)
-        except TypeError:
-            model = AutoModel.from_pretrained(path, dtype=dtype, **kw)
+        with model_files(path, name):
+            tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+            try:  # the pooler is never used: don't create (and train) it
+                model = AutoModel.from_pretrained(path, dtype=dtype, add_pooling_layer=False, **kw)
+            except TypeError:
+                model = AutoModel.from_pretrained(path, dtype=dtype, **kw)
     except (OSError, ValueError) as exc:
         raise EncoderLoadError(_load_hint(name, exc)) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise EncoderLoadError(f"{name}: xalign needs a fast tokenizer (word_ids); got a slow one")
     return Encoder(model, tokenizer, name=name, layer=layer, max_length=max_length)
+
+
+#: Weight files transformers reads from a model folder, preferred first.
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@contextlib.contextmanager
+def model_files(path: str, name: str | None = None) -> Iterator[None]:
+    """Load a model from folder ``path`` inside this block: an unreadable weight file is an
+    :class:`EncoderLoadError` naming the file and what to do, not a library traceback.
+
+    Before the block, every ``*.safetensors`` file is checked to be complete (its header and
+    the tensors it lists; truncated or corrupt: named). Inside it, a pickled
+    ``pytorch_model.bin`` that holds more than tensors (PyTorch's ``weights_only`` loader
+    refuses it: no code runs) or that is not a ``torch.save`` file, and any other failure to
+    read the folder's files, become an error naming the file. ``path`` that is not a local
+    folder (a hub id): the block runs unchanged.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        yield
+        return
+    shown = name or path
+    for file in sorted(folder.glob("*.safetensors")):
+        _check_safetensors(file, shown)
+    try:
+        yield
+    except EncoderLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user's files: any failure to read them
+        raise EncoderLoadError(_weights_problem(folder, shown, exc)) from exc
+
+
+def _check_safetensors(file: Path, shown: str) -> None:
+    """Raises EncoderLoadError when ``file`` is not a complete safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EncoderLoadError(
+            f"model {shown}: {file} is not a complete safetensors file ({exc}): it was "
+            f"probably cut short by an interrupted download or copy; copy or download it again"
+        ) from exc
+
+
+def _weights_problem(folder: Path, shown: str, exc: Exception) -> str:
+    """The message for a failure to load the model files in ``folder``."""
+    import pickle
+
+    has_safe = any((folder / f).exists() for f in SAFE_WEIGHTS)
+    pickled = next((folder / f for f in PICKLED_WEIGHTS if (folder / f).exists()), None)
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    if pickled is not None and not has_safe:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and found:
+            return (
+                f"model {shown}: {pickled} is a pickle that holds more than tensors (it calls "
+                f"{found.group(1)}), so it was not loaded: loading it could run code it "
+                f"contains. Only if you trust its "
+                f'source, convert it to safetensors once: python -c "import torch; '
+                f"from safetensors.torch import save_file; "
+                f"sd = torch.load('{pickled}', weights_only=False); "
+                f"save_file({{k: v.contiguous() for k, v in sd.items() "
+                f"if isinstance(v, torch.Tensor)}}, '{folder / 'model.safetensors'}')\" "
+                f"(or save the model with save_pretrained(..., safe_serialization=True))"
+            )
+        return (
+            f"model {shown}: cannot read the PyTorch weights {pickled} ({reason}): not a "
+            f"complete torch.save file; copy it again, or give the model as model.safetensors"
+        )
+    return f"could not load the model at {folder}: {type(exc).__name__}: {exc}"
 
 
 def _hub_offline() -> bool:

@@ -12,10 +12,11 @@ memory.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -49,7 +50,27 @@ IGNORE_INDEX = -100  # torch CrossEntropyLoss's ignore_index: positions without 
 
 @dataclass
 class FinetuneSettings:
-    """Optimiser and schedule; ``batch_size`` is per optimiser step (= micro-batch x accum)."""
+    """Optimiser and schedule; ``batch_size`` is per optimiser step (= micro-batch x accum).
+
+    A fine-tuned task's ``Config`` extends it (``@dataclass class XnliConfig(FinetuneSettings)``)
+    and re-declares only the settings whose default differs, by their exact name: a subclass
+    field that is a near-miss of a setting (``learning_rat``, ``epoch``) raises ``TypeError``
+    when the class is defined, instead of leaving the setting at its default unnoticed.
+    A subclass's ``__post_init__`` calls ``super().__post_init__()`` (the checks below).
+
+    - ``learning_rate``: AdamW peak learning rate (after warmup, then linear decay to 0).
+    - ``epochs``: passes over the training data (>= 1).
+    - ``batch_size``: examples per optimiser step, a multiple of ``grad_accum``.
+    - ``grad_accum``: micro-batches per optimiser step (``batch_size / grad_accum`` each).
+    - ``warmup_steps``: linear warmup steps; 0 = ``warmup_ratio`` of all steps.
+    - ``warmup_ratio``: warmup as a fraction of all optimiser steps (when ``warmup_steps`` is 0).
+    - ``weight_decay``: AdamW weight decay (not on 1-d parameters: biases, norm weights).
+    - ``adam_epsilon``: AdamW epsilon.
+    - ``max_grad_norm``: clip the gradient norm to this value before each step (> 0).
+    - ``group_by_length``: batch examples of similar length (less padding, faster).
+    - ``freeze_embeddings``: keep the word-embedding matrix fixed (faster steps: it holds most
+      of a multilingual encoder's parameters).
+    """
 
     learning_rate: float = 2e-5
     epochs: int = 3
@@ -64,6 +85,10 @@ class FinetuneSettings:
     freeze_embeddings: bool = False
     freeze_layers: int = 0
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_setting_names(cls.__qualname__, cls.__dict__.get("__annotations__", {}))
+
     def __post_init__(self) -> None:
         if self.freeze_layers < 0:
             raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
@@ -74,14 +99,32 @@ class FinetuneSettings:
 
     @classmethod
     def from_options(cls, options: object) -> FinetuneSettings:
-        """Settings from a task's options object: every field it has, defaults for the rest."""
-        names = [f.name for f in fields(cls)]
-        return cls(**{n: getattr(options, n) for n in names if hasattr(options, n)})
+        """The settings of a task's options: exactly the :class:`FinetuneSettings` fields of a
+        config that extends it; for another options object, every setting it has (defaults
+        for the rest), and ``TypeError`` for an attribute that is a near-miss of a setting."""
+        names = [f.name for f in fields(FinetuneSettings)]
+        if not isinstance(options, FinetuneSettings):
+            own = vars(options) if hasattr(options, "__dict__") else {}
+            _check_setting_names(type(options).__qualname__, own)
+        return FinetuneSettings(**{n: getattr(options, n) for n in names if hasattr(options, n)})
 
     def warmup(self, total_steps: int) -> int:
         """Warmup steps: ``warmup_steps`` if set, else ``warmup_ratio`` of the total."""
         steps = self.warmup_steps or round(self.warmup_ratio * total_steps)
         return min(steps, total_steps)
+
+
+def _check_setting_names(owner: str, names: Iterable[str]) -> None:
+    """``TypeError`` for a name that is not a setting but close to one (difflib ratio >= 0.85:
+    ``learning_rat``, ``epoch``, ``batchsize``; ``eval_batch_size`` is 0.8, not a typo)."""
+    settings = [f.name for f in fields(FinetuneSettings)]
+    for name in names:
+        close = difflib.get_close_matches(name, settings, n=1, cutoff=0.85)
+        if name not in settings and close:
+            raise TypeError(
+                f"{owner}.{name} is not a fine-tuning setting; did you mean {close[0]!r}? "
+                f"(a task config overrides a FinetuneSettings default by its exact name)"
+            )
 
 
 @dataclass
@@ -132,17 +175,19 @@ def load_for_finetuning(
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from xalign.encoders.encoder import EncoderLoadError, resolve_model_dir
+    from xalign.encoders.encoder import EncoderLoadError, model_files, resolve_model_dir
 
     path = resolve_model_dir(model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with model_files(path, model):  # an unreadable weight file: an error naming it
+        tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise EncoderLoadError(f"{model}: fine-tuning needs a fast tokenizer (offsets)")
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
     hf_logging.disable_progress_bar()
     try:
-        net, info = auto_class.from_pretrained(path, output_loading_info=True, **config_kwargs)
+        with model_files(path, model):
+            net, info = auto_class.from_pretrained(path, output_loading_info=True, **config_kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:

@@ -35,7 +35,8 @@ from typing import Any
 import xalign
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
-from xalign.task import TaskContext, TaskResult
+from xalign.redact import redact_uri
+from xalign.task import RESULT_SCHEMA, TaskContext, TaskResult, stamp_result
 from xalign.tracking import (
     KIND_EVAL,
     PARAM_VERSION,
@@ -122,7 +123,7 @@ def resolve_spec(
         if run is None:
             raise EvaluationError(
                 f"{ref!r} is neither a local path nor an MLflow run in "
-                f"{resolve_tracking_uri(tracking_uri)}"
+                f"{redact_uri(resolve_tracking_uri(tracking_uri))}"
             )
         return _from_run(ref, run)
     return ModelSpec(ref, ref, None, BASE, _plain_identity(ref))
@@ -286,6 +287,7 @@ def evaluate_runs(
     }
     if getattr(task, "result_version", None) is not None:  # absent: keys of earlier releases
         software["result_version"] = str(task.result_version)
+    software["result_schema"] = str(RESULT_SCHEMA)  # results stored before it: evaluated anew
     out: list[EvalRun] = []
     uses_seed = bool(getattr(task, "uses_seed", True))
     for seed in seed_list:
@@ -304,6 +306,7 @@ def evaluate_runs(
         found = find_eval_run(tracker, key, prefer_train_run=spec.train_run_id) if reuse else None
         if found is not None:
             run_id, result = found
+            result = stamp_result(result, task, entry.where())
             out.append(
                 EvalRun(
                     result, task_name, run_id, seed, True, key, spec.objective, spec.train_run_id
@@ -356,11 +359,12 @@ def evaluate_runs(
                 raise PluginError(
                     f"{entry.where()}: run() must return a TaskResult, got {type(result).__name__}"
                 )
+            result = stamp_result(result, task, entry.where())
             tracker.log_metrics(_flat_scores(result), step=0)
+            for artifact in result.meta.get("artifacts", []):  # files the task wrote
+                tracker.log_artifact(Path(artifact))
             # not Tracker.log_json: it sorts keys, and the task's language order matters
-            tracker.log_text(
-                json.dumps(dataclasses.asdict(result), indent=1, default=str), RESULT_FILE
-            )
+            tracker.log_text(json.dumps(result.to_dict(), indent=1, default=str), RESULT_FILE)
         except BaseException as exc:
             tracker.end(terminal_status(exc))
             raise
@@ -414,7 +418,7 @@ def load_result(tracker: Tracker, run_id: str) -> TaskResult:
     with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
         path = tracker.download_artifact(run_id, RESULT_FILE, tmp)
         data = json.loads(path.read_text(encoding="utf-8"))
-    return TaskResult(**data)
+    return TaskResult.from_dict(data)
 
 
 @contextlib.contextmanager

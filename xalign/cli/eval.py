@@ -1,4 +1,5 @@
-"""``xalign eval`` and ``xalign compare`` (registered on the app in :mod:`xalign.cli`)."""
+"""``xalign eval``: evaluate a model on tasks, one MLflow run per seed; the task-name and
+``--option`` parsing that ``xalign compare`` shares."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from xalign.errors import XalignError
-from xalign.progress import fail as _fail
-from xalign.progress import stderr_console, stdout_console
+from xalign.cli.common import check_model_ref, err, user_errors
+from xalign.progress import fail, stdout_console
 
-err = stderr_console()
-DEFAULT_COMPARE_TASKS = ("align", "xnli-mini")
+DEFAULT_COMPARE_TASKS = ("align", "xnli-mini")  # compare's default: the CPU-sized protocols
 
 
 def split_names(items: list[str]) -> list[str]:
@@ -76,12 +75,13 @@ def eval_command(
     from xalign.tracking import check_tracking
 
     if model is not None and model_option is not None and model != model_option:
-        _fail(f"two models given: {model!r} and --model {model_option!r}")
+        fail(f"two models given: {model!r} and --model {model_option!r}")
     model = model or model_option
     if model is None:
-        _fail("no model: xalign eval MODEL --task T (or --model MODEL)")
+        fail("no model: xalign eval MODEL --task T (or --model MODEL)")
     tasks = split_names(task)
-    try:
+    with user_errors():  # user-facing errors only; anything else is a bug
+        check_model_ref(model)
         options = parse_task_options(option, tasks)
         check_tracking(tracking_uri)  # seconds, before any model is resolved or loaded
         spec = resolve_spec(model, tracking_uri=tracking_uri)
@@ -99,8 +99,6 @@ def eval_command(
                 reuse=not no_reuse,
             )
         ]
-    except XalignError as exc:  # user-facing errors only; anything else is a bug
-        _fail(str(exc), getattr(exc, "exit_code", 1))
     from xalign.compare.statistics import eval_summary
 
     summary = eval_summary(runs)
@@ -147,58 +145,5 @@ def eval_command(
     reused = sum(r.reused for r in runs)
     err.print(
         f"{len(runs)} eval run(s), {reused} reused: {', '.join(r.run_id for r in runs)}",
-        highlight=False,
-    )
-
-
-def compare_command(
-    objectives: list[str] = typer.Argument(
-        ..., help="Objectives (NAME or NAME:WEIGHT); the unaligned base encoder is always a row."
-    ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
-    overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key.sub=value."),
-    tasks: list[str] = typer.Option(
-        [],
-        "--tasks",
-        "--task",
-        "-t",
-        help="Task names (repeatable or comma-separated); default: "
-        "the CPU-sized mini protocols align,xnli-mini.",
-    ),
-    seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds 0..N-1 (train and task)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
-    option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    no_reuse: bool = typer.Option(
-        False, "--no-reuse", help="Retrain and re-evaluate even if identical runs exist."
-    ),
-) -> None:
-    """Compare objectives against the base encoder per task and language, with significance."""
-    from xalign.compare import compare, print_report
-
-    names = split_names(tasks) or list(DEFAULT_COMPARE_TASKS)
-    try:
-        options = parse_task_options(option, names)
-        report = compare(
-            objectives,
-            config_path=config,
-            overrides=overrides,
-            tasks=names,
-            seeds=seeds,
-            task_options=options,
-            data_dir=data_dir,
-            tracking_uri=tracking_uri,
-            reuse=not no_reuse,
-            log=lambda msg: err.print(msg, highlight=False),
-        )
-    except XalignError as exc:  # user-facing errors only; anything else is a bug
-        _fail(str(exc), getattr(exc, "exit_code", 1))
-    if as_json:
-        typer.echo(json.dumps(report.to_dict()))
-        return
-    print_report(report.summary, stdout_console())
-    err.print(
-        f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
         highlight=False,
     )

@@ -1,4 +1,4 @@
-"""``xalign prepare`` (registered on the app in :mod:`xalign.cli`): build the prepared training
+"""``xalign prepare``: build the prepared training
 data of a run config (:mod:`xalign.data.prepare`) ahead of ``xalign run``, e.g. on a CPU box
 before a GPU job."""
 
@@ -10,10 +10,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from xalign.progress import fail as _fail
-from xalign.progress import stderr_console, stdout_console
-
-err = stderr_console()
+from xalign.cli.common import err, user_errors
+from xalign.progress import stdout_console
 
 
 def prepare_command(
@@ -31,15 +29,12 @@ def prepare_command(
     content under $XALIGN_CACHE_DIR/prepared; `xalign run` with the same inputs reuses it."""
     from xalign.config import load_config
     from xalign.data.prepare import describe, prepare_config
-    from xalign.errors import XalignError
     from xalign.plugins import get_registry
 
-    try:
+    with user_errors():
         registry = get_registry()
         cfg = load_config(config, overrides, objective or None, registry=registry)
         prepared = prepare_config(cfg, registry=registry, num_proc=num_proc)
-    except XalignError as exc:
-        _fail(str(exc), int(getattr(exc, "exit_code", 1)))
     summary = prepared.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -1,7 +1,8 @@
 """``xalign align``: word alignments of one sentence pair and a heatmap of the OT plan.
 
-Registered on the app in :mod:`xalign.cli`. The extraction options are those of the ``align``
-task (:class:`xalign.ExtractConfig`: same names, same defaults), and so are the links: the
+Registered on the app in :mod:`xalign.cli`. The extraction options are built from the fields
+of the ``align`` task's :class:`xalign.ExtractConfig` (same names, defaults and help), and so
+are the links: the
 command prints exactly what the task scores for the pair. The model may be a run's model dir
 (or the run's output dir), a hub id or local dir, ``packaged:NAME``, ``base`` or an MLflow
 training run id (its ``xalign.model_dir`` tag).
@@ -12,23 +13,20 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from xalign.alignment.extract import (
-    METHODS,
     ExtractConfig,
     ExtractError,
     SentenceAlignment,
     display_word,
 )
-from xalign.errors import XalignError
-from xalign.progress import fail as _fail
-from xalign.progress import stderr_console
+from xalign.cli.common import check_model_ref, dataclass_options, err, user_errors
+from xalign.progress import fail
 
-err = stderr_console()
-_D = ExtractConfig()  # the defaults, shared with the align task
 DEFAULT_OUT = Path("plan.png")
 
 
@@ -61,20 +59,20 @@ def _section(alignment: SentenceAlignment, links: set, header: str) -> list[str]
 
 def format_links(alignment: SentenceAlignment) -> str:
     """``src - tgt`` lines: first the ``--method`` links (scored by the align task), then the
-    other method's links for comparison."""
+    mutual argmax and OT-plan links (those not already shown) for comparison."""
     c, r = alignment.config, alignment.result
-    argmax = "# mutual argmax (cosine)"
-    ot = f"# OT plan (threshold {c.threshold:g})"
-    scored = " [--method {}: the links the align task scores]"
-    if c.method == "argmax":
-        return "\n".join(
-            _section(alignment, r.argmax_links or set(), argmax + scored.format("argmax"))
-            + _section(alignment, r.ot_links or set(), ot)
-        )
-    return "\n".join(
-        _section(alignment, r.ot_links or set(), ot + scored.format("ot"))
-        + _section(alignment, r.argmax_links or set(), argmax)
-    )
+    headers = {
+        "argmax": "# mutual argmax (cosine)",
+        "ot": f"# OT plan (threshold {c.threshold:g})",
+        "softmax": f"# softmax, awesome-align (threshold {c.softmax_threshold:g})",
+        "itermax": f"# itermax, SimAlign ({c.itermax_rounds} rounds)",
+    }
+    scored = f" [--method {c.method}: the links the align task scores]"
+    lines = _section(alignment, r.links, headers[c.method] + scored)
+    for other, links in (("argmax", r.argmax_links), ("ot", r.ot_links)):
+        if other != c.method:
+            lines += _section(alignment, links or set(), headers[other])
+    return "\n".join(lines)
 
 
 def unaligned_notes(alignment: SentenceAlignment, limit: int) -> list[str]:
@@ -101,7 +99,8 @@ def unaligned_notes(alignment: SentenceAlignment, limit: int) -> list[str]:
     return notes
 
 
-def align(
+@dataclass_options(ExtractConfig)
+def align_command(
     src: str = typer.Argument(..., help="Source sentence (Moses-tokenised for --src-lang)."),
     tgt: str = typer.Argument(..., help="Target sentence (Moses-tokenised for --tgt-lang)."),
     model: str = typer.Option(
@@ -112,39 +111,6 @@ def align(
     ),
     src_lang: str = typer.Option("de", "--src-lang", help="Source language code."),
     tgt_lang: str = typer.Option("en", "--tgt-lang", help="Target language code."),
-    method: str = typer.Option(
-        _D.method,
-        "--method",
-        help=f"Links printed first and scored by the align task: "
-        f"{' or '.join(METHODS)} (mutual argmax of cosine "
-        f"similarity, or OT-plan links).",
-    ),
-    layer: int = typer.Option(_D.layer, "--layer", help="Hidden-state index (-1 = last)."),
-    pooling: str = typer.Option(_D.pooling, "--pooling", help="Subwords -> word: mean|first|last."),
-    max_length: int = typer.Option(
-        _D.max_length,
-        "--max-length",
-        help="Subwords per sentence (capped at the model's limit); "
-        "words past it are left unaligned, with a warning.",
-    ),
-    blur: float = typer.Option(_D.blur, "--blur", help="OT: geomloss blur (eps = blur^2)."),
-    threshold: float = typer.Option(
-        _D.threshold,
-        "--threshold",
-        help="OT: link (i, j) when pi_ij >= threshold x its row "
-        "and column max; 1 = mutual argmax of the plan.",
-    ),
-    normalize: bool = typer.Option(
-        _D.normalize,
-        "--normalize/--no-normalize",
-        help="OT: L2-normalise word vectors first (cost 1 - cos).",
-    ),
-    sinkhorn_iters: int = typer.Option(
-        _D.sinkhorn_iters, "--sinkhorn-iters", help="OT: extra Sinkhorn updates after annealing."
-    ),
-    scaling: float = typer.Option(
-        _D.scaling, "--scaling", help="OT: geomloss eps-annealing ratio."
-    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -159,29 +125,23 @@ def align(
     unescape: bool = typer.Option(
         True, "--unescape/--no-unescape", help='Undo Moses XML escaping (&quot; -> ") first.'
     ),
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Align the words of a sentence pair (mutual argmax and OT plan); save the plan heatmap."""
+    """Align the words of a sentence pair (--method, mutual argmax and OT plan); save the plan
+    heatmap."""
     from xalign.alignment.extract import align_sentences
     from xalign.alignment.plot import plot_alignment
     from xalign.data.text import normalize_text, tokenize_words
     from xalign.encoders import load_encoder
 
     try:
-        config = ExtractConfig(
-            method=method,
-            layer=layer,
-            pooling=pooling,
-            max_length=max_length,
-            blur=blur,
-            threshold=threshold,
-            normalize=normalize,
-            sinkhorn_iters=sinkhorn_iters,
-            scaling=scaling,
-        )
+        config = ExtractConfig(**(options or {}))
     except ExtractError as exc:
-        _fail(f"--{(exc.option or 'option').replace('_', '-')}: {exc}")
+        fail(f"--{(exc.option or 'option').replace('_', '-')}: {exc}")
+    layer, max_length = config.layer, config.max_length
     plot_to = None if no_plot or (as_json and out is None) else (out or DEFAULT_OUT)
-    try:
+    with user_errors():  # user-facing errors only; anything else is a bug
+        check_model_ref(model)
         path = resolve_align_model(model, tracking_uri)
         encoder = load_encoder(path, layer=layer, max_length=max_length).eval()
         alignment = align_sentences(
@@ -192,8 +152,6 @@ def align(
             tgt_lang,
             config,
         )
-    except XalignError as exc:  # user-facing errors only; anything else is a bug
-        _fail(str(exc), getattr(exc, "exit_code", 1))
     for note in unaligned_notes(alignment, encoder.max_length):
         err.print(escape(note), highlight=False, soft_wrap=True)
     if plot_to is not None:

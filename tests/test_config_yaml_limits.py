@@ -1,0 +1,191 @@
+"""Config files that YAML could make endless or huge are refused quickly with FILE:LINE; any
+text or bytes in a config file raise only xalign's own errors."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xalign.config import MAX_EXTENDS, MAX_YAML_DEPTH, MAX_YAML_VALUES, load_config
+from xalign.errors import ConfigError, XalignError
+
+
+def write(folder: Path, text: str | bytes, name: str = "c.yaml") -> Path:
+    path = folder / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def refused(path: Path | None = None, overrides: tuple[str, ...] = ()) -> str:
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, overrides)
+    assert time.perf_counter() - start < 10, "took seconds"  # was a minute (a busy machine)
+    message = str(exc.value)
+    assert len(message) < 2000, len(message)  # was a 30 MB line
+    return message
+
+
+def bomb(levels: int, width: int = 9) -> str:
+    """The "billion laughs": level k is a list of ``width`` aliases of level k-1, so the last
+    one expands to width**levels strings."""
+    lines = ["a0: &a0 [" + ",".join(["lol"] * width) + "]"]
+    for k in range(1, levels):
+        lines.append(f"a{k}: &a{k} [" + ",".join([f"*a{k - 1}"] * width) + "]")
+    return "\n".join(lines) + f"\ntrain: {{epochs: *a{levels - 1}}}\n"
+
+
+def test_the_billion_laughs_is_refused_at_the_line_that_expands_too_far(tmp_path):
+    text = bomb(9)
+    assert len(text.encode()) < 450
+    message = refused(write(tmp_path, text))
+    # 9**5 = 59,049 values (+ lists) on line 5 stay under 100,000; 9**6 on line 6 do not
+    assert 9**5 < MAX_YAML_VALUES < 9**6
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:6: this value expands to more than")
+
+
+def test_a_config_of_many_values_below_the_limit_still_loads(tmp_path):
+    """Aliases themselves are fine: 9**4 = 6,561 strings under an unknown objective option."""
+    lines = bomb(4).splitlines()[:-1]  # a0..a3, as options of an objective plugin "x"
+    text = "objectives:\n  sinkhorn: {}\n  x:\n" + "".join(f"    {line}\n" for line in lines)
+    cfg = load_config(write(tmp_path, text + "    y: *a3\n"))
+    assert len(cfg.objectives["x"]["y"]) == 9 and len(cfg.objectives["x"]["y"][0][0][0]) == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("train: {epochs: &a [*a]}\n", 1),
+        ("train:\n  epochs: &a\n    - 1\n    - *a\n", 2),
+        ("data:\n  corpus: &m {x: *m}\n", 2),
+        ("model:\n  name: x\nobjectives: &o\n  sinkhorn: {blur: *o}\n", 3),
+        ("&top {train: *top}\n", 1),
+        ("a: &a\n  <<: *a\n", 1),
+    ],
+)
+def test_a_config_that_contains_itself_is_refused(tmp_path, text, line):
+    message = refused(write(tmp_path, text))
+    assert re.match(
+        rf"{re.escape(str(tmp_path / 'c.yaml'))}:{line}: this value contains itself", message
+    ), message
+
+
+@pytest.mark.parametrize("depth", [MAX_YAML_DEPTH + 1, 400, 5000])
+def test_values_nested_too_deeply_are_refused(tmp_path, depth):
+    text = "train:\n  epochs: " + "[" * depth + "]" * depth + "\n"
+    message = refused(write(tmp_path, text))
+    assert re.match(
+        rf"{re.escape(str(tmp_path / 'c.yaml'))}:2: values nested more than", message
+    ), message
+
+
+def test_an_extended_file_is_checked_too_and_long_chains_are_refused(tmp_path):
+    write(tmp_path, bomb(9), "base.yaml")
+    message = refused(write(tmp_path, "extends: base.yaml\ntrain: {lr: 0.1}\n"))
+    assert message.startswith(f"{tmp_path / 'base.yaml'}:6: this value expands")
+    for i in range(MAX_EXTENDS + 1):
+        write(tmp_path, f"extends: c{i + 1}.yaml\n", f"c{i}.yaml")
+    write(tmp_path, "train: {lr: 0.1}\n", f"c{MAX_EXTENDS + 1}.yaml")
+    assert "'extends' chain longer than" in refused(tmp_path / "c0.yaml")
+    write(tmp_path, "train: {lr: 0.1}\n", f"c{MAX_EXTENDS - 1}.yaml")  # a chain at the limit
+    assert load_config(tmp_path / "c0.yaml").train.lr == 0.1
+
+
+def test_set_values_are_checked_too():
+    message = refused(None, ("train.epochs=&a [*a]",))
+    assert message.startswith("override 'train.epochs=&a [*a]': this value contains itself")
+    flow = "[&a0 [" + ",".join(["x"] * 9) + "]"
+    flow += "".join(f", &a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]" for k in range(1, 7)) + "]"
+    message = refused(None, (f"objectives.x.y={flow}",))
+    assert message.startswith("override 'objectives.x.y=[&a0 [x,"), message
+    assert "expands to more than" in message
+
+
+def test_a_huge_value_is_quoted_short_in_errors(tmp_path):
+    """A value under the limit that is still wrong: the error quotes its start, not all of it."""
+    message = refused(write(tmp_path, bomb(4)))  # epochs: 6,561 strings
+    assert "train.epochs" in message and "chars)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("train:\n  lr: !!float abc\n", 2),
+        ("train:\n  seed: !!int 0x\n", 2),
+        ("tracking:\n  run_name: !!timestamp 2020-13-45\n", 2),
+        ("train:\n  epochs: !!binary '%%%'\n", 2),
+        ("train:\n  epochs: 1\n  lr: [\n", 4),
+        ("x: !!python/object:os.system {}\n", 1),
+        ("train:\n\n  lr: 1\n\x00\n", 4),
+    ],
+)
+def test_values_no_tag_can_build_are_yaml_errors_with_their_line(tmp_path, text, line):
+    message = refused(write(tmp_path, text))
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:{line}: "), message
+    assert "invalid YAML" in message or "expected an integer" in message  # !!binary: bytes
+
+
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path):
+    message = refused(write(tmp_path, b"train:\n  lr: 1\n  run_name: caf\xe9\n"))
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:3: not UTF-8 text (byte 0xe9)")
+
+
+def test_a_top_level_that_is_not_a_mapping_names_its_line(tmp_path):
+    message = refused(write(tmp_path, "# a comment\n\n- train\n"))
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:3: top level must be a mapping")
+
+
+# ------------------------------------------------------------------------------- fuzzing
+YAMLISH = st.text(
+    alphabet=st.sampled_from(list("ab01.-_ :,[]{}&*!|>'\"#%@`?\n\t\\"))
+    | st.characters(exclude_categories=("Cs",)),
+    max_size=120,
+)
+SECTIONS = st.sampled_from(["model", "data", "train", "tracking", "objectives", "extends", "x"])
+KEYS = st.sampled_from(["name", "lr", "epochs", "languages", "uri", "sinkhorn", "blur", "<<"])
+
+
+@st.composite
+def config_like(draw) -> str:
+    """Mappings of sections and keys with YAML-ish values: reach the type checks too."""
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        lines.append(f"{draw(SECTIONS)}:")
+        for _ in range(draw(st.integers(0, 3))):
+            lines.append(f"  {draw(KEYS)}: {draw(YAMLISH).replace(chr(10), ' ')}")
+    return "\n".join(lines) + "\n"
+
+
+def check_only_xalign_errors(path: Path) -> None:
+    try:
+        load_config(path)
+    except XalignError as exc:
+        message = str(exc)
+        at = rf"{re.escape(str(path))}:\d+[:,]"  # FILE:LINE (or FILE:LINE, FILE:LINE: ...)
+        assert re.match(at, message) or re.search(rf"\n\s*{at}", message), message
+        assert len(message) < 5000
+
+
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(text=YAMLISH | config_like())
+def test_fuzz_config_text_raises_only_xalign_errors_with_file_line(tmp_path, text):
+    check_only_xalign_errors(write(tmp_path, text))
+
+
+@FUZZ
+@given(data=st.binary(max_size=200))
+def test_fuzz_config_bytes_raise_only_xalign_errors_with_file_line(tmp_path, data):
+    check_only_xalign_errors(write(tmp_path, data))

@@ -1,0 +1,5 @@
+"""``python -m xalign.cli``: the ``xalign`` command."""
+
+from xalign.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""``xalign plugins [NAME]``: installed objectives and tasks, broken or conflicting plugins,
+and the options of one objective or task with their defaults and help text."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import warnings
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from xalign.cli.common import err, field_help, user_errors
+from xalign.progress import fail, stdout_console
+
+LOAD_ENV_HINT = (
+    "XALIGN_LOAD_PLUGINS=NAME,... loads only the named plugins (DIST:NAME picks "
+    "one of two plugins with the same name)"
+)
+
+
+def plugins_command(
+    name: str | None = typer.Argument(
+        None, help="An objective or task: list its options (--option/--set keys, defaults)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List installed objective and task plugins, and any broken or conflicting ones; with
+    NAME, the options of that objective or task."""
+    from xalign.plugins import PluginWarning, get_registry
+
+    with user_errors(), warnings.catch_warnings():  # the listing shows every problem itself
+        warnings.simplefilter("ignore", PluginWarning)
+        listing = get_registry().listing()
+    if name is not None:
+        _plugin_options(name, [i for i in listing if i["name"] == name], as_json)
+        return
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    table = Table(
+        "name", "kind", "status", "distribution", "version", "module", "needs", "description"
+    )
+    for item in listing:
+        ok = item["status"] == "ok"
+        status = "ok" if ok else f"[bold red]{item['status']}[/]"
+        about = escape(item["description"]) if ok else f"[red]{escape(item['error'])}[/]"
+        table.add_row(
+            *(escape(str(item[k])) for k in ("name", "kind")),
+            status,
+            *(escape(str(item[k])) for k in ("distribution", "version", "module")),
+            escape(", ".join(item.get("needs", [])) or "-"),
+            about,
+        )
+    stdout_console().print(table)
+    problems = sum(item["status"] != "ok" for item in listing)
+    if problems:
+        err.print(
+            f"{problems} plugin problem(s): see the status column; {LOAD_ENV_HINT}", highlight=False
+        )
+
+
+def option_help(kind: str, name: str) -> dict[str, str]:
+    """Help text of each option of objective or task ``name``: :func:`field_help` of its
+    ``Config`` (``field(metadata={"help": ...})`` or a ``- ``key``: text`` docstring bullet)."""
+    import dataclasses
+
+    from xalign.plugins import get_registry
+
+    registry = get_registry()
+    reg = registry.objective(name) if kind == "objective" else registry.task(name)
+    config = getattr(reg.cls, "Config", None)
+    helps = field_help(config) if dataclasses.is_dataclass(config) else {}
+    if kind == "objective":
+        helps["weight"] = "Weight of this objective's loss in the sum of objectives."
+    return helps
+
+
+def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> None:
+    """``xalign plugins NAME``: the options of an objective and/or task called NAME."""
+    from xalign.plugins import get_registry
+
+    ok = [item for item in found if item["status"] == "ok"]
+    if not ok:
+        problem = next((item["error"] for item in found), None)
+        registry = get_registry()
+        known = sorted({i.name for i in (*registry.objectives().values(),
+                                          *registry.tasks().values())})  # fmt: skip
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        fail(problem or f"no objective or task {name!r}; installed: {', '.join(known)}{hint}", 2)
+    for item in ok:
+        item["help"] = option_help(item["kind"], name)
+    if as_json:
+        typer.echo(json.dumps(ok, indent=2))
+        return
+    for item in ok:
+        if item["kind"] == "objective":  # every objective also takes its weight in the sum
+            prefix, how, options = (
+                f"objectives.{name}.",
+                "--set",
+                {**item["options"], "weight": 1.0},
+            )
+        else:
+            prefix, how, options = f"{name}.", "--option", item["options"]
+        table = Table(
+            "option", "default", "help", title=f"{item['kind']} {name}: {how} {prefix}KEY=VALUE"
+        )
+        for key, default in options.items():
+            table.add_row(
+                escape(prefix + key), escape(json.dumps(default)), escape(item["help"].get(key, ""))
+            )
+        stdout_console().print(table)

@@ -1,0 +1,156 @@
+"""Credentials out of everything xalign prints, logs or writes (docs/failures.md).
+
+One rule, used by every output path (CLI errors and warnings, MLflow params, tags and text
+artifacts, ``config.yaml`` files, tracking backlogs, compare reports): in a URI, the password
+of the userinfo (``scheme://user:PASSWORD@host``) and the value of every query parameter whose
+name says it holds a secret (``token``, ``access_token``, ``api_key``, ``X-Amz-Signature``,
+``X-Amz-Credential``, ``sig``, ``password``, ...) become :data:`MASK`. Everything else, and a URI
+without secrets, is left exactly as given (no re-quoting or normalisation).
+
+xalign never copies environment variables into params, artifacts or configs;
+:func:`secret_env_values` lists the values of the ones that hold credentials (MLflow, cloud
+and hub tokens) so that tests and callers can check that none leaks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+#: What a secret is replaced by.
+MASK = "***"
+
+#: A query-parameter name that holds a secret (case-insensitive, anywhere in the name).
+_SECRET_NAME = re.compile(
+    r"token|secret|passw|pwd|signature|credential|api[-_]?key|access[-_]?key|auth|"
+    r"(?:^|[-_.])(?:key|sig|code|session)(?:$|[-_.])",
+    re.IGNORECASE,
+)
+#: ``scheme://user:PASSWORD@`` inside free text (the password stops at a space or quote).
+_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:\s'\"]*):([^\s/?#'\"]*)@")
+#: ``name=value`` after ``?``/``&``/``;`` inside free text (the value stops at punctuation).
+_TEXT_PARAM = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
+#: ``user:password@`` right after ``scheme://`` (the password may hold ``@`` or ``:``).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^/?#]*)@")
+#: ``name=value`` of a query string (or a fragment written like one).
+_PARAM = re.compile(r"([?&;#])([^=&;#\s]+)=([^&;#\s]*)")
+
+#: Environment variables whose values are credentials (exact names; see also
+#: :data:`_SECRET_ENV_PART`).
+SECRET_ENV = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+)
+_SECRET_ENV_PART = re.compile(
+    r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|SECRET_KEY)(?:$|_)"
+)
+#: Shorter values are not replaced in free text (they would mangle ordinary words).
+MIN_SECRET_LEN = 8
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with its userinfo password and secret query values replaced by :data:`MASK`.
+
+    ``http://alice:pw@host`` -> ``http://alice:***@host``;
+    ``https://h/x?token=abc&run=1`` -> ``https://h/x?token=***&run=1``; a URI with no secret
+    (``file:///tmp/mlruns``, ``sqlite:///mlflow.db``, ``databricks://profile``) is returned
+    unchanged. Not a URI: returned unchanged.
+    """
+    if "://" not in uri:
+        return uri
+    out = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", uri, count=1)
+    return _PARAM.sub(_mask_param, out)
+
+
+def _mask_param(m: re.Match[str]) -> str:
+    sep, name, value = m.groups()
+    if value and value != MASK and _SECRET_NAME.search(name):
+        return f"{sep}{name}={MASK}"
+    return m.group(0)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, a log line, a config value) with the secrets of the URIs
+    in it masked as by :func:`redact_uri`, and the values of credential environment
+    variables (:func:`secret_env_values`) replaced by :data:`MASK`."""
+    if "://" in text and not any(c.isspace() for c in text):  # one URI: exactly its rule
+        out = redact_uri(text)
+    else:
+        out = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
+        out = _TEXT_PARAM.sub(_mask_param, out)
+    for value in secret_env_values():
+        if value in out:
+            out = out.replace(value, MASK)
+    return out
+
+
+def redact(value: Any) -> Any:
+    """:func:`redact_text` on every string inside ``value`` (dicts, lists, tuples kept)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v) for v in value)
+    return value
+
+
+def is_redacted(uri: str) -> bool:
+    """True when ``uri`` carries a :data:`MASK` where :func:`redact_uri` puts one (a URI read
+    back from a saved ``config.yaml`` or backlog): it cannot be used to connect."""
+    m = _USERINFO.match(uri)
+    if m is not None and m.group(3) == MASK:
+        return True
+    return any(
+        value == MASK and _SECRET_NAME.search(name) for _, name, value in _PARAM.findall(uri)
+    )
+
+
+def secret_env_names() -> list[str]:
+    """Names of the set environment variables that hold credentials."""
+    return sorted(
+        name
+        for name, value in os.environ.items()
+        if value and (name in SECRET_ENV or _SECRET_ENV_PART.search(name))
+    )
+
+
+def secret_env_values() -> list[str]:
+    """Values of :func:`secret_env_names` of at least :data:`MIN_SECRET_LEN` characters,
+    longest first."""
+    values = {os.environ[n] for n in secret_env_names() if len(os.environ[n]) >= MIN_SECRET_LEN}
+    return sorted(values, key=len, reverse=True)
+
+
+def redact_log_records() -> None:
+    """Make every log record (any library's: MLflow, urllib3, ...) carry its message already
+    redacted by :func:`redact_text`. Installed once per process by the CLI."""
+    import logging
+
+    old = logging.getLogRecordFactory()
+    if getattr(old, "xalign_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report
+            return record
+        if "://" in text or secret_env_values():
+            record.msg, record.args = redact_text(text), None
+        return record
+
+    factory.xalign_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
