@@ -78,6 +78,9 @@ OBJECTIVES = [
     ("l2", {"target": "tuned"}),
     ("contrastive", {"projection": "linear"}),
     ("contrastive", {"variant": "strong", "projection": "nn"}),
+    ("translation_ranking", {}),
+    ("so", {}),
+    ("co", {}),
 ]
 
 

@@ -215,14 +215,18 @@ def drift_regulariser(tgt: Side, frozen: Side) -> torch.Tensor:
 
 
 def float32_batch(batch: AlignmentBatch) -> AlignmentBatch:
-    """``batch`` with every side's ``hidden`` in float32 (a differentiable cast; float32 and
-    float64 sides are kept as they are)."""
+    """``batch`` with every side's ``hidden`` (teachers' included) in float32 (a
+    differentiable cast; float32 and float64 sides are kept as they are)."""
 
     def side(s: Side | None) -> Side | None:
         return None if s is None else dataclasses.replace(s, hidden=as_float32(s.hidden))
 
     return dataclasses.replace(
-        batch, src=side(batch.src), tgt=side(batch.tgt), tgt_frozen=side(batch.tgt_frozen)
+        batch,
+        src=side(batch.src),
+        tgt=side(batch.tgt),
+        tgt_frozen=side(batch.tgt_frozen),
+        teachers={k: side(v) for k, v in batch.teachers.items()},
     )
 
 
