@@ -691,6 +691,11 @@ def test_fuzz_gold_readers(fmt: str, data: st.DataObject) -> None:
                     assert err.path in files and err.line is None, str(err)
                     event("no gold links")
                     return
+                if "point outside their sentence pair" in str(err):  # a misread set
+                    assert err.path in files and err.line is None, str(err)
+                    assert str(err).startswith(f"{err.path}: "), str(err)
+                    event("out of range: refused")
+                    return
                 assert err.path in files and err.line is not None and err.line >= 1, str(err)
                 assert f"{err.path} line {err.line}" in str(err) or (
                     "different line counts" in str(err)
@@ -733,3 +738,157 @@ def test_align_task_takes_a_described_set(tmp_path: Path) -> None:
         golds = AlignTask(config).load_sets(TaskContext(show_progress=False))
     assert [g.name for g in golds] == ["wpt-hansards"]
     _check_wpt(golds[0])
+
+
+# ---------------------------------------------------------------- the raw WPT-05 release layout
+
+HI = "<s snum=1> vaha ghar chhota hai </s>\n<s snum=2> haan . </s>\n"
+
+
+@pytest.mark.parametrize(
+    ("stem", "l1", "l2", "links_name", "langs"),
+    [
+        ("test", "eng", "hin", "test.eng.hin.wa", ("hin", "eng")),
+        ("trial", "eng", "hin", "trial.eng.hin.wa.nonullalign", ("hin", "eng")),
+        ("test", "rom", "eng", "test.rom.eng.wa", ("rom", "eng")),
+        ("trial", "ine", "eng", "trial.ine.eng.wa.nullalign", ("ine", "eng")),
+        ("test", "rom", "eng", "test.rom-eng.wa", ("rom", "eng")),
+    ],
+)
+def test_wpt_release_layout_infers_the_sentence_files_from_the_links_name(
+    tmp_path: Path, stem: str, l1: str, l2: str, links_name: str, langs: tuple[str, str]
+) -> None:
+    """No FilePairs.*: ``<stem>.<l1>.<l2>.wa`` names its sentence files; the folder and the
+    links file both load, the L1 side first in each link."""
+    folder = tmp_path / stem
+    english_first = l1 == "eng"
+    _write(folder / f"{stem}.{l1}", WPT_E if english_first else HI)
+    _write(folder / f"{stem}.{l2}", HI if english_first else WPT_E)
+    # L1 position, L2 position (1-based); English 'the'(1) ~ 'vaha'(1), 'small'(4) ~ 'chhota'(3)
+    wa = "1 1 1 S\n1 4 3 S\n1 0 2 P\n2 1 1 S\n" if english_first else "1 1 1 S\n1 3 4 S\n2 1 1\n"
+    _write(folder / links_name, wa)
+    for target in (folder, folder / links_name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GoldAlignmentWarning)  # NULL links
+            gold = load_gold(target)
+        assert (gold.src_lang, gold.tgt_lang) == langs
+        assert gold.src_sents[0] == ["vaha", "ghar", "chhota", "hai"]
+        assert gold.tgt_sents[0] == ["the", "house", "is", "small"]
+        assert gold.sure == [{(0, 0), (2, 3)}, {(0, 0)}]
+
+
+def test_wpt_release_layout_needs_the_named_files(tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    _write(folder / "test.eng", WPT_E)
+    _write(folder / "test.eng.hin.wa", "1 1 1 S\n")
+    with pytest.raises(GoldFormatError, match=r"looked for test.eng and test.hin \(missing"):
+        load_gold(folder)
+    _write(folder / "test.hin", "vaha ghar chhota hai\nhaan .\n")  # not WPT markup
+    with pytest.raises(GoldFormatError, match=r"without '<s snum=N>' lines.*src_file"):
+        load_gold(folder / "test.eng.hin.wa")
+    _write(folder / "test.hin", HI)
+    assert load_gold(folder).sure[0] == {(0, 0)}
+
+
+# ---------------------------------------------------------------- links read the wrong way round
+
+SHORT, LONG = "a b c", "u v w x y z"
+# (short index, long index): every link fits only when the short side's index comes first
+LINKS = [(0, 0), (1, 2), (2, 5)]
+
+
+def _pairs(links: list[tuple[int, int]], base: int) -> str:
+    return " ".join(f"{i + base}-{j + base}" for i, j in links)
+
+
+def _misread_set(tmp_path: Path, fmt: str, n: int) -> tuple[dict, Path]:
+    """A set of ``n`` (short, long) pairs in ``fmt`` whose links list the short side first;
+    returns load_gold keywords that read it correctly and the links file."""
+    if fmt == "xlwa":
+        line = f"{SHORT}\t{LONG}\t{_pairs(LINKS, 0)}\n"
+        tsv = _write(tmp_path / "es" / "test.tsv", line * n)
+        return {"name_or_path": tsv}, tsv
+    if fmt == "awesome":
+        _write(tmp_path / "enfr.src-tgt", f"{SHORT} ||| {LONG}\n" * n)
+        gold = _write(tmp_path / "enfr.gold", (_pairs(LINKS, 1) + "\n") * n)
+        return {"name_or_path": tmp_path / "enfr.src-tgt"}, gold
+    if fmt == "bicici":
+        folder = tmp_path / "deen"
+        _write(folder / "test.de", f"{SHORT}\n" * n)
+        _write(folder / "test.en", f"{LONG}\n" * n)
+        return {"name_or_path": folder}, _write(folder / "de-en.wa", (_pairs(LINKS, 0) + "\n") * n)
+    if fmt == "pharaoh":
+        links = _write(tmp_path / "l.txt", (_pairs(LINKS, 0) + "\n") * n)
+        return {
+            "format": "pharaoh",
+            "src_file": _write(tmp_path / "s.de", f"{SHORT}\n" * n),
+            "tgt_file": _write(tmp_path / "t.en", f"{LONG}\n" * n),
+            "links_file": links,
+        }, links
+    folder = tmp_path / "wpt"  # wpt
+    _write(folder / "test.rom", "".join(f"<s snum={k + 1}> {SHORT} </s>\n" for k in range(n)))
+    _write(folder / "test.eng", "".join(f"<s snum={k + 1}> {LONG} </s>\n" for k in range(n)))
+    wa = "".join(f"{k + 1} {i + 1} {j + 1} S\n" for k in range(n) for i, j in LINKS)
+    return {"name_or_path": folder}, _write(folder / "test.rom.eng.wa", wa)
+
+
+@pytest.mark.parametrize("fmt", ["xlwa", "awesome", "bicici", "pharaoh", "wpt"])
+@pytest.mark.parametrize("n", [12, 3])
+def test_links_read_in_the_wrong_direction_are_refused(tmp_path: Path, fmt: str, n: int) -> None:
+    """Read with the other ``first``, 1 link in 3 points outside its sentence: refused (not
+    scored on the 2 in 3 that still fit), naming the file, the share and the option; with 3
+    sentences too, since the other reading fits them all."""
+    kwargs, links_file = _misread_set(tmp_path, fmt, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right reading: no warning at all
+        right = load_gold(**kwargs)
+    assert sum(len(p) for p in right.possible) == 3 * n and right.out_of_range == []
+    with pytest.raises(GoldFormatError) as err:
+        load_gold(**kwargs, first="tgt")
+    text = str(err.value)
+    assert text.startswith(f"{links_file}: {n} of {3 * n} gold links (33.3%)")
+    assert "with first: src, 0 would be" in text and "first='src'" in text
+    assert "direction" in text and err.value.path == links_file
+
+
+def test_a_one_based_file_read_as_zero_based_is_refused_with_index_base(tmp_path: Path) -> None:
+    n = 12
+    links = _write(tmp_path / "l.txt", (_pairs([(0, 0), (1, 1), (2, 2)], 1) + "\n") * n)
+    spec = {
+        "format": "pharaoh",
+        "src_file": _write(tmp_path / "s.de", "a b c\n" * n),
+        "tgt_file": _write(tmp_path / "t.en", "x y z\n" * n),
+        "links_file": links,
+    }
+    with pytest.raises(GoldFormatError, match=r"12 of 36 gold links \(33.3%\).*index_base: 1"):
+        load_gold(**spec)
+    assert load_gold(**spec, index_base=1).sure[0] == {(0, 0), (1, 1), (2, 2)}
+
+
+def test_links_of_other_sentences_are_refused_without_a_wrong_hint(tmp_path: Path) -> None:
+    """Links shifted by one line (the first line's links belong to a 6-word pair): no other
+    reading fits better, the message says the links do not belong to the sentences."""
+    src = "".join(f"{'a ' * (6 if k % 2 else 2)}\n" for k in range(24))
+    tgt = "".join(f"{'x ' * (6 if k % 2 else 2)}\n" for k in range(24))
+    links = "".join(
+        f"{_pairs([(0, 0), (5, 5)] if k % 2 == 0 else [(0, 0)], 0)}\n" for k in range(24)
+    )
+    spec = {
+        "format": "pharaoh",
+        "src_file": _write(tmp_path / "s.de", src),
+        "tgt_file": _write(tmp_path / "t.en", tgt),
+        "links_file": _write(tmp_path / "l.txt", links),
+    }
+    with pytest.raises(GoldFormatError, match=r"12 of 36 .*does not seem to belong"):
+        load_gold(**spec)
+
+
+def test_a_few_stray_links_are_still_only_warned(tmp_path: Path) -> None:
+    """1 link in 40 (2.5 %) outside its sentence: an annotation slip, warned and dropped."""
+    kwargs, _ = _misread_set(tmp_path, "pharaoh", 13)
+    Path(kwargs["links_file"]).write_text(
+        (_pairs(LINKS, 0) + "\n") * 12 + _pairs([*LINKS, (9, 0)], 0) + "\n", encoding="utf-8"
+    )
+    with pytest.warns(GoldAlignmentWarning, match="1 gold link"):
+        gold = load_gold(**kwargs)
+    assert gold.out_of_range == [(12, (9, 0))]

@@ -328,15 +328,16 @@ def unequal_recipe(tiny_model, tmp_path, tracking_uri, objective: str, reg: floa
     return recipe
 
 
-def hand_objective(recipe, micro_steps: int, per_micro: int) -> torch.Tensor:
+def hand_objective(recipe, micro_steps: int) -> torch.Tensor:
     """The sum the trainer optimises in one step, written out from the batch plan by hand:
 
-        Σ_{m < micro_steps} (1/per_micro) Σ_pairs mean_{i ∈ batch_p(m)} loss(i)
+        Σ_pairs (1/N_p) Σ_{m < micro_steps} Σ_{i ∈ batch_p(m)} loss(i),  N_p = Σ_m |batch_p(m)|
 
-    ``batch_p(m) = order_p[4m : 4m + 4]`` (empty once the pair is exhausted). Per-sentence
-    objectives (sinkhorn, scope sentence, fixed diameter; the drift term) are evaluated ONE
-    SENTENCE AT A TIME and averaged here; a mixed-language objective gets the union of the
-    pairs' micro-batches as one batch.
+    (every sentence of the step weighs the same). ``batch_p(m) = order_p[4m : 4m + 4]``
+    (empty once the pair is exhausted). Per-sentence objectives (sinkhorn, scope sentence,
+    fixed diameter; the drift term) are evaluated ONE SENTENCE AT A TIME and summed here; a
+    mixed-language objective gets the union of the pairs' micro-batches as one batch, weighted
+    by its size.
     """
     from xalign.batch import AlignmentBatch
     from xalign.recipe import drift_regulariser
@@ -353,20 +354,24 @@ def hand_objective(recipe, micro_steps: int, per_micro: int) -> torch.Tensor:
         value = objective.loss(AlignmentBatch("hand", src, tgt, frozen))
         return value + lam * drift_regulariser(tgt, frozen) if lam else value
 
+    plan = [
+        [([p.examples[i] for i in p.order[4 * m : 4 * m + 4]], p.src) for p in recipe.data.pairs]
+        for m in range(micro_steps)
+    ]
     total = torch.zeros(())
-    for m in range(micro_steps):
-        batches = [
-            ([p.examples[i] for i in p.order[4 * m : 4 * m + 4]], p.src) for p in recipe.data.pairs
-        ]
-        if recipe.mixed:
+    if recipe.mixed:
+        n_all = sum(len(ex) for batches in plan for ex, _ in batches)
+        for batches in plan:
             union = [e for ex, _ in batches for e in ex]
             langs = [lang for ex, lang in batches for _ in ex]
-            total = total + loss_of(union, langs) / per_micro
-            continue
-        for examples, lang in batches:
-            if examples:  # the mean over the pair's micro-batch, one sentence at a time
-                per_sentence = [loss_of([e], [lang]) for e in examples]
-                total = total + torch.stack(per_sentence).mean() / per_micro
+            total = total + loss_of(union, langs) * len(union) / n_all
+        return total
+    for k in range(len(recipe.data.pairs)):
+        n_pair = sum(len(batches[k][0]) for batches in plan)
+        for batches in plan:
+            examples, lang = batches[k]
+            for e in examples:  # one sentence at a time
+                total = total + loss_of([e], [lang]) / n_pair
     return total
 
 
@@ -375,8 +380,9 @@ def test_unequal_pairs_gradient_is_the_hand_sum(
     objective, reg, tiny_model, tmp_path, tracking_uri, one_thread
 ):
     """Pairs of 6 (first) and 10 sentences, batch 4: every sentence is used once per epoch and
-    each pair's micro-batch mean has weight 1/3. The old plan used 2 micro-steps (first pair
-    only), dropped 2 of fr's 10 and scaled fr's 2nd micro-batch by 4/2."""
+    weighs 1/6 (de) or 1/10 (fr) in the step, also those of the short last micro-batches. The
+    old plan used 2 micro-steps (first pair only), dropped 2 of fr's 10 and scaled fr's 2nd
+    micro-batch by 4/2."""
     recipe = unequal_recipe(tiny_model, tmp_path, tracking_uri, objective, reg)
     assert [len(p.order) for p in recipe.data.pairs] == [6, 10]
     assert recipe.data.micro_steps == 3 and recipe.total_steps == 1
@@ -384,7 +390,7 @@ def test_unequal_pairs_gradient_is_the_hand_sum(
         assert sorted(pair.order.tolist()) == list(range(len(pair.examples)))
 
     named = [(n, p) for n, p in recipe.module.named_parameters() if p.requires_grad]
-    hand_objective(recipe, micro_steps=3, per_micro=3).backward()
+    hand_objective(recipe, micro_steps=3).backward()
     expected = {n: p.grad.clone() for n, p in named}
     recipe.optimizer.zero_grad(set_to_none=True)
     before = {n: p.detach().clone() for n, p in named}

@@ -82,6 +82,11 @@ class TrainConfig:
     freeze_layers: int = 0
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
+    # gradient balance (docs/training.md): per-term gradient norms on the first
+    # grad_terms_first optimizer steps and every grad_terms_every-th step after (0: never)
+    log_grad_terms: bool = True
+    grad_terms_first: int = 20
+    grad_terms_every: int = 100
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     output_dir: str = "outputs"
@@ -128,6 +133,9 @@ class RunConfig:
         # recomputes activations instead of keeping them: the same weights, bit for bit, on
         # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
         d["train"].pop("gradient_checkpointing")
+        # measuring: the per-term backward passes change float sums by rounding only
+        for key in ("log_grad_terms", "grad_terms_first", "grad_terms_every"):
+            d["train"].pop(key)
         if not is_self(self.data.links):  # read only then: other runs keep their fingerprint
             d["data"].pop("self_links")
         if d["model"].get("lora") is None:  # absent: the fingerprints of runs before LoRA
@@ -807,6 +815,8 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.max_steps", _optional(_at_least(1)), "must be null or >= 1"),
     ("train.seed", lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
     ("train.reg_weight", _non_negative, "must be a finite number >= 0"),
+    ("train.grad_terms_first", _at_least(0), "must be >= 0 (0: no first steps measured)"),
+    ("train.grad_terms_every", _at_least(0), "must be >= 0 (0: only the first steps)"),
     ("train.checkpoint_every", _at_least(0), "must be >= 0 (0: only the final checkpoint)"),
     ("train.keep_checkpoints", _at_least(0), "must be >= 0 (0: keep all)"),
     ("train.output_dir", _filled, "must not be empty"),

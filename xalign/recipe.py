@@ -6,11 +6,17 @@ backpropagate right away (streaming: the same gradient as summing first, but mem
 grow with the number of language pairs). The objective of one optimizer step over micro-steps
 ``M`` (``grad_accum`` of them, fewer at the end of training) is
 
-    Σ_{m ∈ M} (1/|M|) Σ_p mean_{i ∈ batch_p(m)} ℓ_p(i)
+    Σ_p (1/N_p) Σ_{m ∈ M} |batch_p(m)| · mean_{i ∈ batch_p(m)} ℓ_p(i),   N_p = Σ_m |batch_p(m)|
 
 with ``batch_p(m)`` pair ``p``'s own global micro-batch (the last one of an epoch may be short;
 a pair whose epoch is exhausted contributes nothing) and ℓ_p its weighted objectives plus
-λ·drift; objectives with ``mixed_languages`` get one batch, the union over pairs.
+λ·drift: every sentence of the step weighs the same, whatever micro-batch it fell in (for a
+per-sentence loss, each pair's term is the mean over its N_p sentences of the step).
+Objectives with ``mixed_languages`` get one batch, the union over pairs.
+
+Objectives and the drift term are computed in float32 with autocast disabled
+(:func:`objective_loss`), also with ``train.mixed_precision=bf16``, where only the encoders
+run in bf16 (an OT cost in bf16 cancels catastrophically, see :mod:`xalign.ot`).
 
 Gradients are summed across data-parallel ranks once per optimizer step, each rank's loss
 weighted by its share of its pair's global micro-batch (``len(shard) / len(global batch)``).
@@ -26,13 +32,16 @@ reproduces the 1-rank run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +65,10 @@ from xalign.config import RunConfig
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
 from xalign.encoders.freeze import freeze_layers
-from xalign.errors import ConfigError, XalignError
+from xalign.errors import ConfigError, XalignError, XalignWarning
 from xalign.links import LinkSet, LinkSpec
 from xalign.objective import Objective
+from xalign.ot import as_float32, full_precision
 from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
 from xalign.progress import progress_bar
 from xalign.tracking import (
@@ -194,11 +204,125 @@ def frozen_upto_layer(encoder: Encoder) -> Encoder:
 
 
 def drift_regulariser(tgt: Side, frozen: Side) -> torch.Tensor:
-    """Σ_t ‖c(t) − c0(t)‖² over each English sentence's words, averaged over sentences."""
-    c, mask = tgt.words_vectors()
-    c0, _ = frozen.words_vectors()
-    sq = ((c - c0) ** 2).sum(-1) * mask
-    return sq.sum(-1).mean()
+    """Σ_t ‖c(t) − c0(t)‖² over each English sentence's words, averaged over sentences.
+
+    Float32 with autocast disabled, whatever the encoders' dtype (a float32 scalar)."""
+    with full_precision():
+        c, mask = tgt.words_vectors()
+        c0, _ = frozen.words_vectors()
+        sq = ((c - c0) ** 2).sum(-1) * mask
+        return sq.sum(-1).mean()
+
+
+def float32_batch(batch: AlignmentBatch) -> AlignmentBatch:
+    """``batch`` with every side's ``hidden`` (teachers' included) in float32 (a
+    differentiable cast; float32 and float64 sides are kept as they are)."""
+
+    def side(s: Side | None) -> Side | None:
+        return None if s is None else dataclasses.replace(s, hidden=as_float32(s.hidden))
+
+    return dataclasses.replace(
+        batch,
+        src=side(batch.src),
+        tgt=side(batch.tgt),
+        tgt_frozen=side(batch.tgt_frozen),
+        teachers={k: side(v) for k, v in batch.teachers.items()},
+    )
+
+
+def objective_loss(objective: Objective, batch: AlignmentBatch) -> torch.Tensor:
+    """``objective.loss(batch)`` in float32: the sides' vectors cast to float32 and every
+    autocast disabled while the loss runs, so a plugin's matmuls (an OT cost, a similarity
+    matrix, a projection head) never run in bf16, whatever ``train.mixed_precision`` is.
+    Every objective, built-in or third-party, is called through this."""
+    with full_precision():
+        return objective.loss(float32_batch(batch))
+
+
+class GradientBalanceWarning(XalignWarning):
+    """One loss term's gradient norm was > 10× every alignment term's (medians over the first
+    ``train.grad_terms_first`` optimizer steps): the updates follow that term, not alignment."""
+
+
+#: a term whose gradient norm is more than this times every alignment term's dominates
+BALANCE_RATIO = 10.0
+
+
+class TermGrads:
+    """The gradient of each loss term (weighted objective, λ·drift) of one optimizer step.
+
+    Each term gets its own backward pass (``torch.autograd.grad`` on the trainable
+    parameters, the graph retained) and is added to ``.grad`` as the one backward of the total
+    would; the last term runs the ordinary backward, and its gradient is read off at the end
+    as ``.grad`` minus the others'. Cost of a measured step: one backward per term instead of
+    one in all, and one gradient-sized buffer per term but the last.
+    """
+
+    def __init__(self, names: list[str], params: list[nn.Parameter]) -> None:
+        self.names = names
+        self.params = params
+        self.buffers = {n: [torch.zeros_like(p) for p in params] for n in names[:-1]}
+
+    def backward(
+        self, parts: dict[str, torch.Tensor], coef: float, backward: Callable[[torch.Tensor], None]
+    ) -> None:
+        """Backpropagate ``coef · Σ parts`` into ``.grad``, keeping each part's gradient."""
+        for name in self.names[:-1]:
+            value = parts[name]
+            if not value.requires_grad:
+                continue
+            grads = torch.autograd.grad(
+                value * coef, self.params, retain_graph=True, allow_unused=True
+            )
+            for buf, p, g in zip(self.buffers[name], self.params, grads, strict=True):
+                if g is None:
+                    continue
+                buf.add_(g)
+                if p.grad is None:
+                    p.grad = g
+                else:
+                    p.grad.add_(g)
+        last = parts[self.names[-1]]
+        if last.requires_grad:
+            backward(last * coef)
+
+    def norms(self, world: int) -> dict[str, float]:
+        """L2 norm of each term's gradient (summed over ranks as DDP does), and ``total``:
+        the norm of ``.grad``. Call after the gradient sync, before clipping."""
+        if world > 1:
+            import torch.distributed as dist
+
+            for bufs in self.buffers.values():
+                for buf in bufs:
+                    dist.all_reduce(buf)
+                    buf.div_(world)  # DDP's mean over ranks (the losses were scaled by world)
+        sq = dict.fromkeys([*self.names, "total"], 0.0)
+        for k, p in enumerate(self.params):
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            rest = grad.float().clone()
+            for name, bufs in self.buffers.items():
+                sq[name] += float(bufs[k].float().pow(2).sum())
+                rest -= bufs[k].float()
+            sq[self.names[-1]] += float(rest.pow(2).sum())
+            sq["total"] += float(grad.float().pow(2).sum())
+        return {name: math.sqrt(v) for name, v in sq.items()}
+
+
+def dominant_term(
+    history: list[dict[str, float]], alignment: list[str], ratio: float = BALANCE_RATIO
+) -> tuple[str, list[str]] | None:
+    """The term whose median gradient norm over ``history`` (each step's ``{term: norm}``) is
+    more than ``ratio`` times the median of every OTHER alignment term, with the terms it
+    dominated; None when there is none (or nothing to compare it with). The median, not every
+    step: with dropout off the drift term's gradient is exactly 0 on the first step."""
+    if not history:
+        return None
+    median = {k: statistics.median(step[k] for step in history) for k in history[0]}
+    for term, value in median.items():
+        others = [a for a in alignment if a != term]
+        if others and all(value > ratio * median[a] for a in others):
+            return term, others
+    return None
 
 
 class AlignmentRecipe:
@@ -776,7 +900,7 @@ class AlignmentRecipe:
     def _objective_loss(self, name: str, batch: AlignmentBatch) -> torch.Tensor:
         entry = self.entries[name]
         try:
-            value = self.objectives[name].loss(batch)
+            value = objective_loss(self.objectives[name], batch)
         except Exception as exc:
             raise PluginError(
                 f"{entry.where()} failed in loss() on {batch.pair}: {type(exc).__name__}: {exc}"
@@ -797,10 +921,34 @@ class AlignmentRecipe:
             )
         return value
 
-    def _micro_step(self, micro: int, scale_micro: float, sums: dict[str, torch.Tensor]) -> None:
-        """Backpropagate ``scale_micro · share · loss`` of every pair's shard of micro-step
-        ``micro``; ``share = len(shard) / len(the pair's global micro-batch)``, so summed over
-        ranks each pair contributes ``scale_micro`` times its global micro-batch mean.
+    def _step_sentences(self, micros: list[int]) -> dict[str, int]:
+        """Sentences of each batch name (pair, or ``mixed``) in the optimizer step made of the
+        micro-steps ``micros`` (global counts, the same on every rank)."""
+        counts: dict[str, int] = {}
+        for micro in micros:
+            n = {p.name: self.data.global_batch_size(micro, p) for p in self.data.pairs}
+            if self.mixed:
+                n = {"mixed": sum(n.values())}
+            for name, k in n.items():
+                counts[name] = counts.get(name, 0) + k
+        return counts
+
+    def _micro_step(
+        self,
+        micro: int,
+        sentences: dict[str, int],
+        sums: dict[str, torch.Tensor],
+        terms: TermGrads | None = None,
+    ) -> None:
+        """Backpropagate ``len(shard) / N_p · loss`` of every pair's shard of micro-step
+        ``micro``, ``N_p = sentences[pair]`` the pair's sentences in the whole optimizer step:
+        summed over micro-steps and ranks, each pair contributes the mean of its per-sentence
+        losses over the step (each micro-batch mean weighted by its sentence count).
+
+        The encoders run under the run's autocast; the losses in float32 without it
+        (:func:`objective_loss`, :func:`drift_regulariser`). With ``terms`` (a measured step,
+        ``train.log_grad_terms``) each loss term is backpropagated on its own
+        (:class:`TermGrads`).
 
         Nothing here waits for the device: metrics stay device tensors in ``sums`` (reduced once
         per optimizer step) and a non-finite loss is counted, not tested. Its backward still
@@ -808,34 +956,94 @@ class AlignmentRecipe:
         pair's graph is freed before the next pair is encoded, so memory does not grow with
         the number of pairs.
         """
-        lam = self.cfg.train.reg_weight
-        # DDP averages over ranks; the losses here are shares of a sum over ranks
-        scale = scale_micro * self.world
         for name, examples, langs, global_n in self._batches(micro):
             if not examples:  # this rank's shard is empty (global batch smaller than world)
                 self._join_gathers(name)
                 continue
             share = len(examples) / global_n
+            # this micro-batch's weight in the pair's step mean (its share of the sentences)
+            weight = global_n / sentences[name]
             with self.accelerator.autocast():
                 batch = self._encode_batch(name, examples, langs)
-                total = torch.zeros((), device=self.accelerator.device)
-                for obj_name in self.objectives:
-                    value = self._objective_loss(obj_name, batch)
-                    _accumulate(sums, f"{name}/{obj_name}", value, share * scale_micro)
-                    total = total + self.weights[obj_name] * value
-                if lam > 0:
-                    reg = drift_regulariser(batch.tgt, batch.tgt_frozen)
-                    _accumulate(sums, f"{name}/reg", reg, share * scale_micro)
-                    total = total + lam * reg
-            _accumulate(sums, f"{name}/total", total, share * scale_micro)
+            parts = self._loss_terms(name, batch, sums, share * weight)
+            total = torch.stack(list(parts.values())).sum()
+            _accumulate(sums, f"{name}/total", total, share * weight)
             one = torch.ones((), device=total.device)
-            _accumulate(sums, f"{name}/weight", one, share * scale_micro)
+            _accumulate(sums, f"{name}/weight", one, share * weight)
             _accumulate(sums, "nonfinite", (~torch.isfinite(total)).float(), 1.0)
-            self.accelerator.backward(total * (share * scale))
+            # DDP averages over ranks; the losses here are shares of a sum over ranks
+            coef = share * weight * self.world
+            if terms is None:
+                self.accelerator.backward(total * coef)
+            else:
+                terms.backward(parts, coef, self.accelerator.backward)
             # drop this pair's outputs before the next pair is encoded, and give the freed
             # activations back to the OS (else the heap keeps them: memory grows with pairs)
-            del batch, total
+            del batch, total, parts
             release_freed_memory()
+
+    def _loss_terms(
+        self, name: str, batch: AlignmentBatch, sums: dict[str, torch.Tensor], w: float
+    ) -> dict[str, torch.Tensor]:
+        """Each weighted objective and λ·drift of ``batch`` (float32), their metrics added to
+        ``sums`` with weight ``w``. Only the returned dict holds the graph (freed with it)."""
+        lam = self.cfg.train.reg_weight
+        parts: dict[str, torch.Tensor] = {}
+        for obj_name in self.objectives:
+            value = self._objective_loss(obj_name, batch)
+            _accumulate(sums, f"{name}/{obj_name}", value, w)
+            parts[obj_name] = self.weights[obj_name] * value
+        if lam > 0:
+            reg = drift_regulariser(batch.tgt, batch.tgt_frozen)
+            _accumulate(sums, f"{name}/reg", reg, w)
+            parts["reg"] = lam * reg
+        return parts
+
+    def _term_names(self) -> list[str]:
+        """The loss terms whose gradients are measured: objectives, then ``reg``."""
+        return [*self.objectives, *(["reg"] if self.cfg.train.reg_weight > 0 else [])]
+
+    def _measured(self, step: int) -> bool:
+        """Is optimizer step ``step`` (0-based) one whose per-term gradients are logged?"""
+        t = self.cfg.train
+        if not t.log_grad_terms:
+            return False
+        return step < t.grad_terms_first or bool(
+            t.grad_terms_every and (step + 1) % t.grad_terms_every == 0
+        )
+
+    def _check_balance(self, step: int, norms: dict[str, float]) -> None:
+        """Keep the first steps' term norms; after ``train.grad_terms_first`` of them (or at
+        the last step, if sooner) warn once when one term dominated all of them."""
+        t = self.cfg.train
+        if step >= t.grad_terms_first or self._balance_warned:
+            return
+        self._balance.append({k: v for k, v in norms.items() if k != "total"})
+        if len(self._balance) < min(t.grad_terms_first, self.total_steps - self.start_step):
+            return
+        self._balance_warned = True
+        alignment = [n for n in self.objectives if self.weights[n] != 0]
+        found = dominant_term(self._balance, alignment)
+        if found is None or not self.is_main:
+            return
+        term, others = found
+        median = {k: statistics.median(s[k] for s in self._balance) for k in self._balance[0]}
+        what = "the drift term λ·Σ‖c − c0‖²" if term == "reg" else f"objective {term!r}"
+        versus = ", ".join(f"{a} {median[a]:.3g}" for a in others)
+        hint = (
+            "lower train.reg_weight (or set train.dropout=false: with dropout the drift "
+            "target moves with every mask)"
+            if term == "reg"
+            else f"lower objectives.{term}.weight"
+        )
+        warnings.warn(
+            f"train: the gradient of {what} was more than {BALANCE_RATIO:g}x every alignment "
+            f"term's over the first {len(self._balance)} optimizer steps (median norms "
+            f"{median[term]:.3g} vs {versus}; MLflow metrics grad_norm/*): the updates follow "
+            f"it rather than alignment; {hint}",
+            GradientBalanceWarning,
+            stacklevel=2,
+        )
 
     def train(self) -> RunResult:
         t = self.cfg.train
@@ -848,6 +1056,10 @@ class AlignmentRecipe:
         started = time.perf_counter()
         stop = getattr(self, "stop", None) or StopRequest()
         stop.deferred = True  # a signal now stops the run after the current optimizer step
+        # optimizer steps clipped so far (a resumed run recovers the count from its metrics)
+        clipped = round(metrics.get("grad_clipped_fraction", 0.0) * self.start_step)
+        self._balance: list[dict[str, float]] = []
+        self._balance_warned = self.start_step >= t.grad_terms_first
         with progress:
             for step in range(self.start_step, self.total_steps):
                 if self._self_links_due(step):  # data.links: self
@@ -856,9 +1068,11 @@ class AlignmentRecipe:
                 first = step * t.grad_accum
                 micros = list(range(first, min(first + t.grad_accum, self.micro_total)))
                 sums: dict[str, torch.Tensor] = {}
+                sentences = self._step_sentences(micros)
+                terms = TermGrads(self._term_names(), self.params) if self._measured(step) else None
                 with self.accelerator.no_sync(self.ddp):  # accumulate locally
                     for micro in micros:
-                        self._micro_step(micro, 1.0 / len(micros), sums)
+                        self._micro_step(micro, sentences, sums, terms)
                 metrics = self._reduce_metrics(sums)  # the one host sync of the step
                 if metrics.pop("nonfinite", 0.0) > 0:
                     self._diverged(step, metrics)
@@ -866,11 +1080,15 @@ class AlignmentRecipe:
                 metrics = _pair_means(metrics)
                 if self.world > 1:
                     self._sync_grads()
+                norms = terms.norms(self.world) if terms is not None else None
+                del terms
                 grad_norm = None
                 if t.max_grad_norm:
                     grad_norm = float(
                         self.accelerator.clip_grad_norm_(self.params, t.max_grad_norm)
                     )
+                    # clip_grad_norm_ scales by max/(norm + 1e-6) when that is below 1
+                    clipped += grad_norm + 1e-6 > t.max_grad_norm
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -878,6 +1096,10 @@ class AlignmentRecipe:
                 metrics["lr"] = self.scheduler.get_last_lr()[0]
                 if grad_norm is not None:
                     metrics["grad_norm"] = grad_norm
+                metrics["grad_clipped_fraction"] = clipped / (step + 1)
+                if norms is not None:
+                    metrics.update({f"grad_norm/{k}": v for k, v in norms.items()})
+                    self._check_balance(step, norms)
                 self.tracker.log_metrics(metrics, step + 1)
                 progress.update(task, advance=1, loss=metrics["loss"])
                 done = step + 1

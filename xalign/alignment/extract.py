@@ -48,7 +48,7 @@ from torch import Tensor
 from xalign.batch import Side
 from xalign.errors import XalignError, XalignWarning
 from xalign.links import Links
-from xalign.ot import transport_plan
+from xalign.ot import in_full_precision, transport_plan
 
 METHODS = ("argmax", "ot", "softmax", "itermax")
 ITERMAX_ALPHA = 0.9  # simalign 0.4, SentenceAligner.iter_max: alpha_ratio
@@ -133,8 +133,10 @@ class ExtractConfig:
 # ------------------------------------------------------------------------ the steps
 
 
+@in_full_precision
 def cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
-    """Cosine similarity ``[N, M]`` (float32) between the rows of ``x`` ``[N, H]`` and ``y``."""
+    """Cosine similarity ``[N, M]`` (float32, also under autocast) between the rows of ``x``
+    ``[N, H]`` and ``y``."""
     x = torch.nn.functional.normalize(x.float(), dim=-1)
     y = torch.nn.functional.normalize(y.float(), dim=-1)
     return x @ y.T
@@ -154,6 +156,7 @@ def mutual_links(scores: Tensor, threshold: float = 1.0) -> Links:
     return {(int(i), int(j)) for i, j in keep.nonzero().tolist()}
 
 
+@in_full_precision
 def ot_plan(x: Tensor, y: Tensor, config: ExtractConfig | None = None) -> Tensor:
     """Entropic OT plan ``[N, M]`` (float32) between the uniform clouds ``x`` ``[N, H]``, ``y``.
 

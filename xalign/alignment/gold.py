@@ -22,7 +22,13 @@ Formats (``format=``), with their defaults:
   ``snum position_L1 position_L2 [S|P] [confidence]``, 1-based, a missing S|P meaning S,
   position 0 meaning NULL (such links are dropped and counted; the NULL-free
   ``.wa.nonullalign`` file therefore gives the same set). The Hansards and Romanian files are
-  ISO-8859-1: pass ``encoding="latin-1"``.
+  ISO-8859-1: pass ``encoding="latin-1"``. Without ``FilePairs.*`` (the raw WPT-05 release)
+  the links file's name gives the sentence files: ``test.eng.hin.wa`` -> ``test.eng`` (L1),
+  ``test.hin`` (L2), when both exist with ``<s snum=N>`` lines.
+
+More than 5 % of the links outside their sentence is not worked around: the file is read
+the wrong way round (``first``, ``index_base``) or does not belong to the sentences, and
+:class:`GoldFormatError` names the file, the share and the reading that fits.
 
 Every bad input raises :class:`GoldFormatError` (an :class:`~xalign.errors.XalignError` and a
 ``ValueError``) naming the file and line, or :class:`GoldFileNotFoundError` for a missing
@@ -134,7 +140,10 @@ class _Raw:
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     origin: Path | None = None  # the (first) sentence file, for "no sentence pairs"
+    links_origin: Path | None = None  # the links file (the XL-WA TSV), for out-of-range links
     described: bool = False  # read by path/options (not a named set): hint at index_base/first
+    index_base: int = 0  # how the links were read (for naming the likely misreading)
+    first: str = "src"
 
     def add(self, src: list[str], tgt: list[str], links: tuple[Links, Links]) -> None:
         self.src.append(src)
@@ -325,7 +334,7 @@ def _read_awesome(text_file: Path, links_file: Path, opts: _Options) -> _Raw:
     text = _read_lines(text_file, opts.encoding)
     gold = _read_lines(links_file, opts.encoding)
     _check_counts((text_file, len(text)), (links_file, len(gold)))
-    raw = _Raw(origin=text_file)
+    raw = _Raw(origin=text_file, links_origin=links_file)
     for n, (line, links) in enumerate(zip(text, gold, strict=True), start=1):
         sides = line.split("|||")
         if len(sides) != 2:
@@ -349,7 +358,7 @@ def _read_parallel(src_file: Path, tgt_file: Path, links_file: Path, opts: _Opti
     tgt = _read_lines(tgt_file, opts.encoding)
     gold = _read_lines(links_file, opts.encoding)
     _check_counts((src_file, len(src)), (tgt_file, len(tgt)), (links_file, len(gold)))
-    raw = _Raw(origin=src_file)
+    raw = _Raw(origin=src_file, links_origin=links_file)
     for n, (s, t, links) in enumerate(zip(src, tgt, gold, strict=True), start=1):
         raw.add(
             _words(s), _words(t), _parse_links(links, opts.index_base, opts.first, links_file, n)
@@ -359,7 +368,7 @@ def _read_parallel(src_file: Path, tgt_file: Path, links_file: Path, opts: _Opti
 
 def _read_xlwa(path: Path, opts: _Options) -> _Raw:
     """XL-WA TSV: ``first \\t second \\t links`` (blank trailing fields allowed)."""
-    raw = _Raw(origin=path)
+    raw = _Raw(origin=path, links_origin=path)
     blank = 0
     for n, line in enumerate(_read_lines(path, opts.encoding), start=1):
         if not line.strip():
@@ -475,7 +484,7 @@ def _read_wpt(
         possible[order[snum]].add(link)
         if is_sure:
             sure[order[snum]].add(link)
-    raw = _Raw(origin=src_files[0])
+    raw = _Raw(origin=src_files[0], links_origin=links_file)
     for snum, k in order.items():
         raw.add(src[snum][2], tgt[snum][2], (sure[k], possible[k] | sure[k]))
     raw.skip("null_links", nulls, f"dropped {nulls} NULL link(s) (position 0) of {links_file}")
@@ -538,6 +547,84 @@ def _split_out_of_range(
     return bad
 
 
+#: A larger share of links outside their sentence is a misread file, not annotation slips.
+_MAX_OUT_OF_RANGE = 0.05
+
+
+def _outside(src: list[list[str]], tgt: list[list[str]], links: list[Links], move: Any) -> int:
+    """How many links ``move(i, j)`` puts outside their sentence pair."""
+    n = 0
+    for s_words, t_words, lk in zip(src, tgt, links, strict=True):
+        for i, j in lk:
+            a, b = move(i, j)
+            n += not (0 <= a < len(s_words) and 0 <= b < len(t_words))
+    return n
+
+
+def _refuse_misread(
+    name: str,
+    raw: _Raw,
+    src: list[list[str]],
+    tgt: list[list[str]],
+    links: list[Links],
+    langs: tuple[str, str],
+) -> None:
+    """Raise :class:`GoldFormatError` when more than 5 % of the links (``links``, oriented
+    like ``src``/``tgt``) fall outside their sentence and either at least 10 do or another
+    reading of the file (the other ``first``, ``index_base: 1``) halves their number: the
+    file is read the wrong way round (or is not the links file of these sentences), and the
+    links that still fit would be scored as if they were right."""
+    total = sum(len(lk) for lk in links)
+    bad = _outside(src, tgt, links, lambda i, j: (i, j))
+    if not total or bad <= _MAX_OUT_OF_RANGE * total:
+        return
+    other = "tgt" if raw.first == "src" else "src"
+    readings = [(f"first: {other}", lambda i, j: (j, i))]
+    if raw.index_base == 0:
+        readings += [
+            ("index_base: 1", lambda i, j: (i - 1, j - 1)),
+            (f"first: {other} and index_base: 1", lambda i, j: (j - 1, i - 1)),
+        ]
+    counts = [(_outside(src, tgt, links, move), option) for option, move in readings]
+    best, option = min(counts)
+    explained = 2 * best <= bad
+    if not explained and bad < _BASE_EVIDENCE:
+        return  # a few stray links in a small set: warned and dropped by the caller
+    where = raw.links_origin or raw.origin
+    read = f"read {raw.index_base}-based with first: {raw.first}"
+    if explained and raw.described:
+        cause = (
+            f"with {option}, {best} would be ({best / total:.1%}): the file most likely "
+            f"{_CAUSES[option.split(' and ')[0].split(':')[0]]}; set the gold set's option "
+            f"{option} (load_gold(..., {_as_kwargs(option)}), or in an align.sets entry)"
+        )
+    elif explained:
+        cause = f"with {option}, {best} would be: this named set's files look damaged"
+    else:
+        cause = (
+            f"no other reading fits better (first: {other}: {counts[0][0]}): the links file "
+            f"does not seem to belong to these sentences (a missing, extra or reordered line?)"
+        )
+    raise GoldFormatError(
+        f"{where}: {bad} of {total} gold links ({bad / total:.1%}) of {name} "
+        f"({langs[0]}-{langs[1]}, {read}) point outside their sentence pair, more than "
+        f"{_MAX_OUT_OF_RANGE:.0%}: the AER would score the rest as if they were right; {cause}",
+        path=where,
+    )
+
+
+_CAUSES = {
+    "first": "lists the other side's word index first (direction)",
+    "index_base": "is 1-based (its indices start at 1)",
+}
+
+
+def _as_kwargs(option: str) -> str:
+    """``first: tgt and index_base: 1`` -> ``first='tgt', index_base=1``."""
+    parts = [p.split(": ") for p in option.split(" and ")]
+    return ", ".join(f"{k}={v!r}" if k == "first" else f"{k}={v}" for k, v in parts)
+
+
 def _is_english(lang: str) -> bool:
     lang = lang.lower()
     return lang in _ENGLISH or lang.startswith(("en-", "en_"))
@@ -555,6 +642,7 @@ def _normalise(
         src, tgt = tgt, src
         sure, possible = [transpose(s) for s in sure], [transpose(p) for p in possible]
         src_lang, tgt_lang = tgt_lang, src_lang
+    _refuse_misread(name, raw, src, tgt, possible, (src_lang, tgt_lang))
     out_of_range = _split_out_of_range(src, tgt, sure, possible)
     skipped = dict(raw.skipped)
     notes = list(raw.notes)
@@ -680,42 +768,21 @@ def _resolve(base: Path | None, value: str | Path | None) -> Path | None:
     return path
 
 
+_WPT_LINKS = re.compile(r"\.wa(\.(no)?nullalign)?$")
+
+
 def _wpt_folder_files(folder: Path, opts: _Options) -> tuple[list[Path], list[Path], Path]:
-    """Sentence files (from ``FilePairs.*``) and the links file of a WPT folder."""
-    pairs = sorted(folder.glob("FilePairs.*"))
-    src_files: list[Path] = []
-    tgt_files: list[Path] = []
+    """Sentence files and the links file of a WPT folder: the sentence files from
+    ``FilePairs.*``, or else from the links file's name (:func:`_wpt_files_of_links`)."""
     if (opts.src_file is None) != (opts.tgt_file is None):
         raise GoldFormatError(
             "format 'wpt' needs both src_file and tgt_file (or neither, "
             f"with a FilePairs.* file in {folder})",
             path=folder,
         )
-    if opts.src_file and opts.tgt_file:
-        src_files, tgt_files = [opts.src_file], [opts.tgt_file]
-    elif len(pairs) == 1:
-        for n, line in enumerate(_read_lines(pairs[0], opts.encoding), start=1):
-            names = line.split()
-            if not names:
-                continue
-            if len(names) != 2:
-                raise GoldFormatError(
-                    f"{pairs[0]} line {n}: expected '<L1 file> <L2 file>'", path=pairs[0], line=n
-                )
-            src_files.append(folder / names[0])
-            tgt_files.append(folder / names[1])
-    if not src_files:
-        found = ", ".join(p.name for p in pairs) or "no FilePairs.* file"
-        raise GoldFormatError(
-            f"{folder}: cannot tell the WPT sentence files ({found}); pass "
-            "src_file and tgt_file (src = the L1 side of the links)",
-            path=folder,
-        )
     links = opts.links_file
     if links is None:
-        found_links = sorted(
-            p for p in folder.iterdir() if re.search(r"\.wa(\.(no)?nullalign)?$", p.name)
-        )
+        found_links = sorted(p for p in folder.iterdir() if _WPT_LINKS.search(p.name))
         stems = {p.name.split(".wa")[0] for p in found_links}
         if len(stems) != 1:
             shown = ", ".join(p.name for p in found_links) or "none"
@@ -726,7 +793,67 @@ def _wpt_folder_files(folder: Path, opts: _Options) -> tuple[list[Path], list[Pa
                 path=folder,
             )
         links = found_links[-1]  # nonullalign sorts after nullalign; both give the same set
-    return src_files, tgt_files, links
+    if opts.src_file and opts.tgt_file:
+        return [opts.src_file], [opts.tgt_file], links
+    pairs = sorted(folder.glob("FilePairs.*"))
+    src_files: list[Path] = []
+    tgt_files: list[Path] = []
+    if len(pairs) == 1:
+        for n, line in enumerate(_read_lines(pairs[0], opts.encoding), start=1):
+            names = line.split()
+            if not names:
+                continue
+            if len(names) != 2:
+                raise GoldFormatError(
+                    f"{pairs[0]} line {n}: expected '<L1 file> <L2 file>'", path=pairs[0], line=n
+                )
+            src_files.append(folder / names[0])
+            tgt_files.append(folder / names[1])
+    if src_files:
+        return src_files, tgt_files, links
+    inferred, tried = _wpt_files_of_links(links, opts.encoding)
+    if inferred is not None:
+        return [inferred[0]], [inferred[1]], links
+    found = ", ".join(p.name for p in pairs) or "no FilePairs.* file"
+    looked = f"; from the name of {links.name}, looked for {tried}" if tried else ""
+    raise GoldFormatError(
+        f"{folder}: cannot tell the WPT sentence files ({found}{looked}); pass "
+        "src_file and tgt_file (src = the L1 side of the links)",
+        path=folder,
+    )
+
+
+def _wpt_files_of_links(links: Path, encoding: str) -> tuple[tuple[Path, Path] | None, str]:
+    """The L1 and L2 sentence files a WPT links file's name points at, when both exist and
+    hold ``<s snum=N>`` lines: ``test.eng.hin.wa`` -> ``test.eng``, ``test.hin`` (the
+    WPT-05 release; also ``trial.*``, ``.wa.nullalign``/``.wa.nonullalign``) and
+    ``test.rom-eng.wa`` -> ``test.rom``, ``test.eng``. Returns (files or None, what was
+    looked for, for the error message)."""
+    base = _WPT_LINKS.sub("", links.name)
+    parts = base.split(".")
+    if len(parts) >= 3:
+        stem, l1, l2 = ".".join(parts[:-2]), parts[-2], parts[-1]
+    elif len(parts) == 2 and parts[1].count("-") == 1:
+        stem, (l1, l2) = parts[0], parts[1].split("-")
+    else:
+        return None, ""
+    files = (links.parent / f"{stem}.{l1}", links.parent / f"{stem}.{l2}")
+    tried = " and ".join(p.name for p in files)
+    if not all(p.is_file() and _looks_like_wpt_sentences(p, encoding) for p in files):
+        return None, f"{tried} (missing, or without '<s snum=N>' lines)"
+    return files, tried
+
+
+def _looks_like_wpt_sentences(path: Path, encoding: str) -> bool:
+    """Whether the first non-blank line of ``path`` is a ``<s snum=N> ... </s>`` line."""
+    try:
+        with path.open(encoding=encoding, errors="replace") as fh:
+            for line in fh:
+                if line.strip():
+                    return _SNUM_LINE.fullmatch(line.lstrip("\ufeff")) is not None
+    except OSError:
+        return False
+    return False
 
 
 def _guess_format(path: Path) -> str:
@@ -737,9 +864,11 @@ def _guess_format(path: Path) -> str:
             return "wpt"
         if any(re.fullmatch(r"\w+-\w+\.wa", n) for n in names):
             return "bicici"
+        if any(_WPT_LINKS.search(n) for n in names):  # the WPT-05 release: test.eng.hin.wa
+            return "wpt"
         raise GoldFormatError(
             f"{path}: folder without a '<src>-<tgt>.wa' gold file (bicici) "
-            "or FilePairs.* / *.wa.nullalign (WPT); pass format=",
+            "or FilePairs.* / *.wa / *.wa.nullalign (WPT); pass format=",
             path=path,
         )
     if path.suffix == ".tsv":
@@ -877,13 +1006,16 @@ def _read_spec(spec: _Spec, align_dir: Path) -> _Raw:
     base = align_dir / spec.path
     opts = _Options(spec.kind, index_base=_DEFAULT_BASE[spec.kind])
     if spec.kind == "awesome":
-        return _read_awesome(base.with_suffix(".src-tgt"), base.with_suffix(".gold"), opts)
-    if spec.kind == "bicici":
+        raw = _read_awesome(base.with_suffix(".src-tgt"), base.with_suffix(".gold"), opts)
+    elif spec.kind == "bicici":
         first, second = spec.first_lang, spec.second_lang
-        return _read_parallel(
+        raw = _read_parallel(
             base / f"test.{first}", base / f"test.{second}", base / f"{first}-{second}.wa", opts
         )
-    return _read_xlwa(base, opts)
+    else:
+        raw = _read_xlwa(base, opts)
+    raw.index_base = opts.index_base
+    return raw
 
 
 def load_gold(
@@ -979,6 +1111,7 @@ def load_gold(
     if not raw.src:
         raise GoldFormatError(f"{raw.origin} line 1: no sentence pairs", path=raw.origin, line=1)
     raw.described = True
+    raw.index_base, raw.first = opts.index_base, opts.first
     _check_index_base(raw, opts)
     return _normalise(set_name, src, tgt, raw, opts.english)
 
