@@ -361,8 +361,7 @@ class AlignmentRecipe:
         ckpt = self._setup_resume()
         self._setup_self_links()
         self._setup_output(ckpt)
-        if self.self_links is not None:
-            self._log_self_links(self.start_step)
+        self._setup_self_links_record()
 
     def _setup_accelerator(self) -> None:
         """Accelerate (device, ranks, mixed precision) and the seed of every rank."""
@@ -614,6 +613,11 @@ class AlignmentRecipe:
             target=cfg.data.target,
         )
         self._refresh_self_links(self.start_step)
+
+    def _setup_self_links_record(self) -> None:
+        """Log the first self links once the MLflow run exists (``data.links: self`` only)."""
+        if self.self_links is not None:
+            self._log_self_links(self.start_step)
 
     def _self_links_due(self, step: int) -> bool:
         every = self.cfg.data.self_links.refresh_every
