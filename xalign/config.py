@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -537,6 +538,7 @@ def read_config_file(
             f"{path}:{lines.get('', (1, False))[0]}: top level must be a mapping "
             f"(section: options), got {show(raw)}"
         )
+    _resolve_file_paths(raw, path.parent)
     parent = raw.pop("extends", None)
     if parent is not None:
         if not isinstance(parent, str) or not parent.strip():
@@ -550,6 +552,55 @@ def read_config_file(
             if key not in ("", "extends"):
                 (origins.merge if is_mapping else origins.set)(key, f"{path}:{line}")
     return raw
+
+
+def _is_local_path(value: Any) -> bool:
+    """A string naming a local file (not ``demo``, an ``hf:`` dataset or ``self`` links)."""
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and value.strip() not in ("demo", "self")
+        and not value.startswith("hf:")
+    )
+
+
+def _anchored(value: str, folder: Path) -> str:
+    """``value`` (a path or a template with ``{src}``-style fields) made absolute against
+    ``folder``; ``~`` is expanded first and absolute paths are returned as given."""
+    expanded = os.path.expanduser(value)
+    if os.path.isabs(expanded):
+        return value
+    return os.path.normpath(os.path.join(folder.resolve(), expanded))
+
+
+def _resolve_file_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Make the relative paths a config file gives in ``data.corpus`` (a spec, a mapping of
+    specs or ``{src: FILE, tgt: FILE}`` entries) and ``data.links`` (a template or a mapping
+    of templates) absolute against ``folder``, the config file's folder, in place: a config
+    reads the same files from any working directory. ``--set`` values are not passed here
+    and stay relative to the working directory. Values of the wrong type are left for the
+    type check to report."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    corpus = data.get("corpus")
+    if _is_local_path(corpus):
+        data["corpus"] = _anchored(corpus, folder)
+    elif isinstance(corpus, dict):
+        for lang, spec in corpus.items():
+            if _is_local_path(spec):
+                corpus[lang] = _anchored(spec, folder)
+            elif isinstance(spec, dict):
+                for side, file in spec.items():
+                    if _is_local_path(file):
+                        spec[side] = _anchored(file, folder)
+    links = data.get("links")
+    if _is_local_path(links):
+        data["links"] = _anchored(links, folder)
+    elif isinstance(links, dict):
+        for pair, template in links.items():
+            if _is_local_path(template):
+                links[pair] = _anchored(template, folder)
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
