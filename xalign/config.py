@@ -84,6 +84,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     output_dir: str = "outputs"
     save_model: bool = True
+    # Keep the optimizer (Adam: twice the weights) and the checkpoints of a FINISHED run. false:
+    # once the run ends, checkpoints/ is removed when model/ was saved, else only the final
+    # checkpoint's weights stay. Checkpoints of an unfinished run are never touched (--resume).
+    keep_optimizer_state: bool = False
 
 
 @dataclass
@@ -123,6 +127,7 @@ class RunConfig:
         d["train"].pop("output_dir")
         d["train"].pop("checkpoint_every")
         d["train"].pop("keep_checkpoints")
+        d["train"].pop("keep_optimizer_state")  # what is kept on disk after the run
         # recomputes activations instead of keeping them: the same weights, bit for bit, on
         # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
         d["train"].pop("gradient_checkpointing")
