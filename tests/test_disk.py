@@ -62,3 +62,76 @@ def test_slim_finished_leaves_the_latest_weights(tmp_path):
     ]
     slim_finished(root, keep_weights=False)
     assert not root.exists()
+
+
+# --- xalign clean ---------------------------------------------------------------------------
+def fake_run(root: Path, name: str, days_old: float, *, model: bool = True) -> Path:
+    import os
+    import time
+
+    run = root / name
+    (run / "checkpoints" / "step-0000002").mkdir(parents=True)
+    (run / "checkpoints" / "step-0000002" / "optimizer.pt").write_bytes(b"o" * 2000)
+    (run / "config.yaml").write_text("train: {}\n")
+    if model:
+        (run / "model").mkdir()
+        (run / "model" / "model.safetensors").write_bytes(b"m" * 1000)
+    when = time.time() - days_old * 86400
+    for p in [run, *run.rglob("*")]:
+        os.utime(p, (when, when))
+    return run
+
+
+def clean(*args: str):
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    return CliRunner().invoke(app, ["clean", *args])
+
+
+@pytest.fixture
+def outputs(tmp_path) -> Path:
+    root = tmp_path / "outputs"
+    fake_run(root, "old", 10)
+    fake_run(root, "old-nomodel", 10, model=False)
+    fake_run(root, "new", 1)
+    (root / "compare" / "abc").mkdir(parents=True)  # not a run folder: never touched
+    (root / "notes.txt").write_text("mine")
+    return root
+
+
+def test_clean_dry_run_lists_and_removes_nothing(outputs):
+    result = clean(str(outputs), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"would remove {outputs / 'old'} (3.0 kB, 10.0 days old)" in result.output
+    assert f"would remove {outputs / 'old-nomodel'} (2.0 kB" in result.output
+    assert "new" not in result.stdout
+    assert "would remove 2 folder(s), 5.0 kB" in result.output
+    assert sorted(p.name for p in outputs.iterdir()) == [
+        "compare",
+        "new",
+        "notes.txt",
+        "old",
+        "old-nomodel",
+    ]
+
+
+def test_clean_removes_runs_older_than_the_limit(outputs):
+    assert clean(str(outputs), "--older-than", "0.5").exit_code == 0
+    assert sorted(p.name for p in outputs.iterdir()) == ["compare", "notes.txt"]
+
+
+def test_clean_keep_models_removes_only_checkpoints_beside_a_model(outputs):
+    result = clean(str(outputs), "--keep-models")
+    assert result.exit_code == 0, result.output
+    assert (outputs / "old" / "model" / "model.safetensors").is_file()
+    assert not (outputs / "old" / "checkpoints").exists()
+    assert (outputs / "old-nomodel" / "checkpoints").is_dir()  # its only weights
+    assert (outputs / "new" / "checkpoints").is_dir()  # too recent
+
+
+def test_clean_names_a_missing_folder(tmp_path):
+    result = clean(str(tmp_path / "nope"))
+    assert result.exit_code == 1
+    assert f"error: {tmp_path / 'nope'}: no such folder" in result.output

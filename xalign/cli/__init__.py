@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("align", "align", "align_command"),
     ("prepare", "prepare", "prepare_command"),
     ("sync-tracking", "sync_tracking", "sync_tracking_command"),
+    ("clean", "clean", "clean_command"),
 )
 
 
