@@ -101,3 +101,16 @@ def test_flores_config_names_the_shared_data_from_any_folder(elsewhere):
     if Path(shared).is_dir():  # the shared data is there on a full checkout
         for files in corpus.values():
             assert Path(files["src"]).is_file() and Path(files["tgt"]).is_file()
+
+
+def test_a_runs_saved_config_keeps_paths_as_the_run_read_them(elsewhere):
+    """--resume reads checkpoints/step-N/config.yaml: written before paths were anchored, its
+    relative paths were relative to the working directory, and stay so."""
+    saved = elsewhere / "cfg" / "config.yaml"
+    saved.write_text("data: {corpus: ../shared/data/x.tsv}\n")
+    cfg = load_config(saved, paths_from_file=False)
+    assert cfg.data.corpus == "../shared/data/x.tsv"
+    fresh = load_config(saved)  # what a run started now reads and saves: absolute
+    assert fresh.data.corpus == str(elsewhere / "shared" / "data" / "x.tsv")
+    saved.write_text(f"data: {{corpus: {fresh.data.corpus}}}\n")
+    assert load_config(saved, paths_from_file=False).fingerprint() == fresh.fingerprint()

@@ -413,8 +413,13 @@ def load_config(
     objectives: list[str] | None = None,
     *,
     registry: PluginRegistry | None = None,
+    paths_from_file: bool = True,
 ) -> RunConfig:
     """Build a :class:`RunConfig`: defaults, then the YAML file, then overrides.
+
+    Relative ``data.corpus``/``data.links`` paths in the file are read against its folder
+    (:func:`_resolve_file_paths`); ``paths_from_file=False`` keeps them relative to the
+    working directory, as a run's saved ``config.yaml`` from before that rule holds them.
 
     ``objectives`` (from ``--objective NAME[:WEIGHT]``) replaces the objective set, keeping
     options that the file gives for the same names.
@@ -433,7 +438,7 @@ def load_config(
     where = "defaults"
     if path is not None:
         where = str(path)
-        raw = read_config_file(Path(path), origins=origins)
+        raw = read_config_file(Path(path), origins=origins, paths_from_file=paths_from_file)
     if objectives:
         raw["objectives"] = _objective_flags(objectives, raw.get("objectives"), origins)
     for item in overrides:
@@ -502,7 +507,11 @@ def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict
 
 
 def read_config_file(
-    path: Path, _chain: tuple[Path, ...] = (), *, origins: Origins | None = None
+    path: Path,
+    _chain: tuple[Path, ...] = (),
+    *,
+    origins: Origins | None = None,
+    paths_from_file: bool = True,
 ) -> dict[str, Any]:
     """A YAML config (read as YAML 1.2, see :class:`Yaml12Loader`) as a dict.
     ``extends: FILE`` (relative to this file) starts from FILE: mappings merge key by key,
@@ -543,14 +552,20 @@ def read_config_file(
             f"{path}:{lines.get('', (1, False))[0]}: top level must be a mapping "
             f"(section: options), got {show(raw)}"
         )
-    _resolve_file_paths(raw, path.parent)
+    if paths_from_file:
+        _resolve_file_paths(raw, path.parent)
     parent = raw.pop("extends", None)
     if parent is not None:
         if not isinstance(parent, str) or not parent.strip():
             raise ConfigError(
                 f"{path}:{lines['extends'][0]}: extends: expected a file name, got {show(parent)}"
             )
-        base = read_config_file(path.parent / parent, (*_chain, path.resolve()), origins=origins)
+        base = read_config_file(
+            path.parent / parent,
+            (*_chain, path.resolve()),
+            origins=origins,
+            paths_from_file=paths_from_file,
+        )
         raw = _merged(base, raw)
     if origins is not None:
         for key, (line, is_mapping) in lines.items():
