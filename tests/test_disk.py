@@ -64,6 +64,16 @@ def test_slim_finished_leaves_the_latest_weights(tmp_path):
     assert not root.exists()
 
 
+def test_slim_finished_touches_nothing_without_a_complete_latest(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / "step-0000001").mkdir(parents=True)
+    (root / "step-0000001" / "optimizer.pt").write_text("x")
+    slim_finished(root, keep_weights=True)  # no latest pointer
+    (root / "latest").write_text("step-0000009")  # names a missing checkpoint
+    slim_finished(root, keep_weights=True)
+    assert files(root) == ["latest", "step-0000001/optimizer.pt"]
+
+
 # --- xalign clean ---------------------------------------------------------------------------
 def fake_run(root: Path, name: str, days_old: float, *, model: bool = True) -> Path:
     import os

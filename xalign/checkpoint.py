@@ -299,6 +299,8 @@ def slim_finished(root: Path, *, keep_weights: bool) -> None:
         shutil.rmtree(root, ignore_errors=True)
         return
     latest = _latest_name(root)
+    if not is_complete(root / latest):  # no pointer to a complete checkpoint: touch nothing
+        return
     for p in root.iterdir():
         if p.is_dir() and p.name != latest:
             shutil.rmtree(p, ignore_errors=True)
