@@ -2,8 +2,10 @@
 
 Prints a table (key, value, target) and, with ``--json``, one JSON object with every key plus
 a description of the machine. Ratios are what count across machines; absolute times only with
-the machine line. ``--quick`` runs tiny sizes (seconds; the test suite checks that it runs).
-Run from the repository root with the project's venv.
+the machine line. ``--quick`` runs tiny sizes (the test suite checks that it runs): its numbers
+mean nothing, so it prints no targets beside them (``targets`` is empty in its JSON). Only the
+table or the JSON goes to stdout; everything the benchmarks themselves print (libraries,
+subprocesses) goes to stderr. Run from the repository root with the project's venv.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -43,6 +45,32 @@ SUITE: dict[str, tuple[Callable[[bool], dict[str, float]], dict[str, str]]] = {
     "eflomal": (prepare.eflomal_bench, {}),
     "lora": (lora.lora_cost, {}),
 }
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send stdout to stderr at the file-descriptor level too: library output, C code and
+    subprocesses (which write to fd 1, not to ``sys.stdout``) stay out of the table / JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def format_table(results: dict[str, float], targets: dict[str, str]) -> list[str]:
+    """``key  value  target`` lines (no target column when ``targets`` is empty)."""
+    width = max((len(k) for k in results), default=0)
+    lines = []
+    for key, value in results.items():
+        line = f"{key:<{width}}  {value:>12.4g}"
+        lines.append(f"{line}  {targets[key]}" if key in targets else line)
+    return lines
 
 
 def machine() -> dict[str, object]:
@@ -83,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only:
             continue
         start = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the table / JSON
+        with stdout_to_stderr():  # stdout carries only the table / JSON
             results.update(fn(args.quick))
         seconds[name] = round(time.perf_counter() - start, 2)
-        targets.update(target)
+        if not args.quick:  # toy sizes: a target beside their numbers would mean nothing
+            targets.update(target)
     if args.json:
         print(
             json.dumps(
@@ -102,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     print(f"# {json.dumps(machine())}{' (quick)' if args.quick else ''}")
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:>12.4g}  {targets.get(key, '')}")
+    print("\n".join(format_table(results, targets)))
     return 0
 
 

@@ -132,13 +132,48 @@ def test_known_link_orientation(shared_data: Path, name: str) -> None:
     assert (i, j) in gold.sure[k]
 
 
-def test_bicici_quirks_reported(shared_data: Path) -> None:
+def test_bicici_quirks_reported(shared_data: Path, monkeypatch) -> None:
+    import xalign.alignment.gold as gold_module
+
+    monkeypatch.setattr(gold_module, "_WARNED", set())  # as in a fresh process
     with pytest.warns(GoldAlignmentWarning, match="out of range"):
         gold = load_gold("bicici-deen", shared_data)
     assert gold.src_sents[0][0] == "herr"  # BOM stripped
     # Line 63 of de-en.wa has 12-16 but the English sentence has only 13 words.
     assert gold.out_of_range == [(62, (12, 16))]
     assert len(gold.tgt_sents[62]) == 13
+
+
+def test_a_gold_set_is_described_once_per_process(tmp_path: Path, monkeypatch) -> None:
+    """Every evaluation of a comparison reloads the same set: its notes are said once, even
+    when other code resets the warning filters in between (as catch_warnings does)."""
+    import warnings
+
+    import xalign.alignment.gold as gold_module
+
+    monkeypatch.setattr(gold_module, "_WARNED", set())
+    (tmp_path / "a.src").write_text("ein haus\nzwei\n")
+    (tmp_path / "a.tgt").write_text("a house\ntwo\n")
+    (tmp_path / "a.talp").write_text("0-0 1-1 5-5\n\n")  # out of range; one unannotated
+    other = tmp_path / "b"
+    other.mkdir()
+    for name in ("a.src", "a.tgt", "a.talp"):
+        (other / name).write_bytes((tmp_path / name).read_bytes())
+    seen = []
+    for folder in (tmp_path, tmp_path, other, other):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # what a reset of the filters does at worst
+            load_gold(
+                format="pharaoh",
+                src_file=folder / "a.src",
+                tgt_file=folder / "a.tgt",
+                links_file=folder / "a.talp",
+                src_lang="de",
+                tgt_lang="en",
+            )
+        seen.append([str(w.message) for w in caught if w.category is GoldAlignmentWarning])
+    assert [len(s) for s in seen] == [1, 0, 1, 0]  # once per set, each set once
+    assert "out of range" in seen[0][0] and "no gold link" in seen[0][0]
 
 
 def test_load_by_path_matches_name(shared_data: Path) -> None:

@@ -114,3 +114,42 @@ def test_a_memory_child_does_not_report_its_parents_memory():
     del held
     assert own < 0.5, own
     print(f"peak_rss_gib {own:.2f} GiB; ru_maxrss says {inherited:.2f} GiB")
+
+
+def test_only_the_table_reaches_stdout_whoever_writes_to_it():
+    """Python prints, raw fd 1 writes and subprocesses during a benchmark go to stderr."""
+    code = (
+        "import os, subprocess, sys\n"
+        "from benchmarks.__main__ import stdout_to_stderr\n"
+        "with stdout_to_stderr():\n"
+        "    print()\n"
+        "    os.write(1, b'\\n')\n"
+        "    subprocess.run([sys.executable, '-c', 'print()'], check=True)\n"
+        "print('table')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout == "table\n" and out.stderr.count("\n") == 3
+
+
+def test_quick_mode_prints_no_targets():
+    from benchmarks.__main__ import format_table
+
+    results = {"sinkhorn_vs_pot_loop": 25.0, "step_overhead_l2": 1.01}
+    assert format_table(results, {"sinkhorn_vs_pot_loop": ">= 20"}) == [
+        "sinkhorn_vs_pot_loop" + " " * 12 + "25  >= 20",  # 2 spaces, then 12 wide
+        "step_overhead_l2    " + " " * 10 + "1.01",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "sinkhorn_vs_pot_loop"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("# ") and lines[0].endswith("(quick)")
+    assert lines[1].split()[0] == "sinkhorn_vs_pot_loop"
+    assert all(len(line.split()) == 2 for line in lines[1:])  # key, value: no target, no blank

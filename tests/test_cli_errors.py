@@ -159,8 +159,12 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
             ["--method", "bogus"],
         ),
         (["Das Haus", "The house", "--model", "{tiny}", "--pooling", "max"], ["--pooling", "max"]),
-        (["", "The house", "--model", "{tiny}"], ["at least one word"]),
-        (["Das Haus", "The house", "--model", "{tiny}", "--layer", "99"], ["layer", "99"]),
+        (["", "The house", "--model", "{tiny}", "--src-lang", "de"], ["at least one word"]),
+        (
+            ["Das Haus", "The house", "--model", "{tiny}", "--src-lang", "de", "--layer", "99"],
+            ["layer", "99"],
+        ),
+        (["Das Haus", "The house", "--model", "{tiny}"], ["--src-lang is required"]),
     ],
     "prepare": [
         (["--set", "train.lr=abc"], ["--set train.lr=abc: train.lr: expected a number"]),

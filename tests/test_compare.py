@@ -242,6 +242,10 @@ def test_compare_cli_end_to_end_and_reuse(tiny_model, tmp_path):
     again = json.loads(second.stdout)
     assert again["parent_run_id"] != parent
     assert all(r["reused"] for r in again["runs"]["train"] + again["runs"]["eval"])
+    for r in again["runs"]["eval"]:  # each reused evaluation is announced, as training is
+        who = f"{r['objective']} on {r['task']}, seed {r['seed']}"
+        assert f"reusing evaluation run {r['run_id']} ({who})" in second.stderr
+    assert second.stderr.count("reusing evaluation run") == len(again["runs"]["eval"]) == 4
     assert {r["run_id"] for r in again["runs"]["train"]} == {r.info.run_id for r in trains}
     assert again["rows"] == out["rows"] and CosineTask.calls == 4
     all_train = client.search_runs([exp], "tags.`xalign.kind` = 'train'")

@@ -405,3 +405,24 @@ def test_eval_table_cells():
     assert _fmt(0.5, 0.0, 1) == "0.500"
     assert _fmt(61.25, 0.5, 2) == "61.25 ± 0.50"
     assert _fmt(-0.25, 0.0125, 3) == "-0.250 ± 0.013"
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "n_seeds", "metric", "cell"),
+    [
+        (4383.0, 0.0, 1, "n_pred", "4383"),  # a count, not 4383.00
+        (0.0, 0.0, 1, "n_pred_sure", "0"),
+        (1.0, 0.0, 1, "n_sure", "1"),
+        (4383.0, 2.0, 3, "n_pred", "4383 ± 2"),
+        (4383.0, 1.5, 2, "n_pred", "4383 ± 1.50"),
+        (4383.5, 0.71, 2, "n_pred", "4383.50 ± 0.71"),  # a mean of counts need not be whole
+        (1.0, 0.0, 1, "accuracy", "1.000"),  # a score in [0, 1] keeps its decimals
+        (0.0, 0.0, 1, "aer", "0.000"),
+        (35.0, 0.0, 1, "bleu", "35"),
+        (float("nan"), 0.0, 1, "n_pred", "nan"),
+    ],
+)
+def test_eval_table_prints_whole_numbers_as_integers(mean, std, n_seeds, metric, cell):
+    from xalign.cli.eval import _fmt
+
+    assert _fmt(mean, std, n_seeds, metric) == cell

@@ -745,6 +745,8 @@ def test_resume_refuses_a_crafted_optimizer_file(tiny_model, tmp_path, shared_ur
             "--set",
             "train.max_steps=2",
             "--set",
+            "train.keep_optimizer_state=true",  # a finished run keeps its checkpoint then
+            "--set",
             f"train.output_dir={tmp_path / 'out'}",
         ]
     )

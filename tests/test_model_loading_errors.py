@@ -140,7 +140,8 @@ def test_every_command_that_loads_a_model_reports_it(broken, command, case, tmp_
         ]
     )
     args = {
-        "align": ["align", "Das Haus", "the house", "--model", str(folder), "--no-plot"],
+        "align": ["align", "Das Haus", "the house", "--model", str(folder), "--no-plot"]
+        + ["--src-lang", "de"],
         "eval": ["eval", str(folder), "--task", "align", "--tracking-uri", tracking_uri],
         "run": ["run", "-q", "-o", "sinkhorn", *sets, "--tracking-uri", tracking_uri],
         "compare": [

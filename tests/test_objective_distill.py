@@ -143,6 +143,7 @@ def test_named_teacher_is_frozen_unsaved_and_outside_the_optimizer(
         "train.batch_size=8",
         "train.max_steps=2",
         "train.lr=0.01",
+        "train.keep_optimizer_state=true",  # the final checkpoint is inspected below
         f"train.output_dir={tmp_path / 'out'}",
         f"tracking.uri={tracking_uri}",
         f"objectives.distill.teacher={teacher_dir}",

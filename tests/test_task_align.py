@@ -374,7 +374,9 @@ def _cli_links(model: str, src: list[str], tgt: list[str], options: list[str]) -
     from xalign.cli import app
 
     result = CliRunner().invoke(
-        app, ["align", " ".join(src), " ".join(tgt), "--model", model, "--json", *options]
+        app,
+        ["align", " ".join(src), " ".join(tgt), "--model", model, "--json", "--src-lang", "de"]
+        + list(options),
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)

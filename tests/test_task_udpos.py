@@ -15,6 +15,7 @@ from test_evaluate import fresh_store
 from typer.testing import CliRunner
 from xalign_udpos.conllu import ConlluError, parse_conllu, read_conllu, sentences_from_rows
 from xalign_udpos.data import find_conllu, load_ud, spread
+from xalign_udpos.probe import PosProbe
 from xalign_udpos.tagging import (
     Window,
     encode_tagged,
@@ -488,8 +489,8 @@ def test_listed_by_xalign_plugins() -> None:
 def test_registered_with_the_xtreme_recipe() -> None:
     tasks: list[type] = []
     udpos.register_tasks(tasks.append)
-    assert [t.name for t in tasks] == ["udpos", "pos-mini"]
-    full, mini = (t.options() for t in tasks)
+    assert [t.name for t in tasks] == ["udpos", "pos-mini", "pos-probe"]
+    full, mini = (t.options() for t in tasks[:2])
     assert (
         full["learning_rate"],
         full["epochs"],
@@ -739,3 +740,50 @@ def test_pos_mini_on_the_shared_treebanks(tiny_model, shared_data) -> None:
     assert result.meta["n_test"]["vi"] == vi.n_words
     assert result.meta["sources"]["ar/test"][0].endswith("UD_Arabic-PUD/ar_pud-ud-test.conllu")
     assert all(not math.isnan(s["accuracy"]) for s in result.scores.values())
+
+
+# ------------------------------------------------------------------------ test_files
+
+
+@pytest.fixture
+def own_tests(tmp_path) -> dict[str, str]:
+    """A German test treebank outside the data folder, under a name UD would not give it."""
+    path = tmp_path / "mine" / "german-news.conllu"
+    path.parent.mkdir()
+    path.write_text(treebank_text("de", 3, 500), encoding="utf-8")
+    return {"de": str(path)}
+
+
+@pytest.mark.parametrize("cls", [udpos.PosMini, udpos.Udpos, PosProbe])
+def test_test_files_replace_one_languages_test_treebank(cls, ud_dir, own_tests) -> None:
+    task = cls.from_options({"languages": ["en", "de", "fr"], "test_files": own_tests})
+    ctx = TaskContext(data_dir=ud_dir)
+    load = getattr(task, "load", None) or task._load
+    german = load("de", "test", ctx, None)
+    assert german.sources == [own_tests["de"]] and german.total == 3
+    french = load("fr", "test", ctx, None)  # other languages: the data folder, as before
+    assert french.sources == [str(ud_dir / "UD_French-GSD" / "fr_gsd-ud-test.conllu")]
+    train = load("en", "train", ctx, None)  # training data is not a test split
+    assert str(ud_dir) in train.sources[0]
+    inputs = [str(p) for p in task.inputs(ctx)]  # the reuse key follows the file read
+    assert own_tests["de"] in inputs and not any("de_gsd" in p for p in inputs)
+
+
+@pytest.mark.parametrize("cls", [udpos.PosMini, PosProbe])
+def test_test_files_errors_name_the_option(cls, ud_dir, own_tests, tmp_path) -> None:
+    ctx = TaskContext(data_dir=ud_dir)
+    missing = cls.from_options({"languages": ["de"], "test_files": {"de": str(tmp_path / "no")}})
+    load = getattr(missing, "load", None) or missing._load
+    with pytest.raises(DataUnavailableError, match=r"test_files\.de: no such file: .*no"):
+        load("de", "test", ctx, None)
+    outside = cls.from_options({"languages": ["fr"], "test_files": own_tests})
+    with pytest.raises(DataUnavailableError, match="test_files names de, not among the languages"):
+        outside.inputs(ctx)
+    with pytest.raises(ValueError, match=r"test_files\.de: expected a CoNLL-U file path"):
+        cls.from_options({"test_files": {"de": ""}})
+
+
+def test_pos_mini_scores_the_given_test_file(tiny_model, ud_dir, own_tests) -> None:
+    result = run_task(udpos.PosMini, tiny_model, ud_dir, test_files=own_tests)
+    assert result.meta["n_test"]["de"] == 3 * 7  # its 3 sentences, not the folder's 4 of 6
+    assert result.meta["sources"]["de/test"] == [own_tests["de"]]

@@ -31,6 +31,8 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def run_align(args: list[str]):
+    if "--src-lang" not in args:
+        args = [*args, "--src-lang", "de"]
     result = CliRunner().invoke(app, ["align", *args])
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
@@ -80,7 +82,11 @@ def test_plot_size_is_capped_for_long_sentences(tmp_path):
 
 
 def test_align_command_text_output_and_default_plot(tiny_model, tmp_path, monkeypatch):
+    import tempfile
+
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     result = run_align([SRC, TGT, "--model", str(tiny_model)])
     text = result.stdout.splitlines()
     assert text[0] == (
@@ -89,8 +95,9 @@ def test_align_command_text_output_and_default_plot(tiny_model, tmp_path, monkey
     assert "# OT plan (threshold 1)" in text
     links = [line for line in text if " - " in line]
     assert links and all(line.split(" - ")[0] in SRC.split() for line in links)
-    assert "plan heatmap: plan.png" in result.stderr
-    width, height = png_size(tmp_path / "plan.png")
+    (plan,) = (tmp_path / "tmp").glob("xalign-plan-*.png")  # never in the working directory
+    assert f"plan heatmap: {plan}" in result.stderr and not list(tmp_path.glob("*.png"))
+    width, height = png_size(plan)
     assert width > 300 and height > 200
     result = run_align([SRC, TGT, "--model", str(tiny_model), "--method", "ot"])
     assert result.stdout.startswith("# OT plan (threshold 1) [--method ot: the links the align")
@@ -140,7 +147,9 @@ def test_align_command_resolves_run_ids_and_output_dirs(tiny_model, tmp_path, tr
         result = run_align([SRC, TGT, "-m", ref, "--tracking-uri", tracking_uri, "--json"])
         assert json.loads(result.stdout)["model"] == str(run_dir / "model")
     bad = CliRunner().invoke(
-        app, ["align", SRC, TGT, "-m", "0" * 32, "--tracking-uri", tracking_uri, "--no-plot"]
+        app,
+        ["align", SRC, TGT, "-m", "0" * 32, "--tracking-uri", tracking_uri, "--no-plot"]
+        + ["--src-lang", "de"],
     )
     assert bad.exit_code == 1 and "neither a local path" in bad.output
 
@@ -161,12 +170,27 @@ def test_align_command_resolves_run_ids_and_output_dirs(tiny_model, tmp_path, tr
 )
 def test_bad_options_are_named(tiny_model, args, message):
     bad = CliRunner().invoke(app, ["align", SRC, TGT, "-m", str(tiny_model), *args])
+    assert bad.exit_code == 1 and message in bad.output, bad.output  # before --src-lang
+    bad = CliRunner().invoke(
+        app, ["align", SRC, TGT, "-m", str(tiny_model), "--src-lang", "de", *args]
+    )
     assert bad.exit_code == 1 and message in bad.output, bad.output
     assert "Traceback" not in bad.output
 
 
+@pytest.mark.parametrize("lang", [[], ["--src-lang", " "]])
+def test_the_source_language_is_required(tiny_model, tmp_path, monkeypatch, lang):
+    monkeypatch.chdir(tmp_path)
+    bad = CliRunner().invoke(app, ["align", SRC, TGT, "-m", str(tiny_model), *lang])
+    assert bad.exit_code == 1, bad.output
+    assert "error: --src-lang is required" in bad.output and "--src-lang de" in bad.output
+    assert not list(tmp_path.iterdir())  # nothing drawn
+
+
 def test_an_empty_sentence_is_an_error(tiny_model):
-    bad = CliRunner().invoke(app, ["align", "  ", TGT, "-m", str(tiny_model), "--no-plot"])
+    bad = CliRunner().invoke(
+        app, ["align", "  ", TGT, "-m", str(tiny_model), "--no-plot", "--src-lang", "de"]
+    )
     assert bad.exit_code == 1 and "both sentences need at least one word" in bad.output
 
 
@@ -327,6 +351,8 @@ def test_run_id_with_an_unreachable_store_says_so(tiny_model):
             "--tracking-uri",
             "http://127.0.0.1:9",
             "--no-plot",
+            "--src-lang",
+            "de",
         ],
     )
     assert bad.exit_code == 1 and "unreachable" in bad.output and "127.0.0.1:9" in bad.output

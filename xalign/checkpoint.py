@@ -331,6 +331,26 @@ def _prune(root: Path, keep: int, current: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def slim_finished(root: Path, *, keep_weights: bool) -> None:
+    """Free the disk a FINISHED run's ``checkpoints`` folder ``root`` holds
+    (``train.keep_optimizer_state: false``): the whole folder when ``keep_weights`` is False
+    (the saved ``model/`` holds the weights), else every checkpoint but the latest, and that
+    one's ``optimizer.pt`` (Adam moments: twice the weights). Call it only after the run's
+    last step is written: what is left can no longer be resumed."""
+    if not root.is_dir():
+        return
+    if not keep_weights:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    latest = _latest_name(root)
+    if not is_complete(root / latest):  # no pointer to a complete checkpoint: touch nothing
+        return
+    for p in root.iterdir():
+        if p.is_dir() and p.name != latest:
+            shutil.rmtree(p, ignore_errors=True)
+    (root / latest / "optimizer.pt").unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------- finding
 def is_complete(ckpt: Path) -> bool:
     """All of :data:`REQUIRED` present (``state.json`` is written last)."""

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     output_dir: str = "outputs"
     save_model: bool = True
+    # Keep the optimizer (Adam: twice the weights) and the checkpoints of a FINISHED run. false:
+    # once the run ends, checkpoints/ is removed when model/ was saved, else only the final
+    # checkpoint's weights stay. Checkpoints of an unfinished run are never touched (--resume).
+    keep_optimizer_state: bool = False
 
 
 @dataclass
@@ -130,6 +135,7 @@ class RunConfig:
         d["train"].pop("output_dir")
         d["train"].pop("checkpoint_every")
         d["train"].pop("keep_checkpoints")
+        d["train"].pop("keep_optimizer_state")  # what is kept on disk after the run
         # recomputes activations instead of keeping them: the same weights, bit for bit, on
         # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
         d["train"].pop("gradient_checkpointing")
@@ -420,8 +426,13 @@ def load_config(
     objectives: list[str] | None = None,
     *,
     registry: PluginRegistry | None = None,
+    paths_from_file: bool = True,
 ) -> RunConfig:
     """Build a :class:`RunConfig`: defaults, then the YAML file, then overrides.
+
+    Relative ``data.corpus``/``data.links`` paths in the file are read against its folder
+    (:func:`_resolve_file_paths`); ``paths_from_file=False`` keeps them relative to the
+    working directory, as a run's saved ``config.yaml`` from before that rule holds them.
 
     ``objectives`` (from ``--objective NAME[:WEIGHT]``) replaces the objective set, keeping
     options that the file gives for the same names.
@@ -440,7 +451,7 @@ def load_config(
     where = "defaults"
     if path is not None:
         where = str(path)
-        raw = read_config_file(Path(path), origins=origins)
+        raw = read_config_file(Path(path), origins=origins, paths_from_file=paths_from_file)
     if objectives:
         raw["objectives"] = _objective_flags(objectives, raw.get("objectives"), origins)
     for item in overrides:
@@ -509,7 +520,11 @@ def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict
 
 
 def read_config_file(
-    path: Path, _chain: tuple[Path, ...] = (), *, origins: Origins | None = None
+    path: Path,
+    _chain: tuple[Path, ...] = (),
+    *,
+    origins: Origins | None = None,
+    paths_from_file: bool = True,
 ) -> dict[str, Any]:
     """A YAML config (read as YAML 1.2, see :class:`Yaml12Loader`) as a dict.
     ``extends: FILE`` (relative to this file) starts from FILE: mappings merge key by key,
@@ -550,19 +565,75 @@ def read_config_file(
             f"{path}:{lines.get('', (1, False))[0]}: top level must be a mapping "
             f"(section: options), got {show(raw)}"
         )
+    if paths_from_file:
+        _resolve_file_paths(raw, path.parent)
     parent = raw.pop("extends", None)
     if parent is not None:
         if not isinstance(parent, str) or not parent.strip():
             raise ConfigError(
                 f"{path}:{lines['extends'][0]}: extends: expected a file name, got {show(parent)}"
             )
-        base = read_config_file(path.parent / parent, (*_chain, path.resolve()), origins=origins)
+        base = read_config_file(
+            path.parent / parent,
+            (*_chain, path.resolve()),
+            origins=origins,
+            paths_from_file=paths_from_file,
+        )
         raw = _merged(base, raw)
     if origins is not None:
         for key, (line, is_mapping) in lines.items():
             if key not in ("", "extends"):
                 (origins.merge if is_mapping else origins.set)(key, f"{path}:{line}")
     return raw
+
+
+def _is_local_path(value: Any) -> bool:
+    """A string naming a local file (not ``demo``, an ``hf:`` dataset or ``self`` links)."""
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and value.strip() not in ("demo", "self")
+        and not value.startswith("hf:")
+    )
+
+
+def _anchored(value: str, folder: Path) -> str:
+    """``value`` (a path or a template with ``{src}``-style fields) made absolute against
+    ``folder``; ``~`` is expanded first and absolute paths are returned as given."""
+    expanded = os.path.expanduser(value)
+    if os.path.isabs(expanded):
+        return value
+    return os.path.normpath(os.path.join(folder.resolve(), expanded))
+
+
+def _resolve_file_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Make the relative paths a config file gives in ``data.corpus`` (a spec, a mapping of
+    specs or ``{src: FILE, tgt: FILE}`` entries) and ``data.links`` (a template or a mapping
+    of templates) absolute against ``folder``, the config file's folder, in place: a config
+    reads the same files from any working directory. ``--set`` values are not passed here
+    and stay relative to the working directory. Values of the wrong type are left for the
+    type check to report."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    corpus = data.get("corpus")
+    if _is_local_path(corpus):
+        data["corpus"] = _anchored(corpus, folder)
+    elif isinstance(corpus, dict):
+        for lang, spec in corpus.items():
+            if _is_local_path(spec):
+                corpus[lang] = _anchored(spec, folder)
+            elif isinstance(spec, dict):
+                for side, file in spec.items():
+                    if _is_local_path(file):
+                        spec[side] = _anchored(file, folder)
+    links = data.get("links")
+    if _is_local_path(links):
+        data["links"] = _anchored(links, folder)
+    elif isinstance(links, dict):
+        for pair, template in links.items():
+            if _is_local_path(template):
+                links[pair] = _anchored(template, folder)
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

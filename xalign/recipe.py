@@ -59,6 +59,7 @@ from xalign.checkpoint import (
     find_checkpoint,
     io_reason,
     load_checkpoint,
+    slim_finished,
     write_rank_state,
 )
 from xalign.config import RunConfig
@@ -1123,6 +1124,8 @@ class AlignmentRecipe:
             model_dir = self.output_dir / "model"
             self._save_model(model_dir)
             self.tracker.set_tags({TAG_MODEL_DIR: str(model_dir.resolve())})
+        if self.is_main and not t.keep_optimizer_state:  # the run is complete: nothing to resume
+            slim_finished(self.ckpt_dir, keep_weights=model_dir is None)
         final = {k: round(v, 6) for k, v in metrics.items()}
         final["train_seconds"] = round(time.perf_counter() - started, 2)
         self.tracker.log_json(final, "final_metrics.json")

@@ -54,7 +54,15 @@ from xalign import (
     seed_everything,
 )
 from xalign_udpos.conllu import UPOS_TAGS, ConlluError, TaggedSentence
-from xalign_udpos.data import XTREME_UDPOS_NAMES, UdSplit, load_ud, local_conllu
+from xalign_udpos.data import (
+    XTREME_UDPOS_NAMES,
+    UdSplit,
+    check_test_files,
+    chosen_test_file,
+    load_ud,
+    local_conllu,
+    read_test_file,
+)
 from xalign_udpos.tagging import (
     LabelSubword,
     encode_tagged,
@@ -107,6 +115,7 @@ class UdposConfig(FinetuneSettings):
 
     languages: list[str] = field(default_factory=lambda: list(XTREME_LANGS))
     treebanks: dict[str, str] = field(default_factory=dict)
+    test_files: dict[str, str] = field(default_factory=dict)
     train_limit: int | None = None
     dev_limit: int | None = None
     test_limit: int | None = None
@@ -119,6 +128,7 @@ class UdposConfig(FinetuneSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.languages = parse_languages(self.languages)
+        self.test_files = check_test_files(self.test_files, "udpos")
         for name in ("train_limit", "dev_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -227,11 +237,23 @@ class Udpos(Task):
         ),
     )
 
+    def _test_file(self, lang: str, split: str, context: TaskContext) -> Path | None:
+        """The ``test_files`` entry read for this split instead of the data folder's."""
+        if split != "test" or not self.config.test_files:
+            return None
+        langs = parse_languages(context.languages) if context.languages else self.config.languages
+        return chosen_test_file(self.config.test_files, lang, langs, self.name)
+
     def load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
-        """One split of one language (this task's treebank choice); errors if it is empty."""
-        data = load_ud(
-            lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
-        )
+        """One split of one language (``test_files`` or this task's treebank choice); errors
+        if it is empty."""
+        path = self._test_file(lang, split, context)
+        if path is not None:
+            data = read_test_file(path, lang, limit)
+        else:
+            data = load_ud(
+                lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
+            )
         if not data.sentences:
             raise ConlluError(
                 f"{self.name}: no tagged sentence in UD {lang} {split} ({', '.join(data.sources)})"
@@ -247,11 +269,13 @@ class Udpos(Task):
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
-        files = {
-            path
-            for lang, split in self.splits(context)
-            for path in local_conllu(lang, split, context.data_dir, self.config.treebanks.get(lang))
-        }
+        files = set()
+        for lang, split in self.splits(context):
+            chosen = self._test_file(lang, split, context)
+            treebank = self.config.treebanks.get(lang)
+            files |= (
+                {chosen} if chosen else set(local_conllu(lang, split, context.data_dir, treebank))
+            )
         return sorted(files)
 
     def run(self, model: str, context: TaskContext) -> TaskResult:

@@ -17,7 +17,7 @@ expected there and the Hub dataset.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,6 +143,53 @@ def load_ud(
         )
     sentences, source = _from_hub(lang, split, treebank, ud_folders(data_dir), pattern)
     return UdSplit(lang, split, spread(sentences, limit), [source], len(sentences))
+
+
+def check_test_files(test_files: Mapping[str, Any], task: str) -> dict[str, str]:
+    """``test_files`` (language -> CoNLL-U file) as given, each value a non-empty string.
+
+    Raises:
+        ValueError: a key or value that is not a non-empty string (the config check turns it
+            into an error naming the task option).
+    """
+    if not isinstance(test_files, Mapping):
+        raise ValueError(f"{task}: test_files must map a language to a CoNLL-U file")
+    for lang, path in test_files.items():
+        if not (isinstance(lang, str) and lang.strip() and isinstance(path, str) and path.strip()):
+            raise ValueError(
+                f"{task}: test_files.{lang}: expected a CoNLL-U file path, got {path!r}"
+            )
+    return dict(test_files)
+
+
+def chosen_test_file(
+    test_files: Mapping[str, str], lang: str, languages: Sequence[str], task: str
+) -> Path | None:
+    """The file ``test_files`` names for ``lang`` (None: the data folder's test treebank).
+
+    Raises:
+        DataUnavailableError: a ``test_files`` language is not evaluated (not in
+            ``languages``), or its file does not exist.
+    """
+    extra = sorted(set(test_files) - set(languages))
+    if extra:
+        raise DataUnavailableError(
+            f"{task}: test_files names {', '.join(extra)}, not among the languages evaluated "
+            f"({', '.join(languages)}); add it to the task's languages (--option "
+            f"{task}.languages=...) or --languages"
+        )
+    if lang not in test_files:
+        return None
+    path = Path(test_files[lang]).expanduser()
+    if not path.is_file():
+        raise DataUnavailableError(f"{task}: test_files.{lang}: no such file: {path}")
+    return path
+
+
+def read_test_file(path: Path, lang: str, limit: int | None) -> UdSplit:
+    """The test split of ``lang`` read from one CoNLL-U file (``test_files``)."""
+    sentences = read_conllu(path)
+    return UdSplit(lang, "test", spread(sentences, limit), [str(path)], len(sentences))
 
 
 def _from_hub(

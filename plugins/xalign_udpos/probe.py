@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,14 @@ import torch
 import xalign
 from xalign import TaskContext, TaskResult, encode_words, fit_linear_probe, parse_languages
 from xalign_udpos.conllu import UPOS_TAGS, ConlluError, TaggedSentence
-from xalign_udpos.data import UdSplit, load_ud, local_conllu
+from xalign_udpos.data import (
+    UdSplit,
+    check_test_files,
+    chosen_test_file,
+    load_ud,
+    local_conllu,
+    read_test_file,
+)
 
 PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh", "ar", "hi", "tr", "vi")
 #: The treebank of each language in ../shared/data/ud (the same as pos-mini's).
@@ -50,6 +58,7 @@ class PosProbeConfig:
 
     languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))
     treebanks: dict[str, str] = field(default_factory=lambda: dict(PROBE_TREEBANKS))
+    test_files: dict[str, str] = field(default_factory=dict)
     layer: int = -1
     pooling: str = "mean"
     train_limit: int | None = None
@@ -60,6 +69,7 @@ class PosProbeConfig:
 
     def __post_init__(self) -> None:
         self.languages = parse_languages(self.languages)
+        self.test_files = check_test_files(self.test_files, "pos-probe")
         if self.pooling not in WORD_POOLINGS:
             raise ValueError(
                 f"pos-probe: pooling must be one of {WORD_POOLINGS}, got {self.pooling!r}"
@@ -90,10 +100,20 @@ class PosProbe(xalign.Task):
         ),
     )
 
+    def _test_file(self, lang: str, split: str, context: TaskContext) -> Path | None:
+        """The ``test_files`` entry read for this split instead of the data folder's."""
+        if split != "test" or not self.config.test_files:
+            return None
+        return chosen_test_file(self.config.test_files, lang, self._languages(context), self.name)
+
     def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
-        data = load_ud(
-            lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
-        )
+        path = self._test_file(lang, split, context)
+        if path is not None:
+            data = read_test_file(path, lang, limit)
+        else:
+            data = load_ud(
+                lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
+            )
         if not data.sentences:
             raise ConlluError(f"pos-probe: no tagged sentence in UD {lang} {split}")
         return data
@@ -104,11 +124,13 @@ class PosProbe(xalign.Task):
     def inputs(self, context: TaskContext) -> list:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
         splits = [("en", "train")] + [(lang, "test") for lang in self._languages(context)]
-        found = {
-            path
-            for lang, split in splits
-            for path in local_conllu(lang, split, context.data_dir, self.config.treebanks.get(lang))
-        }
+        found = set()
+        for lang, split in splits:
+            chosen = self._test_file(lang, split, context)
+            treebank = self.config.treebanks.get(lang)
+            found |= (
+                {chosen} if chosen else set(local_conllu(lang, split, context.data_dir, treebank))
+            )
         return sorted(found)
 
     def run(self, model: str, context: TaskContext) -> TaskResult:

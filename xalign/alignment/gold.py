@@ -674,7 +674,7 @@ def _normalise(
             path=raw.origin,
         )
     if notes:
-        warnings.warn(f"{name}: " + "; ".join(notes), GoldAlignmentWarning, stacklevel=3)
+        _warn_once(f"{name}: " + "; ".join(notes), key=str(raw.origin), stacklevel=4)
     return GoldSet(name, src_lang, tgt_lang, src, tgt, sure, possible, out_of_range, skipped)
 
 
@@ -718,12 +718,26 @@ def _lang_of(path: Path, default: str) -> str:
 
 
 def _warn_name(path: Path, what: str, default: str) -> None:
-    warnings.warn(
+    _warn_once(
         f"{path}: the file name {what} (pass {default}_lang: English is moved to the "
         f"target side only when it is recognised)",
-        GoldAlignmentWarning,
-        stacklevel=5,
+        key=str(path),
+        stacklevel=6,
     )
+
+
+#: (key, message) pairs already warned about in this process.
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(message: str, *, key: str, stacklevel: int) -> None:
+    """A :class:`GoldAlignmentWarning` the first time this process reads the same gold set
+    (``key``: its origin) with the same problem, whatever warning filters other code resets:
+    a set shared by every evaluation of a comparison is described once, not per evaluation."""
+    if (key, message) in _WARNED:
+        return
+    _WARNED.add((key, message))
+    warnings.warn(message, GoldAlignmentWarning, stacklevel=stacklevel)
 
 
 def _langs_of_files(src: Path, tgt: Path) -> tuple[str, str]:

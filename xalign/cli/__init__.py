@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("prepare", "prepare", "prepare_command"),
     ("sync-tracking", "sync_tracking", "sync_tracking_command"),
     ("export", "export", "export_command"),
+    ("clean", "clean", "clean_command"),
 )
 
 

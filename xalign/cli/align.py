@@ -25,9 +25,34 @@ from xalign.alignment.extract import (
     display_word,
 )
 from xalign.cli.common import check_model_ref, dataclass_options, err, user_errors
+from xalign.errors import ConfigError
 from xalign.progress import fail
 
-DEFAULT_OUT = Path("plan.png")
+#: Where the heatmap goes without ``--out``: a new file in the system's temporary folder
+#: (``$TMPDIR``), never the working directory; its path is printed.
+DEFAULT_OUT_PREFIX = "xalign-plan-"
+
+
+def default_out() -> Path:
+    """A new ``xalign-plan-XXXX.png`` in the temporary folder (one per call: no clobbering)."""
+    import os
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=DEFAULT_OUT_PREFIX, suffix=".png")
+    os.close(fd)
+    return Path(name)
+
+
+def require_src_lang(src_lang: str | None) -> str:
+    """``--src-lang`` as given; missing, an error: the source sentence is tokenised by the
+    rules of its language (Moses: non-breaking prefixes, apostrophes), and a language guessed
+    from one short sentence is too often wrong to be used silently."""
+    if src_lang is None or not src_lang.strip():
+        raise ConfigError(
+            "--src-lang is required: the source sentence is tokenised by its language's rules "
+            "(e.g. --src-lang de for German; --tgt-lang defaults to en)"
+        )
+    return src_lang.strip()
 
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -109,13 +134,16 @@ def align_command(
         "-m",
         help="Model dir, run output dir, hub id, packaged:NAME, base or MLflow training run id.",
     ),
-    src_lang: str = typer.Option("de", "--src-lang", help="Source language code."),
+    src_lang: str | None = typer.Option(
+        None, "--src-lang", help="Source language code (required: it picks the tokeniser)."
+    ),
     tgt_lang: str = typer.Option("en", "--tgt-lang", help="Target language code."),
     out: Path | None = typer.Option(
         None,
         "--out",
         "-o",
-        help=f"Heatmap PNG (default {DEFAULT_OUT}; with --json only when given).",
+        help="Heatmap PNG (default: a new xalign-plan-*.png in the temporary folder; with "
+        "--json only when given).",
     ),
     no_plot: bool = typer.Option(False, "--no-plot", help="Draw no heatmap."),
     tracking_uri: str | None = typer.Option(
@@ -139,9 +167,10 @@ def align_command(
     except ExtractError as exc:
         fail(f"--{(exc.option or 'option').replace('_', '-')}: {exc}")
     layer, max_length = config.layer, config.max_length
-    plot_to = None if no_plot or (as_json and out is None) else (out or DEFAULT_OUT)
+    draw = not no_plot and not (as_json and out is None)
     with user_errors():  # user-facing errors only; anything else is a bug
         check_model_ref(model)
+        src_lang = require_src_lang(src_lang)
         path = resolve_align_model(model, tracking_uri)
         encoder = load_encoder(path, layer=layer, max_length=max_length).eval()
         alignment = align_sentences(
@@ -152,6 +181,7 @@ def align_command(
             tgt_lang,
             config,
         )
+    plot_to = (out or default_out()) if draw else None
     for note in unaligned_notes(alignment, encoder.max_length):
         err.print(escape(note), highlight=False, soft_wrap=True)
     if plot_to is not None:
@@ -179,4 +209,4 @@ def align_command(
     else:
         typer.echo(format_links(alignment))
         if plot_to is not None:
-            err.print(f"plan heatmap: {escape(str(plot_to))}", highlight=False)
+            err.print(f"plan heatmap: {escape(str(plot_to))}", highlight=False, soft_wrap=True)

@@ -60,7 +60,7 @@ def compare_command(
             data_dir=data_dir,
             tracking_uri=tracking_uri,
             reuse=not no_reuse,
-            log=lambda msg: err.print(msg, highlight=False),
+            log=lambda msg: err.print(msg, highlight=False, soft_wrap=True),
         )
     if as_json:
         typer.echo(json.dumps(report.to_dict()))

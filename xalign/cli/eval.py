@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,24 @@ def parse_task_options(items: list[str], tasks: list[str]) -> dict[str, dict[str
     return out
 
 
-def _fmt(mean: float, std: float, n_seeds: int) -> str:
-    """``mean ± std``; one seed has no spread, so just the mean."""
+def _is_count(value: float, metric: str) -> bool:
+    """A whole number shown as one: a count (``n_*`` metrics: ``n_pred``, ``n_sure``, ...) or
+    any whole value above 1 (a score in [0, 1] that is exactly 0 or 1 keeps its decimals)."""
+    return (
+        math.isfinite(value) and value.is_integer() and (abs(value) > 1 or metric.startswith("n_"))
+    )
+
+
+def _fmt(mean: float, std: float, n_seeds: int, metric: str = "") -> str:
+    """``mean ± std``; one seed has no spread, so just the mean. Whole numbers (counts such
+    as ``n_pred 4383``) print without decimals, and so does a whole spread beside one."""
     d = 3 if abs(mean) <= 1.0 else 2
-    return f"{mean:.{d}f} ± {std:.{d}f}" if n_seeds > 1 else f"{mean:.{d}f}"
+    if _is_count(mean, metric):
+        core = f"{int(mean)}"
+        spread = f"{int(std)}" if std.is_integer() else f"{std:.2f}"
+    else:
+        core, spread = f"{mean:.{d}f}", f"{std:.{d}f}"
+    return f"{core} ± {spread}" if n_seeds > 1 else core
 
 
 def eval_command(
@@ -135,7 +150,7 @@ def eval_command(
             table.add_row(
                 lang,
                 *(
-                    _fmt(scores[m]["mean"], scores[m]["std"], scores[m]["n_seeds"])
+                    _fmt(scores[m]["mean"], scores[m]["std"], scores[m]["n_seeds"], m)
                     if m in scores
                     else "–"
                     for m in metrics

@@ -86,11 +86,15 @@ def run_command(
                 f"--resume {resume}: no such file or directory (give a run's "
                 f"output dir or one of its checkpoints)"
             )
-        if resume is not None and config is None and not objective:
+        saved = resume is not None and config is None and not objective
+        if saved:
             config = find_checkpoint(resume) / "config.yaml"
         registry = get_registry()
-        # every value and every objective option is checked here, before anything heavy
-        cfg = load_config(config, overrides, objective or None, registry=registry)
+        # every value and every objective option is checked here, before anything heavy;
+        # a saved config holds paths as the run read them (absolute since they are anchored)
+        cfg = load_config(
+            config, overrides, objective or None, registry=registry, paths_from_file=not saved
+        )
         if tracking_uri:
             cfg.tracking.uri = tracking_uri
         for name in cfg.objectives:

@@ -239,9 +239,8 @@ def compare(
         base = resolve_spec(BASE, tracking_uri=uri, base_model=cfg0.model.name)
         for t in tasks:
             say(f"evaluating base on {t} ({seeds} seed(s))")
-            eval_runs += [
-                (BASE, r) for r in evaluate_runs(base, t, options=options[t], seeds=seeds, **common)
-            ]
+            done = evaluate_runs(base, t, options=options[t], seeds=seeds, **common)
+            eval_runs += [(BASE, r) for r in _announce_reuse(done, BASE, say)]
         references = reference_results(tasks, options, registry, ctx, cfg0.data, rows)
         for obj in objectives:
             for seed in range(seeds):
@@ -270,10 +269,8 @@ def compare(
                 spec = resolve_spec(run_id, tracking_uri=uri)
                 for t in tasks:
                     say(f"evaluating {obj} (seed {seed}) on {t}")
-                    eval_runs += [
-                        (obj, r)
-                        for r in evaluate_runs(spec, t, options=options[t], seeds=[seed], **common)
-                    ]
+                    done = evaluate_runs(spec, t, options=options[t], seeds=[seed], **common)
+                    eval_runs += [(obj, r) for r in _announce_reuse(done, obj, say)]
         results: Results = {row: {t: {} for t in tasks} for row in [*rows, *references]}
         for row, r in eval_runs:
             results[row][r.task][r.seed] = r.result
@@ -349,6 +346,14 @@ def _check_inputs(
         except Exception as exc:
             raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
     return options
+
+
+def _announce_reuse(runs: list[EvalRun], row: str, say: Callable[[str], None]) -> list[EvalRun]:
+    """``runs``, after one line per reused evaluation (as for reused training runs)."""
+    for r in runs:
+        if r.reused:
+            say(f"reusing evaluation run {r.run_id} ({row} on {r.task}, seed {r.seed})")
+    return runs
 
 
 def _train_or_reuse(
