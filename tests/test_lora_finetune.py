@@ -9,6 +9,7 @@ import torch
 import xalign_udpos
 import xalign_xnli
 import xalign_xquad
+from conftest import migrated_sqlite_uri
 from transformers import (
     BertConfig,
     BertForQuestionAnswering,
@@ -223,3 +224,29 @@ def test_dotted_task_options_set_lora(task) -> None:
     expected = LoraSettings(r=4, target_modules=["query", "key"])
     assert config.lora == expected and config.settings().lora == expected
     assert task.from_options({}).config.settings().lora is None  # default: full fine-tuning
+
+
+@pytest.mark.parametrize(("lora", "in_key"), [(None, False), ({"r": 4}, True)])
+def test_full_finetuning_keeps_the_eval_key_of_runs_before_lora(
+    lora, in_key, monkeypatch, tmp_path
+) -> None:
+    from xalign.evaluation import runs
+    from xalign.task import TaskContext
+
+    keyed: list[dict] = []
+
+    def key(identity, task, options, *args, **kwargs):
+        keyed.append(options)
+        raise KeyboardInterrupt  # stop before any evaluation
+
+    monkeypatch.setattr(runs, "eval_key", key)
+    spec = runs.ModelSpec(ref="m", path="m", identity="m")
+    with pytest.raises(KeyboardInterrupt):
+        runs.evaluate_runs(
+            spec,
+            "xnli-mini",
+            options={"lora": lora},
+            context=TaskContext(data_dir=tmp_path),
+            tracking_uri=migrated_sqlite_uri(tmp_path / "mlflow.db"),
+        )
+    assert ("lora" in keyed[0]) == in_key and "freeze_layers" in keyed[0]
