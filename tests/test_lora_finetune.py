@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import xalign_mlqa
 import xalign_udpos
 import xalign_xnli
 import xalign_xquad
@@ -194,7 +195,13 @@ def test_unknown_target_module_names_the_key() -> None:
         finetune(_tiny(), _features(), settings, pad_id=0)
 
 
-TASKS = [xalign_xnli.Xnli, xalign_xnli.XnliMini, xalign_xquad.QaMini, xalign_udpos.PosMini]
+TASKS = [
+    xalign_xnli.Xnli,
+    xalign_xnli.XnliMini,
+    xalign_xquad.QaMini,
+    xalign_mlqa.Mlqa,
+    xalign_udpos.PosMini,
+]
 
 
 @pytest.mark.parametrize("task", TASKS)
