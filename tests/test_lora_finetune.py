@@ -147,9 +147,10 @@ def test_trainable_count_is_the_hand_count(r, targets, frozen_layers) -> None:
         freeze_layers=frozen_layers,
         freeze_embeddings=True,  # with LoRA: nothing more to freeze
     )
-    finetune(model, _features(), settings, pad_id=0, select=count)
+    log = finetune(model, _features(), settings, pad_id=0, select=count)
     head = HIDDEN * LABELS + LABELS
     assert counted == [_linear_count(targets, r, frozen_layers) + head]
+    assert log.as_dict()["trainable_parameters"] == counted[0]
 
 
 @pytest.mark.parametrize("lora", [None, LoraSettings(r=2)])
@@ -166,6 +167,8 @@ def test_best_epoch_weights_are_restored(lora) -> None:
 
     log = finetune(model, _features(), _settings(epochs=3, lora=lora), pad_id=0, select=select)
     assert log.best_epoch == 2
+    if lora is None:  # full fine-tuning: every weight trains
+        assert log.trainable_parameters == sum(p.numel() for p in model.parameters())
     with torch.no_grad():
         final = model(**probe).logits
     torch.testing.assert_close(final, logits[1])

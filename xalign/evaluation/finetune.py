@@ -138,13 +138,15 @@ def _check_setting_names(owner: str, names: Iterable[str]) -> None:
 
 @dataclass
 class FinetuneLog:
-    """What happened: optimiser steps, mean loss and selection score per epoch, best epoch."""
+    """What happened: optimiser steps, mean loss and selection score per epoch, best epoch,
+    and the number of parameters that trained (with LoRA: the adapters and the head)."""
 
     steps: int = 0
     epoch_losses: list[float] = field(default_factory=list)
     epoch_scores: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     seconds: float = 0.0
+    trainable_parameters: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(
@@ -153,6 +155,7 @@ class FinetuneLog:
             epoch_scores=self.epoch_scores,
             best_epoch=self.best_epoch,
             seconds=round(self.seconds, 2),
+            trainable_parameters=self.trainable_parameters,
         )
 
 
@@ -178,8 +181,9 @@ def load_for_finetuning(
     """Load ``model`` (as :func:`xalign.load_encoder` accepts it) with a fresh task head.
 
     ``auto_class`` is e.g. ``AutoModelForSequenceClassification``. Returns the model, its fast
-    tokenizer and the names of the newly initialised parameters. Seed before calling: the head
-    is initialised from torch's global RNG.
+    tokenizer and the names of the newly initialised parameters (also kept on the model, for
+    :func:`finetune` to train them under LoRA). Seed before calling: the head is initialised
+    from torch's global RNG.
     """
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -399,6 +403,7 @@ def finetune(
     steps_per_epoch = math.ceil(len(features) / s.batch_size)
     total = steps_per_epoch * s.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
+    log.trainable_parameters = sum(p.numel() for p in trainable)
     optimizer = _optimizer(trainable, s)
     scheduler = _linear_schedule(optimizer, s.warmup(total), total)
     best: dict[str, Tensor] | None = None
