@@ -260,3 +260,41 @@ def test_full_finetuning_keeps_the_eval_key_of_runs_before_lora(
             tracking_uri=migrated_sqlite_uri(tmp_path / "mlflow.db"),
         )
     assert ("lora" in keyed[0]) == in_key and "freeze_layers" in keyed[0]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("task", "options", "labels"),
+    [
+        (
+            xalign_xnli.XnliMini,
+            dict(train_limit=32, test_limit=8, heldout=8, epochs=2, languages=["en", "de"]),
+            3,
+        ),
+        (
+            xalign_udpos.PosMini,
+            dict(train_limit=16, dev_limit=4, test_limit=4, epochs=2, languages=["en", "de"]),
+            len(xalign_udpos.UPOS_TAGS),
+        ),
+    ],
+)
+def test_a_task_run_with_lora_trains_adapters_and_head(
+    task, options, labels, tiny_model, shared_data
+) -> None:
+    from transformers import AutoConfig
+
+    from xalign.task import TaskContext
+
+    r = 2
+    config = {**options, "batch_size": 8, "max_length": 32, "lora": {"r": r}}
+    result = task.from_options(config).run(
+        str(tiny_model), TaskContext(data_dir=shared_data, show_progress=False)
+    )
+    encoder = AutoConfig.from_pretrained(tiny_model)
+    h, layers = encoder.hidden_size, encoder.num_hidden_layers
+    new = result.meta["new_parameters"]
+    head = h * labels + labels + (h * h + h if "bert.pooler.dense.weight" in new else 0)
+    adapters = layers * 2 * r * (h + h)  # query and value: r·(d_in + d_out) each
+    assert result.meta["train"]["trainable_parameters"] == adapters + head
+    assert result.meta["config"]["lora"]["r"] == r
+    assert len(result.meta["train"]["epoch_scores"]) == 2
