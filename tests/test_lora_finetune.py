@@ -276,6 +276,19 @@ def test_full_finetuning_keeps_the_eval_key_of_runs_before_lora(
             dict(train_limit=16, dev_limit=4, test_limit=4, epochs=2, languages=["en", "de"]),
             len(xalign_udpos.UPOS_TAGS),
         ),
+        (
+            xalign_xquad.QaMini,
+            dict(
+                train_limit=32,
+                test_limit=8,
+                epochs=1,
+                max_length=48,
+                doc_stride=16,
+                max_query_length=16,
+                languages=["en", "de"],
+            ),
+            2,  # start and end logits
+        ),
     ],
 )
 def test_a_task_run_with_lora_trains_adapters_and_head(
@@ -286,7 +299,7 @@ def test_a_task_run_with_lora_trains_adapters_and_head(
     from xalign.task import TaskContext
 
     r = 2
-    config = {**options, "batch_size": 8, "max_length": 32, "lora": {"r": r}}
+    config = {"batch_size": 8, "max_length": 32, **options, "lora": {"r": r}}
     result = task.from_options(config).run(
         str(tiny_model), TaskContext(data_dir=shared_data, show_progress=False)
     )
@@ -297,4 +310,4 @@ def test_a_task_run_with_lora_trains_adapters_and_head(
     adapters = layers * 2 * r * (h + h)  # query and value: r·(d_in + d_out) each
     assert result.meta["train"]["trainable_parameters"] == adapters + head
     assert result.meta["config"]["lora"]["r"] == r
-    assert len(result.meta["train"]["epoch_scores"]) == 2
+    assert result.meta["train"]["steps"] > 0
