@@ -75,13 +75,22 @@ def is_peft(model: nn.Module) -> bool:
 
 
 def add_lora(
-    model: nn.Module, settings: LoraSettings, *, base_name: str, revision: str | None = None
+    model: nn.Module,
+    settings: LoraSettings,
+    *,
+    base_name: str | None = None,
+    revision: str | None = None,
+    modules_to_save: list[str] | None = None,
+    key: str = "model.lora",
 ) -> nn.Module:
-    """``model`` wrapped by ``peft.get_peft_model``: only the adapter weights train.
+    """``model`` wrapped by ``peft.get_peft_model``: only the adapter weights train, and the
+    modules named in ``modules_to_save`` (a task head: peft trains a copy of each, in full).
+    LoRA layers and head copies are injected into ``model`` itself (it is the wrapper's base).
 
     Raises:
         ConfigError: a ``target_modules`` name matches no layer of the model, or peft has no
-            default targets for its architecture (the message lists the linear layers).
+            default targets for its architecture (the message names ``key`` and lists the
+            linear layers).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -91,6 +100,7 @@ def add_lora(
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
         revision=revision,
+        modules_to_save=modules_to_save or None,
     )
     try:
         with quiet_peft():
@@ -100,11 +110,11 @@ def add_lora(
             {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
         )
         raise ConfigError(
-            f"model.lora.target_modules={settings.target_modules}: {exc}; linear layers of "
+            f"{key}.target_modules={settings.target_modules}: {exc}; linear layers of "
             f"{type(model).__name__}: {', '.join(linear)}"
         ) from exc
-    # peft records the resolved path; keep the reference as given (packaged:NAME, hub id)
-    wrapped.peft_config["default"].base_model_name_or_path = base_name
+    if base_name is not None:  # peft records the resolved path; keep it as given (packaged:NAME)
+        wrapped.peft_config["default"].base_model_name_or_path = base_name
     return wrapped
 
 

@@ -16,7 +16,7 @@ import difflib
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
 from xalign.encoders.freeze import freeze_layers
+from xalign.encoders.lora import LoraSettings
 from xalign.progress import progress_bar
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "collate",
     "finetune",
     "fit_max_length",
+    "head_modules",
     "load_for_finetuning",
     "model_input_names",
     "parse_languages",
@@ -70,6 +72,10 @@ class FinetuneSettings:
     - ``group_by_length``: batch examples of similar length (less padding, faster).
     - ``freeze_embeddings``: keep the word-embedding matrix fixed (faster steps: it holds most
       of a multilingual encoder's parameters).
+    - ``freeze_layers``: k > 0 keeps the embeddings and the first k transformer layers fixed.
+    - ``lora``: LoRA adapters through peft, ``{r, alpha, dropout, target_modules}`` as
+      ``model.lora`` (null: every weight trains); the encoder stays fixed, its adapters and
+      the task head train, and the adapters are merged into the weights after training.
     """
 
     learning_rate: float = 2e-5
@@ -84,6 +90,7 @@ class FinetuneSettings:
     group_by_length: bool = False
     freeze_embeddings: bool = False
     freeze_layers: int = 0
+    lora: LoraSettings | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -96,6 +103,8 @@ class FinetuneSettings:
             raise ValueError("batch_size must be a positive multiple of grad_accum")
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
+        if isinstance(self.lora, Mapping):  # a plain mapping (schema-built configs are typed)
+            self.lora = LoraSettings(**self.lora)
 
     @classmethod
     def from_options(cls, options: object) -> FinetuneSettings:
@@ -129,13 +138,15 @@ def _check_setting_names(owner: str, names: Iterable[str]) -> None:
 
 @dataclass
 class FinetuneLog:
-    """What happened: optimiser steps, mean loss and selection score per epoch, best epoch."""
+    """What happened: optimiser steps, mean loss and selection score per epoch, best epoch,
+    and the number of parameters that trained (with LoRA: the adapters and the head)."""
 
     steps: int = 0
     epoch_losses: list[float] = field(default_factory=list)
     epoch_scores: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     seconds: float = 0.0
+    trainable_parameters: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(
@@ -144,6 +155,7 @@ class FinetuneLog:
             epoch_scores=self.epoch_scores,
             best_epoch=self.best_epoch,
             seconds=round(self.seconds, 2),
+            trainable_parameters=self.trainable_parameters,
         )
 
 
@@ -169,8 +181,9 @@ def load_for_finetuning(
     """Load ``model`` (as :func:`xalign.load_encoder` accepts it) with a fresh task head.
 
     ``auto_class`` is e.g. ``AutoModelForSequenceClassification``. Returns the model, its fast
-    tokenizer and the names of the newly initialised parameters. Seed before calling: the head
-    is initialised from torch's global RNG.
+    tokenizer and the names of the newly initialised parameters (also kept on the model, for
+    :func:`finetune` to train them under LoRA). Seed before calling: the head is initialised
+    from torch's global RNG.
     """
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -195,7 +208,25 @@ def load_for_finetuning(
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
-    return net, tokenizer, sorted(info.get("missing_keys", []))
+    new = sorted(info.get("missing_keys", []))
+    net._xalign_new_parameters = new  # what finetune() keeps trainable under LoRA
+    return net, tokenizer, new
+
+
+def head_modules(model: nn.Module, new_parameters: Iterable[str] = ()) -> list[str]:
+    """Dotted names of the task head of a transformers task model: its top-level children
+    with parameters outside ``model.base_model`` (``classifier``, ``qa_outputs``), and the
+    modules of newly initialised parameters (``new_parameters``, e.g. from
+    :func:`load_for_finetuning`: a pooler missing from the checkpoint). Nested names under a
+    listed module are dropped."""
+    base = getattr(model, "base_model", model)
+    names = {
+        name
+        for name, child in model.named_children()
+        if base is not model and child is not base and any(True for _ in child.parameters())
+    }
+    names |= {key.rsplit(".", 1)[0] for key in new_parameters if "." in key}
+    return sorted(n for n in names if not any(n.startswith(a + ".") for a in names))
 
 
 def model_input_names(model: nn.Module, tokenizer: Any) -> set[str]:
@@ -277,7 +308,26 @@ def _batches(
 
 
 def _snapshot(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    """Copies of what training changes: the trainable parameters and the buffers."""
+    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    state.update(model.named_buffers())
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+@torch.no_grad()
+def _restore(model: nn.Module, snapshot: dict[str, Tensor]) -> None:
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, value in snapshot.items():
+        tensors[name].copy_(value)
+
+
+def _with_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
+    """The peft wrapper of ``model`` (LoRA layers injected into ``model`` itself); its head
+    (:func:`head_modules`) trains in full."""
+    from xalign.encoders.lora import add_lora
+
+    head = head_modules(model, getattr(model, "_xalign_new_parameters", ()))
+    return add_lora(model, settings, modules_to_save=head, key="lora")
 
 
 def _is_best(log: FinetuneLog, score: float) -> bool:
@@ -327,11 +377,23 @@ def finetune(
 
     ``select`` (optional) is called after every epoch and returns a score (higher is better);
     the weights of the best epoch (earliest on ties) are restored at the end.
+
+    With ``settings.lora`` (Hu et al. 2021) only the adapters (``W + (alpha/r)·B·A``, ``W``
+    fixed) and the task head (:func:`head_modules`) train; ``freeze_layers`` k then also keeps
+    the adapters of the first k layers at their start (``B = 0``: no change there), and
+    ``freeze_embeddings`` changes nothing (the embeddings are fixed already). ``select`` sees
+    ``model`` with the adapters in place; at the end they are merged into ``model``'s weights
+    (peft ``merge_and_unload``), which is again a plain transformers model.
+
+    Raises:
+        ConfigError: a ``lora.target_modules`` name matches no layer, or ``freeze_layers`` is
+            larger than the model's layer count.
     """
     if not features:
         raise ValueError("no training features")
     s, log, started = settings, FinetuneLog(), time.perf_counter()
     model.to(device)
+    wrapper = _with_lora(model, s.lora) if s.lora is not None else None
     if s.freeze_embeddings:  # the word-embedding matrix (most of a multilingual encoder)
         model.get_input_embeddings().weight.requires_grad_(False)
     freeze_layers(model, s.freeze_layers)  # the embeddings and the first k layers
@@ -341,6 +403,7 @@ def finetune(
     steps_per_epoch = math.ceil(len(features) / s.batch_size)
     total = steps_per_epoch * s.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
+    log.trainable_parameters = sum(p.numel() for p in trainable)
     optimizer = _optimizer(trainable, s)
     scheduler = _linear_schedule(optimizer, s.warmup(total), total)
     best: dict[str, Tensor] | None = None
@@ -363,7 +426,12 @@ def finetune(
             if select is not None and _is_best(log, float(select())):
                 best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
     if best is not None:
-        model.load_state_dict(best)
+        _restore(model, best)
+    if wrapper is not None:  # W + (alpha/r)·B·A into W, head copies back in place of the head
+        from xalign.encoders.lora import merged
+
+        merged(wrapper)
+        model.__dict__.pop("peft_config", None)
     model.eval()
     log.seconds = time.perf_counter() - started
     return log

@@ -277,6 +277,8 @@ def evaluate_runs(
         if dataclasses.is_dataclass(task.config)
         else dict(options or {})
     )
+    if resolved.get("lora", False) is None:  # full fine-tuning: the keys of runs before LoRA
+        resolved.pop("lora")
     base_ctx = context or TaskContext()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tracker = Tracker(uri, experiment)
