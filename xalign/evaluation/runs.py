@@ -154,7 +154,9 @@ def _from_run(ref: str, run) -> ModelSpec:
     if not model_dir:
         raise EvaluationError(
             f"run {run_id} has no saved model (no xalign.model_dir tag: it is not a training "
-            f"run, or it ran with train.save_model=false)"
+            f"run, or it ran with train.save_model=false, as configs/smoke.yaml sets); to "
+            f"evaluate it, train again with `--set train.save_model=true` (its checkpoints "
+            f"are for `xalign run --resume`, not a model folder)"
         )
     if not Path(model_dir).exists():
         raise EvaluationError(f"run {run_id}: its saved model {model_dir} no longer exists")
