@@ -145,7 +145,7 @@ def test_unknown_names_get_did_you_mean():
     with pytest.raises(PluginError, match="did you mean 'align'"):
         get_registry().task("algin")
     result = runner.invoke(app, ["plugins", "tatoeab"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "did you mean 'tatoeba'?" in result.stderr
     result = runner.invoke(app, ["run", "-o", "contrastiv", "--set", "data.limit=2"])
     assert "did you mean 'contrastive'?" in result.stderr
