@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,15 @@ def test_configuration_md_lists_every_run_config_key() -> None:
     assert not missing, (
         "docs/configuration.md 'Every key' lacks (or has stale) rows:\n" + "\n".join(missing)
     )
+
+
+def test_plugin_template_is_ruff_clean_when_copied_out_of_the_tree(tmp_path) -> None:
+    """A copied template lints with its own pyproject (xalign third-party, itself first)."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    copy = tmp_path / "my-plugin"
+    shutil.copytree(ROOT / "docs" / "plugin-template", copy)
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        done = subprocess.run([ruff, *args], cwd=copy, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
