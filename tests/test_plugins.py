@@ -733,3 +733,15 @@ def test_plugins_name_accepts_the_plugin_entry_point_name(site):
     missing = runner.invoke(app, ["plugins", "linmapp"])
     assert missing.exit_code == 1  # as every error the CLI reports
     assert "plugins: linmap" in missing.stderr and "did you mean 'linmap'?" in missing.stderr
+
+
+@pytest.mark.parametrize("name", ["l2", "contrastive", "mixed_ot", "sinkhorn"])
+def test_builtin_objectives_give_every_option_help_text(name):
+    import dataclasses
+
+    from xalign.cli.plugins import option_help
+
+    cls = get_registry().objective(name).cls
+    helps = option_help("objective", name)
+    missing = [f.name for f in dataclasses.fields(cls.Config) if not helps.get(f.name)]
+    assert not missing, f"{name}: options without help text: {missing}"
