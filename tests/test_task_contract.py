@@ -229,3 +229,35 @@ def test_every_builtin_task_declares_its_main_metric():
         assert tasks[name].cls.result_version is not None, name
         if aggregation == "mean":  # percent of item scores in [0, 1]
             assert declared[metric].scale == 100.0, name
+
+
+def test_a_stored_result_that_breaks_the_contract_is_evaluated_again(
+    site,  # noqa: F811
+    tiny_model,
+    tracking_uri,
+    monkeypatch,
+):
+    """A result stored before the check (score 50 over items of mean 0.5) is not reused."""
+    import dataclasses
+
+    from xalign.evaluation import runs as eval_runs
+    from xalign.tracking import TrackingWarning
+
+    source = third_party_task("metrics = (xalign.Metric('acc', higher_is_better=True),)")
+    install_fake_distribution(
+        site, "xalign-mine", "1.0", "mine", "xalign_mine", source=source.replace("0.5}", "50.0}")
+    )
+    reset_registry()
+    try:
+        with monkeypatch.context() as m:  # an xalign without the check stores it
+            m.setattr(eval_runs, "stamp_result", lambda r, t, w: dataclasses.replace(r, plugin=w))
+            [stored] = evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
+        assert stored.result.scores["en"]["acc"] == 50.0 and not stored.reused
+        with (
+            pytest.warns(TrackingWarning, match=f"not reusing eval run {stored.run_id}"),
+            pytest.raises(ResultContractError, match="en acc is 50.0 but its per_example give 0.5"),
+        ):
+            evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
+    finally:
+        reset_registry()
+        get_registry()
