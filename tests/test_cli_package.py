@@ -189,7 +189,10 @@ def test_summary_lines_name_terms_and_next_commands(tmp_path):
     assert f"  xalign eval --model {'a' * 32} --task align" in lines
     assert lines[-1] == "  mlflow ui --backend-store-uri sqlite:///mlflow.db"
     no_model = summary_lines(RunResult("r", metrics, tmp_path, 12, None), "u")
-    assert "no model saved (train.save_model: false)" in no_model
+    assert (
+        "no model saved (train.save_model: false): to evaluate, train again with "
+        "--set train.save_model=true" in no_model
+    )
     assert not any("xalign eval" in line for line in no_model)
 
 
