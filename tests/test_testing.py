@@ -8,6 +8,7 @@ import types
 
 import pytest
 import torch
+from test_plugins import site  # noqa: F401 - the site fixture
 
 import xalign
 from xalign import LinkSpec, Needs, Objective, PreparedCorpus, testing
@@ -213,3 +214,29 @@ def test_check_loss_explains_a_zero_initialised_parameter_and_perturbs_it():
     aligned, unrelated = testing.check_loss(objective, perturb=0.1)
     assert aligned == 0.0 < unrelated  # x = y: W(x - y) = 0 whatever W
     assert torch.count_nonzero(objective.W) == 0  # the caller's objective is unchanged
+
+
+def test_registered_plugin_accepts_an_installed_plugin_and_refuses_a_taken_name(site):  # noqa: F811
+    import importlib
+
+    from test_plugins import install_fake_distribution, task_source
+
+    from xalign.plugins import PluginError, reset_registry
+
+    install_fake_distribution(
+        site, "xalign-inst", "1.0", "inst", "xalign_inst", source=task_source("inst-task")
+    )
+    reset_registry()
+    try:
+        installed = importlib.import_module("xalign_inst")
+        with testing.registered_plugin(installed, "inst"):  # pip install -e . then the docs' way
+            assert get_registry().task("inst-task").source.distribution == "xalign-inst"
+        other = types.SimpleNamespace()
+        with pytest.raises(PluginError) as caught, testing.registered_plugin(other, "inst"):
+            pass  # pragma: no cover
+        message = str(caught.value)
+        assert "the name 'inst' is taken by the installed plugin 'inst'" in message
+        assert "xalign-inst 1.0" in message and len(message) < 300  # no registry dump
+    finally:
+        reset_registry()
+        get_registry()

@@ -271,11 +271,25 @@ def registered_plugin(
     """Within the ``with`` block, the process-wide plugin registry (what ``xalign run``,
     ``eval``, ``compare`` and ``xalign plugins`` use) also holds ``plugin`` (a module or object
     with ``@xalign.hookimpl`` functions) under ``name``, as if ``distribution`` were installed;
-    afterwards the registry is rebuilt from the installed entry points."""
-    from xalign.plugins import get_registry, reset_registry
+    afterwards the registry is rebuilt from the installed entry points. A plugin installed
+    already (``pip install -e .``: its entry point loaded the same module) is used as it is.
+
+    Raises:
+        PluginError: ``name`` is taken by another installed plugin.
+    """
+    from xalign.plugins import PluginError, get_registry, reset_registry
 
     reset_registry()
-    get_registry().add(plugin, name=name, distribution=distribution, version=version)
+    registry = get_registry()
+    if not registry.pm.is_registered(plugin):
+        if registry.pm.get_plugin(name) is not None:
+            reset_registry()
+            taken = registry.sources.get(name)
+            raise PluginError(
+                f"registered_plugin: the name {name!r} is taken by the installed "
+                f"{taken.label() if taken else repr(name)}; pass another name"
+            )
+        registry.add(plugin, name=name, distribution=distribution, version=version)
     try:
         yield
     finally:
