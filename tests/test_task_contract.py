@@ -261,3 +261,18 @@ def test_a_stored_result_that_breaks_the_contract_is_evaluated_again(
     finally:
         reset_registry()
         get_registry()
+
+
+@pytest.mark.parametrize("name", ["xquad", "qa-mini", "mlqa"])
+def test_builtin_qa_scores_keep_the_mean_contract(name):
+    """Corpus F1 (%) = 100 · mean of the per-question F1 in [0, 1]: here (1 + 0 + 1)/3."""
+    task = get_registry().task(name).cls()
+    examples = [
+        {"id": "a", "answers": {"text": ["the red house"]}},
+        {"id": "b", "answers": {"text": ["Berlin"]}},
+        {"id": "c", "answers": {"text": ["two cats"]}},
+    ]
+    scores, per = task.score({"a": "red house", "b": "Paris", "c": "two cats"}, examples, "en")
+    assert per == [1.0, 0.0, 1.0] and scores["f1"] == pytest.approx(200 / 3)
+    stamped = stamp_result(TaskResult(name, "f1", {"en": scores}, {"en": per}), task, name)
+    assert stamped.metric().scale == 100.0
