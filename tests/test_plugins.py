@@ -745,3 +745,20 @@ def test_builtin_objectives_give_every_option_help_text(name):
     helps = option_help("objective", name)
     missing = [f.name for f in dataclasses.fields(cls.Config) if not helps.get(f.name)]
     assert not missing, f"{name}: options without help text: {missing}"
+
+
+def test_plugins_name_shows_a_tasks_declared_metrics():
+    data = json.loads(runner.invoke(app, ["plugins", "align", "--json"]).stdout)
+    [task] = data
+    assert task["uses_seed"] is False
+    aer = task["metrics"][0]
+    assert aer == {
+        "name": "aer",
+        "higher_is_better": False,
+        "aggregation": "ratio",
+        "offset": 1.0,
+        "scale": -1.0,
+    }
+    text = runner.invoke(app, ["plugins", "xnli-probe"], env={"COLUMNS": "200"}).stdout
+    assert "metric accuracy: higher is better; mean (0 + 100·mean of per_example)" in text
+    assert "uses_seed: false" in text

@@ -122,3 +122,12 @@ def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> No
                 escape(prefix + key), escape(json.dumps(default)), escape(item["help"].get(key, ""))
             )
         stdout_console().print(table)
+        for metric in item.get("metrics", []):  # a task's declared metrics
+            how = "higher" if metric["higher_is_better"] else "lower"
+            items = "mean of per_example" if metric["aggregation"] == "mean" else "Σmatched/Σtotal"
+            typer.echo(
+                f"metric {metric['name']}: {how} is better; {metric['aggregation']} "
+                f"({metric['offset']:g} + {metric['scale']:g}·{items})"
+            )
+        if "uses_seed" in item:
+            typer.echo(f"uses_seed: {str(item['uses_seed']).lower()}")
