@@ -287,3 +287,31 @@ def test_no_stray_store_in_the_working_directory(files):
     runner.invoke(app, ["run", "--set", "train.lr=abc"])
     assert not (Path(files["empty"]).parent / "mlflow.db").exists()
     shutil.rmtree(files["empty"])
+
+
+def _plugin_bug() -> None:
+    from xalign.plugins import PluginError
+
+    try:
+        [][100]
+    except IndexError as exc:
+        raise PluginError("objective 'boom' (plugin 'boom') failed in loss()") from exc
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_a_plugin_bugs_traceback_with_xalign_debug(debug, monkeypatch, capsys):
+    import typer
+
+    from xalign.cli.common import user_errors
+
+    monkeypatch.setenv("XALIGN_DEBUG", debug)
+    with pytest.raises(typer.Exit) as caught, user_errors():
+        _plugin_bug()
+    assert caught.value.exit_code == 1
+    stderr = capsys.readouterr().err
+    assert "error: objective 'boom' (plugin 'boom') failed in loss()" in stderr
+    if debug:  # the plugin's own frame and line, then the one-line error
+        assert "Traceback (most recent call last)" in stderr and "in _plugin_bug" in stderr
+        assert "IndexError: list index out of range" in stderr
+    else:
+        assert "Traceback" not in stderr and "XALIGN_DEBUG=1" in stderr

@@ -145,7 +145,7 @@ def test_unknown_names_get_did_you_mean():
     with pytest.raises(PluginError, match="did you mean 'align'"):
         get_registry().task("algin")
     result = runner.invoke(app, ["plugins", "tatoeab"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "did you mean 'tatoeba'?" in result.stderr
     result = runner.invoke(app, ["run", "-o", "contrastiv", "--set", "data.limit=2"])
     assert "did you mean 'contrastive'?" in result.stderr
@@ -189,7 +189,10 @@ def test_summary_lines_name_terms_and_next_commands(tmp_path):
     assert f"  xalign eval --model {'a' * 32} --task align" in lines
     assert lines[-1] == "  mlflow ui --backend-store-uri sqlite:///mlflow.db"
     no_model = summary_lines(RunResult("r", metrics, tmp_path, 12, None), "u")
-    assert "no model saved (train.save_model: false)" in no_model
+    assert (
+        "no model saved (train.save_model: false): to evaluate, train again with "
+        "--set train.save_model=true" in no_model
+    )
     assert not any("xalign eval" in line for line in no_model)
 
 

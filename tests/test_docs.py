@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,76 @@ def test_quick_start_is_the_ci_command() -> None:
     blocks = _code_blocks(_text(README), "bash")
     ci = _text(ROOT / ".ci" / "run")
     assert blocks[1].strip() in ci, "README's second command block differs from .ci/run"
+
+
+def _type_name(tp: object) -> str:
+    import typing
+
+    text = str(tp) if typing.get_args(tp) else getattr(tp, "__name__", str(tp))
+    text = re.sub(r"\b[a-z_]+(\.[a-z_]+)*\.([A-Z])", r"\2", text.replace("typing.", ""))
+    return text.replace(" | NoneType", " or null").replace(" | None", " or null")
+
+
+def config_key_rows(cls: type | None = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(section.key, type, default)`` of every run-config key, from xalign/config.py's
+    dataclasses (nested dataclasses, also optional ones such as ``model.lora``, expanded)."""
+    import typing
+
+    from xalign.config import RunConfig
+
+    cls = cls or RunConfig
+    hints = typing.get_type_hints(cls)
+    rows: list[tuple[str, str, str]] = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        else:
+            default = f.default_factory()  # type: ignore[misc]
+        nested = [
+            a
+            for a in (hints[f.name], *typing.get_args(hints[f.name]))
+            if dataclasses.is_dataclass(a)
+        ]
+        if nested and key != "objectives":
+            shown = "null" if default is None else "section"
+            rows.append((key, _type_name(hints[f.name]), shown))
+            rows += config_key_rows(nested[0], f"{key}.")
+            continue
+        shown = json.dumps(default) if not isinstance(default, str) else default
+        rows.append((key, _type_name(hints[f.name]), shown))
+    return rows
+
+
+def config_key_table() -> str:
+    """The "Every key" table of docs/configuration.md without its meaning column."""
+    return "\n".join(
+        f"| `{key}` | `{tp}` | `{default}` |" for key, tp, default in config_key_rows()
+    )
+
+
+def test_configuration_md_lists_every_run_config_key() -> None:
+    text = _text(ROOT / "docs" / "configuration.md")
+    section = text.split("## Every key", 1)[-1]
+    rows = config_key_rows()
+    assert len(rows) > 40
+    missing = [
+        f"| `{key}` | `{tp}` | `{default}` |"
+        for key, tp, default in rows
+        if f"| `{key}` | `{tp}` | `{default}` |" not in section
+    ]
+    assert not missing, (
+        "docs/configuration.md 'Every key' lacks (or has stale) rows:\n" + "\n".join(missing)
+    )
+
+
+def test_plugin_template_is_ruff_clean_when_copied_out_of_the_tree(tmp_path) -> None:
+    """A copied template lints with its own pyproject (xalign third-party, itself first)."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    copy = tmp_path / "my-plugin"
+    shutil.copytree(ROOT / "docs" / "plugin-template", copy)
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        done = subprocess.run([ruff, *args], cwd=copy, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr

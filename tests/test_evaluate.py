@@ -197,8 +197,9 @@ def test_resolve_model_references(tiny_model, tmp_path):
     MlflowClient(uri).set_tag(run_id, "xalign.model_dir", str(model_dir.resolve()))
     assert resolve_model(str(model_dir), tracking_uri=uri) == (str(model_dir), run_id)
     no_model = log_train_run(uri, None)
-    with pytest.raises(EvaluationError, match=f"run {no_model} has no saved model"):
+    with pytest.raises(EvaluationError, match=f"run {no_model} has no saved model") as caught:
         resolve_model(no_model, tracking_uri=uri)
+    assert "train again with `--set train.save_model=true`" in str(caught.value)  # the fix
     with pytest.raises(EvaluationError, match="neither a local path nor an MLflow run"):
         resolve_model("0" * 32, tracking_uri=uri)
 

@@ -717,5 +717,48 @@ def test_plugins_name_lists_the_options_with_their_keys_and_defaults():
         assert [d["kind"] for d in data] == [kind] and data[0]["options"] == cls.options()
     assert "objectives.sinkhorn.weight" in runner.invoke(app, ["plugins", "sinkhorn"]).stdout
     missing = runner.invoke(app, ["plugins", "sinkhorm"])
-    assert missing.exit_code == 2 and "no objective or task 'sinkhorm'" in missing.output
+    assert missing.exit_code == 1 and "no objective, task or plugin 'sinkhorm'" in missing.output
     assert "sinkhorn" in missing.output  # the installed names are listed
+
+
+def test_plugins_name_accepts_the_plugin_entry_point_name(site):
+    """``xalign plugins ENTRY`` shows what that plugin registered (its names differ)."""
+    install_fake_distribution(
+        site, "xalign-linmap", "0.1", "linmap", "xalign_linmap", source=task_source("flores-x")
+    )
+    result = runner.invoke(app, ["plugins", "linmap", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [(d["name"], d["kind"], d["plugin"]) for d in data] == [("flores-x", "task", "linmap")]
+    missing = runner.invoke(app, ["plugins", "linmapp"])
+    assert missing.exit_code == 1  # as every error the CLI reports
+    assert "plugins: linmap" in missing.stderr and "did you mean 'linmap'?" in missing.stderr
+
+
+@pytest.mark.parametrize("name", ["l2", "contrastive", "mixed_ot", "sinkhorn"])
+def test_builtin_objectives_give_every_option_help_text(name):
+    import dataclasses
+
+    from xalign.cli.plugins import option_help
+
+    cls = get_registry().objective(name).cls
+    helps = option_help("objective", name)
+    missing = [f.name for f in dataclasses.fields(cls.Config) if not helps.get(f.name)]
+    assert not missing, f"{name}: options without help text: {missing}"
+
+
+def test_plugins_name_shows_a_tasks_declared_metrics():
+    data = json.loads(runner.invoke(app, ["plugins", "align", "--json"]).stdout)
+    [task] = data
+    assert task["uses_seed"] is False
+    aer = task["metrics"][0]
+    assert aer == {
+        "name": "aer",
+        "higher_is_better": False,
+        "aggregation": "ratio",
+        "offset": 1.0,
+        "scale": -1.0,
+    }
+    text = runner.invoke(app, ["plugins", "xnli-probe"], env={"COLUMNS": "200"}).stdout
+    assert "metric accuracy: higher is better; mean (0 + 100·mean of per_example)" in text
+    assert "uses_seed: false" in text

@@ -50,6 +50,65 @@ def test_stamp_fills_the_declaration_and_checks_counts():
         stamp_result(orphan, _Task(), "task 't'")
 
 
+class _Mean(Task):
+    name = "m"
+    metrics = (
+        Metric("acc", higher_is_better=True),  # mean of per_example, same unit
+        Metric("pct", higher_is_better=True, scale=100.0),  # percent of 1/0 items
+    )
+
+
+@pytest.mark.parametrize(
+    "result, error",
+    [
+        # undeclared main metric (the fresh-author case: stored 'acc' in neither place)
+        (TaskResult("m", "accuracy", {"de": {"accuracy": 1.0}}), "metric 'accuracy' \\(declared"),
+        # main metric missing from one score key
+        (
+            TaskResult("m", "acc", {"de": {"acc": 1.0}, "fr": {"f1": 1.0}}),
+            "scores\\['fr'\\] has no 'acc'",
+        ),
+        # mean metric: 50 shown, items mean 100 (a percent/fraction mix-up)
+        (
+            TaskResult("m", "acc", {"de": {"acc": 50.0}}, {"de": [100.0, 100.0]}),
+            "de acc is 50.0 but its per_example give 100.0",
+        ),
+        # percent over 1/0 items without declaring scale=100
+        (
+            TaskResult("m", "acc", {"de": {"acc": 50.0}}, {"de": [1.0, 0.0]}),
+            "de acc is 50.0 but its per_example give 0.5",
+        ),
+        # declared scale=100, items given in percent already: 100·50 = 5000
+        (
+            TaskResult("m", "pct", {"de": {"pct": 50.0}}, {"de": [100.0, 0.0]}),
+            "de pct is 50.0 but its per_example give 5000.0",
+        ),
+    ],
+)
+def test_stamp_refuses_results_that_break_the_contract(result, error):
+    with pytest.raises(ResultContractError, match=error) as caught:
+        stamp_result(result, _Mean(), "task 'm' (plugin 'p', distribution d 1)")
+    assert "task 'm' (plugin 'p', distribution d 1)" in str(caught.value)
+
+
+def test_stamp_accepts_means_by_hand():
+    ok = [
+        TaskResult("m", "acc", {"de": {"acc": 2 / 3}}, {"de": [1.0, 1.0, 0.0]}),
+        TaskResult("m", "pct", {"de": {"pct": 25.0}, "fr": {"pct": 0.0}}, {"de": [1, 0, 0, 0]}),
+        TaskResult("m", "acc", {"de": {"acc": 0.3}}, {"de": []}),  # no items: nothing to check
+        TaskResult("m", "acc", {"de": {"acc": 1.0 + 1e-9}}, {"de": [1.0]}),  # within 1e-6
+    ]
+    for result in ok:
+        assert stamp_result(result, _Mean(), "task 'm'").metric().name == result.main_metric
+
+
+def test_a_scaled_mean_metric_bootstraps_in_the_tables_unit():
+    declared = (Metric("pct", higher_is_better=True, scale=100.0),)
+    a = {0: TaskResult("t", "pct", {"s": {"pct": 75.0}}, {"s": [1, 1, 1, 0]}, metrics=declared)}
+    b = {0: TaskResult("t", "pct", {"s": {"pct": 25.0}}, {"s": [1, 0, 0, 0]}, metrics=declared)}
+    assert paired_test(a, b, "s").delta_examples == pytest.approx(50.0)  # 75 - 25, not 0.5
+
+
 def test_result_round_trips_and_old_layouts_are_refused():
     result = stamp_result(
         TaskResult(
@@ -130,14 +189,14 @@ def test_compare_refuses_an_undeclared_direction_of_a_third_party_task(
     )
     reset_registry()
     try:
-        runs = evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
-        results = {row: {"mine": {0: runs[0].result}} for row in ("base", "x")}
         if error is None:
+            runs = evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
+            results = {row: {"mine": {0: runs[0].result}} for row in ("base", "x")}
             summary = summarize(results, rows=["base", "x"], tasks=["mine"], seen_languages=[])
             assert summary.tasks["mine"].higher_is_better is False
             return
-        with pytest.raises(ResultContractError) as caught:
-            summarize(results, rows=["base", "x"], tasks=["mine"], seen_languages=[])
+        with pytest.raises(ResultContractError) as caught:  # at evaluation, before compare
+            evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
         message = str(caught.value)
         assert message.startswith("task 'mine' (plugin 'mine', distribution xalign-mine 1.0)")
         assert f"does not declare the direction of its metric 'acc' ({error})" in message
@@ -158,6 +217,8 @@ def test_every_builtin_task_declares_its_main_metric():
         "xquad": ("f1", True, "mean"),
         "qa-mini": ("f1", True, "mean"),
         "mlqa": ("f1", True, "mean"),
+        "xnli-probe": ("accuracy", True, "mean"),
+        "pos-probe": ("accuracy", True, "ratio"),
     }
     tasks = get_registry().tasks()
     assert set(mains) == set(tasks)
@@ -166,3 +227,52 @@ def test_every_builtin_task_declares_its_main_metric():
         assert declared[metric].higher_is_better is higher, name
         assert declared[metric].aggregation == aggregation, name
         assert tasks[name].cls.result_version is not None, name
+        if aggregation == "mean":  # percent of item scores in [0, 1]
+            assert declared[metric].scale == 100.0, name
+
+
+def test_a_stored_result_that_breaks_the_contract_is_evaluated_again(
+    site,  # noqa: F811
+    tiny_model,
+    tracking_uri,
+    monkeypatch,
+):
+    """A result stored before the check (score 50 over items of mean 0.5) is not reused."""
+    import dataclasses
+
+    from xalign.evaluation import runs as eval_runs
+    from xalign.tracking import TrackingWarning
+
+    source = third_party_task("metrics = (xalign.Metric('acc', higher_is_better=True),)")
+    install_fake_distribution(
+        site, "xalign-mine", "1.0", "mine", "xalign_mine", source=source.replace("0.5}", "50.0}")
+    )
+    reset_registry()
+    try:
+        with monkeypatch.context() as m:  # an xalign without the check stores it
+            m.setattr(eval_runs, "stamp_result", lambda r, t, w: dataclasses.replace(r, plugin=w))
+            [stored] = evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
+        assert stored.result.scores["en"]["acc"] == 50.0 and not stored.reused
+        with (
+            pytest.warns(TrackingWarning, match=f"not reusing eval run {stored.run_id}"),
+            pytest.raises(ResultContractError, match="en acc is 50.0 but its per_example give 0.5"),
+        ):
+            evaluate_runs(str(tiny_model), "mine", tracking_uri=tracking_uri)
+    finally:
+        reset_registry()
+        get_registry()
+
+
+@pytest.mark.parametrize("name", ["xquad", "qa-mini", "mlqa"])
+def test_builtin_qa_scores_keep_the_mean_contract(name):
+    """Corpus F1 (%) = 100 · mean of the per-question F1 in [0, 1]: here (1 + 0 + 1)/3."""
+    task = get_registry().task(name).cls()
+    examples = [
+        {"id": "a", "answers": {"text": ["the red house"]}},
+        {"id": "b", "answers": {"text": ["Berlin"]}},
+        {"id": "c", "answers": {"text": ["two cats"]}},
+    ]
+    scores, per = task.score({"a": "red house", "b": "Paris", "c": "two cats"}, examples, "en")
+    assert per == [1.0, 0.0, 1.0] and scores["f1"] == pytest.approx(200 / 3)
+    stamped = stamp_result(TaskResult(name, "f1", {"en": scores}, {"en": per}), task, name)
+    assert stamped.metric().scale == 100.0

@@ -8,6 +8,7 @@ import types
 
 import pytest
 import torch
+from test_plugins import site  # noqa: F401 - the site fixture
 
 import xalign
 from xalign import LinkSpec, Needs, Objective, PreparedCorpus, testing
@@ -71,7 +72,7 @@ def test_make_batch_maps_links_to_every_spec_and_freezes_the_target():
     assert not batch.tgt_frozen.hidden.requires_grad
     mixed = testing.make_side(testing.random_words(2, 2), langs=["de", "fr"])
     assert testing.make_batch(mixed, tgt).pair == "mixed"
-    with pytest.raises(ValueError, match="need an objective with links"):
+    with pytest.raises(ValueError, match="need objective="):
         testing.make_batch(src, tgt, links)
 
 
@@ -174,3 +175,68 @@ def test_the_plugin_template_tests_pass_with_xalign_testing():
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 passed" in out.stdout
+
+
+def test_make_batch_refuses_a_link_set_count_other_than_the_sentences():
+    src = testing.make_side(testing.random_words(2, 2), hidden_size=3)
+    tgt = testing.make_side(testing.random_words(2, 2, "en"), hidden_size=3, lang="en")
+    for links in ([{(0, 0)}], [{(0, 0)}, {(1, 1)}, {(0, 1)}]):
+        with pytest.raises(ValueError, match=f"{len(links)} link sets for 2 sentences"):
+            testing.make_batch(src, tgt, links, objective=_Linked(hidden_size=3))
+        with pytest.raises(ValueError, match=f"{len(links)} link sets for 2 sentences"):
+            testing.make_batch(src, tgt, {SPEC: links})
+    with pytest.raises(ValueError, match="need objective="):
+        testing.make_batch(src, tgt, [{(0, 0)}, {(1, 1)}])
+
+
+class _SharedMap(Objective):
+    """||W x - W y||² over identity-linked words, W [H, H] starting at zero."""
+
+    name = "shared_map"
+
+    def __init__(self, config=None, *, hidden_size: int) -> None:
+        super().__init__(config, hidden_size=hidden_size)
+        self.W = torch.nn.Parameter(torch.zeros(hidden_size, hidden_size))
+
+    def loss(self, batch):
+        x, _ = batch.src.words_vectors()
+        y, _ = batch.tgt.words_vectors()
+        return ((x - y) @ self.W.T).pow(2).sum(-1).mean()
+
+
+def test_check_loss_explains_a_zero_initialised_parameter_and_perturbs_it():
+    objective = _SharedMap(hidden_size=8)
+    with pytest.raises(AssertionError) as caught:
+        testing.check_loss(objective)
+    message = str(caught.value)
+    assert "with respect to the source states is zero everywhere" in message
+    assert "W = 0" in message and "perturb=" in message
+    aligned, unrelated = testing.check_loss(objective, perturb=0.1)
+    assert aligned == 0.0 < unrelated  # x = y: W(x - y) = 0 whatever W
+    assert torch.count_nonzero(objective.W) == 0  # the caller's objective is unchanged
+
+
+def test_registered_plugin_accepts_an_installed_plugin_and_refuses_a_taken_name(site):  # noqa: F811
+    import importlib
+
+    from test_plugins import install_fake_distribution, task_source
+
+    from xalign.plugins import PluginError, reset_registry
+
+    install_fake_distribution(
+        site, "xalign-inst", "1.0", "inst", "xalign_inst", source=task_source("inst-task")
+    )
+    reset_registry()
+    try:
+        installed = importlib.import_module("xalign_inst")
+        with testing.registered_plugin(installed, "inst"):  # pip install -e . then the docs' way
+            assert get_registry().task("inst-task").source.distribution == "xalign-inst"
+        other = types.SimpleNamespace()
+        with pytest.raises(PluginError) as caught, testing.registered_plugin(other, "inst"):
+            pass  # pragma: no cover
+        message = str(caught.value)
+        assert "the name 'inst' is taken by the installed plugin 'inst'" in message
+        assert "xalign-inst 1.0" in message and len(message) < 300  # no registry dump
+    finally:
+        reset_registry()
+        get_registry()

@@ -116,7 +116,7 @@ def find_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
     if not model_dir:
         raise ExportError(
             f"run {run_id} has no saved model (no {TAG_MODEL_DIR} tag: it ran with "
-            f"train.save_model=false)"
+            f"train.save_model=false); train again with `--set train.save_model=true`"
         )
     if not Path(model_dir).is_dir():
         raise ExportError(f"run {run_id}: its saved model {model_dir} no longer exists")

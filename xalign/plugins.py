@@ -16,6 +16,7 @@ No plugin can silently replace or break another:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.metadata
 import os
@@ -83,6 +84,9 @@ class Registered:
         }
         if self.kind == "objective":
             info["needs"] = _needs_of(self.cls)
+        else:  # what compare reads: each metric's direction and aggregation
+            info["metrics"] = [dataclasses.asdict(m) for m in getattr(self.cls, "metrics", ())]
+            info["uses_seed"] = bool(getattr(self.cls, "uses_seed", True))
         return info
 
     def where(self) -> str:

@@ -50,11 +50,13 @@ class Metric:
     - ``name``: the metric's key in ``TaskResult.scores[key]``.
     - ``higher_is_better``: its direction; ``compare`` ranks rows and tests by it.
     - ``aggregation``: how a test set's value follows from its items, which ``compare``
-      recomputes on each bootstrap resample: ``mean`` = the mean of
+      recomputes on each bootstrap resample: ``mean`` = ``offset + scale·`` the mean of
       ``TaskResult.per_example[key]``; ``ratio`` = ``offset + scale·Σmatched/Σtotal`` over
       ``TaskResult.counts[key]`` (a corpus-level ratio such as AER: offset 1, scale −1, Och &
       Ney 2003 eq. 11; F1 or accuracy in percent: offset 0, scale 100).
-    - ``offset``, ``scale``: of the ``ratio`` aggregation (ignored for ``mean``).
+    - ``offset``, ``scale``: the affine map of either aggregation: ``mean`` is
+      ``offset + scale·mean(per_example[key])`` (``scale=100`` for a percentage of item
+      scores in [0, 1]); defaults 0 and 1: the plain mean.
 
     Raises :class:`ResultContractError` for an unknown aggregation or a non-bool direction.
     """
@@ -179,17 +181,39 @@ def stamp_result(result: TaskResult, task: Task, where: str) -> TaskResult:
     plugin that made it (``where``, e.g. ``task 'x' (plugin 'y', distribution z 1.0)``).
 
     Raises:
-        ResultContractError: ``counts`` for a key without a score, or a ``ratio`` main metric
-            whose counts give another value than ``scores`` (beyond 1e-6 relative).
+        ResultContractError: (naming task and plugin) a ``main_metric`` not declared in
+            ``metrics`` or missing from some ``scores[key]``; ``counts`` for a key without a
+            score; a ``ratio`` main metric whose counts give another value than ``scores``, or
+            a ``mean`` one whose ``offset + scale·mean(per_example[key])`` does (beyond 1e-6
+            relative), e.g. a score in percent over item scores in [0, 1] without ``scale=100``.
     """
     metrics = result.metrics or tuple(getattr(task, "metrics", ()))
     result = dataclasses.replace(result, metrics=tuple(metrics), plugin=where)
+    main = result.metric()  # raises for an undeclared main metric, naming task and plugin
+    for key, scores in result.scores.items():
+        if result.main_metric not in scores:
+            raise ResultContractError(
+                f"{where}: scores[{key!r}] has no {result.main_metric!r} (its main metric); "
+                f"it has {sorted(scores)}"
+            )
     for key in result.counts:
         if key not in result.scores:
             raise ResultContractError(f"{where}: counts for {key!r}, which has no scores")
-    declared = {m.name: m for m in result.metrics}
-    main = declared.get(result.main_metric)
-    if main is not None and main.aggregation == "ratio":
+    if main.aggregation == "mean":
+        for key, items in result.per_example.items():
+            if not items or key not in result.scores:
+                continue
+            value = main.offset + main.scale * sum(map(float, items)) / len(items)
+            shown = float(result.scores[key][result.main_metric])
+            if not _close(value, shown):
+                raise ResultContractError(
+                    f"{where}: {key} {result.main_metric} is {shown} but its per_example "
+                    f"give {value} ({main.offset} + {main.scale}·mean of {len(items)} items); "
+                    f"give per_example in the metric's unit or declare its scale, e.g. "
+                    f"Metric({result.main_metric!r}, ..., scale=100.0) for a percentage of "
+                    f"item scores in [0, 1]"
+                )
+    if main.aggregation == "ratio":
         for key, counts in result.counts.items():
             if not sum(counts.total):  # no items with a denominator: the task's own convention
                 continue

@@ -14,6 +14,7 @@ Layout of a built :class:`~xalign.Side`: per sentence ``[CLS] w0 subwords ... [S
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ def make_batch(
 
     ``links``: per sentence the 0-based ``(source word, target word)`` links, given for every
     :class:`~xalign.LinkSpec` the ``objective`` declares in ``needs()`` (or a ready
-    ``{spec: links}`` dict). ``tgt_frozen`` defaults to ``tgt`` (detached) when the objective
+    ``{spec: links}`` dict); one set per sentence, else ``ValueError``. ``tgt_frozen``
+    defaults to ``tgt`` (detached) when the objective
     needs a frozen target. ``pair`` defaults to ``"mixed"`` when the source languages differ,
     else ``"{src}-{tgt}"``.
     """
@@ -144,10 +146,20 @@ def make_batch(
     elif links is not None:
         specs = list(needs.links) if needs is not None else []
         if not specs:
-            raise ValueError("make_batch: links given as a list need an objective with links")
+            raise ValueError(
+                "make_batch: links given as a list need objective= (an objective whose "
+                "needs() declares links), or give a {LinkSpec: links} dict"
+            )
         table = {spec: links for spec in specs}
     else:
         table = {}
+    n_sentences = src.hidden.shape[0]
+    for spec, sets in table.items():
+        if len(sets) != n_sentences:
+            raise ValueError(
+                f"make_batch: {len(sets)} link sets for {n_sentences} sentences ({spec}); "
+                f"give one set of (source word, target word) per sentence"
+            )
     if tgt_frozen is None and needs is not None and needs.frozen_target:
         tgt_frozen = Side(
             tgt.hidden.detach(),
@@ -259,11 +271,25 @@ def registered_plugin(
     """Within the ``with`` block, the process-wide plugin registry (what ``xalign run``,
     ``eval``, ``compare`` and ``xalign plugins`` use) also holds ``plugin`` (a module or object
     with ``@xalign.hookimpl`` functions) under ``name``, as if ``distribution`` were installed;
-    afterwards the registry is rebuilt from the installed entry points."""
-    from xalign.plugins import get_registry, reset_registry
+    afterwards the registry is rebuilt from the installed entry points. A plugin installed
+    already (``pip install -e .``: its entry point loaded the same module) is used as it is.
+
+    Raises:
+        PluginError: ``name`` is taken by another installed plugin.
+    """
+    from xalign.plugins import PluginError, get_registry, reset_registry
 
     reset_registry()
-    get_registry().add(plugin, name=name, distribution=distribution, version=version)
+    registry = get_registry()
+    if not registry.pm.is_registered(plugin):
+        if registry.pm.get_plugin(name) is not None:
+            reset_registry()
+            taken = registry.sources.get(name)
+            raise PluginError(
+                f"registered_plugin: the name {name!r} is taken by the installed "
+                f"{taken.label() if taken else repr(name)}; pass another name"
+            )
+        registry.add(plugin, name=name, distribution=distribution, version=version)
     try:
         yield
     finally:
@@ -277,6 +303,7 @@ def check_loss(
     n_sentences: int = 4,
     n_words: int = 5,
     seed: int = 0,
+    perturb: float = 0.0,
 ) -> tuple[float, float]:
     """Check an objective's ``loss`` on random batches; returns (aligned, unrelated) losses.
 
@@ -291,11 +318,22 @@ def check_loss(
     - it is rank-consistent: aligned < unrelated (an objective to minimise must prefer
       translations that are close).
 
+    The gradient reaches the source states through the objective's own parameters, if any: a
+    parameter that starts at zero (a linear map ``W = 0``) gives a zero gradient. Check such an
+    objective at a non-zero start (its identity ``init``), or with ``perturb > 0``: the checks
+    then run on a copy whose parameters have seeded Gaussian noise of that standard deviation
+    added (the objective passed in is unchanged).
+
     Raises ``AssertionError`` saying which property failed and the values.
     """
     hidden_size = hidden_size or int(getattr(objective, "hidden_size", 0) or 8)
     needs = objective.needs()
     g = torch.Generator().manual_seed(seed)
+    if perturb:
+        objective = copy.deepcopy(objective)
+        with torch.no_grad():
+            for p in objective.parameters():
+                p.add_(perturb * torch.randn(p.shape, generator=g, dtype=p.dtype))
     src_vecs = torch.randn(n_sentences, n_words, hidden_size, generator=g)
     other = torch.randn(n_sentences, n_words, hidden_size, generator=g)
     langs = (
@@ -322,7 +360,12 @@ def check_loss(
         assert grad is not None, f"{name}: loss is not connected to the source states"
         assert torch.isfinite(grad).all(), f"{name}: non-finite gradient"
         if name == "unrelated":
-            assert grad.abs().sum() > 0, f"{name}: the gradient is zero everywhere"
+            assert grad.abs().sum() > 0, (
+                f"{name} batch: the gradient of the loss with respect to the source states is "
+                f"zero everywhere; an objective whose own parameter starts at zero (a linear "
+                f"map W = 0) gives this: check it from a non-zero start (e.g. an identity "
+                f"init option) or with check_loss(objective, perturb=0.1)"
+            )
         losses.append(float(loss.detach()))
     aligned, unrelated = losses
     assert aligned < unrelated, (

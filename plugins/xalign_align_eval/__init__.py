@@ -416,7 +416,8 @@ class AlignTask(xalign.Task):
             "layer_sweep": {"layers": layers, "aer": aer, "average": average, "best": best},
             "artifacts": [str(plot)],
         }
-        return TaskResult(self.name, "average", scores, {}, meta)
+        declared = (xalign.Metric("average", higher_is_better=False),)  # mean AER of the sets
+        return TaskResult(self.name, "average", scores, {}, meta, metrics=declared)
 
     def reference_rows(self, context: TaskContext, data: Any) -> dict[str, TaskResult]:
         """``xalign compare``'s reference row ``eflomal``: eflomal (the classical aligner the

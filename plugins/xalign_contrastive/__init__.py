@@ -33,11 +33,19 @@ POOLINGS = (None, "last", "first", "mean")
 
 @dataclass
 class ContrastiveConfig:
-    """Options.
+    """Options (help text of ``xalign plugins contrastive``).
 
-    ``projection``: ``id`` (none), ``linear`` (H→proj_dim, no bias) or ``nn``
-    (H→proj_hidden→ReLU→proj_dim, no biases; ``proj_hidden=None`` means H, as in the authors'
-    code). ``pooling``: word pooling, ``None`` = the run's ``model.pooling``.
+    - ``variant``: ``weak`` (InfoNCE across the two languages) or ``strong`` (NT-Xent over
+      both languages' words, 2N-2 negatives).
+    - ``projection``: head g: ``id`` (none), ``linear`` (H→proj_dim, no bias) or ``nn``
+      (H→proj_hidden→ReLU→proj_dim, no biases).
+    - ``proj_dim``: output size of the ``linear``/``nn`` head.
+    - ``proj_hidden``: inner size of the ``nn`` head (null: H, as in the authors' code).
+    - ``temperature``: τ of s(a, b) = cos(g(a), g(b)) / τ (> 0).
+    - ``pooling``: subwords -> word vector (last, first, mean); null: the run's model.pooling.
+    - ``symmetrization``: the eflomal links used: ``intersection`` or ``grow-diag-final-and``.
+    - ``one_to_one``: keep only links whose two words have no other link.
+    - ``drop_identical``: drop links between identical strings (numbers, names).
     """
 
     variant: str = "weak"

@@ -26,10 +26,14 @@ POOLINGS = (None, "last", "first", "mean")
 
 @dataclass
 class L2Config:
-    """Options.
+    """Options (help text of ``xalign plugins l2``).
 
-    ``target``: ``frozen`` (the paper: the initial model's English vectors) or ``tuned`` (the
-    model being trained). ``pooling``: word pooling, ``None`` = the run's ``model.pooling``.
+    - ``symmetrization``: the eflomal links used: ``intersection`` or ``grow-diag-final-and``.
+    - ``one_to_one``: keep only links whose two words have no other link.
+    - ``drop_identical``: drop links between identical strings (numbers, names).
+    - ``target``: ``frozen`` (the paper: the initial model's English vectors) or ``tuned``
+      (the model being trained).
+    - ``pooling``: subwords -> word vector (last, first, mean); null: the run's model.pooling.
     """
 
     symmetrization: str = "intersection"

@@ -24,7 +24,17 @@ from xalign import AlignmentBatch, Needs, Objective
 
 @dataclass
 class MixedOTConfig:
-    """Options, as for ``sinkhorn`` (scope is always the whole mixed batch)."""
+    """Options, as for ``sinkhorn`` (scope is always the whole mixed batch).
+
+    - ``level``: points are ``word`` vectors or ``subword`` states.
+    - ``pooling``: subwords -> word vector (last, first, mean); null: the run's model.pooling.
+    - ``p``: cost exponent: ‖x−y‖ (1) or ½‖x−y‖² (2).
+    - ``blur``: geomloss's length scale, ε = blur^p.
+    - ``scaling``: ε-annealing factor per Sinkhorn iteration, in (0, 1).
+    - ``debias``: Sinkhorn divergence (true) or the plain entropic OT cost (false).
+    - ``reach``: null: balanced OT; a number: unbalanced, KL marginal penalty ρ = reach^p.
+    - ``diameter``: fixed start of the ε-annealing (null: estimated per call).
+    """
 
     level: str = "word"
     pooling: str | None = None

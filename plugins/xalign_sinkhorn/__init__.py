@@ -113,6 +113,17 @@ class SinkhornConfig:
     catastrophically). ``diameter``: fixed start of the ε-annealing (None = estimated per
     call, so a pair's value depends on its batch-mates). ``point_weights``: the mass of each point,
     uniform or tf-idf (the latter needs :meth:`Sinkhorn.prepare` on the training data).
+
+    - ``level``: points are ``word`` vectors (WordOT) or ``subword`` states (SubOT).
+    - ``pooling``: subwords -> word vector (last, first, mean); null: the run's model.pooling.
+    - ``scope``: one OT problem per ``sentence`` pair (the method) or per ``batch`` (ablation).
+    - ``p``: cost exponent: ‖x−y‖ (1) or ½‖x−y‖² (2).
+    - ``blur``: geomloss's length scale, ε = blur^p (0.05: ε = 0.0025 for p = 2).
+    - ``scaling``: ε-annealing factor per Sinkhorn iteration, in (0, 1).
+    - ``debias``: Sinkhorn divergence (true) or the plain entropic OT cost (false).
+    - ``reach``: null: balanced OT; a number: unbalanced, KL marginal penalty ρ = reach^p.
+    - ``diameter``: fixed start of the ε-annealing (null: estimated per call).
+    - ``point_weights``: mass of each point: ``uniform`` or ``tf-idf`` (idf from the corpus).
     """
 
     level: str = "word"

@@ -125,10 +125,10 @@ class TatoebaTask(xalign.Task):
     Config = TatoebaConfig
     data_folders = ("tatoeba",)  # what Task.inputs hashes
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
-    result_version = "2"  # 2: typed metrics (1: meta["higher_is_better"])
+    result_version = "3"  # 3: accuracy = 100·mean(per_example) declared (scale=100)
     #: percent of queries whose nearest neighbour is the translation (per_example: 1/0)
     metrics = tuple(
-        xalign.Metric(name, higher_is_better=True)
+        xalign.Metric(name, higher_is_better=True, scale=100.0)
         for name in ("accuracy", "accuracy_xx_en", "accuracy_en_xx")
     )
 

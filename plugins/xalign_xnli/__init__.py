@@ -173,8 +173,8 @@ class Xnli(Task):
     Config = XnliConfig
     data_folders = ("xnli", "multinli", "XNLI-MT-1.0")  # what Task.inputs hashes
     data_class: type[_NliData] = _NliData
-    result_version = "2"  # 2: typed metrics (1: undeclared direction)
-    metrics = (xalign.Metric("accuracy", higher_is_better=True),)  # %, per_example 1/0
+    result_version = "3"  # 3: scale=100 declared (2: typed metrics)
+    metrics = (xalign.Metric("accuracy", higher_is_better=True, scale=100.0),)  # %, items 1/0
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

@@ -74,8 +74,8 @@ class XnliProbe(xalign.Task):
     Config = XnliProbeConfig
     data_folders = ("xnli",)  # what Task.inputs hashes
     uses_seed = False  # nothing random: one evaluation serves every seed
-    result_version = "1"
-    metrics = (xalign.Metric("accuracy", higher_is_better=True),)  # %, per_example 1/0
+    result_version = "2"  # 2: scale=100 declared
+    metrics = (xalign.Metric("accuracy", higher_is_better=True, scale=100.0),)  # %, items 1/0
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

@@ -404,11 +404,11 @@ class Xquad(Task):
         "tydiqa-goldp-v1.1-train",
         "tydiqa-goldp-v1.1-dev",
     )  # what Task.inputs hashes
-    result_version = "2"  # 2: typed metrics (1: undeclared direction)
+    result_version = "3"  # 3: scale=100 declared (2: typed metrics)
     #: SQuAD v1.1 F1 and exact match (%), per question averaged (per_example: F1 in [0, 1])
     metrics = (
-        xalign.Metric("f1", higher_is_better=True),
-        xalign.Metric("exact_match", higher_is_better=True),
+        xalign.Metric("f1", higher_is_better=True, scale=100.0),
+        xalign.Metric("exact_match", higher_is_better=True, scale=100.0),
     )
 
     metric_description = "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]"

@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import re
+import sys
+import traceback
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,11 +33,22 @@ def exit_code(exc: BaseException) -> int:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn an :class:`~xalign.XalignError` into ``error: MESSAGE`` on stderr and its exit code
-    (:func:`exit_code`). Anything else is a bug and keeps its traceback."""
+    (:func:`exit_code`). Anything else is a bug and keeps its traceback.
+
+    An error raised from another exception (a plugin's bug wrapped in a ``PluginError``) prints
+    that exception's traceback first when the environment sets ``XALIGN_DEBUG=1``; without it, a
+    ``PluginError`` says how to get it."""
     try:
         yield
     except XalignError as exc:
-        fail(str(exc), exit_code(exc))
+        cause = exc.__cause__
+        message = str(exc)
+        if cause is not None and not isinstance(cause, XalignError):
+            if os.environ.get("XALIGN_DEBUG", "") not in ("", "0"):
+                sys.stderr.write("".join(traceback.format_exception(cause)))
+            elif type(exc).__name__ == "PluginError":
+                message += " (run with XALIGN_DEBUG=1 for its traceback)"
+        fail(message, exit_code(exc))
 
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -34,8 +34,9 @@ def plugins_command(
     with user_errors(), warnings.catch_warnings():  # the listing shows every problem itself
         warnings.simplefilter("ignore", PluginWarning)
         listing = get_registry().listing()
-    if name is not None:
-        _plugin_options(name, [i for i in listing if i["name"] == name], as_json)
+    if name is not None:  # an objective/task name, else a plugin (entry-point) name
+        found = [i for i in listing if i["name"] == name]
+        _plugin_options(name, found or [i for i in listing if i["plugin"] == name], as_json)
         return
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
@@ -79,24 +80,32 @@ def option_help(kind: str, name: str) -> dict[str, str]:
 
 
 def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> None:
-    """``xalign plugins NAME``: the options of an objective and/or task called NAME."""
+    """``xalign plugins NAME``: the options of an objective and/or task called NAME, or of
+    everything the plugin (entry point) NAME registered; exit 1 when there is none."""
     from xalign.plugins import get_registry
 
     ok = [item for item in found if item["status"] == "ok"]
     if not ok:
         problem = next((item["error"] for item in found), None)
         registry = get_registry()
-        known = sorted({i.name for i in (*registry.objectives().values(),
-                                          *registry.tasks().values())})  # fmt: skip
-        close = difflib.get_close_matches(name, known, n=1)
+        regs = (*registry.objectives().values(), *registry.tasks().values())
+        known = sorted({i.name for i in regs})
+        plugins = sorted({i.source.name for i in regs} - set(known))
+        close = difflib.get_close_matches(name, known + plugins, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        fail(problem or f"no objective or task {name!r}; installed: {', '.join(known)}{hint}", 2)
+        also = f"; plugins: {', '.join(plugins)}" if plugins else ""
+        fail(
+            problem
+            or f"no objective, task or plugin {name!r}; installed: {', '.join(known)}{also}{hint}",
+            1,
+        )
     for item in ok:
-        item["help"] = option_help(item["kind"], name)
+        item["help"] = option_help(item["kind"], item["name"])
     if as_json:
         typer.echo(json.dumps(ok, indent=2))
         return
     for item in ok:
+        name = item["name"]
         if item["kind"] == "objective":  # every objective also takes its weight in the sum
             prefix, how, options = (
                 f"objectives.{name}.",
@@ -113,3 +122,12 @@ def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> No
                 escape(prefix + key), escape(json.dumps(default)), escape(item["help"].get(key, ""))
             )
         stdout_console().print(table)
+        for metric in item.get("metrics", []):  # a task's declared metrics
+            how = "higher" if metric["higher_is_better"] else "lower"
+            items = "mean of per_example" if metric["aggregation"] == "mean" else "Σmatched/Σtotal"
+            typer.echo(
+                f"metric {metric['name']}: {how} is better; {metric['aggregation']} "
+                f"({metric['offset']:g} + {metric['scale']:g}·{items})"
+            )
+        if "uses_seed" in item:
+            typer.echo(f"uses_seed: {str(item['uses_seed']).lower()}")

@@ -51,7 +51,10 @@ def summary_lines(result: RunResult, tracking_uri: str) -> list[str]:
         lines.append("next:")
         lines.append(f"  xalign eval --model {ref} --task align")
     else:
-        lines.append("no model saved (train.save_model: false)")
+        lines.append(
+            "no model saved (train.save_model: false): to evaluate, train again with "
+            "--set train.save_model=true"
+        )
         lines.append("next:")
     lines.append(f"  mlflow ui --backend-store-uri {tracking_uri}")
     return lines

@@ -439,7 +439,8 @@ def paired_test(
     draws; one reversing seed among many agreeing ones can still leave p < 0.05), and no test
     can see more spread than the seeds show.
 
-    The metric of a seed is the mean of its ``per_example[key]`` scores, or, when the main
+    The metric of a seed is offset + scale·the mean of its ``per_example[key]`` scores (the
+    main metric's declared :class:`xalign.Metric` map, 0 and 1 unless declared), or, when the main
     metric is declared with the ``ratio`` aggregation (:class:`xalign.Metric`, offset o,
     scale k) and the result holds ``counts[key]`` (:class:`xalign.ItemCounts`), the corpus
     metric o + k·Σmatched/Σtotal recomputed on every resample (AER: o = 1, k = −1; BUCC F1: o = 0,
@@ -490,8 +491,8 @@ def paired_test(
 
 @dataclass(frozen=True)
 class _Examples:
-    """One seed's per-example data of one key: scores (metric = their mean) or count terms
-    (metric = offset + scale·Σmatched/Σtotal)."""
+    """One seed's per-example data of one key: scores (metric = offset + scale·their mean)
+    or count terms (metric = offset + scale·Σmatched/Σtotal)."""
 
     scores: np.ndarray | None = None
     matched: np.ndarray | None = None
@@ -509,7 +510,7 @@ class _Examples:
     def resampled(self, idx: np.ndarray) -> np.ndarray:
         """The metric on each row of item indices ``idx`` (R × n) -> (R,)."""
         if self.scores is not None:
-            return self.scores[idx].mean(axis=1)
+            return self.offset + self.scale * self.scores[idx].mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = self.matched[idx].sum(axis=1) / self.total[idx].sum(axis=1)
         return self.offset + self.scale * ratio
@@ -526,7 +527,16 @@ def _per_example(result: TaskResult, key: str) -> _Examples | None:
             scale=float(metric.scale),
         )
     scores = result.per_example.get(key)
-    return _Examples(scores=np.asarray(scores, dtype=np.float64)) if scores else None
+    if not scores:
+        return None
+    declared = {m.name: m for m in result.metrics}.get(result.main_metric)
+    if declared is None or declared.aggregation != "mean":  # plain mean of the items
+        return _Examples(scores=np.asarray(scores, dtype=np.float64))
+    return _Examples(
+        scores=np.asarray(scores, dtype=np.float64),
+        offset=float(declared.offset),
+        scale=float(declared.scale),
+    )
 
 
 def head_to_head(

@@ -36,7 +36,13 @@ import xalign
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.redact import redact_uri
-from xalign.task import RESULT_SCHEMA, TaskContext, TaskResult, stamp_result
+from xalign.task import (
+    RESULT_SCHEMA,
+    ResultContractError,
+    TaskContext,
+    TaskResult,
+    stamp_result,
+)
 from xalign.tracking import (
     KIND_EVAL,
     PARAM_VERSION,
@@ -154,7 +160,9 @@ def _from_run(ref: str, run) -> ModelSpec:
     if not model_dir:
         raise EvaluationError(
             f"run {run_id} has no saved model (no xalign.model_dir tag: it is not a training "
-            f"run, or it ran with train.save_model=false)"
+            f"run, or it ran with train.save_model=false, as configs/smoke.yaml sets); to "
+            f"evaluate it, train again with `--set train.save_model=true` (its checkpoints "
+            f"are for `xalign run --resume`, not a model folder)"
         )
     if not Path(model_dir).exists():
         raise EvaluationError(f"run {run_id}: its saved model {model_dir} no longer exists")
@@ -308,7 +316,17 @@ def evaluate_runs(
         found = find_eval_run(tracker, key, prefer_train_run=spec.train_run_id) if reuse else None
         if found is not None:
             run_id, result = found
-            result = stamp_result(result, task, entry.where())
+            try:
+                result = stamp_result(result, task, entry.where())
+            except ResultContractError as exc:  # stored before xalign checked this
+                warnings.warn(
+                    f"not reusing eval run {run_id} (same inputs): its result breaks the task "
+                    f"contract ({exc}); evaluating again",
+                    TrackingWarning,
+                    stacklevel=2,
+                )
+                found = None
+        if found is not None:
             out.append(
                 EvalRun(
                     result, task_name, run_id, seed, True, key, spec.objective, spec.train_run_id

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from xalign_example import MeanCosine
-
 from xalign.testing import check_loss, make_batch, make_side
+
+from xalign_example import MeanCosine
 
 
 def test_loss_by_hand():
