@@ -24,6 +24,7 @@ from xalign.alignment import GoldAlignmentWarning, alignment_scores
 from xalign.compare import compare, expected_components, training_config
 from xalign.compare.references import reference_results
 from xalign.plugins import PluginError
+from xalign.task import Metric
 
 
 @pytest.fixture
@@ -83,8 +84,8 @@ def test_reference_row_is_scored_like_the_models(tmp_path: Path, cache: Path) ->
         assert ref.from_cache and ref.cache_key == meta["cache_key"]
         want = alignment_scores(ref.links, gold[:12], gold[:12])
         assert result.scores["toy-deen"]["aer"] == pytest.approx(want["aer"])
-        counts = result.meta["sentence_counts"]["toy-deen"]
-        assert sum(counts["matched"]) == 2 * sum(
+        counts = result.counts["toy-deen"]
+        assert sum(counts.matched) == 2 * sum(
             len(a & g) for a, g in zip(ref.links, gold, strict=False)
         )
         # a language the objectives were not trained on: the gold pairs alone
@@ -112,7 +113,8 @@ def _aer_row(**_kw) -> dict[str, TaskResult]:
         "aer",
         {k: {"aer": sum(v) / len(v)} for k, v in scores.items()},
         scores,
-        {"higher_is_better": False, "reference": {"aligner": "test"}},
+        {"reference": {"aligner": "test"}},
+        metrics=(Metric("aer", higher_is_better=False),),
     )
     return {"eflomal": result}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry
-from xalign.task import TaskContext, TaskResult
+from xalign.task import TaskContext, TaskResult, stamp_result
 
 HOOK = "reference_rows"
 
@@ -35,7 +35,8 @@ def reference_results(
     out: dict[str, dict[str, TaskResult]] = {}
     for t in tasks:
         entry = registry.task(t)
-        hook = getattr(entry.cls.from_options(dict(options.get(t) or {})), HOOK, None)
+        task = entry.cls.from_options(dict(options.get(t) or {}))
+        hook = getattr(task, HOOK, None)
         if hook is None:
             continue
         try:
@@ -52,5 +53,6 @@ def reference_results(
             raise PluginError(f"{entry.where()}: {HOOK}() must return {{row name: TaskResult}}")
         for name, result in rows.items():
             row = f"{name} (reference)" if name in taken else name
-            out.setdefault(row, {})[t] = result
+            # the task's declared metrics, checked like a model's result
+            out.setdefault(row, {})[t] = stamp_result(result, task, entry.where())
     return out
