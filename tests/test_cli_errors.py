@@ -106,7 +106,7 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
                 "--tracking-uri",
                 "{store}",
             ],
-            ["layer: expected an integer, got 'top'"],
+            ["layer must be a hidden-state index (-1 = last) or 'all'", "got 'top'"],
         ),
         (
             ["{tiny}", "--task", "align", "--option", "align.nope=1", "--tracking-uri", "{store}"],
