@@ -115,7 +115,8 @@ class _Tokenizer(MosesTokenizer):
 #: Version of the word segmentation: part of every key of tokenised data (prepared words, the
 #: links index) and of a training run's identity, so a change of words rebuilds, never reuses.
 #: 2: idempotent apostrophe rules, ``@-@`` escapes kept, BCP-47 codes by primary subtag.
-TOKENIZER_VERSION = "xalign-words/2"
+#: 3: French/Italian opening quote at the start of the text split off (``' Qu' il``).
+TOKENIZER_VERSION = "xalign-words/3"
 
 
 def make_idempotent(tokenizer: MosesTokenizer) -> None:
@@ -154,6 +155,8 @@ def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
       ``dell' anno``, Italian ``po' di``) unless an opening quote (``'`` before a letter,
       not after one) precedes it with no closing quote between (``due 'scatole nere' con``
       -> ``due ' scatole nere ' con`` as in Moses).
+    - An opening quote at the start of the text is split off as after a space (``'Qu'il`` ->
+      ``' Qu' il``), as Moses' ``tokenizer.perl`` does on its space-padded line.
     - Every rule looks at its neighbours without consuming them, so adjacent apostrophes are
       handled in one pass (Moses leaves the second of ``a'b'c`` for its next pass).
 
@@ -201,7 +204,9 @@ def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
     french = [  # the closing-quote rule first, while opening quotes are still attached
         (re.compile(rf"(?<=[{a}])'(?=[^{a}])"), french_closing),
         (re.compile(rf"(?<=[^{a}])'(?=[^{a}])"), " ' "),
-        (re.compile(rf"(?<=[^{a}])'(?=[{a}])"), " ' "),
+        # the start of the text counts as a space (Moses' perl pads the line): "'Qu'il" ->
+        # "' Qu' il", else the next pass reads "'Qu' il" as a quote closed after "Qu"
+        (re.compile(rf"(?<![{a}])'(?=[{a}])"), " ' "),
         (re.compile(rf"(?<=[{a}])'(?=[{a}])"), "' "),
     ]
     return {"en": english, "fr": french}
