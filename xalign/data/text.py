@@ -116,6 +116,7 @@ class _Tokenizer(MosesTokenizer):
 #: links index) and of a training run's identity, so a change of words rebuilds, never reuses.
 #: 2: idempotent apostrophe rules, ``@-@`` escapes kept, BCP-47 codes by primary subtag.
 #: 3: French/Italian opening quote at the start of the text split off (``' Qu' il``).
+#:    ISO 639-3 / FLORES codes (``eng``, ``deu_Latn``) get their Moses language's rules.
 TOKENIZER_VERSION = "xalign-words/3"
 
 
@@ -212,14 +213,34 @@ def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
     return {"en": english, "fr": french}
 
 
+#: ISO 639-3 (and 639-2/B) code -> the two-letter code Moses keys its rules by, for every
+#: language Moses has rules for (sacremoses' non-breaking prefixes, CJK, English/French/Italian
+#: apostrophes). Individual codes FLORES-200 uses for a macrolanguage are included (``cmn``,
+#: ``ekk``, ``lvs``, ``ory``). Moses' own three-letter languages (``mni``, ``tdt``, ``yue``)
+#: need no entry.
+ISO_639_3_TO_MOSES: dict[str, str] = {
+    "asm": "as", "ben": "bn", "cat": "ca", "ces": "cs", "cze": "cs", "deu": "de", "ger": "de",
+    "ell": "el", "gre": "el", "eng": "en", "spa": "es", "est": "et", "ekk": "et", "fin": "fi",
+    "fra": "fr", "fre": "fr", "gle": "ga", "guj": "gu", "hin": "hi", "hun": "hu", "isl": "is",
+    "ice": "is", "ita": "it", "jpn": "ja", "kan": "kn", "kor": "ko", "lit": "lt", "lav": "lv",
+    "lvs": "lv", "mal": "ml", "mar": "mr", "nld": "nl", "dut": "nl", "ori": "or", "ory": "or",
+    "pan": "pa", "pol": "pl", "por": "pt", "ron": "ro", "rum": "ro", "rus": "ru", "slk": "sk",
+    "slo": "sk", "slv": "sl", "swe": "sv", "tam": "ta", "tel": "te", "zho": "zh", "chi": "zh",
+    "cmn": "zh",
+}  # fmt: skip
+
+
 def moses_language(lang: str) -> str:
     """The language whose Moses rules apply to a BCP-47 code: its primary subtag, lower case
-    (``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` -> ``zh``, ``sr_Latn`` -> ``sr``).
+    (``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` -> ``zh``, ``sr_Latn`` -> ``sr``),
+    an ISO 639-3 subtag mapped to Moses' two-letter code (``eng`` -> ``en``, FLORES-200
+    ``deu_Latn`` -> ``de``; :data:`ISO_639_3_TO_MOSES`). Any other subtag is returned as is.
 
     Moses keys its rules by bare codes (English/French/Italian apostrophes, CJK letters,
     non-breaking prefixes): a region or script subtag must not drop a language's rules.
     """
-    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    primary = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    return ISO_639_3_TO_MOSES.get(primary, primary)
 
 
 @lru_cache(maxsize=64)
