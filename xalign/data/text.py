@@ -115,7 +115,9 @@ class _Tokenizer(MosesTokenizer):
 #: Version of the word segmentation: part of every key of tokenised data (prepared words, the
 #: links index) and of a training run's identity, so a change of words rebuilds, never reuses.
 #: 2: idempotent apostrophe rules, ``@-@`` escapes kept, BCP-47 codes by primary subtag.
-TOKENIZER_VERSION = "xalign-words/2"
+#: 3: French/Italian opening quote at the start of the text split off (``' Qu' il``).
+#:    ISO 639-3 / FLORES codes (``eng``, ``deu_Latn``) get their Moses language's rules.
+TOKENIZER_VERSION = "xalign-words/3"
 
 
 def make_idempotent(tokenizer: MosesTokenizer) -> None:
@@ -154,6 +156,8 @@ def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
       ``dell' anno``, Italian ``po' di``) unless an opening quote (``'`` before a letter,
       not after one) precedes it with no closing quote between (``due 'scatole nere' con``
       -> ``due ' scatole nere ' con`` as in Moses).
+    - An opening quote at the start of the text is split off as after a space (``'Qu'il`` ->
+      ``' Qu' il``), as Moses' ``tokenizer.perl`` does on its space-padded line.
     - Every rule looks at its neighbours without consuming them, so adjacent apostrophes are
       handled in one pass (Moses leaves the second of ``a'b'c`` for its next pass).
 
@@ -201,20 +205,42 @@ def _apostrophe_rules(alpha: str, digit: str) -> dict[str, list[_Rule]]:
     french = [  # the closing-quote rule first, while opening quotes are still attached
         (re.compile(rf"(?<=[{a}])'(?=[^{a}])"), french_closing),
         (re.compile(rf"(?<=[^{a}])'(?=[^{a}])"), " ' "),
-        (re.compile(rf"(?<=[^{a}])'(?=[{a}])"), " ' "),
+        # the start of the text counts as a space (Moses' perl pads the line): "'Qu'il" ->
+        # "' Qu' il", else the next pass reads "'Qu' il" as a quote closed after "Qu"
+        (re.compile(rf"(?<![{a}])'(?=[{a}])"), " ' "),
         (re.compile(rf"(?<=[{a}])'(?=[{a}])"), "' "),
     ]
     return {"en": english, "fr": french}
 
 
+#: ISO 639-3 (and 639-2/B) code -> the two-letter code Moses keys its rules by, for every
+#: language Moses has rules for (sacremoses' non-breaking prefixes, CJK, English/French/Italian
+#: apostrophes). Individual codes FLORES-200 uses for a macrolanguage are included (``cmn``,
+#: ``ekk``, ``lvs``, ``ory``). Moses' own three-letter languages (``mni``, ``tdt``, ``yue``)
+#: need no entry.
+ISO_639_3_TO_MOSES: dict[str, str] = {
+    "asm": "as", "ben": "bn", "cat": "ca", "ces": "cs", "cze": "cs", "deu": "de", "ger": "de",
+    "ell": "el", "gre": "el", "eng": "en", "spa": "es", "est": "et", "ekk": "et", "fin": "fi",
+    "fra": "fr", "fre": "fr", "gle": "ga", "guj": "gu", "hin": "hi", "hun": "hu", "isl": "is",
+    "ice": "is", "ita": "it", "jpn": "ja", "kan": "kn", "kor": "ko", "lit": "lt", "lav": "lv",
+    "lvs": "lv", "mal": "ml", "mar": "mr", "nld": "nl", "dut": "nl", "ori": "or", "ory": "or",
+    "pan": "pa", "pol": "pl", "por": "pt", "ron": "ro", "rum": "ro", "rus": "ru", "slk": "sk",
+    "slo": "sk", "slv": "sl", "swe": "sv", "tam": "ta", "tel": "te", "zho": "zh", "chi": "zh",
+    "cmn": "zh",
+}  # fmt: skip
+
+
 def moses_language(lang: str) -> str:
     """The language whose Moses rules apply to a BCP-47 code: its primary subtag, lower case
-    (``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` -> ``zh``, ``sr_Latn`` -> ``sr``).
+    (``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` -> ``zh``, ``sr_Latn`` -> ``sr``),
+    an ISO 639-3 subtag mapped to Moses' two-letter code (``eng`` -> ``en``, FLORES-200
+    ``deu_Latn`` -> ``de``; :data:`ISO_639_3_TO_MOSES`). Any other subtag is returned as is.
 
     Moses keys its rules by bare codes (English/French/Italian apostrophes, CJK letters,
     non-breaking prefixes): a region or script subtag must not drop a language's rules.
     """
-    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    primary = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    return ISO_639_3_TO_MOSES.get(primary, primary)
 
 
 @lru_cache(maxsize=64)
