@@ -189,3 +189,49 @@ def test_fuzz_config_text_raises_only_xalign_errors_with_file_line(tmp_path, tex
 @given(data=st.binary(max_size=200))
 def test_fuzz_config_bytes_raise_only_xalign_errors_with_file_line(tmp_path, data):
     check_only_xalign_errors(write(tmp_path, data))
+
+
+def test_a_big_config_file_is_refused_before_parsing(tmp_path):
+    """A megabyte-sized config (one long string, or a wide list) is refused by its size, in
+    milliseconds, naming the file and its size; parsing it took minutes."""
+    from xalign.config import MAX_CONFIG_BYTES
+
+    string = write(tmp_path, 'tracking:\n  run_name: "' + "x" * 20_000_000 + '"\n', "s.yaml")
+    wide = write(tmp_path, "data:\n  languages: [" + "de, " * 2_000_000 + "de]\n", "w.yaml")
+    for path in (string, wide):
+        start = time.perf_counter()
+        message = refused(path)
+        assert time.perf_counter() - start < 1
+        size = path.stat().st_size
+        assert message.startswith(f"{path}: config file of {size:,} bytes"), message
+        assert f"larger than {MAX_CONFIG_BYTES:,}" in message and "data.corpus" in message
+    at_limit = write(tmp_path, "train: {lr: 0.1}\n#" + "x" * (MAX_CONFIG_BYTES - 19) + "\n")
+    assert at_limit.stat().st_size == MAX_CONFIG_BYTES
+    assert load_config(at_limit).train.lr == 0.1
+
+
+def test_too_many_values_without_aliases_does_not_blame_aliases(tmp_path):
+    items = ", ".join(["de"] * (MAX_YAML_VALUES + 1))
+    message = refused(write(tmp_path, f"data:\n  languages: [{items}]\n"))
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:2: this value holds more than"), message
+    assert f"{MAX_YAML_VALUES:,} values" in message and "alias" not in message
+    flow = "[&a0 [" + ",".join(["x"] * 9) + "]"
+    flow += "".join(f", &a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]" for k in range(1, 7)) + "]"
+    assert "aliases '*NAME'" in refused(None, (f"objectives.x.y={flow}",))
+
+
+def test_set_errors_quote_at_most_200_chars_of_the_override():
+    deep = "data.languages=" + "[" * 50_000 + "]" * 50_000
+    message = refused(None, (deep,))
+    assert message.startswith("override 'data.languages=[[[["), message
+    assert "nested more than" in message and f"({len(deep):,} chars)" in message
+    assert len(message) < 400, len(message)
+    for item in ("x" * 5000, "=" + "1" * 5000, "a.." + "b" * 5000 + "=1"):
+        message = refused(None, (item,))
+        assert len(message) < 600 and "chars)" in message, message
+    bad_yaml = "train.lr=" + "[" + "1," * 3000
+    message = refused(None, (bad_yaml,))
+    assert "cannot parse value" in message and len(message) < 1200, message
+    wrong_type = "train.lr=" + "x" * 5000  # a later check names the override too
+    message = refused(None, (wrong_type,))
+    assert "train.lr" in message and len(message) < 800, message

@@ -328,3 +328,53 @@ def test_library_log_lines_are_redacted(secret_env, caplog):
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "http://alice:***@h/?token=*** after 1" in text and "env ***" in text
     assert_no_secret(text)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("http://bob:p@ss:w/rd@127.0.0.1:9/", "http://bob:***@127.0.0.1:9/"),
+        ("http://bob:a/b@h/x?token=T0ken#f", "http://bob:***@h/x?token=***#f"),
+        ("https://:p@ss@h", "https://:***@h"),
+        ("s3://k:/@@b/key", "s3://k:***@b/key"),
+    ],
+)
+def test_a_password_typed_with_unencoded_at_colon_slash_is_masked_whole(uri, expected):
+    """Userinfo runs to the LAST ``@`` (before ``?``/``#``): ``p@ss:w/rd`` is all password."""
+    assert redact_uri(uri) == expected
+    assert redact_text(uri) == expected
+    assert redact_text(f"store {uri} is down") == f"store {expected} is down"
+    assert is_redacted(expected) and not is_redacted(uri)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # a URI that went through Path(): "//" folded to "/"
+        (
+            "https:/u:CorpPw2@127.0.0.1:9/c.tsv: file not found",
+            "https:/u:***@127.0.0.1:9/c.tsv: file not found",
+        ),
+        ("/work/https:/u:Pw@h/x.txt", "/work/https:/u:***@h/x.txt"),
+        ("'s3:/key:Sec/ret@bucket/c.tsv'", "'s3:/key:***@bucket/c.tsv'"),
+        ("ftp:/u:p@ss:w/rd@h/de.txt missing", "ftp:/u:***@h/de.txt missing"),
+    ],
+)
+def test_a_uri_folded_by_a_path_is_redacted_in_text(text, expected):
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["--set", "data.corpus=https://u:CorpPw2@127.0.0.1:9/c.tsv"],
+        ["--set", "data.corpus=s3://key:CorpPw2/x@bucket/c.tsv"],
+        ["-o", "l2", "--set", "data.links=https://u:CorpPw2@127.0.0.1:9/{src}.txt"],
+    ],
+)
+def test_data_file_errors_do_not_show_a_password_in_the_path(paths, tmp_path, monkeypatch):
+    """data.corpus / data.links become paths (``//`` -> ``/``) before 'not found' is said."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["prepare", *paths, "--set", "data.languages=[de]"])
+    assert result.exit_code != 0
+    assert "not found" in result.output and ":***@" in result.output, result.output
+    assert "CorpPw2" not in result.output

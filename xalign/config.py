@@ -22,7 +22,14 @@ import yaml
 
 from xalign.encoders.lora import LoraSettings
 from xalign.errors import ConfigError
-from xalign.schema import build_dataclass, check_value, coerce_options, config_error, show
+from xalign.schema import (
+    SHOW_MAX,
+    build_dataclass,
+    check_value,
+    coerce_options,
+    config_error,
+    show,
+)
 from xalign.self_links import SelfLinksConfig, is_self
 
 if TYPE_CHECKING:
@@ -216,6 +223,9 @@ class Yaml12Loader(yaml.SafeLoader):
 #: hundred bytes.
 MAX_YAML_VALUES = 100_000
 MAX_YAML_DEPTH = 64
+#: Largest config file read (bytes): checked before parsing, which is slow for megabytes of
+#: YAML; a real config is a few kilobytes.
+MAX_CONFIG_BYTES = 1 << 20
 #: Longest ``extends:`` chain.
 MAX_EXTENDS = 32
 
@@ -231,6 +241,7 @@ def _check_expansion(root: yaml.Node, name: str) -> None:
     done: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once finished
     open_: set[int] = set()  # expanded, not finished: the path from the root (a cycle if met)
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    aliased = False  # a node met twice: an alias repeats it
     while stack:
         node, finished = stack.pop()
         children = _children(node)
@@ -241,15 +252,22 @@ def _check_expansion(root: yaml.Node, name: str) -> None:
             done[id(node)] = (values, depth)
             at = f"{name}:{node.start_mark.line + 1}"
             if values > MAX_YAML_VALUES:
-                raise ConfigError(
-                    f"{at}: this value expands to more than {MAX_YAML_VALUES:,} values "
-                    f"(YAML aliases '*NAME' repeat an anchored value each time they are used); "
-                    f"refused"
-                )
+                if aliased:
+                    why = (
+                        f"expands to more than {MAX_YAML_VALUES:,} values (YAML aliases "
+                        f"'*NAME' repeat an anchored value each time they are used); refused"
+                    )
+                else:
+                    why = (
+                        f"holds more than {MAX_YAML_VALUES:,} values; refused (a config is "
+                        f"small by nature: data belongs in data.corpus / data.links files)"
+                    )
+                raise ConfigError(f"{at}: this value {why}")
             if depth > MAX_YAML_DEPTH:
                 raise ConfigError(f"{at}: values nested more than {MAX_YAML_DEPTH} deep; refused")
             continue
         if id(node) in done:
+            aliased = True
             continue
         if id(node) in open_:
             raise ConfigError(
@@ -392,22 +410,31 @@ class Origins:
 # -- loading ----------------------------------------------------------------------------------
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``a.b.c=value`` -> (["a", "b", "c"], value read as YAML 1.2: ``no`` stays a string)."""
+    shown = short_override(item)
     if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected key=value (e.g. train.lr=1e-4)")
+        raise ConfigError(f"override {shown!r}: expected key=value (e.g. train.lr=1e-4)")
     key, raw = item.split("=", 1)
     keys = [k.strip() for k in key.split(".")]
     if not key.strip():
-        raise ConfigError(f"override {item!r}: empty key")
+        raise ConfigError(f"override {shown!r}: empty key")
     if not all(keys):
-        raise ConfigError(f"override {item!r}: empty part in key {key.strip()!r}")
+        raise ConfigError(f"override {shown!r}: empty part in key {short_override(key.strip())!r}")
     try:
-        value = _load_yaml(raw, f"--set {item}")[0] if raw.strip() else None
+        value = _load_yaml(raw, f"--set {shown}")[0] if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
+        raise ConfigError(f"override {shown!r}: cannot parse value: {exc}") from exc
     except ConfigError as exc:  # "--set ITEM:1: why" -> "override 'ITEM': why"
-        why = re.sub(r"^\d+: ", "", str(exc)[len(f"--set {item}:") :])
-        raise ConfigError(f"override {item!r}: {why}") from exc
+        why = re.sub(r"^\d+: ", "", str(exc)[len(f"--set {shown}:") :])
+        raise ConfigError(f"override {shown!r}: {why}") from exc
     return keys, value
+
+
+def short_override(item: str) -> str:
+    """``item`` (a ``--set KEY=VALUE``) as an error message quotes it: at most
+    :data:`~xalign.schema.SHOW_MAX` characters, the length said when cut."""
+    if len(item) <= SHOW_MAX:
+        return item
+    return f"{item[: SHOW_MAX - 20]}... ({len(item):,} chars)"
 
 
 def _set_path(d: dict[str, Any], path: list[str], value: Any) -> None:
@@ -458,7 +485,7 @@ def load_config(
         keys, value = parse_override(item)
         _set_path(raw, keys, value)
         dotted = ".".join(keys)
-        origins.set(dotted, f"--set {item}")
+        origins.set(dotted, f"--set {short_override(item)}")
         if isinstance(value, (bool, int, float)):
             origins.texts[dotted] = item.split("=", 1)[1].strip()
     problems: list[str] = []
@@ -539,6 +566,12 @@ def read_config_file(
         raise ConfigError(
             f"{path}: 'extends' chain longer than {MAX_EXTENDS} files "
             f"({_chain[0]} -> ... -> {_chain[-1]} -> {path})"
+        )
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: config file of {size:,} bytes is larger than {MAX_CONFIG_BYTES:,}; refused "
+            f"(a config is small by nature: data belongs in data.corpus / data.links files)"
         )
     try:
         data = path.read_bytes()

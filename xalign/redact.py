@@ -27,12 +27,15 @@ _SECRET_NAME = re.compile(
     r"(?:^|[-_.])(?:key|sig|code|session)(?:$|[-_.])",
     re.IGNORECASE,
 )
-#: ``scheme://user:PASSWORD@`` inside free text (the password stops at a space or quote).
-_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:\s'\"]*):([^\s/?#'\"]*)@")
+#: ``scheme://user:PASSWORD@`` inside free text, also ``scheme:/user:PASSWORD@`` (a URI that
+#: went through a path, which folds ``//``). The password runs to the LAST ``@`` before a
+#: space, quote, ``?`` or ``#``: users type ``@ : /`` in it unencoded.
+_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2})([^/?#@:\s'\"]*):([^\s?#'\"]*)@")
 #: ``name=value`` after ``?``/``&``/``;`` inside free text (the value stops at punctuation).
 _TEXT_PARAM = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
-#: ``user:password@`` right after ``scheme://`` (the password may hold ``@`` or ``:``).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^/?#]*)@")
+#: ``user:password@`` right after ``scheme://``; the password runs to the last ``@`` before
+#: ``?`` or ``#`` (it may hold ``@ : /`` typed unencoded).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^?#]*)@")
 #: ``name=value`` of a query string (or a fragment written like one).
 _PARAM = re.compile(r"([?&;#])([^=&;#\s]+)=([^&;#\s]*)")
 
