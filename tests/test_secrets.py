@@ -199,6 +199,7 @@ def test_a_run_writes_and_logs_no_secret(tiny_model, tmp_path, secret_env, monke
         "train.batch_size=6",
         "train.grad_accum=1",
         "train.checkpoint_every=1",
+        "train.keep_optimizer_state=true",  # keep the checkpoints: their config.yaml too
         f"train.output_dir={out}",
         "tracking.run_name=see https://h/?sig=AwsSig0123",
     ]
