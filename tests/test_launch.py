@@ -107,3 +107,21 @@ def test_a_real_cpu_launch_of_two_processes_is_detected(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("world 1") == 1, result.stdout
     assert "asked for 2 processes (--num_processes 2) but this run has 1" in result.stdout
+
+
+def test_stale_distributed_variables_are_an_xalign_error(smoke_overrides, tmp_path):
+    """WORLD_SIZE left in the environment without MASTER_ADDR: one error line naming the
+    variables and the two ways out, not accelerate's traceback."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    env.update(WORLD_SIZE="4", RANK="0")
+    sets = [a for o in smoke_overrides for a in ("--set", o)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "xalign.cli", "run", "-q", "-o", "sinkhorn", *sets],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "WORLD_SIZE=4" in proc.stderr and "accelerate launch" in proc.stderr

@@ -374,7 +374,10 @@ class AlignmentRecipe:
             raise ValueError("train.mixed_precision=fp16 is not supported (use bf16 or no)")
         # Without an accelerator device, accelerate forms a gloo (MULTI_CPU) process group only
         # when asked for the CPU explicitly; with one device it changes nothing.
-        self.accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=_no_accelerator())
+        try:
+            self.accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=_no_accelerator())
+        except ValueError as exc:  # e.g. a stale WORLD_SIZE without MASTER_ADDR
+            raise XalignError(_process_group_problem(exc)) from exc
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
@@ -1342,6 +1345,21 @@ def release_freed_memory() -> None:
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+#: Variables torch.distributed reads to form a process group (set by accelerate launch/torchrun).
+_DIST_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _process_group_problem(exc: Exception) -> str:
+    """Why accelerate could not start: the distributed variables found in the environment."""
+    found = ", ".join(f"{k}={os.environ[k]}" for k in _DIST_VARS if k in os.environ) or "none"
+    return (
+        f"accelerate could not set up the processes of this run ({exc}); distributed "
+        f"variables in the environment: {found}. Start several processes with `accelerate "
+        f"launch --multi_gpu --num_processes N -m xalign.cli run ...`, or unset these variables "
+        f"(left over from another launch?) for a single process"
+    )
 
 
 def _no_accelerator() -> bool:
