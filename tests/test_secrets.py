@@ -77,6 +77,10 @@ def secret_env(monkeypatch):
         ("mysql+pymysql://u:Db@Pass:w0rd@h/db", "mysql+pymysql://u:***@h/db"),
         ("databricks://user:T0kenSecret@workspace", "databricks://user:***@workspace"),
         ("https://h/x?password=S3cretPW&user=bob", "https://h/x?password=***&user=bob"),
+        # a token used as the user name (git and the Hub accept it)
+        ("https://ghp_T0kenSecret9@github.com/o/r.git", "https://***@github.com/o/r.git"),
+        ("https://hf_T0kenSecret@huggingface.co/m", "https://***@huggingface.co/m"),
+        ("https://a1b2c3d4e5f6g7h8i9j0k@host/x", "https://***@host/x"),
     ],
 )
 def test_redact_uri_masks_passwords_and_secret_query_values(uri, expected):
@@ -97,6 +101,7 @@ def test_redact_uri_masks_passwords_and_secret_query_values(uri, expected):
         "databricks://scope:prefix",  # a secret *scope*, not a secret
         "http://127.0.0.1:5000",
         "http://alice@host:5000",  # a user name alone is not a secret
+        "https://github-actions@host/x",  # nor a long name without digits
         "https://h/x?run=1&page=2#frag",
         "./mlruns",
     ],

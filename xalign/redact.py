@@ -36,6 +36,13 @@ _TEXT_PARAM = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
 #: ``user:password@`` right after ``scheme://``; the password runs to the last ``@`` before
 #: ``?`` or ``#`` (it may hold ``@ : /`` typed unencoded).
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^?#]*)@")
+#: A user name that is itself a token (``https://ghp_xxx@github.com``, ``https://hf_xxx@...``):
+#: a known token prefix, or 20+ characters mixing letters and digits (no ordinary name).
+_TOKEN_USER = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2})"
+    r"((?:ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|hf_|sk-|xox[abprs]-)[A-Za-z0-9_-]+"
+    r"|(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@"
+)
 #: ``name=value`` of a query string (or a fragment written like one).
 _PARAM = re.compile(r"([?&;#])([^=&;#\s]+)=([^&;#\s]*)")
 
@@ -65,7 +72,8 @@ MIN_SECRET_LEN = 8
 def redact_uri(uri: str) -> str:
     """``uri`` with its userinfo password and secret query values replaced by :data:`MASK`.
 
-    ``http://alice:pw@host`` -> ``http://alice:***@host``;
+    ``http://alice:pw@host`` -> ``http://alice:***@host``; a user name that is a token
+    (``https://ghp_x1y2@github.com``, 20+ letters and digits) -> ``https://***@github.com``;
     ``https://h/x?token=abc&run=1`` -> ``https://h/x?token=***&run=1``; a URI with no secret
     (``file:///tmp/mlruns``, ``sqlite:///mlflow.db``, ``databricks://profile``) is returned
     unchanged. Not a URI: returned unchanged.
@@ -73,6 +81,7 @@ def redact_uri(uri: str) -> str:
     if "://" not in uri:
         return uri
     out = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", uri, count=1)
+    out = _TOKEN_USER.sub(lambda m: f"{m.group(1)}{MASK}@", out)
     return _PARAM.sub(_mask_param, out)
 
 
@@ -91,6 +100,7 @@ def redact_text(text: str) -> str:
         out = redact_uri(text)
     else:
         out = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
+        out = _TOKEN_USER.sub(lambda m: f"{m.group(1)}{MASK}@", out)
         out = _TEXT_PARAM.sub(_mask_param, out)
     for value in secret_env_values():
         if value in out:
@@ -114,6 +124,8 @@ def is_redacted(uri: str) -> bool:
     back from a saved ``config.yaml`` or backlog): it cannot be used to connect."""
     m = _USERINFO.match(uri)
     if m is not None and m.group(3) == MASK:
+        return True
+    if re.match(rf"[A-Za-z][A-Za-z0-9+.-]*://{re.escape(MASK)}@", uri):  # a masked token user
         return True
     return any(
         value == MASK and _SECRET_NAME.search(name) for _, name, value in _PARAM.findall(uri)
