@@ -195,6 +195,10 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (["{empty}", "--to", "{bool}"], ["--to {bool}: exists and is not an empty folder"]),
         (["{empty}"], ["--to"]),
     ],
+    "clean": [
+        (["{nomodel}/missing"], ["{nomodel}/missing: no such folder"]),
+        (["--older-than", "-3", "{empty}"], ["--older-than"]),
+    ],
 }
 
 
@@ -248,6 +252,7 @@ SUBPROCESS = {
     "prepare": (["prepare", "--set", "train.lr=abc"], "train.lr"),
     "sync-tracking": (["sync-tracking", "{empty}"], "{empty}"),
     "export": (["export", "{nomodel}", "--to", "{empty}"], "{nomodel}"),
+    "clean": (["clean", "{nomodel}/missing"], "{nomodel}/missing: no such folder"),
 }
 
 
