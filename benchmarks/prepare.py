@@ -255,7 +255,7 @@ def eflomal_bench(quick: bool) -> dict[str, float]:
     tgt = [tokenize_words(p.tgt, "en") for p in raw]
     with tempfile.TemporaryDirectory(prefix="xalign-bench-eflomal-") as tmp:
         start = time.perf_counter()
-        corpus_links(src, tgt, ["intersection"], pair="de-en", cache_dir=Path(tmp))
+        corpus_links(src, tgt, ["intersection"], pair=("de", "en"), cache_dir=Path(tmp))
         seconds = time.perf_counter() - start
     rate = len(src) / seconds
     return {"eflomal_pairs_per_s": rate, "eflomal_250k_x5_min": 5 * PAPER_PAIRS / rate / 60}
