@@ -210,6 +210,7 @@ def test_resume_on_another_base_model_is_refused(tiny_model, tmp_path, tracking_
             "data.limit=12",
             "data.languages=[de]",
             "train.batch_size=12",
+            "train.keep_optimizer_state=true",  # keep the checkpoint the test edits
             f"train.output_dir={tmp_path / 'out'}",
             f"tracking.uri={tracking_uri}",
         ]
