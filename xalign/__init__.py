@@ -9,6 +9,7 @@ below is not documented in ``docs/plugins.md``.
 """
 
 from xalign import testing  # the public test helpers (xalign.testing)
+from xalign._version import __version__
 from xalign.alignment import (
     GOLD_SETS,
     ExtractError,
@@ -90,8 +91,6 @@ from xalign.ot import masked_weights, sinkhorn_divergence, transport_plan
 from xalign.paths import data_root, describe_data_root
 from xalign.progress import track
 from xalign.task import ItemCounts, Metric, ResultContractError, Task, TaskContext, TaskResult
-
-__version__ = "0.1.0"
 
 # Grouped as in docs/plugins.md ("Public API"); keep the two in step (a test checks).
 __all__ = [

@@ -441,7 +441,7 @@ def corpus_key(pair: Pair, corpus_digest: str, data_options: Mapping[str, Any]) 
     """Key of a raw corpus + the options that turn it into kept tokenised pairs (index key)."""
     from importlib.metadata import version
 
-    import xalign
+    from xalign._version import __version__
     from xalign.data.text import TOKENIZER_VERSION
 
     blob = json.dumps(
@@ -450,7 +450,7 @@ def corpus_key(pair: Pair, corpus_digest: str, data_options: Mapping[str, Any]) 
             "pair": list(_as_pair(pair)),
             "corpus": corpus_digest,
             "data": dict(data_options),
-            "xalign": xalign.__version__,
+            "xalign": __version__,
             "sacremoses": version("sacremoses"),
             "words": TOKENIZER_VERSION,
         },

@@ -28,7 +28,7 @@ from typing import Any
 
 import pluggy
 
-from xalign import hookspecs
+import xalign.hookspecs as hookspecs
 from xalign.errors import XalignError, XalignWarning
 from xalign.objective import Objective
 from xalign.task import Task

@@ -243,7 +243,7 @@ def training_components(
     ``"distribution version"``; ``links``: pair -> links digest (pairs without links absent);
     ``corpus_digests``/``model_id``: already computed digests (else computed here).
     """
-    import xalign
+    from xalign._version import __version__
     from xalign.data.text import TOKENIZER_VERSION
 
     target = cfg.data.target
@@ -261,7 +261,7 @@ def training_components(
         "corpus": corpus,
         "links": dict(sorted(links.items())),
         "software": {
-            "xalign": xalign.__version__,
+            "xalign": __version__,
             "sacremoses": distribution_version("sacremoses"),
             "words": TOKENIZER_VERSION,
             **{f"plugin.{n}": v for n, v in sorted(plugins.items())},

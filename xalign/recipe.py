@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import xalign
+from xalign._version import __version__
 from xalign.batch import AlignmentBatch, Side
 from xalign.checkpoint import (
     CheckpointError,
@@ -780,7 +780,7 @@ class AlignmentRecipe:
             self.tracker.delete_tag(TAG_FAILURE)
         if not resumed:
             params = cfg.flat()
-            params[PARAM_VERSION] = xalign.__version__
+            params[PARAM_VERSION] = __version__
             params["xalign.git_sha"] = git_sha() or "none"
             params["data.pairs"] = ",".join(p.name for p in self.data.pairs)
             params["train.world_size"] = self.world

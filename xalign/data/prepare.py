@@ -169,13 +169,13 @@ def words_key(
 ) -> str:
     """Cache key of one prepared pair: format, software versions, corpus identity, filters,
     tokenizer identity and ``max_length``."""
-    import xalign
+    from xalign._version import __version__
 
     return _sha(
         {
             "format": PREPARE_FORMAT,
             "kind": "words",
-            "xalign": xalign.__version__,
+            "xalign": __version__,
             "sacremoses": version("sacremoses"),
             "words": TOKENIZER_VERSION,
             "pair": [src, options.target],

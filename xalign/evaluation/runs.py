@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import xalign
+from xalign._version import __version__
 from xalign.errors import XalignError
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.redact import redact_uri
@@ -293,7 +293,7 @@ def evaluate_runs(
     inputs = task_inputs(task, entry, base_ctx)
     software = {
         "plugin": f"{entry.source.distribution} {entry.source.version}",
-        "xalign": xalign.__version__,
+        "xalign": __version__,
     }
     if getattr(task, "result_version", None) is not None:  # absent: keys of earlier releases
         software["result_version"] = str(task.result_version)
@@ -360,7 +360,7 @@ def evaluate_runs(
                     "plugin.version": entry.source.version,
                     "model.content": spec.identity,
                     "inputs.files": len(inputs),
-                    PARAM_VERSION: xalign.__version__,
+                    PARAM_VERSION: __version__,
                 }
             )
             tracker.log_text(json.dumps(inputs, indent=1), "inputs.json")
