@@ -131,3 +131,27 @@ def test_call_sites_without_a_root(tree, monkeypatch):
     ):
         load_gold("bicici-deen")
     assert xalign.available_gold_sets() == []
+
+
+# -- the one cache root ($XALIGN_CACHE_DIR) and its call sites -----------------------------------
+def test_cache_root_env_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    from xalign.alignment.eflomal_aligner import default_cache_dir
+    from xalign.data.prepare import prepared_root
+    from xalign.encoders import e5
+
+    monkeypatch.setenv(rule.CACHE_ENV, str(tmp_path / "c"))
+    assert rule.CACHE_ENV == e5.CACHE_ENV == "XALIGN_CACHE_DIR"
+    assert rule.cache_root() == tmp_path / "c"
+    assert default_cache_dir() == tmp_path / "c" / "eflomal"
+    assert prepared_root() == tmp_path / "c" / "prepared"
+    monkeypatch.setenv(rule.CACHE_ENV, "~/x-cache")
+    assert rule.cache_root() == Path("~/x-cache").expanduser()
+    for unset in (None, ""):  # unset or empty: the platform's user cache folder
+        if unset is None:
+            monkeypatch.delenv(rule.CACHE_ENV)
+        else:
+            monkeypatch.setenv(rule.CACHE_ENV, unset)
+        assert rule.cache_root() == Path(platformdirs.user_cache_dir("xalign"))
+        assert prepared_root() == rule.cache_root() / "prepared"

@@ -14,6 +14,10 @@ Order (first match wins):
 
 Before this module three functions applied three variants of this rule (the evaluation
 loaders: 2-4; the gold sets: 2 without the existence check, then 4; the test fixtures: 2, 4).
+
+The cache root (:func:`cache_root`, ``$XALIGN_CACHE_DIR``) is defined here too, once: the
+prepared data (``prepared/``), eflomal's links (``eflomal/``, ``links-index/``) and converted
+models (``models/``) live under it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "data_root", "describe_data_root"]
+__all__ = ["CACHE_ENV", "DATA_ENV", "cache_root", "data_root", "describe_data_root"]
 
 #: Environment variable naming the shared data folder.
 DATA_ENV = "XALIGN_SHARED_DATA"
+
+#: Environment variable naming the cache root (:func:`cache_root`).
+CACHE_ENV = "XALIGN_CACHE_DIR"
 
 #: The folder holding the ``xalign`` package's checkout (``<checkout>/xalign/paths.py``);
 #: a module attribute so tests can point it elsewhere.
@@ -76,3 +83,15 @@ def describe_data_root(data_dir: str | os.PathLike[str] | None = None) -> str:
         return f"no data_dir given, ${DATA_ENV} unset; ../shared/data: {found}"
     bases = " or ".join(dict.fromkeys(str(b) for b in (Path.cwd(), CHECKOUT)))
     return f"no data_dir given, ${DATA_ENV} unset, no ../shared/data beside {bases}"
+
+
+def cache_root() -> Path:
+    """xalign's cache folder: ``$XALIGN_CACHE_DIR`` when set (non-empty, ``~`` expanded), else
+    ``platformdirs.user_cache_dir("xalign")`` (e.g. ``~/.cache/xalign`` on Linux). Not
+    created here: each writer creates its sub-folder."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("xalign"))

@@ -32,20 +32,9 @@ from xalign.errors import XalignError
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "XALIGN_CACHE_DIR"
 RACY_SECONDS = 2.0
 #: In-process digests by (absolute path, device, inode, size, mtime_ns, ctime_ns).
 _MEMO: dict[tuple[str, int, int, int, int, int], str] = {}
-
-
-def cache_root() -> Path:
-    """``$XALIGN_CACHE_DIR``, else ``platformdirs.user_cache_dir("xalign")``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("xalign"))
 
 
 def json_digest(obj: Any) -> str:

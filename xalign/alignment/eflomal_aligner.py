@@ -27,10 +27,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from xalign.links import Links, parse_pharaoh, symmetrize
+from xalign.paths import cache_root
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "XALIGN_CACHE_DIR"
 _CACHE_FORMAT = "xalign-eflomal-links/1"
 
 Sentences = Sequence[Sequence[str]]
@@ -70,8 +70,6 @@ class EflomalResult:
 
 def default_cache_dir() -> Path:
     """``$XALIGN_CACHE_DIR/eflomal``, else ``platformdirs.user_cache_dir("xalign")/eflomal``."""
-    from xalign.provenance import cache_root
-
     return cache_root() / "eflomal"
 
 

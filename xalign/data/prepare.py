@@ -255,7 +255,7 @@ def prepared_root(cache_dir: str | Path | None = None) -> Path:
     """``cache_dir``, else ``$XALIGN_CACHE_DIR/prepared``."""
     if cache_dir is not None:
         return Path(cache_dir)
-    from xalign.provenance import cache_root
+    from xalign.paths import cache_root
 
     return cache_root() / "prepared"
 

