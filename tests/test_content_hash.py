@@ -29,6 +29,7 @@ from test_reuse import (  # noqa: F401
     write_gold,
 )
 
+import xalign.digest as digests  # the file digests (memo, racily-clean rule)
 from xalign import provenance
 from xalign.data.prepare import PrepareOptions, prepare
 from xalign.links import LinkSpec
@@ -81,7 +82,7 @@ def settle(path: Path) -> None:
 def test_file_digest_follows_content_through_a_restored_mtime(
     tmp_path, monkeypatch, how, new_process
 ):
-    monkeypatch.setattr(provenance, "RACY_SECONDS", 0.0)  # memoise even a fresh file
+    monkeypatch.setattr(digests, "RACY_SECONDS", 0.0)  # memoise even a fresh file
     path = tmp_path / "deen.gold"
     path.write_text(GOLD, encoding="utf-8")
     settle(path)
@@ -105,17 +106,17 @@ def test_no_digest_is_kept_across_processes(tmp_path, monkeypatch):
     provenance._MEMO.clear()
     reads = []
     real = provenance._sha256_file
-    monkeypatch.setattr(provenance, "_sha256_file", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(digests, "_sha256_file", lambda p: reads.append(p) or real(p))
     assert provenance.file_digest(path) == digest and len(reads) == 1
 
 
 def test_in_process_memo_hashes_an_unchanged_settled_file_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(provenance, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(digests, "RACY_SECONDS", 0.0)
     path = tmp_path / "corpus.txt"
     path.write_text("Das Haus ist klein .\n", encoding="utf-8")
     reads = []
     real = provenance._sha256_file
-    monkeypatch.setattr(provenance, "_sha256_file", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(digests, "_sha256_file", lambda p: reads.append(p) or real(p))
     assert provenance.file_digest(path) == provenance.file_digest(path)
     assert len(reads) == 1
 
@@ -127,7 +128,7 @@ def test_a_file_written_just_now_is_hashed_every_time(tmp_path, monkeypatch):
     path.write_text("Das Haus ist klein .\n", encoding="utf-8")
     reads = []
     real = provenance._sha256_file
-    monkeypatch.setattr(provenance, "_sha256_file", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(digests, "_sha256_file", lambda p: reads.append(p) or real(p))
     provenance.file_digest(path)
     provenance.file_digest(path)
     assert len(reads) == 2

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xalign.digest import file_digest
 from xalign.errors import XalignWarning
 from xalign.paths import CACHE_ENV, cache_root  # noqa: F401 - CACHE_ENV: tests set it
 
@@ -499,9 +500,7 @@ def _sha256(path: Path) -> str:
 
 
 def _source_digest(path: Path) -> str:
-    from xalign.provenance import file_digest  # content, not a restorable stat tuple
-
-    return file_digest(path)
+    return file_digest(path)  # content, not a restorable stat tuple
 
 
 def _write_checksums(directory: Path, source_sha256: str) -> None:

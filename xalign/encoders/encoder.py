@@ -266,6 +266,26 @@ PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 @contextlib.contextmanager
+def plain_model_dir(directory: str) -> Iterator[str]:
+    """``directory`` itself, or for an adapter folder a temporary folder holding its base model
+    with the adapter merged in (and the tokenizer): what ``AutoModelFor*`` classes can load
+    (task fine-tuning puts a new head on the merged encoder)."""
+    import tempfile
+
+    from xalign.encoders.lora import adapter_base
+
+    if not Path(directory).is_dir() or adapter_base(Path(directory)) is None:
+        yield directory
+        return
+    encoder = load_encoder(directory)
+    with tempfile.TemporaryDirectory(prefix="xalign-merged-") as tmp:
+        encoder.model.save_pretrained(tmp, safe_serialization=True)
+        encoder.tokenizer.save_pretrained(tmp)
+        del encoder
+        yield tmp
+
+
+@contextlib.contextmanager
 def model_files(path: str, name: str | None = None) -> Iterator[None]:
     """Load a model from folder ``path`` inside this block: an unreadable weight file is an
     :class:`EncoderLoadError` naming the file and what to do, not a library traceback.

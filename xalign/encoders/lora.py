@@ -157,26 +157,6 @@ def adapter_base(directory: Path) -> tuple[str, str | None] | None:
     return str(base), data.get("revision")
 
 
-@contextlib.contextmanager
-def plain_model_dir(directory: str) -> Iterator[str]:
-    """``directory`` itself, or for an adapter folder a temporary folder holding its base model
-    with the adapter merged in (and the tokenizer): what ``AutoModelFor*`` classes can load
-    (task fine-tuning puts a new head on the merged encoder)."""
-    import tempfile
-
-    if not Path(directory).is_dir() or adapter_base(Path(directory)) is None:
-        yield directory
-        return
-    from xalign.encoders.encoder import load_encoder
-
-    encoder = load_encoder(directory)
-    with tempfile.TemporaryDirectory(prefix="xalign-merged-") as tmp:
-        encoder.model.save_pretrained(tmp, safe_serialization=True)
-        encoder.tokenizer.save_pretrained(tmp)
-        del encoder
-        yield tmp
-
-
 def lora_settings_of(data: Any) -> LoraSettings | None:
     """``model.lora`` of a stored config dict (None when absent)."""
     if not data:
@@ -192,7 +172,6 @@ __all__ = [
     "is_peft",
     "lora_settings_of",
     "merged",
-    "plain_model_dir",
     "trainable_count",
     "without_adapters",
 ]

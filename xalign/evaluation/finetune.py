@@ -188,8 +188,12 @@ def load_for_finetuning(
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from xalign.encoders.encoder import EncoderLoadError, model_files, resolve_model_dir
-    from xalign.encoders.lora import plain_model_dir
+    from xalign.encoders.encoder import (
+        EncoderLoadError,
+        model_files,
+        plain_model_dir,
+        resolve_model_dir,
+    )
 
     with plain_model_dir(resolve_model_dir(model)) as path:  # a LoRA run's adapter: merged
         with model_files(path, model):  # an unreadable weight file: an error naming it
