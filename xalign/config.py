@@ -812,11 +812,12 @@ def _check_options(
     where: str = "config",
 ) -> None:
     """:func:`check_objective_options` on the objectives mapping (name -> options)."""
-    from xalign.plugins import get_registry
+    from xalign.objective import Needs
+    from xalign.plugins import get_registry, mixed_batches, objective_needs
 
     origins = origins or Origins()
     known = (registry or get_registry()).objectives()
-    mixed: dict[str, bool] = {}
+    needs: dict[str, Needs | None] = {}
     problems: list[str] = []  # of every objective, reported together
     for name, given in objectives.items():
         entry = known.get(name)
@@ -846,23 +847,16 @@ def _check_options(
             problems.extend(_problems(exc))
             continue
         objectives[name] = {k: opts.get(k, v) for k, v in given.items()}
-        if len(objectives) > 1:  # as `xalign plugins` does: a small instance's needs()
+        if len(objectives) > 1:  # from the options, no model built (Objective.needs_for)
             try:
-                needs = entry.cls(entry.cls.Config(**opts), hidden_size=8).needs()
+                needs[name] = objective_needs(entry.cls, entry.cls.Config(**opts))
             except Exception:  # noqa: BLE001 - the trainer reports it with the real encoder
                 continue
-            mixed[name] = bool(needs.mixed_languages)
     if problems:
         raise config_error(problems)
-    if len(set(mixed.values())) > 1:
-        together = [n for n, m in mixed.items() if m]
-        apart = [n for n, m in mixed.items() if not m]
-        raise ConfigError(
-            f"{origins('objectives') or ', '.join(origins.within('objectives')) or where}: "
-            f"objectives: "
-            f"{', '.join(together)} need(s) one batch mixing all language pairs and cannot be "
-            f"combined with per-language-pair objectives ({', '.join(apart)}) in one run"
-        )
+    mixed_batches(
+        needs, where=origins("objectives") or ", ".join(origins.within("objectives")) or where
+    )
 
 
 # -- range rules ------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ def register_objectives(register: Callable[[type], None]) -> None:
 
     ``register(ObjectiveClass)`` takes a subclass of :class:`xalign.Objective` with a
     unique ``name``, a ``Config`` dataclass of its options, a one-line ``description`` and a
-    ``needs(self)`` method saying what it reads from the batch (see :class:`xalign.Needs`).
+    ``needs(self)`` method saying what it reads from the batch (see :class:`xalign.Needs`),
+    answerable from its options alone (:meth:`xalign.Objective.needs_for`).
     """
 
 

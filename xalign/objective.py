@@ -136,8 +136,30 @@ class Objective(nn.Module):
         self.hidden_size = hidden_size
 
     def needs(self) -> Needs:
-        """What this objective needs from the batch (may depend on its options)."""
-        return Needs()
+        """What this objective needs from the batch (may depend on its options): by default
+        :meth:`needs_for` of its ``config`` when a subclass overrides that, else nothing.
+        Override either; see :meth:`needs_for`."""
+        if type(self).needs_for.__func__ is Objective.needs_for.__func__:  # type: ignore[attr-defined]
+            return Needs()  # also what ``super().needs()`` gives an overriding needs()
+        return type(self).needs_for(self.config)
+
+    @classmethod
+    def needs_for(cls, config: Any) -> Needs:
+        """What an objective with options ``config`` (an instance of ``Config``) needs, without
+        building it: no parameters, no hidden size. xalign asks this before any model is loaded
+        (the config check, ``xalign plugins``, ``xalign prepare``'s links).
+
+        Override it (a classmethod) when ``needs()`` depends on more than ``config``, or
+        override only ``needs()``: the default calls that ``needs()`` on an instance whose
+        ``__init__`` has not run (only ``self.config`` is set, methods work), so a ``needs()``
+        that reads ``self.config`` and calls methods is answered as is. One that reads an
+        attribute set in ``__init__`` raises ``AttributeError`` here; xalign then builds the
+        objective with the real hidden size where one is loaded (training, ``xalign prepare``)
+        and skips the config-time check.
+        """
+        unbuilt = object.__new__(cls)  # nn.Module.__init__ not run: no parameters
+        unbuilt.__dict__["config"] = config
+        return cls.needs(unbuilt)
 
     def prepare(self, data: PreparedCorpus) -> None:
         """Called once before training with the training data (e.g. corpus statistics such as
@@ -192,16 +214,18 @@ class Objective(nn.Module):
         return out
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], *, hidden_size: int) -> Objective:
-        """Build from a dict of options (deprecated names accepted, see
+    def config_from(cls, options: Mapping[str, Any]) -> Any:
+        """The ``Config`` instance of a dict of options (deprecated names accepted, see
         :meth:`upgrade_options`); an unknown key or a value that does not fit the ``Config``
         annotation raises :class:`~xalign.errors.ConfigError` naming the key."""
-        return cls(
-            build_dataclass(
-                cls.Config, cls.upgrade_options(options), where=f"objective {cls.name!r}"
-            ),
-            hidden_size=hidden_size,
+        return build_dataclass(
+            cls.Config, cls.upgrade_options(options), where=f"objective {cls.name!r}"
         )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, hidden_size: int) -> Objective:
+        """Build from a dict of options (:meth:`config_from`, same errors)."""
+        return cls(cls.config_from(options), hidden_size=hidden_size)
 
 
 __all__ = [

@@ -12,6 +12,10 @@ No plugin can silently replace or break another:
   :class:`PluginError` naming both distributions;
 - a plugin that fails to import or to register is skipped with a warning; ``xalign plugins``
   lists it with its error, and a failed lookup of an objective or task names it.
+
+Objectives are built from their options here, and only here (:func:`build_objective`); what
+they need is answered from their options without building them (:func:`objective_needs`),
+and the rule that mixed-language objectives run alone is :func:`mixed_batches`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import importlib.metadata
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -29,8 +34,8 @@ from typing import Any
 import pluggy
 
 import xalign.hookspecs as hookspecs
-from xalign.errors import XalignError, XalignWarning
-from xalign.objective import Objective
+from xalign.errors import ConfigError, XalignError, XalignWarning
+from xalign.objective import Needs, Objective
 from xalign.task import Task
 
 ENTRY_POINT_GROUP = "xalign"
@@ -127,10 +132,98 @@ class PluginProblem:
 
 
 def _needs_of(cls: type[Objective]) -> list[str]:
+    """What ``xalign plugins`` shows: the needs of the default options."""
     try:
-        return cls(hidden_size=8).needs().describe()
+        needs = objective_needs(cls, cls.Config())
     except Exception as exc:  # noqa: BLE001 - shown to the user, not fatal for listing
         return [f"<needs() failed: {exc}>"]
+    if needs is None:
+        return ["<needs() reads more than its options: known once built for a model>"]
+    return needs.describe()
+
+
+# -- objectives: built from options, and their needs, in one place -----------------------------
+def objective_config(entry: Registered, options: Mapping[str, Any]) -> Any:
+    """The ``Config`` of objective ``entry`` from ``options`` (without ``weight``; deprecated
+    names accepted, see :meth:`Objective.upgrade_options`).
+
+    Raises:
+        PluginError: an unknown option or a value that does not fit; names the plugin.
+    """
+    try:
+        return entry.cls.config_from(options)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
+
+
+def build_objective(
+    entry: Registered, options: Mapping[str, Any], *, hidden_size: int
+) -> Objective:
+    """Objective ``entry`` built from ``options`` for an encoder of ``hidden_size`` (the width
+    of its vectors); the only place xalign builds one.
+
+    Raises:
+        PluginError: bad options (:func:`objective_config`) or a failing ``__init__``.
+    """
+    config = objective_config(entry, options)
+    try:
+        return entry.cls(config, hidden_size=hidden_size)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
+
+
+def objective_needs(
+    cls: type[Objective], config: Any, *, hidden_size: int | None = None
+) -> Needs | None:
+    """What objective class ``cls`` with options ``config`` needs: ``cls.needs_for(config)``,
+    no model built. For a ``needs()`` that reads more than ``config`` (``AttributeError``,
+    see :meth:`Objective.needs_for`): the ``needs()`` of the objective built for
+    ``hidden_size``, or None when no hidden size is known yet (no model loaded)."""
+    try:
+        return cls.needs_for(config)
+    except AttributeError:
+        if hidden_size is None:
+            return None
+        return cls(config, hidden_size=hidden_size).needs()
+
+
+def options_needs(
+    entry: Registered, options: Mapping[str, Any], *, hidden_size: int | None = None
+) -> Needs | None:
+    """:func:`objective_needs` of ``options`` (:func:`objective_config`, same errors); a
+    failing ``needs()`` is a :class:`PluginError` naming the plugin."""
+    config = objective_config(entry, options)
+    try:
+        return objective_needs(entry.cls, config, hidden_size=hidden_size)
+    except Exception as exc:
+        raise PluginError(
+            f"{entry.where()} failed in needs(): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def mixed_batches(needs: Mapping[str, Needs | None], *, where: str = "config") -> bool:
+    """The mixed-language rule: True when the run's objectives (name -> needs; None: not known
+    yet, left out) get one batch mixing all language pairs (``Needs.mixed_languages``), False
+    for one batch per pair.
+
+    Raises:
+        ConfigError: some objectives need mixed batches and others per-pair ones; ``where``
+            (the config file:line or ``--objective`` flags) starts the message.
+    """
+    known = {n: bool(v.mixed_languages) for n, v in needs.items() if v is not None}
+    if len(set(known.values())) > 1:
+        together = [n for n, m in known.items() if m]
+        apart = [n for n, m in known.items() if not m]
+        raise ConfigError(
+            f"{where}: objectives: {', '.join(together)} need(s) one batch mixing all language "
+            f"pairs and cannot be combined with per-language-pair objectives "
+            f"({', '.join(apart)}) in one run"
+        )
+    return any(known.values())
 
 
 def normalize_distribution(name: str) -> str:

@@ -1076,23 +1076,19 @@ __all__ = [
 
 
 def link_specs_of(cfg: Any, hidden_size: int, registry: Any = None) -> list[LinkSpec]:
-    """The LinkSpecs the run's objectives declare (as the trainer collects them).
+    """The LinkSpecs the run's objectives declare (as the trainer collects them), from their
+    options (:func:`xalign.plugins.options_needs`: built only if ``needs()`` must be).
 
     Raises PluginError for an unknown objective or bad objective options.
     """
-    from xalign.plugins import PluginError, get_registry
+    from xalign.plugins import get_registry, options_needs
 
     registry = registry or get_registry()
     specs: set[LinkSpec] = set()
     for name in cfg.objectives:
         entry = registry.objective(name)
-        try:
-            objective = entry.cls.from_options(cfg.objective_options(name), hidden_size=hidden_size)
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
-        specs |= set(objective.needs().links)
+        needs = options_needs(entry, cfg.objective_options(name), hidden_size=hidden_size)
+        specs |= set(needs.links if needs is not None else ())
     return sorted(specs, key=repr)
 
 
