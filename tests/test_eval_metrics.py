@@ -1,4 +1,6 @@
-"""Worked examples for xalign.evaluation.metrics."""
+"""Worked examples for the evaluation metrics: xalign.evaluation.metrics, and the live
+retrieval (``tatoeba`` plugin), ratio margin (``bucc`` plugin) and paired bootstrap
+(:func:`xalign.compare.statistics.paired_test`) that the tasks and ``compare`` use."""
 
 from __future__ import annotations
 
@@ -6,17 +8,50 @@ import math
 
 import numpy as np
 import pytest
+import torch
+from xalign_bucc.mining import margin_scores
+from xalign_tatoeba import retrieval_correct
 
+from xalign.compare.statistics import paired_test
 from xalign.evaluation import (
     accuracy,
     exact_match,
     f1,
     normalize_answer,
-    paired_bootstrap,
-    retrieval_accuracy,
     seed_summary,
     squad_scores,
 )
+from xalign.evaluation.metrics import seed_text
+from xalign.task import TaskResult
+
+
+def retrieval_accuracy(src: np.ndarray, tgt: np.ndarray, margin: bool = False, k: int = 4) -> float:
+    """Top-1 accuracy of the live retrieval: cosine (``tatoeba``'s ``retrieval_correct``) or,
+    with ``margin``, the ratio margin over the k nearest neighbours (``bucc``'s forward best)."""
+    x, y = torch.tensor(src, dtype=torch.float64), torch.tensor(tgt, dtype=torch.float64)
+    if not margin:
+        return float(np.mean(retrieval_correct(x, y)))
+    best, _ = margin_scores(x, y, k).forward_best()
+    return float((best == torch.arange(len(x))).double().mean())
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0) -> dict:
+    """The live paired bootstrap (one seed of per-example scores) as a plain dict."""
+
+    def result(scores: np.ndarray) -> dict[int, TaskResult]:
+        per_example = {"de": [float(v) for v in np.asarray(scores, dtype=np.float64)]}
+        return {0: TaskResult("t", "acc", {"de": {"acc": 0.0}}, per_example=per_example)}
+
+    test = paired_test(result(a), result(b), "de", resamples=n, seed=seed)
+    if test is None:
+        return {}
+    return {
+        "delta": test.delta_examples,
+        "p_value": test.p_value,
+        "ci_low": test.ci_low,
+        "ci_high": test.ci_high,
+    }
+
 
 # ------------------------------------------------------------------------------------------
 # SQuAD normalisation
@@ -200,7 +235,7 @@ def test_paired_bootstrap_identical_systems() -> None:
     scores = np.random.default_rng(1).random(400) < 0.7
     result = paired_bootstrap(scores, scores.copy(), n=500)
     assert result == {"delta": 0.0, "p_value": 1.0, "ci_low": 0.0, "ci_high": 0.0}
-    assert paired_bootstrap(scores, scores, n=200, alternative="two-sided")["p_value"] == 1.0
+    assert paired_bootstrap(scores, scores, n=200)["p_value"] == 1.0  # two-sided
 
 
 def test_paired_bootstrap_clearly_better() -> None:
@@ -212,19 +247,17 @@ def test_paired_bootstrap_clearly_better() -> None:
     assert result["delta"] > 0.2
     assert result["p_value"] < 0.05
     assert 0.0 < result["ci_low"] < result["delta"] < result["ci_high"]
-    assert paired_bootstrap(better, worse, alternative="two-sided")["p_value"] < 0.05
-    # the other direction: A is worse, so "A better than B" is not supported
-    assert paired_bootstrap(worse, better)["p_value"] > 0.95
+    # the other direction: A is worse, so "A better than B" is not supported (two-sided test:
+    # the interval lies below 0)
+    other = paired_bootstrap(worse, better)
+    assert other["delta"] < 0.0 and other["ci_high"] < 0.0 and other["p_value"] < 0.05
 
 
 def test_paired_bootstrap_deterministic_and_float_scores() -> None:
     rng = np.random.default_rng(3)
     a, b = rng.random(300), rng.random(300)  # per-example F1-like scores
     assert paired_bootstrap(a, b, n=300, seed=7) == paired_bootstrap(a, b, n=300, seed=7)
-    with pytest.raises(ValueError):
-        paired_bootstrap(a, b[:10])
-    with pytest.raises(ValueError):
-        paired_bootstrap(a, b, alternative="less")  # type: ignore[arg-type]
+    assert paired_bootstrap(a, b[:10]) == {}  # unequal lengths: no test
 
 
 def test_seed_summary() -> None:
@@ -235,3 +268,18 @@ def test_seed_summary() -> None:
     assert seed_summary([5.0]) == (5.0, 0.0)
     with pytest.raises(ValueError):
         seed_summary([])
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        ((61.25, 0.5, 2, ".2f"), "61.25 ± 0.50"),
+        ((0.5, 0.0, 1), "0.500"),  # one seed: no spread
+        ((-0.25, 0.0125, 3), "-0.250 ± 0.013"),
+        ((4383.0, 12.0, 2, ".0f"), "4383 ± 12"),
+        ((4383.0, 12.5, 2, ".0f", ".2f"), "4383 ± 12.50"),
+        ((0.123456789, 0.0123456, 3, ".6g", ".3g"), "0.123457 ± 0.0123"),
+    ],
+)
+def test_seed_text(args, text) -> None:
+    assert seed_text(*args) == text

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from xalign.batch import POOLINGS
 from xalign.encoders.lora import LoraSettings
 from xalign.errors import ConfigError
 from xalign.schema import (
@@ -927,12 +928,12 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
 
 #: Keys with a fixed set of values.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model.pooling": ("last", "first", "mean"),
+    "model.pooling": POOLINGS,
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "linear"),
     "train.mixed_precision": ("no", "bf16"),
     "data.self_links.method": ("argmax", "ot"),
-    "data.self_links.pooling": ("mean", "first", "last"),
+    "data.self_links.pooling": POOLINGS,
 }
 
 

@@ -316,11 +316,11 @@ def _num(v: Any, sign: str = "") -> str:
 
 
 def _stat(r: dict[str, Any] | None) -> str:
+    from xalign.evaluation.metrics import seed_text
+
     if r is None or r.get("mean") is None:
         return "–"
-    if (r.get("n_seeds") or 0) > 1:
-        return f"{r['mean']:.6g} ± {r['std']:.3g}"
-    return f"{r['mean']:.6g}"
+    return seed_text(r["mean"], r.get("std") or 0.0, r.get("n_seeds") or 0, ".6g", ".3g")
 
 
 def usage_section(merged: bool, lora: dict | None, sentence_transformers: bool) -> list[str]:

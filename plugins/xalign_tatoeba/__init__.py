@@ -91,7 +91,14 @@ def retrieval_correct(queries: Tensor, keys: Tensor) -> list[float]:
     """1.0/0.0 per query: is key ``i`` the cosine nearest neighbour of query ``i``?
 
     ``keys`` may hold extra distractor rows after the golds; ties go to the lowest index.
+
+    Raises:
+        ValueError: fewer keys than queries, or a different vector width.
     """
+    if queries.ndim != 2 or keys.ndim != 2 or queries.shape[1] != keys.shape[1]:
+        raise ValueError(f"need [N, H] queries and [M, H] keys, got {queries.shape}, {keys.shape}")
+    if len(keys) < len(queries):
+        raise ValueError(f"need at least as many keys as queries, got {len(keys)} < {len(queries)}")
     q = torch.nn.functional.normalize(queries.double(), dim=-1)
     k = torch.nn.functional.normalize(keys.double(), dim=-1)
     nearest = (q @ k.T).argmax(dim=1)

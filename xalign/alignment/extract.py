@@ -45,14 +45,13 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from xalign.batch import Side
+from xalign.batch import POOLINGS, Side
 from xalign.errors import XalignError, XalignWarning
 from xalign.links import Links
 from xalign.ot import in_full_precision, transport_plan
 
 METHODS = ("argmax", "ot", "softmax", "itermax")
 ITERMAX_ALPHA = 0.9  # simalign 0.4, SentenceAligner.iter_max: alpha_ratio
-POOLINGS = ("mean", "first", "last")
 
 
 class ExtractError(XalignError, ValueError):
@@ -380,22 +379,12 @@ class WordVectors:
 
 
 def subword_counts(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-    """Subwords per word of each pre-tokenised sentence, without truncation or specials."""
-    enc = tokenizer(
-        [list(s) for s in sentences],
-        is_split_into_words=True,
-        add_special_tokens=False,
-        truncation=False,
-        verbose=False,
-    )
-    counts = []
-    for b, words in enumerate(sentences):
-        row = [0] * len(words)
-        for w in enc.word_ids(b):
-            if w is not None:
-                row[w] += 1
-        counts.append(row)
-    return counts
+    """Subwords per word of each pre-tokenised sentence, without truncation or specials, as
+    lists: :func:`xalign.data.sampler.subword_counts` (the one implementation, which the
+    training data's length budget uses too)."""
+    from xalign.data.sampler import subword_counts as counts
+
+    return [c.tolist() for c in counts(tokenizer, sentences)]
 
 
 def encode_words(

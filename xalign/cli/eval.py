@@ -52,13 +52,11 @@ def _is_count(value: float, metric: str) -> bool:
 def _fmt(mean: float, std: float, n_seeds: int, metric: str = "") -> str:
     """``mean ± std``; one seed has no spread, so just the mean. Whole numbers (counts such
     as ``n_pred 4383``) print without decimals, and so does a whole spread beside one."""
-    d = 3 if abs(mean) <= 1.0 else 2
+    from xalign.evaluation.metrics import seed_text
+
     if _is_count(mean, metric):
-        core = f"{int(mean)}"
-        spread = f"{int(std)}" if std.is_integer() else f"{std:.2f}"
-    else:
-        core, spread = f"{mean:.{d}f}", f"{std:.{d}f}"
-    return f"{core} ± {spread}" if n_seeds > 1 else core
+        return seed_text(mean, std, n_seeds, ".0f", ".0f" if std.is_integer() else ".2f")
+    return seed_text(mean, std, n_seeds, ".3f" if abs(mean) <= 1.0 else ".2f")
 
 
 def eval_command(

@@ -21,6 +21,7 @@ import numpy as np
 
 from xalign.compare.figures import write_figures
 from xalign.compare.statistics import BASE, N_BOOT, Average, Cell, HeadToHead, Summary
+from xalign.evaluation.metrics import seed_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,9 +63,7 @@ def cell_parts(entry: Cell | Average, d: int) -> CellText:
     """(``mean ± std``, `` (+Δ)*`` suffix, bold?) of one table cell with ``d`` decimals."""
     if entry.mean is None:
         return "–", "", False
-    core = f"{entry.mean:.{d}f}"
-    if entry.n_seeds > 1:  # one seed has no spread to show (its std is stored as 0)
-        core += f" ± {entry.std:.{d}f}"
+    core = seed_text(entry.mean, entry.std or 0.0, entry.n_seeds, f".{d}f")
     suffix = ""
     if entry.delta_vs_base is not None:
         suffix = f" ({entry.delta_vs_base:+.{d}f})"

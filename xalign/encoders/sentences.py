@@ -7,9 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from xalign.batch import SENTENCE_POOLINGS
 from xalign.encoders.encoder import Encoder
-
-SENTENCE_POOLINGS = ("mean", "cls")
 
 
 def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:

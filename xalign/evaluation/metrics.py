@@ -1,7 +1,9 @@
-"""Evaluation metrics: SQuAD v1.1 EM/F1, accuracy, Tatoeba retrieval, significance tests.
+"""Evaluation metrics: SQuAD v1.1 EM/F1, accuracy, and the mean ± std over seeds.
 
 Return conventions: ``squad_scores`` is in percent (like the official SQuAD script);
-``accuracy`` and ``retrieval_accuracy`` are fractions in ``[0, 1]``.
+``accuracy`` is a fraction in ``[0, 1]``. Tatoeba retrieval is the ``tatoeba`` plugin's
+(``retrieval_correct``), the ratio margin the ``bucc`` plugin's (``margin_scores``) and the
+paired bootstrap :func:`xalign.compare.statistics.paired_test`: one implementation each.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +21,8 @@ __all__ = [
     "exact_match",
     "f1",
     "normalize_answer",
-    "paired_bootstrap",
-    "ratio_margin_scores",
-    "retrieval_accuracy",
     "seed_summary",
+    "seed_text",
     "squad_scores",
 ]
 
@@ -132,120 +132,9 @@ def accuracy(preds: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarr
 
 
 # --------------------------------------------------------------------------------------------
-# Retrieval (Tatoeba, XTREME protocol)
+# Seed aggregation (retrieval is the tatoeba plugin's, the ratio margin bucc's, the paired
+# bootstrap xalign.compare.statistics.paired_test)
 # --------------------------------------------------------------------------------------------
-
-
-def _l2_normalize(emb: np.ndarray) -> np.ndarray:
-    emb = np.asarray(emb, dtype=np.float64)
-    if emb.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D, got shape {emb.shape}")
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    return emb / np.maximum(norms, 1e-12)
-
-
-def _mean_topk(sim: np.ndarray, k: int) -> np.ndarray:
-    """Mean of the ``k`` largest values of each row."""
-    k = min(k, sim.shape[1])
-    top = np.partition(sim, sim.shape[1] - k, axis=1)[:, -k:]
-    return top.mean(axis=1)
-
-
-def ratio_margin_scores(sim: np.ndarray, k: int = 4) -> np.ndarray:
-    """Ratio-margin scores (Artetxe & Schwenk, 2019) from a cosine similarity matrix.
-
-    ``score(x, y) = cos(x, y) / (mean_kNN_tgt(x) / 2 + mean_kNN_src(y) / 2)``, which penalises
-    "hub" targets that are close to many sources.
-    """
-    src_density = _mean_topk(sim, k)  # (n_src,)
-    tgt_density = _mean_topk(sim.T, k)  # (n_tgt,)
-    denom = (src_density[:, None] + tgt_density[None, :]) / 2.0
-    return sim / np.where(np.abs(denom) < 1e-12, 1e-12, denom)
-
-
-def retrieval_accuracy(
-    src_emb: np.ndarray,
-    tgt_emb: np.ndarray,
-    margin: bool = False,
-    k: int = 4,
-) -> float:
-    """Top-1 retrieval accuracy: each source row queries all target rows; gold of row i is row i.
-
-    Similarity is cosine (XTREME Tatoeba protocol); with ``margin=True`` the ratio margin with
-    ``k`` neighbours is used instead. ``tgt_emb`` may hold extra distractor rows after the
-    golds. Ties go to the lowest target index.
-    """
-    src, tgt = _l2_normalize(src_emb), _l2_normalize(tgt_emb)
-    if src.shape[1] != tgt.shape[1]:
-        raise ValueError(f"dimension mismatch: {src.shape[1]} vs {tgt.shape[1]}")
-    if src.shape[0] == 0 or tgt.shape[0] < src.shape[0]:
-        raise ValueError("need >= 1 source row and at least as many target rows as sources")
-    sim = src @ tgt.T
-    if margin:
-        sim = ratio_margin_scores(sim, k)
-    nearest = sim.argmax(axis=1)
-    return float(np.mean(nearest == np.arange(src.shape[0])))
-
-
-# --------------------------------------------------------------------------------------------
-# Significance and seed aggregation
-# --------------------------------------------------------------------------------------------
-
-
-def _bootstrap_deltas(diff: np.ndarray, n: int, seed: int, chunk: int = 100) -> np.ndarray:
-    """Mean of ``diff`` over ``n`` resamples (with replacement), computed in chunks."""
-    rng = np.random.default_rng(seed)
-    size = diff.shape[0]
-    out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        idx = rng.integers(0, size, size=(stop - start, size))
-        out[start:stop] = diff[idx].mean(axis=1)
-    return out
-
-
-def paired_bootstrap(
-    correct_a: np.ndarray,
-    correct_b: np.ndarray,
-    n: int = 1000,
-    seed: int = 0,
-    alternative: Literal["greater", "two-sided"] = "greater",
-    ci: float = 0.95,
-) -> dict[str, float]:
-    """Paired bootstrap test of system A vs system B over per-example scores.
-
-    Examples are resampled with replacement (the same indices for both systems) ``n`` times.
-    Returns the observed ``delta = mean(a) - mean(b)``, a percentile confidence interval
-    (``ci_low``, ``ci_high``, level ``ci``) and ``p_value``:
-
-    - ``alternative="greater"`` (default, H1: A better than B): the fraction of resamples
-      with ``delta <= 0`` (Koehn, 2004).
-    - ``alternative="two-sided"``: ``min(1, 2 * min(P(delta <= 0), P(delta >= 0)))``.
-
-    Identical systems give ``delta = 0`` and ``p_value = 1``.
-    """
-    a = np.asarray(correct_a, dtype=np.float64).ravel()
-    b = np.asarray(correct_b, dtype=np.float64).ravel()
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"need two non-empty score arrays of equal length, got {a.size}, {b.size}")
-    if n < 1 or not 0.0 < ci < 1.0:
-        raise ValueError("n must be >= 1 and ci in (0, 1)")
-    deltas = _bootstrap_deltas(a - b, n, seed)
-    p_le = float(np.mean(deltas <= 0.0))
-    if alternative == "greater":
-        p_value = p_le
-    elif alternative == "two-sided":
-        p_value = min(1.0, 2.0 * min(p_le, float(np.mean(deltas >= 0.0))))
-    else:
-        raise ValueError(f"unknown alternative {alternative!r}")
-    tail = (1.0 - ci) / 2.0
-    low, high = np.quantile(deltas, [tail, 1.0 - tail])
-    return {
-        "delta": float(a.mean() - b.mean()),
-        "p_value": p_value,
-        "ci_low": float(low),
-        "ci_high": float(high),
-    }
 
 
 def seed_summary(values: Iterable[float]) -> tuple[float, float]:
@@ -255,3 +144,12 @@ def seed_summary(values: Iterable[float]) -> tuple[float, float]:
         raise ValueError("seed_summary needs at least one value")
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return float(arr.mean()), std
+
+
+def seed_text(mean: float, std: float, n_seeds: int, spec: str = ".3f", std_spec: str = "") -> str:
+    """``mean ± std`` over seeds as shown in tables (``xalign eval``, ``xalign compare``, model
+    cards): ``mean`` in format ``spec``, ``std`` in ``std_spec`` (default: ``spec``); one seed
+    has no spread (its std is stored as 0), so just the mean. E.g. ``seed_text(61.25, 0.5, 2,
+    ".2f") == "61.25 ± 0.50"``, ``seed_text(0.5, 0.0, 1) == "0.500"``."""
+    core = f"{mean:{spec}}"
+    return f"{core} ± {std:{std_spec or spec}}" if n_seeds > 1 else core
