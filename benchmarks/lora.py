@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,9 +73,10 @@ def child(overrides: list[str]) -> dict[str, float]:
         stamps.append(time.perf_counter())
         log_metrics(self, metrics, step)
 
-    def counting(self: trainer.AlignmentRecipe) -> None:
-        setup_optimizer(self)
-        counted["trainable"] = sum(p.numel() for p in self.params)
+    def counting(self: trainer.AlignmentRecipe, *args: Any, **kwargs: Any) -> Any:
+        built = setup_optimizer(self, *args, **kwargs)  # (module, ddp, params, optimizer)
+        counted["trainable"] = sum(p.numel() for p in built[2])
+        return built
 
     Tracker.log_metrics = timed  # type: ignore[method-assign]
     trainer.AlignmentRecipe._setup_optimizer = counting  # type: ignore[method-assign]

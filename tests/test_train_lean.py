@@ -198,12 +198,22 @@ def test_nothing_is_kept_from_one_pair_to_the_next(tiny_model, tmp_path, trackin
 
 # ------------------------------------------------------------------ setup split
 def test_setup_is_a_sequence_of_named_jobs():
-    """``setup()`` only calls its ``_setup_*`` helpers, each of which exists and is documented."""
-    source = inspect.getsource(AlignmentRecipe.setup)
-    body = [line.strip() for line in source.split('"""')[-1].splitlines() if line.strip()]
-    assert body and all(line.startswith(("self._setup_", "ckpt = self._setup_")) for line in body)
-    for line in body:
-        name = line.split("self.")[1].split("(")[0]
+    """``setup()`` only calls its ``_setup_*`` helpers, each of which exists and is documented;
+    each takes its inputs as arguments (torchtune's recipe shape), and what it returns is what
+    ``setup()`` stores, so the order reads from the signatures."""
+    import ast
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(AlignmentRecipe.setup))
+    body = ast.parse(source).body[0].body[1:]  # after the docstring
+    assert body
+    for statement in body:
+        assert isinstance(statement, (ast.Assign, ast.Expr)), ast.unparse(statement)
+        call = statement.value
+        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+        assert ast.unparse(call.func.value) == "self", ast.unparse(statement)
+        name = call.func.attr
+        assert name.startswith("_setup_") and call.args, ast.unparse(statement)
         helper = getattr(AlignmentRecipe, name)
         assert helper.__doc__ and len(inspect.getsource(helper).splitlines()) <= 60, name
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import shutil
@@ -45,7 +46,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -62,15 +63,22 @@ from xalign.checkpoint import (
     slim_finished,
     write_rank_state,
 )
-from xalign.config import RunConfig
+from xalign.config import ModelConfig, RunConfig, TrainConfig
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
 from xalign.encoders.freeze import freeze_layers
 from xalign.errors import ConfigError, XalignError, XalignWarning
 from xalign.links import LinkSet, LinkSpec
-from xalign.objective import Objective
+from xalign.objective import Needs, Objective
 from xalign.ot import as_float32, full_precision
-from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
+from xalign.plugins import (
+    PluginError,
+    PluginRegistry,
+    Registered,
+    build_objective,
+    get_registry,
+    mixed_batches,
+)
 from xalign.progress import progress_bar
 from xalign.tracking import (
     KIND_TRAIN,
@@ -88,6 +96,9 @@ from xalign.tracking import (
     Tracker,
     git_sha,
 )
+
+if TYPE_CHECKING:
+    from xalign.self_links import SelfLinks
 
 
 class TrainingDiverged(XalignError, RuntimeError):
@@ -158,6 +169,70 @@ class RunResult:
     steps: int
     model_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunNeeds:
+    """What a run's objectives need together: ``each`` objective's :class:`~xalign.Needs`, the
+    union of their ``link_specs``, one ``mixed`` batch over all pairs or one per pair, the
+    ``frozen`` copy c0 (``train.reg_weight > 0`` or a ``frozen_target``), the objectives
+    reading the ``mlm`` head and those ``gathering`` the global batch."""
+
+    each: dict[str, Needs]
+    link_specs: list[LinkSpec]
+    mixed: bool
+    frozen: bool
+    mlm: list[str]
+    gathering: list[str]
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where this process starts: the ``checkpoint`` resumed from (None: a new run), its
+    optimizer ``step``, its ``metrics`` and MLflow ``run_id``."""
+
+    checkpoint: Path | None = None
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+def lr_factor(t: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor of optimizer step ``step`` (``LambdaLR``): linear warm-up over
+    ``train.warmup_steps``, then constant or (``train.schedule=linear``) linear decay to 0 at
+    ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.schedule == "linear":
+            span = max(1, total_steps - t.warmup_steps)
+            return max(0.0, 1.0 - (step - t.warmup_steps) / span)
+        return 1.0
+
+    return factor
+
+
+def enable_gradient_checkpointing(model: nn.Module, name: str) -> None:
+    """``train.gradient_checkpointing``: keep only each layer's input for the backward and
+    recompute the layer then (Chen et al. 2016; Hugging Face's
+    ``gradient_checkpointing_enable``, non-reentrant, which restores the RNG state so
+    dropout masks and gradients are the same). Activation memory of a pair's batch then
+    no longer scales with the number of layers, for about one more forward in time.
+
+    Raises:
+        ConfigError: the model (``model.name`` ``name``) does not support it.
+    """
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"train.gradient_checkpointing: {type(model).__name__} ({name}) "
+            f"does not support gradient checkpointing; set it to false"
+        )
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 class AlignmentModule(nn.Module):
@@ -348,238 +423,253 @@ class AlignmentRecipe:
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        """Build everything :meth:`train` needs, one job per ``_setup_*`` method, in order.
+        """Build everything :meth:`train` needs: each ``_setup_*`` helper takes what it builds
+        from as arguments and returns what it built, so the order reads from the signatures.
 
         Fails fast: the tracking store and the output folder are checked before any model is
         loaded; the MLflow run is created last, once data, links and resume state are known.
         """
-        self._setup_accelerator()
-        self._setup_tracking()
-        self._setup_model()
-        self._setup_objectives()
-        self._setup_data()
-        self._setup_optimizer()
-        ckpt = self._setup_resume()
-        self._setup_self_links()
-        self._setup_output(ckpt)
-        self._setup_self_links_record()
+        self.accelerator = self._setup_accelerator(self.cfg.train)
+        self.tracker = self._setup_tracking(self.cfg, self.resume_from)
+        self.encoder = self._setup_model(self.cfg.model, self.cfg.train)
+        self.entries, self.objectives = self._setup_objectives(
+            self.cfg, self.registry, self.encoder.hidden_size
+        )
+        self.needs = self._setup_needs(self.objectives, self.cfg.train.reg_weight)
+        self.frozen, self.teachers = self._setup_reference_models(
+            self.encoder, self.needs, self.cfg.model
+        )
+        self.data, self.link_set, self.prepared = self._setup_data(
+            self.cfg, self.encoder, self.needs.link_specs
+        )
+        self._setup_prepare(self.objectives, self.data)
+        self.module, self.ddp, self.params, self.optimizer = self._setup_optimizer(
+            self.encoder, self.objectives, self.frozen, self.teachers, self.cfg.train
+        )
+        self.micro_total, self.total_steps, self.scheduler = self._setup_schedule(
+            self.optimizer, self.data, self.cfg.train
+        )
+        self.resumed = self._setup_resume(
+            self.resume_from, self.module, self.optimizer, self.scheduler
+        )
+        self.self_links = self._setup_self_links(
+            self.cfg, self.prepared, self.needs.link_specs, self.resumed.step
+        )
+        self.run_id, self.output_dir = self._setup_output(self.cfg, self.resumed)
+        self._setup_self_links_record(self.self_links, self.resumed.step)
 
-    def _setup_accelerator(self) -> None:
-        """Accelerate (device, ranks, mixed precision) and the seed of every rank."""
+    # what setup() built, by the names train() reads
+    rank = property(lambda self: self.accelerator.process_index, doc="this process's rank")
+    world = property(lambda self: self.accelerator.num_processes, doc="number of ranks")
+    is_main = property(lambda self: self.accelerator.is_main_process, doc="rank 0?")
+    link_specs = property(lambda self: self.needs.link_specs, doc="LinkSpecs of the objectives")
+    mixed = property(lambda self: self.needs.mixed, doc="one batch mixing all pairs?")
+    need_mlm = property(lambda self: self.needs.mlm, doc="objectives reading the MLM head")
+    gathering = property(lambda self: self.needs.gathering, doc="objectives that gather")
+    start_step = property(lambda self: self.resumed.step, doc="first step of this process")
+    history = property(lambda self: self.resumed.metrics, doc="metrics of the checkpoint")
+    ckpt_dir = property(lambda self: self.output_dir / "checkpoints", doc="checkpoints folder")
+
+    @functools.cached_property
+    def weights(self) -> dict[str, float]:
+        """Each objective's weight in the loss (``objectives.NAME.weight``, default 1)."""
+        return self.cfg.objective_weights()
+
+    def _setup_accelerator(self, t: TrainConfig) -> Any:
+        """Accelerate (device, ranks, mixed precision) for ``train.*``; seeds every rank."""
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        t = self.cfg.train
         if t.mixed_precision == "fp16":
             raise ValueError("train.mixed_precision=fp16 is not supported (use bf16 or no)")
         # Without an accelerator device, accelerate forms a gloo (MULTI_CPU) process group only
         # when asked for the CPU explicitly; with one device it changes nothing.
         try:
-            self.accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=_no_accelerator())
+            accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=_no_accelerator())
         except ValueError as exc:  # e.g. a stale WORLD_SIZE without MASTER_ADDR
             raise XalignError(_process_group_problem(exc)) from exc
-        self.rank = self.accelerator.process_index
-        self.world = self.accelerator.num_processes
-        self.is_main = self.accelerator.is_main_process
-        if self.is_main:  # `accelerate launch --num_processes 2 --cpu` starts one process
+        if accelerator.is_main_process:  # `accelerate launch --num_processes 2 --cpu`: one
             from xalign.launch import check_launch
 
-            check_launch(self.world)
+            check_launch(accelerator.num_processes)
         set_seed(t.seed, device_specific=True)
+        return accelerator
 
-    def _setup_tracking(self) -> None:
-        """The tracking store must answer (seconds, not minutes of HTTP retries) and the output
-        folder must be writable, before any model is loaded."""
-        cfg, t = self.cfg, self.cfg.train
-        self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, enabled=self.is_main)
+    def _setup_tracking(self, cfg: RunConfig, resume_from: Path | None) -> Tracker:
+        """The tracker (enabled on the main process). Its store must answer (seconds, not
+        minutes of HTTP retries) and the output folder must be writable, before any model is
+        loaded."""
+        tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, enabled=self.is_main)
         if self.is_main:
             check_writable(
-                find_checkpoint(self.resume_from).parent if self.resume_from else Path(t.output_dir)
+                find_checkpoint(resume_from).parent if resume_from else Path(cfg.train.output_dir)
             )
+        return tracker
 
-    def _setup_model(self) -> None:
-        """The encoder to tune (``model.*``)."""
-        cfg = self.cfg
-        self.encoder = load_encoder(
-            cfg.model.name,
-            layer=cfg.model.layer,
-            max_length=cfg.model.max_length,
-            revision=cfg.model.revision,
-        )
-        if cfg.model.lora is not None:  # only the adapters train (xalign.encoders.lora)
+    def _setup_model(self, m: ModelConfig, t: TrainConfig) -> Encoder:
+        """The encoder to tune (``model.*``), with its adapters and frozen parts (``train.*``)."""
+        encoder = load_encoder(m.name, layer=m.layer, max_length=m.max_length, revision=m.revision)
+        if m.lora is not None:  # only the adapters train (xalign.encoders.lora)
             from xalign.encoders.lora import add_lora
 
-            self.encoder.model = add_lora(
-                self.encoder.model,
-                cfg.model.lora,
-                base_name=cfg.model.name,
-                revision=cfg.model.revision,
-            )
-        if cfg.train.freeze_embeddings:
+            encoder.model = add_lora(encoder.model, m.lora, base_name=m.name, revision=m.revision)
+        if t.freeze_embeddings:
             # The word-embedding matrix, most of a multilingual encoder's parameters (96M of
             # e5-small's 118M): no gradient and no optimizer state for it. The paper tunes it.
-            self.encoder.model.get_input_embeddings().weight.requires_grad_(False)
+            encoder.model.get_input_embeddings().weight.requires_grad_(False)
         # AlignFreeze: the embeddings and the first k layers keep their initial weights
-        freeze_layers(self.encoder.model, cfg.train.freeze_layers, key="train.freeze_layers")
-        if cfg.train.gradient_checkpointing:
-            self._enable_gradient_checkpointing()
+        freeze_layers(encoder.model, t.freeze_layers, key="train.freeze_layers")
+        if t.gradient_checkpointing:
+            enable_gradient_checkpointing(encoder.model, m.name)
+        return encoder
 
-    def _enable_gradient_checkpointing(self) -> None:
-        """``train.gradient_checkpointing``: keep only each layer's input for the backward and
-        recompute the layer then (Chen et al. 2016; Hugging Face's
-        ``gradient_checkpointing_enable``, non-reentrant, which restores the RNG state so
-        dropout masks and gradients are the same). Activation memory of a pair's batch then
-        no longer scales with the number of layers, for about one more forward in time."""
-        model = self.encoder.model
-        if not getattr(model, "supports_gradient_checkpointing", False):
-            raise ConfigError(
-                f"train.gradient_checkpointing: {type(model).__name__} ({self.cfg.model.name}) "
-                f"does not support gradient checkpointing; set it to false"
-            )
-        kwargs = {"use_reentrant": False}
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-    def _setup_objectives(self) -> None:
-        """Objective plugins from their options, what they need (links, mixed batches, the
-        frozen target) and the frozen copy c0, cut above the layer it is read at."""
-        cfg = self.cfg
-        self.entries: dict[str, Registered] = {
-            name: self.registry.objective(name) for name in cfg.objectives
+    def _setup_objectives(
+        self, cfg: RunConfig, registry: PluginRegistry, hidden_size: int
+    ) -> tuple[dict[str, Registered], dict[str, Objective]]:
+        """Each objective's plugin entry and the objective built from its options
+        (:func:`xalign.plugins.build_objective`) for vectors of ``hidden_size``."""
+        entries = {name: registry.objective(name) for name in cfg.objectives}
+        objectives = {
+            name: build_objective(entry, cfg.objective_options(name), hidden_size=hidden_size)
+            for name, entry in entries.items()
         }
-        self.weights = cfg.objective_weights()
-        hidden = self.encoder.hidden_size
-        self.objectives: dict[str, Objective] = {}
-        for name, entry in self.entries.items():
-            try:
-                self.objectives[name] = entry.cls.from_options(
-                    cfg.objective_options(name), hidden_size=hidden
-                )
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(f"{entry.where()}: bad options: {exc}") from exc
-        needs = {name: obj.needs() for name, obj in self.objectives.items()}
-        self.link_specs: list[LinkSpec] = sorted(
-            {s for n in needs.values() for s in n.links}, key=repr
-        )
-        self.mixed = any(n.mixed_languages for n in needs.values())
-        if self.mixed and not all(n.mixed_languages for n in needs.values()):
-            raise ValueError(
-                "objectives that need mixed-language batches cannot be combined "
-                "with per-language-pair objectives in one run"
-            )
-        self.need_frozen = cfg.train.reg_weight > 0 or any(n.frozen_target for n in needs.values())
-        self.frozen = frozen_upto_layer(self.encoder) if self.need_frozen else None
-        # Needs.mlm: the model's masked-LM head (after the frozen copy: c0 never needs it)
-        self.need_mlm = sorted(name for name, n in needs.items() if n.mlm)
-        if self.need_mlm:
-            self.encoder.attach_mlm_head(cfg.model.name, self.need_mlm, cfg.model.revision)
-        # sentence-level objectives: teacher models and collectives over the global batch
-        self.teachers = self._load_teachers(needs)
-        self.gathering = [name for name, n in needs.items() if n.gathers]
+        return entries, objectives
 
-    def _load_teachers(self, needs: dict[str, Any]) -> dict[str, Encoder]:
-        """Each ``Needs.teacher`` model, loaded once (shared by the objectives naming it) in eval
-        mode without gradient; kept outside :class:`AlignmentModule`, so it is never trained,
-        not in the optimizer, the checkpoints or the saved model."""
+    def _setup_needs(self, objectives: dict[str, Objective], reg_weight: float) -> RunNeeds:
+        """What the objectives need together (:class:`RunNeeds`); the mixed-language rule
+        (:func:`xalign.plugins.mixed_batches`) raises :class:`ConfigError` on a bad mix."""
+        needs = {name: obj.needs() for name, obj in objectives.items()}
+        return RunNeeds(
+            each=needs,
+            link_specs=sorted({s for n in needs.values() for s in n.links}, key=repr),
+            mixed=mixed_batches(needs),
+            frozen=reg_weight > 0 or any(n.frozen_target for n in needs.values()),
+            mlm=sorted(name for name, n in needs.items() if n.mlm),
+            gathering=[name for name, n in needs.items() if n.gathers],
+        )
+
+    def _setup_reference_models(
+        self, encoder: Encoder, needs: RunNeeds, m: ModelConfig
+    ) -> tuple[Encoder | None, dict[str, Encoder]]:
+        """The frozen copy c0 (cut above the layer it is read at) when needed, the MLM head
+        (``Needs.mlm``, attached to ``encoder`` after the copy: c0 never needs it) and each
+        ``Needs.teacher`` model, loaded once (shared by the objectives naming it) in eval mode
+        without gradient; teachers stay outside :class:`AlignmentModule`, so they are never
+        trained, not in the optimizer, the checkpoints or the saved model."""
+        frozen = frozen_upto_layer(encoder) if needs.frozen else None
+        if needs.mlm:
+            encoder.attach_mlm_head(m.name, needs.mlm, m.revision)
         teachers: dict[str, Encoder] = {}
-        for obj, need in needs.items():
+        for obj, need in needs.each.items():
             model = need.teacher
             if model is None or model in teachers:
                 continue
             try:
-                teacher = load_encoder(model, max_length=self.cfg.model.max_length)
+                teacher = load_encoder(model, max_length=m.max_length)
             except XalignError as exc:
                 raise PluginError(f"{self.entries[obj].where()}: teacher {model!r}: {exc}") from exc
             teacher.eval()
             teacher.requires_grad_(False)
             teachers[model] = teacher
-        return teachers
+        return frozen, teachers
 
-    def _setup_data(self) -> None:
-        """The parallel corpus, its word links (one set for every rank) and each objective's
-        ``prepare`` (corpus statistics)."""
-        cfg = self.cfg
-        # Prepared once (xalign.data.prepare): words, filters, stats and word links are cached
-        # on disk by content, built by the main process first and memory-mapped by every rank;
-        # the same examples, plan and links as build_parallel_data + xalign.links.attach_links.
+    def _setup_data(
+        self, cfg: RunConfig, encoder: Encoder, link_specs: list[LinkSpec]
+    ) -> tuple[ParallelData, LinkSet, Any]:
+        """The parallel corpus and its word links (one set for every rank), prepared once
+        (:mod:`xalign.data.prepare`): words, filters, stats and word links are cached on disk
+        by content, built by the main process first and memory-mapped by every rank."""
         from xalign.data.prepare import prepare_run_data
 
-        self.data: ParallelData
-        self.data, self.link_set, self.prepared = prepare_run_data(
+        return prepare_run_data(
             cfg,
-            self.encoder,
-            self.link_specs,
+            encoder,
+            link_specs,
             accelerator=self.accelerator,
             announce=self.show_progress,
         )
-        for name, objective in self.objectives.items():
+
+    def _setup_prepare(self, objectives: dict[str, Objective], data: ParallelData) -> None:
+        """Each objective's ``prepare`` (corpus statistics) on the training data."""
+        for name, objective in objectives.items():
             try:
-                objective.prepare(self.data)
+                objective.prepare(data)
             except Exception as exc:
                 raise PluginError(
                     f"{self.entries[name].where()} failed in prepare(): {type(exc).__name__}: {exc}"
                 ) from exc
 
-    def _setup_optimizer(self) -> None:
-        """Module on the device (DDP-wrapped by ``accelerator.prepare`` on several ranks),
-        optimizer, step count and learning-rate schedule."""
-        t = self.cfg.train
+    def _setup_optimizer(
+        self,
+        encoder: Encoder,
+        objectives: dict[str, Objective],
+        frozen: Encoder | None,
+        teachers: dict[str, Encoder],
+        t: TrainConfig,
+    ) -> tuple[AlignmentModule, nn.Module, list[nn.Parameter], torch.optim.Optimizer]:
+        """The trained module on the device (and its DDP wrapper from ``accelerator.prepare``
+        on several ranks; the module itself on one), its trainable parameters and the
+        optimizer; the frozen copy and the teachers are moved to the device too."""
         device = self.accelerator.device
-        self.module = AlignmentModule(self.encoder, self.objectives).to(device)
+        module = AlignmentModule(encoder, objectives).to(device)
         # Dropout on (standard fine-tuning) or off; the frozen copy c0 is always in eval mode,
         # so with dropout the drift regulariser is not zero even before the first update.
-        self.module.train(t.dropout)
+        module.train(t.dropout)
         if t.gradient_checkpointing and not t.dropout:
             # HF recomputes a layer only in training mode: the checkpointed layers themselves
             # (not their dropout and attention modules) are marked as training
-            for m in self.encoder.model.modules():
-                if m is not self.encoder.model and getattr(m, "gradient_checkpointing", False):
+            for m in encoder.model.modules():
+                if m is not encoder.model and getattr(m, "gradient_checkpointing", False):
                     m.training = True
-        if self.frozen is not None:
-            self.frozen.to(device)
-        for teacher in self.teachers.values():
-            teacher.to(device)
+        for reference in [frozen, *teachers.values()]:
+            if reference is not None:
+                reference.to(device)
         # Only the model is prepared: the optimizer and schedule count optimizer steps, while
         # accelerate's scheduler wrapper would step once per process (split-batch semantics).
-        self.ddp = self.accelerator.prepare_model(self.module)
-        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        ddp = self.accelerator.prepare_model(module)
+        params = [p for p in module.parameters() if p.requires_grad]
         if t.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(self.params, lr=t.lr, weight_decay=t.weight_decay)
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=t.lr, weight_decay=t.weight_decay
+            )
         else:
             opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-            self.optimizer = opt_cls(
-                self.params, lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay
+            optimizer = opt_cls(
+                params, lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay
             )
-        self.micro_total = self.data.micro_steps * t.epochs
-        self.total_steps = math.ceil(self.micro_total / t.grad_accum)
-        if t.max_steps is not None:
-            self.total_steps = min(self.total_steps, t.max_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        return module, ddp, params, optimizer
 
-    def _setup_resume(self) -> Path | None:
-        """With ``--resume``: weights, optimizer, schedule, step and metrics of the checkpoint
-        (which must have been written with the same config); returns the checkpoint or None.
+    def _setup_schedule(
+        self, optimizer: torch.optim.Optimizer, data: ParallelData, t: TrainConfig
+    ) -> tuple[int, int, torch.optim.lr_scheduler.LambdaLR]:
+        """Micro-steps and optimizer steps of the run (``train.epochs``, ``grad_accum``,
+        ``max_steps``) and the learning-rate schedule over them (:func:`lr_factor`)."""
+        micro_total = data.micro_steps * t.epochs
+        total_steps = math.ceil(micro_total / t.grad_accum)
+        if t.max_steps is not None:
+            total_steps = min(total_steps, t.max_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(t, total_steps))
+        return micro_total, total_steps, scheduler
+
+    def _setup_resume(
+        self,
+        resume_from: Path | None,
+        module: AlignmentModule,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> Resumed:
+        """With ``--resume``: weights, optimizer and schedule loaded from the checkpoint (which
+        must have been written with the same config), its step, metrics and run id.
 
         Raises:
             ConfigError: the checkpoint's config fingerprint differs from this run's.
         """
         cfg = self.cfg
-        self.start_step = 0
-        self.history: dict[str, float] = {}
-        self._resumed_run_id: str | None = None
-        if self.resume_from is None:
-            return None
-        ckpt = find_checkpoint(self.resume_from)
+        if resume_from is None:
+            return Resumed()
+        ckpt = find_checkpoint(resume_from)
         state = load_checkpoint(
-            ckpt,
-            module=self.module,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            rank=self.rank,
+            ckpt, module=module, optimizer=optimizer, scheduler=scheduler, rank=self.rank
         )
         if state.get("fingerprint") != cfg.fingerprint():
             raise ConfigError(
@@ -594,34 +684,33 @@ class AlignmentRecipe:
                 f"({str(base.get('identity'))[:40]}), this run loads "
                 f"{cfg.model.name} ({self._base_identity()[:40]}); resume on the same base"
             )
-        self.start_step = int(state["step"])
-        self._resumed_run_id = state.get("run_id")
-        self.history = state.get("metrics", {})
-        return ckpt
+        return Resumed(ckpt, int(state["step"]), state.get("metrics", {}), state.get("run_id"))
 
     # -- data.links: self (xalign.self_links) ------------------------------------------------
-    def _setup_self_links(self) -> None:
+    def _setup_self_links(
+        self, cfg: RunConfig, prepared: Any, link_specs: list[LinkSpec], start_step: int
+    ) -> SelfLinks | None:
         """``data.links: self``: the model's own links, computed before the first step (of this
-        process: a resumed run recomputes them from the checkpoint's weights)."""
+        process: a resumed run recomputes them from the checkpoint's weights); None for the
+        other ``data.links`` sources, or when no objective needs links."""
         from xalign.self_links import SelfLinks, is_self
 
-        self.self_links: SelfLinks | None = None
-        if not (is_self(self.cfg.data.links) and self.link_specs):
-            return
-        cfg = self.cfg
-        self.self_links = SelfLinks(
+        if not (is_self(cfg.data.links) and link_specs):
+            return None
+        self_links = SelfLinks(
             cfg.data.self_links,
             cfg.model.layer,
-            self.prepared.pairs,
-            self.link_specs,
+            prepared.pairs,
+            link_specs,
             target=cfg.data.target,
         )
-        self._refresh_self_links(self.start_step)
+        self._refresh_self_links(self_links, start_step)
+        return self_links
 
-    def _setup_self_links_record(self) -> None:
+    def _setup_self_links_record(self, self_links: SelfLinks | None, start_step: int) -> None:
         """Log the first self links once the MLflow run exists (``data.links: self`` only)."""
-        if self.self_links is not None:
-            self._log_self_links(self.start_step)
+        if self_links is not None:
+            self._log_self_links(start_step)
 
     def _self_links_due(self, step: int) -> bool:
         every = self.cfg.data.self_links.refresh_every
@@ -632,12 +721,11 @@ class AlignmentRecipe:
             and step % every == 0
         )
 
-    def _refresh_self_links(self, step: int) -> None:
+    def _refresh_self_links(self, self_links: SelfLinks, step: int) -> None:
         """Recompute (main process, broadcast) and record which links every rank holds."""
         from xalign.links import gather_from_ranks
 
-        assert self.self_links is not None
-        corpus = self.self_links.refresh(self.encoder, step, accelerator=self.accelerator)
+        corpus = self_links.refresh(self.encoder, step, accelerator=self.accelerator)
         self.link_set.corpus = corpus
         self.link_set.by_rank = gather_from_ranks(
             {n: cl.digest for n, cl in corpus.items()}, self.world
@@ -680,35 +768,35 @@ class AlignmentRecipe:
             self.tracker.log_artifact(digests, folder_name)
         self.tracker.log_metrics(metrics, step)
 
-    def _setup_output(self, ckpt: Path | None) -> None:
-        """The MLflow run (new, or the resumed one), the same run id on every rank, and the
-        output folder with ``config.yaml`` and ``checkpoints/``.
+    def _setup_output(self, cfg: RunConfig, resumed: Resumed) -> tuple[str | None, Path]:
+        """The MLflow run (new, or the resumed one; the same run id on every rank) and the
+        output folder with ``config.yaml`` and ``checkpoints/``: returns both.
 
         Raises:
             CheckpointError: the output folder cannot be written (path and OS reason).
         """
-        cfg, t = self.cfg, self.cfg.train
-        run_id = self._resumed_run_id
+        ckpt = resumed.checkpoint
+        run_id = resumed.run_id
         if self.is_main:
             if ckpt is not None:  # first send what an earlier process of this run could not
                 self.tracker.set_backlog_dir(self.resume_from_output(ckpt))
             run_id = self._start_tracking(run_id)
         run_id = _broadcast(run_id, self.world)
-        self.run_id = run_id
-        out = Path(t.output_dir) / (run_id or "run")
-        self.output_dir = Path(self.resume_from_output(ckpt) or out)
-        self.ckpt_dir = self.output_dir / "checkpoints"
+        output_dir = Path(
+            self.resume_from_output(ckpt) or Path(cfg.train.output_dir) / (run_id or "run")
+        )
         if self.is_main:
             try:
-                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-                (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+                (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+                (output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
             except OSError as exc:
                 raise CheckpointError(
-                    f"cannot write to the output folder {self.output_dir}: "
-                    f"{io_reason(exc, self.output_dir.parent)}"
+                    f"cannot write to the output folder {output_dir}: "
+                    f"{io_reason(exc, output_dir.parent)}"
                 ) from exc
-            self.tracker.set_backlog_dir(self.output_dir)  # unsent records are kept here
-            self.tracker.set_tags({TAG_OUTPUT_DIR: str(self.output_dir.resolve())})
+            self.tracker.set_backlog_dir(output_dir)  # unsent records are kept here
+            self.tracker.set_tags({TAG_OUTPUT_DIR: str(output_dir.resolve())})
+        return run_id, output_dir
 
     def _base_identity(self) -> str:
         """Content identity of ``model.name`` (:func:`xalign.provenance.model_identity`)."""
@@ -722,15 +810,6 @@ class AlignmentRecipe:
 
     def resume_from_output(self, ckpt: Path | None) -> Path | None:
         return ckpt.parent.parent if ckpt is not None else None
-
-    def _lr_lambda(self, step: int) -> float:
-        t = self.cfg.train
-        if t.warmup_steps and step < t.warmup_steps:
-            return (step + 1) / t.warmup_steps
-        if t.schedule == "linear":
-            span = max(1, self.total_steps - t.warmup_steps)
-            return max(0.0, 1.0 - (step - t.warmup_steps) / span)
-        return 1.0
 
     def _start_tracking(self, run_id: str | None) -> str | None:
         cfg = self.cfg
@@ -1071,7 +1150,7 @@ class AlignmentRecipe:
         with progress:
             for step in range(self.start_step, self.total_steps):
                 if self._self_links_due(step):  # data.links: self
-                    self._refresh_self_links(step)
+                    self._refresh_self_links(self.self_links, step)
                     self._log_self_links(step)
                 first = step * t.grad_accum
                 micros = list(range(first, min(first + t.grad_accum, self.micro_total)))
