@@ -269,12 +269,19 @@ class Task:
         new evaluation instead of a stale reused one. Default: the files of the data folder
         (``context.data_dir``, else the shared data folders) under :attr:`data_folders`
         (every file when it is None), plus files named by option values (a file with its
-        same-stem siblings, e.g. ``deen.src-tgt`` + ``deen.gold``; a folder's files).
+        same-stem siblings, e.g. ``deen.src-tgt`` + ``deen.gold``; a folder's files), plus,
+        with a ``joint`` option, its config and corpus files.
         Override to be more precise; data fetched from the Hugging Face Hub is not covered.
         """
         from xalign.provenance import data_files, option_files
 
-        return data_files(context.data_dir, self.data_folders) + option_files(self.config)
+        files = data_files(context.data_dir, self.data_folders) + option_files(self.config)
+        joint = getattr(self.config, "joint", None)
+        if joint is not None:  # joint realignment: its config and parallel corpus files
+            from xalign.evaluation.joint import joint_inputs
+
+            files += joint_inputs(joint)
+        return files
 
     @classmethod
     def options(cls) -> dict[str, Any]:
