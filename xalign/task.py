@@ -251,6 +251,12 @@ class Task:
     #: no sampling: AER, retrieval): ``xalign eval``/``compare`` then evaluate a model once and
     #: use that result for every seed instead of repeating the same computation.
     uses_seed: ClassVar[bool] = True
+    #: What the task measures, for ``compare``'s alignment-vs-transfer report
+    #: (:mod:`xalign.compare.correlation`): ``alignment`` (the encoder's cross-lingual
+    #: alignment: word alignment, retrieval), ``transfer`` (train on English, test other
+    #: languages), or None: ``align``/``tatoeba``/``bucc`` count as alignment, tasks whose
+    #: options extend :class:`xalign.FinetuneSettings` as transfer, others as neither.
+    kind: ClassVar[str | None] = None
     #: Bump when what ``run`` returns for the same inputs changes meaning (a metric defined
     #: anew, a field added that comparisons read): it is part of the evaluation's reuse key,
     #: so results stored under the old definition are computed again, not reused.

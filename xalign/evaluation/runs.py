@@ -285,8 +285,9 @@ def evaluate_runs(
         if dataclasses.is_dataclass(task.config)
         else dict(options or {})
     )
-    if resolved.get("lora", False) is None:  # full fine-tuning: the keys of runs before LoRA
-        resolved.pop("lora")
+    for unset in ("lora", "joint"):  # not used: the keys of runs before these options
+        if resolved.get(unset, False) is None:
+            resolved.pop(unset)
     base_ctx = context or TaskContext()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tracker = Tracker(uri, experiment)
