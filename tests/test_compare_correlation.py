@@ -119,3 +119,23 @@ def test_task_kinds_of_the_builtin_plugins() -> None:
     )
     assert task_kind("xnli-mini") == task_kind("pos-mini") == "transfer"
     assert task_kind("no-such-task") is None
+
+
+def test_a_task_kind_outside_the_two_is_a_plugin_error() -> None:
+    import xalign
+    from xalign.plugins import PluginError, get_registry
+    from xalign.task import Task
+
+    class Odd(Task):
+        name = "odd-kind"
+        kind = "retrieval"
+
+    class Plugin:
+        @xalign.hookimpl
+        def register_tasks(self, register) -> None:
+            register(Odd)
+
+    registry = get_registry()
+    registry.add(Plugin(), name="odd-tests", distribution="odd-dist", version="1")
+    with pytest.raises(PluginError, match="odd-dist.*Task.kind must be one of"):
+        task_kind("odd-kind", registry)

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 #: Tasks that measure alignment when their plugin does not say (``Task.kind``).
 ALIGNMENT_TASKS = ("align", "tatoeba", "bucc")
+#: Transfer tasks that do not fine-tune through FinetuneSettings, when their plugin does not
+#: say (frozen-encoder probes: a linear classifier fit on English, tested on the others).
+TRANSFER_TASKS = ("xnli-probe", "pos-probe")
+KINDS = ("alignment", "transfer")
 #: Fewest points for a correlation (below it ρ and its interval are not given).
 MIN_POINTS = 3
 
@@ -217,20 +221,28 @@ def bootstrap_ci(
 
 def task_kind(name: str, registry: Any = None) -> str | None:
     """``alignment``, ``transfer`` or None for task ``name``: the plugin's ``Task.kind`` when
-    it declares one; else ``alignment`` for :data:`ALIGNMENT_TASKS`, ``transfer`` for a task
-    that fine-tunes (:func:`fine_tunes`)."""
-    from xalign.plugins import get_registry
+    it declares one; else ``alignment`` for :data:`ALIGNMENT_TASKS`, ``transfer`` for
+    :data:`TRANSFER_TASKS` and for a task that fine-tunes (:func:`fine_tunes`).
 
+    Raises:
+        PluginError: ``Task.kind`` is something else (naming the plugin).
+    """
+    from xalign.plugins import PluginError, get_registry
+
+    by_name = {
+        **dict.fromkeys(ALIGNMENT_TASKS, "alignment"),
+        **dict.fromkeys(TRANSFER_TASKS, "transfer"),
+    }
     try:
-        cls = (registry or get_registry()).task(name).cls
+        entry = (registry or get_registry()).task(name)
     except Exception:  # a task of stored results whose plugin is gone: by name only
-        return "alignment" if name in ALIGNMENT_TASKS else None
-    kind = getattr(cls, "kind", None)
-    if kind in ("alignment", "transfer"):
-        return kind
-    if name in ALIGNMENT_TASKS:
-        return "alignment"
-    return "transfer" if fine_tunes(cls) else None
+        return by_name.get(name)
+    kind = getattr(entry.cls, "kind", None)
+    if kind is not None and kind not in KINDS:
+        raise PluginError(
+            f"{entry.where()}: Task.kind must be one of {KINDS} or None, got {kind!r}"
+        )
+    return kind or by_name.get(name) or ("transfer" if fine_tunes(entry.cls) else None)
 
 
 def fine_tunes(task_class: type) -> bool:
