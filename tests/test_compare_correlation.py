@@ -118,6 +118,7 @@ def test_task_kinds_of_the_builtin_plugins() -> None:
         ("align", "tatoeba", "bucc"), "alignment"
     )
     assert task_kind("xnli-mini") == task_kind("pos-mini") == "transfer"
+    assert task_kind("xnli-probe") == task_kind("pos-probe") == "transfer"
     assert task_kind("no-such-task") is None
 
 

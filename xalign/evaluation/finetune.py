@@ -150,7 +150,7 @@ class FinetuneLog:
     """What happened: optimiser steps, mean loss and selection score per epoch, best epoch,
     and the number of parameters that trained (with LoRA: the adapters and the head);
     with ``joint``, the mean unweighted auxiliary loss per epoch (over the steps that took a
-    corpus batch)."""
+    corpus batch; None for an epoch without one)."""
 
     steps: int = 0
     epoch_losses: list[float] = field(default_factory=list)
@@ -158,7 +158,7 @@ class FinetuneLog:
     best_epoch: int | None = None
     seconds: float = 0.0
     trainable_parameters: int = 0
-    joint_losses: list[float] = field(default_factory=list)
+    joint_losses: list[float | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(
@@ -472,7 +472,7 @@ def finetune(
                 progress.update(bar, advance=1, loss=losses[-1])
             log.epoch_losses.append(float(np.mean(losses)))
             if aux is not None:
-                log.joint_losses.append(float(np.mean(aux_losses)) if aux_losses else math.nan)
+                log.joint_losses.append(float(np.mean(aux_losses)) if aux_losses else None)
             if select is not None and _is_best(log, float(select())):
                 best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
     if best is not None:
