@@ -149,3 +149,14 @@ def test_the_corpus_files_are_inputs_of_the_evaluation(tmp_path) -> None:
     assert {tmp_path / f"c.{lang}" for lang in ("de", "fr", "en")} <= set(files)
     plain = xalign_xnli.Xnli.from_options({}).inputs(TaskContext(data_dir=tmp_path / "none"))
     assert not {tmp_path / "c.de"} & set(plain)
+
+
+def test_joint_loss_trains_lora_adapters_too(tiny_model, one_thread) -> None:
+    lora = {"r": 2, "alpha": 4.0}
+    plain, _ = _run(tiny_model, None, lora=lora)
+    joint, log = _run(tiny_model, _joint(tiny_model, weight=10.0), lora=lora)
+    assert len(log.joint_losses) == 2 and set(plain) == set(joint)  # merged: plain weights
+    changed = [
+        k for k in plain if k.startswith("bert.encoder") and not torch.equal(plain[k], joint[k])
+    ]
+    assert changed, "the joint loss moved no adapter (merged weights equal the plain LoRA run)"
