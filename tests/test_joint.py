@@ -126,6 +126,13 @@ def test_an_objective_that_needs_the_mlm_head_is_a_config_error(tiny_model, one_
         _run(tiny_model, _joint(tiny_model, objective="tlm"))
 
 
+def test_self_links_are_a_config_error(tiny_model, one_thread) -> None:
+    joint = _joint(tiny_model, objective="l2")
+    joint["overrides"] = [*joint["overrides"], "data.links=self"]
+    with pytest.raises(ConfigError, match="data.links: self"):
+        _run(tiny_model, joint)
+
+
 def test_without_a_tokenizer_joint_is_a_config_error(tiny_model) -> None:
     net = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=2)
     s = FinetuneSettings(batch_size=2, epochs=1, joint=_joint(tiny_model))

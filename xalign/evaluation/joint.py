@@ -120,7 +120,7 @@ class JointLoss(nn.Module):
 
     Raises:
         ConfigError: bad settings, an objective that needs the masked-LM head (a task model
-            has none), or a config that does not load.
+            has none) or self links (``data.links: self``), or a config that does not load.
         PluginError: the objective's options or ``prepare`` fail (naming the plugin).
     """
 
@@ -167,6 +167,14 @@ class JointLoss(nn.Module):
                 f"fine-tuned task model does not have; pick another objective"
             )
         self.links = sorted(needs.links, key=repr)
+        from xalign.self_links import is_self
+
+        if self.links and is_self(cfg.data.links):
+            raise ConfigError(
+                f"joint.objective {settings.objective!r} needs word links, and data.links: self "
+                f"(links drawn from the model during alignment training) is not available in "
+                f"joint fine-tuning; use eflomal links (data.links unset) or a links file"
+            )
         self.mixed = needs.mixed_languages
         enc = self.encoder.inner
         self._frozen = [frozen_upto_layer(enc)] if needs.frozen_target else []
