@@ -23,8 +23,6 @@ from typing import Any
 
 import xalign
 from xalign import (
-    XNLI_LABELS,
-    XNLI_LANGS,
     FinetuneLog,
     FinetuneSettings,
     Task,
@@ -33,13 +31,12 @@ from xalign import (
     finetune,
     fit_max_length,
     load_for_finetuning,
-    load_mnli_train,
-    load_xnli,
     model_input_names,
     parse_languages,
     predict,
     seed_everything,
 )
+from xalign_xnli.data import XNLI_LABELS, XNLI_LANGS, load_mnli_train, load_xnli
 
 Example = dict[str, Any]
 MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")

@@ -24,10 +24,10 @@ from xalign import (
     TaskResult,
     embed_sentences,
     fit_linear_probe,
-    load_xnli,
     pair_features,
     parse_languages,
 )
+from xalign_xnli.data import load_xnli
 
 PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh")
 
