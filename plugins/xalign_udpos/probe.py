@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,15 +24,8 @@ import torch
 
 import xalign
 from xalign import TaskContext, TaskResult, encode_words, fit_linear_probe, parse_languages
-from xalign_udpos.conllu import UPOS_TAGS, ConlluError, TaggedSentence
-from xalign_udpos.data import (
-    UdSplit,
-    check_test_files,
-    chosen_test_file,
-    load_ud,
-    local_conllu,
-    read_test_file,
-)
+from xalign_udpos.conllu import UPOS_TAGS, TaggedSentence
+from xalign_udpos.data import UdSource, UdSplit, check_test_files
 
 PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh", "ar", "hi", "tr", "vi")
 #: The treebank of each language in ../shared/data/ud (the same as pos-mini's).
@@ -100,38 +92,19 @@ class PosProbe(xalign.Task):
         ),
     )
 
-    def _test_file(self, lang: str, split: str, context: TaskContext) -> Path | None:
-        """The ``test_files`` entry read for this split instead of the data folder's."""
-        if split != "test" or not self.config.test_files:
-            return None
-        return chosen_test_file(self.config.test_files, lang, self._languages(context), self.name)
-
-    def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
-        path = self._test_file(lang, split, context)
-        if path is not None:
-            data = read_test_file(path, lang, limit)
-        else:
-            data = load_ud(
-                lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
-            )
-        if not data.sentences:
-            raise ConlluError(f"pos-probe: no tagged sentence in UD {lang} {split}")
-        return data
+    def _source(self) -> UdSource:
+        return UdSource(self.name, self.config.treebanks, self.config.test_files)
 
     def _languages(self, context: TaskContext) -> list[str]:
         return parse_languages(context.languages) if context.languages else self.config.languages
 
+    def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
+        return self._source().load(lang, split, context.data_dir, self._languages(context), limit)
+
     def inputs(self, context: TaskContext) -> list:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
         splits = [("en", "train")] + [(lang, "test") for lang in self._languages(context)]
-        found = set()
-        for lang, split in splits:
-            chosen = self._test_file(lang, split, context)
-            treebank = self.config.treebanks.get(lang)
-            found |= (
-                {chosen} if chosen else set(local_conllu(lang, split, context.data_dir, treebank))
-            )
-        return sorted(found)
+        return self._source().inputs(splits, context.data_dir, self._languages(context))
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
