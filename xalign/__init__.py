@@ -71,7 +71,7 @@ from xalign.evaluation.finetune import (
     predict,
     seed_everything,
 )
-from xalign.evaluation.probe import LinearProbe, fit_linear_probe, pair_features
+from xalign.evaluation.probe import LinearProbe, ProbeSettings, fit_linear_probe, pair_features
 from xalign.evaluation.qa import ExtractiveQaConfig, ExtractiveQaTask
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
@@ -180,6 +180,7 @@ __all__ = [
     "parse_languages",
     "seed_everything",
     # frozen-encoder probes (xnli-probe, pos-probe)
+    "ProbeSettings",
     "pair_features",
     "fit_linear_probe",
     "LinearProbe",

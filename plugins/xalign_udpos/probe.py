@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 import xalign
-from xalign import TaskContext, TaskResult, encode_words, fit_linear_probe, parse_languages
+from xalign import (
+    ProbeSettings,
+    TaskContext,
+    TaskResult,
+    encode_words,
+    fit_linear_probe,
+    parse_languages,
+)
 from xalign_udpos.conllu import UPOS_TAGS, TaggedSentence
 from xalign_udpos.data import UdSource, UdSplit, check_test_files
 
@@ -39,39 +46,27 @@ WORD_POOLINGS = ("mean", "first", "last")
 
 
 @dataclass
-class PosProbeConfig:
-    """Options of ``pos-probe``.
+class PosProbeConfig(ProbeSettings):
+    """Options of ``pos-probe`` (checked by :class:`xalign.ProbeSettings`).
 
     ``layer``: hidden-state index (``-1`` = last); ``pooling``: subwords -> word (``mean``,
     ``first``, ``last``); ``train_limit``: English EWT train sentences, spread evenly over the
     file (None = all 12,544); ``test_limit``: test sentences per language, spread (None = all);
-    ``treebanks``: language -> UD treebank; ``c``: inverse L2 strength of the regression.
+    ``treebanks``: language -> UD treebank; ``test_files``: language -> your own CoNLL-U test
+    file; ``c``: inverse L2 strength of the regression.
     """
+
+    POOLINGS: ClassVar[tuple[str, ...]] = WORD_POOLINGS
 
     languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))
     treebanks: dict[str, str] = field(default_factory=lambda: dict(PROBE_TREEBANKS))
     test_files: dict[str, str] = field(default_factory=dict)
-    layer: int = -1
-    pooling: str = "mean"
-    train_limit: int | None = None
-    test_limit: int | None = None
-    c: float = 1.0
-    max_length: int = 128
     batch_size: int = 32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
         self.test_files = check_test_files(self.test_files, "pos-probe")
-        if self.pooling not in WORD_POOLINGS:
-            raise ValueError(
-                f"pos-probe: pooling must be one of {WORD_POOLINGS}, got {self.pooling!r}"
-            )
-        if self.c <= 0:
-            raise ValueError(f"pos-probe: c must be > 0, got {self.c}")
-        for key in ("train_limit", "test_limit"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"pos-probe: {key} must be >= 1 or null, got {value}")
 
 
 class PosProbe(xalign.Task):

@@ -19,6 +19,7 @@ from typing import Any
 from xalign import XalignError, find_data_file, load_hub_dataset, read_gold_lines
 
 __all__ = [
+    "NLI_FILE",
     "UNLABELED",
     "XNLI_LABELS",
     "XNLI_LANGS",
@@ -41,6 +42,8 @@ XNLI_LANGS: tuple[str, ...] = (
 )  # fmt: skip
 _HUB_SPLIT = {"train": "train", "dev": "validation", "validation": "validation", "test": "test"}
 _TEST_LABELS = "DERIVED_test-labels.txt"
+#: What a ``test_files`` entry must be (for option errors).
+NLI_FILE = "premise<TAB>hypothesis<TAB>label file"
 _SUBDIRS = ("xnli", "XNLI-MT-1.0/multinli", "xnli/XNLI-MT-1.0/multinli")
 
 
