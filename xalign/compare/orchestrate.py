@@ -187,8 +187,13 @@ def compare(
     registry: PluginRegistry | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] | None = None,
+    reuse_evaluations: bool = True,
+    languages: Sequence[str] | None = None,
 ) -> CompareReport:
-    """Train (or reuse) each objective per seed, evaluate every task, write the report."""
+    """Train (or reuse) each objective per seed, evaluate every task, write the report.
+
+    ``reuse_evaluations=False`` re-evaluates every model while still reusing training runs;
+    ``languages`` restricts every task to those languages (``TaskContext.languages``)."""
     say = log or (lambda _msg: None)
     objectives, tasks = list(dict.fromkeys(objectives)), list(dict.fromkeys(tasks))
     registry = registry or get_registry()
@@ -220,16 +225,23 @@ def compare(
                 "data_dir": str(data_dir),
                 "base_model": cfg0.model.name,
                 "reuse": reuse,
+                "reuse_evaluations": reuse and reuse_evaluations,
+                "languages": list(languages or []),
                 "seen_languages": list(cfg0.data.languages),
             }
         )
         root = Path(cfg0.train.output_dir)
-        ctx = TaskContext(data_dir=data_dir, output_dir=root / "eval", show_progress=show_progress)
+        ctx = TaskContext(
+            data_dir=data_dir,
+            output_dir=root / "eval",
+            show_progress=show_progress,
+            languages=list(languages) if languages else None,
+        )
         common = {
             "context": ctx,
             "tracking_uri": uri,
             "parent_run_id": parent,
-            "reuse": reuse,
+            "reuse": reuse and reuse_evaluations,
             "experiment": experiment,
             "registry": registry,
         }
