@@ -55,6 +55,13 @@ def compare_command(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
     option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    languages: list[str] = typer.Option(
+        [],
+        "--languages",
+        "-l",
+        help="Evaluate only these languages (comma-separated or repeatable), among each "
+        "task's languages option; default: each task's own.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     no_reuse: bool = typer.Option(
         False, "--no-reuse", help="Retrain and re-evaluate even if identical runs exist."
@@ -71,6 +78,12 @@ def compare_command(
         "--joint-option",
         help="Setting of the joint rows KEY=VALUE: weight, schedule (constant|linear|every), "
         "every, batch_size, options.KEY.",
+    ),
+    re_evaluate: bool = typer.Option(
+        False,
+        "--re-evaluate",
+        help="Reuse identical training runs but evaluate every model again "
+        "(e.g. after editing a task).",
     ),
 ) -> None:
     """Compare objectives against the base encoder per task and language, with significance."""
@@ -93,6 +106,8 @@ def compare_command(
             reuse=not no_reuse,
             modes=split_names(mode) or ["sequential"],
             joint=joint,
+            reuse_evaluations=not re_evaluate,
+            languages=split_names(languages) or None,
             log=lambda msg: err.print(msg, highlight=False, soft_wrap=True),
         )
     if as_json:

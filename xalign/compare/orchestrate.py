@@ -232,12 +232,16 @@ def compare(
     log: Callable[[str], None] | None = None,
     modes: Sequence[str] = ("sequential",),
     joint: dict[str, Any] | None = None,
+    reuse_evaluations: bool = True,
+    languages: Sequence[str] | None = None,
 ) -> CompareReport:
     """Train (or reuse) each objective per seed, evaluate every task, write the report.
 
     ``modes``: ``sequential`` (align, then fine-tune: a row per objective) and/or ``joint``
     (a ``joint:NAME`` row per objective, see the module docstring); ``joint``: settings of
     every joint row (``weight``, ``schedule``, ``every``, ``batch_size``, ``options``).
+    ``reuse_evaluations=False`` re-evaluates every model while still reusing training runs;
+    ``languages`` restricts every task to those languages (``TaskContext.languages``).
     """
     say = log or (lambda _msg: None)
     objectives, tasks = list(dict.fromkeys(objectives)), list(dict.fromkeys(tasks))
@@ -273,18 +277,25 @@ def compare(
                 "data_dir": str(data_dir),
                 "base_model": cfg0.model.name,
                 "reuse": reuse,
+                "reuse_evaluations": reuse and reuse_evaluations,
+                "languages": list(languages or []),
                 "seen_languages": list(cfg0.data.languages),
                 "modes": list(modes),
                 "joint": dict(joint or {}),
             }
         )
         root = Path(cfg0.train.output_dir)
-        ctx = TaskContext(data_dir=data_dir, output_dir=root / "eval", show_progress=show_progress)
+        ctx = TaskContext(
+            data_dir=data_dir,
+            output_dir=root / "eval",
+            show_progress=show_progress,
+            languages=list(languages) if languages else None,
+        )
         common = {
             "context": ctx,
             "tracking_uri": uri,
             "parent_run_id": parent,
-            "reuse": reuse,
+            "reuse": reuse and reuse_evaluations,
             "experiment": experiment,
             "registry": registry,
         }
