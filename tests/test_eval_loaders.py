@@ -1,4 +1,5 @@
-"""Loaders of xalign.evaluation.data: the shared data files, synthetic quirks, Hub fallback."""
+"""The task plugins' dataset loaders (xalign_xnli.data, xalign_xquad.data, xalign_tatoeba.data)
+and xalign's SQuAD-format reader: the shared data files, synthetic quirks, Hub fallback."""
 
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xalign_tatoeba.data import TATOEBA_ISO3, load_tatoeba, tatoeba_code
+from xalign_xnli.data import UNLABELED, load_mnli_train, load_xnli
+from xalign_xquad.data import load_tydiqa_goldp, load_xquad
 
-from xalign.evaluation import (
-    TATOEBA_ISO3,
-    UNLABELED,
-    DataUnavailableError,
-    load_mnli_train,
-    load_squad_json,
-    load_tatoeba,
-    load_tydiqa_goldp,
-    load_xnli,
-    load_xquad,
-    tatoeba_code,
-)
+from xalign import DataUnavailableError
+from xalign import read_squad_json as load_squad_json
 from xalign.evaluation import data as data_mod
 from xalign.paths import data_root
 

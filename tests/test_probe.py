@@ -8,6 +8,7 @@ import torch
 from xalign_udpos.probe import PosProbe, PosProbeConfig, _by_sentence
 from xalign_xnli.probe import XnliProbe, XnliProbeConfig
 
+import xalign
 from xalign import (
     TaskContext,
     embed_sentences,
@@ -96,11 +97,34 @@ def test_sentence_counts_by_hand() -> None:
         (XnliProbeConfig, {"test_limit": 0}),
         (PosProbeConfig, {"pooling": "cls"}),
         (PosProbeConfig, {"train_limit": 0}),
+        (PosProbeConfig, {"c": -1.0}),
+        (PosProbeConfig, {"test_limit": 0}),
+        (XnliProbeConfig, {"max_length": 0}),
+        (PosProbeConfig, {"batch_size": 0}),
     ],
 )
 def test_options_are_checked(cls, bad) -> None:
     with pytest.raises(ValueError):
         cls(**bad)
+
+
+@pytest.mark.parametrize("cls", [XnliProbeConfig, PosProbeConfig])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"c": 0}, "c must be > 0, got 0"),
+        ({"train_limit": 0}, "train_limit must be >= 1 or null"),
+        ({"test_limit": -2}, "test_limit must be >= 1 or null"),
+        ({"pooling": "max"}, "pooling must be one of"),
+    ],
+)
+def test_both_probes_share_one_check(cls, bad, message) -> None:
+    """One check (xalign.ProbeSettings) with one message per key for both probes."""
+    assert issubclass(cls, xalign.ProbeSettings)
+    with pytest.raises(ValueError, match=message):
+        cls(**bad)
+    assert PosProbeConfig(pooling="first").pooling == "first"  # each probe's own POOLINGS
+    assert XnliProbeConfig(pooling="cls").pooling == "cls"
 
 
 def _context(shared_data, languages):

@@ -202,6 +202,10 @@ def test_languages_select_sets(fake_gold: Path) -> None:
         assert task.load_sets(TaskContext(languages=["de"]))[0].name == "fake-deen"
         with pytest.raises(ValueError, match="matches languages"):
             task.load_sets(TaskContext(languages=["fr"]))
+        # one known and one unknown language: the unknown one is named, not dropped
+        with pytest.raises(ValueError, match=r"matches languages xx \(--languages .*de, fake"):
+            task.load_sets(TaskContext(languages=["de", "xx"]))
+        assert task.load_sets(TaskContext(languages=["fake-deen"]))[0].name == "fake-deen"
 
 
 def test_sentence_aer_of_empty_sentence_is_zero() -> None:

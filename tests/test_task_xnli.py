@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import xalign_xnli as xnli
 import xalign_xquad as qa
+from xalign_xnli.data import XNLI_LANGS
 
 from xalign import TaskContext, TaskResult
-from xalign.evaluation import XNLI_LANGS
 from xalign.evaluation.finetune import FinetuneSettings
 
 TINY = dict(train_limit=32, test_limit=16, epochs=1, max_length=32, batch_size=8)

@@ -10,6 +10,7 @@ import torch
 import xalign_xquad as qa
 from transformers import AutoTokenizer
 
+import xalign.evaluation.qa as qaf
 from xalign import TaskContext, TaskResult
 from xalign.evaluation import DataUnavailableError
 
@@ -68,29 +69,29 @@ def gold_logits(features: list[dict]) -> list[tuple[list[float], list[float]]]:
 def test_answer_positions_on_hand_made_offsets() -> None:
     # [CLS] q [SEP] "The"(0,3) " old"(3,7) " bridge"(7,14) [SEP]; offsets may include a space
     offsets = [None, None, None, (0, 3), (3, 7), (7, 14), None]
-    assert qa.answer_positions(offsets, 4, 14) == (4, 5)
-    assert qa.answer_positions(offsets, 0, 3) == (3, 3)
-    assert qa.answer_positions(offsets, 8, 20) == (0, 0)  # runs past the window
-    assert qa.answer_positions([None, None], 0, 1) == (0, 0)
+    assert qaf.answer_positions(offsets, 4, 14) == (4, 5)
+    assert qaf.answer_positions(offsets, 0, 3) == (3, 3)
+    assert qaf.answer_positions(offsets, 8, 20) == (0, 0)  # runs past the window
+    assert qaf.answer_positions([None, None], 0, 1) == (0, 0)
 
 
 def test_short_context_answer_recovered_from_gold_logits(tokenizer) -> None:
     ex = example()
-    feats, wins = qa.encode_qa(
+    feats, wins = qaf.encode_qa(
         tokenizer, [ex], max_length=256, doc_stride=32, max_query_length=16, train=True
     )
     assert len(feats) == 1 and all(
         wins[0].max_context[i] == (o is not None) for i, o in enumerate(wins[0].offsets)
     )
     assert feats[0]["start_positions"] > 0
-    preds = qa.decode_answers([ex], wins, gold_logits(feats))
+    preds = qaf.decode_answers([ex], wins, gold_logits(feats))
     assert preds == {"q1": ANSWER}
 
 
 def test_long_context_windows_advance_by_doc_stride(tokenizer) -> None:
     ex = example()
     stride = 8
-    feats, wins = qa.encode_qa(
+    feats, wins = qaf.encode_qa(
         tokenizer, [ex], max_length=48, doc_stride=stride, max_query_length=16, train=True
     )
     full = tokenizer(CONTEXT, add_special_tokens=False, return_offsets_mapping=True)
@@ -111,12 +112,12 @@ def test_long_context_windows_advance_by_doc_stride(tokenizer) -> None:
         else:
             ctx = [o for o in win.offsets if o is not None]
             assert ctx[0][0] > start or ctx[-1][1] < start + len(ANSWER)
-    assert qa.decode_answers([ex], wins, gold_logits(feats)) == {"q1": ANSWER}
+    assert qaf.decode_answers([ex], wins, gold_logits(feats)) == {"q1": ANSWER}
 
 
 def test_span_decoding_constraints(tokenizer) -> None:
     ex = example()
-    feats, wins = qa.encode_qa(
+    feats, wins = qaf.encode_qa(
         tokenizer, [ex], max_length=256, doc_stride=32, max_query_length=16, train=True
     )
     win, s, e = wins[0], feats[0]["start_positions"], feats[0]["end_positions"]
@@ -129,16 +130,16 @@ def test_span_decoding_constraints(tokenizer) -> None:
 
     start, end = logits(s, e)
     start[1] = end[1] = 100.0  # a question token: outside the context, ignored
-    assert qa.decode_answers([ex], wins, [(start, end)]) == {"q1": ANSWER}
-    span = qa.best_span(*logits(s, e), win, max_answer_length=e - s)  # gold is 1 too long
+    assert qaf.decode_answers([ex], wins, [(start, end)]) == {"q1": ANSWER}
+    span = qaf.best_span(*logits(s, e), win, max_answer_length=e - s)  # gold is 1 too long
     assert span is not None and (span[1], span[2]) != gold
-    assert qa.best_span(*logits(s, s - 1), win, n_best=1) is None  # end before start
-    assert qa.decode_answers([ex], wins, [logits(s, s - 1)], n_best=1) == {"q1": ""}
+    assert qaf.best_span(*logits(s, s - 1), win, n_best=1) is None  # end before start
+    assert qaf.decode_answers([ex], wins, [logits(s, s - 1)], n_best=1) == {"q1": ""}
 
 
 def test_long_questions_are_cut(tokenizer) -> None:
     question = " what " + "very " * 40 + "long question is this?"
-    texts, lengths = qa.cut_questions(tokenizer, [question, "short?"], 10)
+    texts, lengths = qaf.cut_questions(tokenizer, [question, "short?"], 10)
     assert lengths[0] <= 10 and texts[0].startswith("what very")
     assert texts[1] == "short?"
 
@@ -195,7 +196,7 @@ def test_missing_squad_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DataUnavailableError, match="train-v1.1.json"):
-        qa.load_squad_train(tmp_path, limit=4)
+        qaf.load_squad_train(tmp_path, limit=4)
 
 
 def test_length_grouped_batches_cover_every_feature_once() -> None:

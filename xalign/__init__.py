@@ -50,18 +50,14 @@ from xalign.encoders import Encoder, load_encoder
 from xalign.encoders.sentences import embed_sentences, mean_pool
 from xalign.errors import XalignError, XalignWarning
 from xalign.evaluation import (
-    XNLI_LABELS,
-    XNLI_LANGS,
     DataUnavailableError,
+    check_test_files,
+    chosen_test_file,
+    find_data_file,
     load_hub_dataset,
-    load_mnli_train,
-    load_squad_json,
-    load_tatoeba,
-    load_tydiqa_goldp,
-    load_xnli,
-    load_xquad,
+    read_squad_json,
+    squad_examples,
     squad_scores,
-    tatoeba_code,
 )
 from xalign.evaluation import f1 as squad_f1
 from xalign.evaluation.finetune import (
@@ -76,7 +72,8 @@ from xalign.evaluation.finetune import (
     predict,
     seed_everything,
 )
-from xalign.evaluation.probe import LinearProbe, fit_linear_probe, pair_features
+from xalign.evaluation.probe import LinearProbe, ProbeSettings, fit_linear_probe, pair_features
+from xalign.evaluation.qa import ExtractiveQaConfig, ExtractiveQaTask
 from xalign.hookspecs import hookimpl
 from xalign.links import LinkSpec
 from xalign.objective import (
@@ -136,6 +133,9 @@ __all__ = [
     "describe_data_root",
     "DataUnavailableError",
     "load_hub_dataset",
+    "find_data_file",
+    "check_test_files",
+    "chosen_test_file",
     # word alignment (the align task, xalign align)
     "ExtractConfig",
     "ExtractError",
@@ -160,18 +160,13 @@ __all__ = [
     "load_gold",
     "read_gold_lines",
     "alignment_scores",
-    # evaluation data and metrics
-    "XNLI_LABELS",
-    "XNLI_LANGS",
-    "load_xnli",
-    "load_mnli_train",
-    "load_xquad",
-    "load_squad_json",
-    "load_tydiqa_goldp",
-    "load_tatoeba",
-    "tatoeba_code",
+    # SQuAD-format QA (xquad, qa-mini, mlqa): the file format, its EM/F1, the XTREME recipe
+    "read_squad_json",
+    "squad_examples",
     "squad_f1",
     "squad_scores",
+    "ExtractiveQaTask",
+    "ExtractiveQaConfig",
     # fine-tuning building blocks (xnli, xquad, mlqa, udpos)
     "FinetuneSettings",
     "FinetuneLog",
@@ -184,6 +179,7 @@ __all__ = [
     "parse_languages",
     "seed_everything",
     # frozen-encoder probes (xnli-probe, pos-probe)
+    "ProbeSettings",
     "pair_features",
     "fit_linear_probe",
     "LinearProbe",

@@ -251,6 +251,12 @@ class Task:
     #: no sampling: AER, retrieval): ``xalign eval``/``compare`` then evaluate a model once and
     #: use that result for every seed instead of repeating the same computation.
     uses_seed: ClassVar[bool] = True
+    #: What the task measures, for ``compare``'s alignment-vs-transfer report
+    #: (:mod:`xalign.compare.correlation`): ``alignment`` (the encoder's cross-lingual
+    #: alignment: word alignment, retrieval), ``transfer`` (train on English, test other
+    #: languages), or None: ``align``/``tatoeba``/``bucc`` count as alignment, tasks whose
+    #: options extend :class:`xalign.FinetuneSettings` as transfer, others as neither.
+    kind: ClassVar[str | None] = None
     #: Bump when what ``run`` returns for the same inputs changes meaning (a metric defined
     #: anew, a field added that comparisons read): it is part of the evaluation's reuse key,
     #: so results stored under the old definition are computed again, not reused.
@@ -269,12 +275,19 @@ class Task:
         new evaluation instead of a stale reused one. Default: the files of the data folder
         (``context.data_dir``, else the shared data folders) under :attr:`data_folders`
         (every file when it is None), plus files named by option values (a file with its
-        same-stem siblings, e.g. ``deen.src-tgt`` + ``deen.gold``; a folder's files).
+        same-stem siblings, e.g. ``deen.src-tgt`` + ``deen.gold``; a folder's files), plus,
+        with a ``joint`` option, its config and corpus files.
         Override to be more precise; data fetched from the Hugging Face Hub is not covered.
         """
         from xalign.provenance import data_files, option_files
 
-        return data_files(context.data_dir, self.data_folders) + option_files(self.config)
+        files = data_files(context.data_dir, self.data_folders) + option_files(self.config)
+        joint = getattr(self.config, "joint", None)
+        if joint is not None:  # joint realignment: its config and parallel corpus files
+            from xalign.evaluation.joint import joint_inputs
+
+            files += joint_inputs(joint)
+        return files
 
     @classmethod
     def options(cls) -> dict[str, Any]:

@@ -338,6 +338,11 @@ def unique_set_names(entries: Sequence[Any], golds: Sequence[GoldSet]) -> list[G
     return out
 
 
+def _wanted_by(golds: list[GoldSet], lang: str) -> bool:
+    """Whether ``lang`` (a set name or a source language) selects any of ``golds``."""
+    return any(_wanted(g, [lang]) for g in golds)
+
+
 def _wanted(gold: GoldSet, languages: list[str] | None) -> bool:
     """Whether ``context.languages`` (set names or source languages) selects ``gold``."""
     return languages is None or gold.name in languages or gold.src_lang in languages
@@ -464,12 +469,14 @@ class AlignTask(xalign.Task):
         """The configured gold sets, restricted by ``context.languages`` and ``limit``."""
         names = self.config.sets or default_sets(context)
         golds = unique_set_names(names, [load_gold(name, root=context.data_dir) for name in names])
-        golds = [limit_gold(g, self.config.limit) for g in golds if _wanted(g, context.languages)]
-        if not golds:
+        unmatched = [lang for lang in context.languages or [] if not _wanted_by(golds, lang)]
+        if unmatched:  # --languages de,xx: say so rather than drop xx silently
+            available = sorted({g.src_lang for g in golds} | {g.name for g in golds})
             raise AlignTaskError(
-                f"align: no gold set of {names} matches languages {context.languages}"
+                f"align: no gold set of {names} matches languages {','.join(unmatched)} "
+                f"(--languages names a source language or a gold set: {', '.join(available)})"
             )
-        return golds
+        return [limit_gold(g, self.config.limit) for g in golds if _wanted(g, context.languages)]
 
     def evaluate(self, encoder: WordEncoder, context: TaskContext, model: str = "") -> TaskResult:
         """Score an already loaded encoder (anything with ``encode``) on the gold sets."""

@@ -3,9 +3,9 @@
 The cross-lingual setting of XTREME: context and question in the same language
 (``test-context-L-question-L.json``) for the 7 MLQA languages en ar de es hi vi zh. Training
 is ``xquad``'s XTREME recipe, unchanged (SQuAD v1.1 train, lr 3e-5, 3 epochs, length 384,
-doc stride 128, ...): :class:`Mlqa` subclasses the public task class
-:class:`xalign_xquad.Xquad` and reuses its windowing (``encode_qa``), span decoding
-(``decode_answers``) and SQuAD loader. Only the test data and the scorer differ: answers are
+doc stride 128, ...): :class:`Mlqa` subclasses the public :class:`xalign.ExtractiveQaTask`
+(the recipe's windowing, span decoding and SQuAD training data), as ``xquad`` does. Only the
+test data and the scorer differ: answers are
 scored with MLQA's official normalisation for the context language
 (:mod:`xalign_mlqa.metrics`: Unicode punctuation, per-language articles, character-level
 Chinese), not SQuAD's. ``per_example`` is the per-question F1 in [0, 1].
@@ -23,10 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xalign_xquad import Xquad, XquadConfig
-
 import xalign
-from xalign import TaskContext, data_root, load_hub_dataset, load_squad_json
+from xalign import (
+    ExtractiveQaConfig,
+    ExtractiveQaTask,
+    TaskContext,
+    data_root,
+    load_hub_dataset,
+    read_squad_json,
+    squad_examples,
+)
 from xalign_mlqa.metrics import MLQA_LANGS, mlqa_f1, mlqa_scores, normalize_mlqa
 
 __all__ = [
@@ -46,10 +52,10 @@ Example = dict[str, Any]
 
 
 @dataclass
-class MlqaConfig(XquadConfig):
-    """Options of ``mlqa``: ``xquad``'s (XTREME's recipe), MLQA's languages, and the MLQA
-    ``split`` to test on (``test``, as XTREME, or ``dev``). ``test_limit`` keeps the first N
-    questions per language."""
+class MlqaConfig(ExtractiveQaConfig):
+    """Options of ``mlqa``: XTREME's QA recipe (:class:`xalign.ExtractiveQaConfig`, as
+    ``xquad``), MLQA's languages, and the MLQA ``split`` to test on (``test``, as XTREME, or
+    ``dev``). ``test_limit`` keeps the first N questions per language."""
 
     languages: list[str] = field(default_factory=lambda: list(MLQA_LANGS))
     split: str = "test"
@@ -110,7 +116,7 @@ def load_mlqa(
     folders = mlqa_folders(data_dir, split)
     for folder in folders:
         if (folder / name).is_file():
-            return load_squad_json(folder / name, limit)
+            return read_squad_json(folder / name, limit)
     hub_split = _HUB_SPLITS[split] if limit is None else f"{_HUB_SPLITS[split]}[:{limit}]"
     rows = load_hub_dataset(
         f"MLQA {lang}",
@@ -120,22 +126,10 @@ def load_mlqa(
         local_hint=f"MLQA_V1/{split}/{name}",
         searched=folders,
     )
-    return [
-        {
-            "id": str(r["id"]),
-            "title": r.get("title", ""),
-            "context": r["context"],
-            "question": r["question"],
-            "answers": {
-                "text": list(r["answers"]["text"]),
-                "answer_start": [int(s) for s in r["answers"]["answer_start"]],
-            },
-        }
-        for r in rows
-    ]
+    return squad_examples(rows)
 
 
-class Mlqa(Xquad):
+class Mlqa(ExtractiveQaTask):
     """MLQA (XTREME): SQuAD v1.1 fine-tuning as ``xquad``, MLQA-scored EM/F1 on 7 languages."""
 
     name = "mlqa"

@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 import xalign
-from xalign import TaskContext, TaskResult, load_tatoeba, tatoeba_code
+from xalign import TaskContext, TaskResult
 from xalign import mean_pool as mean_pool  # the pooling of `embed` (re-exported)
+from xalign_tatoeba.data import load_tatoeba, tatoeba_code
 
 SEEN_LANGUAGES = ("bg", "de", "el", "es", "fr")
 DIRECTIONS = ("xx-en", "en-xx", "both")

@@ -53,16 +53,8 @@ from xalign import (
     predict,
     seed_everything,
 )
-from xalign_udpos.conllu import UPOS_TAGS, ConlluError, TaggedSentence
-from xalign_udpos.data import (
-    XTREME_UDPOS_NAMES,
-    UdSplit,
-    check_test_files,
-    chosen_test_file,
-    load_ud,
-    local_conllu,
-    read_test_file,
-)
+from xalign_udpos.conllu import UPOS_TAGS, TaggedSentence
+from xalign_udpos.data import XTREME_UDPOS_NAMES, UdSource, UdSplit, check_test_files
 from xalign_udpos.tagging import (
     LabelSubword,
     encode_tagged,
@@ -237,46 +229,29 @@ class Udpos(Task):
         ),
     )
 
-    def _test_file(self, lang: str, split: str, context: TaskContext) -> Path | None:
-        """The ``test_files`` entry read for this split instead of the data folder's."""
-        if split != "test" or not self.config.test_files:
-            return None
-        langs = parse_languages(context.languages) if context.languages else self.config.languages
-        return chosen_test_file(self.config.test_files, lang, langs, self.name)
+    def _source(self) -> UdSource:
+        return UdSource(self.name, self.config.treebanks, self.config.test_files)
+
+    def _languages(self, context: TaskContext) -> list[str]:
+        return parse_languages(context.languages) if context.languages else self.config.languages
 
     def load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
         """One split of one language (``test_files`` or this task's treebank choice); errors
         if it is empty."""
-        path = self._test_file(lang, split, context)
-        if path is not None:
-            data = read_test_file(path, lang, limit)
-        else:
-            data = load_ud(
-                lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
-            )
-        if not data.sentences:
-            raise ConlluError(
-                f"{self.name}: no tagged sentence in UD {lang} {split} ({', '.join(data.sources)})"
-            )
-        return data
+        return self._source().load(lang, split, context.data_dir, self._languages(context), limit)
 
     def splits(self, context: TaskContext) -> list[tuple[str, str]]:
         """The (language, split) pairs a run reads: English train (and dev), then tests."""
         c = self.config
-        langs = parse_languages(context.languages) if context.languages else c.languages
+        langs = self._languages(context)
         source = [(SOURCE_LANG, "train")] + ([(SOURCE_LANG, "dev")] if c.select_checkpoint else [])
         return source + [(lang, "test") for lang in langs]
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
-        files = set()
-        for lang, split in self.splits(context):
-            chosen = self._test_file(lang, split, context)
-            treebank = self.config.treebanks.get(lang)
-            files |= (
-                {chosen} if chosen else set(local_conllu(lang, split, context.data_dir, treebank))
-            )
-        return sorted(files)
+        return self._source().inputs(
+            self.splits(context), context.data_dir, self._languages(context)
+        )
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import xalign
 from xalign import DataUnavailableError, data_root, load_hub_dataset
-from xalign_udpos.conllu import TaggedSentence, read_conllu, sentences_from_rows
+from xalign_udpos.conllu import ConlluError, TaggedSentence, read_conllu, sentences_from_rows
 
 UD_HUB_ID = "universal-dependencies/universal_dependencies"
 XTREME_HUB_ID = "google/xtreme"
@@ -146,44 +147,57 @@ def load_ud(
 
 
 def check_test_files(test_files: Mapping[str, Any], task: str) -> dict[str, str]:
-    """``test_files`` (language -> CoNLL-U file) as given, each value a non-empty string.
+    """``test_files`` (language -> CoNLL-U file) checked by :func:`xalign.check_test_files`."""
+    return xalign.check_test_files(test_files, task, "CoNLL-U file")
 
-    Raises:
-        ValueError: a key or value that is not a non-empty string (the config check turns it
-            into an error naming the task option).
-    """
-    if not isinstance(test_files, Mapping):
-        raise ValueError(f"{task}: test_files must map a language to a CoNLL-U file")
-    for lang, path in test_files.items():
-        if not (isinstance(lang, str) and lang.strip() and isinstance(path, str) and path.strip()):
-            raise ValueError(
-                f"{task}: test_files.{lang}: expected a CoNLL-U file path, got {path!r}"
+
+@dataclass(frozen=True)
+class UdSource:
+    """Where one UD task reads each (language, split): a ``test_files`` entry, else the
+    task's treebank choice in the data folder (or the Hub). Shared by ``udpos``, ``pos-mini``
+    and ``pos-probe``."""
+
+    task: str
+    treebanks: Mapping[str, str]
+    test_files: Mapping[str, str]
+
+    def test_file(self, lang: str, split: str, languages: Sequence[str]) -> Path | None:
+        """The ``test_files`` entry read for this split instead of the data folder's."""
+        if split != "test" or not self.test_files:
+            return None
+        return xalign.chosen_test_file(self.test_files, lang, languages, self.task)
+
+    def load(
+        self,
+        lang: str,
+        split: str,
+        data_dir: Path | None,
+        languages: Sequence[str],
+        limit: int | None,
+    ) -> UdSplit:
+        """One split of one language; :class:`ConlluError` naming its sources if empty."""
+        path = self.test_file(lang, split, languages)
+        if path is not None:
+            data = read_test_file(path, lang, limit)
+        else:
+            treebank = self.treebanks.get(lang)
+            data = load_ud(lang, split, data_dir, treebank=treebank, limit=limit)
+        if not data.sentences:
+            raise ConlluError(
+                f"{self.task}: no tagged sentence in UD {lang} {split} ({', '.join(data.sources)})"
             )
-    return dict(test_files)
+        return data
 
-
-def chosen_test_file(
-    test_files: Mapping[str, str], lang: str, languages: Sequence[str], task: str
-) -> Path | None:
-    """The file ``test_files`` names for ``lang`` (None: the data folder's test treebank).
-
-    Raises:
-        DataUnavailableError: a ``test_files`` language is not evaluated (not in
-            ``languages``), or its file does not exist.
-    """
-    extra = sorted(set(test_files) - set(languages))
-    if extra:
-        raise DataUnavailableError(
-            f"{task}: test_files names {', '.join(extra)}, not among the languages evaluated "
-            f"({', '.join(languages)}); add it to the task's languages (--option "
-            f"{task}.languages=...) or --languages"
-        )
-    if lang not in test_files:
-        return None
-    path = Path(test_files[lang]).expanduser()
-    if not path.is_file():
-        raise DataUnavailableError(f"{task}: test_files.{lang}: no such file: {path}")
-    return path
+    def inputs(
+        self, splits: Sequence[tuple[str, str]], data_dir: Path | None, languages: Sequence[str]
+    ) -> list[Path]:
+        """The local CoNLL-U files the ``splits`` read (for the evaluation's reuse key)."""
+        files: set[Path] = set()
+        for lang, split in splits:
+            chosen = self.test_file(lang, split, languages)
+            treebank = self.treebanks.get(lang)
+            files |= {chosen} if chosen else set(local_conllu(lang, split, data_dir, treebank))
+        return sorted(files)
 
 
 def read_test_file(path: Path, lang: str, limit: int | None) -> UdSplit:

@@ -17,23 +17,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 import xalign
-from xalign import TaskContext, TaskResult, encode_words, fit_linear_probe, parse_languages
-from xalign_udpos.conllu import UPOS_TAGS, ConlluError, TaggedSentence
-from xalign_udpos.data import (
-    UdSplit,
-    check_test_files,
-    chosen_test_file,
-    load_ud,
-    local_conllu,
-    read_test_file,
+from xalign import (
+    ProbeSettings,
+    TaskContext,
+    TaskResult,
+    encode_words,
+    fit_linear_probe,
+    parse_languages,
 )
+from xalign_udpos.conllu import UPOS_TAGS, TaggedSentence
+from xalign_udpos.data import UdSource, UdSplit, check_test_files
 
 PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh", "ar", "hi", "tr", "vi")
 #: The treebank of each language in ../shared/data/ud (the same as pos-mini's).
@@ -47,39 +46,27 @@ WORD_POOLINGS = ("mean", "first", "last")
 
 
 @dataclass
-class PosProbeConfig:
-    """Options of ``pos-probe``.
+class PosProbeConfig(ProbeSettings):
+    """Options of ``pos-probe`` (checked by :class:`xalign.ProbeSettings`).
 
     ``layer``: hidden-state index (``-1`` = last); ``pooling``: subwords -> word (``mean``,
     ``first``, ``last``); ``train_limit``: English EWT train sentences, spread evenly over the
     file (None = all 12,544); ``test_limit``: test sentences per language, spread (None = all);
-    ``treebanks``: language -> UD treebank; ``c``: inverse L2 strength of the regression.
+    ``treebanks``: language -> UD treebank; ``test_files``: language -> your own CoNLL-U test
+    file; ``c``: inverse L2 strength of the regression.
     """
+
+    POOLINGS: ClassVar[tuple[str, ...]] = WORD_POOLINGS
 
     languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))
     treebanks: dict[str, str] = field(default_factory=lambda: dict(PROBE_TREEBANKS))
     test_files: dict[str, str] = field(default_factory=dict)
-    layer: int = -1
-    pooling: str = "mean"
-    train_limit: int | None = None
-    test_limit: int | None = None
-    c: float = 1.0
-    max_length: int = 128
     batch_size: int = 32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
         self.test_files = check_test_files(self.test_files, "pos-probe")
-        if self.pooling not in WORD_POOLINGS:
-            raise ValueError(
-                f"pos-probe: pooling must be one of {WORD_POOLINGS}, got {self.pooling!r}"
-            )
-        if self.c <= 0:
-            raise ValueError(f"pos-probe: c must be > 0, got {self.c}")
-        for key in ("train_limit", "test_limit"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"pos-probe: {key} must be >= 1 or null, got {value}")
 
 
 class PosProbe(xalign.Task):
@@ -100,38 +87,19 @@ class PosProbe(xalign.Task):
         ),
     )
 
-    def _test_file(self, lang: str, split: str, context: TaskContext) -> Path | None:
-        """The ``test_files`` entry read for this split instead of the data folder's."""
-        if split != "test" or not self.config.test_files:
-            return None
-        return chosen_test_file(self.config.test_files, lang, self._languages(context), self.name)
-
-    def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
-        path = self._test_file(lang, split, context)
-        if path is not None:
-            data = read_test_file(path, lang, limit)
-        else:
-            data = load_ud(
-                lang, split, context.data_dir, treebank=self.config.treebanks.get(lang), limit=limit
-            )
-        if not data.sentences:
-            raise ConlluError(f"pos-probe: no tagged sentence in UD {lang} {split}")
-        return data
+    def _source(self) -> UdSource:
+        return UdSource(self.name, self.config.treebanks, self.config.test_files)
 
     def _languages(self, context: TaskContext) -> list[str]:
         return parse_languages(context.languages) if context.languages else self.config.languages
 
+    def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
+        return self._source().load(lang, split, context.data_dir, self._languages(context), limit)
+
     def inputs(self, context: TaskContext) -> list:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
         splits = [("en", "train")] + [(lang, "test") for lang in self._languages(context)]
-        found = set()
-        for lang, split in splits:
-            chosen = self._test_file(lang, split, context)
-            treebank = self.config.treebanks.get(lang)
-            found |= (
-                {chosen} if chosen else set(local_conllu(lang, split, context.data_dir, treebank))
-            )
-        return sorted(found)
+        return self._source().inputs(splits, context.data_dir, self._languages(context))
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

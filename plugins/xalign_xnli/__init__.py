@@ -6,6 +6,9 @@ accumulation there), linear decay with no warmup, no weight decay, Adam eps 1e-8
 clipping 1.0; the checkpoint with the best English XNLI dev accuracy is tested on the 15 XNLI
 test sets (XTREME checks every 100 steps, here after every epoch).
 
+``test_files`` (all three XNLI tasks) replaces a language's XNLI test set with the user's own
+labeled ``premise<TAB>hypothesis<TAB>label`` file (:func:`xalign_xnli.data.read_nli_file`).
+
 ``xnli-mini`` is the same code at CPU scale: fine-tune on the English XNLI *dev* set, test on
 the first ``test_limit`` examples of the XNLI *test* sets (labels from
 ``DERIVED_test-labels.txt``); never train and test on the same split. The metric is accuracy
@@ -19,26 +22,33 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import xalign
 from xalign import (
-    XNLI_LABELS,
-    XNLI_LANGS,
     FinetuneLog,
     FinetuneSettings,
     Task,
     TaskContext,
     TaskResult,
+    check_test_files,
+    chosen_test_file,
     finetune,
     fit_max_length,
     load_for_finetuning,
-    load_mnli_train,
-    load_xnli,
     model_input_names,
     parse_languages,
     predict,
     seed_everything,
+)
+from xalign_xnli.data import (
+    NLI_FILE,
+    XNLI_LABELS,
+    XNLI_LANGS,
+    load_mnli_train,
+    load_xnli,
+    read_nli_file,
 )
 
 Example = dict[str, Any]
@@ -51,9 +61,14 @@ class XnliConfig(FinetuneSettings):
     (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step, ``grad_accum``
     micro-batches; ``freeze_embeddings`` keeps the word-embedding matrix fixed; ``freeze_layers``
     k > 0 the embeddings and the first k transformer layers) and the data.
-    ``*_limit`` keep the first N examples."""
+    ``*_limit`` keep the first N examples. ``test_files``: language -> your own labeled
+    ``premise<TAB>hypothesis<TAB>label`` file, read instead of that language's XNLI test set
+    (the language must be among those evaluated)."""
+
+    TASK: ClassVar[str] = "xnli"  # names the task in option errors
 
     languages: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
+    test_files: dict[str, str] = field(default_factory=dict)
     train_limit: int | None = None
     dev_limit: int | None = None
     test_limit: int | None = None
@@ -65,6 +80,7 @@ class XnliConfig(FinetuneSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.languages = parse_languages(self.languages)
+        self.test_files = check_test_files(self.test_files, self.TASK, NLI_FILE)
 
     def settings(self) -> FinetuneSettings:
         return FinetuneSettings.from_options(self)
@@ -81,6 +97,8 @@ class XnliMiniConfig(XnliConfig):
     the parameters: about 2x faster steps at equal accuracy).
     """
 
+    TASK: ClassVar[str] = "xnli-mini"
+
     languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
     train_limit: int | None = 1000
     test_limit: int | None = 500
@@ -95,9 +113,11 @@ class XnliMiniConfig(XnliConfig):
 class _NliData:
     """Train / selection / test examples of one task variant."""
 
-    def __init__(self, config: XnliConfig, context: TaskContext) -> None:
+    def __init__(self, config: XnliConfig, context: TaskContext, task: str = "xnli") -> None:
         self.config = config
         self.data_dir = context.data_dir
+        self.task = task
+        self.languages = task_languages(config, context)
 
     def train(self) -> list[Example]:
         return load_mnli_train(self.data_dir, limit=self.config.train_limit)
@@ -105,8 +125,20 @@ class _NliData:
     def selection(self) -> list[Example]:
         return load_xnli("en", "dev", self.data_dir, limit=self.config.dev_limit)
 
+    def test_file(self, lang: str) -> Path | None:
+        """The ``test_files`` entry of ``lang`` (None: XNLI test)."""
+        return chosen_test_file(self.config.test_files, lang, self.languages, self.task)
+
     def test(self, lang: str) -> list[Example]:
+        path = self.test_file(lang)
+        if path is not None:
+            return read_nli_file(path, limit=self.config.test_limit)
         return load_xnli(lang, "test", self.data_dir, limit=self.config.test_limit)
+
+
+def task_languages(config: Any, context: TaskContext) -> list[str]:
+    """``context.languages`` (``--languages``) when given, else the task's ``languages``."""
+    return parse_languages(context.languages) if context.languages else list(config.languages)
 
 
 class _MiniData(_NliData):
@@ -176,10 +208,16 @@ class Xnli(Task):
     result_version = "3"  # 3: scale=100 declared (2: typed metrics)
     metrics = (xalign.Metric("accuracy", higher_is_better=True, scale=100.0),)  # %, items 1/0
 
+    def inputs(self, context: TaskContext) -> list[Path]:
+        """The data folder's files (``Task.inputs``) and the ``test_files`` read."""
+        data = self.data_class(self.config, context, self.name)
+        chosen = [data.test_file(lang) for lang in data.languages]
+        return super().inputs(context) + [p for p in chosen if p is not None]
+
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
-        langs = parse_languages(context.languages) if context.languages else c.languages
-        data = self.data_class(c, context)
+        data = self.data_class(c, context, self.name)
+        langs = data.languages
         train = data.train()
         _check_labels(train, "training data")
         selection = data.selection() if c.select_checkpoint else []

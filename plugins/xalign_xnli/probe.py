@@ -14,53 +14,48 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import xalign
 from xalign import (
+    ProbeSettings,
     TaskContext,
     TaskResult,
+    check_test_files,
+    chosen_test_file,
     embed_sentences,
     fit_linear_probe,
-    load_xnli,
     pair_features,
     parse_languages,
 )
+from xalign_xnli.data import NLI_FILE, load_xnli, read_nli_file
 
 PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh")
 
 
 @dataclass
-class XnliProbeConfig:
-    """Options of ``xnli-probe``.
+class XnliProbeConfig(ProbeSettings):
+    """Options of ``xnli-probe`` (checked by :class:`xalign.ProbeSettings`).
 
     ``layer``: hidden-state index (``-1`` = last, the layer the objectives tune); ``pooling``:
     ``mean`` or ``cls``; ``train_limit``: first N rows of English XNLI dev (None = all 2490);
     ``test_limit``: first N rows of each test set (None = all 5010); ``c``: inverse L2
-    strength of the logistic regression; ``max_length``: subwords per sentence.
+    strength of the logistic regression; ``max_length``: subwords per sentence;
+    ``test_files``: language -> your own labeled ``premise<TAB>hypothesis<TAB>label`` file,
+    read instead of XNLI test.
     """
 
     languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))
-    layer: int = -1
-    pooling: str = "mean"
-    train_limit: int | None = None
+    test_files: dict[str, str] = field(default_factory=dict)
     test_limit: int | None = 2000
-    c: float = 1.0
-    max_length: int = 128
-    batch_size: int = 64
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.languages = parse_languages(self.languages)
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"xnli-probe: pooling must be 'mean' or 'cls', got {self.pooling!r}")
-        if self.c <= 0:
-            raise ValueError(f"xnli-probe: c must be > 0, got {self.c}")
-        for key in ("train_limit", "test_limit"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"xnli-probe: {key} must be >= 1 or null, got {value}")
+        self.test_files = check_test_files(self.test_files, "xnli-probe", NLI_FILE)
 
 
 class XnliProbe(xalign.Task):
@@ -77,13 +72,29 @@ class XnliProbe(xalign.Task):
     result_version = "2"  # 2: scale=100 declared
     metrics = (xalign.Metric("accuracy", higher_is_better=True, scale=100.0),)  # %, items 1/0
 
+    def _languages(self, context: TaskContext) -> list[str]:
+        c = self.config
+        return parse_languages(context.languages) if context.languages else list(c.languages)
+
+    def _test_file(self, lang: str, context: TaskContext) -> Path | None:
+        langs = self._languages(context)
+        return chosen_test_file(self.config.test_files, lang, langs, self.name)
+
+    def _test(self, lang: str, context: TaskContext) -> list[dict]:
+        path = self._test_file(lang, context)
+        if path is not None:
+            return read_nli_file(path, limit=self.config.test_limit)
+        return load_xnli(lang, "test", context.data_dir, limit=self.config.test_limit)
+
+    def inputs(self, context: TaskContext) -> list[Path]:
+        """The data folder's files (``Task.inputs``) and the ``test_files`` read."""
+        chosen = [self._test_file(lang, context) for lang in self._languages(context)]
+        return super().inputs(context) + [p for p in chosen if p is not None]
+
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
-        langs = parse_languages(context.languages) if context.languages else c.languages
         train = load_xnli("en", "dev", context.data_dir, limit=c.train_limit)
-        tests = {
-            lang: load_xnli(lang, "test", context.data_dir, limit=c.test_limit) for lang in langs
-        }
+        tests = {lang: self._test(lang, context) for lang in self._languages(context)}
         for what, rows in [("en dev", train), *((f"{k} test", v) for k, v in tests.items())]:
             if not rows or any(r["label"] < 0 for r in rows):
                 raise ValueError(

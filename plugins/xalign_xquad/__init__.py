@@ -1,95 +1,39 @@
 """Extractive QA zero-shot transfer: fine-tune on English QA, test on XQuAD.
 
-``xquad`` is the XTREME recipe (``scripts/train_qa.sh`` + ``third_party/run_squad.py``):
-SQuAD v1.1 train, lr 3e-5, 3 epochs, max length 384, doc stride 128 (windows start every 128
-context tokens), questions cut to 64 tokens, effective batch 32 (4 x 8 accumulation there),
-500 warmup steps then linear decay, weight decay 1e-4, Adam eps 1e-8, gradient clipping 1.0,
-final checkpoint; n-best 20 span decoding with answers of at most 30 tokens, a start token only
-counting in the window where it has the most context (run_squad defaults). Scored with the
+``xquad`` is the XTREME recipe (:class:`xalign.ExtractiveQaTask`: SQuAD v1.1 train, lr 3e-5,
+3 epochs, max length 384, doc stride 128, n-best 20 span decoding, ...), scored with the
 official SQuAD v1.1 EM/F1 on XQuAD's 11 XTREME languages (the shared copy also has ``ro``).
-Features come from the fast tokenizer (offset mappings, overflowing windows); a window that
-does not hold the whole answer is labelled with token 0, as in run_squad.
 
 ``qa-mini`` is the same code at CPU scale: train on TyDiQA-GoldP English train, test on the
 first ``test_limit`` questions of a few XQuAD languages. ``per_example`` is the per-question
-F1 in [0, 1] (its mean is the ``f1`` score / 100).
+F1 in [0, 1] (its mean is the ``f1`` score / 100). Data: :mod:`xalign_xquad.data`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import time
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
-
-import numpy as np
 
 import xalign
-from xalign import (
-    DataUnavailableError,
-    FinetuneSettings,
-    Task,
-    TaskContext,
-    TaskResult,
-    data_root,
-    finetune,
-    fit_max_length,
-    load_for_finetuning,
-    load_squad_json,
-    load_tydiqa_goldp,
-    load_xquad,
-    model_input_names,
-    parse_languages,
-    predict,
-    seed_everything,
-    squad_f1,
-    squad_scores,
-)
+from xalign import ExtractiveQaConfig, ExtractiveQaTask, TaskContext
+from xalign_xquad.data import load_tydiqa_goldp, load_xquad
+
+__all__ = ["QaMini", "QaMiniConfig", "XQUAD_LANGS", "Xquad", "XquadConfig", "register_tasks"]
 
 Example = dict[str, Any]
-Offsets = list[tuple[int, int] | None]
 XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 MINI_LANGS = ("en", "de", "el", "es")
-SQUAD_HUB_ID = "rajpurkar/squad"
-SQUAD_TRAIN_FILE = "train-v1.1.json"
 
 
 @dataclass
-class XquadConfig(FinetuneSettings):
-    """Options of ``xquad`` (defaults: XTREME's): the fine-tuning settings
-    (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step;
-    ``group_by_length`` batches similar lengths, less padding; ``freeze_embeddings`` keeps the
-    word-embedding matrix fixed) and the data. ``*_limit`` keep the first N questions;
-    ``doc_stride`` is the step between window starts, in context tokens."""
+class XquadConfig(ExtractiveQaConfig):
+    """Options of ``xquad`` (defaults: XTREME's, :class:`xalign.ExtractiveQaConfig`): the
+    fine-tuning settings (``batch_size`` is per optimiser step; ``group_by_length`` batches
+    similar lengths, less padding; ``freeze_embeddings`` keeps the word-embedding matrix fixed)
+    and the data. ``*_limit`` keep the first N questions; ``doc_stride`` is the step between
+    window starts, in context tokens."""
 
     languages: list[str] = field(default_factory=lambda: list(XQUAD_LANGS))
-    train_limit: int | None = None
-    test_limit: int | None = None
-    learning_rate: float = 3e-5
-    max_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    warmup_steps: int = 500
-    weight_decay: float = 1e-4
-    n_best: int = 20
-    max_answer_length: int = 30
-    eval_batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.languages = parse_languages(self.languages)
-        if self.doc_stride < 1 or self.max_query_length < 1:
-            raise ValueError("doc_stride and max_query_length must be >= 1")
-        if self.max_query_length + 8 > self.max_length:
-            raise ValueError("max_length must exceed max_query_length by more than 8 tokens")
-
-    def settings(self) -> FinetuneSettings:
-        return FinetuneSettings.from_options(self)
 
 
 @dataclass
@@ -119,276 +63,11 @@ class QaMiniConfig(XquadConfig):
 
 
 # --------------------------------------------------------------------------------------------
-# Features: question + overflowing context windows
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class QaWindow:
-    """One window of one example: character span per token (None outside the context) and
-    whether the token's window is the one with the most context around it."""
-
-    example: int
-    offsets: Offsets
-    max_context: list[bool]
-
-
-def cut_questions(
-    tokenizer: Any, questions: Sequence[str], max_query_length: int
-) -> tuple[list[str], list[int]]:
-    """Questions (left-stripped) cut to ``max_query_length`` tokens, and their token counts."""
-    texts = [q.lstrip() for q in questions]
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    for i, n in enumerate(lengths):
-        if n > max_query_length:
-            texts[i] = texts[i][: enc["offset_mapping"][i][max_query_length - 1][1]]
-            lengths[i] = len(tokenizer(texts[i], add_special_tokens=False)["input_ids"])
-    return texts, lengths
-
-
-def answer_positions(offsets: Offsets, start_char: int, end_char: int) -> tuple[int, int]:
-    """Token span of the answer ``[start_char, end_char)`` in a window; (0, 0) (the first,
-    classifier token) when the answer is not entirely inside the window's context."""
-    context = [i for i, o in enumerate(offsets) if o is not None]
-    if not context:
-        return 0, 0
-    first, last = context[0], context[-1]
-    if offsets[first][0] > start_char or offsets[last][1] < end_char:
-        return 0, 0
-    start = first
-    while start <= last and offsets[start][0] <= start_char:
-        start += 1
-    end = last
-    while end >= first and offsets[end][1] >= end_char:
-        end -= 1
-    return start - 1, end + 1
-
-
-def _max_context(windows: list[Offsets], step: int) -> list[list[bool]]:
-    """Per window and token: is this the window where the token has the most context?
-
-    Context token ``m`` of window ``j`` is document token ``j * step + m``; its score is
-    ``min(left, right) + 0.01 * window length`` (as in BERT / XTREME's ``run_squad``).
-    """
-    best: dict[int, tuple[float, int]] = {}
-    contexts = [[i for i, o in enumerate(offs) if o is not None] for offs in windows]
-    for j, ctx in enumerate(contexts):
-        n = len(ctx)
-        for m in range(n):
-            score = min(m, n - 1 - m) + 0.01 * n
-            if j * step + m not in best or score > best[j * step + m][0]:
-                best[j * step + m] = (score, j)
-    masks = []
-    for j, (offs, ctx) in enumerate(zip(windows, contexts, strict=True)):
-        mask = [False] * len(offs)
-        for m, i in enumerate(ctx):
-            mask[i] = best[j * step + m][1] == j
-        masks.append(mask)
-    return masks
-
-
-def encode_qa(
-    tokenizer: Any,
-    examples: Sequence[Example],
-    *,
-    max_length: int,
-    doc_stride: int,
-    max_query_length: int,
-    keep: set[str] | None = None,
-    train: bool = False,
-) -> tuple[list[dict[str, Any]], list[QaWindow]]:
-    """Split every (question, context) into windows of ``max_length`` tokens.
-
-    Consecutive windows start ``doc_stride`` context tokens apart (XTREME semantics; the fast
-    tokenizer's ``stride`` is the overlap, computed per question length). Returns model
-    features (with ``start_positions``/``end_positions`` of the first answer when ``train``)
-    and the matching :class:`QaWindow` list, ordered by example.
-    """
-    keep = keep or {"input_ids"}
-    questions, lengths = cut_questions(
-        tokenizer, [e["question"] for e in examples], max_query_length
-    )
-    specials = tokenizer.num_special_tokens_to_add(pair=True)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, n in enumerate(lengths):
-        groups[n].append(i)
-    rows: list[tuple[int, int, dict[str, Any], QaWindow]] = []
-    for n_q, idx in groups.items():
-        span = max_length - n_q - specials
-        if span < 1:
-            raise ValueError(f"max_length {max_length} leaves no room for the context")
-        overlap = max(0, span - doc_stride)
-        enc = tokenizer(
-            [questions[i] for i in idx],
-            [examples[i]["context"] for i in idx],
-            truncation="only_second",
-            max_length=max_length,
-            stride=overlap,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
-        per_example: dict[int, list[int]] = defaultdict(list)
-        for w, sample in enumerate(enc["overflow_to_sample_mapping"]):
-            per_example[idx[sample]].append(w)
-        for ex, ws in per_example.items():
-            offsets = [
-                [
-                    o if s == 1 else None
-                    for o, s in zip(enc["offset_mapping"][w], enc.sequence_ids(w), strict=True)
-                ]
-                for w in ws
-            ]
-            masks = _max_context(offsets, span - overlap)
-            for k, w in enumerate(ws):
-                feature = {key: enc[key][w] for key in keep if key in enc}
-                if train:
-                    feature["start_positions"], feature["end_positions"] = _first_answer_positions(
-                        examples[ex], offsets[k]
-                    )
-                rows.append((ex, k, feature, QaWindow(ex, offsets[k], masks[k])))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return [r[2] for r in rows], [r[3] for r in rows]
-
-
-def _first_answer_positions(example: Example, offsets: Offsets) -> tuple[int, int]:
-    answers = example["answers"]
-    if not answers["text"]:
-        return 0, 0
-    start = answers["answer_start"][0]
-    return answer_positions(offsets, start, start + len(answers["text"][0]))
-
-
-# --------------------------------------------------------------------------------------------
-# Span decoding
-# --------------------------------------------------------------------------------------------
-
-
-def best_span(
-    start_logits: Sequence[float],
-    end_logits: Sequence[float],
-    window: QaWindow,
-    *,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-) -> tuple[float, int, int] | None:
-    """Best ``(score, start_char, end_char)`` of one window among its n-best start/end tokens.
-
-    A span must lie in the context, end at or after its start, span at most
-    ``max_answer_length`` tokens and start at a token that has its maximal context here.
-    """
-    offs = window.offsets
-    starts = np.argsort(-np.asarray(start_logits, dtype=np.float64), kind="stable")[:n_best]
-    ends = np.argsort(-np.asarray(end_logits, dtype=np.float64), kind="stable")[:n_best]
-    best: tuple[float, int, int] | None = None
-    for s in starts.tolist():
-        if offs[s] is None or not window.max_context[s]:
-            continue
-        for e in ends.tolist():
-            if offs[e] is None or e < s or e - s + 1 > max_answer_length:
-                continue
-            score = float(start_logits[s]) + float(end_logits[e])
-            if best is None or score > best[0]:
-                best = (score, offs[s][0], offs[e][1])
-    return best
-
-
-def decode_answers(
-    examples: Sequence[Example],
-    windows: Sequence[QaWindow],
-    logits: Sequence[tuple[Sequence[float], Sequence[float]]],
-    *,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-) -> dict[str, str]:
-    """Best answer text per example id over all its windows ("" when none is valid)."""
-    best: dict[int, tuple[float, int, int]] = {}
-    for window, (start, end) in zip(windows, logits, strict=True):
-        span = best_span(start, end, window, n_best=n_best, max_answer_length=max_answer_length)
-        if span is not None and (window.example not in best or span[0] > best[window.example][0]):
-            best[window.example] = span
-    answers = {}
-    for i, example in enumerate(examples):
-        span = best.get(i)
-        answers[example["id"]] = (
-            "" if span is None else example["context"][span[1] : span[2]].strip()
-        )
-    return answers
-
-
-def _span_logits(outputs: Any, batch: dict) -> list[tuple[list[float], list[float]]]:
-    lengths = batch["attention_mask"].sum(-1).tolist()
-    start, end = outputs.start_logits.float(), outputs.end_logits.float()
-    return [(start[i, :n].tolist(), end[i, :n].tolist()) for i, n in enumerate(lengths)]
-
-
-# --------------------------------------------------------------------------------------------
-# Training data
-# --------------------------------------------------------------------------------------------
-
-
-def _hub_reachable() -> bool:
-    """Quick check before a Hub download (offline mode: the cache decides)."""
-    if any(
-        os.environ.get(v, "").lower() in {"1", "true", "yes"}
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    ):
-        return True
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # let datasets go through the proxy
-    url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=3):
-            return True
-    except OSError:
-        return False
-
-
-def load_squad_train(data_dir: Path | None, limit: int | None = None) -> list[Example]:
-    """SQuAD v1.1 train: local ``train-v1.1.json`` (in data_dir, data_dir/squad or the shared
-    folder's squad/), else the Hub dataset ``rajpurkar/squad``."""
-    roots = [data_root(data_dir)]
-    candidates = [
-        base / sub / SQUAD_TRAIN_FILE for base in roots if base is not None for sub in ("", "squad")
-    ]
-    for path in candidates:
-        if path.is_file():
-            return load_squad_json(path, limit)
-    split = "train" if limit is None else f"train[:{limit}]"
-    try:
-        if not _hub_reachable():
-            raise ConnectionError("the Hugging Face Hub is unreachable")
-        import datasets
-
-        rows = datasets.load_dataset(SQUAD_HUB_ID, split=split)
-    except Exception as err:
-        raise DataUnavailableError(
-            f"SQuAD v1.1 train: none of {[str(p) for p in candidates]} exists and the Hub "
-            f"dataset {SQUAD_HUB_ID!r} could not be loaded ({type(err).__name__}: {err}); "
-            f"put {SQUAD_TRAIN_FILE} in --data-dir (or data_dir/squad/), or make the Hub "
-            "reachable (or cached with HF_HUB_OFFLINE=1)"
-        ) from err
-    return [
-        {
-            "id": str(r["id"]),
-            "title": r["title"],
-            "context": r["context"],
-            "question": r["question"],
-            "answers": {
-                "text": list(r["answers"]["text"]),
-                "answer_start": [int(s) for s in r["answers"]["answer_start"]],
-            },
-        }
-        for r in rows
-    ]
-
-
-# --------------------------------------------------------------------------------------------
 # Tasks
 # --------------------------------------------------------------------------------------------
 
 
-class Xquad(Task):
+class Xquad(ExtractiveQaTask):
     """XQuAD (XTREME): fine-tune extractive QA on SQuAD v1.1, zero-shot EM/F1 on 11 languages."""
 
     name = "xquad"
@@ -413,88 +92,8 @@ class Xquad(Task):
 
     metric_description = "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]"
 
-    def train_examples(self, context: TaskContext) -> list[Example]:
-        return load_squad_train(context.data_dir, self.config.train_limit)
-
     def test_examples(self, lang: str, context: TaskContext) -> list[Example]:
-        """The test questions of one language (subclasses read other test sets)."""
         return load_xquad(lang, context.data_dir, self.config.test_limit)
-
-    def score(
-        self, preds: dict[str, str], examples: list[Example], lang: str
-    ) -> tuple[dict[str, float], list[float]]:
-        """Corpus EM/F1 (%) and per-question F1 in [0, 1] (subclasses change normalisation)."""
-        return squad_scores(preds, examples), [
-            squad_f1(preds[e["id"]], e["answers"]["text"]) for e in examples
-        ]
-
-    def extra_meta(self, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
-        """Task-specific entries of ``TaskResult.meta`` (none for XQuAD)."""
-        return {}
-
-    def run(self, model: str, context: TaskContext) -> TaskResult:
-        c, started = self.config, time.perf_counter()
-        langs = parse_languages(context.languages) if context.languages else c.languages
-        train = self.train_examples(context)
-        # all test sets first, so a missing one fails before training
-        tests = {lang: self.test_examples(lang, context) for lang in langs}
-        seed_everything(context.seed)  # the span head is initialised here
-        from transformers import AutoModelForQuestionAnswering
-
-        net, tokenizer, new_params = load_for_finetuning(model, AutoModelForQuestionAnswering)
-        keep = model_input_names(net, tokenizer)
-        windows = dict(
-            max_length=fit_max_length(net, tokenizer, c.max_length),
-            doc_stride=c.doc_stride,
-            max_query_length=c.max_query_length,
-            keep=keep,
-        )
-        features, _ = encode_qa(tokenizer, train, train=True, **windows)
-        log = finetune(
-            net,
-            features,
-            c.settings(),
-            pad_id=tokenizer.pad_token_id,
-            seed=context.seed,
-            device=context.device,
-            show_progress=context.show_progress,
-            label=f"{self.name} train",
-        )
-        scores, per_example = {}, {}
-        for lang, examples in tests.items():
-            feats, wins = encode_qa(tokenizer, examples, **windows)
-            logits = predict(
-                net,
-                feats,
-                _span_logits,
-                pad_id=tokenizer.pad_token_id,
-                batch_size=c.eval_batch_size,
-                device=context.device,
-                show_progress=context.show_progress,
-                label=f"test {lang}",
-            )
-            preds = decode_answers(
-                examples, wins, logits, n_best=c.n_best, max_answer_length=c.max_answer_length
-            )
-            scores[lang], per_example[lang] = self.score(preds, examples, lang)
-        meta = {
-            "metric": self.metric_description,
-            **self.extra_meta(scores),
-            "avg_f1": _mean([s["f1"] for s in scores.values()]),
-            "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
-            "avg_f1_non_en": _mean([s["f1"] for lang, s in scores.items() if lang != "en"]),
-            "model": model,
-            "seed": context.seed,
-            "config": asdict(c),
-            "train": log.as_dict(),
-            "n_train": len(train),
-            "n_train_features": len(features),
-            "max_length": windows["max_length"],
-            "n_test": {lang: len(v) for lang, v in per_example.items()},
-            "new_parameters": new_params,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        return TaskResult(self.name, "f1", scores, per_example, meta)
 
 
 class QaMini(Xquad):
@@ -509,10 +108,6 @@ class QaMini(Xquad):
 
     def train_examples(self, context: TaskContext) -> list[Example]:
         return load_tydiqa_goldp("train", "en", context.data_dir, self.config.train_limit)
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 @xalign.hookimpl

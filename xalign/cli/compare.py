@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -18,6 +19,22 @@ def check_config_model(config: Path | None, overrides: list[str], objectives: li
     from xalign.config import load_config
 
     check_model_ref(load_config(config, overrides, objectives[:1]).model.name, "model.name")
+
+
+def parse_joint_options(items: list[str]) -> dict[str, Any]:
+    """``--joint-option KEY=VALUE`` (YAML values, dotted keys nest) -> joint settings."""
+    from xalign.config import ConfigError, parse_override
+
+    out: dict[str, Any] = {}
+    for item in items:
+        keys, value = parse_override(item)
+        if not keys:
+            raise ConfigError(f"--joint-option {item!r}: expected KEY=VALUE (e.g. weight=0.1)")
+        node = out
+        for part in keys[:-1]:
+            node = node.setdefault(part, {})
+        node[keys[-1]] = value
+    return out
 
 
 def compare_command(
@@ -38,9 +55,35 @@ def compare_command(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
     option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    languages: list[str] = typer.Option(
+        [],
+        "--languages",
+        "-l",
+        help="Evaluate only these languages (comma-separated or repeatable), among each "
+        "task's languages option; default: each task's own.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     no_reuse: bool = typer.Option(
         False, "--no-reuse", help="Retrain and re-evaluate even if identical runs exist."
+    ),
+    mode: list[str] = typer.Option(
+        [],
+        "--mode",
+        help="Rows per objective (repeatable or comma-separated): sequential (align, then "
+        "fine-tune; the default) and/or joint (the base encoder fine-tuned with the objective "
+        "as an auxiliary loss: rows joint:NAME). See docs/joint.md.",
+    ),
+    joint_option: list[str] = typer.Option(
+        [],
+        "--joint-option",
+        help="Setting of the joint rows KEY=VALUE: weight, schedule (constant|linear|every), "
+        "every, batch_size, options.KEY.",
+    ),
+    re_evaluate: bool = typer.Option(
+        False,
+        "--re-evaluate",
+        help="Reuse identical training runs but evaluate every model again "
+        "(e.g. after editing a task).",
     ),
 ) -> None:
     """Compare objectives against the base encoder per task and language, with significance."""
@@ -49,6 +92,7 @@ def compare_command(
     names = split_names(tasks) or list(DEFAULT_COMPARE_TASKS)
     with user_errors():  # user-facing errors only; anything else is a bug
         options = parse_task_options(option, names)
+        joint = parse_joint_options(joint_option)
         check_config_model(config, overrides, objectives)
         report = compare(
             objectives,
@@ -60,12 +104,18 @@ def compare_command(
             data_dir=data_dir,
             tracking_uri=tracking_uri,
             reuse=not no_reuse,
+            modes=split_names(mode) or ["sequential"],
+            joint=joint,
+            reuse_evaluations=not re_evaluate,
+            languages=split_names(languages) or None,
             log=lambda msg: err.print(msg, highlight=False, soft_wrap=True),
         )
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
     print_report(report.summary, stdout_console())
+    if report.correlation is not None:
+        report.correlation.print(stdout_console())
     err.print(
         f"parent run {report.parent_run_id}; report in {report.artifacts['output_dir']}",
         highlight=False,

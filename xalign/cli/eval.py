@@ -73,6 +73,13 @@ def eval_command(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local data folder."),
     option: list[str] = typer.Option([], "--option", help="Task option TASK.KEY=VALUE."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    languages: list[str] = typer.Option(
+        [],
+        "--languages",
+        "-l",
+        help="Evaluate only these languages (comma-separated or repeatable), among each "
+        "task's languages option; default: the task's own.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     no_reuse: bool = typer.Option(
         False,
@@ -98,7 +105,8 @@ def eval_command(
         options = parse_task_options(option, tasks)
         check_tracking(tracking_uri)  # seconds, before any model is resolved or loaded
         spec = resolve_spec(model, tracking_uri=tracking_uri)
-        context = TaskContext(data_dir=data_dir, show_progress=not as_json)
+        langs = split_names(languages) or None
+        context = TaskContext(data_dir=data_dir, languages=langs, show_progress=not as_json)
         runs = [
             r
             for t in tasks

@@ -6,7 +6,12 @@ training run is reused only when its content identity (tag ``xalign.identity``: 
 fingerprint, corpus content, initial model content, word-link digests, xalign and plugin
 versions; :func:`expected_components`) equals what a new run would train on now, else the
 model is trained (and the log says what differed). Every task
-is then evaluated with task seed ``s`` (the base encoder: task seeds only). All new runs are
+is then evaluated with task seed ``s`` (the base encoder: task seeds only). These are the
+"sequential" rows (align, then fine-tune). With ``modes`` holding ``joint``, each objective also
+gets a row ``joint:NAME``: the base encoder evaluated on every task that fine-tunes
+(its options have ``joint``, :class:`xalign.evaluation.finetune.FinetuneSettings`) with
+NAME as an auxiliary loss during fine-tuning on the same config's corpus (joint realignment,
+Gaschi et al. 2023); tasks that do not fine-tune have no joint result. All new runs are
 nested under one MLflow parent run tagged ``xalign.kind=compare``, which also holds the report
 (``compare.md``, ``compare.csv``, ``compare.png``, ``compare.json``).
 
@@ -21,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xalign.compare.correlation import alignment_transfer
+from xalign.compare.correlation import fine_tunes as correlation_fine_tunes
 from xalign.compare.references import reference_results
 from xalign.compare.report import CompareReport, write_report
 from xalign.compare.statistics import Results, Summary, summarize
@@ -35,6 +42,7 @@ from xalign.tracking import (
     TAG_KIND,
     TAG_LINK_SYMMETRIZATIONS,
     TAG_MODEL_DIR,
+    TAG_OBJECTIVE,
     TAG_OBJECTIVES,
     TAG_SEED,
     TAG_TASKS,
@@ -42,6 +50,41 @@ from xalign.tracking import (
     resolve_tracking_uri,
     terminal_status,
 )
+
+MODES = ("sequential", "joint")
+#: Row label prefix of joint realignment rows (``joint:sinkhorn``).
+JOINT = "joint:"
+
+
+def joint_row(objective: str) -> str:
+    """The row label of ``objective`` (``NAME`` or ``NAME:WEIGHT``) as a joint loss."""
+    return JOINT + objective.partition(":")[0]
+
+
+def joint_options(
+    objective: str,
+    config_path: str | Path | None,
+    overrides: Sequence[str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``joint`` task option of ``objective`` (``NAME`` or ``NAME:WEIGHT``, the weight
+    the auxiliary loss's) on the comparison's config and overrides, plus ``extra``
+    (``schedule``, ``every``, ``batch_size``, ``options``, ``weight``)."""
+    name, _, weight = objective.partition(":")
+    out: dict[str, Any] = {
+        "objective": name,
+        "config": str(config_path) if config_path else None,
+        "overrides": list(overrides),
+        **(extra or {}),
+    }
+    if weight:
+        out["weight"] = float(weight)
+    return out
+
+
+def fine_tunes(registry: PluginRegistry, task: str) -> bool:
+    """Whether ``task``'s options have ``joint`` (its Config extends FinetuneSettings)."""
+    return correlation_fine_tunes(registry.task(task).cls)
 
 
 def training_config(
@@ -187,23 +230,37 @@ def compare(
     registry: PluginRegistry | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] | None = None,
+    modes: Sequence[str] = ("sequential",),
+    joint: dict[str, Any] | None = None,
+    reuse_evaluations: bool = True,
+    languages: Sequence[str] | None = None,
 ) -> CompareReport:
-    """Train (or reuse) each objective per seed, evaluate every task, write the report."""
+    """Train (or reuse) each objective per seed, evaluate every task, write the report.
+
+    ``modes``: ``sequential`` (align, then fine-tune: a row per objective) and/or ``joint``
+    (a ``joint:NAME`` row per objective, see the module docstring); ``joint``: settings of
+    every joint row (``weight``, ``schedule``, ``every``, ``batch_size``, ``options``).
+    ``reuse_evaluations=False`` re-evaluates every model while still reusing training runs;
+    ``languages`` restricts every task to those languages (``TaskContext.languages``).
+    """
     say = log or (lambda _msg: None)
     objectives, tasks = list(dict.fromkeys(objectives)), list(dict.fromkeys(tasks))
     registry = registry or get_registry()
     options = _check_inputs(objectives, tasks, seeds, task_options or {}, registry)
+    modes = _check_modes(modes, objectives, tasks, registry, joint or {}, config_path, overrides)
     cfg0 = training_config(config_path, overrides, objectives[0], 0)
     uri = resolve_tracking_uri(tracking_uri or cfg0.tracking.uri)
     experiment = cfg0.tracking.experiment
     tracker = Tracker(uri, experiment)
-    rows = [BASE, *objectives]
+    sequential = objectives if "sequential" in modes else []
+    joints = [joint_row(o) for o in objectives] if "joint" in modes else []
+    rows = [BASE, *sequential, *joints]
     parent = str(
         tracker.start(
             run_name=f"compare {' vs '.join(objectives)}",
             tags={
                 TAG_KIND: KIND_COMPARE,
-                TAG_OBJECTIVES: ",".join(objectives),
+                TAG_OBJECTIVES: ",".join(rows[1:]),
                 TAG_TASKS: ",".join(tasks),
             },
         )
@@ -220,16 +277,25 @@ def compare(
                 "data_dir": str(data_dir),
                 "base_model": cfg0.model.name,
                 "reuse": reuse,
+                "reuse_evaluations": reuse and reuse_evaluations,
+                "languages": list(languages or []),
                 "seen_languages": list(cfg0.data.languages),
+                "modes": list(modes),
+                "joint": dict(joint or {}),
             }
         )
         root = Path(cfg0.train.output_dir)
-        ctx = TaskContext(data_dir=data_dir, output_dir=root / "eval", show_progress=show_progress)
+        ctx = TaskContext(
+            data_dir=data_dir,
+            output_dir=root / "eval",
+            show_progress=show_progress,
+            languages=list(languages) if languages else None,
+        )
         common = {
             "context": ctx,
             "tracking_uri": uri,
             "parent_run_id": parent,
-            "reuse": reuse,
+            "reuse": reuse and reuse_evaluations,
             "experiment": experiment,
             "registry": registry,
         }
@@ -243,6 +309,8 @@ def compare(
             eval_runs += [(BASE, r) for r in _announce_reuse(done, BASE, say)]
         references = reference_results(tasks, options, registry, ctx, cfg0.data, rows)
         for obj in objectives:
+            if obj not in sequential:
+                continue
             for seed in range(seeds):
                 cfg = training_config(config_path, overrides, obj, seed)
                 cfg.tracking.uri = uri
@@ -271,6 +339,24 @@ def compare(
                     say(f"evaluating {obj} (seed {seed}) on {t}")
                     done = evaluate_runs(spec, t, options=options[t], seeds=[seed], **common)
                     eval_runs += [(obj, r) for r in _announce_reuse(done, obj, say)]
+        for obj in objectives:
+            if joint_row(obj) not in joints:
+                continue
+            row = joint_row(obj)
+            for t in tasks:
+                if not fine_tunes(registry, t):
+                    continue
+                say(f"evaluating base on {t} with {obj} as a joint loss ({seeds} seed(s))")
+                opts = {**options[t], "joint": joint_options(obj, config_path, overrides, joint)}
+                done = evaluate_runs(
+                    base,
+                    t,
+                    options=opts,
+                    seeds=seeds,
+                    extra_tags={TAG_OBJECTIVE: row},
+                    **common,
+                )
+                eval_runs += [(row, r) for r in _announce_reuse(done, row, say)]
         results: Results = {row: {t: {} for t in tasks} for row in [*rows, *references]}
         for row, r in eval_runs:
             results[row][r.task][r.seed] = r.result
@@ -307,6 +393,8 @@ def compare(
             ],
         }
         report = CompareReport(parent, summary, runs)
+        # with alignment and transfer tasks: Δalignment vs Δtransfer (compare_correlation.*)
+        report.correlation = alignment_transfer(summary, registry)
         write_report(report, root / "compare" / parent)
         for name, artifact in report.artifacts.items():  # the tables, plots and figures
             if name != "output_dir":
@@ -317,6 +405,40 @@ def compare(
         raise
     tracker.end("FINISHED")
     return report
+
+
+def _check_modes(
+    modes: Sequence[str],
+    objectives: list[str],
+    tasks: list[str],
+    registry: PluginRegistry,
+    joint: dict[str, Any],
+    config_path: str | Path | None,
+    overrides: Sequence[str],
+) -> list[str]:
+    """The modes, checked before any training: known names, a task that fine-tunes for
+    joint rows, and joint settings that build (``JointSettings``)."""
+    from xalign.evaluation.joint import JointSettings
+
+    modes = list(dict.fromkeys(modes))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ConfigError(f"--mode: expected one or more of {', '.join(MODES)}, got {modes}")
+    if "joint" not in modes:
+        if joint:
+            raise ConfigError("--joint-option needs --mode joint")
+        return modes
+    if not any(fine_tunes(registry, t) for t in tasks):
+        raise ConfigError(
+            f"--mode joint: none of the tasks {tasks} fine-tunes (joint rows exist only for "
+            f"tasks whose options have 'joint', e.g. xnli-mini, pos-mini)"
+        )
+    for obj in objectives:
+        try:
+            JointSettings(**joint_options(obj, config_path, overrides, joint))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--joint-option: {exc}") from exc
+    return modes
 
 
 def _check_inputs(

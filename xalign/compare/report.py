@@ -39,15 +39,21 @@ class CompareReport:
     runs: dict[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)
     markdown: str = ""
+    #: :class:`xalign.compare.correlation.AlignmentTransfer`, with alignment and transfer tasks
+    correlation: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``compare.json``: the parent run id, :meth:`Summary.to_dict`, runs and artifacts."""
-        return {
+        """``compare.json``: the parent run id, :meth:`Summary.to_dict`, runs and artifacts
+        (and ``alignment_vs_transfer`` when the comparison has both kinds of task)."""
+        out = {
             "parent_run_id": self.parent_run_id,
             **self.summary.to_dict(),
             "runs": self.runs,
             "artifacts": self.artifacts,
         }
+        if self.correlation is not None:
+            out["alignment_vs_transfer"] = self.correlation.to_dict()
+        return out
 
 
 # ------------------------------------------------------------------------------ cells
@@ -126,7 +132,13 @@ def footer(summary: Summary) -> list[str]:
     """The notes under the tables: what mean ± std, Δ, bold, the averages and * mean."""
     seen = ", ".join(summary.seen_languages)
     target = summary.target_language
-    return [
+    joint = [
+        "joint:NAME rows: the base encoder fine-tuned on the task with objective NAME as an "
+        "auxiliary loss on the run's parallel corpus (joint realignment, Gaschi et al. 2023); "
+        "NAME rows: aligned with NAME first, then fine-tuned (sequential). Tasks that do not "
+        "fine-tune have no joint result (–)."
+    ]
+    return joint * any(r.startswith("joint:") for r in summary.objectives) + [
         "mean ± std: mean and sample standard deviation (ddof=1) over seeds; seed s trains "
         "with train.seed=s and evaluates with task seed s (base: task seed s only); a mean "
         "without ± comes from one seed.",
@@ -301,11 +313,15 @@ def write_report(report: CompareReport, out_dir: Path) -> None:
         for name, ext in (("markdown", "md"), ("csv", "csv"), ("png", "png"), ("json", "json"))
     }
     report.markdown = to_markdown(report.summary, report.parent_run_id)
+    if report.correlation is not None:  # compare_correlation.md/.csv/.json, and in compare.md
+        report.markdown += "\n" + report.correlation.to_markdown()
     paths["markdown"].write_text(report.markdown, encoding="utf-8")
     paths["csv"].write_text(to_csv(report.summary), encoding="utf-8")
     plot(report.summary, paths["png"])
     report.artifacts = {k: str(v) for k, v in paths.items()}
     for task, figure in write_figures(report.summary, out_dir).items():
         report.artifacts[f"figure:{task}"] = str(figure)
+    if report.correlation is not None:
+        report.artifacts.update(report.correlation.write(out_dir))
     report.artifacts["output_dir"] = str(out_dir.resolve())
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")

@@ -1,20 +1,18 @@
-"""Evaluation: metrics (SQuAD EM/F1, accuracy, retrieval, significance) and data loaders."""
+"""Evaluation: metrics (SQuAD EM/F1, accuracy, mean ± std over seeds) and data utilities.
+
+Dataset loaders live in the task plugins (``xalign_xnli.data``, ``xalign_xquad.data``,
+``xalign_tatoeba.data``, ...); :mod:`xalign.evaluation.data` holds what they share.
+"""
 
 from xalign.evaluation.data import (
     ENV_VAR,
-    TATOEBA_ISO3,
-    UNLABELED,
-    XNLI_LABELS,
-    XNLI_LANGS,
     DataUnavailableError,
+    check_test_files,
+    chosen_test_file,
+    find_data_file,
     load_hub_dataset,
-    load_mnli_train,
-    load_squad_json,
-    load_tatoeba,
-    load_tydiqa_goldp,
-    load_xnli,
-    load_xquad,
-    tatoeba_code,
+    read_squad_json,
+    squad_examples,
 )
 from xalign.evaluation.metrics import (
     accuracy,
@@ -27,23 +25,17 @@ from xalign.evaluation.metrics import (
 
 __all__ = [
     "ENV_VAR",
-    "TATOEBA_ISO3",
-    "UNLABELED",
-    "XNLI_LABELS",
-    "XNLI_LANGS",
     "DataUnavailableError",
     "accuracy",
+    "check_test_files",
+    "chosen_test_file",
     "exact_match",
     "f1",
+    "find_data_file",
     "load_hub_dataset",
-    "load_mnli_train",
-    "load_squad_json",
-    "load_tatoeba",
-    "load_tydiqa_goldp",
-    "load_xnli",
-    "load_xquad",
     "normalize_answer",
+    "read_squad_json",
     "seed_summary",
+    "squad_examples",
     "squad_scores",
-    "tatoeba_code",
 ]

@@ -27,12 +27,14 @@ from torch import Tensor, nn
 from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
 from xalign.encoders.freeze import freeze_layers
 from xalign.encoders.lora import LoraSettings
+from xalign.evaluation.joint import JointLoss, JointSettings
 from xalign.progress import progress_bar
 
 __all__ = [
     "FinetuneLog",
     "FinetuneSettings",
     "IGNORE_INDEX",
+    "JointSettings",
     "collate",
     "finetune",
     "fit_max_length",
@@ -76,6 +78,10 @@ class FinetuneSettings:
     - ``lora``: LoRA adapters through peft, ``{r, alpha, dropout, target_modules}`` as
       ``model.lora`` (null: every weight trains); the encoder stays fixed, its adapters and
       the task head train, and the adapters are merged into the weights after training.
+    - ``joint``: joint realignment (Gaschi et al. 2023), ``{objective, options, weight,
+      schedule, every, batch_size, config, overrides}`` (:class:`JointSettings`): the objective
+      on the run config's parallel corpus as an auxiliary loss at every optimiser step (null:
+      the task loss alone).
     """
 
     learning_rate: float = 2e-5
@@ -91,6 +97,7 @@ class FinetuneSettings:
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     lora: LoraSettings | None = None
+    joint: JointSettings | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -105,6 +112,8 @@ class FinetuneSettings:
             raise ValueError("epochs must be >= 1")
         if isinstance(self.lora, Mapping):  # a plain mapping (schema-built configs are typed)
             self.lora = LoraSettings(**self.lora)
+        if isinstance(self.joint, Mapping):
+            self.joint = JointSettings(**self.joint)
 
     @classmethod
     def from_options(cls, options: object) -> FinetuneSettings:
@@ -139,7 +148,9 @@ def _check_setting_names(owner: str, names: Iterable[str]) -> None:
 @dataclass
 class FinetuneLog:
     """What happened: optimiser steps, mean loss and selection score per epoch, best epoch,
-    and the number of parameters that trained (with LoRA: the adapters and the head)."""
+    and the number of parameters that trained (with LoRA: the adapters and the head);
+    with ``joint``, the mean unweighted auxiliary loss per epoch (over the steps that took a
+    corpus batch; None for an epoch without one)."""
 
     steps: int = 0
     epoch_losses: list[float] = field(default_factory=list)
@@ -147,6 +158,7 @@ class FinetuneLog:
     best_epoch: int | None = None
     seconds: float = 0.0
     trainable_parameters: int = 0
+    joint_losses: list[float | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(
@@ -156,6 +168,7 @@ class FinetuneLog:
             best_epoch=self.best_epoch,
             seconds=round(self.seconds, 2),
             trainable_parameters=self.trainable_parameters,
+            joint_losses=self.joint_losses,
         )
 
 
@@ -214,6 +227,7 @@ def load_for_finetuning(
                 hf_logging.enable_progress_bar()
     new = sorted(info.get("missing_keys", []))
     net._xalign_new_parameters = new  # what finetune() keeps trainable under LoRA
+    net._xalign_tokenizer = tokenizer  # what finetune() encodes a joint corpus with
     return net, tokenizer, new
 
 
@@ -343,6 +357,23 @@ def _is_best(log: FinetuneLog, score: float) -> bool:
     return better
 
 
+def _joint_loss(
+    model: nn.Module, joint: JointSettings | None, tokenizer: Any, seed: int, device: str
+) -> JointLoss | None:
+    """The auxiliary loss of ``joint`` on ``model`` (None without ``joint``)."""
+    if joint is None:
+        return None
+    tokenizer = tokenizer or getattr(model, "_xalign_tokenizer", None)
+    if tokenizer is None:
+        from xalign.errors import ConfigError
+
+        raise ConfigError(
+            "joint: finetune() needs the model's tokenizer to encode the joint corpus: "
+            "pass tokenizer=..., or load the model with load_for_finetuning"
+        )
+    return JointLoss(joint, model, tokenizer, seed=seed).to(device)
+
+
 def _train_step(
     model: nn.Module,
     features: Sequence[Feature],
@@ -376,6 +407,7 @@ def finetune(
     show_progress: bool = False,
     select: Callable[[], float] | None = None,
     label: str = "fine-tune",
+    tokenizer: Any = None,
 ) -> FinetuneLog:
     """Fine-tune ``model`` (its forward returns ``.loss``) on ``features`` in place.
 
@@ -389,9 +421,15 @@ def finetune(
     ``model`` with the adapters in place; at the end they are merged into ``model``'s weights
     (peft ``merge_and_unload``), which is again a plain transformers model.
 
+    With ``settings.joint`` each optimiser step ``t`` of ``T`` also backpropagates
+    ``w(t)·Σ_p ℓ_p`` on the next batch of the joint corpus (:mod:`xalign.evaluation.joint`),
+    encoded by ``model.base_model`` with ``tokenizer`` (default: the one
+    :func:`load_for_finetuning` loaded); ``freeze_layers``/``freeze_embeddings``/``lora``
+    hold for both losses (one optimiser).
+
     Raises:
-        ConfigError: a ``lora.target_modules`` name matches no layer, or ``freeze_layers`` is
-            larger than the model's layer count.
+        ConfigError: a ``lora.target_modules`` name matches no layer, ``freeze_layers`` is
+            larger than the model's layer count, or ``joint`` without a tokenizer.
     """
     if not features:
         raise ValueError("no training features")
@@ -401,25 +439,35 @@ def finetune(
     if s.freeze_embeddings:  # the word-embedding matrix (most of a multilingual encoder)
         model.get_input_embeddings().weight.requires_grad_(False)
     freeze_layers(model, s.freeze_layers)  # the embeddings and the first k layers
+    aux = _joint_loss(model, s.joint, tokenizer, seed, device)  # before seeding: same RNG
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     lengths = [len(f["input_ids"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / s.batch_size)
     total = steps_per_epoch * s.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable += [p for p in aux.parameters() if p.requires_grad] if aux is not None else []
     log.trainable_parameters = sum(p.numel() for p in trainable)
     optimizer = _optimizer(trainable, s)
     scheduler = _linear_schedule(optimizer, s.warmup(total), total)
     best: dict[str, Tensor] | None = None
+    aux_steps: list[float] = []
     with progress_bar(show_progress, "loss") as progress:
         bar = progress.add_task(label, total=total, loss=float("nan"))
         for epoch in range(1, s.epochs + 1):
             model.train()
-            losses = []
+            losses, aux_losses = [], []
             for index in _batches(lengths, s.batch_size, generator, s.group_by_length):
                 losses.append(
                     _train_step(model, features, index, s=s, pad_id=pad_id, device=device)
                 )
+                weight = s.joint.weight_at(log.steps, total) if aux is not None else 0.0
+                if weight > 0:  # one corpus batch per language pair, in plan order
+                    with _autocast(device):  # the encoder; the objective runs in float32
+                        value = aux(len(aux_steps), device=device)
+                    (weight * value).backward()
+                    aux_steps.append(float(value.detach()))
+                    aux_losses.append(aux_steps[-1])
                 nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -427,6 +475,8 @@ def finetune(
                 log.steps += 1
                 progress.update(bar, advance=1, loss=losses[-1])
             log.epoch_losses.append(float(np.mean(losses)))
+            if aux is not None:
+                log.joint_losses.append(float(np.mean(aux_losses)) if aux_losses else None)
             if select is not None and _is_best(log, float(select())):
                 best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
     if best is not None:

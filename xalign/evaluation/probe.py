@@ -16,10 +16,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+
+@dataclass
+class ProbeSettings:
+    """Options every frozen-encoder probe shares, checked once (``xnli-probe``, ``pos-probe``).
+
+    ``layer``: hidden-state index (``-1`` = last); ``pooling``: one of the class's
+    ``POOLINGS``; ``train_limit`` / ``test_limit``: first (or evenly spread) N training / test
+    items, None = all; ``c``: inverse L2 strength of the logistic regression (> 0);
+    ``max_length``: subwords per sentence; ``batch_size``: sentences per forward pass. A probe's
+    ``Config`` extends this dataclass, re-declares the defaults that differ and may narrow
+    ``POOLINGS``; a subclass ``__post_init__`` calls ``super().__post_init__()``.
+
+    Raises:
+        ValueError: a pooling outside ``POOLINGS``, ``c <= 0``, a limit < 1, ``max_length``
+            or ``batch_size`` < 1 (the config loader names the task option).
+    """
+
+    POOLINGS: ClassVar[tuple[str, ...]] = ("mean", "cls")
+
+    layer: int = -1
+    pooling: str = "mean"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    c: float = 1.0
+    max_length: int = 128
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}, got {self.pooling!r}")
+        if not self.c > 0:
+            raise ValueError(f"c must be > 0, got {self.c}")
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key} must be >= 1 or null (all), got {value}")
+        for key in ("max_length", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 def pair_features(u: Tensor, v: Tensor) -> np.ndarray:

@@ -9,8 +9,15 @@ run is keyed by ``xalign.eval_key``, a hash of the CONTENT of everything it read
   hub id (:func:`xalign.provenance.model_identity`);
 - the task's data: sha256 of every file ``Task.inputs(context)`` declares (gold files, XNLI /
   XQuAD / Tatoeba files under ``--data-dir``, files named by options);
-- the task name, its resolved options, the seed and the language restriction;
-- the task plugin's distribution and version, and xalign's version.
+- the task name, its resolved options, the seed and the language restriction
+  (``--languages``, checked against the task's ``languages`` option by
+  :func:`check_languages`);
+- the task plugin's distribution and version, and xalign's version;
+- for a plugin whose code is not in site-packages (installed editable with ``pip install -e``,
+  or a module on ``sys.path``), the sha256 of its source: every ``.py`` file of the task's
+  top-level package and the module of each class the task inherits from (:func:`task_code`).
+  Editing a task while developing it therefore re-evaluates, even with an unchanged version;
+  a released install is keyed by its version alone.
 
 File digests are computed once per (path, size, mtime) and cached on disk, so an unchanged
 input costs a ``stat``. A FINISHED run with the same key is reused (``reuse=False`` /
@@ -204,6 +211,91 @@ def eval_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _installed_paths() -> list[Path]:
+    """The site-packages folders a release (wheel / sdist install) puts its modules in."""
+    import site
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    folders |= set(getattr(site, "getsitepackages", list)())
+    folders.add(site.getusersitepackages())
+    return [Path(f).resolve() for f in folders if f]
+
+
+def _released(path: str | Path | None) -> bool:
+    """Whether a plugin's file lives in site-packages (a released install), not in a source
+    tree (``pip install -e``, a checkout on ``sys.path``, a module defined in a test)."""
+    if path is None:
+        return False
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(folder) for folder in _installed_paths())
+
+
+def task_code(task_cls: type) -> str | None:
+    """sha256 of a task's source code, or None when its plugin is a released install (its
+    module in site-packages: keyed by its version alone).
+
+    Hashed: every ``.py`` file of the task class's top-level package (the whole plugin, e.g.
+    ``xalign_xnli/``), and the module file of each class in its MRO (a shared base class such
+    as :class:`xalign.ExtractiveQaTask`) except :class:`xalign.Task` itself. Files are named by
+    their path relative to their package, so moving a checkout keeps the key. Digests come from
+    the on-disk cache of :func:`xalign.provenance.file_digest` (an unchanged file costs a stat).
+    """
+    import inspect
+    import sys
+
+    from xalign.provenance import file_digest
+    from xalign.task import Task
+
+    if _released(getattr(sys.modules.get(task_cls.__module__), "__file__", None)):
+        return None
+    files: dict[str, Path] = {}
+    top = sys.modules.get(task_cls.__module__.partition(".")[0])
+    if top is not None and top.__name__ != "xalign" and hasattr(top, "__path__"):
+        for folder in map(Path, top.__path__):
+            for path in sorted(folder.rglob("*.py")):
+                files[f"{top.__name__}/{path.relative_to(folder).as_posix()}"] = path
+    for cls in task_cls.__mro__:
+        if cls in (Task, object) or not issubclass(cls, Task):
+            continue
+        try:
+            source = inspect.getsourcefile(cls)
+        except (TypeError, OSError):  # defined in a REPL or by exec: no file to hash
+            source = None
+        if source is not None:
+            files.setdefault(cls.__module__, Path(source))
+    if not files:
+        return None
+    digests = {name: file_digest(path) for name, path in sorted(files.items())}
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_languages(task: Any, entry: Any, languages: Sequence[str] | None) -> list[str] | None:
+    """``languages`` (``--languages``) checked against the task's ``languages`` option.
+
+    Returns None for no restriction. A task without a ``languages`` option (``align``: gold set
+    names or source languages) checks them itself.
+
+    Raises:
+        EvaluationError: a language the task does not evaluate, naming the task, its plugin,
+            its languages and the ``--option`` that adds one.
+    """
+    if not languages:
+        return None
+    wanted = list(dict.fromkeys(str(lang).strip() for lang in languages if str(lang).strip()))
+    available = getattr(task.config, "languages", None)
+    if available is None or not wanted:
+        return wanted or None
+    unknown = [lang for lang in wanted if lang not in available]
+    if unknown:
+        raise EvaluationError(
+            f"--languages {','.join(unknown)}: {entry.where()} evaluates "
+            f"{', '.join(map(str, available))} (its languages option); pick among them, or add "
+            f"one with --option {task.name}.languages=[{','.join([*available, *unknown])}]"
+        )
+    return wanted
+
+
 def task_inputs(task: Any, entry: Any, context: TaskContext) -> dict[str, str]:
     """``{absolute path: sha256}`` of the files ``task.inputs(context)`` declares."""
     from xalign.provenance import files_manifest
@@ -285,9 +377,12 @@ def evaluate_runs(
         if dataclasses.is_dataclass(task.config)
         else dict(options or {})
     )
-    if resolved.get("lora", False) is None:  # full fine-tuning: the keys of runs before LoRA
-        resolved.pop("lora")
+    for unset in ("lora", "joint"):  # not used: the keys of runs before these options
+        if resolved.get(unset, False) is None:
+            resolved.pop(unset)
     base_ctx = context or TaskContext()
+    restricted = check_languages(task, entry, base_ctx.languages)
+    base_ctx = dataclasses.replace(base_ctx, languages=restricted)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tracker = Tracker(uri, experiment)
     inputs = task_inputs(task, entry, base_ctx)
@@ -298,6 +393,9 @@ def evaluate_runs(
     if getattr(task, "result_version", None) is not None:  # absent: keys of earlier releases
         software["result_version"] = str(task.result_version)
     software["result_schema"] = str(RESULT_SCHEMA)  # results stored before it: evaluated anew
+    code = task_code(type(task))
+    if code is not None:  # editable / unversioned plugin: its source is part of the key
+        software["code"] = code
     out: list[EvalRun] = []
     uses_seed = bool(getattr(task, "uses_seed", True))
     for seed in seed_list:
@@ -360,6 +458,7 @@ def evaluate_runs(
                     "plugin.version": entry.source.version,
                     "model.content": spec.identity,
                     "inputs.files": len(inputs),
+                    "plugin.code": code or "release",
                     PARAM_VERSION: __version__,
                 }
             )

@@ -1,0 +1,169 @@
+"""Joint realignment (Gaschi et al. 2023): an objective plugin as an auxiliary loss while a
+task fine-tunes, on the run config's parallel corpus, with a weight schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from xalign.errors import ConfigError, XalignError
+from xalign.evaluation.finetune import (
+    FinetuneSettings,
+    finetune,
+    load_for_finetuning,
+    seed_everything,
+)
+from xalign.evaluation.joint import JointLoss, JointSettings
+
+
+def test_schedules_by_hand() -> None:
+    constant = JointSettings(objective="sinkhorn", weight=0.5)
+    assert [constant.weight_at(t, 4) for t in range(4)] == [0.5] * 4
+    linear = JointSettings(objective="sinkhorn", weight=2.0, schedule="linear")
+    assert [linear.weight_at(t, 4) for t in range(4)] == [2.0, 1.5, 1.0, 0.5]
+    every = JointSettings(objective="sinkhorn", weight=3.0, schedule="every", every=3)
+    assert [every.weight_at(t, 7) for t in range(7)] == [3.0, 0, 0, 3.0, 0, 0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"objective": ""}, "name an objective"),
+        ({"objective": "sinkhorn", "schedule": "cosine"}, "joint.schedule must be one of"),
+        ({"objective": "sinkhorn", "weight": -1.0}, "joint.weight must be >= 0"),
+        ({"objective": "sinkhorn", "every": 0}, "joint.every must be >= 1"),
+        ({"objective": "sinkhorn", "batch_size": 0}, "joint.batch_size must be >= 1"),
+    ],
+)
+def test_bad_settings_fail_at_option_time(bad, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        FinetuneSettings(joint=bad)
+
+
+def test_task_options_build_the_settings() -> None:
+    import xalign_udpos
+    import xalign_xnli
+
+    for task in (xalign_xnli.Xnli, xalign_udpos.Udpos):
+        cfg = task.from_options({"joint": {"objective": "l2", "weight": 0.1}}).config
+        assert cfg.settings().joint == JointSettings(objective="l2", weight=0.1)
+    with pytest.raises(XalignError, match="joint.schedule"):
+        xalign_xnli.Xnli.from_options({"joint": {"objective": "l2", "schedule": "x"}})
+
+
+def _features(n: int = 8) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        {"input_ids": torch.randint(5, 40, (6,), generator=g).tolist(), "labels": i % 2}
+        for i in range(n)
+    ]
+
+
+def _run(tiny_model, joint: dict | None, **settings) -> tuple[dict, object]:
+    seed_everything(0)
+    net, tok, _ = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=2
+    )
+    s = FinetuneSettings(batch_size=2, epochs=2, learning_rate=1e-3, joint=joint, **settings)
+    log = finetune(net, _features(), s, pad_id=tok.pad_token_id, seed=0)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}, log
+
+
+def _joint(tiny_model, **kw) -> dict:
+    overrides = [f"model.name={tiny_model}", "data.limit=12", "data.languages=[de,fr]"]
+    return {"objective": "sinkhorn", "overrides": overrides, "batch_size": 4, **kw}
+
+
+def test_joint_loss_moves_the_encoder_and_zero_weight_is_the_plain_run(
+    tiny_model, one_thread
+) -> None:
+    plain, plain_log = _run(tiny_model, None)
+    zero, zero_log = _run(tiny_model, _joint(tiny_model, weight=0.0))
+    joint, log = _run(tiny_model, _joint(tiny_model, weight=10.0))
+    # building the auxiliary loss draws no random numbers the task run would see
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    assert zero_log.joint_losses == [None, None]  # no corpus batch at weight 0
+    assert plain_log.joint_losses == []
+    assert len(log.joint_losses) == 2 and all(x > 0 for x in log.joint_losses)
+    moved = [
+        k for k in plain if k.startswith("bert.encoder") and not torch.equal(plain[k], joint[k])
+    ]
+    assert moved, "the joint loss changed no encoder weight"
+
+
+def test_every_k_schedule_takes_one_corpus_batch_per_kth_step(
+    tiny_model, one_thread, monkeypatch
+) -> None:
+    calls: list[int] = []
+    forward = JointLoss.forward
+
+    def counted(self, step, **kw):
+        calls.append(step)
+        return forward(self, step, **kw)
+
+    monkeypatch.setattr(JointLoss, "forward", counted)
+    _, log = _run(tiny_model, _joint(tiny_model, schedule="every", every=3))
+    assert log.steps == 8  # 8 features / batch 2, 2 epochs
+    assert calls == [0, 1, 2]  # optimiser steps 0, 3, 6: the plan's next batch each time
+
+
+def test_frozen_layers_stay_fixed_under_the_joint_loss(tiny_model, one_thread) -> None:
+    seed_everything(0)
+    net, _, _ = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=2
+    )
+    start = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    after, _ = _run(tiny_model, _joint(tiny_model, weight=10.0), freeze_layers=1)
+    frozen = [k for k in start if k.startswith(("bert.embeddings", "bert.encoder.layer.0."))]
+    assert frozen and all(torch.equal(start[k], after[k]) for k in frozen)
+    assert not torch.equal(start["bert.encoder.layer.1.output.dense.weight"],
+                           after["bert.encoder.layer.1.output.dense.weight"])  # fmt: skip
+
+
+def test_an_objective_that_needs_the_mlm_head_is_a_config_error(tiny_model, one_thread) -> None:
+    with pytest.raises(ConfigError, match="masked-LM head"):
+        _run(tiny_model, _joint(tiny_model, objective="tlm"))
+
+
+def test_self_links_are_a_config_error(tiny_model, one_thread) -> None:
+    joint = _joint(tiny_model, objective="l2")
+    joint["overrides"] = [*joint["overrides"], "data.links=self"]
+    with pytest.raises(ConfigError, match="data.links: self"):
+        _run(tiny_model, joint)
+
+
+def test_without_a_tokenizer_joint_is_a_config_error(tiny_model) -> None:
+    net = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=2)
+    s = FinetuneSettings(batch_size=2, epochs=1, joint=_joint(tiny_model))
+    with pytest.raises(ConfigError, match="needs the model's tokenizer"):
+        finetune(net, _features(), s, pad_id=0)
+
+
+def test_the_corpus_files_are_inputs_of_the_evaluation(tmp_path) -> None:
+    import xalign_xnli
+
+    from xalign.task import TaskContext
+
+    for lang, line in (("de", "Hallo Welt ."), ("fr", "Bonjour monde ."), ("en", "Hello world .")):
+        (tmp_path / f"c.{lang}").write_text(line + "\n", encoding="utf-8")
+    joint = {
+        "objective": "sinkhorn",
+        "overrides": [f"data.corpus={tmp_path}/c.{{lang}}", "data.languages=[de,fr]"],
+    }
+    task = xalign_xnli.Xnli.from_options({"joint": joint})
+    files = task.inputs(TaskContext(data_dir=tmp_path / "none"))
+    assert {tmp_path / f"c.{lang}" for lang in ("de", "fr", "en")} <= set(files)
+    plain = xalign_xnli.Xnli.from_options({}).inputs(TaskContext(data_dir=tmp_path / "none"))
+    assert not {tmp_path / "c.de"} & set(plain)
+
+
+def test_joint_loss_trains_lora_adapters_too(tiny_model, one_thread) -> None:
+    lora = {"r": 2, "alpha": 4.0}
+    plain, _ = _run(tiny_model, None, lora=lora)
+    joint, log = _run(tiny_model, _joint(tiny_model, weight=10.0), lora=lora)
+    assert len(log.joint_losses) == 2 and set(plain) == set(joint)  # merged: plain weights
+    changed = [
+        k for k in plain if k.startswith("bert.encoder") and not torch.equal(plain[k], joint[k])
+    ]
+    assert changed, "the joint loss moved no adapter (merged weights equal the plain LoRA run)"

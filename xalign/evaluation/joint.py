@@ -1,0 +1,252 @@
+"""Joint realignment: an alignment objective as an auxiliary loss while a task fine-tunes.
+
+Gaschi et al. (Findings of ACL 2023, "Exploring the relationship between alignment and
+cross-lingual transfer in multilingual transformers", §3.2 "joint" realignment): every task
+optimiser step also takes one batch of the parallel corpus and adds the realignment loss to
+the task loss, instead of realigning first and fine-tuning after ("sequential"). Here any
+objective plugin is the realignment loss, on the data path of ``xalign run``: the run
+config's corpus is prepared (:func:`xalign.data.prepare.prepare_run_data`: words, filters,
+cached word links), planned per language pair, and each pair's batch is encoded by the
+task model's own encoder (shared weights) and scored by the plugin through
+:func:`xalign.recipe.objective_loss` (float32).
+
+Step ``t`` of ``T`` task optimiser steps adds ``w(t) · Σ_p ℓ_p`` (``ℓ_p`` the objective on
+language pair ``p``'s batch), with ``w(t)``:
+
+- ``constant``: ``weight``;
+- ``linear``: ``weight · (1 − t/T)`` (decays to 0 over training);
+- ``every``: ``weight`` on every ``every``-th step (``t mod every = 0``), else 0 (the
+  corpus batch is then not encoded at all).
+
+No drift regulariser: the task loss is what keeps the encoder from drifting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xalign.errors import ConfigError
+
+SCHEDULES = ("constant", "linear", "every")
+
+
+@dataclass
+class JointSettings:
+    """Task option ``joint``: the objective trained as an auxiliary loss during fine-tuning.
+
+    - ``objective``: an objective plugin's name (``xalign plugins``).
+    - ``options``: its options (over those of ``objectives.<name>`` in ``config``).
+    - ``weight``: the loss weight ``w`` (>= 0) of the schedule.
+    - ``schedule``: ``constant``, ``linear`` (w·(1 − t/T)) or ``every`` (w every ``every``-th
+      optimiser step, else no corpus batch).
+    - ``every``: k of the ``every`` schedule (>= 1).
+    - ``batch_size``: sentence pairs per language pair per optimiser step (>= 1).
+    - ``config``: the run config (YAML) whose ``data.*`` names the parallel corpus, languages,
+      filters and word links, and ``model.layer``/``max_length`` the aligned layer; null:
+      xalign's defaults (the demo corpus).
+    - ``overrides``: ``KEY=VALUE`` overrides of that config (as ``xalign run --set``).
+    """
+
+    objective: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+    schedule: str = "constant"
+    every: int = 1
+    batch_size: int = 8
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.objective:
+            raise ValueError("joint.objective: name an objective plugin (e.g. sinkhorn)")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"joint.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.weight >= 0:
+            raise ValueError(f"joint.weight must be >= 0, got {self.weight}")
+        if self.every < 1:
+            raise ValueError(f"joint.every must be >= 1, got {self.every}")
+        if self.batch_size < 1:
+            raise ValueError(f"joint.batch_size must be >= 1, got {self.batch_size}")
+
+    def weight_at(self, step: int, total: int) -> float:
+        """``w(t)`` of optimiser step ``step`` (0-based) of ``total`` (module docstring)."""
+        if self.schedule == "linear":
+            return self.weight * max(0.0, 1.0 - step / max(1, total))
+        if self.schedule == "every":
+            return self.weight if step % self.every == 0 else 0.0
+        return self.weight
+
+    def run_config(self, seed: int) -> Any:
+        """The :class:`xalign.config.RunConfig` of the corpus: ``config`` + ``overrides``, the
+        plan's batch (``batch_size`` per pair, no accumulation) and seed ``seed``."""
+        from xalign.config import load_config
+
+        return load_config(
+            self.config,
+            [
+                *self.overrides,
+                f"train.batch_size={self.batch_size}",
+                "train.grad_accum=1",
+                f"train.seed={seed}",
+            ],
+            objectives=[self.objective],
+        )
+
+
+def joint_inputs(settings: JointSettings) -> list[Path]:
+    """Local files the joint loss reads: the config file and the corpus files of its
+    languages (for an evaluation's reuse key; ``demo`` and ``hf:`` corpora have none)."""
+    from xalign.data.corpus import language_spec, spec_files
+
+    cfg = settings.run_config(0)
+    out = [Path(settings.config)] if settings.config else []
+    for lang in cfg.data.languages:
+        files = spec_files(language_spec(cfg.data.corpus, lang), lang, cfg.data.target)
+        out += [f for f in files or [] if f.is_file()]
+    return out
+
+
+class JointLoss(nn.Module):
+    """The auxiliary loss of one fine-tuning: the objective, its corpus plan and the encoder
+    view of the task model (``model.base_model``, the same parameters).
+
+    ``parameters()`` are the objective's own (a projection head, if any): the fine-tuning
+    optimiser trains them with the model.
+
+    Raises:
+        ConfigError: bad settings, an objective that needs the masked-LM head (a task model
+            has none) or self links (``data.links: self``), or a config that does not load.
+        PluginError: the objective's options or ``prepare`` fail (naming the plugin).
+    """
+
+    def __init__(
+        self,
+        settings: JointSettings,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        seed: int = 0,
+        registry: Any = None,
+    ) -> None:
+        super().__init__()
+        from xalign.data.prepare import prepare_run_data
+        from xalign.encoders.encoder import Encoder
+        from xalign.plugins import PluginError, get_registry
+        from xalign.recipe import frozen_upto_layer
+
+        self.settings = settings
+        cfg = settings.run_config(seed)
+        self.cfg = cfg
+        registry = registry or get_registry()
+        entry = registry.objective(settings.objective)
+        self.where = entry.where()
+        base = getattr(model, "base_model", model)
+        self.encoder = _SharedEncoder(
+            Encoder(
+                base,
+                tokenizer,
+                name=cfg.model.name,
+                layer=cfg.model.layer,
+                max_length=cfg.model.max_length,
+            )
+        )
+        options = {**cfg.objective_options(settings.objective), **settings.options}
+        try:
+            self.objective = entry.cls.from_options(options, hidden_size=base.config.hidden_size)
+        except Exception as exc:
+            raise PluginError(f"{self.where}: bad joint options: {exc}") from exc
+        needs = self.objective.needs()
+        if needs.mlm:
+            raise ConfigError(
+                f"joint.objective {settings.objective!r} needs the masked-LM head, which a "
+                f"fine-tuned task model does not have; pick another objective"
+            )
+        self.links = sorted(needs.links, key=repr)
+        from xalign.self_links import is_self
+
+        if self.links and is_self(cfg.data.links):
+            raise ConfigError(
+                f"joint.objective {settings.objective!r} needs word links, and data.links: self "
+                f"(links drawn from the model during alignment training) is not available in "
+                f"joint fine-tuning; use eflomal links (data.links unset) or a links file"
+            )
+        self.mixed = needs.mixed_languages
+        enc = self.encoder.inner
+        self._frozen = [frozen_upto_layer(enc)] if needs.frozen_target else []
+        self._teachers: dict[str, Any] = {}
+        if needs.teacher is not None:
+            from xalign.encoders import load_encoder
+
+            teacher = load_encoder(needs.teacher, max_length=cfg.model.max_length)
+            teacher.eval().requires_grad_(False)
+            self._teachers[needs.teacher] = teacher
+        self.data, _, _ = prepare_run_data(cfg, enc, self.links)
+        try:
+            self.objective.prepare(self.data)
+        except Exception as exc:
+            raise PluginError(
+                f"{self.where} failed in prepare(): {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def forward(self, step: int, *, device: str | torch.device = "cpu") -> Tensor:
+        """``Σ_p ℓ_p`` over the language pairs' batches of plan micro-step ``step`` (the plan
+        wraps around: a new epoch of the corpus when the task outlasts it); float32 scalar."""
+        from xalign.batch import AlignmentBatch
+        from xalign.recipe import objective_loss
+
+        data, enc, target = self.data, self.encoder.inner, self.cfg.data.target
+        pooling = self.cfg.model.pooling
+        batches = []
+        for pair in data.pairs:
+            examples = data.batch(pair, step % data.micro_steps)
+            if examples:
+                batches.append((pair.name, examples, [pair.src] * len(examples)))
+        if self.mixed and batches:
+            batches = [
+                (
+                    "mixed",
+                    [e for _, ex, _ in batches for e in ex],
+                    [lang for *_, langs in batches for lang in langs],
+                )
+            ]
+        total = torch.zeros((), device=device)
+        for name, examples, langs in batches:
+            tgt_words = [e.tgt_words for e in examples]
+            tgt_langs = [target] * len(examples)
+            src = enc.encode([e.src_words for e in examples], langs, pooling=pooling, device=device)
+            tgt = enc.encode(tgt_words, tgt_langs, pooling=pooling, device=device)
+            with torch.no_grad():
+                frozen = (
+                    self._frozen[0].to(device).encode(tgt_words, tgt_langs, pooling=pooling)
+                    if self._frozen
+                    else None
+                )
+                teachers = {
+                    k: t.to(device).encode(tgt_words, tgt_langs, pooling=pooling)
+                    for k, t in self._teachers.items()
+                }
+            links = {spec: [e.links.get(spec, set()) for e in examples] for spec in self.links}
+            batch = AlignmentBatch(name, src, tgt, frozen, links, teachers)
+            try:
+                value = objective_loss(self.objective, batch)
+            except Exception as exc:
+                from xalign.plugins import PluginError
+
+                raise PluginError(
+                    f"{self.where} failed in loss() on {name}: {type(exc).__name__}: {exc}"
+                ) from exc
+            total = total + value
+        return total
+
+
+class _SharedEncoder:
+    """Holds the encoder view outside ``nn.Module`` registration, so the task model's
+    parameters are not listed twice (they are the fine-tuning's own)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.inner = encoder
