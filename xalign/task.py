@@ -284,9 +284,7 @@ class Task:
         files = data_files(context.data_dir, self.data_folders) + option_files(self.config)
         joint = getattr(self.config, "joint", None)
         if joint is not None:  # joint realignment: its config and parallel corpus files
-            from xalign.evaluation.joint import joint_inputs
-
-            files += joint_inputs(joint)
+            files += joint.inputs()  # JointSettings.inputs (no import: it is a layer above)
         return files
 
     @classmethod

@@ -73,6 +73,11 @@ class JointSettings:
         if self.batch_size < 1:
             raise ValueError(f"joint.batch_size must be >= 1, got {self.batch_size}")
 
+    def inputs(self) -> list[Path]:
+        """The local files this loss reads (:func:`joint_inputs`); what
+        :meth:`xalign.Task.inputs` adds for a task with a ``joint`` option."""
+        return joint_inputs(self)
+
     def weight_at(self, step: int, total: int) -> float:
         """``w(t)`` of optimiser step ``step`` (0-based) of ``total`` (module docstring)."""
         if self.schedule == "linear":
@@ -136,7 +141,7 @@ class JointLoss(nn.Module):
         super().__init__()
         from xalign.data.prepare import prepare_run_data
         from xalign.encoders.encoder import Encoder
-        from xalign.plugins import PluginError, get_registry
+        from xalign.plugins import PluginError, build_objective, get_registry
         from xalign.recipe import frozen_upto_layer
 
         self.settings = settings
@@ -156,10 +161,7 @@ class JointLoss(nn.Module):
             )
         )
         options = {**cfg.objective_options(settings.objective), **settings.options}
-        try:
-            self.objective = entry.cls.from_options(options, hidden_size=base.config.hidden_size)
-        except Exception as exc:
-            raise PluginError(f"{self.where}: bad joint options: {exc}") from exc
+        self.objective = build_objective(entry, options, hidden_size=base.config.hidden_size)
         needs = self.objective.needs()
         if needs.mlm:
             raise ConfigError(
