@@ -450,7 +450,7 @@ class AlignmentRecipe:
             self.optimizer, self.data, self.cfg.train
         )
         self.resumed = self._setup_resume(
-            self.resume_from, self.module, self.optimizer, self.scheduler
+            self.cfg, self.resume_from, self.module, self.optimizer, self.scheduler
         )
         self.self_links = self._setup_self_links(
             self.cfg, self.prepared, self.needs.link_specs, self.resumed.step
@@ -653,6 +653,7 @@ class AlignmentRecipe:
 
     def _setup_resume(
         self,
+        cfg: RunConfig,
         resume_from: Path | None,
         module: AlignmentModule,
         optimizer: torch.optim.Optimizer,
@@ -664,7 +665,6 @@ class AlignmentRecipe:
         Raises:
             ConfigError: the checkpoint's config fingerprint differs from this run's.
         """
-        cfg = self.cfg
         if resume_from is None:
             return Resumed()
         ckpt = find_checkpoint(resume_from)
