@@ -168,3 +168,19 @@ def test_a_bugs_traceback_is_redacted(monkeypatch, capsys) -> None:
     assert "Traceback" in err and "RuntimeError: Databricks workspace rejected" in err
     for token in TOKENS.values():
         assert token not in err
+
+
+def test_long_texts_are_redacted_in_linear_time() -> None:
+    """A long error line (a base64 blob, a repeated pattern) cannot stall the error path:
+    100,000 characters of each shape that made the URI patterns scan quadratically (minutes)
+    are redacted in seconds."""
+    import subprocess
+    import sys
+
+    units = ["a", "a_", "ab-", "x=", "a:", "https://a:", "Bearer ", "hf_", "token"]
+    code = (
+        "from xalign.redact import redact_text\n"
+        f"for unit in {units!r}:\n"
+        "    redact_text(unit * (100_000 // len(unit)))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

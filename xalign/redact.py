@@ -37,7 +37,9 @@ _SECRET_NAME = re.compile(
 #: ``scheme://user:PASSWORD@`` inside free text, also ``scheme:/user:PASSWORD@`` (a URI that
 #: went through a path, which folds ``//``). The password runs to the LAST ``@`` before a
 #: space, quote, ``?`` or ``#``: users type ``@ : /`` in it unencoded.
-_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2})([^/?#@:\s'\"]*):([^\s?#'\"]*)@")
+_TEXT_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})([^/?#@:\s'\"]*):([^\s?#'\"]*)@"
+)
 #: ``name=value`` after ``?``/``&``/``;`` inside free text (the value stops at punctuation).
 _TEXT_PARAM = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
 #: ``user:password@`` right after ``scheme://``; the password runs to the last ``@`` before
@@ -46,7 +48,7 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^?#]*)@")
 #: A user name that is itself a token (``https://ghp_xxx@github.com``, ``https://hf_xxx@...``):
 #: a known token prefix, or 20+ characters mixing letters and digits (no ordinary name).
 _TOKEN_USER = re.compile(
-    r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2})"
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})"
     r"((?:ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|hf_|sk-|xox[abprs]-)[A-Za-z0-9_-]+"
     r"|(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@"
 )
@@ -69,7 +71,7 @@ _AUTH_SCHEME = re.compile(
 #: ``token = VALUE``, ``"password": "VALUE"``, ``client_secret=VALUE`` in free text (a config
 #: file, a JSON body or a header that an error message quotes).
 _SECRET_PAIR = re.compile(
-    r"(?i)(\b(?:[a-z0-9]+[_-])*(?:token|password|passwd|secret|api[_-]?key|access[_-]?key|"
+    r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|secret|api[_-]?key|access[_-]?key|"
     r"authorization)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
     r"([^\s\"',;&}\]]{6,})"
 )
