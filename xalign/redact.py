@@ -7,6 +7,13 @@ name says it holds a secret (``token``, ``access_token``, ``api_key``, ``X-Amz-S
 ``X-Amz-Credential``, ``sig``, ``password``, ...) become :data:`MASK`. Everything else, and a URI
 without secrets, is left exactly as given (no re-quoting or normalisation).
 
+Free text (an error MLflow or a library raised, a log line) is also searched for credentials
+that stand alone: tokens of a known shape (Databricks ``dapi...``, GitHub ``ghp_...``,
+``github_pat_...``, GitLab ``glpat-...``, Hugging Face ``hf_...``, OpenAI ``sk-...``, Slack
+``xox.-...``, AWS key ids ``AKIA...``, JWTs ``eyJ...``), ``Bearer``/``Basic`` credentials and
+``token = VALUE`` / ``"password": "VALUE"`` pairs. A secret once masked in a URI is masked
+wherever it shows up again in the process (MLflow repeats parts of a URI in its own words).
+
 xalign never copies environment variables into params, artifacts or configs;
 :func:`secret_env_values` lists the values of the ones that hold credentials (MLflow, cloud
 and hub tokens) so that tests and callers can check that none leaks.
@@ -30,7 +37,9 @@ _SECRET_NAME = re.compile(
 #: ``scheme://user:PASSWORD@`` inside free text, also ``scheme:/user:PASSWORD@`` (a URI that
 #: went through a path, which folds ``//``). The password runs to the LAST ``@`` before a
 #: space, quote, ``?`` or ``#``: users type ``@ : /`` in it unencoded.
-_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2})([^/?#@:\s'\"]*):([^\s?#'\"]*)@")
+_TEXT_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})([^/?#@:\s'\"]*):([^\s?#'\"]*)@"
+)
 #: ``name=value`` after ``?``/``&``/``;`` inside free text (the value stops at punctuation).
 _TEXT_PARAM = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
 #: ``user:password@`` right after ``scheme://``; the password runs to the last ``@`` before
@@ -39,12 +48,36 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^?#]*)@")
 #: A user name that is itself a token (``https://ghp_xxx@github.com``, ``https://hf_xxx@...``):
 #: a known token prefix, or 20+ characters mixing letters and digits (no ordinary name).
 _TOKEN_USER = re.compile(
-    r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2})"
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})"
     r"((?:ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|hf_|sk-|xox[abprs]-)[A-Za-z0-9_-]+"
     r"|(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@"
 )
 #: ``name=value`` of a query string (or a fragment written like one).
 _PARAM = re.compile(r"([?&;#])([^=&;#\s]+)=([^&;#\s]*)")
+#: A token of a known shape anywhere in text (not inside a longer word).
+_TOKEN_SHAPE = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"dapi[0-9a-f]{32}(?:-[0-9]+)?|dose[0-9a-f]{32}"  # Databricks access token, OAuth secret
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|hf_[A-Za-z0-9]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # a JWT
+    r")"
+)
+#: ``Bearer VALUE`` / ``Basic VALUE`` (an HTTP Authorization value); VALUE has a digit or ``=``.
+_AUTH_SCHEME = re.compile(
+    r"\b([Bb]earer|BEARER|Basic)(\s+)(?=[A-Za-z0-9._~+/=-]*[0-9=])[A-Za-z0-9._~+/=-]{8,}"
+)
+#: ``token = VALUE``, ``"password": "VALUE"``, ``client_secret=VALUE`` in free text (a config
+#: file, a JSON body or a header that an error message quotes).
+_SECRET_PAIR = re.compile(
+    r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|secret|api[_-]?key|access[_-]?key|"
+    r"authorization)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
+    r"([^\s\"',;&}\]]{6,})"
+)
+#: Secrets :func:`redact_uri` masked in a URI (at least :data:`MIN_SECRET_LEN` characters),
+#: masked again wherever they appear in later text of this process.
+_SEEN: set[str] = set()
 
 #: Environment variables whose values are credentials (exact names; see also
 #: :data:`_SECRET_ENV_PART`).
@@ -80,9 +113,21 @@ def redact_uri(uri: str) -> str:
     """
     if "://" not in uri:
         return uri
+    _remember(uri)
     out = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", uri, count=1)
     out = _TOKEN_USER.sub(lambda m: f"{m.group(1)}{MASK}@", out)
     return _PARAM.sub(_mask_param, out)
+
+
+def _remember(uri: str) -> None:
+    """Keep the secrets :func:`redact_uri` masks in ``uri`` (see :data:`_SEEN`)."""
+    found = []
+    m = _USERINFO.match(uri)
+    if m:
+        found.append(m.group(3))
+    found += [m.group(2) for m in _TOKEN_USER.finditer(uri)]
+    found += [v for _, name, v in _PARAM.findall(uri) if _SECRET_NAME.search(name)]
+    _SEEN.update(v for v in found if len(v) >= MIN_SECRET_LEN and v != MASK)
 
 
 def _mask_param(m: re.Match[str]) -> str:
@@ -94,15 +139,24 @@ def _mask_param(m: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` (an error message, a log line, a config value) with the secrets of the URIs
-    in it masked as by :func:`redact_uri`, and the values of credential environment
-    variables (:func:`secret_env_values`) replaced by :data:`MASK`."""
+    in it masked as by :func:`redact_uri`, tokens and credential pairs in free text masked
+    (module doc), and the values of credential environment variables
+    (:func:`secret_env_values`) and of secrets masked in earlier URIs replaced by
+    :data:`MASK`. ``"Bearer dapi0123...ef"`` -> ``"Bearer ***"``; ``"token = s3cr3tValue"``
+    -> ``"token = ***"``."""
     if "://" in text and not any(c.isspace() for c in text):  # one URI: exactly its rule
         out = redact_uri(text)
     else:
+        for m in _TEXT_USERINFO.finditer(text):
+            if len(m.group(3)) >= MIN_SECRET_LEN and m.group(3) != MASK:
+                _SEEN.add(m.group(3))
         out = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
         out = _TOKEN_USER.sub(lambda m: f"{m.group(1)}{MASK}@", out)
         out = _TEXT_PARAM.sub(_mask_param, out)
-    for value in secret_env_values():
+        out = _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{MASK}", out)
+    out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
+    out = _TOKEN_SHAPE.sub(MASK, out)
+    for value in sorted({*secret_env_values(), *_SEEN}, key=len, reverse=True):
         if value in out:
             out = out.replace(value, MASK)
     return out
@@ -163,8 +217,9 @@ def redact_log_records() -> None:
             text = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is logging's to report
             return record
-        if "://" in text or secret_env_values():
-            record.msg, record.args = redact_text(text), None
+        redacted = redact_text(text)
+        if redacted != text:
+            record.msg, record.args = redacted, None
         return record
 
     factory.xalign_redacts = True  # type: ignore[attr-defined]

@@ -359,7 +359,8 @@ class Tracker:
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
         except MlflowException as exc:
             raise FileNotFoundError(
-                f"run {run_id} of {self.shown_uri} has no artifact {path!r}: {exc.message}"
+                f"run {run_id} of {self.shown_uri} has no artifact {path!r}: "
+                f"{redact_text(exc.message)}"
             ) from exc
 
     # ------------------------------------------------------------------ runs

@@ -1135,18 +1135,62 @@ _BASE_EVIDENCE = 10
 
 
 def _check_index_base(raw: _Raw, opts: _Options) -> None:
-    """Note (warned with the set) a file read as 0-based whose links never use the first word
-    of any sentence on either side: the mark of a 1-based file, which would otherwise shift
-    every link by one word and give a wrong AER without any link out of range."""
-    if opts.index_base != 0:
-        return
+    """Refuse a file read with the other ``index_base``, or note a likely one.
+
+    Read 0-based, a 1-based file never uses word 0 and puts its links to the last word one
+    past the end (index == sentence length): when no link uses index 0 on either side, some
+    links are past the end and one less on both sides puts (nearly) all of them inside,
+    :class:`GoldFormatError` names the file and ``index_base: 1``. No link past the end: a
+    note (warned with the set). Read 1-based, a 0-based WPT file turns its links to word 0
+    into NULL links (dropped) and never reaches the last word: refused, naming
+    ``index_base: 0``. A 0-based Pharaoh file read 1-based fails at its first index 0.
+    """
     links = [link for p, s in zip(raw.possible, raw.sure, strict=True) for link in p | s]
-    if len(links) >= _BASE_EVIDENCE and all(i != 0 and j != 0 for i, j in links):
-        raw.notes.append(
-            f"none of its {len(links)} links uses the first word (index 0) of any sentence on "
-            f"either side: the file looks 1-based but is read as 0-based; pass index_base: 1 "
-            f"if so"
+    if len(links) < _BASE_EVIDENCE:
+        return
+    where = raw.links_origin or raw.origin
+    if opts.index_base == 1:
+        nulls = raw.skipped.get("null_links", 0)
+        last = any(
+            i == len(s) - 1 or j == len(t) - 1
+            for s, t, lk in zip(raw.src, raw.tgt, raw.possible, strict=True)
+            for i, j in lk
         )
+        if nulls and not last:
+            raise GoldFormatError(
+                f"{where}: read 1-based (index_base: 1), {nulls} link(s) use position 0 "
+                f"(NULL, dropped) and none of the other {len(links)} uses the last word of "
+                f"its sentence on either side: the file is 0-based; pass index_base: 0 "
+                f"(load_gold(..., index_base=0), or in an align.sets entry)",
+                path=where,
+            )
+        return
+    if any(i == 0 or j == 0 for i, j in links):
+        return
+    past_end = _outside(raw.src, raw.tgt, raw.possible, lambda i, j: (i, j))
+    shifted = _outside(raw.src, raw.tgt, raw.possible, lambda i, j: (i - 1, j - 1))
+    if past_end and shifted * 10 <= past_end:
+        first = next(
+            (n, i, j)
+            for n, (s, t, lk) in enumerate(zip(raw.src, raw.tgt, raw.possible, strict=True))
+            for i, j in sorted(lk)
+            if i >= len(s) or j >= len(t)
+        )
+        raise GoldFormatError(
+            f"{where}: {past_end} of {len(links)} gold links ({past_end / len(links):.1%}) "
+            f"point past the end of their sentence (sentence {first[0]} link "
+            f"{first[1]}-{first[2]}: {len(raw.src[first[0]])} and "
+            f"{len(raw.tgt[first[0]])} words) and none uses index 0 on either side: the file "
+            f"is 1-based but read as 0-based (index_base: 0), which would drop those links "
+            f"and shift every other one by a word; pass index_base: 1 "
+            f"(load_gold(..., index_base=1), or in an align.sets entry)",
+            path=where,
+        )
+    raw.notes.append(
+        f"none of its {len(links)} links uses the first word (index 0) of any sentence on "
+        f"either side: the file looks 1-based but is read as 0-based; pass index_base: 1 "
+        f"if so"
+    )
 
 
 def _load_mapping(spec: Mapping[str, Any], root: str | Path | None) -> GoldSet:

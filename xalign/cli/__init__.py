@@ -18,6 +18,7 @@ from xalign.cli.common import err
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # a bug's traceback never prints tokens held in locals
     help="Cross-lingual alignment objectives for multilingual encoders.",
 )
 
@@ -101,6 +102,13 @@ def main() -> None:
         if exc.code != 130:
             raise
         code = 143 if _TERMINATED else 130
+    except Exception as exc:  # a bug: its traceback, credentials redacted (xalign.redact)
+        import traceback
+
+        from xalign.redact import redact_text
+
+        sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
+        sys.exit(1)
     else:
         return
     if code == 143:  # a scheduler's stop: say so in the job's log

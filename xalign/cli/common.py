@@ -45,7 +45,9 @@ def user_errors() -> Iterator[None]:
         message = str(exc)
         if cause is not None and not isinstance(cause, XalignError):
             if os.environ.get("XALIGN_DEBUG", "") not in ("", "0"):
-                sys.stderr.write("".join(traceback.format_exception(cause)))
+                from xalign.redact import redact_text
+
+                sys.stderr.write(redact_text("".join(traceback.format_exception(cause))))
             elif type(exc).__name__ == "PluginError":
                 message += " (run with XALIGN_DEBUG=1 for its traceback)"
         fail(message, exit_code(exc))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from xalign.batch import MaskedLM, Side
-from xalign.errors import ConfigError, XalignError
+from xalign.encoders.weight_files import EncoderLoadError, model_files
+from xalign.errors import ConfigError
 
 PACKAGED_PREFIX = "packaged:"
 PACKAGED_MODELS = ("multilingual-e5-small",)
-
-
-class EncoderLoadError(XalignError, RuntimeError):
-    """The model could not be loaded; the message says how to point at a local copy."""
 
 
 @dataclass
@@ -260,11 +256,6 @@ def load_encoder(
     return Encoder(model, tokenizer, name=name, layer=layer, max_length=max_length)
 
 
-#: Weight files transformers reads from a model folder, preferred first.
-SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
-
-
 @contextlib.contextmanager
 def plain_model_dir(directory: str) -> Iterator[str]:
     """``directory`` itself, or for an adapter folder a temporary folder holding its base model
@@ -283,75 +274,6 @@ def plain_model_dir(directory: str) -> Iterator[str]:
         encoder.tokenizer.save_pretrained(tmp)
         del encoder
         yield tmp
-
-
-@contextlib.contextmanager
-def model_files(path: str, name: str | None = None) -> Iterator[None]:
-    """Load a model from folder ``path`` inside this block: an unreadable weight file is an
-    :class:`EncoderLoadError` naming the file and what to do, not a library traceback.
-
-    Before the block, every ``*.safetensors`` file is checked to be complete (its header and
-    the tensors it lists; truncated or corrupt: named). Inside it, a pickled
-    ``pytorch_model.bin`` that holds more than tensors (PyTorch's ``weights_only`` loader
-    refuses it: no code runs) or that is not a ``torch.save`` file, and any other failure to
-    read the folder's files, become an error naming the file. ``path`` that is not a local
-    folder (a hub id): the block runs unchanged.
-    """
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        yield
-        return
-    shown = name or path
-    for file in sorted(folder.glob("*.safetensors")):
-        _check_safetensors(file, shown)
-    try:
-        yield
-    except EncoderLoadError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a user's files: any failure to read them
-        raise EncoderLoadError(_weights_problem(folder, shown, exc)) from exc
-
-
-def _check_safetensors(file: Path, shown: str) -> None:
-    """Raises EncoderLoadError when ``file`` is not a complete safetensors file."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(file), framework="pt") as handle:
-            handle.keys()
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise EncoderLoadError(
-            f"model {shown}: {file} is not a complete safetensors file ({exc}): it was "
-            f"probably cut short by an interrupted download or copy; copy or download it again"
-        ) from exc
-
-
-def _weights_problem(folder: Path, shown: str, exc: Exception) -> str:
-    """The message for a failure to load the model files in ``folder``."""
-    import pickle
-
-    has_safe = any((folder / f).exists() for f in SAFE_WEIGHTS)
-    pickled = next((folder / f for f in PICKLED_WEIGHTS if (folder / f).exists()), None)
-    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-    if pickled is not None and not has_safe:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if isinstance(exc, pickle.UnpicklingError) and found:
-            return (
-                f"model {shown}: {pickled} is a pickle that holds more than tensors (it calls "
-                f"{found.group(1)}), so it was not loaded: loading it could run code it "
-                f"contains. Only if you trust its "
-                f'source, convert it to safetensors once: python -c "import torch; '
-                f"from safetensors.torch import save_file; "
-                f"sd = torch.load('{pickled}', weights_only=False); "
-                f"save_file({{k: v.contiguous() for k, v in sd.items() "
-                f"if isinstance(v, torch.Tensor)}}, '{folder / 'model.safetensors'}')\" "
-                f"(or save the model with save_pretrained(..., safe_serialization=True))"
-            )
-        return (
-            f"model {shown}: cannot read the PyTorch weights {pickled} ({reason}): not a "
-            f"complete torch.save file; copy it again, or give the model as model.safetensors"
-        )
-    return f"could not load the model at {folder}: {type(exc).__name__}: {exc}"
 
 
 def _load_adapter(
