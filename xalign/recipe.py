@@ -378,6 +378,9 @@ class AlignmentRecipe:
             self.accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=_no_accelerator())
         except ValueError as exc:  # e.g. a stale WORLD_SIZE without MASTER_ADDR
             raise XalignError(_process_group_problem(exc)) from exc
+        from xalign.threads import apply_num_threads
+
+        apply_num_threads(t.num_threads)  # before any work: affinity-aware, not torch's default
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process

@@ -212,13 +212,20 @@ def required_substrings(pattern: re.Pattern[str]) -> tuple[str, ...]:
     ``(") ",)``, ``r"(\\.+)\"x"`` -> ``(".", '"x')``, ``r" +"`` -> ``(" ",)``, ``r"\\s+"`` ->
     ``()``). Empty when unsure (case-insensitive patterns, a parser this Python lacks). A text
     that lacks one of them cannot match, so a substitution on it can be skipped."""
-    if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
+    return _required_substrings(pattern.pattern, pattern.flags)
+
+
+@lru_cache(maxsize=256)
+def _required_substrings(regexp: str | bytes, flags: int) -> tuple[str, ...]:
+    """:func:`required_substrings` by pattern text (the classes of a few thousand letters
+    take a moment to parse; every language's tokenizer has the same ones)."""
+    if flags & re.IGNORECASE or not isinstance(regexp, str):
         return ()
     try:
         from re import _constants as sre  # type: ignore[attr-defined]
         from re import _parser  # type: ignore[attr-defined]
 
-        parsed = _parser.parse(pattern.pattern, pattern.flags)
+        parsed = _parser.parse(regexp, flags)
     except (ImportError, AttributeError, re.error):  # pragma: no cover - other Pythons
         return ()
     found: list[str] = []
