@@ -55,11 +55,24 @@ def test_bad_configured_value_names_the_key(value):
         resolve_num_threads(value, {})
 
 
-def test_apply_sets_torch_threads():
+def test_default_never_raises_a_lower_count_chosen_elsewhere(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert resolve_num_threads(None, {}, current=64) == 4  # torch's default: every core
+    assert resolve_num_threads(None, {}, current=1) == 1  # OMP_NUM_THREADS=1, set_num_threads
+    assert resolve_num_threads(None, {ENV_NUM_THREADS: "3"}, current=1) == 3
+    assert resolve_num_threads(2, {}, current=1) == 2
+
+
+def test_apply_sets_torch_threads(monkeypatch):
     before = torch.get_num_threads()
+    monkeypatch.delenv(ENV_NUM_THREADS, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     try:
-        assert apply_num_threads(1) == 1
-        assert torch.get_num_threads() == 1
+        torch.set_num_threads(8)
+        assert apply_num_threads() == 2 and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert apply_num_threads() == 1 and torch.get_num_threads() == 1
+        assert apply_num_threads(2) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

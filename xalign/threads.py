@@ -8,7 +8,9 @@ wait for each other. xalign therefore sets the count itself (docs/performance.md
 1. ``train.num_threads`` when set (a run's configuration),
 2. else the environment variable :data:`ENV_NUM_THREADS` (``XALIGN_NUM_THREADS``),
 3. else the number of cores this process may run on (``os.sched_getaffinity``; the core
-   count where the platform has no affinity call).
+   count where the platform has no affinity call), or torch's present count where that is
+   lower (``OMP_NUM_THREADS``, or ``torch.set_num_threads`` called before): a default never
+   raises a count chosen elsewhere.
 
 OpenMP's wait policy (how idle threads wait for work: spinning or sleeping) is read once, when
 the OpenMP runtime starts, that is when torch is first imported: :func:`passive_wait_policy`
@@ -53,10 +55,13 @@ def _whole_number(value: object, where: str) -> int:
 
 
 def resolve_num_threads(
-    configured: int | None = None, environ: MutableMapping[str, str] | None = None
+    configured: int | None = None,
+    environ: MutableMapping[str, str] | None = None,
+    current: int | None = None,
 ) -> int:
     """The thread count to use: ``configured`` (``train.num_threads``), else
-    ``XALIGN_NUM_THREADS``, else :func:`available_cores`.
+    ``XALIGN_NUM_THREADS``, else :func:`available_cores` (capped at ``current``, the count
+    torch has now, when given).
 
     Raises:
         ThreadsError: ``configured`` or the variable is not a whole number >= 1 (an empty
@@ -67,14 +72,15 @@ def resolve_num_threads(
     env = (os.environ if environ is None else environ).get(ENV_NUM_THREADS, "").strip()
     if env:
         return _whole_number(env, f"environment variable {ENV_NUM_THREADS}")
-    return available_cores()
+    cores = available_cores()
+    return min(cores, current) if current is not None and current >= 1 else cores
 
 
 def apply_num_threads(configured: int | None = None) -> int:
     """Set torch's intra-op thread count to :func:`resolve_num_threads` and return it."""
     import torch
 
-    n = resolve_num_threads(configured)
+    n = resolve_num_threads(configured, current=torch.get_num_threads())
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
