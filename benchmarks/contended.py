@@ -12,7 +12,9 @@ because OpenMP reads its wait policy once, when torch starts:
   (OpenMP's threads spin before they sleep), threads = cores;
 - ``..._contended_1thread``: xalign's settings with ``XALIGN_NUM_THREADS=1``.
 
-Compare them with ``sinkhorn_batched_vs_loop`` of the same run (no competitor) and read them
+A variant still running after :data:`CHILD_TIMEOUT_S` is ended and counted in
+``sinkhorn_contended_timeouts`` (its keys are then absent). Compare them with
+``sinkhorn_batched_vs_loop`` of the same run (no competitor) and read them
 with ``load_avg_1min`` of the machine block: the machine's own load adds to the competitor.
 """
 
@@ -79,14 +81,20 @@ def contended(quick: bool) -> dict[str, float]:
             raise RuntimeError(f"the competing process exited with {competitor.returncode}")
         for suffix, extra in VARIANTS.items():
             variant = suffix.lstrip("_") or "xalign"
-            out = subprocess.run(
-                [sys.executable, "-c", _CHILD, variant, "1" if quick else "0"],
-                env=_env(extra, spin=variant == "spin"),
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=CHILD_TIMEOUT_S,
-            )
+            try:
+                out = subprocess.run(
+                    [sys.executable, "-c", _CHILD, variant, "1" if quick else "0"],
+                    env=_env(extra, spin=variant == "spin"),
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=CHILD_TIMEOUT_S,
+                )
+            except subprocess.TimeoutExpired:  # run() has ended the child
+                results["sinkhorn_contended_timeouts"] = (
+                    results.get("sinkhorn_contended_timeouts", 0) + 1
+                )
+                continue
             if out.returncode != 0:
                 raise RuntimeError(f"contended variant {variant!r} failed:\n{out.stderr[-3000:]}")
             got = json.loads(out.stdout.strip().splitlines()[-1])
