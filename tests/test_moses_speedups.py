@@ -148,6 +148,8 @@ def test_optional_normaliser_steps_fall_back_to_the_stock_method():
         (r"(?=x)y(?!z)", ("y",)),
         (r"(?<=[^0-9]),", (",",)),
         (r"(?i)abc", ()),
+        (r"(?i:ab)c", ("c",)),
+        (r"(a|b)c", ("c",)),
         (r"(?:DOT)+MULTI", ("DOT", "MULTI")),
     ],
 )

@@ -238,7 +238,7 @@ def _required_substrings(regexp: str | bytes, flags: int) -> tuple[str, ...]:
                 continue
             found.append(run)
             run = ""
-            if op is sre.SUBPATTERN:
+            if op is sre.SUBPATTERN and not av[1] & re.IGNORECASE:  # not a (?i:...) group
                 walk(av[-1])
             elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[0] >= 1:
                 walk(av[2])
