@@ -21,13 +21,15 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from benchmarks import lora, prepare, sinkhorn, training
+from benchmarks import contended, lora, prepare, sinkhorn, training
+from xalign.threads import apply_num_threads, available_cores
 
 # name -> (function(quick) -> {key: value}, {key: target description})
 SUITE: dict[str, tuple[Callable[[bool], dict[str, float]], dict[str, str]]] = {
     "sinkhorn_batched_vs_loop": (sinkhorn.batched_vs_loop, {"sinkhorn_batched_vs_loop": ">= 3"}),
     "sinkhorn_vs_pot_loop": (sinkhorn.vs_pot_loop, {"sinkhorn_vs_pot_loop": ">= 20"}),
     "sinkhorn_scaling": (sinkhorn.scaling_error, {}),
+    "sinkhorn_contended": (contended.contended, {}),
     "step_overhead": (
         training.step_overhead,
         {"step_overhead_sinkhorn_sentence": "<= 1.03", "step_overhead_sinkhorn_batch": "<= 1.03"},
@@ -88,6 +90,8 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "affinity_cores": available_cores(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cuda": torch.cuda.is_available(),
         "python": platform.python_version(),
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - set(SUITE))
     if unknown:
         ap.error(f"unknown benchmark(s) {unknown}; known: {sorted(SUITE)}")
+    apply_num_threads()  # as a run does: XALIGN_NUM_THREADS, else the affinity set's cores
     results: dict[str, float] = {}
     targets: dict[str, str] = {}
     seconds: dict[str, float] = {}

@@ -35,6 +35,10 @@ def test_quick_suite_prints_every_key_as_json():
         "sinkhorn_vs_pot_loop",
         "sinkhorn_scaling_0.5_value_rel_err",
         "sinkhorn_scaling_0.99_grad_rel_err",
+        # issue 23: the same ratio with a competing 2-thread process, three thread settings
+        "sinkhorn_batched_vs_loop_contended",
+        "sinkhorn_batched_vs_loop_contended_spin",
+        "sinkhorn_batched_vs_loop_contended_1thread",
         # issue 10: every key the suite promises, in one process
         *(f"step_overhead_{o}" for o in STEP_OBJECTIVES),
         *(f"step_overhead_{o}_vs_regulariser_only" for o in STEP_OBJECTIVES),
@@ -153,3 +157,16 @@ def test_quick_mode_prints_no_targets():
     assert lines[0].startswith("# ") and lines[0].endswith("(quick)")
     assert lines[1].split()[0] == "sinkhorn_vs_pot_loop"
     assert all(len(line.split()) == 2 for line in lines[1:])  # key, value: no target, no blank
+
+
+def test_contended_variants_differ_only_in_thread_settings(monkeypatch):
+    """xalign's settings: PASSIVE; torch's defaults: no wait policy; 1 thread by the variable."""
+    from benchmarks.contended import VARIANTS, _env
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setenv("XALIGN_NUM_THREADS", "7")
+    ours, spin = _env(VARIANTS[""], spin=False), _env(VARIANTS["_spin"], spin=True)
+    one = _env(VARIANTS["_1thread"], spin=False)
+    assert ours["OMP_WAIT_POLICY"] == "PASSIVE" and "XALIGN_NUM_THREADS" not in ours
+    assert "OMP_WAIT_POLICY" not in spin and "XALIGN_NUM_THREADS" not in spin
+    assert one["OMP_WAIT_POLICY"] == "PASSIVE" and one["XALIGN_NUM_THREADS"] == "1"

@@ -8,7 +8,10 @@ as ``from xalign import NAME`` or ``xalign.NAME``. Every other module and name (
 below is not documented in ``docs/plugins.md``.
 """
 
-from xalign import testing  # the public test helpers (xalign.testing)
+from xalign import (
+    _wait_policy,  # noqa: F401  first: OMP_WAIT_POLICY before torch starts
+    testing,  # the public test helpers (xalign.testing)
+)
 from xalign._version import __version__
 from xalign.alignment import (
     GOLD_SETS,

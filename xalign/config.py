@@ -90,6 +90,7 @@ class TrainConfig:
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     gradient_checkpointing: bool = False
+    num_threads: int | None = None  # torch CPU threads (null: XALIGN_NUM_THREADS, else cores)
     mixed_precision: str = "no"
     # gradient balance (docs/training.md): per-term gradient norms on the first
     # grad_terms_first optimizer steps and every grad_terms_every-th step after (0: never)
@@ -147,6 +148,7 @@ class RunConfig:
         # recomputes activations instead of keeping them: the same weights, bit for bit, on
         # CPU (tests/test_train_lean.py), so a run may be resumed or reused with it switched
         d["train"].pop("gradient_checkpointing")
+        d["train"].pop("num_threads")  # where the work runs, not what it computes
         # measuring: the per-term backward passes change float sums by rounding only
         for key in ("log_grad_terms", "grad_terms_first", "grad_terms_every"):
             d["train"].pop(key)
@@ -911,6 +913,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.warmup_steps", _at_least(0), "must be >= 0"),
     ("train.epochs", _at_least(1), "must be >= 1"),
     ("train.freeze_layers", _at_least(0), "must be >= 0 (0: tune every layer)"),
+    ("train.num_threads", _optional(_at_least(1)), "must be null or >= 1 (null: every core)"),
     ("train.max_steps", _optional(_at_least(1)), "must be null or >= 1"),
     ("train.seed", lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
     ("train.reg_weight", _non_negative, "must be a finite number >= 0"),

@@ -488,6 +488,9 @@ class AlignmentRecipe:
             accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=_no_accelerator())
         except ValueError as exc:  # e.g. a stale WORLD_SIZE without MASTER_ADDR
             raise XalignError(_process_group_problem(exc)) from exc
+        from xalign.threads import apply_num_threads
+
+        apply_num_threads(t.num_threads)  # before any work: affinity-aware, not torch's default
         if accelerator.is_main_process:  # `accelerate launch --num_processes 2 --cpu`: one
             from xalign.launch import check_launch
 

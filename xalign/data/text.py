@@ -73,43 +73,179 @@ class _PunctNormalizer(MosesPunctNormalizer):
 
     The stock ``normalize`` hands each pattern string to ``re.sub``, one cache lookup per
     pattern and sentence; this runs the same substitutions, in the same order, as compiled
-    patterns (same output: ``tests/test_moses_speedups.py`` compares both on every FLORES
-    language and on generated text). With ``pre_replace_unicode_punct`` or
+    patterns, and skips a pattern when the text lacks a string every match of it contains
+    (:func:`required_substrings`). Same output: ``tests/test_moses_speedups.py`` compares
+    both on every FLORES language and on generated text. With ``pre_replace_unicode_punct`` or
     ``post_remove_control_chars`` set it is the stock method.
     """
 
     def __init__(self, lang: str) -> None:
         super().__init__(lang=lang)
-        self._compiled = [(re.compile(regexp), sub) for regexp, sub in self.substitutions]
+        self._compiled = [
+            (re.compile(regexp), sub, _needed(regexp, sub)) for regexp, sub in self.substitutions
+        ]
 
     def normalize(self, text: str) -> str:
         if self.pre_replace_unicode_punct or self.post_remove_control_chars:
             return super().normalize(text)
-        for pattern, sub in self._compiled:
-            text = pattern.sub(sub, text)
+        for pattern, sub, needed in self._compiled:
+            for part in needed:
+                if part not in text:
+                    break  # no match possible: nothing to substitute
+            else:
+                text = pattern.sub(sub, text)
         return text.strip()
 
 
+def _needed(regexp: str, sub: str) -> tuple[str, ...]:
+    """What a text must contain for the normaliser's substitution to change it: the
+    pattern's :func:`required_substrings`, or two spaces for the ``" +"`` -> ``" "`` rule
+    (a lone space is replaced by itself)."""
+    if (regexp, sub) == (" +", " "):
+        return ("  ",)
+    return required_substrings(re.compile(regexp))
+
+
 class _Tokenizer(MosesTokenizer):
-    """sacremoses' tokenizer, idempotent on its own output, with two set tests built once.
+    """sacremoses' tokenizer, idempotent on its own output, made faster with the same output.
 
     Apostrophe rules (Moses ``tokenizer.perl``, lines "split contractions") rewritten so that
-    tokenising the tokenised text changes nothing (:data:`_APOSTROPHE_RULES`), and the stock
+    tokenising the tokenised text changes nothing (:func:`make_idempotent`). Speed-ups, each
+    compared with the stock class in ``tests/test_moses_speedups.py``: the stock
     ``islower``/``isanyalpha`` (a set of a few thousand characters built on every call, once
-    per token ending in a full stop) answered from sets built once.
+    per token ending in a full stop) answered from sets built once; the non-breaking prefix
+    step without a regex per token; rules skipped when the text lacks a string every match
+    needs (:data:`_GUARDED_RULES`); the comma rules written with the comma first.
     """
 
     def __init__(self, lang: str) -> None:
         super().__init__(lang=lang)
         self._lower = frozenset(self.IsLower)
         self._alpha = frozenset(self.IsAlpha)
+        self._nonbreaking = frozenset(self.NONBREAKING_PREFIXES)
+        self._numeric_only = frozenset(self.NUMERIC_ONLY_PREFIXES)
         make_idempotent(self)
+        # the same comma rules, literal first, so that the regex engine jumps from comma to
+        # comma instead of testing the lookbehind's digit class at every position
+        n = self.IsN
+        self.COMMA_SEPARATE_1 = (re.compile(rf",(?<=[^{n}],)"), " , ")
+        self.COMMA_SEPARATE_3 = (re.compile(rf",(?<=[{n}],)$"), " , ")
+        for name in _GUARDED_RULES:
+            setattr(self, name, _guard(getattr(self, name)))
+        for name in _GUARDED_RULE_LISTS:
+            setattr(self, name, [_guard(rule) for rule in getattr(self, name)])
 
     def islower(self, text: str) -> bool:
         return set(text) <= self._lower
 
     def isanyalpha(self, text: str) -> bool:
         return not self._alpha.isdisjoint(text)
+
+    def handles_nonbreaking_prefixes(self, text: str) -> str:
+        """The stock method (a full stop split off a word unless the word is a known
+        abbreviation ...) without a regex per token: ``^(\\S+)\\.$`` on a token of
+        ``str.split`` is "longer than 1 and ends with a full stop", ``^[0-9]+`` is "starts
+        with an ASCII digit"."""
+        tokens = text.split()
+        if "." not in text:
+            return " ".join(tokens)
+        last = len(tokens) - 1
+        for i, token in enumerate(tokens):
+            if len(token) < 2 or token[-1] != ".":
+                continue
+            prefix = token[:-1]
+            if (
+                ("." in prefix and self.isanyalpha(prefix))
+                or (prefix in self._nonbreaking and prefix not in self._numeric_only)
+                or (i != last and self.islower(tokens[i + 1][0]))
+            ):
+                continue
+            if prefix in self._numeric_only and i < last and tokens[i + 1][0] in "0123456789":
+                continue
+            tokens[i] = prefix + " ."
+        return " ".join(tokens)
+
+
+#: The tokenizer's (pattern, substitution) rules that :class:`_Tokenizer` skips when the text
+#: lacks a string every match needs (``,`` for the comma rules ...).
+_GUARDED_RULES = (
+    "COMMA_SEPARATE_1",
+    "COMMA_SEPARATE_2",
+    "COMMA_SEPARATE_3",
+    "NON_SPECIFIC_APOSTROPHE",
+    "TRAILING_DOT_APOSTROPHE",
+    "MULTIDOT_RUN",
+    "MULTIDOT_MARKER",
+)
+_GUARDED_RULE_LISTS = ("ENGLISH_SPECIFIC_APOSTROPHE", "FR_IT_SPECIFIC_APOSTROPHE")
+
+
+class _GuardedPattern:
+    """A compiled pattern whose ``sub`` returns the text unchanged, without running the
+    regex, when a string every match contains is absent from it."""
+
+    __slots__ = ("pattern", "needed")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.needed = required_substrings(pattern)
+
+    def sub(self, repl: Any, text: str, count: int = 0) -> str:
+        for part in self.needed:
+            if part not in text:
+                return text
+        return self.pattern.sub(repl, text, count)
+
+
+def _guard(rule: Any) -> Any:
+    """A rule ``(pattern, substitution)`` or a bare pattern, with its pattern guarded."""
+    if isinstance(rule, tuple):
+        return (_guard(rule[0]), *rule[1:])
+    if isinstance(rule, re.Pattern):
+        return _GuardedPattern(rule)
+    return rule
+
+
+def required_substrings(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """Strings that every match of ``pattern`` contains: its runs of consecutive literals
+    outside any alternative, optional part, lookaround or class (``r"\\) ([.!:?;,])"`` ->
+    ``(") ",)``, ``r"(\\.+)\"x"`` -> ``(".", '"x')``, ``r" +"`` -> ``(" ",)``, ``r"\\s+"`` ->
+    ``()``). Empty when unsure (case-insensitive patterns, a parser this Python lacks). A text
+    that lacks one of them cannot match, so a substitution on it can be skipped."""
+    return _required_substrings(pattern.pattern, pattern.flags)
+
+
+@lru_cache(maxsize=256)
+def _required_substrings(regexp: str | bytes, flags: int) -> tuple[str, ...]:
+    """:func:`required_substrings` by pattern text (the classes of a few thousand letters
+    take a moment to parse; every language's tokenizer has the same ones)."""
+    if flags & re.IGNORECASE or not isinstance(regexp, str):
+        return ()
+    try:
+        from re import _constants as sre  # type: ignore[attr-defined]
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(regexp, flags)
+    except (ImportError, AttributeError, re.error):  # pragma: no cover - other Pythons
+        return ()
+    found: list[str] = []
+
+    def walk(items: Any) -> None:
+        run = ""
+        for op, av in items:
+            if op is sre.LITERAL:
+                run += chr(av)
+                continue
+            found.append(run)
+            run = ""
+            if op is sre.SUBPATTERN and not av[1] & re.IGNORECASE:  # not a (?i:...) group
+                walk(av[-1])
+            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[0] >= 1:
+                walk(av[2])
+        found.append(run)
+
+    walk(parsed)
+    return tuple(dict.fromkeys(run for run in found if run))
 
 
 #: Version of the word segmentation: part of every key of tokenised data (prepared words, the
@@ -256,17 +392,12 @@ def _alnum(lang: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
-def _mark_class() -> re.Pattern[str]:
-    """A regex matching any combining mark (Mn, Mc, Me) of this Python's Unicode database."""
-    ranges: list[tuple[int, int]] = []
-    for cp in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(cp))[0] == "M":
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    body = "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in ranges)
-    return re.compile(f"[{body}]")
+def _marks() -> frozenset[str]:
+    """Every combining mark (Mn, Mc, Me) of this Python's Unicode database. A set, not a regex
+    class: the class's ranges above U+FFFF are tried one by one for each other character."""
+    return frozenset(
+        c for c in map(chr, range(sys.maxunicode + 1)) if unicodedata.category(c)[0] == "M"
+    )
 
 
 def _is_mark(char: str) -> bool:
@@ -290,7 +421,7 @@ def tokenize_words(text: str, lang: str) -> list[str]:
     it sees, so its word lists (non-breaking prefixes) still match. Returns NFC words, none empty.
     """
     text = _ASCII_JUNK.sub("", _SPACES.sub(" ", unicodedata.normalize("NFC", text))).strip()
-    if not _mark_class().search(text):
+    if _marks().isdisjoint(text):
         return _moses_words(text, lang)
     return _words_keeping_marks(text, lang)
 
