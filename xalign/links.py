@@ -26,10 +26,10 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from xalign.errors import XalignError
 
@@ -43,7 +43,8 @@ Links: TypeAlias = set[tuple[int, int]]
 Sentences: TypeAlias = Sequence[Sequence[str]]
 
 _DIAG_NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
-_LINK_RE = re.compile(r"(\d+)([-p?])(\d+)")
+#: One link of a Pharaoh line (ASCII digits): the one pattern of :func:`iter_pharaoh`.
+_LINK_RE = re.compile(r"([0-9]+)([-p?])([0-9]+)")
 _INDEX_FORMAT = "xalign-corpus-links/2"  # 2: words of xalign.data.text.TOKENIZER_VERSION
 
 
@@ -201,6 +202,54 @@ def drop_identical(
 
 
 # ------------------------------------------------------------------------------ Pharaoh I/O
+class PharaohSyntaxError(ValueError):
+    """One token of a Pharaoh line is not a link: ``kind`` is ``malformed`` (not ``i-j``,
+    ``ipj`` or ``i?j``), ``too_large`` (an index of more than ``max_digits`` digits, in
+    ``digits``) or ``below_base`` (an index below ``base``). Readers reword it with their
+    file and line."""
+
+    def __init__(self, token: str, kind: str, digits: str = "") -> None:
+        super().__init__(f"{kind} link {token!r}")
+        self.token, self.kind, self.digits = token, kind, digits
+
+
+class PharaohLink(NamedTuple):
+    """One link of a Pharaoh line: indices shifted to 0-based, sure (``-``) or possible."""
+
+    i: int
+    j: int
+    sure: bool
+    token: str
+
+
+def iter_pharaoh(
+    line: str, *, base: int = 0, max_digits: int | None = None
+) -> Iterator[PharaohLink]:
+    """THE Pharaoh line parser: the links of ``line`` in line order (``i-j`` sure, ``ipj`` and
+    ``i?j`` possible; ASCII digits), ``base``-based indices shifted to 0-based.
+
+    Lazy, so a reader's own checks on a link run before a later token is parsed. Raises
+    :class:`PharaohSyntaxError` at the first bad token (per index: ``too_large`` before
+    ``below_base``).
+    """
+    for token in line.split():
+        match = _LINK_RE.fullmatch(token)
+        if match is None:
+            raise PharaohSyntaxError(token, "malformed")
+        i = _pharaoh_index(match[1], token, base, max_digits)
+        j = _pharaoh_index(match[3], token, base, max_digits)
+        yield PharaohLink(i, j, match[2] == "-", token)
+
+
+def _pharaoh_index(digits: str, token: str, base: int, max_digits: int | None) -> int:
+    if max_digits is not None and len(digits) > max_digits:
+        raise PharaohSyntaxError(token, "too_large", digits)
+    value = int(digits) - base
+    if value < 0:
+        raise PharaohSyntaxError(token, "below_base", digits)
+    return value
+
+
 def parse_pharaoh(line: str, *, one_based: bool = False) -> tuple[Links, Links]:
     """Parse a Pharaoh line ``"0-0 1p2 3?4"`` into ``(sure, possible)``.
 
@@ -210,16 +259,17 @@ def parse_pharaoh(line: str, *, one_based: bool = False) -> tuple[Links, Links]:
     sure: Links = set()
     possible: Links = set()
     shift = 1 if one_based else 0
-    for token in line.split():
-        match = _LINK_RE.fullmatch(token)
-        if match is None:
-            raise ValueError(f"malformed alignment link {token!r} in {line!r}")
-        link = (int(match[1]) - shift, int(match[3]) - shift)
-        if min(link) < 0:
-            raise ValueError(f"index below {shift} in link {token!r} (one_based={one_based})")
-        possible.add(link)
-        if match[2] == "-":
-            sure.add(link)
+    try:
+        for link in iter_pharaoh(line, base=shift):
+            possible.add((link.i, link.j))
+            if link.sure:
+                sure.add((link.i, link.j))
+    except PharaohSyntaxError as err:
+        if err.kind == "malformed":
+            raise ValueError(f"malformed alignment link {err.token!r} in {line!r}") from None
+        raise ValueError(
+            f"index below {shift} in link {err.token!r} (one_based={one_based})"
+        ) from None
     return sure, possible
 
 
@@ -288,24 +338,26 @@ def read_links_file(
     out: list[Links] = []
     for lineno, (line, src, tgt) in enumerate(zip(lines, src_sents, tgt_sents, strict=True), 1):
         links: Links = set()
-        for token in line.split():
-            match = _LINK_RE.fullmatch(token)
-            if match is None:
-                raise LinksFileError(
-                    f"{path}:{lineno}: malformed link {token!r} (expected 0-based i-j)"
-                )
-            if match[2] != "-":
-                raise LinksFileError(
-                    f"{path}:{lineno}: possible link {token!r}: training links are sure links i-j"
-                )
-            i, j = int(match[1]), int(match[3])
-            if i >= len(src) or j >= len(tgt):
-                hint = " (is the file 1-based?)" if i == len(src) or j == len(tgt) else ""
-                raise LinksFileError(
-                    f"{path}:{lineno}: link {token} out of range: sentence pair {lineno} has "
-                    f"{len(src)} source and {len(tgt)} target words (0-based indices){hint}"
-                )
-            links.add((i, j))
+        try:
+            for link in iter_pharaoh(line):
+                if not link.sure:
+                    raise LinksFileError(
+                        f"{path}:{lineno}: possible link {link.token!r}: training links are "
+                        "sure links i-j"
+                    )
+                i, j = link.i, link.j
+                if i >= len(src) or j >= len(tgt):
+                    hint = " (is the file 1-based?)" if i == len(src) or j == len(tgt) else ""
+                    raise LinksFileError(
+                        f"{path}:{lineno}: link {link.token} out of range: sentence pair "
+                        f"{lineno} has {len(src)} source and {len(tgt)} target words (0-based "
+                        f"indices){hint}"
+                    )
+                links.add((i, j))
+        except PharaohSyntaxError as err:
+            raise LinksFileError(
+                f"{path}:{lineno}: malformed link {err.token!r} (expected 0-based i-j)"
+            ) from None
         out.append(links)
     return out
 
