@@ -279,7 +279,8 @@ def test_links_text_and_digest_are_canonical() -> None:
 
 
 def test_links_path_template_and_mapping(tmp_path) -> None:
-    from xalign.links import LinksFileError, links_path
+    from xalign.data.links import links_path
+    from xalign.links import LinksFileError
 
     template = str(tmp_path / "links" / "{src}-{tgt}.{symmetrization}.txt")
     assert links_path(template, "de", "en", "union") == tmp_path / "links" / "de-en.union.txt"

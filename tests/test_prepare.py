@@ -315,8 +315,7 @@ def write_links(folder: Path, data, sym: str = "intersection") -> str:
 def test_prepared_links_equal_attach_links_and_hit_without_recomputing(
     tokenizer, tmp_path, monkeypatch
 ):
-    from xalign import links as links_mod
-    from xalign.links import attach_links
+    from _pipeline import attach_links
 
     specs = [
         LinkSpec("intersection"),
@@ -348,8 +347,8 @@ def test_prepared_links_equal_attach_links_and_hit_without_recomputing(
     assert cl.sources == ref_set.corpus["de-en"].sources
     assert links_digest(list(cl.links["intersection"])) == cl.digests["intersection"]
     calls = []
-    real = links_mod.corpus_links
-    monkeypatch.setattr(links_mod, "corpus_links", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = prep.corpus_links
+    monkeypatch.setattr(prep, "corpus_links", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = prepare(
         "demo",
         ["de"],
@@ -406,7 +405,7 @@ def weights(out: dict) -> dict[str, torch.Tensor]:
 
 def old_setup(cfg, encoder, link_specs, *, accelerator=None, announce=False, cache_dir=None):
     """What the trainer did before the prepare stage: build_parallel_data + attach_links."""
-    from xalign.links import attach_links
+    from _pipeline import attach_links
 
     data = build_parallel_data(
         cfg.data.corpus,

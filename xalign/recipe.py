@@ -63,11 +63,12 @@ from xalign.checkpoint import (
     write_rank_state,
 )
 from xalign.config import RunConfig
+from xalign.data.links import LinkSet
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
 from xalign.encoders.freeze import freeze_layers
 from xalign.errors import ConfigError, XalignError, XalignWarning
-from xalign.links import LinkSet, LinkSpec
+from xalign.links import LinkSpec
 from xalign.objective import Objective
 from xalign.ot import as_float32, full_precision
 from xalign.plugins import PluginError, PluginRegistry, Registered, get_registry
@@ -505,7 +506,7 @@ class AlignmentRecipe:
         cfg = self.cfg
         # Prepared once (xalign.data.prepare): words, filters, stats and word links are cached
         # on disk by content, built by the main process first and memory-mapped by every rank;
-        # the same examples, plan and links as build_parallel_data + xalign.links.attach_links.
+        # the same examples, plan and links as the pre-prepare pipeline (tests/_pipeline.py).
         from xalign.data.prepare import prepare_run_data
 
         self.data: ParallelData
@@ -634,7 +635,7 @@ class AlignmentRecipe:
 
     def _refresh_self_links(self, step: int) -> None:
         """Recompute (main process, broadcast) and record which links every rank holds."""
-        from xalign.links import gather_from_ranks
+        from xalign.data.links import gather_from_ranks
 
         assert self.self_links is not None
         corpus = self.self_links.refresh(self.encoder, step, accelerator=self.accelerator)

@@ -12,7 +12,7 @@ memory-map instead of re-reading and re-tokenising the corpus.
 *Prepared links* are one pair's word links for the run's :class:`~xalign.links.LinkSpec` s:
 the symmetrised corpus links (one column per symmetrisation, what the ``links/`` artifacts
 and digests are made of) and each spec's filtered links (one column per spec), resolved by
-:func:`xalign.links.corpus_links` (``data.links`` files or eflomal through its cache).
+:func:`xalign.data.links.corpus_links` (``data.links`` files or eflomal through its cache).
 
 Both are cache entries ``$XALIGN_CACHE_DIR/prepared/<key>/`` keyed by the content of their
 inputs (see :func:`words_key`, :func:`links_key`): corpus content (sha256 of the files a spec
@@ -43,6 +43,15 @@ from pathlib import Path
 from typing import Any, overload
 
 from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel, spec_files
+from xalign.data.links import (
+    CorpusLinks,
+    LinkSet,
+    agree_on_links,
+    corpus_key,
+    corpus_links,
+    gather_from_ranks,
+    links_path,
+)
 from xalign.data.sampler import (
     PairData,
     PairExample,
@@ -59,7 +68,7 @@ from xalign.data.sampler import (
 )
 from xalign.data.text import TOKENIZER_VERSION
 from xalign.errors import XalignError
-from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
+from xalign.links import Links, LinkSpec
 from xalign.self_links import is_self
 
 logger = logging.getLogger(__name__)
@@ -109,6 +118,16 @@ class PrepareOptions:
             unescape=d.unescape,
             max_length=max_length,
         )
+
+
+def corpus_options(cfg: Any, model_id: str) -> dict[str, Any]:
+    """What turns a raw corpus into the kept tokenised pairs that links index, besides the
+    corpus itself: the ``data`` filters, the subword tokenizer (the model's content identity,
+    since pairs without subwords are dropped) and ``model.max_length``."""
+    data = dict(cfg.to_dict()["data"])
+    for key in ("corpus", "languages", "links", "self_links", "pairs_per_language"):
+        data.pop(key, None)
+    return {"data": data, "model": model_id, "max_length": cfg.model.max_length}
 
 
 def _sha(obj: Any) -> str:
@@ -199,7 +218,6 @@ def links_key(
     """Cache key of one pair's prepared links: the prepared words' key, the specs, and either
     the ``data.links`` files' sha256 or the eflomal version (eflomal links are drawn once per
     tokenised corpus, then shared through eflomal's own cache)."""
-    from xalign.links import links_path
     from xalign.provenance import file_digest
 
     src_lang, tgt_lang = pair
@@ -572,12 +590,10 @@ def _build_links(
     eflomal_cache: Path | None,
     compute: bool,
 ) -> dict[str, Any] | None:
-    """Resolve one pair's links (:func:`xalign.links.corpus_links`) and store them in
+    """Resolve one pair's links (:func:`xalign.data.links.corpus_links`) and store them in
     ``tmp/data``; None when they are not available without running eflomal (``compute``
     False and eflomal's cache cold)."""
     import datasets
-
-    from xalign.links import corpus_links
 
     started = time.perf_counter()
     src = words["src_words"]
@@ -848,7 +864,7 @@ def prepare(
     ``data.links``. ``num_proc``: Moses worker processes (None: :func:`default_num_proc`).
     ``compute_links=False`` (a non-main rank) never runs eflomal: a pair whose links are
     neither prepared nor in eflomal's cache gets ``links=None`` and ``corpus_links=None``.
-    ``index_options``: :func:`xalign.links.corpus_options` of the run, to record the
+    ``index_options``: :func:`corpus_options` of the run, to record the
     raw-corpus -> eflomal entry index that ``compare`` reads.
 
     Raises CorpusError/ConfigError for bad input (as :func:`build_parallel_data` does),
@@ -911,8 +927,6 @@ def _prepare_links(
     eflomal_cache: Path | None,
     compute: bool,
 ) -> None:
-    from xalign.links import corpus_key
-
     lkey = links_key(pair.words_key, (pair.src, pair.tgt), specs, option)
     index_key = (
         corpus_key((pair.src, pair.tgt), pair.corpus_digest, index_options)
@@ -954,32 +968,13 @@ def _prepare_links(
 
 # ------------------------------------------------------------------------------ the trainer's entry
 def _agree(pairs: list[PreparedPair], main: bool) -> None:
-    """Every rank trains on the main process's links: a rank that could not read them (no
-    shared cache folder, eflomal's cache cold) receives them by broadcast."""
-    from accelerate.utils import broadcast_object_list, gather_object
-
-    mine = {p.name: p.corpus_links.digests if p.corpus_links else None for p in pairs}
-    wanted = broadcast_object_list([mine if main else None])[0]
-    ok = mine == wanted
-    if all(gather_object([ok])):
-        return
-    payload = None
-    if main:
-        payload = {
-            p.name: (
-                {s: list(lk) for s, lk in p.corpus_links.links.items()},
-                p.corpus_links.sources,
-            )
-            for p in pairs
-            if p.corpus_links is not None
-        }
-    payload = broadcast_object_list([payload])[0]
-    if ok:
-        return
+    """Every rank trains on the main process's links (:func:`agree_on_links`); a pair whose
+    links came by broadcast is attached from memory (:meth:`PreparedPair.examples`)."""
+    agreed = agree_on_links({p.name: p.corpus_links for p in pairs}, main)
     for p in pairs:
-        links, sources = payload[p.name]
-        p.links = None  # attach from memory (PreparedPair.examples)
-        p.corpus_links = CorpusLinks(p.name, links, sources)
+        if agreed[p.name] is not p.corpus_links:
+            p.links = None
+            p.corpus_links = agreed[p.name]
 
 
 def prepare_run_data(
@@ -998,7 +993,6 @@ def prepare_run_data(
     identity without reading the corpus again. ``announce`` prints one line (hit or built)
     on stderr.
     """
-    from xalign.links import LinkSet, corpus_options
     from xalign.provenance import model_identity
 
     world = accelerator.num_processes if accelerator is not None else 1
@@ -1110,7 +1104,6 @@ def prepare_config(
     training state; runs eflomal when an objective needs links and none are cached.
     """
     from xalign.encoders import load_encoder
-    from xalign.links import corpus_options
     from xalign.provenance import model_identity
 
     encoder = load_encoder(
