@@ -18,8 +18,9 @@ from xalign.cli import app
 from xalign.config import load_config
 from xalign.data import prepare as prep
 from xalign.data.corpus import CorpusError, language_spec, read_parallel
-from xalign.data.prepare import PrepareOptions, check_entry, prepare, text_digest
+from xalign.data.prepare import PREPARE_FORMAT, PrepareOptions, prepare, text_digest
 from xalign.data.sampler import DataWarning, build_parallel_data
+from xalign.data.store import check_entry
 from xalign.errors import ConfigError
 from xalign.links import LinkSpec, links_digest
 from xalign.provenance import corpus_digest
@@ -251,7 +252,7 @@ def test_a_damaged_entry_is_rebuilt_not_used(tokenizer, tmp_path, damage, monkey
         arrow.unlink()
     else:
         (entry / "data" / "stray.arrow").write_bytes(b"x")
-    assert check_entry(entry, good.pairs[0].words_key)[0] is None
+    assert check_entry(entry, good.pairs[0].words_key, PREPARE_FORMAT)[0] is None
     del good
     calls = counting(monkeypatch)
     with caplog.at_level("WARNING", logger="xalign.data.prepare"):
@@ -259,7 +260,7 @@ def test_a_damaged_entry_is_rebuilt_not_used(tokenizer, tmp_path, damage, monkey
     assert not again.cache_hit and calls["moses"] == 250
     assert "is damaged" in caplog.text and "rebuilding" in caplog.text
     assert examples_of(again.parallel_data(pairs_per_language=None, batch_size=4, seed=0)) == ref
-    assert check_entry(entry, again.pairs[0].words_key)[0] is not None
+    assert check_entry(entry, again.pairs[0].words_key, PREPARE_FORMAT)[0] is not None
     assert not list(cache.glob(".tmp-*")) and not list(cache.glob(".trash-*"))
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from xalign.alignment import eflomal_aligner as ea
+from xalign.data.store import write_atomic
 from xalign.data.text import TOKENIZER_VERSION
 from xalign.links import (
     Links,
@@ -249,19 +250,9 @@ def known_links_digests(
 
 def _write_index(cache_dir: Path, key: str, entry: dict[str, Any]) -> None:
     """Atomically record ``key -> eflomal cache entry`` (best effort: a warning on failure)."""
-    import os
-    import tempfile
-
     path = _index_path(cache_dir, key)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(path, json.dumps(entry))
     except OSError as err:
         logger.warning("could not write the links index %s: %s", path, err)
 

@@ -18,10 +18,10 @@ Both are cache entries ``$XALIGN_CACHE_DIR/prepared/<key>/`` keyed by the conten
 inputs (see :func:`words_key`, :func:`links_key`): corpus content (sha256 of the files a spec
 names, via :mod:`xalign.provenance`, or of the sentence pairs as read for ``demo``/``hf:``
 specs), the spec and ``data.limit``, the filters, the tokenizer's own serialisation and
-``max_length``, the link options, and the xalign/sacremoses/eflomal versions. An entry is
-written to a temporary folder and renamed into place (atomic), under a file lock so that one
-process builds it while the others wait; every file's size and sha256 is recorded in its
-``manifest.json`` and checked before use, so a damaged or partial entry is rebuilt, never used.
+``max_length``, the link options, and the xalign/sacremoses/eflomal versions. The entries
+live in a content-keyed store (:mod:`xalign.data.store`): written whole or not at all, under
+a file lock, every file's size and sha256 in a ``manifest.json`` checked before use, so a
+damaged or partial entry is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -66,8 +64,8 @@ from xalign.data.sampler import (
     warn_truncated,
     words_and_reason,
 )
+from xalign.data.store import PreparedDataError, cached_entry
 from xalign.data.text import TOKENIZER_VERSION
-from xalign.errors import XalignError
 from xalign.links import Links, LinkSpec
 from xalign.self_links import is_self
 
@@ -76,16 +74,11 @@ logger = logging.getLogger(__name__)
 #: Format of the cache entries; bump when their layout or meaning changes.
 #: 3: words of the idempotent tokeniser (:data:`xalign.data.text.TOKENIZER_VERSION`).
 PREPARE_FORMAT = "xalign-prepared/3"  # 2: unescaped_lines per file of each side
-MANIFEST = "manifest.json"
 #: Rows per ``datasets.map`` batch of the Moses step.
 MAP_BATCH = 1000
 #: Below this many sentence pairs the Moses step runs in this process: a worker process costs
 #: ~1-2 s to start and to ship its shard back, more than it saves on a small corpus.
 MAP_MIN_ROWS = 20_000
-
-
-class PreparedDataError(XalignError, RuntimeError):
-    """Prepared data cannot be built or read (e.g. the cache folder is not writable)."""
 
 
 # ------------------------------------------------------------------------------ options, keys
@@ -276,117 +269,6 @@ def prepared_root(cache_dir: str | Path | None = None) -> Path:
     from xalign.provenance import cache_root
 
     return cache_root() / "prepared"
-
-
-def _files_of(folder: Path) -> dict[str, list[Any]]:
-    """``{relative path: [size, sha256]}`` of every file under ``folder`` but the manifest."""
-    from xalign.provenance import file_digest
-
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel != MANIFEST:
-            out[rel] = [path.stat().st_size, file_digest(path)]
-    return out
-
-
-def check_entry(folder: Path, key: str) -> tuple[dict[str, Any] | None, str]:
-    """The manifest of a complete, undamaged entry, or ``(None, why not)``.
-
-    Checks: the manifest parses and names this format and key; every file it lists exists
-    with its recorded size and sha256 (read again in every process:
-    :func:`xalign.provenance.file_digest` keeps no digest across processes); no data file is
-    missing from the manifest's list.
-    """
-    from xalign.provenance import file_digest
-
-    if not folder.is_dir():
-        return None, "absent"
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable {MANIFEST} ({type(exc).__name__})"
-    if not isinstance(manifest, dict) or manifest.get("format") != PREPARE_FORMAT:
-        return None, "another format"
-    if manifest.get("key") != key:
-        return None, "manifest of another key"
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return None, "no file list"
-    for rel, (size, sha) in files.items():
-        path = folder / rel
-        try:
-            if path.stat().st_size != size:
-                return None, f"{rel}: size {path.stat().st_size}, expected {size}"
-            if file_digest(path) != sha:
-                return None, f"{rel}: content changed (sha256 differs)"
-        except OSError:
-            return None, f"{rel}: missing"
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    extra = sorted(present - set(files) - {MANIFEST})
-    if extra:
-        return None, f"unexpected file {extra[0]}"
-    return manifest, "ok"
-
-
-@contextlib.contextmanager
-def _entry_lock(root: Path, key: str) -> Iterator[None]:
-    from filelock import FileLock
-
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PreparedDataError(
-            f"cannot create the prepared-data cache {root}: {exc.strerror or exc} (set "
-            "XALIGN_CACHE_DIR to a writable folder)"
-        ) from None
-    with FileLock(str(root / f"{key}.lock")):
-        yield
-
-
-def _publish(tmp: Path, folder: Path) -> None:
-    """Rename a finished temporary entry into place, replacing a damaged one."""
-    if folder.exists():
-        trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
-def _write_manifest(tmp: Path, manifest: dict[str, Any]) -> None:
-    manifest = {**manifest, "files": _files_of(tmp)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
-
-
-def _cached_entry(
-    root: Path,
-    key: str,
-    build: Any,
-) -> tuple[dict[str, Any], bool]:
-    """The manifest of entry ``key`` (built by ``build(tmp_folder) -> manifest`` on a miss,
-    under the entry's file lock) and whether it was a hit."""
-    folder = root / key
-    manifest, why = check_entry(folder, key)
-    if manifest is not None:
-        return manifest, True
-    with _entry_lock(root, key):
-        manifest, why = check_entry(folder, key)  # another process may have built it meanwhile
-        if manifest is not None:
-            return manifest, True
-        if why != "absent":
-            logger.warning("prepared data %s is damaged (%s): rebuilding it", folder, why)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{key[:16]}-"))
-        try:
-            manifest = build(tmp)
-            manifest = {"format": PREPARE_FORMAT, "key": key, **manifest}
-            _write_manifest(tmp, manifest)
-            _publish(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        manifest, why = check_entry(folder, key)
-        if manifest is None:
-            raise PreparedDataError(f"{folder}: the entry just written does not check out ({why})")
-        return manifest, False
 
 
 # ------------------------------------------------------------------------------ the Moses step
@@ -881,9 +763,10 @@ def prepare(
         spec = lang_specs[lang]
         identity = corpus_identity(spec, lang, options.target, options.limit)
         wkey = words_key(lang, identity, options, tok_id)
-        wman, whit = _cached_entry(
+        wman, whit = cached_entry(
             root,
             wkey,
+            PREPARE_FORMAT,
             lambda tmp, spec=spec, lang=lang: _build_words(
                 tmp, spec, lang, options, tokenizer, num_proc
             ),
@@ -951,7 +834,7 @@ def _prepare_links(
 
     pair.links_key = lkey
     try:
-        lman, pair.links_hit = _cached_entry(root, lkey, build)
+        lman, pair.links_hit = cached_entry(root, lkey, PREPARE_FORMAT, build)
     except _NotComputed:
         pair.links_hit = False
         return
@@ -1052,7 +935,6 @@ __all__ = [
     "PreparedData",
     "PreparedDataError",
     "PreparedPair",
-    "check_entry",
     "corpus_identity",
     "describe",
     "links_key",
