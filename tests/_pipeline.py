@@ -1,9 +1,11 @@
 """The pre-``prepare`` training-data pipeline, kept as an independent check of
 :mod:`xalign.data.prepare`: tests compare prepared data with what these give.
 
-:func:`attach_links` resolves each pair's links in memory with the live functions of
-:mod:`xalign.data.links` (:func:`~xalign.data.links.corpus_links`, the one rank agreement
-:func:`~xalign.data.links.agree_on_links`).
+:func:`build_parallel_data` reads, filters and plans in memory with the live per-pair
+functions of :mod:`xalign.data.filters` and the plan of :mod:`xalign.data.sampler` (no
+``datasets`` table, no cache). :func:`attach_links` resolves each pair's links in memory
+with the live functions of :mod:`xalign.data.links` (:func:`~xalign.data.links.corpus_links`,
+the one rank agreement :func:`~xalign.data.links.agree_on_links`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from xalign.config import RunConfig
+from xalign.data.corpus import language_spec, read_parallel
+from xalign.data.filters import (
+    PairStats,
+    check_kept,
+    check_subwords,
+    tally_line,
+    target_file,
+    warn_truncated,
+    words_and_reason,
+)
 from xalign.data.links import (
     CorpusLinks,
     LinkSet,
@@ -22,8 +34,84 @@ from xalign.data.links import (
     gather_from_ranks,
 )
 from xalign.data.prepare import corpus_options
+from xalign.data.sampler import PairData, PairExample, ParallelData, sample_order
+from xalign.errors import ConfigError
 from xalign.links import LinkSpec
 from xalign.provenance import corpus_digest, model_identity
+
+
+def build_parallel_data(
+    corpus: str | dict[str, str],
+    languages: list[str],
+    target: str,
+    *,
+    pairs_per_language: int | None,
+    batch_size: int,
+    seed: int,
+    min_words: int = 1,
+    max_words: int = 64,
+    max_ratio: float | None = None,
+    limit: int | None = None,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+    unescape: bool = True,
+) -> ParallelData:
+    """Read, normalise, Moses-tokenise, filter and plan every ``language -> target`` pair.
+
+    ``tokenizer``: the run's fast subword tokenizer. With it, a pair is dropped
+    (``no_subwords``) when one side has no subword at all (it would reach the losses as an
+    empty word cloud), and words past ``max_length`` subwords (the encoder's limit, special
+    tokens included) are counted and reported with a :class:`DataWarning`. Without it (data
+    inspection only; the trainer always passes it) neither check runs.
+
+    Raises ConfigError for ``min_words < 1`` or ``batch_size < 1`` and CorpusError when a
+    language pair has no sentence pair left, naming the reasons and their first lines.
+    """
+    if min_words < 1:
+        raise ConfigError(
+            f"data.min_words must be >= 1 (got {min_words}): a sentence with no "
+            f"words gives the alignment losses nothing to align"
+        )
+    if batch_size < 1:
+        raise ConfigError(f"train.batch_size must be >= 1 (got {batch_size})")
+    budget = None
+    if tokenizer is not None and max_length is not None:
+        budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    pairs = []
+    for lang in languages:
+        spec = language_spec(corpus, lang)
+        name = f"{lang}-{target}"
+        raw = read_parallel(spec, lang, target, limit=limit)
+        stats = PairStats(read=len(raw))
+        tgt_file = target_file(spec, lang, target)
+        candidates: list[PairExample] = []
+        for pair in raw:
+            sw, tw, changed, reason = words_and_reason(
+                pair.src,
+                pair.tgt,
+                lang,
+                target,
+                unescape=unescape,
+                min_words=min_words,
+                max_words=max_words,
+                max_ratio=max_ratio,
+            )
+            if tally_line(stats, pair.where, changed, reason, tgt_file):
+                candidates.append(PairExample(sw, tw, where=pair.where))
+        examples = check_subwords(candidates, tokenizer, budget, stats)
+        check_kept(
+            name,
+            spec,
+            examples,
+            stats,
+            min_words=min_words,
+            max_words=max_words,
+            max_ratio=max_ratio,
+        )
+        warn_truncated(name, stats, max_length, stacklevel=3)
+        order = sample_order(len(examples), pairs_per_language, seed, name)
+        pairs.append(PairData(lang, target, examples, order, stats))
+    return ParallelData(pairs, batch_size)
 
 
 def attach_links(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pipeline import build_parallel_data
 from conftest import as_sets, run_json
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -18,8 +19,8 @@ from xalign.cli import app
 from xalign.config import load_config
 from xalign.data import prepare as prep
 from xalign.data.corpus import CorpusError, language_spec, read_parallel
+from xalign.data.filters import DataWarning
 from xalign.data.prepare import PREPARE_FORMAT, PrepareOptions, prepare, text_digest
-from xalign.data.sampler import DataWarning, build_parallel_data
 from xalign.data.store import check_entry
 from xalign.errors import ConfigError
 from xalign.links import LinkSpec, links_digest

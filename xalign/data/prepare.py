@@ -1,9 +1,9 @@
 """Prepare once: the training corpus as on-disk, memory-mapped datasets, reused by every run.
 
 A *prepared pair* is one language pair of ``data.corpus`` after everything the trainer does to
-it before the first step (:func:`xalign.data.sampler.build_parallel_data`'s pipeline, with the
-same functions): NFC + Moses unescaping, Moses words, the length filters, the drop of pairs with
-a side the run's tokenizer maps to no subword, and the statistics of ``data_stats.json``
+it before the first step (the functions of :mod:`xalign.data.filters`): NFC + Moses
+unescaping, Moses words, the length filters, the drop of pairs with a side the run's tokenizer
+maps to no subword, and the statistics of ``data_stats.json``
 (read, dropped per reason with the first ``file:line``s, unescaped lines per file, words
 without a subword, words cut by ``model.max_length``). It is stored as a Hugging Face
 ``datasets`` Arrow table (columns ``src_words``, ``tgt_words``, ``where``) that later runs
@@ -41,6 +41,17 @@ from pathlib import Path
 from typing import Any, overload
 
 from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel, spec_files
+from xalign.data.filters import (
+    PairStats,
+    check_kept,
+    check_subwords,
+    stats_from_json,
+    stats_to_json,
+    tally_line,
+    target_file,
+    warn_truncated,
+    words_and_reason,
+)
 from xalign.data.links import (
     CorpusLinks,
     LinkSet,
@@ -50,20 +61,7 @@ from xalign.data.links import (
     gather_from_ranks,
     links_path,
 )
-from xalign.data.sampler import (
-    PairData,
-    PairExample,
-    PairStats,
-    ParallelData,
-    Tally,
-    _check_subwords,
-    check_kept,
-    sample_order,
-    tally_line,
-    target_file,
-    warn_truncated,
-    words_and_reason,
-)
+from xalign.data.sampler import PairData, PairExample, ParallelData, sample_order
 from xalign.data.store import PreparedDataError, cached_entry
 from xalign.data.text import TOKENIZER_VERSION
 from xalign.links import Links, LinkSpec
@@ -233,34 +231,6 @@ def links_key(
     )
 
 
-# ------------------------------------------------------------------------------ stats <-> JSON
-def _tally_from(d: Mapping[str, Any]) -> Tally:
-    return Tally(int(d["count"]), list(d["first"]))
-
-
-def stats_to_json(stats: PairStats) -> dict[str, Any]:
-    """A :class:`PairStats` as plain JSON (inverse: :func:`stats_from_json`)."""
-    return {
-        "read": stats.read,
-        "filtered": {r: t.as_dict() for r, t in stats.filtered.items()},
-        "unescaped_lines": dict(stats.unescaped_lines),
-        "truncated_words": stats.truncated_words,
-        "truncated_sentences": stats.truncated_sentences.as_dict(),
-        "no_subword_words": stats.no_subword_words.as_dict(),
-    }
-
-
-def stats_from_json(d: Mapping[str, Any]) -> PairStats:
-    return PairStats(
-        read=int(d["read"]),
-        filtered={r: _tally_from(t) for r, t in d["filtered"].items()},
-        unescaped_lines={k: int(v) for k, v in d["unescaped_lines"].items()},
-        truncated_words=int(d["truncated_words"]),
-        truncated_sentences=_tally_from(d["truncated_sentences"]),
-        no_subword_words=_tally_from(d["no_subword_words"]),
-    )
-
-
 # ------------------------------------------------------------------------------ cache entries
 def prepared_root(cache_dir: str | Path | None = None) -> Path:
     """``cache_dir``, else ``$XALIGN_CACHE_DIR/prepared``."""
@@ -336,7 +306,7 @@ def _build_words(
 ) -> dict[str, Any]:
     """Read, Moses-tokenise, filter and subword-check one pair into ``tmp/data``; returns the
     manifest body (rows, corpus digest, stats). Raises the reader's CorpusError and
-    build_parallel_data's CorpusError when nothing is left."""
+    check_kept's CorpusError when nothing is left."""
     import datasets
 
     tgt = options.target
@@ -398,7 +368,7 @@ def _build_words(
     budget = None
     if tokenizer is not None and options.max_length is not None:
         budget = options.max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    examples = _check_subwords(candidates, tokenizer, budget, stats)
+    examples = check_subwords(candidates, tokenizer, budget, stats)
     del candidates
     check_kept(
         name,
@@ -672,8 +642,8 @@ class PreparedData:
     def parallel_data(
         self, *, pairs_per_language: int | None, batch_size: int, seed: int
     ) -> ParallelData:
-        """The trainer's :class:`ParallelData` over the memory-mapped examples (same order,
-        same plan as :func:`~xalign.data.sampler.build_parallel_data`)."""
+        """The trainer's :class:`ParallelData` over the memory-mapped examples (the plan of
+        :func:`~xalign.data.sampler.sample_order`)."""
         from xalign.errors import ConfigError
 
         if batch_size < 1:
@@ -749,7 +719,7 @@ def prepare(
     ``index_options``: :func:`corpus_options` of the run, to record the
     raw-corpus -> eflomal entry index that ``compare`` reads.
 
-    Raises CorpusError/ConfigError for bad input (as :func:`build_parallel_data` does),
+    Raises CorpusError/ConfigError for bad input,
     LinksFileError for a bad ``data.links`` file, PreparedDataError when the cache is not
     writable.
     """
@@ -943,8 +913,6 @@ __all__ = [
     "prepare_config",
     "prepare_run_data",
     "prepared_root",
-    "stats_from_json",
-    "stats_to_json",
     "text_digest",
     "tokenizer_identity",
     "words_key",
