@@ -40,6 +40,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, overload
 
+from xalign.config import RunConfig
 from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel, spec_files
 from xalign.data.filters import (
     PairStats,
@@ -64,6 +65,7 @@ from xalign.data.links import (
 from xalign.data.sampler import PairData, PairExample, ParallelData, sample_order
 from xalign.data.store import PreparedDataError, cached_entry
 from xalign.data.text import TOKENIZER_VERSION
+from xalign.encoders import Encoder
 from xalign.links import Links, LinkSpec
 from xalign.self_links import is_self
 
@@ -97,7 +99,7 @@ class PrepareOptions:
     max_length: int | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, max_length: int | None) -> PrepareOptions:
+    def from_config(cls, cfg: RunConfig, max_length: int | None) -> PrepareOptions:
         """The options of a :class:`~xalign.config.RunConfig` (``data.*``)."""
         d = cfg.data
         return cls(
@@ -111,7 +113,7 @@ class PrepareOptions:
         )
 
 
-def corpus_options(cfg: Any, model_id: str) -> dict[str, Any]:
+def corpus_options(cfg: RunConfig, model_id: str) -> dict[str, Any]:
     """What turns a raw corpus into the kept tokenised pairs that links index, besides the
     corpus itself: the ``data`` filters, the subword tokenizer (the model's content identity,
     since pairs without subwords are dropped) and ``model.max_length``."""
@@ -820,31 +822,48 @@ def _prepare_links(
 
 
 # ------------------------------------------------------------------------------ the trainer's entry
-def _agree(pairs: list[PreparedPair], main: bool) -> None:
-    """Every rank trains on the main process's links (:func:`agree_on_links`); a pair whose
-    links came by broadcast is attached from memory (:meth:`PreparedPair.examples`)."""
-    agreed = agree_on_links({p.name: p.corpus_links for p in pairs}, main)
-    for p in pairs:
-        if agreed[p.name] is not p.corpus_links:
-            p.links = None
-            p.corpus_links = agreed[p.name]
+def _prepare_run(
+    cfg: RunConfig,
+    encoder: Encoder,
+    link_specs: Sequence[LinkSpec],
+    model_id: str,
+    *,
+    cache_dir: str | Path | None,
+    num_proc: int | None = None,
+    compute_links: bool = True,
+) -> PreparedData:
+    """:func:`prepare` with the inputs of a run of ``cfg`` on ``encoder`` (its tokenizer and
+    ``max_length``, the ``data`` options, ``data.links``, the links index of the corpus)."""
+    return prepare(
+        cfg.data.corpus,
+        cfg.data.languages,
+        PrepareOptions.from_config(cfg, encoder.max_length),
+        tokenizer=encoder.tokenizer,
+        link_specs=link_specs,
+        links_option=cfg.data.links,
+        cache_dir=cache_dir,
+        num_proc=num_proc,
+        compute_links=compute_links,
+        index_options=corpus_options(cfg, model_id),
+    )
 
 
 def prepare_run_data(
-    cfg: Any,
-    encoder: Any,
+    cfg: RunConfig,
+    encoder: Encoder,
     link_specs: Sequence[LinkSpec],
     *,
     accelerator: Any = None,
     announce: bool = False,
     cache_dir: str | Path | None = None,
-) -> tuple[ParallelData, Any, PreparedData]:
+) -> tuple[ParallelData, LinkSet, PreparedData]:
     """The trainer's data: prepared (or taken from the cache) by the main process first, then
-    memory-mapped by every rank. Returns ``(ParallelData, LinkSet, PreparedData)``: the same
-    examples, plan, statistics, links and digests as ``build_parallel_data`` +
-    ``attach_links`` give, plus the corpus digests and model identity that make the run's
-    identity without reading the corpus again. ``announce`` prints one line (hit or built)
-    on stderr.
+    memory-mapped by every rank. Returns ``(ParallelData, LinkSet, PreparedData)``: the
+    examples, plan, statistics, links and digests of the run (the same as the in-memory
+    pipeline of ``tests/_pipeline.py`` gives), plus the corpus digests and model identity that
+    make the run's identity without reading the corpus again. Every rank trains on the main
+    process's links (:func:`~xalign.data.links.agree_on_links`). ``announce`` prints one line
+    (hit or built) on stderr.
     """
     from xalign.provenance import model_identity
 
@@ -853,23 +872,18 @@ def prepare_run_data(
     first = accelerator.main_process_first() if world > 1 else contextlib.nullcontext()
     model_id = model_identity(cfg.model.name, cfg.model.revision)
     with first:
-        prepared = prepare(
-            cfg.data.corpus,
-            cfg.data.languages,
-            PrepareOptions.from_config(cfg, encoder.max_length),
-            tokenizer=encoder.tokenizer,
-            link_specs=link_specs,
-            links_option=cfg.data.links,
-            cache_dir=cache_dir,
-            compute_links=main,
-            index_options=corpus_options(cfg, model_id),
+        prepared = _prepare_run(
+            cfg, encoder, link_specs, model_id, cache_dir=cache_dir, compute_links=main
         )
     out = LinkSet(
         corpus_digests={p.name: p.corpus_digest for p in prepared.pairs}, model_identity=model_id
     )
     if prepared.link_specs and not is_self(cfg.data.links):
         if world > 1:
-            _agree(prepared.pairs, main)
+            agreed = agree_on_links({p.name: p.corpus_links for p in prepared.pairs}, main)
+            for p in prepared.pairs:
+                if agreed[p.name] is not p.corpus_links:  # received: attached from memory
+                    p.links, p.corpus_links = None, agreed[p.name]
         out.corpus = {p.name: p.corpus_links for p in prepared.pairs if p.corpus_links}
         mine = {name: cl.digest for name, cl in out.corpus.items()}
         out.by_rank = gather_from_ranks(mine, world)
@@ -919,7 +933,7 @@ __all__ = [
 ]
 
 
-def link_specs_of(cfg: Any, hidden_size: int, registry: Any = None) -> list[LinkSpec]:
+def link_specs_of(cfg: RunConfig, hidden_size: int, registry: Any = None) -> list[LinkSpec]:
     """The LinkSpecs the run's objectives declare (as the trainer collects them).
 
     Raises PluginError for an unknown objective or bad objective options.
@@ -941,7 +955,7 @@ def link_specs_of(cfg: Any, hidden_size: int, registry: Any = None) -> list[Link
 
 
 def prepare_config(
-    cfg: Any,
+    cfg: RunConfig,
     *,
     registry: Any = None,
     num_proc: int | None = None,
@@ -963,17 +977,8 @@ def prepare_config(
         revision=cfg.model.revision,
     )
     specs = link_specs_of(cfg, encoder.hidden_size, registry)
-    prepared = prepare(
-        cfg.data.corpus,
-        cfg.data.languages,
-        PrepareOptions.from_config(cfg, encoder.max_length),
-        tokenizer=encoder.tokenizer,
-        link_specs=specs,
-        links_option=cfg.data.links,
-        cache_dir=cache_dir,
-        num_proc=num_proc,
-        index_options=corpus_options(cfg, model_identity(cfg.model.name, cfg.model.revision)),
-    )
+    model_id = model_identity(cfg.model.name, cfg.model.revision)
+    prepared = _prepare_run(cfg, encoder, specs, model_id, cache_dir=cache_dir, num_proc=num_proc)
     for p in prepared.pairs:
         warn_truncated(p.name, p.stats, encoder.max_length, stacklevel=2)
     return prepared
