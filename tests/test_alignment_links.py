@@ -237,6 +237,20 @@ def test_links_have_one_home() -> None:
         home.LinkSpec("gdfa")
 
 
+def test_the_links_module_imports_nothing_of_xalign_but_errors() -> None:
+    """xalign/links.py is pure: every import of it, function-level ones included, is the
+    standard library or xalign.errors (corpus and run links live in xalign.data.links)."""
+    import ast
+
+    import xalign.links as home
+
+    tree = ast.parse(Path(home.__file__).read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {n for n in names if n.split(".")[0] == "xalign"} == {"xalign.errors"}
+    assert not {n.split(".")[0] for n in names} & {"torch", "numpy", "accelerate", "datasets"}
+
+
 def test_link_spec_filters_worked_example() -> None:
     from xalign.links import LinkSpec
 

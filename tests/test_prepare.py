@@ -76,6 +76,29 @@ def same_data(a, b) -> None:
     assert examples_of(a) == examples_of(b)
 
 
+def test_the_data_layer_is_typed_with_run_config_and_encoder():
+    """No ``cfg: Any`` / ``encoder: Any`` under xalign/data: the pipeline names RunConfig and
+    Encoder (which it can import: nothing they load imports xalign.data.prepare)."""
+    import re
+    import typing
+
+    import xalign.data
+    from xalign.config import RunConfig
+    from xalign.data.prepare import prepare_run_data
+    from xalign.encoders import Encoder
+
+    folder = Path(xalign.data.__file__).parent
+    untyped = [
+        f"{p.name}:{n}"
+        for p in sorted(folder.glob("*.py"))
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\b(cfg|encoder): Any\b", line)
+    ]
+    assert untyped == []
+    hints = typing.get_type_hints(prepare_run_data)
+    assert (hints["cfg"], hints["encoder"]) == (RunConfig, Encoder)
+
+
 # ------------------------------------------------------------------------------ same data
 @pytest.mark.parametrize(
     ("langs", "opts", "per_language"),
