@@ -19,10 +19,10 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from xalign.alignment import eflomal_aligner as ea
 from xalign.data.store import write_atomic
@@ -255,6 +255,92 @@ def _write_index(cache_dir: Path, key: str, entry: dict[str, Any]) -> None:
         write_atomic(path, json.dumps(entry))
     except OSError as err:
         logger.warning("could not write the links index %s: %s", path, err)
+
+
+# ------------------------------------------------------------------ links as table columns
+def spec_name(spec: LinkSpec) -> str:
+    """A LinkSpec as canonical JSON (part of cache keys and of :func:`spec_column`)."""
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True)
+
+
+def flat_links(links: Links) -> list[int]:
+    """A sentence pair's links as sorted ``[i0, j0, i1, j1, ...]`` (Arrow-friendly)."""
+    return [x for link in sorted(links) for x in link]
+
+
+def unflat_links(flat: Sequence[int]) -> Links:
+    """Inverse of :func:`flat_links`."""
+    return set(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def sym_column(sym: str) -> str:
+    """The table column of one symmetrisation's corpus links."""
+    return f"sym:{sym}"
+
+
+def spec_column(spec: LinkSpec) -> str:
+    """The table column of one LinkSpec's filtered links."""
+    return "spec:" + hashlib.sha256(spec_name(spec).encode()).hexdigest()[:16]
+
+
+def links_columns(
+    cl: CorpusLinks, specs: Sequence[LinkSpec], src_sents: Sentences, tgt_sents: Sentences
+) -> dict[str, list[list[int]]]:
+    """A pair's links as table columns: each symmetrisation's corpus links
+    (:func:`sym_column`) and each spec's filtered links (:func:`spec_column`), one row per
+    sentence pair, flattened (:func:`flat_links`)."""
+    columns: dict[str, list[list[int]]] = {}
+    for sym in sorted({s.symmetrization for s in specs}):
+        columns[sym_column(sym)] = [flat_links(lk) for lk in cl.links[sym]]
+    for spec in specs:
+        columns[spec_column(spec)] = [
+            flat_links(lk) for lk in cl.for_spec(spec, src_sents, tgt_sents)
+        ]
+    return columns
+
+
+class LazyLinks(Sequence[Links]):
+    """One symmetrisation's corpus links, decoded from the Arrow column on access."""
+
+    def __init__(self, table: Any, column: str) -> None:
+        self._col = table.select_columns([column])
+        self._name = column
+
+    def __len__(self) -> int:
+        return len(self._col)
+
+    @overload
+    def __getitem__(self, i: int) -> Links: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Links]: ...
+    def __getitem__(self, i: int | slice) -> Links | list[Links]:
+        if isinstance(i, slice):
+            return [unflat_links(f) for f in self._col[i][self._name]]
+        return unflat_links(self._col[int(i)][self._name])
+
+    def __iter__(self) -> Iterator[Links]:
+        for batch in self._col.iter(batch_size=10_000):
+            for flat in batch[self._name]:
+                yield unflat_links(flat)
+
+
+class PreparedCorpusLinks(CorpusLinks):
+    """:class:`CorpusLinks` whose links are read from a prepared entry on demand and whose
+    digests are the ones recorded when it was built (no re-hash of the corpus links)."""
+
+    def __init__(
+        self,
+        pair: str,
+        links: dict[str, Sequence[Links]],
+        sources: dict[str, str],
+        digests: dict[str, str],
+    ) -> None:
+        super().__init__(pair, links, sources)  # type: ignore[arg-type]
+        self._digests = dict(sorted(digests.items()))
+
+    @property
+    def digests(self) -> dict[str, str]:
+        return dict(self._digests)
 
 
 # ------------------------------------------------------------------ links of a run

@@ -55,12 +55,19 @@ from xalign.data.filters import (
 )
 from xalign.data.links import (
     CorpusLinks,
+    LazyLinks,
     LinkSet,
+    PreparedCorpusLinks,
     agree_on_links,
     corpus_key,
     corpus_links,
     gather_from_ranks,
+    links_columns,
     links_path,
+    spec_column,
+    spec_name,
+    sym_column,
+    unflat_links,
 )
 from xalign.data.sampler import PairData, PairExample, ParallelData, sample_order
 from xalign.data.store import PreparedDataError, cached_entry
@@ -198,10 +205,6 @@ def words_key(
     )
 
 
-def _spec_name(spec: LinkSpec) -> str:
-    return json.dumps(asdict(spec), sort_keys=True)
-
-
 def links_key(
     words: str,
     pair: tuple[str, str],
@@ -227,7 +230,7 @@ def links_key(
             "format": PREPARE_FORMAT,
             "kind": "links",
             "words": words,
-            "specs": sorted(_spec_name(s) for s in specs),
+            "specs": sorted(spec_name(s) for s in specs),
             "source": source,
         }
     )
@@ -416,23 +419,6 @@ def _build_words(
 
 
 # ------------------------------------------------------------------------------ links
-def _flat(links: Links) -> list[int]:
-    """A sentence pair's links as sorted ``[i0, j0, i1, j1, ...]`` (Arrow-friendly)."""
-    return [x for link in sorted(links) for x in link]
-
-
-def _unflat(flat: Sequence[int]) -> Links:
-    return set(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def _sym_column(sym: str) -> str:
-    return f"sym:{sym}"
-
-
-def _spec_column(spec: LinkSpec) -> str:
-    return "spec:" + hashlib.sha256(_spec_name(spec).encode()).hexdigest()[:16]
-
-
 def _build_links(
     tmp: Path,
     words: Any,
@@ -465,67 +451,19 @@ def _build_links(
     )
     if cl is None:
         return None
-    columns: dict[str, list[list[int]]] = {}
-    for sym in syms:
-        columns[_sym_column(sym)] = [_flat(lk) for lk in cl.links[sym]]
-    for spec in specs:
-        columns[_spec_column(spec)] = [_flat(lk) for lk in cl.for_spec(spec, src, tgt)]
+    columns = links_columns(cl, specs, src, tgt)
     feats = datasets.Features({c: datasets.Sequence(datasets.Value("int32")) for c in columns})
     with _quiet_datasets():
         datasets.Dataset.from_dict(columns, features=feats).save_to_disk(str(tmp / "data"))
     return {
         "kind": "links",
         "pair": pair,
-        "specs": {_spec_column(s): asdict(s) for s in specs},
+        "specs": {spec_column(s): asdict(s) for s in specs},
         "sources": dict(cl.sources),
         "digests": cl.digests,
         "rows": len(src),
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-class _LazyLinks(Sequence[Links]):
-    """One symmetrisation's corpus links, decoded from the Arrow column on access."""
-
-    def __init__(self, table: Any, column: str) -> None:
-        self._col = table.select_columns([column])
-        self._name = column
-
-    def __len__(self) -> int:
-        return len(self._col)
-
-    @overload
-    def __getitem__(self, i: int) -> Links: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Links]: ...
-    def __getitem__(self, i: int | slice) -> Links | list[Links]:
-        if isinstance(i, slice):
-            return [_unflat(f) for f in self._col[i][self._name]]
-        return _unflat(self._col[int(i)][self._name])
-
-    def __iter__(self) -> Iterator[Links]:
-        for batch in self._col.iter(batch_size=10_000):
-            for flat in batch[self._name]:
-                yield _unflat(flat)
-
-
-class PreparedCorpusLinks(CorpusLinks):
-    """:class:`CorpusLinks` whose links are read from a prepared entry on demand and whose
-    digests are the ones recorded when it was built (no re-hash of the corpus links)."""
-
-    def __init__(
-        self,
-        pair: str,
-        links: dict[str, Sequence[Links]],
-        sources: dict[str, str],
-        digests: dict[str, str],
-    ) -> None:
-        super().__init__(pair, links, sources)  # type: ignore[arg-type]
-        self._digests = dict(sorted(digests.items()))
-
-    @property
-    def digests(self) -> dict[str, str]:
-        return dict(self._digests)
 
 
 # ------------------------------------------------------------------------------ prepared data
@@ -555,7 +493,7 @@ class ExampleView(Sequence[PairExample]):
         ex = PairExample(row["src_words"], row["tgt_words"], where=row["where"])
         if links is not None:
             for spec, col in self._specs.items():
-                ex.links[spec] = _unflat(links[col])
+                ex.links[spec] = unflat_links(links[col])
         for spec, lks in self._memory.items():
             ex.links[spec] = set(lks[i])
         return ex
@@ -615,7 +553,7 @@ class PreparedPair:
         if self.self_links is not None:  # the same lists: a refresh reaches every example
             return ExampleView(self.words, spec_links={s: self.self_links[s] for s in specs})
         if self.links is not None:
-            return ExampleView(self.words, self.links, {s: _spec_column(s) for s in specs})
+            return ExampleView(self.words, self.links, {s: spec_column(s) for s in specs})
         assert self.corpus_links is not None
         src, tgt = self.words["src_words"], self.words["tgt_words"]
         memory = {s: self.corpus_links.for_spec(s, src, tgt) for s in specs}
@@ -815,7 +753,7 @@ def _prepare_links(
     syms = sorted({s.symmetrization for s in specs})
     pair.corpus_links = PreparedCorpusLinks(
         pair.name,
-        {sym: _LazyLinks(pair.links, _sym_column(sym)) for sym in syms},
+        {sym: LazyLinks(pair.links, sym_column(sym)) for sym in syms},
         {sym: lman["sources"][sym] for sym in syms},
         {sym: lman["digests"][sym] for sym in syms},
     )
