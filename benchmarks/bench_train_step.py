@@ -14,7 +14,7 @@ import time
 import torch
 from xalign_sinkhorn import Sinkhorn
 
-from xalign.data import build_parallel_data
+from xalign.data.prepare import PrepareOptions, prepare
 from xalign.encoders import load_encoder
 from xalign.recipe import drift_regulariser
 
@@ -31,9 +31,8 @@ def main() -> None:
     if args.freeze_embeddings:
         enc.model.get_input_embeddings().requires_grad_(False)
     frozen = enc.frozen_copy()
-    data = build_parallel_data(
-        "demo", ["de"], "en", pairs_per_language=None, batch_size=args.batch, seed=0
-    )
+    prepared = prepare("demo", ["de"], PrepareOptions(target="en"), tokenizer=None)
+    data = prepared.parallel_data(pairs_per_language=None, batch_size=args.batch, seed=0)
     obj = Sinkhorn(hidden_size=enc.hidden_size)
     params = [p for p in enc.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=5e-5)

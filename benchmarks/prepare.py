@@ -243,8 +243,8 @@ def _run_sampled(cmd: list[str], env: dict[str, str], folder: Path) -> tuple[flo
 def eflomal_bench(quick: bool) -> dict[str, float]:
     """``eflomal_pairs_per_s`` and ``eflomal_250k_x5_min`` (see the module docstring)."""
     from xalign.data.corpus import language_spec, read_parallel
+    from xalign.data.links import corpus_links
     from xalign.data.text import tokenize_words
-    from xalign.links import corpus_links
 
     corpus = _flores_corpus()
     if quick or corpus is None:

@@ -198,11 +198,10 @@ def _flores_de() -> dict[str, Any] | None:
 
 
 def _step_data(corpus: Any, *, batch_size: int) -> Any:
-    from xalign.data import build_parallel_data
+    from xalign.data.prepare import PrepareOptions, prepare
 
-    return build_parallel_data(
-        corpus, ["de"], "en", pairs_per_language=None, batch_size=batch_size, seed=0
-    )
+    prepared = prepare(corpus, ["de"], PrepareOptions(target="en"), tokenizer=None)
+    return prepared.parallel_data(pairs_per_language=None, batch_size=batch_size, seed=0)
 
 
 def _step_overhead(

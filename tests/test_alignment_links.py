@@ -117,6 +117,39 @@ def test_parse_pharaoh() -> None:
         parse_pharaoh("0-1", one_based=True)
 
 
+def test_one_pharaoh_line_parser_for_every_reader(tmp_path) -> None:
+    """iter_pharaoh is the one parser: lazy, ASCII digits only, the same tokens refused by
+    parse_pharaoh, the training-links reader and the gold reader."""
+    from xalign.alignment.gold import GoldFormatError, _parse_links
+    from xalign.links import LinksFileError, PharaohSyntaxError, iter_pharaoh, read_links_file
+
+    assert list(iter_pharaoh("1-2 3p1 2?2", base=1)) == [
+        (0, 1, True, "1-2"),
+        (2, 0, False, "3p1"),
+        (1, 1, False, "2?2"),
+    ]
+    links = iter_pharaoh("0-0 0:1")
+    assert next(links) == (0, 0, True, "0-0")  # the bad token is reached only when read
+    with pytest.raises(PharaohSyntaxError) as bad:
+        next(links)
+    assert (bad.value.kind, bad.value.token) == ("malformed", "0:1")
+    with pytest.raises(PharaohSyntaxError) as big:
+        list(iter_pharaoh("1234567890-1", max_digits=9))
+    assert (big.value.kind, big.value.digits) == ("too_large", "1234567890")
+    with pytest.raises(PharaohSyntaxError) as low:
+        list(iter_pharaoh("1-0", base=1))
+    assert low.value.kind == "below_base"
+    arabic_three = "\u0663"  # a Unicode digit: not a Pharaoh index anywhere
+    with pytest.raises(ValueError, match="malformed"):
+        parse_pharaoh(f"0-{arabic_three}")
+    path = tmp_path / "x.txt"
+    path.write_text(f"0-{arabic_three}\n", encoding="utf-8")
+    with pytest.raises(LinksFileError, match="x.txt:1: malformed link"):
+        read_links_file(path, [["a"] * 5], [["b"] * 5])
+    with pytest.raises(GoldFormatError, match="g.wa line 4: malformed link"):
+        _parse_links(f"0-{arabic_three}", 0, "src", Path("g.wa"), 4)
+
+
 def test_format_pharaoh_round_trip() -> None:
     sure, possible = {(2, 1), (0, 0)}, {(0, 0), (1, 2), (3, 4)}
     assert format_pharaoh(sure, possible) == "0-0 1p2 2-1 3p4"
@@ -204,6 +237,20 @@ def test_links_have_one_home() -> None:
         home.LinkSpec("gdfa")
 
 
+def test_the_links_module_imports_nothing_of_xalign_but_errors() -> None:
+    """xalign/links.py is pure: every import of it, function-level ones included, is the
+    standard library or xalign.errors (corpus and run links live in xalign.data.links)."""
+    import ast
+
+    import xalign.links as home
+
+    tree = ast.parse(Path(home.__file__).read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {n for n in names if n.split(".")[0] == "xalign"} == {"xalign.errors"}
+    assert not {n.split(".")[0] for n in names} & {"torch", "numpy", "accelerate", "datasets"}
+
+
 def test_link_spec_filters_worked_example() -> None:
     from xalign.links import LinkSpec
 
@@ -246,7 +293,8 @@ def test_links_text_and_digest_are_canonical() -> None:
 
 
 def test_links_path_template_and_mapping(tmp_path) -> None:
-    from xalign.links import LinksFileError, links_path
+    from xalign.data.links import links_path
+    from xalign.links import LinksFileError
 
     template = str(tmp_path / "links" / "{src}-{tgt}.{symmetrization}.txt")
     assert links_path(template, "de", "en", "union") == tmp_path / "links" / "de-en.union.txt"

@@ -3,9 +3,11 @@ import json
 
 import numpy as np
 import pytest
+from _pipeline import build_parallel_data
 
 from xalign.data.corpus import DEMO_LANGUAGES, CorpusError, read_parallel
-from xalign.data.sampler import build_parallel_data, keep_pair, sample_order
+from xalign.data.filters import keep_pair
+from xalign.data.sampler import sample_order
 from xalign.data.text import tokenize_words
 
 PAIRS = [("Das ist gut.", "That is good."), ("Ich bin hier.", "I am here.")]

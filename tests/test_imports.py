@@ -223,28 +223,8 @@ def test_no_module_imports_the_root_package() -> None:
     assert offenders == [], "\n".join(offenders)
 
 
-#: links.py is being made pure (it will import only xalign.errors; corpus and run links move to
-#: the data layer): until then its edges up to the layers above close the one cycle left.
-PURE_LINKS = "xalign.links"
-
-
-def test_no_import_cycle_but_through_links() -> None:
-    """Every module but ``xalign.links`` is cycle-free now: links.py's edges other than to
-    ``xalign.errors`` left out (what it will import once it is pure)."""
-    edges = graph()
-    edges[PURE_LINKS] = {m for m in edges[PURE_LINKS] if m == "xalign.errors"}
-    found = cycles(edges)
-    assert found == [], "import cycles:\n" + "\n".join(map(describe, found))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the cycle left runs through links.py (made pure on its own branch): "
-    "xalign.alignment.eflomal_aligner -> xalign.links -> xalign.alignment.eflomal_aligner, "
-    "in the component {eflomal_aligner, batch, encoders.encoder, links, provenance} "
-    "(links -> eflomal_aligner, provenance; batch, eflomal_aligner -> links)",
-)
 def test_no_import_cycle_inside_xalign() -> None:
+    """No cycle among the modules under ``xalign/``, function-level imports included."""
     found = cycles(graph())
     assert found == [], "import cycles:\n" + "\n".join(map(describe, found))
 

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from xalign.cli import app
 from xalign.data.corpus import read_parallel
-from xalign.links import corpus_links, known_links_digests, links_digest, pair_name
+from xalign.data.links import corpus_links, known_links_digests, pair_name
+from xalign.links import links_digest
 
 CODES = [("pt-BR", "en"), ("zh-Hant", "en-GB"), ("sr-Latn", "en"), ("zh-Hans-CN", "en-GB")]
 WORDS = [["Das", "Haus"], ["Ja", "."]]

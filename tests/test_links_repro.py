@@ -30,8 +30,8 @@ from types import SimpleNamespace
 from accelerate import Accelerator
 
 from xalign.alignment import eflomal_aligner
+from _pipeline import attach_links  # tests/ is on PYTHONPATH
 from xalign.links import LinkSpec
-from xalign.links import attach_links
 
 out = Path(sys.argv[1])
 acc = Accelerator(cpu=True)
@@ -180,6 +180,9 @@ def test_a_rank_without_the_shared_cache_takes_the_main_process_links(tmp_path):
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
             "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+            ),
         }
         procs.append(
             subprocess.Popen(
@@ -294,7 +297,7 @@ def test_resume_refuses_other_links():
 
 def test_spec_filters_apply_to_file_links(tmp_path):
     """data.links files hold symmetrised links; each objective's LinkSpec filters them."""
-    from xalign.links import corpus_links
+    from xalign.data.links import corpus_links
 
     src = [["Berlin", "ist", "groß"], ["a", "b", "c", "d", "e"]]
     tgt = [["Berlin", "is", "big"], ["a", "b"]]

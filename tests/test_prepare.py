@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pipeline import build_parallel_data
 from conftest import as_sets, run_json
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -18,8 +19,9 @@ from xalign.cli import app
 from xalign.config import load_config
 from xalign.data import prepare as prep
 from xalign.data.corpus import CorpusError, language_spec, read_parallel
-from xalign.data.prepare import PrepareOptions, check_entry, prepare, text_digest
-from xalign.data.sampler import DataWarning, build_parallel_data
+from xalign.data.filters import DataWarning
+from xalign.data.prepare import PREPARE_FORMAT, PrepareOptions, prepare, text_digest
+from xalign.data.store import check_entry
 from xalign.errors import ConfigError
 from xalign.links import LinkSpec, links_digest
 from xalign.provenance import corpus_digest
@@ -72,6 +74,29 @@ def same_data(a, b) -> None:
             assert a.batch(pa, m) == b.batch(pb, m)
             assert a.batch(pa, m, rank=1, world=2) == b.batch(pb, m, rank=1, world=2)
     assert examples_of(a) == examples_of(b)
+
+
+def test_the_data_layer_is_typed_with_run_config_and_encoder():
+    """No ``cfg: Any`` / ``encoder: Any`` under xalign/data: the pipeline names RunConfig and
+    Encoder (which it can import: nothing they load imports xalign.data.prepare)."""
+    import re
+    import typing
+
+    import xalign.data
+    from xalign.config import RunConfig
+    from xalign.data.prepare import prepare_run_data
+    from xalign.encoders import Encoder
+
+    folder = Path(xalign.data.__file__).parent
+    untyped = [
+        f"{p.name}:{n}"
+        for p in sorted(folder.glob("*.py"))
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\b(cfg|encoder): Any\b", line)
+    ]
+    assert untyped == []
+    hints = typing.get_type_hints(prepare_run_data)
+    assert (hints["cfg"], hints["encoder"]) == (RunConfig, Encoder)
 
 
 # ------------------------------------------------------------------------------ same data
@@ -251,7 +276,7 @@ def test_a_damaged_entry_is_rebuilt_not_used(tokenizer, tmp_path, damage, monkey
         arrow.unlink()
     else:
         (entry / "data" / "stray.arrow").write_bytes(b"x")
-    assert check_entry(entry, good.pairs[0].words_key)[0] is None
+    assert check_entry(entry, good.pairs[0].words_key, PREPARE_FORMAT)[0] is None
     del good
     calls = counting(monkeypatch)
     with caplog.at_level("WARNING", logger="xalign.data.prepare"):
@@ -259,7 +284,7 @@ def test_a_damaged_entry_is_rebuilt_not_used(tokenizer, tmp_path, damage, monkey
     assert not again.cache_hit and calls["moses"] == 250
     assert "is damaged" in caplog.text and "rebuilding" in caplog.text
     assert examples_of(again.parallel_data(pairs_per_language=None, batch_size=4, seed=0)) == ref
-    assert check_entry(entry, again.pairs[0].words_key)[0] is not None
+    assert check_entry(entry, again.pairs[0].words_key, PREPARE_FORMAT)[0] is not None
     assert not list(cache.glob(".tmp-*")) and not list(cache.glob(".trash-*"))
 
 
@@ -315,8 +340,7 @@ def write_links(folder: Path, data, sym: str = "intersection") -> str:
 def test_prepared_links_equal_attach_links_and_hit_without_recomputing(
     tokenizer, tmp_path, monkeypatch
 ):
-    from xalign import links as links_mod
-    from xalign.links import attach_links
+    from _pipeline import attach_links
 
     specs = [
         LinkSpec("intersection"),
@@ -348,8 +372,8 @@ def test_prepared_links_equal_attach_links_and_hit_without_recomputing(
     assert cl.sources == ref_set.corpus["de-en"].sources
     assert links_digest(list(cl.links["intersection"])) == cl.digests["intersection"]
     calls = []
-    real = links_mod.corpus_links
-    monkeypatch.setattr(links_mod, "corpus_links", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = prep.corpus_links
+    monkeypatch.setattr(prep, "corpus_links", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = prepare(
         "demo",
         ["de"],
@@ -406,7 +430,7 @@ def weights(out: dict) -> dict[str, torch.Tensor]:
 
 def old_setup(cfg, encoder, link_specs, *, accelerator=None, announce=False, cache_dir=None):
     """What the trainer did before the prepare stage: build_parallel_data + attach_links."""
-    from xalign.links import attach_links
+    from _pipeline import attach_links
 
     data = build_parallel_data(
         cfg.data.corpus,

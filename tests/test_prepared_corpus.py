@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from _pipeline import build_parallel_data
 from xalign_sinkhorn import Sinkhorn
 
 import xalign
-from xalign.data.sampler import build_parallel_data
 
 
 def _protocol_members(proto: type) -> dict[str, Any]:

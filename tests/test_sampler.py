@@ -11,21 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _pipeline import build_parallel_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xalign.data.corpus import CorpusError
-from xalign.data.sampler import (
-    REASONS,
-    DataWarning,
-    PairData,
-    PairExample,
-    ParallelData,
-    build_parallel_data,
-    filter_reason,
-    sample_order,
-    subword_counts,
-)
+from xalign.data.filters import REASONS, DataWarning, filter_reason, subword_counts
+from xalign.data.sampler import PairData, PairExample, ParallelData, sample_order
 from xalign.errors import ConfigError
 
 #: Characters that the tiny model's BERT normaliser maps to no subword at all: C0/C1 controls
@@ -422,7 +414,7 @@ def test_word_of_no_subword_keeps_every_position(blank, pooling, tiny_model):
 def test_per_sentence_counts_by_hand():
     """Flat per-word subword counts -> per sentence: subwords, subword-less words, words past
     the budget (an empty sentence in the middle must not shift the others)."""
-    from xalign.data.sampler import _per_sentence
+    from xalign.data.filters import _per_sentence
 
     flat = np.array([2, 3, 0, 1, 4, 0, 2])
     starts = np.array([0, 4, 4, 7])

@@ -423,7 +423,7 @@ def test_data_stats_artifact_reports_filters_unescaping_and_truncation(
     from mlflow.tracking import MlflowClient
 
     from xalign.data.corpus import read_parallel
-    from xalign.data.sampler import DataWarning
+    from xalign.data.filters import DataWarning
 
     good = read_parallel("demo", "de", "en")[:6]
     rows = [f"{r[0]}\t{r[1]}" for r in good]

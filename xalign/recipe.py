@@ -64,11 +64,12 @@ from xalign.checkpoint import (
     write_rank_state,
 )
 from xalign.config import ModelConfig, RunConfig, TrainConfig
+from xalign.data.links import LinkSet
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
 from xalign.encoders.freeze import freeze_layers
 from xalign.errors import ConfigError, XalignError, XalignWarning
-from xalign.links import LinkSet, LinkSpec
+from xalign.links import LinkSpec
 from xalign.objective import Needs, Objective
 from xalign.ot import as_float32, full_precision
 from xalign.plugins import (
@@ -581,7 +582,8 @@ class AlignmentRecipe:
     ) -> tuple[ParallelData, LinkSet, Any]:
         """The parallel corpus and its word links (one set for every rank), prepared once
         (:mod:`xalign.data.prepare`): words, filters, stats and word links are cached on disk
-        by content, built by the main process first and memory-mapped by every rank."""
+        by content, built by the main process first and memory-mapped by every rank; the same
+        examples, plan and links as the pre-prepare pipeline (``tests/_pipeline.py``)."""
         from xalign.data.prepare import prepare_run_data
 
         return prepare_run_data(
@@ -726,7 +728,7 @@ class AlignmentRecipe:
 
     def _refresh_self_links(self, self_links: SelfLinks, step: int) -> None:
         """Recompute (main process, broadcast) and record which links every rank holds."""
-        from xalign.links import gather_from_ranks
+        from xalign.data.links import gather_from_ranks
 
         corpus = self_links.refresh(self.encoder, step, accelerator=self.accelerator)
         self.link_set.corpus = corpus

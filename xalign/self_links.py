@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from xalign.links import CorpusLinks, Links, LinkSpec
+from xalign.data.links import CorpusLinks
+from xalign.links import Links, LinkSpec
 
 SELF = "self"
 

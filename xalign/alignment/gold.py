@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from xalign.errors import XalignError
-from xalign.links import Links, transpose
+from xalign.links import Links, PharaohSyntaxError, iter_pharaoh, transpose
 from xalign.paths import data_root, describe_data_root
 
 GOLD_FORMATS: tuple[str, ...] = ("awesome", "xlwa", "bicici", "pharaoh", "wpt")
@@ -262,53 +262,40 @@ def _words(text: str) -> list[str]:
     return [unicodedata.normalize("NFC", word) for word in text.split()]
 
 
-def _index(digits: str, base: int, token: str, path: Path, line: int) -> int:
-    """A 0-based word index from the digits of a link, or a GoldFormatError."""
-    if len(digits) > _MAX_DIGITS:
-        raise GoldFormatError(
-            f"{path} line {line}: index {digits[:12]}... in {token!r} is too large",
-            path=path,
-            line=line,
-        )
-    value = int(digits) - base
-    if value < 0:
-        raise GoldFormatError(
-            f"{path} line {line}: link {token!r} has index 0, but the file is read as "
-            f"{base}-based (index_base={base}); pass index_base=0 if it is 0-based",
-            path=path,
-            line=line,
-        )
-    return value
-
-
-_LINK_TOKEN = re.compile(r"([0-9]+)([-p?])([0-9]+)")
-
-
 def _parse_links(text: str, base: int, first: str, path: Path, line: int) -> tuple[Links, Links]:
     """One Pharaoh line -> 0-based ``(sure, possible ⊇ sure)`` in (src, tgt) orientation.
 
     ``i-j`` is sure, ``ipj`` and ``i?j`` possible; ``first="tgt"`` means ``i`` is a target
-    index. Index digits are ASCII only.
+    index. Index digits are ASCII only (:func:`xalign.links.iter_pharaoh`).
     """
     sure: Links = set()
     possible: Links = set()
-    for token in text.split():
-        match = _LINK_TOKEN.fullmatch(token)
-        if match is None:
-            shown = token if len(token) <= 40 else token[:40] + "..."
-            raise GoldFormatError(
-                f"{path} line {line}: malformed link {shown!r}; expected i-j (sure) or "
-                f"ipj / i?j (possible) with {base}-based indices",
-                path=path,
-                line=line,
-            )
-        i = _index(match[1], base, token, path, line)
-        j = _index(match[3], base, token, path, line)
-        link = (i, j) if first == "src" else (j, i)
-        possible.add(link)
-        if match[2] == "-":
-            sure.add(link)
+    try:
+        for found in iter_pharaoh(text, base=base, max_digits=_MAX_DIGITS):
+            link = (found.i, found.j) if first == "src" else (found.j, found.i)
+            possible.add(link)
+            if found.sure:
+                sure.add(link)
+    except PharaohSyntaxError as err:
+        raise GoldFormatError(_link_error(err, base, path, line), path=path, line=line) from None
     return sure, possible | sure
+
+
+def _link_error(err: PharaohSyntaxError, base: int, path: Path, line: int) -> str:
+    """The message of a bad link token of a gold links file."""
+    token = err.token
+    if err.kind == "too_large":
+        return f"{path} line {line}: index {err.digits[:12]}... in {token!r} is too large"
+    if err.kind == "below_base":
+        return (
+            f"{path} line {line}: link {token!r} has index 0, but the file is read as "
+            f"{base}-based (index_base={base}); pass index_base=0 if it is 0-based"
+        )
+    shown = token if len(token) <= 40 else token[:40] + "..."
+    return (
+        f"{path} line {line}: malformed link {shown!r}; expected i-j (sure) or "
+        f"ipj / i?j (possible) with {base}-based indices"
+    )
 
 
 def _check_counts(*files: tuple[Path, int]) -> None:

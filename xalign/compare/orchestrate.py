@@ -116,13 +116,9 @@ def expected_components(
     ones), and then no run can be reused. ``memo`` shares corpus/model digests between the
     cells of one comparison.
     """
-    from xalign.links import (
-        combined_digest,
-        corpus_key,
-        corpus_options,
-        known_links_digests,
-        pair_name,
-    )
+    from xalign.data.links import corpus_key, known_links_digests, pair_name
+    from xalign.data.prepare import corpus_options
+    from xalign.links import combined_digest
     from xalign.provenance import corpus_digest, model_identity, training_components
 
     memo = {} if memo is None else memo

@@ -1,9 +1,9 @@
 """Prepare once: the training corpus as on-disk, memory-mapped datasets, reused by every run.
 
 A *prepared pair* is one language pair of ``data.corpus`` after everything the trainer does to
-it before the first step (:func:`xalign.data.sampler.build_parallel_data`'s pipeline, with the
-same functions): NFC + Moses unescaping, Moses words, the length filters, the drop of pairs with
-a side the run's tokenizer maps to no subword, and the statistics of ``data_stats.json``
+it before the first step (the functions of :mod:`xalign.data.filters`): NFC + Moses
+unescaping, Moses words, the length filters, the drop of pairs with a side the run's tokenizer
+maps to no subword, and the statistics of ``data_stats.json``
 (read, dropped per reason with the first ``file:line``s, unescaped lines per file, words
 without a subword, words cut by ``model.max_length``). It is stored as a Hugging Face
 ``datasets`` Arrow table (columns ``src_words``, ``tgt_words``, ``where``) that later runs
@@ -12,16 +12,16 @@ memory-map instead of re-reading and re-tokenising the corpus.
 *Prepared links* are one pair's word links for the run's :class:`~xalign.links.LinkSpec` s:
 the symmetrised corpus links (one column per symmetrisation, what the ``links/`` artifacts
 and digests are made of) and each spec's filtered links (one column per spec), resolved by
-:func:`xalign.links.corpus_links` (``data.links`` files or eflomal through its cache).
+:func:`xalign.data.links.corpus_links` (``data.links`` files or eflomal through its cache).
 
 Both are cache entries ``$XALIGN_CACHE_DIR/prepared/<key>/`` keyed by the content of their
 inputs (see :func:`words_key`, :func:`links_key`): corpus content (sha256 of the files a spec
 names, via :mod:`xalign.provenance`, or of the sentence pairs as read for ``demo``/``hf:``
 specs), the spec and ``data.limit``, the filters, the tokenizer's own serialisation and
-``max_length``, the link options, and the xalign/sacremoses/eflomal versions. An entry is
-written to a temporary folder and renamed into place (atomic), under a file lock so that one
-process builds it while the others wait; every file's size and sha256 is recorded in its
-``manifest.json`` and checked before use, so a damaged or partial entry is rebuilt, never used.
+``max_length``, the link options, and the xalign/sacremoses/eflomal versions. The entries
+live in a content-keyed store (:mod:`xalign.data.store`): written whole or not at all, under
+a file lock, every file's size and sha256 in a ``manifest.json`` checked before use, so a
+damaged or partial entry is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,24 +40,40 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, overload
 
+from xalign.config import RunConfig
 from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel, spec_files
-from xalign.data.sampler import (
-    PairData,
-    PairExample,
+from xalign.data.filters import (
     PairStats,
-    ParallelData,
-    Tally,
-    _check_subwords,
     check_kept,
-    sample_order,
+    check_subwords,
+    stats_from_json,
+    stats_to_json,
     tally_line,
     target_file,
     warn_truncated,
     words_and_reason,
 )
+from xalign.data.links import (
+    CorpusLinks,
+    LazyLinks,
+    LinkSet,
+    PreparedCorpusLinks,
+    agree_on_links,
+    corpus_key,
+    corpus_links,
+    gather_from_ranks,
+    links_columns,
+    links_path,
+    spec_column,
+    spec_name,
+    sym_column,
+    unflat_links,
+)
+from xalign.data.sampler import PairData, PairExample, ParallelData, sample_order
+from xalign.data.store import PreparedDataError, cached_entry
 from xalign.data.text import TOKENIZER_VERSION
-from xalign.errors import XalignError
-from xalign.links import CorpusLinks, Links, LinkSpec, gather_from_ranks
+from xalign.encoders import Encoder
+from xalign.links import Links, LinkSpec
 from xalign.self_links import is_self
 
 logger = logging.getLogger(__name__)
@@ -67,16 +81,11 @@ logger = logging.getLogger(__name__)
 #: Format of the cache entries; bump when their layout or meaning changes.
 #: 3: words of the idempotent tokeniser (:data:`xalign.data.text.TOKENIZER_VERSION`).
 PREPARE_FORMAT = "xalign-prepared/3"  # 2: unescaped_lines per file of each side
-MANIFEST = "manifest.json"
 #: Rows per ``datasets.map`` batch of the Moses step.
 MAP_BATCH = 1000
 #: Below this many sentence pairs the Moses step runs in this process: a worker process costs
 #: ~1-2 s to start and to ship its shard back, more than it saves on a small corpus.
 MAP_MIN_ROWS = 20_000
-
-
-class PreparedDataError(XalignError, RuntimeError):
-    """Prepared data cannot be built or read (e.g. the cache folder is not writable)."""
 
 
 # ------------------------------------------------------------------------------ options, keys
@@ -97,7 +106,7 @@ class PrepareOptions:
     max_length: int | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, max_length: int | None) -> PrepareOptions:
+    def from_config(cls, cfg: RunConfig, max_length: int | None) -> PrepareOptions:
         """The options of a :class:`~xalign.config.RunConfig` (``data.*``)."""
         d = cfg.data
         return cls(
@@ -109,6 +118,16 @@ class PrepareOptions:
             unescape=d.unescape,
             max_length=max_length,
         )
+
+
+def corpus_options(cfg: RunConfig, model_id: str) -> dict[str, Any]:
+    """What turns a raw corpus into the kept tokenised pairs that links index, besides the
+    corpus itself: the ``data`` filters, the subword tokenizer (the model's content identity,
+    since pairs without subwords are dropped) and ``model.max_length``."""
+    data = dict(cfg.to_dict()["data"])
+    for key in ("corpus", "languages", "links", "self_links", "pairs_per_language"):
+        data.pop(key, None)
+    return {"data": data, "model": model_id, "max_length": cfg.model.max_length}
 
 
 def _sha(obj: Any) -> str:
@@ -186,10 +205,6 @@ def words_key(
     )
 
 
-def _spec_name(spec: LinkSpec) -> str:
-    return json.dumps(asdict(spec), sort_keys=True)
-
-
 def links_key(
     words: str,
     pair: tuple[str, str],
@@ -199,7 +214,6 @@ def links_key(
     """Cache key of one pair's prepared links: the prepared words' key, the specs, and either
     the ``data.links`` files' sha256 or the eflomal version (eflomal links are drawn once per
     tokenised corpus, then shared through eflomal's own cache)."""
-    from xalign.links import links_path
     from xalign.provenance import file_digest
 
     src_lang, tgt_lang = pair
@@ -216,37 +230,9 @@ def links_key(
             "format": PREPARE_FORMAT,
             "kind": "links",
             "words": words,
-            "specs": sorted(_spec_name(s) for s in specs),
+            "specs": sorted(spec_name(s) for s in specs),
             "source": source,
         }
-    )
-
-
-# ------------------------------------------------------------------------------ stats <-> JSON
-def _tally_from(d: Mapping[str, Any]) -> Tally:
-    return Tally(int(d["count"]), list(d["first"]))
-
-
-def stats_to_json(stats: PairStats) -> dict[str, Any]:
-    """A :class:`PairStats` as plain JSON (inverse: :func:`stats_from_json`)."""
-    return {
-        "read": stats.read,
-        "filtered": {r: t.as_dict() for r, t in stats.filtered.items()},
-        "unescaped_lines": dict(stats.unescaped_lines),
-        "truncated_words": stats.truncated_words,
-        "truncated_sentences": stats.truncated_sentences.as_dict(),
-        "no_subword_words": stats.no_subword_words.as_dict(),
-    }
-
-
-def stats_from_json(d: Mapping[str, Any]) -> PairStats:
-    return PairStats(
-        read=int(d["read"]),
-        filtered={r: _tally_from(t) for r, t in d["filtered"].items()},
-        unescaped_lines={k: int(v) for k, v in d["unescaped_lines"].items()},
-        truncated_words=int(d["truncated_words"]),
-        truncated_sentences=_tally_from(d["truncated_sentences"]),
-        no_subword_words=_tally_from(d["no_subword_words"]),
     )
 
 
@@ -258,117 +244,6 @@ def prepared_root(cache_dir: str | Path | None = None) -> Path:
     from xalign.paths import cache_root
 
     return cache_root() / "prepared"
-
-
-def _files_of(folder: Path) -> dict[str, list[Any]]:
-    """``{relative path: [size, sha256]}`` of every file under ``folder`` but the manifest."""
-    from xalign.provenance import file_digest
-
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel != MANIFEST:
-            out[rel] = [path.stat().st_size, file_digest(path)]
-    return out
-
-
-def check_entry(folder: Path, key: str) -> tuple[dict[str, Any] | None, str]:
-    """The manifest of a complete, undamaged entry, or ``(None, why not)``.
-
-    Checks: the manifest parses and names this format and key; every file it lists exists
-    with its recorded size and sha256 (read again in every process:
-    :func:`xalign.provenance.file_digest` keeps no digest across processes); no data file is
-    missing from the manifest's list.
-    """
-    from xalign.provenance import file_digest
-
-    if not folder.is_dir():
-        return None, "absent"
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable {MANIFEST} ({type(exc).__name__})"
-    if not isinstance(manifest, dict) or manifest.get("format") != PREPARE_FORMAT:
-        return None, "another format"
-    if manifest.get("key") != key:
-        return None, "manifest of another key"
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return None, "no file list"
-    for rel, (size, sha) in files.items():
-        path = folder / rel
-        try:
-            if path.stat().st_size != size:
-                return None, f"{rel}: size {path.stat().st_size}, expected {size}"
-            if file_digest(path) != sha:
-                return None, f"{rel}: content changed (sha256 differs)"
-        except OSError:
-            return None, f"{rel}: missing"
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    extra = sorted(present - set(files) - {MANIFEST})
-    if extra:
-        return None, f"unexpected file {extra[0]}"
-    return manifest, "ok"
-
-
-@contextlib.contextmanager
-def _entry_lock(root: Path, key: str) -> Iterator[None]:
-    from filelock import FileLock
-
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PreparedDataError(
-            f"cannot create the prepared-data cache {root}: {exc.strerror or exc} (set "
-            "XALIGN_CACHE_DIR to a writable folder)"
-        ) from None
-    with FileLock(str(root / f"{key}.lock")):
-        yield
-
-
-def _publish(tmp: Path, folder: Path) -> None:
-    """Rename a finished temporary entry into place, replacing a damaged one."""
-    if folder.exists():
-        trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
-def _write_manifest(tmp: Path, manifest: dict[str, Any]) -> None:
-    manifest = {**manifest, "files": _files_of(tmp)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
-
-
-def _cached_entry(
-    root: Path,
-    key: str,
-    build: Any,
-) -> tuple[dict[str, Any], bool]:
-    """The manifest of entry ``key`` (built by ``build(tmp_folder) -> manifest`` on a miss,
-    under the entry's file lock) and whether it was a hit."""
-    folder = root / key
-    manifest, why = check_entry(folder, key)
-    if manifest is not None:
-        return manifest, True
-    with _entry_lock(root, key):
-        manifest, why = check_entry(folder, key)  # another process may have built it meanwhile
-        if manifest is not None:
-            return manifest, True
-        if why != "absent":
-            logger.warning("prepared data %s is damaged (%s): rebuilding it", folder, why)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{key[:16]}-"))
-        try:
-            manifest = build(tmp)
-            manifest = {"format": PREPARE_FORMAT, "key": key, **manifest}
-            _write_manifest(tmp, manifest)
-            _publish(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        manifest, why = check_entry(folder, key)
-        if manifest is None:
-            raise PreparedDataError(f"{folder}: the entry just written does not check out ({why})")
-        return manifest, False
 
 
 # ------------------------------------------------------------------------------ the Moses step
@@ -436,7 +311,7 @@ def _build_words(
 ) -> dict[str, Any]:
     """Read, Moses-tokenise, filter and subword-check one pair into ``tmp/data``; returns the
     manifest body (rows, corpus digest, stats). Raises the reader's CorpusError and
-    build_parallel_data's CorpusError when nothing is left."""
+    check_kept's CorpusError when nothing is left."""
     import datasets
 
     tgt = options.target
@@ -498,7 +373,7 @@ def _build_words(
     budget = None
     if tokenizer is not None and options.max_length is not None:
         budget = options.max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    examples = _check_subwords(candidates, tokenizer, budget, stats)
+    examples = check_subwords(candidates, tokenizer, budget, stats)
     del candidates
     check_kept(
         name,
@@ -544,23 +419,6 @@ def _build_words(
 
 
 # ------------------------------------------------------------------------------ links
-def _flat(links: Links) -> list[int]:
-    """A sentence pair's links as sorted ``[i0, j0, i1, j1, ...]`` (Arrow-friendly)."""
-    return [x for link in sorted(links) for x in link]
-
-
-def _unflat(flat: Sequence[int]) -> Links:
-    return set(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def _sym_column(sym: str) -> str:
-    return f"sym:{sym}"
-
-
-def _spec_column(spec: LinkSpec) -> str:
-    return "spec:" + hashlib.sha256(_spec_name(spec).encode()).hexdigest()[:16]
-
-
 def _build_links(
     tmp: Path,
     words: Any,
@@ -572,12 +430,10 @@ def _build_links(
     eflomal_cache: Path | None,
     compute: bool,
 ) -> dict[str, Any] | None:
-    """Resolve one pair's links (:func:`xalign.links.corpus_links`) and store them in
+    """Resolve one pair's links (:func:`xalign.data.links.corpus_links`) and store them in
     ``tmp/data``; None when they are not available without running eflomal (``compute``
     False and eflomal's cache cold)."""
     import datasets
-
-    from xalign.links import corpus_links
 
     started = time.perf_counter()
     src = words["src_words"]
@@ -595,67 +451,19 @@ def _build_links(
     )
     if cl is None:
         return None
-    columns: dict[str, list[list[int]]] = {}
-    for sym in syms:
-        columns[_sym_column(sym)] = [_flat(lk) for lk in cl.links[sym]]
-    for spec in specs:
-        columns[_spec_column(spec)] = [_flat(lk) for lk in cl.for_spec(spec, src, tgt)]
+    columns = links_columns(cl, specs, src, tgt)
     feats = datasets.Features({c: datasets.Sequence(datasets.Value("int32")) for c in columns})
     with _quiet_datasets():
         datasets.Dataset.from_dict(columns, features=feats).save_to_disk(str(tmp / "data"))
     return {
         "kind": "links",
         "pair": pair,
-        "specs": {_spec_column(s): asdict(s) for s in specs},
+        "specs": {spec_column(s): asdict(s) for s in specs},
         "sources": dict(cl.sources),
         "digests": cl.digests,
         "rows": len(src),
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-class _LazyLinks(Sequence[Links]):
-    """One symmetrisation's corpus links, decoded from the Arrow column on access."""
-
-    def __init__(self, table: Any, column: str) -> None:
-        self._col = table.select_columns([column])
-        self._name = column
-
-    def __len__(self) -> int:
-        return len(self._col)
-
-    @overload
-    def __getitem__(self, i: int) -> Links: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Links]: ...
-    def __getitem__(self, i: int | slice) -> Links | list[Links]:
-        if isinstance(i, slice):
-            return [_unflat(f) for f in self._col[i][self._name]]
-        return _unflat(self._col[int(i)][self._name])
-
-    def __iter__(self) -> Iterator[Links]:
-        for batch in self._col.iter(batch_size=10_000):
-            for flat in batch[self._name]:
-                yield _unflat(flat)
-
-
-class PreparedCorpusLinks(CorpusLinks):
-    """:class:`CorpusLinks` whose links are read from a prepared entry on demand and whose
-    digests are the ones recorded when it was built (no re-hash of the corpus links)."""
-
-    def __init__(
-        self,
-        pair: str,
-        links: dict[str, Sequence[Links]],
-        sources: dict[str, str],
-        digests: dict[str, str],
-    ) -> None:
-        super().__init__(pair, links, sources)  # type: ignore[arg-type]
-        self._digests = dict(sorted(digests.items()))
-
-    @property
-    def digests(self) -> dict[str, str]:
-        return dict(self._digests)
 
 
 # ------------------------------------------------------------------------------ prepared data
@@ -685,7 +493,7 @@ class ExampleView(Sequence[PairExample]):
         ex = PairExample(row["src_words"], row["tgt_words"], where=row["where"])
         if links is not None:
             for spec, col in self._specs.items():
-                ex.links[spec] = _unflat(links[col])
+                ex.links[spec] = unflat_links(links[col])
         for spec, lks in self._memory.items():
             ex.links[spec] = set(lks[i])
         return ex
@@ -745,7 +553,7 @@ class PreparedPair:
         if self.self_links is not None:  # the same lists: a refresh reaches every example
             return ExampleView(self.words, spec_links={s: self.self_links[s] for s in specs})
         if self.links is not None:
-            return ExampleView(self.words, self.links, {s: _spec_column(s) for s in specs})
+            return ExampleView(self.words, self.links, {s: spec_column(s) for s in specs})
         assert self.corpus_links is not None
         src, tgt = self.words["src_words"], self.words["tgt_words"]
         memory = {s: self.corpus_links.for_spec(s, src, tgt) for s in specs}
@@ -774,8 +582,8 @@ class PreparedData:
     def parallel_data(
         self, *, pairs_per_language: int | None, batch_size: int, seed: int
     ) -> ParallelData:
-        """The trainer's :class:`ParallelData` over the memory-mapped examples (same order,
-        same plan as :func:`~xalign.data.sampler.build_parallel_data`)."""
+        """The trainer's :class:`ParallelData` over the memory-mapped examples (the plan of
+        :func:`~xalign.data.sampler.sample_order`)."""
         from xalign.errors import ConfigError
 
         if batch_size < 1:
@@ -848,10 +656,10 @@ def prepare(
     ``data.links``. ``num_proc``: Moses worker processes (None: :func:`default_num_proc`).
     ``compute_links=False`` (a non-main rank) never runs eflomal: a pair whose links are
     neither prepared nor in eflomal's cache gets ``links=None`` and ``corpus_links=None``.
-    ``index_options``: :func:`xalign.links.corpus_options` of the run, to record the
+    ``index_options``: :func:`corpus_options` of the run, to record the
     raw-corpus -> eflomal entry index that ``compare`` reads.
 
-    Raises CorpusError/ConfigError for bad input (as :func:`build_parallel_data` does),
+    Raises CorpusError/ConfigError for bad input,
     LinksFileError for a bad ``data.links`` file, PreparedDataError when the cache is not
     writable.
     """
@@ -865,9 +673,10 @@ def prepare(
         spec = lang_specs[lang]
         identity = corpus_identity(spec, lang, options.target, options.limit)
         wkey = words_key(lang, identity, options, tok_id)
-        wman, whit = _cached_entry(
+        wman, whit = cached_entry(
             root,
             wkey,
+            PREPARE_FORMAT,
             lambda tmp, spec=spec, lang=lang: _build_words(
                 tmp, spec, lang, options, tokenizer, num_proc
             ),
@@ -911,8 +720,6 @@ def _prepare_links(
     eflomal_cache: Path | None,
     compute: bool,
 ) -> None:
-    from xalign.links import corpus_key
-
     lkey = links_key(pair.words_key, (pair.src, pair.tgt), specs, option)
     index_key = (
         corpus_key((pair.src, pair.tgt), pair.corpus_digest, index_options)
@@ -937,7 +744,7 @@ def _prepare_links(
 
     pair.links_key = lkey
     try:
-        lman, pair.links_hit = _cached_entry(root, lkey, build)
+        lman, pair.links_hit = cached_entry(root, lkey, PREPARE_FORMAT, build)
     except _NotComputed:
         pair.links_hit = False
         return
@@ -946,59 +753,56 @@ def _prepare_links(
     syms = sorted({s.symmetrization for s in specs})
     pair.corpus_links = PreparedCorpusLinks(
         pair.name,
-        {sym: _LazyLinks(pair.links, _sym_column(sym)) for sym in syms},
+        {sym: LazyLinks(pair.links, sym_column(sym)) for sym in syms},
         {sym: lman["sources"][sym] for sym in syms},
         {sym: lman["digests"][sym] for sym in syms},
     )
 
 
 # ------------------------------------------------------------------------------ the trainer's entry
-def _agree(pairs: list[PreparedPair], main: bool) -> None:
-    """Every rank trains on the main process's links: a rank that could not read them (no
-    shared cache folder, eflomal's cache cold) receives them by broadcast."""
-    from accelerate.utils import broadcast_object_list, gather_object
-
-    mine = {p.name: p.corpus_links.digests if p.corpus_links else None for p in pairs}
-    wanted = broadcast_object_list([mine if main else None])[0]
-    ok = mine == wanted
-    if all(gather_object([ok])):
-        return
-    payload = None
-    if main:
-        payload = {
-            p.name: (
-                {s: list(lk) for s, lk in p.corpus_links.links.items()},
-                p.corpus_links.sources,
-            )
-            for p in pairs
-            if p.corpus_links is not None
-        }
-    payload = broadcast_object_list([payload])[0]
-    if ok:
-        return
-    for p in pairs:
-        links, sources = payload[p.name]
-        p.links = None  # attach from memory (PreparedPair.examples)
-        p.corpus_links = CorpusLinks(p.name, links, sources)
+def _prepare_run(
+    cfg: RunConfig,
+    encoder: Encoder,
+    link_specs: Sequence[LinkSpec],
+    model_id: str,
+    *,
+    cache_dir: str | Path | None,
+    num_proc: int | None = None,
+    compute_links: bool = True,
+) -> PreparedData:
+    """:func:`prepare` with the inputs of a run of ``cfg`` on ``encoder`` (its tokenizer and
+    ``max_length``, the ``data`` options, ``data.links``, the links index of the corpus)."""
+    return prepare(
+        cfg.data.corpus,
+        cfg.data.languages,
+        PrepareOptions.from_config(cfg, encoder.max_length),
+        tokenizer=encoder.tokenizer,
+        link_specs=link_specs,
+        links_option=cfg.data.links,
+        cache_dir=cache_dir,
+        num_proc=num_proc,
+        compute_links=compute_links,
+        index_options=corpus_options(cfg, model_id),
+    )
 
 
 def prepare_run_data(
-    cfg: Any,
-    encoder: Any,
+    cfg: RunConfig,
+    encoder: Encoder,
     link_specs: Sequence[LinkSpec],
     *,
     accelerator: Any = None,
     announce: bool = False,
     cache_dir: str | Path | None = None,
-) -> tuple[ParallelData, Any, PreparedData]:
+) -> tuple[ParallelData, LinkSet, PreparedData]:
     """The trainer's data: prepared (or taken from the cache) by the main process first, then
-    memory-mapped by every rank. Returns ``(ParallelData, LinkSet, PreparedData)``: the same
-    examples, plan, statistics, links and digests as ``build_parallel_data`` +
-    ``attach_links`` give, plus the corpus digests and model identity that make the run's
-    identity without reading the corpus again. ``announce`` prints one line (hit or built)
-    on stderr.
+    memory-mapped by every rank. Returns ``(ParallelData, LinkSet, PreparedData)``: the
+    examples, plan, statistics, links and digests of the run (the same as the in-memory
+    pipeline of ``tests/_pipeline.py`` gives), plus the corpus digests and model identity that
+    make the run's identity without reading the corpus again. Every rank trains on the main
+    process's links (:func:`~xalign.data.links.agree_on_links`). ``announce`` prints one line
+    (hit or built) on stderr.
     """
-    from xalign.links import LinkSet, corpus_options
     from xalign.provenance import model_identity
 
     world = accelerator.num_processes if accelerator is not None else 1
@@ -1006,23 +810,18 @@ def prepare_run_data(
     first = accelerator.main_process_first() if world > 1 else contextlib.nullcontext()
     model_id = model_identity(cfg.model.name, cfg.model.revision)
     with first:
-        prepared = prepare(
-            cfg.data.corpus,
-            cfg.data.languages,
-            PrepareOptions.from_config(cfg, encoder.max_length),
-            tokenizer=encoder.tokenizer,
-            link_specs=link_specs,
-            links_option=cfg.data.links,
-            cache_dir=cache_dir,
-            compute_links=main,
-            index_options=corpus_options(cfg, model_id),
+        prepared = _prepare_run(
+            cfg, encoder, link_specs, model_id, cache_dir=cache_dir, compute_links=main
         )
     out = LinkSet(
         corpus_digests={p.name: p.corpus_digest for p in prepared.pairs}, model_identity=model_id
     )
     if prepared.link_specs and not is_self(cfg.data.links):
         if world > 1:
-            _agree(prepared.pairs, main)
+            agreed = agree_on_links({p.name: p.corpus_links for p in prepared.pairs}, main)
+            for p in prepared.pairs:
+                if agreed[p.name] is not p.corpus_links:  # received: attached from memory
+                    p.links, p.corpus_links = None, agreed[p.name]
         out.corpus = {p.name: p.corpus_links for p in prepared.pairs if p.corpus_links}
         mine = {name: cl.digest for name, cl in out.corpus.items()}
         out.by_rank = gather_from_ranks(mine, world)
@@ -1058,7 +857,6 @@ __all__ = [
     "PreparedData",
     "PreparedDataError",
     "PreparedPair",
-    "check_entry",
     "corpus_identity",
     "describe",
     "links_key",
@@ -1067,15 +865,13 @@ __all__ = [
     "prepare_config",
     "prepare_run_data",
     "prepared_root",
-    "stats_from_json",
-    "stats_to_json",
     "text_digest",
     "tokenizer_identity",
     "words_key",
 ]
 
 
-def link_specs_of(cfg: Any, hidden_size: int, registry: Any = None) -> list[LinkSpec]:
+def link_specs_of(cfg: RunConfig, hidden_size: int, registry: Any = None) -> list[LinkSpec]:
     """The LinkSpecs the run's objectives declare (as the trainer collects them), from their
     options (:func:`xalign.plugins.options_needs`: built only if ``needs()`` must be).
 
@@ -1093,7 +889,7 @@ def link_specs_of(cfg: Any, hidden_size: int, registry: Any = None) -> list[Link
 
 
 def prepare_config(
-    cfg: Any,
+    cfg: RunConfig,
     *,
     registry: Any = None,
     num_proc: int | None = None,
@@ -1106,7 +902,6 @@ def prepare_config(
     training state; runs eflomal when an objective needs links and none are cached.
     """
     from xalign.encoders import load_encoder
-    from xalign.links import corpus_options
     from xalign.provenance import model_identity
 
     encoder = load_encoder(
@@ -1116,17 +911,8 @@ def prepare_config(
         revision=cfg.model.revision,
     )
     specs = link_specs_of(cfg, encoder.hidden_size, registry)
-    prepared = prepare(
-        cfg.data.corpus,
-        cfg.data.languages,
-        PrepareOptions.from_config(cfg, encoder.max_length),
-        tokenizer=encoder.tokenizer,
-        link_specs=specs,
-        links_option=cfg.data.links,
-        cache_dir=cache_dir,
-        num_proc=num_proc,
-        index_options=corpus_options(cfg, model_identity(cfg.model.name, cfg.model.revision)),
-    )
+    model_id = model_identity(cfg.model.name, cfg.model.revision)
+    prepared = _prepare_run(cfg, encoder, specs, model_id, cache_dir=cache_dir, num_proc=num_proc)
     for p in prepared.pairs:
         warn_truncated(p.name, p.stats, encoder.max_length, stacklevel=2)
     return prepared
