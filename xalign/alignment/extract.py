@@ -380,9 +380,9 @@ class WordVectors:
 
 def subword_counts(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
     """Subwords per word of each pre-tokenised sentence, without truncation or specials, as
-    lists: :func:`xalign.data.sampler.subword_counts` (the one implementation, which the
+    lists: :func:`xalign.data.filters.subword_counts` (the one implementation, which the
     training data's length budget uses too)."""
-    from xalign.data.sampler import subword_counts as counts
+    from xalign.data.filters import subword_counts as counts
 
     return [c.tolist() for c in counts(tokenizer, sentences)]
 
