@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import migrated_sqlite_uri, run_json
+from _launch import free_port, launch, model_weights, rank_env
+from conftest import as_sets, migrated_sqlite_uri, run_json
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -70,16 +70,6 @@ COMMON = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def weights(out: dict) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(out["output_dir"]) / "model" / "model.safetensors"))
-
-
 def test_the_same_links_file_gives_bit_identical_weights(tiny_model, tmp_path, monkeypatch):
     """Run 1 computes eflomal links and logs them; runs 2 and 3 read that artifact through
     data.links with cold caches: all three end with the same weights, bit for bit."""
@@ -114,10 +104,10 @@ def test_the_same_links_file_gives_bit_identical_weights(tiny_model, tmp_path, m
         )
         assert not list((tmp_path / f"cache-{n}").glob("eflomal/*.jsonl")), "no eflomal run"
     init = load_file(str(tiny_model / "model.safetensors"))
-    ref = weights(first)
+    ref = model_weights(first)
     assert any(not torch.equal(ref[k], init[k]) for k in ref), "training moved the weights"
     for out in outs:
-        other = weights(out)
+        other = model_weights(out)
         assert all(torch.equal(ref[k], other[k]) for k in ref)
         run = client.get_run(out["run_id"])
         assert run.data.params["data.links_hash.de-en"] == digest
@@ -169,17 +159,11 @@ def test_a_rank_without_the_shared_cache_takes_the_main_process_links(tmp_path):
     (tmp_path / "corpus.json").write_text(json.dumps(words), encoding="utf-8")
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT, encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in (0, 1):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "OMP_NUM_THREADS": "1",
+        env = {  # the rank script imports tests/_pipeline.py
+            **rank_env(rank, 2, port),
             "PYTHONPATH": os.pathsep.join(
                 [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
             ),
@@ -208,44 +192,17 @@ def test_a_rank_without_the_shared_cache_takes_the_main_process_links(tmp_path):
 def test_two_ranks_on_a_cold_cache_train_on_one_set_of_links(tiny_model, tmp_path):
     """accelerate launch, 2 gloo ranks, a fresh XALIGN_CACHE_DIR: both ranks report the same
     links digest, the one logged as data.links_hash.<pair>, from one eflomal run per pair."""
-    xalign_bin = Path(sys.executable).with_name("xalign")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "XALIGN_CACHE_DIR": str(tmp_path / "cache")}
     uri = migrated_sqlite_uri(tmp_path / "m.db")
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(xalign_bin),
-        "run",
-        "-q",
-        "--json",
-        "-o",
-        "l2",
-        "--set",
+    sets = [
         f"model.name={tiny_model}",
-        "--set",
         "data.limit=24",
-        "--set",
         "data.languages=[de,fr]",
-        "--set",
         "train.batch_size=8",
-        "--set",
         f"tracking.uri={uri}",
-        "--set",
         f"train.output_dir={tmp_path / 'out'}",
     ]
-    two = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert two.returncode == 0, two.stderr[-3000:]
-    (out,) = [json.loads(line) for line in two.stdout.splitlines() if line.startswith("{")]
+    env = {"XALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    out = launch(["-o", "l2", *as_sets(sets)], 2, env=env, cwd=tmp_path)
     client = MlflowClient(uri)
     params = client.get_run(out["run_id"]).data.params
     assert params["train.world_size"] == "2"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _launch import two_ranks_vs_one
 from conftest import as_sets, build_tiny_encoder, run_json
-from test_objective_translation_ranking import side, two_ranks_vs_one
+from test_objective_translation_ranking import side
 from xalign_distill import Distill, distill_losses
 
 import xalign
@@ -201,27 +202,3 @@ def test_teacher_of_another_size_is_a_clear_error(tiny_model, tmp_path, tracking
 def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     """A per-sentence loss: the 2-rank run equals the 1-rank run."""
     two_ranks_vs_one("distill", tiny_model, tmp_path, ["train.lr=0.01", "train.reg_weight=0"])
-
-
-@pytest.mark.integration
-def test_trains_the_embedded_e5_on_the_demo_corpus(tmp_path, tracking_uri):
-    out = run_json(
-        [
-            "-o",
-            "distill",
-            *as_sets(
-                [
-                    "model.name=packaged:multilingual-e5-small",
-                    "data.languages=[de]",
-                    "data.limit=16",
-                    "train.batch_size=8",
-                    "train.max_steps=2",
-                    "train.freeze_embeddings=true",
-                    "train.save_model=false",
-                    f"train.output_dir={tmp_path}",
-                    f"tracking.uri={tracking_uri}",
-                ]
-            ),
-        ]
-    )
-    assert 0 < out["metrics"]["de-en/distill"] < 10

@@ -3,16 +3,12 @@ gradients, sentence pooling, training through ``xalign run`` and 2 gloo ranks = 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import as_sets, migrated_sqlite_uri, run_json
+from _launch import two_ranks_vs_one
+from conftest import as_sets, run_json
 from xalign_translation_ranking import TranslationRanking, ranking_losses
 
 import xalign
@@ -242,75 +238,6 @@ def test_trains_the_tiny_encoder(tiny_model, tmp_path, tracking_uri, one_thread)
     assert math.isfinite(out["metrics"]["mixed/translation_ranking"])
 
 
-def launch(args: list[str], world: int, timeout: int = 600) -> dict:
-    """``xalign run -q --json ARGS`` on ``world`` gloo ranks (1: a plain process)."""
-    xalign_bin = Path(sys.executable).with_name("xalign")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(xalign_bin), "run", "-q", "--json", *args]
-    if world > 1:
-        cmd = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(world),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            *cmd,
-        ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    outs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(outs) == 1, "only rank 0 reports"
-    return outs[0]
-
-
-def two_ranks_vs_one(objective: str, tiny_model: Path, tmp_path: Path, extra: list[str]) -> None:
-    """2 gloo ranks end with the 1-rank weights and loss (same global batch). 17 pairs in
-    batches of 8: the last global batch has 1 pair, so rank 1's shard of it is empty."""
-    from safetensors.torch import load_file
-
-    common = [
-        "-o",
-        objective,
-        *as_sets(
-            [
-                f"model.name={tiny_model}",
-                "data.limit=17",
-                "data.languages=[de]",
-                "train.batch_size=8",
-                "train.optimizer=sgd",
-                "train.max_grad_norm=null",
-                f"tracking.uri={migrated_sqlite_uri(tmp_path / 'm.db')}",
-                *extra,
-            ]
-        ),
-    ]
-    outs = [launch([*common, "--set", f"train.output_dir={tmp_path / str(w)}"], w) for w in (1, 2)]
-    weights = [load_file(str(Path(o["output_dir"]) / "model" / "model.safetensors")) for o in outs]
-    init = load_file(str(tiny_model / "model.safetensors"))
-    a, b = weights
-    moved = max((a[k] - init[k]).abs().max().item() for k in a)
-    assert moved > 1e-3
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst <= 2e-3 * moved, (worst, moved)  # float32 reduction-order noise only
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
-    history = [
-        [m.value for m in sorted(client.get_metric_history(o["run_id"], key), key=lambda m: m.step)]
-        for o in outs
-        for key in (f"de-en/{objective}",)
-    ]
-    assert len(history[0]) >= 2 and history[0][0] > 0
-    assert history[1] == pytest.approx(history[0], rel=1e-4, abs=1e-6)
-
-
 @pytest.mark.distributed
 def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     """Negatives from the whole global batch: the 2-rank run equals the 1-rank run."""
@@ -326,30 +253,3 @@ def test_two_ranks_match_one_rank(tiny_model, tmp_path):
             "train.lr=0.1",
         ],
     )
-
-
-@pytest.mark.integration
-def test_trains_the_embedded_e5_on_the_demo_corpus(tmp_path, tracking_uri):
-    out = run_json(
-        [
-            "-o",
-            "translation_ranking",
-            *as_sets(
-                [
-                    "model.name=packaged:multilingual-e5-small",
-                    "data.languages=[de]",
-                    "data.limit=16",
-                    "train.batch_size=8",
-                    "train.max_steps=2",
-                    "train.freeze_embeddings=true",
-                    "train.save_model=false",
-                    f"train.output_dir={tmp_path}",
-                    f"tracking.uri={tracking_uri}",
-                    "objectives.translation_ranking.pooling=mean",
-                    "objectives.translation_ranking.scale=20",
-                ]
-            ),
-        ]
-    )
-    # e5 already ranks translations: below the value of equal cosines, 2·(log 8 + s·m)
-    assert 0 <= out["metrics"]["de-en/translation_ranking"] < 2 * (math.log(8) + 20 * 0.3)

@@ -152,16 +152,10 @@ def test_other_link_objectives_train_on_self_links(
 def test_two_ranks_match_one_rank_on_self_links(tiny_model, tmp_path):
     """so + co + l2 on self links: per-sentence losses, so 2 gloo ranks (links computed on
     rank 0 and broadcast) end with the 1-rank weights."""
-    import os
-    import subprocess
-    import sys
-
+    from _launch import assert_same_training, launch, model_weights
     from conftest import migrated_sqlite_uri
-    from safetensors.torch import load_file
-    from test_train import model_weights
 
-    xalign_bin = Path(sys.executable).with_name("xalign")
-    common = ["run", "-q", "--json", "-o", "so", "-o", "co", "-o", "l2"]
+    common = ["-o", "so", "-o", "co", "-o", "l2"]
     for o in (
         f"model.name={tiny_model}",
         "data.limit=16",
@@ -175,31 +169,8 @@ def test_two_ranks_match_one_rank_on_self_links(tiny_model, tmp_path):
         f"tracking.uri={migrated_sqlite_uri(tmp_path / 'm.db')}",
     ):
         common += ["--set", o]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run(
-        [str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'a'}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    a, b = (
+        model_weights(launch([*common, "--set", f"train.output_dir={tmp_path / d}"], w))
+        for w, d in ((1, "a"), (2, "b"))
     )
-    assert one.returncode == 0, one.stderr[-3000:]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
-    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    launch += ["--dynamo_backend", "no"]
-    two = subprocess.run(
-        [*launch, str(xalign_bin), *common, "--set", f"train.output_dir={tmp_path / 'b'}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
-    outs = [json.loads(line) for line in two.stdout.splitlines() if line.startswith("{")]
-    a = model_weights(json.loads(one.stdout.strip().splitlines()[-1]))
-    b = model_weights(outs[0])
-    init = load_file(str(tiny_model / "model.safetensors"))
-    moved = max((a[k] - init[k]).abs().max().item() for k in a)
-    assert moved > 1e-3
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst <= 2e-3 * moved, (worst, moved)
+    assert_same_training(a, b, tiny_model)

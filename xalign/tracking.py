@@ -9,6 +9,8 @@ Failure policy (README "Failure behaviour"):
 * A :class:`Tracker` probes its store when it is made (one request, no retry, 5 s timeout), so
   an unreachable server fails in seconds with a :class:`TrackingError` naming the URI — before
   a model is loaded. :func:`check_tracking` is the same probe for commands that read runs first.
+  A non-local store's probe is also cut at :data:`PROBE_DEADLINE` seconds of wall-clock time
+  (the Databricks SDK ignores MLflow's timeout and retries a dead host for minutes).
 * Unless the user set them, MLflow's HTTP client gets 2 retries, a 1 s backoff and a 10 s
   timeout (its defaults, 7 retries and 120 s, make a dead server cost minutes per request).
 * Once a run exists, a record that cannot be sent because of a transport problem (connection
@@ -35,15 +37,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from xalign.errors import XalignError, XalignWarning
 from xalign.redact import is_redacted, redact, redact_text, redact_uri
+
+T = TypeVar("T")
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LEN = 6000
@@ -59,6 +64,12 @@ HTTP_DEFAULTS = {
 }
 #: One try, 5 s: the reachability probe and the first record of a backlog flush.
 QUICK = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+#: Wall-clock bound (s) on the probe of a non-local store. Some clients ignore :data:`QUICK`
+#: (the Databricks SDK behind ``databricks://`` retries for 300 s on its own), so the probe
+#: runs in a daemon thread and a store that has not answered by then is unreachable.
+PROBE_DEADLINE = 15.0
+#: Schemes of stores on this machine (opening one may run migrations: never cut short).
+LOCAL_SCHEMES = frozenset({"", "file", "sqlite"})
 #: MLflow error codes that mean "the store is unavailable", not "this request is wrong".
 TRANSIENT_CODES = frozenset(
     {
@@ -216,12 +227,55 @@ def _reason(exc: BaseException) -> str:
 
 
 def _unreachable(uri: str, exc: BaseException) -> TrackingError:
+    if uri.lower().startswith("databricks"):
+        fix = (
+            "Check the host and credentials of that profile in ~/.databrickscfg "
+            "(or DATABRICKS_HOST/DATABRICKS_TOKEN)"
+        )
+    else:
+        fix = "Start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`)"
     return TrackingError(
-        f"MLflow tracking store {redact_uri(uri)} is unreachable "
-        f"({_reason(exc)}). Start the server "
-        f"(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or pass another --tracking-uri "
-        f"(or MLFLOW_TRACKING_URI); the default is a local {DEFAULT_TRACKING_URI}."
+        f"MLflow tracking store {redact_uri(uri)} is unreachable ({_reason(exc)}). {fix} "
+        f"or pass another --tracking-uri (or MLFLOW_TRACKING_URI); the default is a local "
+        f"{DEFAULT_TRACKING_URI}."
     )
+
+
+def _is_local(uri: str) -> bool:
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    return scheme in LOCAL_SCHEMES or uri.startswith("file:")
+
+
+def _probe(uri: str, request: Callable[[], T]) -> T:
+    """``request()`` (a first call to the store at ``uri``) with :data:`QUICK` settings, given
+    at most :data:`PROBE_DEADLINE` seconds when the store is not local.
+
+    Raises:
+        TrackingError: ``request`` failed, or did not return in time (the URI redacted).
+    """
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            done.append(request())
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    with _env(QUICK):
+        if _is_local(uri):
+            call()
+        else:  # a thread left waiting on a dead host ends with the process (daemon)
+            worker = threading.Thread(target=call, name="xalign-tracking-probe", daemon=True)
+            worker.start()
+            worker.join(PROBE_DEADLINE)
+            if worker.is_alive():
+                raise _unreachable(
+                    uri, TimeoutError(f"no answer within {PROBE_DEADLINE:.0f} s")
+                ) from None
+    if failed:
+        raise _unreachable(uri, failed[0]) from failed[0]
+    return done[0]
 
 
 def check_tracking(uri: str | None) -> str:
@@ -234,11 +288,7 @@ def check_tracking(uri: str | None) -> str:
 
     uri = resolve_tracking_uri(uri)
     apply_http_defaults()
-    try:
-        with _env(QUICK):
-            MlflowClient(uri).search_experiments(max_results=1)
-    except Exception as exc:  # any failure of the probe is "unusable store"
-        raise _unreachable(uri, exc) from exc
+    _probe(uri, lambda: MlflowClient(uri).search_experiments(max_results=1))
     return uri
 
 
@@ -302,21 +352,21 @@ class Tracker:
             try:
                 self.client = MlflowClient(self.uri)  # a sqlite store is opened right here
                 mlflow.set_tracking_uri(self.uri)
-                with _env(QUICK):
-                    if experiment is None:
-                        self.client.search_experiments(max_results=1)
-                        self.experiment_id = None
-                    else:
-                        exp = self.client.get_experiment_by_name(experiment)
-                        self.experiment_id = (
-                            exp.experiment_id
-                            if exp
-                            else self.client.create_experiment(
-                                experiment, artifact_location=artifact_root(self.uri)
-                            )
-                        )
             except Exception as exc:
                 raise _unreachable(self.uri, exc) from exc
+            self.experiment_id = _probe(self.uri, self._experiment_id)
+
+    def _experiment_id(self) -> str | None:
+        """The id of :attr:`experiment` (created if missing); the probe of the store."""
+        if self.experiment is None:
+            self.client.search_experiments(max_results=1)
+            return None
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp:
+            return exp.experiment_id
+        return self.client.create_experiment(
+            self.experiment, artifact_location=artifact_root(self.uri)
+        )
 
     # --------------------------------------------------------------- queries
     def finished_runs(self, tags: dict[str, str]) -> list[Any]:
