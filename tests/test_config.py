@@ -16,7 +16,9 @@ def test_defaults_match_configs_default_yaml():
     assert set(from_file["objectives"]) == set(defaults["objectives"]) == {"sinkhorn"}
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "wordot", "subot", "wordot-large"])
+@pytest.mark.parametrize(
+    "name", ["default", "smoke", "wordot", "subot", "wordot-large", "flores-selflinks"]
+)
 def test_shipped_configs_parse(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.objectives
