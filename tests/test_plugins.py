@@ -122,6 +122,9 @@ def test_template_plugin_installs_lists_and_trains(site, smoke_overrides, monkey
     assert items["mean_cosine"]["distribution"] == "xalign-example"
     assert items["mean_cosine"]["version"] == "0.1.0"
     assert items["mean_cosine"]["module"] == "xalign_example"
+    # the same entry point registers the template's task
+    assert items["pair_retrieval"]["kind"] == "task"
+    assert items["pair_retrieval"]["distribution"] == "xalign-example"
     sets = sum((["--set", o] for o in smoke_overrides), [])
     result = runner.invoke(app, ["run", "-q", "--json", "-o", "mean_cosine", *sets])
     assert result.exit_code == 0, result.output
