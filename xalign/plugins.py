@@ -36,7 +36,7 @@ import pluggy
 import xalign.hookspecs as hookspecs
 from xalign.errors import ConfigError, XalignError, XalignWarning
 from xalign.objective import Needs, Objective
-from xalign.task import Task
+from xalign.task import Metric, ResultContractError, Task, check_metric_declaration
 
 ENTRY_POINT_GROUP = "xalign"
 LOAD_ENV = "XALIGN_LOAD_PLUGINS"
@@ -90,8 +90,14 @@ class Registered:
         if self.kind == "objective":
             info["needs"] = _needs_of(self.cls)
         else:  # what compare reads: each metric's direction and aggregation
-            info["metrics"] = [dataclasses.asdict(m) for m in getattr(self.cls, "metrics", ())]
+            metrics = getattr(self.cls, "metrics", ())
+            declared = metrics if isinstance(metrics, (tuple, list)) else ()
+            info["metrics"] = [dataclasses.asdict(m) for m in declared if isinstance(m, Metric)]
             info["uses_seed"] = bool(getattr(self.cls, "uses_seed", True))
+            try:  # eval/compare refuse such a task before running it: say so here too
+                check_metric_declaration(self.cls, self.where())
+            except ResultContractError as exc:
+                info["status"], info["error"] = "warning", str(exc)
         return info
 
     def where(self) -> str:
