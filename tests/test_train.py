@@ -195,6 +195,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(smoke_overrides, tmp_path):
     assert "objective 'sinkhorn'" in result.output and "distribution xalign" in result.output
     (run_dir,) = (tmp_path / "out").iterdir()
     assert (run_dir / "checkpoints" / "latest").read_text() == "step-0000001"
+    assert "step-0000001, is kept" in " ".join(result.output.split())
 
 
 def test_partial_checkpoint_is_never_latest(tmp_path):
