@@ -377,3 +377,42 @@ def test_a_checkpoint_failure_on_rank_0_stops_every_rank(tiny_model, tmp_path):
     assert "rank 1: another rank could not write checkpoint step 1" in done.stderr, done.stderr[
         -3000:
     ]
+
+
+def _slimmed_step(root, step: int = 2):
+    """A checkpoint as slim_finished leaves it: every file but optimizer.pt."""
+    d = root / f"step-{step:07d}"
+    d.mkdir(parents=True)
+    for name in ck.REQUIRED:
+        (d / name).write_text("x")
+    (root / ck.LATEST).write_text(d.name)
+    ck.slim_finished(root, keep_weights=True)
+    return d
+
+
+@pytest.mark.parametrize("with_model", [True, False])
+def test_resume_of_a_finished_run_says_its_optimizer_state_was_dropped(tmp_path, with_model):
+    """A finished run (train.keep_optimizer_state false): the error says it finished and how
+    to keep a run resumable, for the run folder and its checkpoints folder alike."""
+    run = tmp_path / "run"
+    if with_model:  # save_model: the whole checkpoints folder is removed
+        (run / "model").mkdir(parents=True)
+        (run / "checkpoints").mkdir()
+        ck.slim_finished(run / "checkpoints", keep_weights=False)
+        where = [run]
+    else:
+        _slimmed_step(run / "checkpoints")
+        where = [run, run / "checkpoints"]
+    for path in where:
+        with pytest.raises(ck.CheckpointNotFoundError) as info:
+            find_checkpoint(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} is a finished run")
+        assert "optimizer state was dropped" in message
+        assert "--set train.keep_optimizer_state=true" in message
+
+
+def test_an_empty_folder_is_still_no_checkpoint(tmp_path):
+    for path in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(ck.CheckpointNotFoundError, match="no complete checkpoint found"):
+            find_checkpoint(path)

@@ -38,7 +38,9 @@ def files(tmp_path, monkeypatch) -> dict[str, str]:
     (tmp_path / "float.yaml").write_text("train:\n  lr: 1.0e-4\n  batch_size: 2.5\n")
     (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "finished" / "model").mkdir(parents=True)  # slimmed: model/, no checkpoints
     return {
+        "finished": str(tmp_path / "finished"),
         "bool": str(tmp_path / "bool.yaml"),
         "float": str(tmp_path / "float.yaml"),
         "broken": str(tmp_path / "broken.yaml"),
@@ -71,6 +73,14 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
         (["--set", "objectives.sinkhorn.scope=corpus"], ["objectives.sinkhorn", "scope"]),
         (["--resume", "{nomodel}"], ["--resume {nomodel}: no such file or directory"]),
         (["--resume", "{empty}"], ["no complete checkpoint found at {empty}"]),
+        (
+            ["--resume", "{finished}"],
+            [
+                "{finished} is a finished run",
+                "optimizer state was dropped",
+                "--set train.keep_optimizer_state=true",
+            ],
+        ),
         (
             ["-o", "mixed_ot", "-o", "sinkhorn"],
             [

@@ -726,3 +726,17 @@ def test_flores_config_reads_the_shared_flores_files():
         pairs = read_parallel(spec, lang, "en")
         assert len(pairs) == len(english) == 1012
         assert [p.tgt for p in pairs[:3]] == [line.strip() for line in english[:3]]
+
+
+@pytest.mark.parametrize("objective", ["sinkhorn", "l2", "contrastive"])
+@pytest.mark.parametrize("typo", ["wieght", "weigth"])
+def test_unknown_objective_option_lists_weight_and_suggests_it(objective, typo):
+    """`weight` is valid for every objective: it is listed among the known options and a
+    near-miss gets "did you mean 'weight'"."""
+    from xalign.plugins import get_registry
+
+    message = error_of(overrides=[f"objectives.{objective}.{typo}=2"], objectives=[objective])
+    assert f"unknown option {typo!r} (did you mean 'weight'?); known: " in message
+    known = message.split("known: ")[1].split("\n")[0].split(", ")
+    options = get_registry().objective(objective).cls.options()
+    assert known == sorted([*options, "weight"])

@@ -234,3 +234,24 @@ def test_plugin_template_is_ruff_clean_when_copied_out_of_the_tree(tmp_path) -> 
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         done = subprocess.run([ruff, *args], cwd=copy, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_plugins_doc_lists_every_link_symmetrization_and_the_zero_loss_and_task_kind() -> None:
+    """The LinkSpec section names each symmetrization the code accepts, how an objective
+    returns a zero loss with a gradient, and the task section documents Task.kind."""
+    from xalign.compare.correlation import KINDS
+    from xalign.links import SYMMETRIZATIONS
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    missing = [m for m in SYMMETRIZATIONS if f"`{m}`" not in docs]
+    assert not missing, missing
+    assert "x.sum() * 0.0" in docs
+    tasks = docs.split("### `register_tasks(register)`")[1].split("\n## ")[0]
+    assert "- `kind` (class attribute" in tasks
+    assert all(f'`"{kind}"`' in tasks for kind in KINDS)
+    import dataclasses
+
+    import xalign
+
+    for field in dataclasses.fields(xalign.TaskContext):  # every field, show_progress included
+        assert f"  - `{field.name}`:" in tasks, field.name

@@ -83,6 +83,7 @@ class PresetTask(Task):
     Config = PresetConfig
     metric: ClassVar[str] = "acc"
     higher_is_better: ClassVar[bool] = True
+    metrics = (xalign.Metric("acc", higher_is_better=True),)  # checked before run()
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         data = json.loads((Path(model) / self.config.file).read_text())[self.name]
@@ -100,6 +101,7 @@ class PresetAER(PresetTask):
     name = "preset-aer"
     metric = "aer"
     higher_is_better = False
+    metrics = (xalign.Metric("aer", higher_is_better=False),)
 
 
 class OtherObjective(Objective):

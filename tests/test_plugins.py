@@ -122,6 +122,9 @@ def test_template_plugin_installs_lists_and_trains(site, smoke_overrides, monkey
     assert items["mean_cosine"]["distribution"] == "xalign-example"
     assert items["mean_cosine"]["version"] == "0.1.0"
     assert items["mean_cosine"]["module"] == "xalign_example"
+    # the same entry point registers the template's task
+    assert items["pair_retrieval"]["kind"] == "task"
+    assert items["pair_retrieval"]["distribution"] == "xalign-example"
     sets = sum((["--set", o] for o in smoke_overrides), [])
     result = runner.invoke(app, ["run", "-q", "--json", "-o", "mean_cosine", *sets])
     assert result.exit_code == 0, result.output
@@ -810,3 +813,55 @@ def test_plugins_name_shows_a_tasks_declared_metrics():
     text = runner.invoke(app, ["plugins", "xnli-probe"], env={"COLUMNS": "200"}).stdout
     assert "metric accuracy: higher is better; mean (0 + 100·mean of per_example)" in text
     assert "uses_seed: false" in text
+
+
+BAD_DEFAULTS = [
+    # (hook, base class, the Config field, the error's tail)
+    ("objectives", "Objective", "n: int = 'three'", "n: expected an integer, got 'three'"),
+    ("tasks", "Task", "rate: float = 'fast'", "rate: expected a number, got 'fast'"),
+    (
+        "tasks",
+        "Task",
+        "langs: list[str] = dataclasses.field(default_factory=lambda: [1])",
+        "langs[0]: expected a string, got 1",
+    ),
+]
+
+
+@pytest.mark.parametrize("hook, base, field_line, error", BAD_DEFAULTS)
+def test_a_wrongly_typed_config_default_is_refused_naming_plugin_and_key(
+    site, hook, base, field_line, error
+):
+    """Defaults are checked like user-given values: the plugin is listed with the error
+    (naming the plugin, its class and the key) and its registrations are skipped."""
+    install_fake_distribution(
+        site,
+        "xalign-typo",
+        "1.0",
+        "typo",
+        "xalign_typo",
+        source=(
+            "import dataclasses\n"
+            "import xalign\n"
+            "@dataclasses.dataclass\n"
+            "class Cfg:\n"
+            f"    {field_line}\n"
+            f"class Typo(xalign.{base}):\n"
+            "    name = 'typo'\n"
+            "    Config = Cfg\n"
+            "    metrics = (xalign.Metric('a', higher_is_better=True),)\n"
+            "@xalign.hookimpl\n"
+            f"def register_{hook}(register):\n"
+            "    register(Typo)\n"
+        ),
+    )
+    with pytest.warns(PluginWarning, match="default of option"):
+        registered = {**get_registry().objectives(), **get_registry().tasks()}
+    assert "typo" not in registered and "sinkhorn" in registered
+    [problem] = get_registry().problems
+    assert problem.name == "typo" and problem.status == "error"
+    kind = hook[:-1]
+    assert f"plugin 'typo' (distribution xalign-typo 1.0): {kind} 'typo' (Typo.Config)" in (
+        problem.error
+    )
+    assert f"the default of option {error}" in problem.error

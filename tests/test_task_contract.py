@@ -5,6 +5,7 @@ compare refusing a metric without a declared direction, naming the task and its 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from test_plugins import install_fake_distribution, site  # noqa: F401 - the site fixture
@@ -172,7 +173,6 @@ def third_party_task(declare: str) -> str:
 @pytest.mark.parametrize(
     "declare, error",
     [
-        ("metrics = ()", "declared: none"),
         ("metrics = (xalign.Metric('f1', higher_is_better=True),)", "declared: f1"),
         ("metrics = (xalign.Metric('acc', higher_is_better=False),)", None),
     ],
@@ -200,6 +200,65 @@ def test_compare_refuses_an_undeclared_direction_of_a_third_party_task(
         message = str(caught.value)
         assert message.startswith("task 'mine' (plugin 'mine', distribution xalign-mine 1.0)")
         assert f"does not declare the direction of its metric 'acc' ({error})" in message
+    finally:
+        reset_registry()
+        get_registry()
+
+
+def undeclared_task(declare: str) -> str:
+    """A task plugin with a bad ``metrics`` declaration whose run() must never be reached."""
+    return (
+        "import xalign\n"
+        "class Mine(xalign.Task):\n"
+        "    name = 'mine'\n"
+        f"    {declare}\n"
+        "    def run(self, model, context):\n"
+        "        raise RuntimeError('run() reached')\n"
+        "@xalign.hookimpl\n"
+        "def register_tasks(register):\n"
+        "    register(Mine)\n"
+    )
+
+
+UNDECLARED = [
+    ("metrics = ()", "declares no metric directions"),
+    ("metrics = None", "declares no metric directions"),
+    ("metrics = ('acc',)", "holds 'acc', not an xalign.Metric"),
+    (
+        "metrics = (xalign.Metric('a', higher_is_better=True),) * 2",
+        "declares metric(s) ['a'] more than once",
+    ),
+]
+
+
+@pytest.mark.parametrize("declare, error", UNDECLARED)
+def test_eval_compare_and_plugins_flag_undeclared_metrics_before_any_run(
+    site,  # noqa: F811
+    tracking_uri,
+    declare,
+    error,
+):
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+    from xalign.compare.orchestrate import _check_inputs
+
+    where = "task 'mine' (plugin 'mine', distribution xalign-mine 1.0)"
+    install_fake_distribution(
+        site, "xalign-mine", "1.0", "mine", "xalign_mine", source=undeclared_task(declare)
+    )
+    reset_registry()
+    try:
+        # ResultContractError, not run()'s RuntimeError
+        with pytest.raises(ResultContractError, match="^" + re.escape(where)) as caught:
+            evaluate_runs("packaged:multilingual-e5-small", "mine", tracking_uri=tracking_uri)
+        assert error in str(caught.value)
+        with pytest.raises(ResultContractError, match=re.escape(error)):
+            _check_inputs(["sinkhorn"], ["mine"], 1, {}, get_registry())  # before any training
+        listed = CliRunner().invoke(app, ["plugins", "--json"])
+        item = {i["name"]: i for i in json.loads(listed.stdout)}["mine"]
+        assert item["status"] == "warning" and error in item["error"]
+        assert {i["name"]: i for i in json.loads(listed.stdout)}["align"]["status"] == "ok"
     finally:
         reset_registry()
         get_registry()

@@ -162,8 +162,10 @@ def test_the_plugin_template_tests_pass_with_xalign_testing():
     from pathlib import Path
 
     template = Path(__file__).resolve().parents[1] / "docs" / "plugin-template"
-    source = (template / "tests" / "test_mean_cosine.py").read_text()
-    assert "from xalign.testing import" in source
+    for test_file in ("test_mean_cosine.py", "test_pair_retrieval.py"):  # objective, task
+        assert "from xalign.testing import" in (template / "tests" / test_file).read_text()
+    task_test = (template / "tests" / "test_pair_retrieval.py").read_text()
+    assert "tiny_encoder(" in task_test and "xalign.TaskContext(" in task_test
     env = {**os.environ, "PYTHONPATH": f"{template}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(template / "tests")],
@@ -174,7 +176,7 @@ def test_the_plugin_template_tests_pass_with_xalign_testing():
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "4 passed" in out.stdout
+    assert "6 passed" in out.stdout  # 4 objective tests + 2 task tests
 
 
 def test_make_batch_refuses_a_link_set_count_other_than_the_sentences():

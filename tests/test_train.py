@@ -195,6 +195,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(smoke_overrides, tmp_path):
     assert "objective 'sinkhorn'" in result.output and "distribution xalign" in result.output
     (run_dir,) = (tmp_path / "out").iterdir()
     assert (run_dir / "checkpoints" / "latest").read_text() == "step-0000001"
+    assert "step-0000001, is kept" in " ".join(result.output.split())
 
 
 def test_partial_checkpoint_is_never_latest(tmp_path):
@@ -506,3 +507,37 @@ def test_pairs_that_ran_out_are_not_logged_as_zero(tiny_model, tmp_path, trackin
         assert loss[step] == pytest.approx(de[step] + fr[step], rel=1e-5)
     assert loss[3] == pytest.approx(fr[3], rel=1e-5)
     assert not any(k.endswith("/weight") for k in client.get_run(recipe.run_id).data.metrics)
+
+
+@pytest.mark.parametrize(
+    "bad, advice, not_advice",
+    [
+        (["loss/sinkhorn"], "a larger objectives.sinkhorn.blur", "other options"),
+        (["loss/l2"], "other options of l2", "blur"),
+        (["loss/l2", "loss/mixed_ot"], "a larger objectives.mixed_ot.blur", "blur or other"),
+        (["loss"], "a lower train.lr", "blur"),
+    ],
+)
+def test_divergence_message_names_only_real_checkpoints_and_fitting_advice(
+    tmp_path, bad, advice, not_advice
+):
+    """The NaN-loss error mentions a kept checkpoint only when one exists, and `blur` only
+    for objectives that have that option."""
+    from xalign.checkpoint import LATEST, REQUIRED
+    from xalign.plugins import get_registry
+    from xalign.recipe import divergence_message
+
+    entries = get_registry().objectives()
+    ckpts = tmp_path / "checkpoints"
+    message = divergence_message(4, bad, entries, ckpts)
+    assert message.startswith(f"non-finite loss at step 5 in {', '.join(bad)}")
+    assert "no checkpoint had been written yet" in message and "is kept" not in message
+    assert advice in message and not_advice not in message
+    step = ckpts / "step-0000003"
+    step.mkdir(parents=True)
+    for name in REQUIRED:
+        (step / name).write_text("{}")
+    (ckpts / LATEST).write_text(step.name)
+    message = divergence_message(4, bad, entries, ckpts)
+    assert f"the last checkpoint, {step}, is kept" in message
+    assert "no checkpoint" not in message

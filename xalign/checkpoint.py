@@ -401,10 +401,34 @@ def find_checkpoint(path: Path) -> Path:
             found = _recover(candidate)
             if found is not None:
                 return found
+    finished = _finished_run(path)
+    if finished is not None:
+        raise CheckpointNotFoundError(
+            f"{path} is a finished run ({finished}); its optimizer state was dropped when it "
+            f"finished (train.keep_optimizer_state is false by default), so it cannot be "
+            f"resumed; pass --set train.keep_optimizer_state=true to a run to keep it "
+            f"resumable after it finishes"
+        )
     raise CheckpointNotFoundError(
         f"no complete checkpoint found at {path} (looked for {STATE} or a 'latest' pointer in "
         f"it and in {path / 'checkpoints'})"
     )
+
+
+def _finished_run(path: Path) -> str | None:
+    """What shows that ``path`` (a run folder or its ``checkpoints``) is a run that finished
+    and was slimmed by :func:`slim_finished`, or None: its saved ``model/`` without
+    checkpoints, or a latest checkpoint with every file but ``optimizer.pt``."""
+    run = path.parent if path.name == "checkpoints" else path
+    root = run / "checkpoints"
+    latest = root / _latest_name(root)
+    if latest.is_dir() and all(
+        (latest / name).is_file() for name in REQUIRED if name != "optimizer.pt"
+    ):
+        return f"{latest.name} has no optimizer.pt"
+    if not root.exists() and (run / "model").is_dir():
+        return f"its model is saved in {run / 'model'}, its checkpoints were removed"
+    return None
 
 
 # ----------------------------------------------------------------------------- loading

@@ -845,6 +845,7 @@ def _check_options(
                 key=key,
                 origin=origins,
                 texts=origins.texts,
+                also_known=("weight",),  # every objective's, checked above
             )
         except ConfigError as exc:
             problems.extend(_problems(exc))

@@ -36,7 +36,7 @@ import pluggy
 import xalign.hookspecs as hookspecs
 from xalign.errors import ConfigError, XalignError, XalignWarning
 from xalign.objective import Needs, Objective
-from xalign.task import Task
+from xalign.task import Metric, ResultContractError, Task, check_metric_declaration
 
 ENTRY_POINT_GROUP = "xalign"
 LOAD_ENV = "XALIGN_LOAD_PLUGINS"
@@ -90,8 +90,14 @@ class Registered:
         if self.kind == "objective":
             info["needs"] = _needs_of(self.cls)
         else:  # what compare reads: each metric's direction and aggregation
-            info["metrics"] = [dataclasses.asdict(m) for m in getattr(self.cls, "metrics", ())]
+            metrics = getattr(self.cls, "metrics", ())
+            declared = metrics if isinstance(metrics, (tuple, list)) else ()
+            info["metrics"] = [dataclasses.asdict(m) for m in declared if isinstance(m, Metric)]
             info["uses_seed"] = bool(getattr(self.cls, "uses_seed", True))
+            try:  # eval/compare refuse such a task before running it: say so here too
+                check_metric_declaration(self.cls, self.where())
+            except ResultContractError as exc:
+                info["status"], info["error"] = "warning", str(exc)
         return info
 
     def where(self) -> str:
@@ -536,6 +542,38 @@ def _check_class(cls: type, kind: str, base: type, source: PluginSource) -> None
         )
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
         raise PluginError(f"{source.label()} registered {cls.__name__} without a name")
+    _check_defaults(cls, kind, source)
+
+
+def _check_defaults(cls: type, kind: str, source: PluginSource) -> None:
+    """The defaults of ``cls.Config`` checked against their own annotations, as user-given
+    values are (``n: int = "three"`` would otherwise reach ``run``/``loss`` unchecked).
+
+    Raises:
+        PluginError: naming the plugin, the class and the option key.
+    """
+    from xalign.schema import check_value, type_hints
+
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        return
+    hints = type_hints(config)
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            continue
+        try:
+            check_value(default, hints.get(f.name, Any), f.name)
+        except ConfigError as exc:
+            raise PluginError(
+                f"{source.label()}: {kind} {cls.name!r} ({cls.__name__}.Config): the default "
+                f"of option {exc}"
+            ) from None
 
 
 _registry: PluginRegistry | None = None

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,7 +103,37 @@ if TYPE_CHECKING:
 
 
 class TrainingDiverged(XalignError, RuntimeError):
-    """A loss became NaN/inf; the last checkpoint is kept."""
+    """A loss became NaN/inf; checkpoints already written are kept."""
+
+
+def divergence_message(
+    step: int,
+    bad: Sequence[str],
+    entries: Mapping[str, Any],
+    ckpt_dir: Path,
+) -> str:
+    """The :class:`TrainingDiverged` message for non-finite metrics ``bad`` (``loss/NAME``
+    keys) at 0-based ``step``: the objectives that made them (``entries``: registered
+    objectives by name), the latest complete checkpoint in ``ckpt_dir`` only when there is
+    one, and advice that fits those objectives (``blur`` only for one that has that option)."""
+    names = sorted({k.split("/")[1] for k in bad if k.count("/") and k.split("/")[1] in entries})
+    owners = sorted({entries[n].where() for n in names})
+    try:
+        kept = f"the last checkpoint, {find_checkpoint(ckpt_dir)}, is kept"
+    except (CheckpointError, OSError):
+        kept = f"no checkpoint had been written yet in {ckpt_dir} (train.checkpoint_every)"
+    advice = ["a lower train.lr"]
+    for name in names:  # option-specific advice only where the objective has the option
+        options = entries[name].cls.options()
+        if "blur" in options:
+            advice.append(f"a larger objectives.{name}.blur")
+    if names and len(advice) == 1:
+        advice.append(f"other options of {', '.join(names)} (`xalign plugins NAME`)")
+    return (
+        f"non-finite loss at step {step + 1} in {', '.join(bad) or 'the total'}"
+        f"{' from ' + '; '.join(owners) if owners else ''}. The run stopped "
+        f"without applying this step; {kept} (try {' or '.join(advice)})."
+    )
 
 
 class TrainingInterrupted(XalignError):
@@ -1261,15 +1291,7 @@ class AlignmentRecipe:
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         self.tracker.set_tags({TAG_FAILURE: f"non-finite loss at step {step + 1}: {bad}"})
         self.tracker.end("FAILED")
-        owners = [
-            self.entries[k.split("/")[1]].where() for k in bad if k.split("/")[1] in self.entries
-        ]
-        raise TrainingDiverged(
-            f"non-finite loss at step {step + 1} in {', '.join(bad) or 'the total'}"
-            f"{' from ' + '; '.join(sorted(set(owners))) if owners else ''}. The run stopped "
-            f"without applying this step; the last checkpoint in {self.ckpt_dir} is kept "
-            f"(try a lower train.lr or a larger blur)."
-        )
+        raise TrainingDiverged(divergence_message(step, bad, self.entries, self.ckpt_dir))
 
     def save_checkpoint(self, step: int, metrics: dict[str, float]) -> None:
         """Checkpoint ``step`` on every rank (rank states, then the main process writes the

@@ -30,7 +30,7 @@ import re
 import types
 import typing
 from collections import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any, Literal, Union
 
@@ -133,10 +133,13 @@ def coerce_options(
     key: str = "",
     origin: Origin | None = None,
     texts: Mapping[str, str] | None = None,
+    also_known: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The given ``values`` coerced to their annotations (only the keys given, not defaults),
-    after the same checks as :func:`build_dataclass` (which this runs)."""
-    return _checked(cls, values, where, key, origin, texts)[1]
+    after the same checks as :func:`build_dataclass` (which this runs). ``also_known``: keys
+    the caller handles itself (an objective's ``weight``), named in the list of known options
+    and "did you mean" hints of an unknown key, never passed to ``cls``."""
+    return _checked(cls, values, where, key, origin, texts, also_known)[1]
 
 
 def _checked(
@@ -146,6 +149,7 @@ def _checked(
     key: str,
     origin: Origin | None,
     texts: Mapping[str, str] | None,
+    also_known: Sequence[str] = (),
 ) -> tuple[Any, dict[str, Any]]:
     def line(exc: _Mismatch) -> str:
         plain = re.sub(r"\[\d+\]", "", exc.path)
@@ -153,7 +157,7 @@ def _checked(
         return f"{at}: {exc.path}: {exc.message}" if exc.path else f"{at}: {exc.message}"
 
     try:
-        kwargs = _coerce_fields(cls, values, key, texts or {})
+        kwargs = _coerce_fields(cls, values, key, texts or {}, also_known)
         return cls(**kwargs), kwargs
     except _Mismatch as exc:
         raise config_error([line(p) for p in getattr(exc, "problems", [exc])]) from None
@@ -248,8 +252,11 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _coerce_fields(cls: type, values: Any, key: str, texts: Mapping[str, str]) -> dict[str, Any]:
-    """Keyword arguments for ``cls``: each given value coerced to its field's annotation."""
+def _coerce_fields(
+    cls: type, values: Any, key: str, texts: Mapping[str, str], also_known: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Keyword arguments for ``cls``: each given value coerced to its field's annotation
+    (``also_known``: further valid keys, for the unknown-key message only)."""
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
@@ -261,12 +268,11 @@ def _coerce_fields(cls: type, values: Any, key: str, texts: Mapping[str, str]) -
     for name, value in values.items():
         path, annotation = _join(key, name), hints.get(name, Any)
         if name not in fields:
-            close = difflib.get_close_matches(str(name), list(fields), n=1)
+            valid = sorted({*fields, *also_known})
+            close = difflib.get_close_matches(str(name), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
-                _Mismatch(
-                    path, f"unknown option {str(name)!r}{hint}; known: {', '.join(sorted(fields))}"
-                )
+                _Mismatch(path, f"unknown option {str(name)!r}{hint}; known: {', '.join(valid)}")
             )
             continue
         try:

@@ -176,6 +176,33 @@ class TaskResult:
         return cls(**data)
 
 
+def check_metric_declaration(task_cls: type, where: str) -> None:
+    """Check, before any run, that a task class declares its metrics (:attr:`Task.metrics`):
+    a non-empty tuple of :class:`Metric` with distinct names, so ``eval``/``compare`` can rank
+    its results by their direction.
+
+    Raises:
+        ResultContractError: (naming ``where``, the task and its plugin) no metric declared,
+            an entry that is not an ``xalign.Metric``, or a name declared twice.
+    """
+    metrics = getattr(task_cls, "metrics", ())
+    fix = "its Task class needs metrics = (xalign.Metric(NAME, higher_is_better=...),)"
+    if not isinstance(metrics, (tuple, list)) or not metrics:
+        raise ResultContractError(
+            f"{where} declares no metric directions (metrics = {metrics!r}); {fix}, "
+            "one per metric run() reports, see docs/plugins.md"
+        )
+    bad = [m for m in metrics if not isinstance(m, Metric)]
+    if bad:
+        raise ResultContractError(
+            f"{where}: metrics holds {bad[0]!r}, not an xalign.Metric; {fix}, see docs/plugins.md"
+        )
+    names = [m.name for m in metrics]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ResultContractError(f"{where} declares metric(s) {twice} more than once")
+
+
 def stamp_result(result: TaskResult, task: Task, where: str) -> TaskResult:
     """``result`` with the task's declared :attr:`Task.metrics` (unless it set its own) and the
     plugin that made it (``where``, e.g. ``task 'x' (plugin 'y', distribution z 1.0)``).

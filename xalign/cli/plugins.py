@@ -46,8 +46,9 @@ def plugins_command(
     )
     for item in listing:
         ok = item["status"] == "ok"
-        status = "ok" if ok else f"[bold red]{item['status']}[/]"
-        about = escape(item["description"]) if ok else f"[red]{escape(item['error'])}[/]"
+        color = "yellow" if item["status"] == "warning" else "red"  # warning: listed, not usable
+        status = "ok" if ok else f"[bold {color}]{item['status']}[/]"
+        about = escape(item["description"]) if ok else f"[{color}]{escape(item['error'])}[/]"
         table.add_row(
             *(escape(str(item[k])) for k in ("name", "kind")),
             status,
@@ -84,7 +85,7 @@ def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> No
     everything the plugin (entry point) NAME registered; exit 1 when there is none."""
     from xalign.plugins import get_registry
 
-    ok = [item for item in found if item["status"] == "ok"]
+    ok = [item for item in found if item["status"] in ("ok", "warning")]
     if not ok:
         problem = next((item["error"] for item in found), None)
         registry = get_registry()
@@ -131,3 +132,5 @@ def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> No
             )
         if "uses_seed" in item:
             typer.echo(f"uses_seed: {str(item['uses_seed']).lower()}")
+        if item["status"] == "warning":
+            err.print(f"warning: {item['error']}", highlight=False, markup=False)

@@ -35,7 +35,7 @@ from xalign.config import ConfigError, RunConfig, load_config
 from xalign.evaluation.runs import BASE, EvalRun, evaluate_runs, resolve_spec
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.redact import redact_uri
-from xalign.task import TaskContext
+from xalign.task import TaskContext, check_metric_declaration
 from xalign.tracking import (
     KIND_COMPARE,
     TAG_IDENTITY,
@@ -459,6 +459,7 @@ def _check_inputs(
     options = {t: dict(task_options.get(t) or {}) for t in tasks}
     for t in tasks:
         entry = registry.task(t)
+        check_metric_declaration(entry.cls, entry.where())  # not after training and base eval
         try:
             entry.cls.from_options(options[t])
         except Exception as exc:

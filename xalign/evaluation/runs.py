@@ -48,6 +48,7 @@ from xalign.task import (
     ResultContractError,
     TaskContext,
     TaskResult,
+    check_metric_declaration,
     stamp_result,
 )
 from xalign.tracking import (
@@ -368,6 +369,7 @@ def evaluate_runs(
         else resolve_spec(model_ref, tracking_uri=uri, base_model=base_model)
     )
     entry = (registry or get_registry()).task(task_name)
+    check_metric_declaration(entry.cls, entry.where())  # before run(), not after it
     try:
         task = entry.cls.from_options(dict(options or {}))
     except Exception as exc:

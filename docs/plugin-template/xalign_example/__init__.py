@@ -2,6 +2,8 @@
 
 Copy this folder, rename the package and the entry point, and `pip install -e .`:
 `xalign plugins` will list the objective and `xalign run --objective mean_cosine` will use it.
+The package also registers a task (``task.py``, ``xalign eval --task pair_retrieval``): one
+entry point serves both hooks, as long as this module exposes both hook functions.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from dataclasses import dataclass
 
 import torch
 import xalign
+
+from xalign_example.task import PairRetrieval, register_tasks
+
+__all__ = ["MeanCosine", "PairRetrieval", "register_objectives", "register_tasks"]
 
 
 @dataclass
