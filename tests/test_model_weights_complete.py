@@ -128,3 +128,34 @@ def test_a_complete_model_loads_and_align_reports_missing_weights(tiny_model, tm
 def test_the_embedded_e5_loads_without_complaint():
     encoder = load_encoder("packaged:multilingual-e5-small")
     assert encoder.model.config.num_hidden_layers == 12
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda s: {k: v for k, v in s.items() if "layer.1." not in k}, "lacks 16 encoder weight"),
+        (
+            lambda s: {k: (v[:10].contiguous() if "word_emb" in k else v) for k, v in s.items()},
+            "tensor embeddings.word_embeddings.weight has shape (10, 32)",
+        ),
+        (
+            lambda s: {
+                k: (v.fill_(float("nan")) if k.endswith("query.bias") else v) for k, v in s.items()
+            },
+            "tensor encoder.layer.0.attention.self.query.bias holds 32 non-finite",
+        ),
+    ],
+)
+def test_fine_tuning_tasks_refuse_incomplete_encoders_too(tiny_model, tmp_path, change, says):
+    from transformers import AutoModelForSequenceClassification
+
+    from xalign.evaluation.finetune import load_for_finetuning
+
+    folder = _variant(tiny_model, tmp_path / "m", change)
+    with pytest.raises(EncoderLoadError) as exc:
+        load_for_finetuning(str(folder), AutoModelForSequenceClassification, num_labels=3)
+    assert f"{folder / 'model.safetensors'}" in str(exc.value) and says in str(exc.value)
+    net, _, new = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=3
+    )
+    assert new and all(not k.startswith(net.base_model_prefix + ".encoder") for k in new)
