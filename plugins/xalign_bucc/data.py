@@ -20,6 +20,7 @@ official task; ``BuccData.source`` says which one was read.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,7 @@ def from_hub_rows(lang: str, split: str, rows: Any) -> BuccData:
 
 def load_bucc(lang: str, split: str, data_dir: str | Path | None = None) -> BuccData:
     """BUCC 2018 ``lang``-en, ``split`` (``dev`` or ``test``): local files, else the Hub.
+    ``lang`` with a region or script subtag (``de-DE``, ``de_DE``) reads its primary subtag.
 
     Raises :class:`DataUnavailableError` naming both the folders searched and the Hub
     dataset when neither works, :class:`GoldFormatError` / :class:`GoldFileNotFoundError`
@@ -218,6 +220,7 @@ def load_bucc(lang: str, split: str, data_dir: str | Path | None = None) -> Bucc
     """
     if split not in HUB_SPLITS:
         raise ValueError(f"bucc: split must be 'dev' or 'test', got {split!r}")
+    lang = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()  # de-DE, de_DE: de's files
     files, searched = find_local(lang, split, data_dir)
     if files is not None:
         return read_local(lang, split, files)
