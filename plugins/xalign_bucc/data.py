@@ -123,10 +123,17 @@ def _search_dirs(data_dir: str | Path | None) -> list[Path]:
     return [shared / "bucc2018"] if shared is not None else []
 
 
+def primary_subtag(lang: str) -> str:
+    """The BUCC code of ``lang``: ``de-DE``, ``de_DE``, ``DE`` -> ``de``."""
+    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+
+
 def find_local(
     lang: str, split: str, data_dir: str | Path | None
 ) -> tuple[tuple[Path, Path, Path] | None, list[Path]]:
-    """``(xx file, en file, gold file)`` of the first folder holding the xx file."""
+    """``(xx file, en file, gold file)`` of the first folder holding the xx file (``lang``:
+    its primary subtag, see :func:`primary_subtag`)."""
+    lang = primary_subtag(lang)
     folders = _search_dirs(data_dir)
     stem = f"{lang}-en.{split}"
     for folder in folders:
@@ -220,7 +227,7 @@ def load_bucc(lang: str, split: str, data_dir: str | Path | None = None) -> Bucc
     """
     if split not in HUB_SPLITS:
         raise ValueError(f"bucc: split must be 'dev' or 'test', got {split!r}")
-    lang = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()  # de-DE, de_DE: de's files
+    lang = primary_subtag(lang)
     files, searched = find_local(lang, split, data_dir)
     if files is not None:
         return read_local(lang, split, files)
