@@ -16,6 +16,7 @@ from xalign_xquad.data import load_tydiqa_goldp, load_xquad
 
 from xalign import DataUnavailableError
 from xalign import read_squad_json as load_squad_json
+from xalign.errors import XalignError
 from xalign.evaluation import data as data_mod
 from xalign.paths import data_root
 
@@ -270,8 +271,11 @@ def test_tatoeba_code() -> None:
         "deu", "cmn", "swh", "pes", "tgl",
     ]  # fmt: skip
     assert tatoeba_code("DEU") == "deu"
-    with pytest.raises(KeyError):
-        tatoeba_code("xx")
+    subtagged = ("de-DE", "de_DE", "zh-Hant-TW", "pt_BR", "deu_Latn", " fr-CA ")
+    assert [tatoeba_code(c) for c in subtagged] == ["deu", "deu", "cmn", "por", "deu", "fra"]
+    for bad in ("xx", "xx-DE", "", "12-DE", "english"):
+        with pytest.raises(XalignError, match=f"tatoeba: languages: no Tatoeba code for {bad!r}"):
+            tatoeba_code(bad)
 
 
 def test_tatoeba_mismatched_sides(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xalign.cli import app
-from xalign.redact import MASK, redact_log_records, redact_text, redact_uri
+from xalign.redact import MASK, redact_log_records, redact_text, redact_uri, secret_env_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -177,10 +177,77 @@ def test_long_texts_are_redacted_in_linear_time() -> None:
     import subprocess
     import sys
 
-    units = ["a", "a_", "ab-", "x=", "a:", "https://a:", "Bearer ", "hf_", "token"]
+    units = ["a", "a_", "ab-", "x=", "a:", "https://a:", "Bearer ", "hf_", "token", "'x://a:"]
+    units += ["-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----a-", "-", "passphrase="]
     code = (
         "from xalign.redact import redact_text\n"
         f"for unit in {units!r}:\n"
         "    redact_text(unit * (100_000 // len(unit)))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'https://u:Pw0rd@host'", "'https://u:***@host'"),
+        ('"https://u:Pw0rd@host/x"', '"https://u:***@host/x"'),
+        ("<https://u:Pw0rd@host>", "<https://u:***@host>"),
+        ("(https://u:Pw0rd@host/x)", "(https://u:***@host/x)"),
+        ("url=https://u:Pw0rd@host", "url=https://u:***@host"),
+        ("['http://u:Pw0rd@host']", "['http://u:***@host']"),
+        ("jdbc:mysql://u:Pw0rd@host/db", "jdbc:mysql://u:***@host/db"),
+        ("uri:postgresql://pg:p@ss@db:5432/x", "uri:postgresql://pg:***@db:5432/x"),
+    ],
+)
+def test_a_uri_not_at_the_start_of_a_spaceless_text_is_masked(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=ab+/Zx09==;Suffix=x",
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=***;Suffix=x",
+        ),
+        ("conn: SharedAccessKey=abcdefgh123= ok", "conn: SharedAccessKey=*** ok"),
+        ("passphrase=correct-horse", "passphrase=***"),
+        ('{"passphrase": "battery-staple"}', '{"passphrase": "***"}'),
+        ("ssh_key_passphrase: s3cr3tphrase", "ssh_key_passphrase: ***"),
+    ],
+)
+def test_connection_string_keys_and_passphrases_are_masked(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("kind", ["", "RSA ", "EC ", "OPENSSH ", "ENCRYPTED "])
+def test_pem_private_key_bodies_are_masked(kind: str) -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0B\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\nQk1Q+/=="
+    begin, end = f"-----BEGIN {kind}PRIVATE KEY-----", f"-----END {kind}PRIVATE KEY-----"
+    text = f"error reading key:\n{begin}\n{body}\n{end}\nafter the key"
+    assert redact_text(text) == f"error reading key:\n{begin}\n{MASK}\n{end}\nafter the key"
+    cut = redact_text(f"{begin}\n{body[:30]}")  # a key cut short: the rest is masked
+    assert cut == f"{begin}\n{MASK}\n" and "MIIE" not in cut
+    public = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----"
+    assert redact_text(public) == public
+
+
+@pytest.mark.parametrize(
+    "name", ["PGPASSWORD", "MYSQL_PWD", "OPENAI_KEY", "AZURE_OPENAI_KEY", "DB_PASS", "MY_API_KEY"]
+)
+def test_database_and_api_key_variables_are_secret(monkeypatch, name: str) -> None:
+    monkeypatch.setenv(name, "value-of-a-secret-1")
+    assert name in secret_env_names()
+    assert redact_text("connect failed: value-of-a-secret-1 refused") == (
+        f"connect failed: {MASK} refused"
+    )
+
+
+def test_working_folder_variables_are_not_secret(monkeypatch) -> None:
+    monkeypatch.setenv("PWD", "/home/someone/work")
+    monkeypatch.setenv("OLDPWD", "/home/someone")
+    monkeypatch.setenv("KEYBOARD_LAYOUT", "de")
+    names = secret_env_names()
+    assert not {"PWD", "OLDPWD", "KEYBOARD_LAYOUT"} & set(names)
+    assert redact_text("in /home/someone/work") == "in /home/someone/work"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from xalign_bucc import BuccConfig, BuccTask
 from xalign_bucc.build import main as build_main
 from xalign_bucc.build import write_bucc_set
-from xalign_bucc.data import BuccData, from_hub_rows, load_bucc
+from xalign_bucc.data import BuccData, find_local, from_hub_rows, load_bucc
 from xalign_bucc.mining import (
     margin_scores,
     mine,
@@ -312,6 +312,9 @@ def test_local_files_errors_name_file_and_line(tmp_path: Path) -> None:
     assert data.src == [("fr-1", "un"), ("fr-2", "deux")] and data.gold == {("fr-1", "en-1")}
     assert data.source == f"local:{folder / 'fr-en.test.fr'}"
     assert load_bucc("fr", "test", folder).src == data.src  # data_dir = bucc2018 itself
+    for subtagged in ("fr-FR", "fr_CA", "FR", " fr-Latn-FR"):  # the primary subtag's files
+        assert load_bucc(subtagged, "test", tmp_path).gold == data.gold
+        assert find_local(subtagged, "test", tmp_path)[0] == find_local("fr", "test", tmp_path)[0]
     (folder / "fr-en.test.gold").write_text("fr-1\ten-1\nfr-2\ten-7\n", encoding="utf-8")
     with pytest.raises(GoldFormatError, match=r"fr-en\.test\.gold line 2: id 'en-7' is not"):
         load_bucc("fr", "test", tmp_path)

@@ -13,7 +13,7 @@ from xalign_tatoeba import (
     retrieval_correct,
 )
 
-from xalign import TaskContext
+from xalign import TaskContext, XalignError
 
 
 def test_mean_pool_ignores_masked_tokens() -> None:
@@ -72,6 +72,22 @@ def test_tiny_model_on_german(tiny_model, shared_data) -> None:
     assert set(result.per_example["de"]) <= {0.0, 1.0}
     assert scores["accuracy"] == pytest.approx(100 * np.mean(result.per_example["de"]))
     assert result.meta["tatoeba_codes"] == {"de": "deu"}
+
+
+@pytest.mark.parametrize("lang", ["de-DE", "de_DE", "DE-de", "deu_Latn"])
+def test_a_region_or_script_subtag_reads_the_language_and_keys_results_by_it(
+    tiny_model, shared_data, lang
+) -> None:
+    context = TaskContext(data_dir=shared_data, show_progress=False)
+    result = TatoebaTask(TatoebaConfig(languages=[lang], limit=10)).run(str(tiny_model), context)
+    assert list(result.scores) == list(result.per_example) == [lang]
+    assert result.meta["tatoeba_codes"] == {lang: "deu"} and result.scores[lang]["n_pairs"] == 10
+
+
+def test_an_unknown_language_is_refused_when_the_options_are_read() -> None:
+    for bad in (["xx-DE"], "de,zz", ["e"]):
+        with pytest.raises(XalignError, match="tatoeba: languages: no Tatoeba code"):
+            TatoebaConfig(languages=bad)
 
 
 def test_tiny_model_both_directions_iso3_and_no_special_tokens(tiny_model, shared_data) -> None:

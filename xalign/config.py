@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -549,6 +550,54 @@ def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict
     return chosen
 
 
+def _read_capped(path: Path) -> bytes:
+    """At most ``MAX_CONFIG_BYTES`` of ``path``, whatever the file type: a pipe (``-c <(...)``),
+    a device (``/dev/zero``) or a FIFO is read up to the cap + 1 byte, never to its end; a FIFO
+    nobody writes to gives no data (opened non-blocking) and is refused, not waited on.
+
+    Raises ConfigError naming the file when it is larger than the cap, a directory, unreadable,
+    or a pipe/device that gave no data."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        regular = stat.S_ISREG(mode)
+        size = os.fstat(fd).st_size
+        if regular and size > MAX_CONFIG_BYTES:
+            raise ConfigError(_too_big(path, f"of {size:,} bytes"))
+        os.set_blocking(fd, True)  # a FIFO without writer now reads as end of file
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            while got <= MAX_CONFIG_BYTES:
+                chunk = file.read(MAX_CONFIG_BYTES + 1 - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if got > MAX_CONFIG_BYTES:
+        what = "of more than" if regular else "(not a regular file) of more than"
+        raise ConfigError(_too_big(path, f"{what} {MAX_CONFIG_BYTES:,} bytes"))
+    if not regular and not got:
+        kind = "FIFO/pipe" if stat.S_ISFIFO(mode) else "device or special file"
+        raise ConfigError(f"{path}: {kind} gave no data (nothing wrote to it); expected a config")
+    return b"".join(chunks)
+
+
+def _too_big(path: Path, size: str) -> str:
+    return (
+        f"{path}: config file {size} is larger than {MAX_CONFIG_BYTES:,}; refused "
+        f"(a config is small by nature: data belongs in data.corpus / data.links files)"
+    )
+
+
 def read_config_file(
     path: Path,
     _chain: tuple[Path, ...] = (),
@@ -570,14 +619,8 @@ def read_config_file(
             f"{path}: 'extends' chain longer than {MAX_EXTENDS} files "
             f"({_chain[0]} -> ... -> {_chain[-1]} -> {path})"
         )
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: config file of {size:,} bytes is larger than {MAX_CONFIG_BYTES:,}; refused "
-            f"(a config is small by nature: data belongs in data.corpus / data.links files)"
-        )
+    data = _read_capped(path)
     try:
-        data = path.read_bytes()
         raw, lines = _load_yaml(data.decode("utf-8"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

@@ -11,7 +11,8 @@ Free text (an error MLflow or a library raised, a log line) is also searched for
 that stand alone: tokens of a known shape (Databricks ``dapi...``, GitHub ``ghp_...``,
 ``github_pat_...``, GitLab ``glpat-...``, Hugging Face ``hf_...``, OpenAI ``sk-...``, Slack
 ``xox.-...``, AWS key ids ``AKIA...``, JWTs ``eyJ...``), ``Bearer``/``Basic`` credentials and
-``token = VALUE`` / ``"password": "VALUE"`` pairs. A secret once masked in a URI is masked
+``token = VALUE`` / ``"password": "VALUE"`` / ``AccountKey=VALUE`` / ``passphrase=VALUE``
+pairs and the bodies of PEM private keys. A secret once masked in a URI is masked
 wherever it shows up again in the process (MLflow repeats parts of a URI in its own words).
 
 xalign never copies environment variables into params, artifacts or configs;
@@ -71,10 +72,16 @@ _AUTH_SCHEME = re.compile(
 #: ``token = VALUE``, ``"password": "VALUE"``, ``client_secret=VALUE`` in free text (a config
 #: file, a JSON body or a header that an error message quotes).
 _SECRET_PAIR = re.compile(
-    r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|secret|api[_-]?key|access[_-]?key|"
-    r"authorization)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
+    r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|passphrase|secret|api[_-]?key|"
+    r"access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
     r"([^\s\"',;&}\]]{6,})"
 )
+#: The body of a PEM private key (``-----BEGIN ... PRIVATE KEY-----`` to ``-----END``, or to the
+#: end of the text when cut): one pass, no backtracking (a ``-`` is taken only when no
+#: ``-----END`` starts there).
+_PEM_KEY = re.compile(r"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----)(?:[^-]|-(?!----END))*")
+#: A URI at the start of a text (``redact_text`` of a text that is one URI).
+_URI_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Secrets :func:`redact_uri` masked in a URI (at least :data:`MIN_SECRET_LEN` characters),
 #: masked again wherever they appear in later text of this process.
 _SEEN: set[str] = set()
@@ -94,10 +101,13 @@ SECRET_ENV = (
     "AZURE_CLIENT_SECRET",
     "HF_TOKEN",
     "HUGGING_FACE_HUB_TOKEN",
+    "PGPASSWORD",
 )
 _SECRET_ENV_PART = re.compile(
-    r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|SECRET_KEY)(?:$|_)"
+    r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|KEY|API_KEY|ACCESS_KEY|SECRET_KEY)(?:$|_)"
 )
+#: Names that match :data:`_SECRET_ENV_PART` but hold no secret (the shell's working folders).
+_NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
 #: Shorter values are not replaced in free text (they would mangle ordinary words).
 MIN_SECRET_LEN = 8
 
@@ -144,7 +154,7 @@ def redact_text(text: str) -> str:
     (:func:`secret_env_values`) and of secrets masked in earlier URIs replaced by
     :data:`MASK`. ``"Bearer dapi0123...ef"`` -> ``"Bearer ***"``; ``"token = s3cr3tValue"``
     -> ``"token = ***"``."""
-    if "://" in text and not any(c.isspace() for c in text):  # one URI: exactly its rule
+    if _URI_START.match(text) and not any(c.isspace() for c in text):  # one URI: its rule
         out = redact_uri(text)
     else:
         for m in _TEXT_USERINFO.finditer(text):
@@ -154,6 +164,7 @@ def redact_text(text: str) -> str:
         out = _TOKEN_USER.sub(lambda m: f"{m.group(1)}{MASK}@", out)
         out = _TEXT_PARAM.sub(_mask_param, out)
         out = _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{MASK}", out)
+        out = _PEM_KEY.sub(lambda m: f"{m.group(1)}\n{MASK}\n", out)
     out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
     out = _TOKEN_SHAPE.sub(MASK, out)
     for value in sorted({*secret_env_values(), *_SEEN}, key=len, reverse=True):
@@ -191,7 +202,9 @@ def secret_env_names() -> list[str]:
     return sorted(
         name
         for name, value in os.environ.items()
-        if value and (name in SECRET_ENV or _SECRET_ENV_PART.search(name))
+        if value
+        and name not in _NOT_SECRET_ENV
+        and (name in SECRET_ENV or _SECRET_ENV_PART.search(name))
     )
 
 

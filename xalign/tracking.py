@@ -293,14 +293,26 @@ def check_tracking(uri: str | None) -> str:
 
 
 def get_run(run_id: str, uri: str | None = None) -> Any | None:
-    """The MLflow run ``run_id`` in the store at ``uri`` (resolved), or None if it has none."""
+    """The MLflow run ``run_id`` in the store at ``uri`` (resolved), or None if it has none.
+
+    Raises:
+        TrackingError: the store cannot be reached or opened (a dead host, a missing database
+            driver such as psycopg2), as :func:`check_tracking` says it (the URI redacted).
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    try:
-        return MlflowClient(resolve_tracking_uri(uri)).get_run(run_id)
-    except MlflowException:
-        return None
+    uri = resolve_tracking_uri(uri)
+    apply_http_defaults()
+
+    def request() -> Any | None:
+        client = MlflowClient(uri)
+        try:
+            return client.get_run(run_id)
+        except MlflowException:
+            return None
+
+    return _probe(uri, request)
 
 
 def _quote(value: str) -> str:

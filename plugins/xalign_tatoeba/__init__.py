@@ -61,6 +61,8 @@ class TatoebaConfig:
 
     def __post_init__(self) -> None:
         self.languages = _as_list(self.languages)
+        for lang in self.languages:
+            tatoeba_code(lang)  # refused now, naming the option, not after loading the model
         if self.directions not in DIRECTIONS:
             raise ValueError(
                 f"tatoeba: directions must be one of {DIRECTIONS}, got {self.directions!r}"

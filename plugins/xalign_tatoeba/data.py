@@ -8,6 +8,7 @@ config ``tatoeba.xxx`` through :func:`xalign.load_hub_dataset`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,20 +31,28 @@ TATOEBA_ISO3: dict[str, str] = {
 
 
 class TatoebaDataError(XalignError, ValueError):
-    """Tatoeba files whose two sides do not line up; the message names both files."""
+    """Tatoeba files whose two sides do not line up (the message names both files), or a
+    language with no Tatoeba code."""
 
 
 def tatoeba_code(lang: str) -> str:
-    """ISO 639-3 code of the Tatoeba files for an ISO 639-1 code (3-letter codes pass through)."""
-    lang = lang.lower()
-    if len(lang) == 3:
-        return lang
+    """ISO 639-3 code of the Tatoeba files for a language code: an XTREME ISO 639-1 code
+    (``de`` -> ``deu``, :data:`TATOEBA_ISO3`) or a 3-letter code (passed through), also with
+    a region or script subtag (BCP-47 ``de-DE``, ``de_DE``, FLORES ``deu_Latn``: the primary
+    subtag counts).
+
+    Raises:
+        TatoebaDataError: no Tatoeba file code for ``lang`` (the message names the option).
+    """
+    primary = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    if len(primary) == 3 and primary.isalpha():
+        return primary
     try:
-        return TATOEBA_ISO3[lang]
+        return TATOEBA_ISO3[primary]
     except KeyError:
-        raise KeyError(
-            f"no Tatoeba code for {lang!r}; pass the ISO 639-3 code or one of "
-            f"{sorted(TATOEBA_ISO3)}"
+        raise TatoebaDataError(
+            f"tatoeba: languages: no Tatoeba code for {lang!r}; pass an ISO 639-3 code or one "
+            f"of {sorted(TATOEBA_ISO3)} (a region or script subtag, de-DE, is allowed)"
         ) from None
 
 

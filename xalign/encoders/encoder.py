@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from xalign.batch import MaskedLM, Side
-from xalign.encoders.weight_files import EncoderLoadError, model_files
+from xalign.encoders.weight_files import EncoderLoadError, check_loaded, model_files
 from xalign.errors import ConfigError
 
 PACKAGED_PREFIX = "packaged:"
@@ -245,12 +245,15 @@ def load_encoder(
     try:
         with model_files(path, name):
             tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+            # a shape mismatch reported in info (check_loaded names it), not raised
+            kw |= {"dtype": dtype, "output_loading_info": True, "ignore_mismatched_sizes": True}
             try:  # the pooler is never used: don't create (and train) it
-                model = AutoModel.from_pretrained(path, dtype=dtype, add_pooling_layer=False, **kw)
+                model, info = AutoModel.from_pretrained(path, add_pooling_layer=False, **kw)
             except TypeError:
-                model = AutoModel.from_pretrained(path, dtype=dtype, **kw)
+                model, info = AutoModel.from_pretrained(path, **kw)
     except (OSError, ValueError) as exc:
         raise EncoderLoadError(_load_hint(name, exc)) from exc
+    check_loaded(model, info, path, name)
     if not getattr(tokenizer, "is_fast", False):
         raise EncoderLoadError(f"{name}: xalign needs a fast tokenizer (word_ids); got a slow one")
     return Encoder(model, tokenizer, name=name, layer=layer, max_length=max_length)

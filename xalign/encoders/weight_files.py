@@ -29,6 +29,8 @@ class EncoderLoadError(XalignError, RuntimeError):
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 _RETRY = "copy or download it again"
+#: Suffixes of weight files in formats transformers does not read from a folder.
+_OTHER_WEIGHTS = (".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".npz", ".onnx", ".gguf")
 
 
 @contextlib.contextmanager
@@ -49,7 +51,23 @@ def model_files(path: str, name: str | None = None) -> Iterator[None]:
         yield
         return
     shown = name or path
+    for weights in (*SAFE_WEIGHTS, *PICKLED_WEIGHTS):
+        if (folder / weights).exists() and not (folder / weights).is_file():
+            raise EncoderLoadError(f"model {shown}: {folder / weights} is not a file: {_RETRY}")
     files = weight_files(folder, shown)
+    if not files and (folder / "config.json").is_file():
+        found = sorted(p.name for p in folder.iterdir() if p.suffix in _OTHER_WEIGHTS)
+        raise EncoderLoadError(
+            f"model {shown}: {folder} has no weight file xalign reads ("
+            f"{', '.join((*SAFE_WEIGHTS, *PICKLED_WEIGHTS))})"
+            + (
+                f"; found {', '.join(found)}: save the model with save_pretrained(..., "
+                f"safe_serialization=True), or if it is a torch.save'd state dict of this "
+                f"model, rename it to pytorch_model.bin"
+                if found
+                else ""
+            )
+        )
     for file in sorted({*folder.glob("*.safetensors"), *files}):
         problem = (
             _safetensors_problem(file) if file.suffix == ".safetensors" else _sniff_pickle(file)
@@ -245,3 +263,75 @@ def _load_problem(folder: Path, shown: str, files: list[Path], exc: Exception) -
             f"(or save the model with save_pretrained(..., safe_serialization=True))"
         )
     return f"could not load the model at {folder}: {type(exc).__name__}: {exc}"
+
+
+#: Missing checkpoint keys that are no error for an encoder: the pooler is never used.
+_UNUSED_MODULES = ("pooler.",)
+
+
+def check_loaded(model, info: dict, path: str, shown: str) -> None:
+    """Refuse a model whose weights did not all come from its files (transformers fills
+    those with random values and only logs it): missing encoder weights (a pooler excepted),
+    a tensor whose shape differs from the config's, or a non-finite (NaN/Inf) value.
+
+    ``info`` is ``from_pretrained(..., output_loading_info=True)``'s report (load with
+    ``ignore_mismatched_sizes=True`` so that a shape mismatch is reported here).
+
+    Raises:
+        EncoderLoadError: naming the weight file, the first tensors at fault and, for a shape
+            mismatch, both shapes.
+    """
+    import torch
+
+    folder = Path(path).expanduser()
+    missing = sorted(
+        key
+        for key in info.get("missing_keys", ())
+        if not any(key.startswith(m) or f".{m}" in key for m in _UNUSED_MODULES)
+    )
+    if missing:
+        shown_keys = ", ".join(missing[:3]) + (
+            f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        )
+        raise EncoderLoadError(
+            f"model {shown}: {_file_of(folder, missing[0])} lacks {len(missing)} encoder "
+            f"weight(s) the model's config needs: {shown_keys}; they would be random. Copy or "
+            f"save the complete model (save_pretrained)"
+        )
+    for key, saved, wanted in sorted(info.get("mismatched_keys", ()), key=lambda m: m[0]):
+        raise EncoderLoadError(
+            f"model {shown}: {_file_of(folder, key)}: tensor {key} has shape "
+            f"{tuple(saved)} but the model's config.json needs {tuple(wanted)}; the file and "
+            f"config.json belong to different models (or the file was cut); {_RETRY}"
+        )
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise EncoderLoadError(
+                    f"model {shown}: {_file_of(folder, key)}: tensor {key} holds {bad:,} "
+                    f"non-finite value(s) (NaN/Inf) of {tensor.numel():,}: the weights are "
+                    f"corrupt or diverged in training; use an earlier checkpoint or {_RETRY}"
+                )
+
+
+def _file_of(folder: Path, key: str) -> str:
+    """The weight file of ``folder`` that holds (or should hold) tensor ``key``: the one file,
+    or the shard an index maps it to (the key possibly behind a model prefix)."""
+    if not folder.is_dir():
+        return str(folder)
+    try:
+        files = weight_files(folder, str(folder))
+    except EncoderLoadError:
+        files = []
+    if len(files) == 1:
+        return str(files[0])
+    for index in (SAFE_WEIGHTS[1], PICKLED_WEIGHTS[1]):
+        try:
+            weight_map = json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for name, shard in weight_map.items():
+            if name == key or name.endswith("." + key):
+                return str(folder / shard)
+    return str(files[0]) if files else str(folder)

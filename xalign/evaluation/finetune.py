@@ -219,16 +219,36 @@ def load_for_finetuning(
         try:
             with model_files(path, model):
                 net, info = auto_class.from_pretrained(
-                    path, output_loading_info=True, **config_kwargs
+                    path, output_loading_info=True, ignore_mismatched_sizes=True, **config_kwargs
                 )
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+        _check_encoder_part(net, info, path, model)
     new = sorted(info.get("missing_keys", []))
     net._xalign_new_parameters = new  # what finetune() keeps trainable under LoRA
     net._xalign_tokenizer = tokenizer  # what finetune() encodes a joint corpus with
     return net, tokenizer, new
+
+
+def _check_encoder_part(net: nn.Module, info: dict, path: str, model: str) -> None:
+    """The encoder inside task model ``net`` came whole and finite from the files (its task
+    head is new: missing or resized head weights are expected); see ``check_loaded``."""
+    from xalign.encoders.weight_files import check_loaded
+
+    prefix = net.base_model_prefix + "."
+    inner = {
+        "missing_keys": [
+            k.removeprefix(prefix) for k in info.get("missing_keys", ()) if k.startswith(prefix)
+        ],
+        "mismatched_keys": [
+            (k.removeprefix(prefix), *shapes)
+            for k, *shapes in info.get("mismatched_keys", ())
+            if k.startswith(prefix)
+        ],
+    }
+    check_loaded(getattr(net, "base_model", net), inner, path, model)
 
 
 def head_modules(model: nn.Module, new_parameters: Iterable[str] = ()) -> list[str]:
