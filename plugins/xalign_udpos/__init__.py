@@ -96,13 +96,20 @@ class UdposConfig(FinetuneSettings):
 
     ``treebanks`` maps a language to one UD treebank (``{en: en_ewt}``); a language without an
     entry pools all its treebanks found locally (XTREME), or uses XTREME's ``udpos`` data on the
-    Hub. ``*_limit`` keep N sentences spread evenly over the split (``test_limit`` per
-    language); ``batch_size`` is per optimiser step (``grad_accum`` micro-batches);
-    ``group_by_length`` batches similar lengths; ``freeze_embeddings`` keeps the word-embedding
-    matrix fixed, ``freeze_layers`` k > 0 the embeddings and the first k transformer layers
-    (AlignFreeze). ``label_subword``: ``first`` tags each word's first subword (XTREME), even a
-    bare SentencePiece ``▁``; ``first_content`` tags the piece after a leading bare ``▁``
-    (see :mod:`xalign_udpos.tagging`).
+    Hub. ``batch_size`` is per optimiser step (``grad_accum`` micro-batches).
+
+    - ``languages``: test languages (UD codes, English included as the source).
+    - ``treebanks``: language -> one UD treebank (``{en: en_ewt}``); unlisted: all found.
+    - ``test_files``: language -> your own CoNLL-U test file (replaces the treebank's).
+    - ``train_limit``: English training sentences, spread evenly over the split (null: all).
+    - ``dev_limit``: English dev sentences for epoch selection, spread evenly (null: all).
+    - ``test_limit``: test sentences per language, spread evenly (null: all).
+    - ``select_checkpoint``: keep the epoch with the best English dev accuracy.
+    - ``max_length``: subwords per window; a longer sentence is cut between words into windows
+      (every word is tagged).
+    - ``eval_batch_size``: sentences per forward pass when tagging dev and test.
+    - ``label_subword``: ``first`` tags each word's first subword (XTREME), even a bare
+      SentencePiece ``▁``; ``first_content`` the piece after a leading bare ``▁``.
     """
 
     languages: list[str] = field(default_factory=lambda: list(XTREME_LANGS))
