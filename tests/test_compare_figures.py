@@ -120,3 +120,25 @@ def test_write_report_writes_and_records_one_figure_per_task(tmp_path: Path) -> 
 def test_no_figure_without_deltas(tmp_path: Path) -> None:
     summary = summary_of(["de"], seeds=1, rows=("base",))
     assert write_figures(summary, tmp_path) == {}
+
+
+def test_a_row_without_values_on_a_task_gets_no_bar_there(tmp_path: Path) -> None:
+    """A reference row scored on one task only (eflomal on align) is left out of the other
+    task's bars and legend, and kept where it has values."""
+    from xalign.compare.report import rows_with_values
+
+    def scores(shift: float) -> dict[int, TaskResult]:
+        return {0: result({"de": [0.5 + shift + (0.2 if n % 2 else -0.2) for n in range(20)]})}
+
+    results = {
+        "base": {"t": scores(0.0), "u": scores(0.0)},
+        "A": {"t": scores(0.1), "u": scores(0.05)},
+        "ref": {"t": scores(0.2), "u": {}},
+    }
+    summary = summarize(
+        results, rows=["base", "A", "ref"], tasks=["t", "u"], seen_languages=["de"], seeds=1
+    )
+    assert rows_with_values(summary, "t") == ["base", "A", "ref"]
+    assert rows_with_values(summary, "u") == ["base", "A"]
+    plot(summary, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes().startswith(PNG)

@@ -262,6 +262,17 @@ def _num(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 
 
+def rows_with_values(summary: Summary, task: str) -> list[str]:
+    """The rows (objectives, references such as eflomal, joint rows) that have a value on
+    ``task``: a row without one (eflomal on a transfer task) gets no bar and no legend entry."""
+    groups = columns(summary, task)
+    return [
+        row
+        for row in summary.objectives
+        if any(entry(summary, task, g, row).mean is not None for g in groups)
+    ]
+
+
 def plot(summary: Summary, path: Path) -> None:
     """Grouped bars per task: languages (and averages) on x, one bar per objective; ± std
     bars only where a mean comes from several seeds."""
@@ -272,16 +283,19 @@ def plot(summary: Summary, path: Path) -> None:
     import numpy as np
 
     tasks = list(summary.tasks)
-    rows = summary.objectives
     width = max(
         6.0,
         1.0
-        + 0.5 * max(len(i.languages) + 2 for i in summary.tasks.values()) * max(1, len(rows)) / 2,
+        + 0.5
+        * max(len(i.languages) + 2 for i in summary.tasks.values())
+        * max(1, len(summary.objectives))
+        / 2,
     )
     fig, axes = plt.subplots(len(tasks), 1, figsize=(width + 1.5, 3.2 * len(tasks)), squeeze=False)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         info = summary.tasks[task]
         groups = columns(summary, task)
+        rows = rows_with_values(summary, task) or summary.objectives
         x = np.arange(len(groups))
         bar = 0.8 / len(rows)
         for i, row in enumerate(rows):
