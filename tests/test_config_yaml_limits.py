@@ -25,10 +25,11 @@ def write(folder: Path, text: str | bytes, name: str = "c.yaml") -> Path:
 
 
 def refused(path: Path | None = None, overrides: tuple[str, ...] = ()) -> str:
-    start = time.perf_counter()
+    # CPU seconds of this process, not wall time: a loaded machine must not fail the bound
+    start = time.process_time()
     with pytest.raises(ConfigError) as exc:
         load_config(path, overrides)
-    assert time.perf_counter() - start < 10, "took seconds"  # was a minute (a busy machine)
+    assert time.process_time() - start < 10, "took CPU seconds"  # was a minute of CPU
     message = str(exc.value)
     assert len(message) < 2000, len(message)  # was a 30 MB line
     return message
@@ -199,9 +200,9 @@ def test_a_big_config_file_is_refused_before_parsing(tmp_path):
     string = write(tmp_path, 'tracking:\n  run_name: "' + "x" * 20_000_000 + '"\n', "s.yaml")
     wide = write(tmp_path, "data:\n  languages: [" + "de, " * 2_000_000 + "de]\n", "w.yaml")
     for path in (string, wide):
-        start = time.perf_counter()
+        start = time.process_time()
         message = refused(path)
-        assert time.perf_counter() - start < 1
+        assert time.process_time() - start < 1
         size = path.stat().st_size
         assert message.startswith(f"{path}: config file of {size:,} bytes"), message
         assert f"larger than {MAX_CONFIG_BYTES:,}" in message and "data.corpus" in message
