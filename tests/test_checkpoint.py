@@ -9,11 +9,11 @@ import pickle
 import random
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from _launch import accelerate_launch
 
 from xalign import checkpoint as ck
 from xalign.checkpoint import CheckpointError, finalize_checkpoint, find_checkpoint
@@ -366,9 +366,7 @@ def test_a_checkpoint_failure_on_rank_0_stops_every_rank(tiny_model, tmp_path):
         f"train.output_dir={tmp_path / 'out'}",
         f"tracking.uri={migrated_sqlite_uri(tmp_path / 'm.db')}",
     ]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
-    cmd += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    cmd += ["--dynamo_backend", "no", str(launcher), "run", "-q"]
+    cmd = [*accelerate_launch(2), str(launcher), "run", "-q"]
     cmd += [a for s in sets for a in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _launch import accelerate_launch
 from conftest import migrated_sqlite_uri, run_json
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -247,18 +248,7 @@ def test_two_ranks_match_one_rank(tiny_model, tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *accelerate_launch(2),
             str(xalign_bin),
             *common,
             "--set",
