@@ -595,10 +595,46 @@ def test_stop_request_defers_the_first_signal_only():
     with pytest.raises(KeyboardInterrupt):  # a second signal: now
         stop._handle(signal.SIGINT, None)
     assert stop.signum == signal.SIGTERM
+    # stopping now: a third signal is only noted, so the cleanup marking the run KILLED and the
+    # message saying where to resume from are not cut short
+    stop._handle(signal.SIGTERM, None)
+    assert stop.closing
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest().installed() as installed:
         assert signal.getsignal(signal.SIGTERM) == installed._handle
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("reported", [False, True])
+def test_a_signal_after_training_still_prints_where_to_resume(reported, monkeypatch, capsys):
+    """A second SIGTERM landing after run_training restored the handlers but before the CLI
+    printed its ``error:`` line must not lose the resume command (it is printed once)."""
+    import typer
+
+    import xalign.cli as cli
+    from xalign import recipe as trainer
+    from xalign.cli.common import user_errors
+
+    interrupted = trainer.TrainingInterrupted(
+        "interrupted by SIGTERM after step 2 of 9: ... Resume with: xalign run --resume /o/r1",
+        signal.SIGTERM,
+    )
+
+    def command():
+        trainer._UNREPORTED[:] = [interrupted]  # what run_training leaves when it raises
+        if reported:  # the CLI printed it, then the signal landed
+            with pytest.raises(typer.Exit), user_errors():
+                raise interrupted
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(cli, "app", command)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 143
+    err = capsys.readouterr().err
+    assert_says(err, "interrupted by SIGTERM; runs it had started are marked KILLED")
+    assert err.count("xalign run --resume /o/r1") == 1
+    assert trainer.unreported_interruption() is None  # printed once, then forgotten
 
 
 @pytest.mark.parametrize("where", ["model loading", "first step"])

@@ -164,11 +164,9 @@ def stderr_console() -> Console:
 _STDERR: Console | None = None
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def print_error(message: str) -> None:
     """Print ``error: MESSAGE`` on stderr (as is: no rich markup, no wrapping; credentials
-    redacted, :func:`xalign.redact.redact_text`) and exit ``code``
-    (``typer.Exit``): how every CLI command reports an :class:`xalign.XalignError`."""
-    import typer
+    redacted, :func:`xalign.redact.redact_text`)."""
     from rich.markup import escape
 
     from xalign.redact import redact_text
@@ -176,4 +174,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     stderr_console().print(
         f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True
     )
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """:func:`print_error` and exit ``code`` (``typer.Exit``): how every CLI command reports an
+    :class:`xalign.XalignError`."""
+    import typer
+
+    print_error(message)
     raise typer.Exit(code)

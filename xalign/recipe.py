@@ -176,6 +176,7 @@ class StopRequest:
                 f"step and writing a checkpoint (send it again to stop now)\n".encode(),
             )
             return
+        self.closing = True  # stopping now: a third signal must not cut the cleanup short
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     @contextlib.contextmanager
@@ -1234,7 +1235,7 @@ class AlignmentRecipe:
                     self.save_checkpoint(done, metrics)
                     saved = True
                 if done < self.total_steps and self._stop_requested(stop):
-                    self._interrupt(done, metrics, stop.signum or signal.SIGTERM, saved=saved)
+                    self._interrupt(done, metrics, stop, saved=saved)
         self.save_checkpoint(self.total_steps, metrics)
         model_dir = None
         if t.save_model and self.is_main:
@@ -1365,10 +1366,14 @@ class AlignmentRecipe:
             flag = bool(vec.item() > 0)
         return flag
 
-    def _interrupt(self, done: int, metrics: dict[str, float], signum: int, *, saved: bool) -> None:
+    def _interrupt(
+        self, done: int, metrics: dict[str, float], stop: StopRequest, *, saved: bool
+    ) -> None:
         """Checkpoint the completed step ``done`` (unless just written) and stop."""
         if not saved:
             self.save_checkpoint(done, metrics)
+        stop.closing = True  # checkpointed: a second signal no longer interrupts the cleanup
+        signum = stop.signum or signal.SIGTERM
         name = signal.Signals(signum).name
         raise TrainingInterrupted(
             f"interrupted by {name} after step {done} of {self.total_steps}: checkpoint "
@@ -1538,11 +1543,13 @@ def run_training(
         except TrainingInterrupted as exc:
             stop.closing = True
             recipe.cleanup("KILLED", str(exc))
+            _UNREPORTED[:] = [exc]
             raise
         except KeyboardInterrupt:
             stop.closing = True
             exc = _interrupted_now(recipe, stop.signum or signal.SIGINT)
             recipe.cleanup("KILLED", str(exc))
+            _UNREPORTED[:] = [exc]
             raise exc from None
         except BaseException as exc:
             stop.closing = True
@@ -1551,6 +1558,16 @@ def run_training(
         stop.closing = True
         recipe.cleanup("FINISHED")
     return result
+
+
+# The interruption last raised by run_training until a caller reports it (the CLI prints it
+# even when another signal lands between the handlers' restore and its ``error:`` line).
+_UNREPORTED: list[TrainingInterrupted] = []
+
+
+def unreported_interruption() -> TrainingInterrupted | None:
+    """The :class:`TrainingInterrupted` run_training raised last, once (then forgotten)."""
+    return _UNREPORTED.pop() if _UNREPORTED else None
 
 
 def _interrupted_now(recipe: AlignmentRecipe, signum: int) -> TrainingInterrupted:

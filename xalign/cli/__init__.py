@@ -111,8 +111,15 @@ def main() -> None:
         sys.exit(1)
     else:
         return
+    from xalign.cli.common import unreported_interruption
+
     if code == 143:  # a scheduler's stop: say so in the job's log
         err.print("xalign: interrupted by SIGTERM; runs it had started are marked KILLED")
+    pending = unreported_interruption()
+    if pending is not None:  # a later signal cut its report short: where to resume from
+        from xalign.progress import print_error
+
+        print_error(str(pending))
     sys.exit(code)
 
 

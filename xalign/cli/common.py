@@ -50,7 +50,20 @@ def user_errors() -> Iterator[None]:
                 sys.stderr.write(redact_text("".join(traceback.format_exception(cause))))
             elif type(exc).__name__ == "PluginError":
                 message += " (run with XALIGN_DEBUG=1 for its traceback)"
-        fail(message, exit_code(exc))
+        try:
+            fail(message, exit_code(exc))
+        finally:
+            unreported_interruption()  # printed: main() need not print it again
+
+
+def unreported_interruption() -> BaseException | None:
+    """The training interruption not yet printed, if a run was interrupted (then forgotten).
+
+    A second SIGTERM can land after training restored the signal handlers and before
+    :func:`user_errors` printed the interruption's ``error:`` line (which says how to resume);
+    ``main()`` prints it then."""
+    recipe = sys.modules.get("xalign.recipe")  # not imported: no run was trained
+    return recipe.unreported_interruption() if recipe is not None else None
 
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
