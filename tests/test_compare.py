@@ -236,6 +236,9 @@ def test_compare_cli_end_to_end_and_reuse(tiny_model, tmp_path):
     assert sorted(r.data.tags["xalign.seed"] for r in trains) == ["0", "1"]
     assert {r.data.params["train.seed"] for r in trains} == {"0", "1"}
     assert CosineTask.calls == 4
+    for r in out["runs"]["eval"]:  # one line per evaluation, none says it is reused
+        assert f"evaluating {r['objective']} on {r['task']}, seed {r['seed']}" in first.stderr
+    assert first.stderr.count("evaluating ") == 4 and "reusing evaluation" not in first.stderr
 
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output + repr(second.exception)
@@ -246,6 +249,7 @@ def test_compare_cli_end_to_end_and_reuse(tiny_model, tmp_path):
         who = f"{r['objective']} on {r['task']}, seed {r['seed']}"
         assert f"reusing evaluation run {r['run_id']} ({who})" in second.stderr
     assert second.stderr.count("reusing evaluation run") == len(again["runs"]["eval"]) == 4
+    assert "evaluating " not in second.stderr  # reused cells are not announced as evaluated
     assert {r["run_id"] for r in again["runs"]["train"]} == {r.info.run_id for r in trains}
     assert again["rows"] == out["rows"] and CosineTask.calls == 4
     all_train = client.search_runs([exp], "tags.`xalign.kind` = 'train'")

@@ -300,9 +300,15 @@ def compare(
         eval_runs: list[tuple[str, EvalRun]] = []
         base = resolve_spec(BASE, tracking_uri=uri, base_model=cfg0.model.name)
         for t in tasks:
-            say(f"evaluating base on {t} ({seeds} seed(s))")
-            done = evaluate_runs(base, t, options=options[t], seeds=seeds, **common)
-            eval_runs += [(BASE, r) for r in _announce_reuse(done, BASE, say)]
+            done = evaluate_runs(
+                base,
+                t,
+                options=options[t],
+                seeds=seeds,
+                announce=_announcer(BASE, t, say),
+                **common,
+            )
+            eval_runs += [(BASE, r) for r in done]
         references = reference_results(tasks, options, registry, ctx, cfg0.data, rows)
         for obj in objectives:
             if obj not in sequential:
@@ -332,9 +338,15 @@ def compare(
                 )
                 spec = resolve_spec(run_id, tracking_uri=uri)
                 for t in tasks:
-                    say(f"evaluating {obj} (seed {seed}) on {t}")
-                    done = evaluate_runs(spec, t, options=options[t], seeds=[seed], **common)
-                    eval_runs += [(obj, r) for r in _announce_reuse(done, obj, say)]
+                    done = evaluate_runs(
+                        spec,
+                        t,
+                        options=options[t],
+                        seeds=[seed],
+                        announce=_announcer(obj, t, say),
+                        **common,
+                    )
+                    eval_runs += [(obj, r) for r in done]
         for obj in objectives:
             if joint_row(obj) not in joints:
                 continue
@@ -342,7 +354,6 @@ def compare(
             for t in tasks:
                 if not fine_tunes(registry, t):
                     continue
-                say(f"evaluating base on {t} with {obj} as a joint loss ({seeds} seed(s))")
                 opts = {**options[t], "joint": joint_options(obj, config_path, overrides, joint)}
                 done = evaluate_runs(
                     base,
@@ -350,9 +361,10 @@ def compare(
                     options=opts,
                     seeds=seeds,
                     extra_tags={TAG_OBJECTIVE: row},
+                    announce=_announcer(row, t, say, f" with {obj} as a joint loss"),
                     **common,
                 )
-                eval_runs += [(row, r) for r in _announce_reuse(done, row, say)]
+                eval_runs += [(row, r) for r in done]
         results: Results = {row: {t: {} for t in tasks} for row in [*rows, *references]}
         for row, r in eval_runs:
             results[row][r.task][r.seed] = r.result
@@ -467,12 +479,19 @@ def _check_inputs(
     return options
 
 
-def _announce_reuse(runs: list[EvalRun], row: str, say: Callable[[str], None]) -> list[EvalRun]:
-    """``runs``, after one line per reused evaluation (as for reused training runs)."""
-    for r in runs:
-        if r.reused:
-            say(f"reusing evaluation run {r.run_id} ({row} on {r.task}, seed {r.seed})")
-    return runs
+def _announcer(
+    row: str, task: str, say: Callable[[str], None], how: str = ""
+) -> Callable[[int, str | None], None]:
+    """One line per seed of a row's evaluation on ``task``, once it is known whether it is
+    evaluated (``evaluating ROW on TASK, seed S``) or reused (as for reused training runs)."""
+
+    def announce(seed: int, reused: str | None) -> None:
+        if reused is None:
+            say(f"evaluating {row} on {task}, seed {seed}{how}")
+        else:
+            say(f"reusing evaluation run {reused} ({row} on {task}, seed {seed})")
+
+    return announce
 
 
 def _train_or_reuse(

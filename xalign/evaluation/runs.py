@@ -34,7 +34,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -356,11 +356,15 @@ def evaluate_runs(
     experiment: str = DEFAULT_EXPERIMENT,
     registry: PluginRegistry | None = None,
     extra_tags: dict[str, str] | None = None,
+    announce: Callable[[int, str | None], None] | None = None,
 ) -> list[EvalRun]:
     """Evaluate per seed (``seeds``: a count -> ``range(seeds)``, or explicit seeds).
 
     Each seed is one MLflow run tagged ``xalign.kind=eval``; with ``reuse`` a FINISHED run with
     the same ``xalign.eval_key`` is loaded from its ``result.json`` instead of recomputed.
+    ``announce(seed, run_id)`` is called per seed as it is decided: ``run_id`` the reused run,
+    or ``None`` just before a new evaluation starts (not for the seeds a seedless task's one
+    evaluation stands for).
     """
     uri = resolve_tracking_uri(tracking_uri)
     spec = (
@@ -427,12 +431,16 @@ def evaluate_runs(
                 )
                 found = None
         if found is not None:
+            if announce is not None:
+                announce(seed, run_id)
             out.append(
                 EvalRun(
                     result, task_name, run_id, seed, True, key, spec.objective, spec.train_run_id
                 )
             )
             continue
+        if announce is not None:
+            announce(seed, None)
         tags = {
             TAG_KIND: KIND_EVAL,
             TAG_TASK: task_name,
