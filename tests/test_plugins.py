@@ -675,6 +675,10 @@ def test_mistyped_load_plugins_warns_with_the_available_names(monkeypatch, env, 
         registry.objective("mixed_ot")
     missing = [i for i in plugins_json() if i["status"] == "missing"]
     assert [i["name"] for i in missing] == [typo]
+    for name in loaded:  # one objective's options: the mistyped name is still named
+        shown = CliRunner().invoke(app, ["plugins", name])
+        assert shown.exit_code == 0, shown.output
+        assert f"XALIGN_LOAD_PLUGINS names '{typo}'" in " ".join(shown.stderr.split())
 
 
 def test_subprocess_cli_lists_broken_plugins_and_warns(site):

@@ -37,6 +37,9 @@ def plugins_command(
     if name is not None:  # an objective/task name, else a plugin (entry-point) name
         found = [i for i in listing if i["name"] == name]
         _plugin_options(name, found or [i for i in listing if i["plugin"] == name], as_json)
+        for item in listing:  # the full listing shows these in its status column
+            if item["status"] == "missing":
+                err.print(f"warning: {item['error']}", highlight=False, markup=False)
         return
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
