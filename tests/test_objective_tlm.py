@@ -150,6 +150,27 @@ def test_model_without_head_is_an_error_naming_model_and_objective(tiny_model):
     assert "masked-LM head" in str(info.value)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_head_with_non_finite_weights_is_refused_naming_the_tensor(bad, tiny_mlm, tmp_path):
+    """The encoder's weights are checked when it loads; the head's (not part of the encoder's
+    model, ignored there) must be checked when it is attached."""
+    import shutil
+
+    from transformers import BertForMaskedLM
+
+    path = Path(shutil.copytree(tiny_mlm, tmp_path / "m"))
+    model = BertForMaskedLM.from_pretrained(path)
+    with torch.no_grad():
+        model.cls.predictions.transform.dense.weight[0, :3] = bad
+    model.save_pretrained(path)
+    enc = load_encoder(str(path))  # the encoder's own tensors are all finite
+    with pytest.raises(EncoderLoadError) as info:
+        enc.attach_mlm_head(str(path), ["tlm"])
+    text = " ".join(str(info.value).split())
+    assert "cls.predictions.transform.dense.weight holds 3 non-finite value(s)" in text
+    assert str(path / "model.safetensors") in text
+
+
 def test_batch_without_head_is_an_error():
     from test_objective_so_co import batch
 

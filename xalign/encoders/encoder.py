@@ -13,7 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from xalign.batch import MaskedLM, Side
-from xalign.encoders.weight_files import EncoderLoadError, check_loaded, model_files
+from xalign.encoders.weight_files import (
+    EncoderLoadError,
+    check_finite,
+    check_loaded,
+    model_files,
+)
 from xalign.errors import ConfigError
 
 PACKAGED_PREFIX = "packaged:"
@@ -172,10 +177,16 @@ class Encoder(nn.Module):
                 f"saved with its MLM head (AutoModelForMaskedLM: mBERT, XLM-R) or drop the "
                 f"objective(s)"
             )
+        head_name, head = heads[0]
+        check_finite(  # the encoder's weights were checked when it loaded
+            ((f"{head_name}.{k}", t) for k, t in head.state_dict().items()),
+            str(resolve_model_dir(source)),
+            self.name,
+        )
         setattr(mlm, prefix, self.model)  # one base: the encoder's (trained, checkpointed)
         if getattr(mlm.config, "tie_word_embeddings", False):
             mlm.get_output_embeddings().weight = self.model.get_input_embeddings().weight
-        self.mlm_head = heads[0][1].to(next(self.model.parameters()).device)
+        self.mlm_head = head.to(next(self.model.parameters()).device)
         self.__dict__["_mlm_model"] = mlm  # not a submodule: its parameters are registered once
 
     def masked_lm(self) -> MaskedLM:

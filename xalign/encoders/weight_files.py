@@ -15,8 +15,9 @@ import json
 import pickle
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from xalign.errors import XalignError
 
@@ -281,7 +282,6 @@ def check_loaded(model, info: dict, path: str, shown: str) -> None:
         EncoderLoadError: naming the weight file, the first tensors at fault and, for a shape
             mismatch, both shapes.
     """
-    import torch
 
     folder = Path(path).expanduser()
     missing = sorted(
@@ -304,8 +304,21 @@ def check_loaded(model, info: dict, path: str, shown: str) -> None:
             f"{tuple(saved)} but the model's config.json needs {tuple(wanted)}; the file and "
             f"config.json belong to different models (or the file was cut); {_RETRY}"
         )
+    check_finite(model.state_dict().items(), path, shown)
+
+
+def check_finite(tensors: Iterable[tuple[str, Any]], path: str, shown: str) -> None:
+    """Refuse the first floating-point tensor of ``(checkpoint key, tensor)`` pairs holding a
+    NaN or Inf (a model's weights, or a head loaded beside them).
+
+    Raises:
+        EncoderLoadError: naming the weight file, the tensor and how many values are bad.
+    """
+    import torch
+
+    folder = Path(path).expanduser()
     with torch.no_grad():
-        for key, tensor in model.state_dict().items():
+        for key, tensor in tensors:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).sum())
                 raise EncoderLoadError(
