@@ -410,6 +410,30 @@ def test_resume_of_a_finished_run_says_its_optimizer_state_was_dropped(tmp_path,
         assert "--set train.keep_optimizer_state=true" in message
 
 
+def test_resume_from_a_checkpoint_folder_itself_that_is_slimmed_or_cut(tmp_path):
+    """The checkpoint folder given directly: a finished run's slimmed last checkpoint says so;
+    one missing another file names it (it used to be taken, and failed later)."""
+    step = _slimmed_step(tmp_path / "run" / "checkpoints")
+    with pytest.raises(ck.CheckpointNotFoundError) as info:
+        find_checkpoint(step)
+    message = " ".join(str(info.value).split())
+    assert message.startswith(f"{step} is the last checkpoint of a finished run")
+    assert "no optimizer.pt" in message and "--set train.keep_optimizer_state=true" in message
+    for lost in ("model.safetensors", "scheduler.pt"):
+        cut = tmp_path / lost / "checkpoints" / "step-0000003"
+        cut.mkdir(parents=True)
+        for name in ck.REQUIRED:
+            if name != lost:
+                (cut / name).write_text("x")
+        with pytest.raises(ck.CheckpointNotFoundError) as info:
+            find_checkpoint(cut)
+        message = " ".join(str(info.value).split())
+        assert f"{cut} is not a complete checkpoint: it lacks {lost}" in message
+        assert f"resume from its run folder {tmp_path / lost}" in message
+        (cut / lost).write_text("x")
+        assert find_checkpoint(cut) == cut  # complete again: taken
+
+
 def test_an_empty_folder_is_still_no_checkpoint(tmp_path):
     for path in (tmp_path, tmp_path / "missing"):
         with pytest.raises(ck.CheckpointNotFoundError, match="no complete checkpoint found"):

@@ -396,23 +396,43 @@ def find_checkpoint(path: Path) -> Path:
     path = Path(path)
     for candidate in (path, path / "checkpoints"):
         if (candidate / STATE).exists():
-            return candidate
+            if is_complete(candidate):
+                return candidate
+            _refuse_incomplete(candidate)
         if candidate.is_dir():
             found = _recover(candidate)
             if found is not None:
                 return found
     finished = _finished_run(path)
     if finished is not None:
-        raise CheckpointNotFoundError(
-            f"{path} is a finished run ({finished}); its optimizer state was dropped when it "
-            f"finished (train.keep_optimizer_state is false by default), so it cannot be "
-            f"resumed; pass --set train.keep_optimizer_state=true to a run to keep it "
-            f"resumable after it finishes"
-        )
+        raise CheckpointNotFoundError(f"{path} is a finished run ({finished}); {_DROPPED}")
     raise CheckpointNotFoundError(
         f"no complete checkpoint found at {path} (looked for {STATE} or a 'latest' pointer in "
         f"it and in {path / 'checkpoints'})"
     )
+
+
+def _refuse_incomplete(ckpt: Path) -> None:
+    """Raise for a checkpoint folder ``ckpt`` given itself that has ``state.json`` but not
+    every file of :data:`REQUIRED`: a finished run's slimmed last checkpoint (only
+    ``optimizer.pt`` dropped, :func:`slim_finished`), else a damaged one."""
+    lacking = [name for name in REQUIRED if not (ckpt / name).is_file()]
+    if lacking == ["optimizer.pt"] and ckpt.parent.name == "checkpoints":
+        raise CheckpointNotFoundError(
+            f"{ckpt} is the last checkpoint of a finished run (it has no optimizer.pt); {_DROPPED}"
+        )
+    raise CheckpointNotFoundError(
+        f"{ckpt} is not a complete checkpoint: it lacks {', '.join(lacking)} (a copy cut "
+        f"short?); resume from its run folder {ckpt.parent.parent} to use the newest complete "
+        f"one, or copy the checkpoint again"
+    )
+
+
+_DROPPED = (
+    "its optimizer state was dropped when it finished (train.keep_optimizer_state is false by "
+    "default), so it cannot be resumed; pass --set train.keep_optimizer_state=true to a run "
+    "to keep it resumable after it finishes"
+)
 
 
 def _finished_run(path: Path) -> str | None:
