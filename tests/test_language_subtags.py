@@ -270,3 +270,17 @@ def test_a_bad_code_is_refused_before_the_model_loads(
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "is not a language code" in text and "the model was loaded" not in text
     assert task in text and "languages" in text
+
+
+def test_script_subtag() -> None:
+    from xalign.languages import script_subtag
+
+    assert [script_subtag(c) for c in ("sr-Latn", "zh_hant_TW", "de-DE", "zh", "hi-LATN")] == [
+        "Latn",
+        "Hant",
+        None,
+        None,
+        "Latn",
+    ]
+    with pytest.raises(LanguageCodeError):
+        script_subtag("de DE")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from xalign.errors import XalignError
 
-__all__ = ["LanguageCodeError", "language_in", "primary_language"]
+__all__ = ["LanguageCodeError", "language_in", "primary_language", "script_subtag"]
 
 _CODE = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*\Z")
 
@@ -46,6 +46,20 @@ def primary_language(code: str, *, where: str = "") -> str:
             "optional script/region subtags after '-' or '_', e.g. de, de-DE, zh-Hant-TW)"
         )
     return match.group(1).lower()
+
+
+def script_subtag(code: str) -> str | None:
+    """The script subtag of a BCP-47 code (RFC 5646 section 2.2.3: 4 letters, title case),
+    or None: ``sr-Latn`` -> ``Latn``, ``zh_hant_TW`` -> ``Hant``, ``de-DE`` -> None.
+
+    Raises:
+        LanguageCodeError: ``code`` is not a language code (see :func:`primary_language`).
+    """
+    primary_language(code)
+    for part in re.split(r"[-_]", code.strip())[1:]:
+        if len(part) == 4 and part.isalpha():
+            return part.title()
+    return None
 
 
 def language_in(code: str, available: Iterable[str], *, where: str = "") -> str | None:
