@@ -284,3 +284,24 @@ def test_script_subtag() -> None:
     ]
     with pytest.raises(LanguageCodeError):
         script_subtag("de DE")
+
+
+def test_compare_seen_languages_by_primary_language() -> None:
+    """Training on de-DE / zh_Hant makes XNLI's de and zh seen (and bicici-deen by its
+    language); a set name is seen only by name."""
+    from xalign.compare.statistics import task_info
+    from xalign.task import TaskResult
+
+    def result(keys, languages=None):
+        scores = {k: {"accuracy": 50.0} for k in keys}
+        res = TaskResult("t", "accuracy", scores, languages=languages or {})
+        res.metrics = (xalign.Metric("accuracy", higher_is_better=True),)
+        return res
+
+    xnli = {"base": {0: result(["en", "de", "zh", "fr"])}}
+    info = task_info("xnli", xnli, ["de-DE", "zh_Hant"])
+    assert info.seen == ["de", "zh"]
+    align = {"base": {0: result(["bicici-deen", "awesome-roen"], {"bicici-deen": "de"})}}
+    assert task_info("align", align, ["DE"]).seen == ["bicici-deen"]
+    assert task_info("align", align, ["awesome-roen"]).seen == ["awesome-roen"]
+    assert primary_language("de-DE") == "de"

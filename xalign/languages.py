@@ -16,7 +16,13 @@ from collections.abc import Iterable
 
 from xalign.errors import XalignError
 
-__all__ = ["LanguageCodeError", "language_in", "primary_language", "script_subtag"]
+__all__ = [
+    "LanguageCodeError",
+    "language_in",
+    "primary_language",
+    "same_language",
+    "script_subtag",
+]
 
 _CODE = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*\Z")
 
@@ -81,6 +87,13 @@ def language_in(code: str, available: Iterable[str], *, where: str = "") -> str 
     bare = [e for e in entries if e.strip().lower() == primary]
     same = bare or [e for e in entries if _primary_or_none(e) == primary]
     return same[0] if len(same) == 1 else None
+
+
+def same_language(a: str, b: str) -> bool:
+    """Whether two codes have the same primary language (``de-DE``, ``de``); a string that is
+    not a language code (a gold set name) is the same only as itself."""
+    pa, pb = _primary_or_none(a), _primary_or_none(b)
+    return a == b if pa is None or pb is None else pa == pb
 
 
 def _primary_or_none(code: str) -> str | None:
