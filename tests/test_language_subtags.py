@@ -305,3 +305,16 @@ def test_compare_seen_languages_by_primary_language() -> None:
     assert task_info("align", align, ["DE"]).seen == ["bicici-deen"]
     assert task_info("align", align, ["awesome-roen"]).seen == ["awesome-roen"]
     assert primary_language("de-DE") == "de"
+
+
+def test_test_files_serve_codes_of_their_primary_language(tmp_path) -> None:
+    from xalign.evaluation import DataUnavailableError
+
+    own = tmp_path / "own.tsv"
+    own.write_text("p\th\tentailment\n", encoding="utf-8")
+    pick = xalign.chosen_test_file
+    assert pick({"de": str(own)}, "de-DE", ["de-DE", "fr"], "xnli") == own
+    assert pick({"de_DE": str(own)}, "de", ["de"], "xnli") == own
+    assert pick({"de": str(own)}, "fr-CA", ["de-DE", "fr-CA"], "xnli") is None
+    with pytest.raises(DataUnavailableError, match="test_files names ja, not among"):
+        pick({"ja": str(own)}, "de-DE", ["de-DE"], "xnli")
