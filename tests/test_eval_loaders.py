@@ -273,8 +273,11 @@ def test_tatoeba_code() -> None:
     assert tatoeba_code("DEU") == "deu"
     subtagged = ("de-DE", "de_DE", "zh-Hant-TW", "pt_BR", "deu_Latn", " fr-CA ")
     assert [tatoeba_code(c) for c in subtagged] == ["deu", "deu", "cmn", "por", "deu", "fra"]
-    for bad in ("xx", "xx-DE", "", "12-DE", "english"):
+    for bad in ("xx", "xx-DE"):
         with pytest.raises(XalignError, match=f"tatoeba: languages: no Tatoeba code for {bad!r}"):
+            tatoeba_code(bad)
+    for bad in ("", "12-DE", "english"):  # not language codes (xalign.primary_language)
+        with pytest.raises(XalignError, match=f"tatoeba: languages: {bad!r} is not a language"):
             tatoeba_code(bad)
 
 

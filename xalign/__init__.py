@@ -78,6 +78,7 @@ from xalign.evaluation.finetune import (
 from xalign.evaluation.probe import LinearProbe, ProbeSettings, fit_linear_probe, pair_features
 from xalign.evaluation.qa import ExtractiveQaConfig, ExtractiveQaTask
 from xalign.hookspecs import hookimpl
+from xalign.languages import primary_language
 from xalign.links import LinkSpec
 from xalign.objective import (
     Needs,
@@ -139,6 +140,7 @@ __all__ = [
     "find_data_file",
     "check_test_files",
     "chosen_test_file",
+    "primary_language",
     # word alignment (the align task, xalign align)
     "ExtractConfig",
     "ExtractError",

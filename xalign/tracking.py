@@ -13,8 +13,11 @@ Failure policy (README "Failure behaviour"):
   (the Databricks SDK ignores MLflow's timeout and retries a dead host for minutes).
 * Unless the user set them, MLflow's HTTP client gets 2 retries, a 1 s backoff and a 10 s
   timeout (its defaults, 7 retries and 120 s, make a dead server cost minutes per request).
-* Once a run exists, a record that cannot be sent because of a transport problem (connection
-  refused, timeout, 5xx, store I/O error) is *kept*: in memory and in
+* Once a run exists, each request to a non-local store is cut at :data:`SEND_DEADLINE`
+  seconds of wall-clock time (whatever retries the client makes on its own), and no request
+  starts while a cut one is still waiting: a store that dies mid-run costs one deadline.
+* A record that cannot be sent because of a transport problem (connection
+  refused, timeout, 5xx, store I/O error, the deadline) is *kept*: in memory and in
   ``<backlog dir>/tracking-backlog.jsonl`` (artifacts copied to ``tracking-backlog-files/``).
   The tracker is then offline; at most every ``retry_interval`` seconds the next record makes one
   quick attempt to send the backlog, in order. :meth:`Tracker.end` tries once more; what is still
@@ -68,6 +71,11 @@ QUICK = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": 
 #: (the Databricks SDK behind ``databricks://`` retries for 300 s on its own), so the probe
 #: runs in a daemon thread and a store that has not answered by then is unreachable.
 PROBE_DEADLINE = 15.0
+#: Wall-clock bound (s) on one record sent to a non-local store during a run (an artifact
+#: gets one more second per MB). Past it the record is kept in the backlog and the tracker goes
+#: offline; the send left waiting (a dead host under the Databricks SDK's own 300 s of retries)
+#: finishes in a daemon thread, and no other send starts before it has.
+SEND_DEADLINE = 15.0
 #: Schemes of stores on this machine (opening one may run migrations: never cut short).
 LOCAL_SCHEMES = frozenset({"", "file", "sqlite"})
 #: MLflow error codes that mean "the store is unavailable", not "this request is wrong".
@@ -278,6 +286,31 @@ def _probe(uri: str, request: Callable[[], T]) -> T:
     return done[0]
 
 
+def _bounded(request: Callable[[], T], deadline: float, what: str) -> tuple[T, threading.Thread]:
+    """``request()`` in a daemon thread, waited for at most ``deadline`` seconds; returns its
+    value and the thread. Raises what ``request`` raised, or :class:`TimeoutError` (naming
+    ``what``) with the still running thread as ``exc.worker``."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            done.append(request())
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=call, name="xalign-tracking-send", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        exc = TimeoutError(f"{what}: no answer within {deadline:.0f} s")
+        exc.worker = worker  # type: ignore[attr-defined]
+        raise exc
+    if failed:
+        raise failed[0]
+    return done[0], worker
+
+
 def check_tracking(uri: str | None) -> str:
     """Probe the store at ``uri`` in seconds; returns the resolved URI.
 
@@ -356,6 +389,7 @@ class Tracker:
         self._offline = False
         self._last_try = 0.0
         self._ended: set[str] = set()
+        self._stuck: threading.Thread | None = None  # a send cut at SEND_DEADLINE, still running
         if enabled:
             import mlflow
             from mlflow.tracking import MlflowClient
@@ -445,16 +479,19 @@ class Tracker:
             self.flush(force=True)
         try:
             if run_id:
-                self.client.update_run(run_id, status="RUNNING")
+                self._call(lambda: self.client.update_run(run_id, status="RUNNING"), "reopen")
                 self.run_id = run_id
             else:
                 tags = {k: redact_text(str(v)) for k, v in (tags or {}).items()}
                 if parent_run_id:
                     tags["mlflow.parentRunId"] = parent_run_id
-                run = self.client.create_run(
-                    self.experiment_id,
-                    run_name=redact_text(run_name) if run_name else run_name,
-                    tags=tags,
+                run = self._call(
+                    lambda: self.client.create_run(
+                        self.experiment_id,
+                        run_name=redact_text(run_name) if run_name else run_name,
+                        tags=tags,
+                    ),
+                    "create_run",
                 )
                 self.run_id = run.info.run_id
         except Exception as exc:
@@ -676,7 +713,34 @@ class Tracker:
         )
 
     def _send(self, rec: dict[str, Any]) -> None:
-        _send_record(self.client, rec, self._dir() if self._has_dir() else None)
+        directory = self._dir() if self._has_dir() else None
+        deadline = SEND_DEADLINE
+        if rec["op"] == "artifact":  # a large file may take its time: one more second per MB
+            src = rec.get("source") or str((directory or Path(".")) / rec["file"])
+            with contextlib.suppress(OSError):
+                deadline += os.path.getsize(src) / 1e6
+        self._call(lambda: _send_record(self.client, rec, directory), rec["op"], deadline)
+
+    def _call(self, request: Callable[[], T], what: str, deadline: float | None = None) -> T:
+        """``request()`` to the store; for a non-local store cut at ``deadline`` (default
+        :data:`SEND_DEADLINE`) seconds, and refused at once while an earlier cut request is
+        still waiting for its answer (a dead store then costs one deadline, not one per record).
+
+        Raises:
+            TimeoutError: cut or refused (transient: the caller keeps the record).
+        """
+        if _is_local(self.uri):  # a sqlite/file store: never cut (migrations, a slow disk)
+            return request()
+        if self._stuck is not None:
+            if self._stuck.is_alive():
+                raise TimeoutError(f"{what}: an earlier request to the store has not returned yet")
+            self._stuck = None
+        try:
+            value, _ = _bounded(request, SEND_DEADLINE if deadline is None else deadline, what)
+        except TimeoutError as exc:
+            self._stuck = getattr(exc, "worker", None) or self._stuck
+            raise
+        return value
 
     def _has_dir(self) -> bool:
         return self.backlog_dir is not None or self._staging is not None

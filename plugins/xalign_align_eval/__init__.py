@@ -344,8 +344,20 @@ def _wanted_by(golds: list[GoldSet], lang: str) -> bool:
 
 
 def _wanted(gold: GoldSet, languages: list[str] | None) -> bool:
-    """Whether ``context.languages`` (set names or source languages) selects ``gold``."""
-    return languages is None or gold.name in languages or gold.src_lang in languages
+    """Whether ``context.languages`` (set names or source languages) selects ``gold``; a
+    language selects by primary language (``de-DE`` and ``de_DE`` select ``bicici-deen``)."""
+    if languages is None or gold.name in languages:
+        return True
+    source = _primary(gold.src_lang)
+    return source is not None and any(_primary(lang) == source for lang in languages)
+
+
+def _primary(code: str) -> str | None:
+    """:func:`xalign.primary_language` of ``code``; None for a set name (``bicici-deen``)."""
+    try:
+        return xalign.primary_language(code)
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------------ the task

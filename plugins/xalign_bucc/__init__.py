@@ -78,6 +78,8 @@ class BuccConfig:
 
     def __post_init__(self) -> None:
         self.languages = _as_list(self.languages)
+        for lang in self.languages:  # refused now, naming the option, not after the model loads
+            xalign.primary_language(lang, where="bucc: languages")
         if self.pooling not in POOLINGS:
             raise ValueError(f"bucc: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.retrieval not in RETRIEVALS:

@@ -20,7 +20,6 @@ official task; ``BuccData.source`` says which one was read.
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from xalign import (
     GoldFormatError,
     data_root,
     describe_data_root,
+    primary_language,
     read_gold_lines,
 )
 
@@ -123,17 +123,12 @@ def _search_dirs(data_dir: str | Path | None) -> list[Path]:
     return [shared / "bucc2018"] if shared is not None else []
 
 
-def primary_subtag(lang: str) -> str:
-    """The BUCC code of ``lang``: ``de-DE``, ``de_DE``, ``DE`` -> ``de``."""
-    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
-
-
 def find_local(
     lang: str, split: str, data_dir: str | Path | None
 ) -> tuple[tuple[Path, Path, Path] | None, list[Path]]:
     """``(xx file, en file, gold file)`` of the first folder holding the xx file (``lang``:
-    its primary subtag, see :func:`primary_subtag`)."""
-    lang = primary_subtag(lang)
+    its :func:`xalign.primary_language`)."""
+    lang = primary_language(lang, where="bucc: languages")
     folders = _search_dirs(data_dir)
     stem = f"{lang}-en.{split}"
     for folder in folders:
@@ -227,7 +222,7 @@ def load_bucc(lang: str, split: str, data_dir: str | Path | None = None) -> Bucc
     """
     if split not in HUB_SPLITS:
         raise ValueError(f"bucc: split must be 'dev' or 'test', got {split!r}")
-    lang = primary_subtag(lang)
+    lang = primary_language(lang, where="bucc: languages")
     files, searched = find_local(lang, split, data_dir)
     if files is not None:
         return read_local(lang, split, files)

@@ -64,7 +64,11 @@ class MlqaConfig(ExtractiveQaConfig):
         super().__post_init__()
         if self.split not in _HUB_SPLITS:
             raise ValueError(f"split must be 'test' or 'dev', got {self.split!r}")
-        unknown = [lang for lang in self.languages if lang not in MLQA_LANGS]
+        unknown = [
+            lang
+            for lang in self.languages
+            if xalign.primary_language(lang, where="mlqa: languages") not in MLQA_LANGS
+        ]
         if unknown:
             raise ValueError(
                 f"MLQA has no language {', '.join(unknown)}; it has {', '.join(MLQA_LANGS)}"
@@ -98,13 +102,15 @@ def load_mlqa(
     question_lang: str | None = None,
 ) -> list[Example]:
     """MLQA questions of one context language (question language = ``lang`` unless given), in
-    the HF ``squad`` schema; first ``limit`` questions.
+    the HF ``squad`` schema; first ``limit`` questions. Codes are read by their primary
+    language (``de-DE`` -> ``de``, :func:`xalign.primary_language`).
 
     Raises ``ValueError`` for an unknown language or split and
     :class:`xalign.DataUnavailableError` naming the folders searched and the Hub
     dataset when neither has the file.
     """
-    question_lang = question_lang or lang
+    lang = xalign.primary_language(lang, where="mlqa: languages")  # de-DE reads de
+    question_lang = xalign.primary_language(question_lang or lang, where="mlqa: question_lang")
     for code in (lang, question_lang):
         if code not in MLQA_LANGS:
             raise ValueError(f"MLQA has no language {code!r}; it has {', '.join(MLQA_LANGS)}")
@@ -152,6 +158,7 @@ class Mlqa(ExtractiveQaTask):
     def score(
         self, preds: dict[str, str], examples: list[Example], lang: str
     ) -> tuple[dict[str, float], list[float]]:
+        lang = xalign.primary_language(lang)  # MLQA's rules for de-DE are de's
         return mlqa_scores(preds, examples, lang), [
             mlqa_f1(preds[e["id"]], e["answers"]["text"], lang) for e in examples
         ]

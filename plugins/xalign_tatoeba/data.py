@@ -8,12 +8,17 @@ config ``tatoeba.xxx`` through :func:`xalign.load_hub_dataset`.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from xalign import XalignError, find_data_file, load_hub_dataset, read_gold_lines
+from xalign import (
+    XalignError,
+    find_data_file,
+    load_hub_dataset,
+    primary_language,
+    read_gold_lines,
+)
 
 __all__ = ["TATOEBA_ISO3", "TatoebaDataError", "load_tatoeba", "tatoeba_code"]
 
@@ -38,14 +43,16 @@ class TatoebaDataError(XalignError, ValueError):
 def tatoeba_code(lang: str) -> str:
     """ISO 639-3 code of the Tatoeba files for a language code: an XTREME ISO 639-1 code
     (``de`` -> ``deu``, :data:`TATOEBA_ISO3`) or a 3-letter code (passed through), also with
-    a region or script subtag (BCP-47 ``de-DE``, ``de_DE``, FLORES ``deu_Latn``: the primary
-    subtag counts).
+    a region or script subtag (BCP-47 ``de-DE``, ``de_DE``, FLORES ``deu_Latn``: its
+    :func:`xalign.primary_language` counts).
 
     Raises:
         TatoebaDataError: no Tatoeba file code for ``lang`` (the message names the option).
+        ValueError: ``lang`` is not a language code (an :class:`xalign.XalignError` naming
+            the task and option).
     """
-    primary = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
-    if len(primary) == 3 and primary.isalpha():
+    primary = primary_language(lang, where="tatoeba: languages")
+    if len(primary) == 3:
         return primary
     try:
         return TATOEBA_ISO3[primary]

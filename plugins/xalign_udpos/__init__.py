@@ -301,7 +301,11 @@ class Udpos(Task):
         scores = {lang: {"accuracy": 100.0 * _mean(v)} for lang, v in per_example.items()}
         counts = {lang: _by_sentence(per_example[lang], split) for lang, split in tests.items()}
         acc = [s["accuracy"] for s in scores.values()]
-        transfer = [s["accuracy"] for lang, s in scores.items() if lang != SOURCE_LANG]
+        transfer = [
+            s["accuracy"]
+            for lang, s in scores.items()
+            if xalign.primary_language(lang) != SOURCE_LANG
+        ]
         meta = {
             "metric": METRIC,
             "labelling": LABELLING[c.label_subword] + LABELLING_REST,

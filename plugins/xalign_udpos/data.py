@@ -117,6 +117,7 @@ def local_conllu(
     lang: str, split: str, data_dir: Path | str | None = None, treebank: str | None = None
 ) -> list[Path]:
     """The local files :func:`load_ud` would read (empty: it would go to the Hub)."""
+    lang = xalign.primary_language(lang, where="UD languages")
     return find_conllu(ud_folders(data_dir), conllu_pattern(lang, split, treebank))
 
 
@@ -133,8 +134,10 @@ def load_ud(
     Raises ``ValueError`` for an unknown split or a malformed language/treebank code,
     :class:`~xalign_udpos.conllu.ConlluError` for a malformed file and
     :class:`xalign.DataUnavailableError` when neither local files nor the Hub
-    provide the data.
+    provide the data. ``lang`` is read by its primary language (``de-DE``, ``de_DE`` -> ``de``:
+    :func:`xalign.primary_language`).
     """
+    lang = xalign.primary_language(lang, where="UD languages")
     pattern = conllu_pattern(lang, split, treebank)
     files = local_conllu(lang, split, data_dir, treebank)
     if files:
@@ -161,6 +164,12 @@ class UdSource:
     treebanks: Mapping[str, str]
     test_files: Mapping[str, str]
 
+    def treebank(self, lang: str) -> str | None:
+        """The ``treebanks`` entry of ``lang``, else of its primary language (``de-DE``: the
+        ``de`` entry); None: every treebank of the language."""
+        code = xalign.primary_language(lang, where=f"{self.task}: languages")
+        return self.treebanks.get(lang, self.treebanks.get(code))
+
     def test_file(self, lang: str, split: str, languages: Sequence[str]) -> Path | None:
         """The ``test_files`` entry read for this split instead of the data folder's."""
         if split != "test" or not self.test_files:
@@ -180,8 +189,7 @@ class UdSource:
         if path is not None:
             data = read_test_file(path, lang, limit)
         else:
-            treebank = self.treebanks.get(lang)
-            data = load_ud(lang, split, data_dir, treebank=treebank, limit=limit)
+            data = load_ud(lang, split, data_dir, treebank=self.treebank(lang), limit=limit)
         if not data.sentences:
             raise ConlluError(
                 f"{self.task}: no tagged sentence in UD {lang} {split} ({', '.join(data.sources)})"
@@ -195,7 +203,7 @@ class UdSource:
         files: set[Path] = set()
         for lang, split in splits:
             chosen = self.test_file(lang, split, languages)
-            treebank = self.treebanks.get(lang)
+            treebank = self.treebank(lang)
             files |= {chosen} if chosen else set(local_conllu(lang, split, data_dir, treebank))
         return sorted(files)
 

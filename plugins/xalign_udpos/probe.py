@@ -123,7 +123,9 @@ class PosProbe(xalign.Task):
             per_example[lang] = flags.astype(float).tolist()
             counts[lang] = _by_sentence(flags, sentences)
         scores = {lang: {"accuracy": 100.0 * float(np.mean(v))} for lang, v in per_example.items()}
-        transfer = [s["accuracy"] for lang, s in scores.items() if lang != "en"]
+        transfer = [
+            s["accuracy"] for lang, s in scores.items() if xalign.primary_language(lang) != "en"
+        ]
         meta: dict[str, Any] = {
             "metric": "token accuracy (%) over UD syntactic words; per_example = 1/0 per word",
             "avg_accuracy_non_en": float(np.mean(transfer)) if transfer else None,

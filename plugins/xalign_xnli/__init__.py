@@ -265,7 +265,7 @@ class Xnli(Task):
         log: FinetuneLog,
     ) -> dict[str, Any]:
         acc = {lang: s["accuracy"] for lang, s in scores.items()}
-        transfer = [v for lang, v in acc.items() if lang != "en"]
+        transfer = [v for lang, v in acc.items() if xalign.primary_language(lang) != "en"]
         return {
             "metric": "accuracy (%) per language; per_example = 1/0 correctness",
             "avg_accuracy": _mean(list(acc.values())),

@@ -16,7 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from xalign import XalignError, find_data_file, load_hub_dataset, read_gold_lines
+from xalign import (
+    XalignError,
+    find_data_file,
+    load_hub_dataset,
+    primary_language,
+    read_gold_lines,
+)
 
 __all__ = [
     "NLI_FILE",
@@ -151,7 +157,9 @@ def load_xnli(
 ) -> list[Example]:
     """XNLI examples ``{premise, hypothesis, label}`` with the ``facebook/xnli`` label ids.
 
-    ``split`` is ``dev`` (alias ``validation``), ``test`` or ``train``. Local files:
+    ``lang``: a language code, read by its primary language (``de-DE`` -> ``de``,
+    :func:`xalign.primary_language`). ``split`` is ``dev`` (alias ``validation``), ``test``
+    or ``train``. Local files:
     ``dev-L.tsv``, ``test-L.tsv``, ``train-L.tsv`` / ``multinli.train.L.tsv``. Unlabeled
     test rows take their labels from ``test_labels`` or ``DERIVED_test-labels.txt`` beside
     the file; without either they keep ``label = -1``. Hub fallback: ``facebook/xnli``.
@@ -160,6 +168,7 @@ def load_xnli(
         raise ValueError(f"unknown XNLI split {split!r}; use one of {sorted(_HUB_SPLIT)}")
     _check_limit(limit)
     local_split = "dev" if split == "validation" else split
+    lang = primary_language(lang, where="xnli: languages")  # de-DE reads the de files
     names = [f"{local_split}-{lang}.tsv"]
     if local_split == "train":
         names.append(f"multinli.train.{lang}.tsv")

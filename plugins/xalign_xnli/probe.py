@@ -111,7 +111,9 @@ class XnliProbe(xalign.Task):
             predicted = probe.predict(self._features(encoder, rows, context))
             per_example[lang] = (predicted == _labels(rows)).astype(float).tolist()
         scores = {lang: {"accuracy": 100.0 * float(np.mean(v))} for lang, v in per_example.items()}
-        transfer = [s["accuracy"] for lang, s in scores.items() if lang != "en"]
+        transfer = [
+            s["accuracy"] for lang, s in scores.items() if xalign.primary_language(lang) != "en"
+        ]
         meta: dict[str, Any] = {
             "metric": "accuracy (%) per language; per_example = 1/0 correctness",
             "avg_accuracy_non_en": float(np.mean(transfer)) if transfer else None,

@@ -11,7 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from xalign import find_data_file, load_hub_dataset, read_squad_json, squad_examples
+from xalign import (
+    find_data_file,
+    load_hub_dataset,
+    primary_language,
+    read_squad_json,
+    squad_examples,
+)
 
 __all__ = ["load_tydiqa_goldp", "load_xquad"]
 
@@ -33,8 +39,11 @@ def _check_limit(limit: int | None) -> None:
 def load_xquad(
     lang: str, data_dir: PathLike | None = None, limit: int | None = None
 ) -> list[Example]:
-    """XQuAD questions (``xquad.L.json``) in the HF ``squad`` schema; Hub: ``google/xquad``."""
+    """XQuAD questions (``xquad.L.json``) in the HF ``squad`` schema; Hub: ``google/xquad``.
+    ``lang`` is read by its primary language (``de-DE`` -> ``de``,
+    :func:`xalign.primary_language`)."""
     _check_limit(limit)
+    lang = primary_language(lang, where="xquad: languages")
     path, searched = find_data_file(data_dir, ("xquad",), (f"xquad.{lang}.json",))
     if path is not None:
         return read_squad_json(path, limit)
@@ -58,6 +67,7 @@ def load_tydiqa_goldp(
     if split not in ("train", "dev", "validation"):
         raise ValueError(f"unknown TyDiQA split {split!r}; use train or dev")
     _check_limit(limit)
+    lang = primary_language(lang, where="tydiqa: languages")
     local_split = "dev" if split == "validation" else split
     names = (f"tydiqa.goldp.{lang}.{local_split}.json", f"tydiqa.{lang}.{local_split}.json")
     subdirs = ("tydiqa", *(f"{p}tydiqa-goldp-v1.1-{s}" for p in ("", "tydiqa/")

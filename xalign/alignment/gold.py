@@ -48,7 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xalign.alignment.text_languages import Side, contradiction
 from xalign.errors import XalignError
+from xalign.languages import LanguageCodeError, primary_language
 from xalign.links import Links, PharaohSyntaxError, iter_pharaoh, transpose
 from xalign.paths import data_root, describe_data_root
 
@@ -613,8 +615,35 @@ def _as_kwargs(option: str) -> str:
 
 
 def _is_english(lang: str) -> bool:
-    lang = lang.lower()
-    return lang in _ENGLISH or lang.startswith(("en-", "en_"))
+    if lang.lower() in _ENGLISH:
+        return True
+    try:
+        return primary_language(lang) in _ENGLISH  # en-GB, EN_us
+    except LanguageCodeError:
+        return False
+
+
+def _check_languages(name: str, src_lang: str, tgt_lang: str, raw: _Raw, opts: _Options) -> None:
+    """Refuse a set whose text clearly contradicts its declared languages
+    (:func:`xalign.alignment.text_languages.contradiction`: the scripts of the letters, the
+    English side's function words), naming the files, the options and the likely cause."""
+    if opts.english in ("src", "tgt", "neither"):
+        english = (opts.english == "src", opts.english == "tgt")
+    else:
+        english = (_is_english(src_lang), _is_english(tgt_lang))
+    why = contradiction(
+        Side("src_lang", src_lang, raw.src, english[0]),
+        Side("tgt_lang", tgt_lang, raw.tgt, english[1]),
+        english_option=opts.english if opts.english in ("src", "tgt") else None,
+    )
+    if why is None:
+        return
+    files = [f for f in (opts.src_file, opts.tgt_file) if f is not None] or [raw.origin]
+    raise GoldFormatError(
+        f"{' / '.join(map(str, files))}: the text of gold set {name} contradicts its declared "
+        f"languages (src_lang: {src_lang}, tgt_lang: {tgt_lang}): {why}",
+        path=files[0],
+    )
 
 
 def _normalise(
@@ -1114,6 +1143,7 @@ def load_gold(
     raw.described = True
     raw.index_base, raw.first = opts.index_base, opts.first
     _check_index_base(raw, opts)
+    _check_languages(set_name, src, tgt, raw, opts)
     return _normalise(set_name, src, tgt, raw, opts.english)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from xalign.evaluation.metrics import seed_summary
 from xalign.evaluation.runs import BASE, EvalRun
+from xalign.languages import same_language
 from xalign.task import ResultContractError, TaskResult
 
 N_BOOT = 1000  # bootstrap resamples
@@ -358,7 +359,8 @@ def task_info(
     task: str, by_row: dict[str, dict[int, TaskResult]], seen_languages: Sequence[str]
 ) -> TaskInfo:
     """Columns of ``task``: score keys in first-seen order over rows and seeds, and which are
-    seen (their ``TaskResult.languages`` language, else the key, is in ``seen_languages``).
+    seen (their ``TaskResult.languages`` language, else the key, has the primary language of
+    one of ``seen_languages``).
 
     Raises:
         ValueError: no row has a result for ``task``.
@@ -377,7 +379,9 @@ def task_info(
                 keys.append(key)
             if key in res.languages:
                 language_of[key] = str(res.languages[key])
-    seen = [k for k in keys if language_of.get(k, k) in set(seen_languages)]
+    seen = [  # by primary language: training on de-DE makes XNLI's de seen
+        k for k in keys if any(same_language(language_of.get(k, k), s) for s in seen_languages)
+    ]
     directions = {res.metric().higher_is_better for res in first}  # undeclared: an error
     if len(directions) > 1:
         raise ResultContractError(

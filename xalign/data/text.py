@@ -24,6 +24,8 @@ from typing import Any
 
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
+from xalign.languages import LanguageCodeError, primary_language
+
 
 def _moses_xml_entities() -> dict[str, str]:
     """Entity -> character, inverted from sacremoses' own escaper table (8 entities)."""
@@ -367,15 +369,19 @@ ISO_639_3_TO_MOSES: dict[str, str] = {
 
 
 def moses_language(lang: str) -> str:
-    """The language whose Moses rules apply to a BCP-47 code: its primary subtag, lower case
-    (``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` -> ``zh``, ``sr_Latn`` -> ``sr``),
-    an ISO 639-3 subtag mapped to Moses' two-letter code (``eng`` -> ``en``, FLORES-200
-    ``deu_Latn`` -> ``de``; :data:`ISO_639_3_TO_MOSES`). Any other subtag is returned as is.
+    """The language whose Moses rules apply to a BCP-47 code: its primary language
+    (:func:`xalign.primary_language`: ``en-GB`` -> ``en``, ``pt-BR`` -> ``pt``, ``zh-Hant`` ->
+    ``zh``, ``sr_Latn`` -> ``sr``), an ISO 639-3 subtag mapped to Moses' two-letter code
+    (``eng`` -> ``en``, FLORES-200 ``deu_Latn`` -> ``de``; :data:`ISO_639_3_TO_MOSES`). Any
+    other subtag, and a string that is not a language code, is returned as is (lower case).
 
     Moses keys its rules by bare codes (English/French/Italian apostrophes, CJK letters,
     non-breaking prefixes): a region or script subtag must not drop a language's rules.
     """
-    primary = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    try:
+        primary = primary_language(lang)
+    except LanguageCodeError:  # not a language code: no Moses rules apply to it
+        return lang.strip().lower()
     return ISO_639_3_TO_MOSES.get(primary, primary)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from xalign.errors import XalignError
+from xalign.languages import language_in, same_language
 from xalign.paths import DATA_ENV, data_root, describe_data_root
 
 __all__ = [
@@ -101,24 +102,28 @@ def check_test_files(test_files: Any, task: str, kind: str = "file") -> dict[str
 def chosen_test_file(
     test_files: Mapping[str, str], lang: str, languages: Sequence[str], task: str
 ) -> Path | None:
-    """The file ``test_files`` names for ``lang`` (None: the task reads its usual test data).
+    """The file ``test_files`` names for ``lang`` (None: the task reads its usual test data):
+    its own entry, else the entry of its primary language (``de`` for ``de-DE``,
+    :func:`xalign.languages.language_in`).
 
     Raises:
         DataUnavailableError: a ``test_files`` language is not evaluated (not in
             ``languages``), or its file does not exist.
     """
-    extra = sorted(set(test_files) - set(languages))
+    # by primary language: test_files.de serves --languages de-DE, test_files.de-DE serves de
+    extra = sorted(k for k in test_files if not any(same_language(k, lg) for lg in languages))
     if extra:
         raise DataUnavailableError(
             f"{task}: test_files names {', '.join(extra)}, not among the languages evaluated "
             f"({', '.join(languages)}); add it to the task's languages (--option "
             f"{task}.languages=...) or --languages"
         )
-    if lang not in test_files:
+    key = lang if lang in test_files else language_in(lang, test_files)
+    if key is None:
         return None
-    path = Path(test_files[lang]).expanduser()
+    path = Path(test_files[key]).expanduser()
     if not path.is_file():
-        raise DataUnavailableError(f"{task}: test_files.{lang}: no such file: {path}")
+        raise DataUnavailableError(f"{task}: test_files.{key}: no such file: {path}")
     return path
 
 

@@ -28,6 +28,7 @@ from xalign.encoders.encoder import fit_max_length  # re-exported for task plugi
 from xalign.encoders.freeze import freeze_layers
 from xalign.encoders.lora import LoraSettings
 from xalign.evaluation.joint import JointLoss, JointSettings
+from xalign.languages import primary_language
 from xalign.progress import progress_bar
 
 __all__ = [
@@ -173,11 +174,19 @@ class FinetuneLog:
 
 
 def parse_languages(value: Any) -> list[str]:
-    """Accept a list/tuple or a comma-separated string of language codes."""
+    """Accept a list/tuple or a comma-separated string of language codes (BCP-47: ``de``,
+    ``de-DE``, ``zh-Hant-TW``; see :func:`xalign.primary_language`).
+
+    Raises:
+        ValueError: no language, or a string that is not a language code (an
+            :class:`xalign.XalignError` naming the ``languages`` option).
+    """
     langs = value.split(",") if isinstance(value, str) else list(value)
-    langs = [lang.strip() for lang in langs if lang.strip()]
+    langs = [str(lang).strip() for lang in langs if str(lang).strip()]
     if not langs:
         raise ValueError("at least one language is needed")
+    for lang in langs:
+        primary_language(lang, where="languages")
     return langs
 
 

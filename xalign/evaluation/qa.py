@@ -39,6 +39,7 @@ from xalign.evaluation.finetune import (
 )
 from xalign.evaluation.metrics import f1 as squad_f1
 from xalign.evaluation.metrics import squad_scores
+from xalign.languages import primary_language
 from xalign.task import Metric, Task, TaskContext, TaskResult
 
 __all__ = [
@@ -409,7 +410,9 @@ class ExtractiveQaTask(Task):
             **self.extra_meta(scores),
             "avg_f1": _mean([s["f1"] for s in scores.values()]),
             "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
-            "avg_f1_non_en": _mean([s["f1"] for lang, s in scores.items() if lang != "en"]),
+            "avg_f1_non_en": _mean(
+                [s["f1"] for lang, s in scores.items() if primary_language(lang) != "en"]
+            ),
             "model": model,
             "seed": context.seed,
             "config": asdict(c),

@@ -41,6 +41,7 @@ from typing import Any
 
 from xalign._version import __version__
 from xalign.errors import XalignError
+from xalign.languages import language_in, primary_language
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.redact import redact_uri
 from xalign.task import (
@@ -274,12 +275,16 @@ def task_code(task_cls: type) -> str | None:
 def check_languages(task: Any, entry: Any, languages: Sequence[str] | None) -> list[str] | None:
     """``languages`` (``--languages``) checked against the task's ``languages`` option.
 
-    Returns None for no restriction. A task without a ``languages`` option (``align``: gold set
+    A code selects the entry with the same primary language (``de-DE``, ``de_DE`` -> ``de``,
+    :func:`xalign.languages.language_in`) and is passed on as given. Returns None for no
+    restriction. A task without a ``languages`` option (``align``: gold set
     names or source languages) checks them itself.
 
     Raises:
         EvaluationError: a language the task does not evaluate, naming the task, its plugin,
             its languages and the ``--option`` that adds one.
+        LanguageCodeError: a string that is not a language code, naming ``--languages`` and
+            the task.
     """
     if not languages:
         return None
@@ -287,7 +292,10 @@ def check_languages(task: Any, entry: Any, languages: Sequence[str] | None) -> l
     available = getattr(task.config, "languages", None)
     if available is None or not wanted:
         return wanted or None
-    unknown = [lang for lang in wanted if lang not in available]
+    for lang in wanted:  # not a language code: refused before the model loads
+        primary_language(lang, where=f"--languages: {entry.where()}")
+    # by primary language (de-DE selects de); the task reports under the code given
+    unknown = [lang for lang in wanted if language_in(lang, available) is None]
     if unknown:
         raise EvaluationError(
             f"--languages {','.join(unknown)}: {entry.where()} evaluates "

@@ -1,0 +1,103 @@
+"""Language codes: the one definition of a code's primary language, for every option that
+takes a language (training ``data.languages``, ``--languages``, each task's ``languages``,
+gold sets, Tatoeba, BUCC, the Moses rules).
+
+A code is a BCP-47 tag (RFC 5646, section 2.1) written with ``-`` or ``_``: a primary language
+subtag of 2-3 letters (ISO 639-1 or 639-3), then optional subtags of 1-8 letters or digits
+(script ``Hant``, region ``DE``/``419``, variant). Case does not matter (section 2.1.1). The
+primary language is the first subtag, lower case: ``de-DE``, ``de_DE``, ``DE`` -> ``de``;
+``zh-Hant-TW`` -> ``zh``; ``sr-Latn`` -> ``sr``; FLORES-200 ``deu_Latn`` -> ``deu``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from xalign.errors import XalignError
+
+__all__ = [
+    "LanguageCodeError",
+    "language_in",
+    "primary_language",
+    "same_language",
+    "script_subtag",
+]
+
+_CODE = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*\Z")
+
+
+class LanguageCodeError(XalignError, ValueError):
+    """A string that is not a language code (BCP-47 syntax); the message names the code and,
+    when the caller gives it, the task and option."""
+
+
+def primary_language(code: str, *, where: str = "") -> str:
+    """The primary language subtag of a BCP-47 code, lower case (RFC 5646 section 2.2.1).
+
+    ``code``: ``de``, ``de-DE``, ``de_DE``, ``EN-us``, ``pt-BR``, ``zh-Hans``, ``zh-Hant-TW``,
+    ``sr-Latn``, ``deu_Latn`` (surrounding spaces ignored). ``where`` (e.g. ``"xnli:
+    languages"``) starts the error message.
+
+    Raises:
+        LanguageCodeError: ``code`` is not a string of that form (empty, spaces or other signs
+            inside, a primary subtag of 1 or 4+ letters, an empty or 9+ character subtag).
+    """
+    text = code.strip() if isinstance(code, str) else ""
+    match = _CODE.match(text)
+    if match is None:
+        prefix = f"{where}: " if where else ""
+        raise LanguageCodeError(
+            f"{prefix}{code!r} is not a language code (a BCP-47 tag: 2-3 letters, then "
+            "optional script/region subtags after '-' or '_', e.g. de, de-DE, zh-Hant-TW)"
+        )
+    return match.group(1).lower()
+
+
+def script_subtag(code: str) -> str | None:
+    """The script subtag of a BCP-47 code (RFC 5646 section 2.2.3: 4 letters, title case),
+    or None: ``sr-Latn`` -> ``Latn``, ``zh_hant_TW`` -> ``Hant``, ``de-DE`` -> None.
+
+    Raises:
+        LanguageCodeError: ``code`` is not a language code (see :func:`primary_language`).
+    """
+    primary_language(code)
+    for part in re.split(r"[-_]", code.strip())[1:]:
+        if len(part) == 4 and part.isalpha():
+            return part.title()
+    return None
+
+
+def language_in(code: str, available: Iterable[str], *, where: str = "") -> str | None:
+    """The entry of ``available`` that ``code`` stands for: the same code (case and ``-``/``_``
+    ignored), else the entry that is the primary language itself (``de-DE`` -> ``de``), else
+    the one entry with the same primary language (``de`` -> ``de-CH`` when that is the only
+    German entry). None: no entry, or several with that primary language and none of them
+    equal to ``code`` or to its primary language.
+
+    Raises:
+        LanguageCodeError: ``code`` is not a language code (see :func:`primary_language`).
+    """
+    primary = primary_language(code, where=where)
+    entries = [str(a) for a in available]
+    key = code.strip().replace("_", "-").lower()
+    for entry in entries:
+        if entry.strip().replace("_", "-").lower() == key:
+            return entry
+    bare = [e for e in entries if e.strip().lower() == primary]
+    same = bare or [e for e in entries if _primary_or_none(e) == primary]
+    return same[0] if len(same) == 1 else None
+
+
+def same_language(a: str, b: str) -> bool:
+    """Whether two codes have the same primary language (``de-DE``, ``de``); a string that is
+    not a language code (a gold set name) is the same only as itself."""
+    pa, pb = _primary_or_none(a), _primary_or_none(b)
+    return a == b if pa is None or pb is None else pa == pb
+
+
+def _primary_or_none(code: str) -> str | None:
+    try:
+        return primary_language(code)
+    except LanguageCodeError:
+        return None
