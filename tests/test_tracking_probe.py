@@ -94,7 +94,7 @@ def test_xalign_run_on_a_dead_databricks_profile_ends_in_bounded_time(databricks
         [str(exe), "run", "-o", "sinkhorn", "--tracking-uri", "databricks://PROF"],
         capture_output=True,
         text=True,
-        timeout=BOUND_S + 60,
+        timeout=2 * BOUND_S + 60,
         env={**os.environ, "HOME": str(databricks_home), "OMP_NUM_THREADS": "1"},
     )
     elapsed = time.monotonic() - start
@@ -102,4 +102,6 @@ def test_xalign_run_on_a_dead_databricks_profile_ends_in_bounded_time(databricks
     assert "databricks://PROF is unreachable" in " ".join(done.stderr.split())
     assert f"within {tracking.PROBE_DEADLINE:.0f} s" in done.stderr
     assert TOKEN not in done.stdout + done.stderr
-    assert elapsed < BOUND_S
+    # a fresh process (importing torch and mlflow is most of it on a loaded machine); the
+    # SDK's own retries would take 300 s
+    assert elapsed < 2 * BOUND_S
