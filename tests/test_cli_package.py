@@ -187,7 +187,18 @@ def test_summary_lines_name_terms_and_next_commands(tmp_path):
     assert "  de-en: sinkhorn 1.5000, total 1.5000" in lines
     assert "  fr-en: sinkhorn 2.2500, total 2.2500" in lines
     assert f"  xalign eval --model {'a' * 32} --task align" in lines
-    assert lines[-1] == "  mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    assert lines[-1] == "  mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1"
+    # a server: its own UI, the URI's credentials masked (the hint once printed them)
+    for uri, shown in [
+        ("http://erin:CliPassw0rd5@127.0.0.1:5947", "http://erin:***@127.0.0.1:5947"),
+        ("https://u:Hash#Secret42@h:9", "https://u:***@h:9"),
+        ("databricks://PROF", "databricks://PROF"),
+    ]:
+        hint = summary_lines(result, uri)[-1]
+        assert hint == f"  open the run in the MLflow UI of {shown}"
+    assert summary_lines(result, "postgresql://u:pw@db/x")[-1] == (
+        "  mlflow ui --backend-store-uri postgresql://u:***@db/x --host 127.0.0.1"
+    )
     no_model = summary_lines(RunResult("r", metrics, tmp_path, 12, None), "u")
     assert (
         "no model saved (train.save_model: false): to evaluate, train again with "

@@ -145,3 +145,19 @@ def test_clean_names_a_missing_folder(tmp_path):
     result = clean(str(tmp_path / "nope"))
     assert result.exit_code == 1
     assert f"error: {tmp_path / 'nope'}: no such folder" in result.output
+
+
+def test_resume_against_another_tracking_store_names_the_store(smoke_overrides, tmp_path):
+    """A run resumed with a --tracking-uri that never saw it: an error line naming the run and
+    the store (redacted), not MLflow's raw 'Run ... not found' traceback."""
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    out = run(smoke_overrides, "train.keep_optimizer_state=true")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    result = CliRunner().invoke(app, ["run", "-q", "--resume", str(out), "--tracking-uri", other])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert f"error: MLflow run {out.name} is not in the tracking store {other}" in said
+    assert "--tracking-uri" in said and "Traceback" not in said

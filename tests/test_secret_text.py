@@ -179,6 +179,7 @@ def test_long_texts_are_redacted_in_linear_time() -> None:
 
     units = ["a", "a_", "ab-", "x=", "a:", "https://a:", "Bearer ", "hf_", "token", "'x://a:"]
     units += ["-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----a-", "-", "passphrase="]
+    units += ["/x:", "a://b:c?", "http://h/?a", "a://b?c", "/x:?@", "h://#-="]
     code = (
         "from xalign.redact import redact_text\n"
         f"for unit in {units!r}:\n"
@@ -251,3 +252,27 @@ def test_working_folder_variables_are_not_secret(monkeypatch) -> None:
     names = secret_env_names()
     assert not {"PWD", "OLDPWD", "KEYBOARD_LAYOUT"} & set(names)
     assert redact_text("in /home/someone/work") == "in /home/someone/work"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [  # ``#`` and ``?`` typed unencoded in a password (a fragment or query cannot hold ``@``)
+        ("http://gina:Hash#Secret42@127.0.0.1:9", "http://gina:***@127.0.0.1:9"),
+        ("http://hank:Q?Secret4242@h:9/x", "http://hank:***@h:9/x"),
+        ("https://u:a#b?c@d#e@h/p?token=zz", "https://u:***@h/p?token=***"),
+        ("mysql://u:p#w:rd@db:3306/x", "mysql://u:***@db:3306/x"),
+        # and what must stay: the host, a query or fragment after the host holding an @
+        ("http://u:pass@host/path?q=a@b", "http://u:***@host/path?q=a@b"),
+        ("http://u:p@ss/word@host/x?y=1", "http://u:***@host/x?y=1"),
+        ("http://u:a#b@h/x#c@d", "http://u:***@h/x#c@d"),
+        ("http://host:8080/path#frag@x", "http://host:8080/path#frag@x"),
+    ],
+)
+def test_a_password_with_hash_or_question_mark_is_masked(uri: str, expected: str) -> None:
+    assert redact_uri(uri) == expected
+    assert redact_text(uri) == expected
+    said = f"error: MLflow tracking store {uri} is unreachable (Invalid url: {uri})"
+    assert (
+        redact_text(said)
+        == f"error: MLflow tracking store {expected} is unreachable (Invalid url: {expected})"
+    )

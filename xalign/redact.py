@@ -37,15 +37,18 @@ _SECRET_NAME = re.compile(
 )
 #: ``scheme://user:PASSWORD@`` inside free text, also ``scheme:/user:PASSWORD@`` (a URI that
 #: went through a path, which folds ``//``). The password runs to the LAST ``@`` before a
-#: space, quote, ``?`` or ``#``: users type ``@ : /`` in it unencoded.
+#: space, quote, ``?`` or ``#`` (users type ``@ : /`` in it unencoded), or else to the last
+#: ``@`` before a ``/`` (a password with ``?`` or ``#`` typed unencoded).
 _TEXT_USERINFO = re.compile(
-    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})([^/?#@:\s'\"]*):([^\s?#'\"]*)@"
-)
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})([^/?#@:\s'\"]{0,256}):"
+    r"((?:[^\s?#'\"]{0,512}|[^\s/'\"]{0,512}))@"
+)  # bounded: each of many candidate starts in one long word scans at most 512 characters
 #: ``name=value`` after ``?``/``&``/``;`` inside free text (the value stops at punctuation).
-_TEXT_PARAM = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
+_TEXT_PARAM = re.compile(r"([?&;])([^=&;#?\s'\"]+)=([^&;#\s'\"()<>,\]\[{}]*)")
 #: ``user:password@`` right after ``scheme://``; the password runs to the last ``@`` before
-#: ``?`` or ``#`` (it may hold ``@ : /`` typed unencoded).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):([^?#]*)@")
+#: ``?`` or ``#`` (it may hold ``@ : /`` typed unencoded), or else to the last ``@`` before a
+#: ``/`` (it may hold ``?`` or ``#`` typed unencoded).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):((?:[^?#]*|[^/]*))@")
 #: A user name that is itself a token (``https://ghp_xxx@github.com``, ``https://hf_xxx@...``):
 #: a known token prefix, or 20+ characters mixing letters and digits (no ordinary name).
 _TOKEN_USER = re.compile(
@@ -54,7 +57,7 @@ _TOKEN_USER = re.compile(
     r"|(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@"
 )
 #: ``name=value`` of a query string (or a fragment written like one).
-_PARAM = re.compile(r"([?&;#])([^=&;#\s]+)=([^&;#\s]*)")
+_PARAM = re.compile(r"([?&;#])([^=&;#?\s]+)=([^&;#\s]*)")  # no ``?`` in a name: linear time
 #: A token of a known shape anywhere in text (not inside a longer word).
 _TOKEN_SHAPE = re.compile(
     r"(?<![A-Za-z0-9])(?:"

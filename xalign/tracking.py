@@ -436,12 +436,30 @@ class Tracker:
         return self.finished_runs({TAG_EVAL_KEY: key, TAG_KIND: KIND_EVAL})
 
     def run_params(self, run_id: str) -> dict[str, str]:
-        """The params logged on ``run_id``."""
-        return dict(self.client.get_run(run_id).data.params)
+        """The params logged on ``run_id``.
+
+        Raises:
+            TrackingError: this store has no run ``run_id`` (it was tracked in another store).
+        """
+        return dict(self._run(run_id).data.params)
 
     def run_tags(self, run_id: str) -> dict[str, str]:
-        """The tags of ``run_id``."""
-        return dict(self.client.get_run(run_id).data.tags)
+        """The tags of ``run_id`` (raises as :meth:`run_params`)."""
+        return dict(self._run(run_id).data.tags)
+
+    def _run(self, run_id: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise TrackingError(
+                f"MLflow run {run_id} is not in the tracking store {redact_uri(self.uri)}: it "
+                f"was tracked in another store; pass that one with --tracking-uri (or set "
+                f"MLFLOW_TRACKING_URI)"
+            ) from None
 
     def download_artifact(self, run_id: str, path: str, dst: str | Path) -> Path:
         """Download artifact ``path`` of ``run_id`` into folder ``dst``; returns the local path.

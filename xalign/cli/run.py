@@ -56,7 +56,13 @@ def summary_lines(result: RunResult, tracking_uri: str) -> list[str]:
             "--set train.save_model=true"
         )
         lines.append("next:")
-    lines.append(f"  mlflow ui --backend-store-uri {tracking_uri}")
+    from xalign.redact import redact_uri
+
+    shown = redact_uri(tracking_uri)
+    if tracking_uri.split(":", 1)[0].lower() in ("http", "https", "databricks", "databricks-uc"):
+        lines.append(f"  open the run in the MLflow UI of {shown}")  # a server has its UI
+    else:
+        lines.append(f"  mlflow ui --backend-store-uri {shown} --host 127.0.0.1")
     return lines
 
 
