@@ -208,6 +208,19 @@ class Yaml12Loader(yaml.SafeLoader):
                 seen[key_node.value] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Count the values as they are read: a document with more than
+        :data:`MAX_YAML_VALUES` written out is refused there, before the rest is parsed (the
+        parser is slow: 300,000 values took half a minute)."""
+        self.composed = getattr(self, "composed", 0) + 1
+        if self.composed > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{self.name}:{self.get_mark().line + 1}: this value holds more than "
+                f"{MAX_YAML_VALUES:,} values; refused (a config is small by nature: data "
+                f"belongs in data.corpus / data.links files)"
+            )
+        return super().compose_node(parent, index)
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """A value that a tag cannot build (``!!int 0x``, ``!!timestamp 2020-13-45``) is a
         YAML error at that value's line, not a ``ValueError`` from deep inside PyYAML."""
