@@ -208,8 +208,12 @@ def test_summary_lines_name_terms_and_next_commands(tmp_path):
 
 
 def test_resume_step_reads_the_checkpoint_state(tmp_path):
+    from xalign.checkpoint import REQUIRED
+
     ckpt = tmp_path / "checkpoints" / "step-6"
     ckpt.mkdir(parents=True)
+    for name in REQUIRED:  # a complete checkpoint (find_checkpoint refuses an incomplete one)
+        (ckpt / name).write_text("x")
     (ckpt / "state.json").write_text(json.dumps({"step": 6}))
     assert resume_step(ckpt) == (ckpt, 6)
 
