@@ -702,3 +702,27 @@ def test_cli_reports_the_conflict_without_traceback():
     err = " ".join(result.stderr.split())
     assert "both 'weights' (the deprecated name) and 'point_weights' are given" in err
     assert "plugin 'sinkhorn', distribution xalign" in err
+
+
+@pytest.mark.parametrize("backend", ["online", "multiscale"])
+def test_a_keops_backend_without_pykeops_says_what_to_install(backend, monkeypatch):
+    """geomloss's KeOps backends failed with a raw NameError ('LazyTensor') without pykeops."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_pykeops(name, *args, **kwargs):
+        if name == "pykeops" or name.startswith("pykeops."):
+            raise ImportError("No module named 'pykeops'")
+        return real_import(name, *args, **kwargs)
+
+    from xalign import sinkhorn_divergence
+
+    monkeypatch.delitem(sys.modules, "pykeops", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_pykeops)
+    x, y = torch.randn(3, 4), torch.randn(2, 4)
+    with pytest.raises(ValueError, match=f"backend='{backend}' needs pykeops"):
+        sinkhorn_divergence(
+            x, torch.ones(3, dtype=torch.bool), y, torch.ones(2, dtype=torch.bool), backend=backend
+        )

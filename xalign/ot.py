@@ -189,6 +189,14 @@ def sinkhorn_divergence(
             x_weights=None if x_weights is None else x_weights[None],
             y_weights=None if y_weights is None else y_weights[None],
         )[0]
+    if backend in ("online", "multiscale"):
+        try:
+            import pykeops  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                f"backend={backend!r} needs pykeops (pip install pykeops); "
+                f"backend='tensorized' needs nothing more"
+            ) from None
     a = masked_weights(x_mask, x_weights, x.dtype)
     b = masked_weights(y_mask, y_weights, y.dtype)
     # Zero the padded coordinates so they cannot blow up the cost scale estimate.
