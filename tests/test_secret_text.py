@@ -276,3 +276,27 @@ def test_a_password_with_hash_or_question_mark_is_masked(uri: str, expected: str
         redact_text(said)
         == f"error: MLflow tracking store {expected} is unreachable (Invalid url: {expected})"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: token ghsecretvalue123", "Authorization: token ***"),
+        ("Authorization: Digest username1234", "Authorization: Digest ***"),
+        ("key=AIzaSyA1234567890abcdefghijklmnopqrstuv used", "key=*** used"),
+        ("calling AIzaSyA1234567890abcdefghijklmnopqrstuv now", "calling *** now"),
+        ("Cookie: session=abc123xyz; other=1", "Cookie: ***; other=1"),
+        ("password='quoted pass'", "password='***'"),
+        ('api_key: "two words here"', 'api_key: "***"'),
+        ("https://h/x?sessionid=abcd1234&page=2", "https://h/x?sessionid=***&page=2"),
+        (
+            "GET http://h/app;jsessionid=ABCDEF123456 failed",
+            "GET http://h/app;jsessionid=*** failed",
+        ),
+        # ordinary words stay
+        ("unexpected token in line 3", "unexpected token in line 3"),
+        ("the session ended", "the session ended"),
+    ],
+)
+def test_more_credential_shapes_in_free_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected

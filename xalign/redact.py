@@ -32,7 +32,7 @@ MASK = "***"
 #: A query-parameter name that holds a secret (case-insensitive, anywhere in the name).
 _SECRET_NAME = re.compile(
     r"token|secret|passw|pwd|signature|credential|api[-_]?key|access[-_]?key|auth|"
-    r"(?:^|[-_.])(?:key|sig|code|session)(?:$|[-_.])",
+    r"session[-_]?id|(?:^|[-_.])(?:key|sig|code|session)(?:$|[-_.])",
     re.IGNORECASE,
 )
 #: ``scheme://user:PASSWORD@`` inside free text, also ``scheme:/user:PASSWORD@`` (a URI that
@@ -64,20 +64,27 @@ _TOKEN_SHAPE = re.compile(
     r"dapi[0-9a-f]{32}(?:-[0-9]+)?|dose[0-9a-f]{32}"  # Databricks access token, OAuth secret
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
     r"|hf_[A-Za-z0-9]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
-    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # a JWT
     r")"
 )
 #: ``Bearer VALUE`` / ``Basic VALUE`` (an HTTP Authorization value); VALUE has a digit or ``=``.
 _AUTH_SCHEME = re.compile(
-    r"\b([Bb]earer|BEARER|Basic)(\s+)(?=[A-Za-z0-9._~+/=-]*[0-9=])[A-Za-z0-9._~+/=-]{8,}"
+    r"\b([Bb]earer|BEARER|Basic|[Tt]oken|Digest)(\s+)(?=[A-Za-z0-9._~+/=-]*[0-9=])"
+    r"[A-Za-z0-9._~+/=-]{8,}"
 )
 #: ``token = VALUE``, ``"password": "VALUE"``, ``client_secret=VALUE`` in free text (a config
 #: file, a JSON body or a header that an error message quotes).
 _SECRET_PAIR = re.compile(
     r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|passphrase|secret|api[_-]?key|"
-    r"access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
+    r"access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|authorization|cookie|"
+    r"session[_-]?id)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
     r"([^\s\"',;&}\]]{6,})"
+)
+#: ``password='a quoted value'`` (spaces inside): the whole quoted value.
+_SECRET_QUOTED = re.compile(
+    r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|passphrase|secret|"
+    r"api[_-]?key|cookie)[\"']?\s*[:=]\s*)([\"'])([^\"'\n]{1,400})\2"
 )
 #: The body of a PEM private key (``-----BEGIN ... PRIVATE KEY-----`` to ``-----END``, or to the
 #: end of the text when cut): one pass, no backtracking (a ``-`` is taken only when no
@@ -166,6 +173,7 @@ def redact_text(text: str) -> str:
         out = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
         out = _TOKEN_USER.sub(lambda m: f"{m.group(1)}{MASK}@", out)
         out = _TEXT_PARAM.sub(_mask_param, out)
+        out = _SECRET_QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}{m.group(2)}", out)
         out = _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{MASK}", out)
         out = _PEM_KEY.sub(lambda m: f"{m.group(1)}\n{MASK}\n", out)
     out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
