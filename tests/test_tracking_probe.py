@@ -105,3 +105,13 @@ def test_xalign_run_on_a_dead_databricks_profile_ends_in_bounded_time(databricks
     # a fresh process (importing torch and mlflow is most of it on a loaded machine); the
     # SDK's own retries would take 300 s
     assert elapsed < 2 * BOUND_S
+
+
+def test_get_run_tells_a_missing_run_from_a_dead_store(tmp_path) -> None:
+    """export / eval RUN_ID on a dead server said 'no MLflow run ... in URI' (any MLflow error
+    was taken for a missing run); a missing run in a live store is still None."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    assert tracking.get_run("0" * 32, uri) is None
+    assert tracking.get_run("not-a-run-id", uri) is None
+    with pytest.raises(TrackingError, match=r"http://carol:\*\*\*@127\.0\.0\.1:9 is unreachable"):
+        tracking.get_run("0" * 32, "http://carol:Passw0rd9@127.0.0.1:9")

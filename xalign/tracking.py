@@ -343,8 +343,13 @@ def get_run(run_id: str, uri: str | None = None) -> Any | None:
         client = MlflowClient(uri)
         try:
             return client.get_run(run_id)
-        except MlflowException:
-            return None
+        except MlflowException as exc:  # no such run: None; a store that fails: unreachable
+            if getattr(exc, "error_code", "") in (
+                "RESOURCE_DOES_NOT_EXIST",
+                "INVALID_PARAMETER_VALUE",
+            ):
+                return None
+            raise
 
     return _probe(uri, request)
 
