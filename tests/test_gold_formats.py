@@ -892,3 +892,29 @@ def test_a_few_stray_links_are_still_only_warned(tmp_path: Path) -> None:
     with pytest.warns(GoldAlignmentWarning, match="1 gold link"):
         gold = load_gold(**kwargs)
     assert gold.out_of_range == [(12, (9, 0))]
+
+
+@pytest.mark.parametrize(
+    ("folder", "lang", "warned"),
+    [
+        ("bg", "bg", False),
+        ("pt-BR", "pt-BR", False),
+        ("data", "tgt", True),
+        ("my sets", "tgt", True),
+    ],
+)
+def test_xlwa_language_comes_from_a_folder_named_by_its_code(
+    tmp_path: Path, folder: str, lang: str, warned: bool
+) -> None:
+    """A TSV outside a language folder (data/es40.tsv) was read as language 'data', silently."""
+    import warnings
+
+    tsv = _write(tmp_path / folder / "es40.tsv", "the house\tla casa\t0-0 1-1\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gold = load_gold(tsv)
+    said = [str(w.message) for w in caught if "tells no language" in str(w.message)]
+    assert gold.src_lang == lang and gold.tgt_lang == "en"
+    assert bool(said) == warned, said
+    if warned:
+        assert f"its folder {folder!r} tells no language" in said[0] and "tgt_lang" in said[0]

@@ -976,7 +976,18 @@ def _load_with_options(
         return name or text.stem, src_lang, tgt_lang, raw
     if fmt == "xlwa":
         tsv = _need(opts.text_file or path, "a .tsv path (or text_file)", fmt)
-        lang = tsv.parent.name
+        lang = tsv.parent.name  # XL-WA's layout: data/<lang>/<split>.tsv
+        if opts.tgt_lang is None and not re.fullmatch(
+            r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*", lang
+        ):
+            _warn_once(
+                f"{tsv}: its folder {lang!r} tells no language (XL-WA keeps each language's "
+                f"files in a folder named by its code); the language is called 'tgt' (pass "
+                f"tgt_lang)",
+                key=str(tsv),
+                stacklevel=5,
+            )
+            lang = "tgt"
         src_lang, tgt_lang = opts.src_lang or "en", opts.tgt_lang or lang
         default = f"xlwa-{lang}-{tsv.stem}" if opts.tgt_lang is None else f"xlwa-{tgt_lang}"
         return name or default, src_lang, tgt_lang, _read_xlwa(tsv, opts)
