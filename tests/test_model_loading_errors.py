@@ -73,7 +73,10 @@ def broken(tiny_model, tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
     out["cut-bin"] = (folder, "pytorch_model.bin", "not a complete torch.save file")
     plain_pickle = pickle.dumps({k: v.tolist() for k, v in list(state.items())[:2]})
     folder = _with_bin(tiny_model, root / "old-pickle", plain_pickle)
-    out["old-pickle"] = (folder, "pytorch_model.bin", "pytorch_model.bin")
+    out["old-pickle"] = (folder, "pytorch_model.bin", "written by pickle.dump, not by torch.save")
+    numpy_pickle = pickle.dumps({k: v.numpy() for k, v in state.items()}, protocol=4)
+    folder = _with_bin(tiny_model, root / "numpy-pickle", numpy_pickle)
+    out["numpy-pickle"] = (folder, "pytorch_model.bin", "written by pickle.dump, not by torch.save")
 
     out.update(_sharded(tiny_model, root, state))
     out.update(_wrong_content(tiny_model, root, state))
@@ -222,6 +225,7 @@ CASES = [
     "bin-not-pickled",
     "cut-bin",
     "old-pickle",
+    "numpy-pickle",
     "cut-safetensors",
     "cut-safetensors-header",
     "zero-safetensors",

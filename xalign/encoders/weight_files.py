@@ -223,10 +223,14 @@ def _sniff_pickle(file: Path) -> str | None:
 def _pickle_problem(file: Path) -> tuple[str, str | None] | None:
     """Loads ``file`` as PyTorch does (``weights_only=True``, on the meta device): None when
     it loads, else (the reason, the global it would call when it is a code pickle)."""
+    import warnings
+
     import torch
 
     try:
-        torch.load(file, weights_only=True, map_location="meta")
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            torch.load(file, weights_only=True, map_location="meta")
     except Exception as exc:  # noqa: BLE001 - any failure to read the user's file
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if isinstance(exc, pickle.UnpicklingError) and found:
@@ -234,6 +238,31 @@ def _pickle_problem(file: Path) -> tuple[str, str | None] | None:
         first = str(exc).splitlines()[0] if str(exc) else ""
         return f"{type(exc).__name__}: {first}".strip(), None
     return None
+
+
+#: The number torch.save's old (pre-zip) format pickles first.
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _plain_pickle(file: Path) -> bool:
+    """Whether ``file`` starts as a well-formed pickle that is not torch.save's old format
+    (whose first pickle is :data:`_TORCH_LEGACY_MAGIC`): read as opcodes, nothing is run."""
+    import pickletools
+
+    with file.open("rb") as handle:
+        try:
+            ops = []
+            for op, arg, _ in pickletools.genops(handle):
+                ops.append((op.name, arg))
+                if len(ops) == 3 or op.name == "STOP":
+                    break
+        except (ValueError, EOFError):  # not opcodes: cut or corrupt
+            return False
+    return (
+        len(ops) >= 2
+        and ops[0][0] == "PROTO"
+        and not (ops[1][0] == "LONG1" and ops[1][1] == _TORCH_LEGACY_MAGIC)
+    )
 
 
 def _load_problem(folder: Path, shown: str, files: list[Path], exc: Exception) -> str:
@@ -246,6 +275,12 @@ def _load_problem(folder: Path, shown: str, files: list[Path], exc: Exception) -
         if problem is None:
             continue
         reason, calls = problem
+        if calls is None and _plain_pickle(file):
+            return (
+                f"model {shown}: {file} is a Python pickle written by pickle.dump, not by "
+                f"torch.save ({reason}): save the weights with torch.save(state_dict) or "
+                f"model.save_pretrained(DIR, safe_serialization=True)"
+            )
         if calls is None:
             return (
                 f"model {shown}: cannot read the PyTorch weights {file} ({reason}): not a "
