@@ -71,6 +71,10 @@ class DataConfig:
     unescape: bool = True
 
 
+#: ``train.reg_reduction``: how the drift term reduces over each English sentence's words
+DRIFT_REDUCTIONS = ("sum", "mean")
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 24
@@ -87,6 +91,8 @@ class TrainConfig:
     max_steps: int | None = None
     seed: int = 42
     reg_weight: float = 1.0
+    # the drift term per sentence: sum over its English words (the paper's Eq. 2) or mean
+    reg_reduction: str = "sum"
     dropout: bool = True
     freeze_embeddings: bool = False
     freeze_layers: int = 0
@@ -992,6 +998,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "linear"),
     "train.mixed_precision": ("no", "bf16"),
+    "train.reg_reduction": DRIFT_REDUCTIONS,
     "data.self_links.method": ("argmax", "ot"),
     "data.self_links.pooling": POOLINGS,
 }

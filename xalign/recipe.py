@@ -63,7 +63,7 @@ from xalign.checkpoint import (
     slim_finished,
     write_rank_state,
 )
-from xalign.config import ModelConfig, RunConfig, TrainConfig
+from xalign.config import DRIFT_REDUCTIONS, ModelConfig, RunConfig, TrainConfig
 from xalign.data.links import LinkSet
 from xalign.data.sampler import PairExample, ParallelData
 from xalign.encoders import Encoder, load_encoder
@@ -311,15 +311,24 @@ def frozen_upto_layer(encoder: Encoder) -> Encoder:
     return frozen
 
 
-def drift_regulariser(tgt: Side, frozen: Side) -> torch.Tensor:
-    """Σ_t ‖c(t) − c0(t)‖² over each English sentence's words, averaged over sentences.
+def drift_regulariser(tgt: Side, frozen: Side, reduction: str = "sum") -> torch.Tensor:
+    """The English drift term of a batch, averaged over its sentences: per sentence of words
+    t = 1..n, ``sum``: Σ_t ‖c(t) − c0(t)‖² (the paper's Eq. 2, Alqahtani et al. 2021), or
+    ``mean``: (1/n) Σ_t ‖c(t) − c0(t)‖² (on the scale of the OT objectives' mass 1).
 
-    Float32 with autocast disabled, whatever the encoders' dtype (a float32 scalar)."""
+    ``c`` (``tgt``) and ``c0`` (``frozen``) are word vectors ``[B, W, H]`` pooled by the run's
+    ``model.pooling``; squared Euclidean distance in hidden-state units. Float32 with autocast
+    disabled, whatever the encoders' dtype (a float32 scalar). Raises ``ValueError`` for a
+    ``reduction`` outside :data:`DRIFT_REDUCTIONS` (the config rejects it first)."""
+    if reduction not in DRIFT_REDUCTIONS:
+        raise ValueError(f"unknown drift reduction {reduction!r}; choose one of {DRIFT_REDUCTIONS}")
     with full_precision():
         c, mask = tgt.words_vectors()
         c0, _ = frozen.words_vectors()
-        sq = ((c - c0) ** 2).sum(-1) * mask
-        return sq.sum(-1).mean()
+        per_sentence = (((c - c0) ** 2).sum(-1) * mask).sum(-1)
+        if reduction == "mean":  # a sentence without words contributes 0
+            per_sentence = per_sentence / mask.sum(-1).clamp(min=1)
+        return per_sentence.mean()
 
 
 def float32_batch(batch: AlignmentBatch) -> AlignmentBatch:
@@ -1117,7 +1126,7 @@ class AlignmentRecipe:
             _accumulate(sums, f"{name}/{obj_name}", value, w)
             parts[obj_name] = self.weights[obj_name] * value
         if lam > 0:
-            reg = drift_regulariser(batch.tgt, batch.tgt_frozen)
+            reg = drift_regulariser(batch.tgt, batch.tgt_frozen, self.cfg.train.reg_reduction)
             _accumulate(sums, f"{name}/reg", reg, w)
             parts["reg"] = lam * reg
         return parts
