@@ -32,6 +32,16 @@ TATOEBA_ISO3: dict[str, str] = {
     "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "ml": "mal", "mr": "mar",
     "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh", "ta": "tam", "te": "tel",
     "th": "tha", "tl": "tgl", "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
+    # the other LASER test sets with an ISO 639-1 code (beyond XTREME's 36)
+    "am": "amh", "az": "aze", "be": "bel", "br": "bre", "bs": "bos", "ca": "cat",
+    "ch": "cha", "cs": "ces", "cy": "cym", "da": "dan", "eo": "epo", "fo": "fao",
+    "fy": "fry", "ga": "gle", "gd": "gla", "gl": "glg", "hr": "hrv", "hy": "hye",
+    "ia": "ina", "ie": "ile", "io": "ido", "is": "isl", "km": "khm", "ku": "kur",
+    "kw": "cor", "la": "lat", "lt": "lit", "lv": "lvs", "mk": "mkd", "mn": "mon",
+    "ms": "zsm", "nb": "nob", "nn": "nno", "no": "nob", "oc": "oci", "pl": "pol",
+    "ro": "ron", "sk": "slk", "sl": "slv", "sq": "sqi", "sr": "srp", "sv": "swe",
+    "tk": "tuk", "tt": "tat", "ug": "uig", "uk": "ukr", "uz": "uzb", "xh": "xho",
+    "yi": "yid",
 }  # fmt: skip
 
 
