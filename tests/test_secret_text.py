@@ -261,6 +261,9 @@ def test_working_folder_variables_are_not_secret(monkeypatch) -> None:
         ("http://hank:Q?Secret4242@h:9/x", "http://hank:***@h:9/x"),
         ("https://u:a#b?c@d#e@h/p?token=zz", "https://u:***@h/p?token=***"),
         ("mysql://u:p#w:rd@db:3306/x", "mysql://u:***@db:3306/x"),
+        # a user name alone (a token) holding an unencoded # or ?
+        ("https://Zq9abcdefghij#klmnopqrstuv@127.0.0.1:9/", "https://***@127.0.0.1:9/"),
+        ("https://Zq9ab?cd@h/x", "https://***@h/x"),
         # and what must stay: the host, a query or fragment after the host holding an @
         ("http://u:pass@host/path?q=a@b", "http://u:***@host/path?q=a@b"),
         ("http://u:p@ss/word@host/x?y=1", "http://u:***@host/x?y=1"),
@@ -293,7 +296,15 @@ def test_a_password_with_hash_or_question_mark_is_masked(uri: str, expected: str
             "GET http://h/app;jsessionid=ABCDEF123456 failed",
             "GET http://h/app;jsessionid=*** failed",
         ),
+        ("x npm_" + "a1" * 18 + " y", "x *** y"),
+        ("pypi-AgEIcHlwaS5vcmcCJGI" + "x" * 30, "***"),
+        ("key sk_live_4eC39HqLyjWDarjtT1zdp7dc", "key ***"),
+        ("https://hooks.slack.com/services/T000/B000/XXXXabcd", "https://***"),
+        ("xapp-1-A0123-456-abcdef", "***"),
+        ("secret_key=Zq9secretkey private_key: Zq9privkeyval", "secret_key=*** private_key: ***"),
+        ("PWD=Zq9pwd123;Server=x", "PWD=***;Server=x"),
         # ordinary words stay
+        ("the private key is missing", "the private key is missing"),
         ("unexpected token in line 3", "unexpected token in line 3"),
         ("the session ended", "the session ended"),
     ],

@@ -54,7 +54,8 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@:]*):((?:[^?#]*|[^/
 _TOKEN_USER = re.compile(
     r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2})"
     r"((?:ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|hf_|sk-|xox[abprs]-)[A-Za-z0-9_-]+"
-    r"|(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,})@"
+    r"|(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}"
+    r"|[^/?#@:\s'\"]{0,256}[?#][^/@:\s'\"]{0,256})@"  # a user holding an unencoded ? or #
 )
 #: ``name=value`` of a query string (or a fragment written like one).
 _PARAM = re.compile(r"([?&;#])([^=&;#?\s]+)=([^&;#\s]*)")  # no ``?`` in a name: linear time
@@ -65,6 +66,8 @@ _TOKEN_SHAPE = re.compile(
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
     r"|hf_[A-Za-z0-9]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}"
+    r"|npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|xapp-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/]{10,}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # a JWT
     r")"
 )
@@ -78,7 +81,7 @@ _AUTH_SCHEME = re.compile(
 _SECRET_PAIR = re.compile(
     r"(?i)(\b(?:[a-z0-9]{1,40}[_-]){0,4}(?:token|password|passwd|passphrase|secret|api[_-]?key|"
     r"access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|authorization|cookie|"
-    r"session[_-]?id)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
+    r"session[_-]?id|secret[_-]?key|private[_-]?key|pwd)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*|(?:[Bb]earer|Basic|[Tt]oken|Digest)\s)"
     r"([^\s\"',;&}\]]{6,})"
 )
 #: ``password='a quoted value'`` (spaces inside): the whole quoted value.
