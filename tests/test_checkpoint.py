@@ -432,6 +432,13 @@ def test_resume_from_a_checkpoint_folder_itself_that_is_slimmed_or_cut(tmp_path)
         assert f"resume from its run folder {tmp_path / lost}" in message
         (cut / lost).write_text("x")
         assert find_checkpoint(cut) == cut  # complete again: taken
+    alone = tmp_path / "copied-out"  # not inside a run's checkpoints folder: no run folder
+    alone.mkdir()
+    (alone / "state.json").write_text("{}")
+    with pytest.raises(ck.CheckpointNotFoundError) as info:
+        find_checkpoint(alone)
+    message = " ".join(str(info.value).split())
+    assert "run folder" not in message and message.endswith("copy the checkpoint again")
 
 
 def test_an_empty_folder_is_still_no_checkpoint(tmp_path):

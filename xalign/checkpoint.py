@@ -421,10 +421,14 @@ def _refuse_incomplete(ckpt: Path) -> None:
         raise CheckpointNotFoundError(
             f"{ckpt} is the last checkpoint of a finished run (it has no optimizer.pt); {_DROPPED}"
         )
+    instead = (
+        f"resume from its run folder {ckpt.parent.parent} to use the newest complete one, or "
+        if ckpt.parent.name == "checkpoints"
+        else ""
+    )
     raise CheckpointNotFoundError(
         f"{ckpt} is not a complete checkpoint: it lacks {', '.join(lacking)} (a copy cut "
-        f"short?); resume from its run folder {ckpt.parent.parent} to use the newest complete "
-        f"one, or copy the checkpoint again"
+        f"short?); {instead}copy the checkpoint again"
     )
 
 

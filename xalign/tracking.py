@@ -236,6 +236,13 @@ def _reason(exc: BaseException) -> str:
 
 
 def _unreachable(uri: str, exc: BaseException) -> TrackingError:
+    if "MLFLOW_ALLOW_FILE_STORE" in str(exc):  # MLflow 3.x refuses file stores by default
+        return TrackingError(
+            f"MLflow tracking store {redact_uri(uri)} is a file store, which this MLflow "
+            f"refuses unless MLFLOW_ALLOW_FILE_STORE=true is set in the environment; set it, "
+            f"or use a database store such as {DEFAULT_TRACKING_URI} (`mlflow "
+            f"migrate-filestore` moves existing runs)"
+        )
     if uri.lower().startswith("databricks"):
         fix = (
             "Check the host and credentials of that profile in ~/.databrickscfg "
