@@ -244,3 +244,18 @@ def test_set_errors_quote_at_most_200_chars_of_the_override():
     wrong_type = "train.lr=" + "x" * 5000  # a later check names the override too
     message = refused(None, (wrong_type,))
     assert "train.lr" in message and len(message) < 800, message
+
+
+def test_an_extends_chain_is_counted_as_one_config(tmp_path):
+    """Ten files of 90,000 values each (every one under the limits) were parsed for 44 s and
+    refused only by the config checks: the chain's values count together."""
+    per_file = MAX_YAML_VALUES * 2 // 5  # three files pass the limit, two do not
+    for k in range(3):
+        parent = f"extends: c{k + 1}.yaml\n" if k < 2 else ""
+        write(tmp_path, f"{parent}x{k}:\n" + "- 1\n" * per_file, f"c{k}.yaml")
+    message = refused(tmp_path / "c0.yaml")
+    assert message.startswith(f"{tmp_path / 'c2.yaml'}:"), message
+    assert f"the files of this extends chain hold more than {MAX_YAML_VALUES:,} values" in message
+    (tmp_path / "c1.yaml").write_text("x1: 1\n")  # two files: under the limit, read as usual
+    with pytest.raises(ConfigError, match="x0"):  # refused later, by the config checks
+        load_config(tmp_path / "c0.yaml")

@@ -220,8 +220,13 @@ class Yaml12Loader(yaml.SafeLoader):
         parser is slow: 300,000 values took half a minute)."""
         self.composed = getattr(self, "composed", 0) + 1
         if self.composed > MAX_YAML_VALUES:
+            where = (
+                "the files of this extends chain hold"
+                if getattr(self, "earlier", 0)
+                else "this value holds"
+            )
             raise ConfigError(
-                f"{self.name}:{self.get_mark().line + 1}: this value holds more than "
+                f"{self.name}:{self.get_mark().line + 1}: {where} more than "
                 f"{MAX_YAML_VALUES:,} values; refused (a config is small by nature: data "
                 f"belongs in data.corpus / data.links files)"
             )
@@ -343,7 +348,9 @@ Yaml12Loader.add_implicit_resolver(
 Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
 
 
-def _load_yaml(text: str, name: str) -> tuple[Any, dict[str, tuple[int, bool]]]:
+def _load_yaml(
+    text: str, name: str, counted: list[int] | None = None
+) -> tuple[Any, dict[str, tuple[int, bool]]]:
     """(data, {dotted key: (line, value is a mapping)}) of one YAML document; the key ``""``
     is the line of the document itself.
 
@@ -354,6 +361,8 @@ def _load_yaml(text: str, name: str) -> tuple[Any, dict[str, tuple[int, bool]]]:
     """
     loader = Yaml12Loader(text)
     loader.name = name  # marks (and so error messages) name the file
+    if counted is not None:  # the values of the files read before (an extends chain)
+        loader.composed = loader.earlier = counted[0]
     try:
         try:
             node = loader.get_single_node()
@@ -370,6 +379,8 @@ def _load_yaml(text: str, name: str) -> tuple[Any, dict[str, tuple[int, bool]]]:
             lines[""] = (node.start_mark.line + 1, isinstance(node, yaml.MappingNode))
         _key_lines(node, "", lines, loader)
     finally:
+        if counted is not None:
+            counted[0] = getattr(loader, "composed", counted[0])
         loader.dispose()
     return data, lines
 
@@ -623,6 +634,7 @@ def read_config_file(
     *,
     origins: Origins | None = None,
     paths_from_file: bool = True,
+    _counted: list[int] | None = None,
 ) -> dict[str, Any]:
     """A YAML config (read as YAML 1.2, see :class:`Yaml12Loader`) as a dict.
     ``extends: FILE`` (relative to this file) starts from FILE: mappings merge key by key,
@@ -639,8 +651,9 @@ def read_config_file(
             f"({_chain[0]} -> ... -> {_chain[-1]} -> {path})"
         )
     data = _read_capped(path)
+    counted = [0] if _counted is None else _counted  # :data:`MAX_YAML_VALUES` for the chain
     try:
-        raw, lines = _load_yaml(data.decode("utf-8"), str(path))
+        raw, lines = _load_yaml(data.decode("utf-8"), str(path), counted)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is not None:
@@ -676,6 +689,7 @@ def read_config_file(
             (*_chain, path.resolve()),
             origins=origins,
             paths_from_file=paths_from_file,
+            _counted=counted,
         )
         raw = _merged(base, raw)
     if origins is not None:
