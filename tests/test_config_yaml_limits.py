@@ -259,3 +259,10 @@ def test_an_extends_chain_is_counted_as_one_config(tmp_path):
     (tmp_path / "c1.yaml").write_text("x1: 1\n")  # two files: under the limit, read as usual
     with pytest.raises(ConfigError, match="x0"):  # refused later, by the config checks
         load_config(tmp_path / "c0.yaml")
+
+
+def test_an_unknown_section_set_by_many_overrides_is_named_briefly():
+    """12,000 --set extra.kN=... printed a 469 KB error line naming every override."""
+    overrides = tuple(f"extra.k{n}=[1, 2]" for n in range(2000))
+    message = refused(None, overrides)
+    assert "unknown section 'extra'" in message and "(+1997 more)" in message, message[:300]

@@ -773,7 +773,9 @@ def build_config(
         if name not in known:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            at = ", ".join(origins.within(str(name))) or where
+            places = origins.within(str(name))
+            more = f" (+{len(places) - 3} more)" if len(places) > 3 else ""
+            at = ", ".join(places[:3]) + more if places else where
             problems.append(f"{at}: unknown section {name!r}{hint}; known: {', '.join(known)}")
     kwargs: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
