@@ -311,3 +311,20 @@ def test_a_password_with_hash_or_question_mark_is_masked(uri: str, expected: str
 )
 def test_more_credential_shapes_in_free_text(text: str, expected: str) -> None:
     assert redact_text(text) == expected
+
+
+def test_a_config_error_never_shows_part_of_a_secret():
+    """A YAML problem mark's excerpt (a fixed-width window) and the 200-character quote of an
+    override could cut a secret in two, past recognition: 'api_key="Zq9a ...'."""
+    from xalign.config import load_config
+    from xalign.errors import ConfigError
+
+    item = (
+        "data.corpus=/x/{src}.txt Proxy-Authorization: Basic Zq9dXNlcjpwYXNz "
+        'X-Api-Key: Zq9KEYabcdef1234 api_key="Zq9apikey1" more'
+    )
+    long_item = "data.corpus=[" + "a" * 180 + " token=Zq9tokenvalue42 " + "b" * 50  # unclosed
+    for override in (item, long_item):
+        with pytest.raises(ConfigError) as exc:
+            load_config(None, (override,))
+        assert "Zq9" not in str(exc.value), str(exc.value)

@@ -456,19 +456,34 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = _load_yaml(raw, f"--set {shown}")[0] if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {shown!r}: cannot parse value: {exc}") from exc
+        raise ConfigError(f"override {shown!r}: cannot parse value: {_no_snippet(exc)}") from exc
     except ConfigError as exc:  # "--set ITEM:1: why" -> "override 'ITEM': why"
         why = re.sub(r"^\d+: ", "", str(exc)[len(f"--set {shown}:") :])
         raise ConfigError(f"override {shown!r}: {why}") from exc
     return keys, value
 
 
+def _no_snippet(exc: yaml.YAMLError) -> yaml.YAMLError:
+    """``exc`` without the excerpt of the line under its marks: the excerpt is a window cut
+    at a fixed width, which can cut a credential in two past recognition (FILE:LINE:COLUMN
+    stay)."""
+    for name in ("problem_mark", "context_mark"):
+        mark = getattr(exc, name, None)
+        if mark is not None:
+            mark.buffer = None
+    return exc
+
+
 def short_override(item: str) -> str:
     """``item`` (a ``--set KEY=VALUE``) as an error message quotes it: at most
-    :data:`~xalign.schema.SHOW_MAX` characters, the length said when cut."""
-    if len(item) <= SHOW_MAX:
-        return item
-    return f"{item[: SHOW_MAX - 20]}... ({len(item):,} chars)"
+    :data:`~xalign.schema.SHOW_MAX` characters, the length said when cut; credentials are
+    masked before the cut (a secret cut in two is no longer recognisable)."""
+    from xalign.redact import redact_text
+
+    shown = redact_text(item)
+    if len(shown) <= SHOW_MAX:
+        return shown
+    return f"{shown[: SHOW_MAX - 20]}... ({len(item):,} chars)"
 
 
 def _set_path(d: dict[str, Any], path: list[str], value: Any) -> None:
@@ -662,7 +677,7 @@ def read_config_file(
             line = f":{data.decode('utf-8')[: exc.position].count(chr(10)) + 1}"
         else:
             line = ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}{line}: invalid YAML: {_no_snippet(exc)}") from exc
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(
