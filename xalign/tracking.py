@@ -269,32 +269,23 @@ def _probe(uri: str, request: Callable[[], T]) -> T:
     Raises:
         TrackingError: ``request`` failed, or did not return in time (the URI redacted).
     """
-    done: list[T] = []
-    failed: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            done.append(request())
-        except BaseException as exc:  # handed to the caller's thread
-            failed.append(exc)
-
     with _env(QUICK):
-        if _is_local(uri):
-            call()
-        else:  # a thread left waiting on a dead host ends with the process (daemon)
-            worker = threading.Thread(target=call, name="xalign-tracking-probe", daemon=True)
-            worker.start()
-            worker.join(PROBE_DEADLINE)
-            if worker.is_alive():
+        try:
+            if _is_local(uri):
+                return request()
+            # a thread left waiting on a dead host ends with the process (daemon)
+            return _bounded(request, PROBE_DEADLINE, "probe", name="xalign-tracking-probe")[0]
+        except BaseException as exc:
+            if hasattr(exc, "worker"):  # _bounded's deadline passed
                 raise _unreachable(
                     uri, TimeoutError(f"no answer within {PROBE_DEADLINE:.0f} s")
                 ) from None
-    if failed:
-        raise _unreachable(uri, failed[0]) from failed[0]
-    return done[0]
+            raise _unreachable(uri, exc) from exc
 
 
-def _bounded(request: Callable[[], T], deadline: float, what: str) -> tuple[T, threading.Thread]:
+def _bounded(
+    request: Callable[[], T], deadline: float, what: str, *, name: str = "xalign-tracking-send"
+) -> tuple[T, threading.Thread]:
     """``request()`` in a daemon thread, waited for at most ``deadline`` seconds; returns its
     value and the thread. Raises what ``request`` raised, or :class:`TimeoutError` (naming
     ``what``) with the still running thread as ``exc.worker``."""
@@ -307,7 +298,7 @@ def _bounded(request: Callable[[], T], deadline: float, what: str) -> tuple[T, t
         except BaseException as exc:  # handed to the caller's thread
             failed.append(exc)
 
-    worker = threading.Thread(target=call, name="xalign-tracking-send", daemon=True)
+    worker = threading.Thread(target=call, name=name, daemon=True)
     worker.start()
     worker.join(deadline)
     if worker.is_alive():
