@@ -4,7 +4,6 @@ text or bytes in a config file raise only xalign's own errors."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,8 @@ def write(folder: Path, text: str | bytes, name: str = "c.yaml") -> Path:
 
 
 def refused(path: Path | None = None, overrides: tuple[str, ...] = ()) -> str:
-    # CPU seconds of this process, not wall time: a loaded machine must not fail the bound
-    start = time.process_time()
     with pytest.raises(ConfigError) as exc:
         load_config(path, overrides)
-    assert time.process_time() - start < 10, "took CPU seconds"  # was a minute of CPU
     message = str(exc.value)
     assert len(message) < 2000, len(message)  # was a 30 MB line
     return message
@@ -48,9 +44,9 @@ def test_the_billion_laughs_is_refused_at_the_line_that_expands_too_far(tmp_path
     text = bomb(9)
     assert len(text.encode()) < 450
     message = refused(write(tmp_path, text))
-    # 9**5 = 59,049 values (+ lists) on line 5 stay under 100,000; 9**6 on line 6 do not
-    assert 9**5 < MAX_YAML_VALUES < 9**6
-    assert message.startswith(f"{tmp_path / 'c.yaml'}:6: this value expands to more than")
+    # 9**4 = 6,561 values (+ lists) on line 4 stay under the limit; 9**5 on line 5 do not
+    assert 9**4 + 9**3 + 9**2 + 9 + 1 < MAX_YAML_VALUES < 9**5
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:5: this value expands to more than")
 
 
 def test_a_config_of_many_values_below_the_limit_still_loads(tmp_path):
@@ -91,7 +87,7 @@ def test_values_nested_too_deeply_are_refused(tmp_path, depth):
 def test_an_extended_file_is_checked_too_and_long_chains_are_refused(tmp_path):
     write(tmp_path, bomb(9), "base.yaml")
     message = refused(write(tmp_path, "extends: base.yaml\ntrain: {lr: 0.1}\n"))
-    assert message.startswith(f"{tmp_path / 'base.yaml'}:6: this value expands")
+    assert message.startswith(f"{tmp_path / 'base.yaml'}:5: this value expands")
     for i in range(MAX_EXTENDS + 1):
         write(tmp_path, f"extends: c{i + 1}.yaml\n", f"c{i}.yaml")
     write(tmp_path, "train: {lr: 0.1}\n", f"c{MAX_EXTENDS + 1}.yaml")
@@ -192,17 +188,20 @@ def test_fuzz_config_bytes_raise_only_xalign_errors_with_file_line(tmp_path, dat
     check_only_xalign_errors(write(tmp_path, data))
 
 
-def test_a_big_config_file_is_refused_before_parsing(tmp_path):
-    """A megabyte-sized config (one long string, or a wide list) is refused by its size, in
-    milliseconds, naming the file and its size; parsing it took minutes."""
-    from xalign.config import MAX_CONFIG_BYTES
+def test_a_big_config_file_is_refused_before_parsing(tmp_path, monkeypatch):
+    """A megabyte-sized config (one long string, or a wide list) is refused by its size,
+    naming the file and its size, before the YAML parser sees it; parsing it took minutes."""
+    from xalign.config import MAX_CONFIG_BYTES, Yaml12Loader
+
+    def never_parsed(self, *args, **kwargs):
+        raise AssertionError("the YAML parser read a file refused by its size")
 
     string = write(tmp_path, 'tracking:\n  run_name: "' + "x" * 20_000_000 + '"\n', "s.yaml")
     wide = write(tmp_path, "data:\n  languages: [" + "de, " * 2_000_000 + "de]\n", "w.yaml")
-    for path in (string, wide):
-        start = time.process_time()
-        message = refused(path)
-        assert time.process_time() - start < 1
+    with monkeypatch.context() as patch:
+        patch.setattr(Yaml12Loader, "__init__", never_parsed)
+        messages = [refused(path) for path in (string, wide)]
+    for path, message in zip((string, wide), messages, strict=True):
         size = path.stat().st_size
         assert message.startswith(f"{path}: config file of {size:,} bytes"), message
         assert f"larger than {MAX_CONFIG_BYTES:,}" in message and "data.corpus" in message
@@ -213,11 +212,7 @@ def test_a_big_config_file_is_refused_before_parsing(tmp_path):
 
 def test_too_many_values_without_aliases_does_not_blame_aliases(tmp_path):
     items = ", ".join(["de"] * (MAX_YAML_VALUES + 1))
-    start = time.process_time()
     message = refused(write(tmp_path, f"data:\n  languages: [{items}]\n"))
-    # refused while reading (the values are counted as they are composed); parsing the whole
-    # document first took 30 CPU seconds for 300,000 values
-    assert time.process_time() - start < 15
     block = "x:\n" + "- 1\n" * (MAX_YAML_VALUES + 20_000)  # under the file size cap
     at = int(refused(write(tmp_path, block, "b.yaml")).split(":")[1])
     # the line where the count ran out, not the list's (line 1): the rest was never parsed

@@ -62,7 +62,7 @@ def test_a_hanging_store_costs_one_deadline_then_records_are_kept(monkeypatch, t
     with pytest.warns(TrackingWarning, match="unreachable while sending metrics.*within 1 s"):
         tracker.log_metrics({"loss": 1.0}, step=1)
     first = time.monotonic() - start
-    assert DEADLINE <= first < DEADLINE + 3
+    assert DEADLINE <= first < DEADLINE + 15  # an unbounded send waits the client's 20 s
     start = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
@@ -70,7 +70,8 @@ def test_a_hanging_store_costs_one_deadline_then_records_are_kept(monkeypatch, t
             tracker.log_metrics({"loss": 1.0 / step}, step=step)
         assert not tracker.flush(force=True)  # the cut send still waits: no new attempt
         tracker.log_params({"lr": 0.1})
-    assert time.monotonic() - start < 1.0  # kept at once, no deadline per record
+    # kept at once: eleven records that each waited the deadline would take 11 s
+    assert time.monotonic() - start < 6 * DEADLINE
     assert tracker.unsent == 12 and client.sent == []
     backlog = tmp_path / "out" / tracking.BACKLOG_FILE
     assert len(backlog.read_text().splitlines()) == 12
