@@ -4,6 +4,7 @@ without re-reading or re-tokenising, and is rebuilt when damaged; per-language c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import torch
 from _pipeline import build_parallel_data
 from conftest import as_sets, run_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -177,6 +180,27 @@ def test_text_digest_is_the_runs_corpus_digest(tmp_path):
     for corpus, lang, limit in (("demo", "de", None), ("demo", "fr", 7), ({"de": spec}, "de", 4)):
         raw = read_parallel(language_spec(corpus, lang), lang, "en", limit=limit)
         assert text_digest(raw) == corpus_digest(corpus, lang, "en", limit)
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)  # text read from files
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(TEXT, TEXT), max_size=30),
+    repeat=st.sampled_from([1, 137, 300]),
+)
+def test_pairs_digest_is_one_json_line_per_pair(pairs, repeat):
+    """The digest's definition, line by line (any text, escapes and non-BMP characters;
+    counts across its 4096-line chunks)."""
+    from xalign.provenance import pairs_digest
+
+    pairs = pairs * repeat
+    want = hashlib.sha256()
+    for s, t in pairs:
+        want.update(json.dumps([s, t], ensure_ascii=False).encode() + b"\n")
+    assert pairs_digest(pairs) == want.hexdigest()
+    assert pairs_digest([(s, t, "file:1") for s, t in pairs]) == want.hexdigest()
 
 
 # ------------------------------------------------------------------------------ cache

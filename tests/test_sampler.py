@@ -300,6 +300,38 @@ def test_subword_counts_fall_back_to_the_encoders_call(tiny_tokenizer):
     ]
 
 
+WORDS = st.lists(
+    st.lists(
+        st.sampled_from(["Das", "Haus", "ist", "\u200b", "klein", ".", "Straße", "über", "x"]),
+        max_size=6,
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sentences=WORDS, cut=st.integers(0, 3), chunks=st.integers(1, 3))
+def test_arrow_subword_counts_equal_the_list_counts(tiny_tokenizer, sentences, cut, chunks):
+    """The prepare step counts subwords on Arrow columns (sliced, in several chunks, empty
+    sentences included): the same per-word counts and offsets as on Python lists, and the
+    same fallback to the encoder's own call when word-by-word answers disagree."""
+    import pyarrow as pa
+
+    from xalign.data.filters import subword_counts_arrow, subword_counts_flat
+
+    column = pa.array([["pad"]] * cut + sentences, pa.list_(pa.string())).slice(cut)
+    size = -(-len(sentences) // chunks) or 1
+    chunked = pa.chunked_array(
+        [column.slice(i, size) for i in range(0, len(sentences), size)] or [column],
+        pa.list_(pa.string()),
+    )
+    for tokenizer in (tiny_tokenizer, IsolatedWordsDiffer(tiny_tokenizer)):
+        want_flat, want_starts = subword_counts_flat(tokenizer, sentences)
+        for arrow in (column, chunked):
+            flat, starts = subword_counts_arrow(tokenizer, arrow)
+            assert flat.tolist() == want_flat.tolist() and starts.tolist() == want_starts.tolist()
+
+
 @pytest.mark.integration
 def test_subword_counts_match_the_e5_encoder():
     """The embedded e5 (XLM-R sentencepiece): per-word counts equal the encoder's word_index

@@ -160,10 +160,26 @@ def corpus_digest(
     """sha256 of a language pair's sentence pairs as read (``data.corpus``, ``data.limit``)."""
     from xalign.data.corpus import language_spec, read_parallel
 
-    spec = language_spec(corpus, src)
+    return pairs_digest(read_parallel(language_spec(corpus, src), src, tgt, limit=limit))
+
+
+_PAIR_JSON = json.JSONEncoder(ensure_ascii=False)  # what json.dumps(..., ensure_ascii=False) uses
+
+
+def pairs_digest(pairs: Iterable[Sequence[str]]) -> str:
+    """sha256 of sentence pairs (``(src, tgt[, where])``: the text only), one UTF-8 line
+    ``json.dumps([src, tgt], ensure_ascii=False)`` per pair: :func:`corpus_digest` of pairs
+    already in memory (the prepare step's ``corpus_digest``)."""
     digest = hashlib.sha256()
-    for pair in read_parallel(spec, src, tgt, limit=limit):  # (src, tgt[, where]): text only
-        digest.update(json.dumps([pair[0], pair[1]], ensure_ascii=False).encode() + b"\n")
+    encode = _PAIR_JSON.encode
+    lines: list[str] = []
+    for pair in pairs:
+        lines.append(encode([pair[0], pair[1]]))
+        if len(lines) == 4096:
+            digest.update(("\n".join(lines) + "\n").encode())
+            lines.clear()
+    if lines:
+        digest.update(("\n".join(lines) + "\n").encode())
     return digest.hexdigest()
 
 

@@ -137,6 +137,40 @@ def subword_counts_flat(
     words = np.empty(int(starts[-1]), dtype=object)
     words[:] = [w for s in sentences for w in s]
     codes, distinct = pd.factorize(words)  # each distinct word once, in first-seen order
+    return _counts_of_distinct(tokenizer, codes, distinct, starts, lambda n: sentences[:n])
+
+
+def subword_counts_arrow(tokenizer: Any, sentences: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`subword_counts_flat` of an Arrow ``list<string>`` column (``pyarrow`` Array or
+    ChunkedArray, no nulls): the same counts, without turning every word into a Python
+    string first (the prepare step's words come from ``datasets.map`` as Arrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = sentences.combine_chunks() if isinstance(sentences, pa.ChunkedArray) else sentences
+    lengths_of = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = np.zeros(len(column) + 1, dtype=np.int64)
+    np.cumsum(lengths_of, out=starts[1:])
+    encoded = pc.dictionary_encode(pc.list_flatten(column))  # distinct in first-seen order
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    distinct = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    return _counts_of_distinct(
+        tokenizer, codes, distinct, starts, lambda n: column.slice(0, n).to_pylist()
+    )
+
+
+def _counts_of_distinct(
+    tokenizer: Any,
+    codes: np.ndarray,
+    distinct: np.ndarray,
+    starts: np.ndarray,
+    first: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenise each distinct word once and spread the counts over ``codes`` (word ->
+    distinct index); ``first(n)`` gives the first ``n`` sentences (``None``: all) as word
+    lists, for the check against the encoder's own call."""
     lengths = np.zeros(len(distinct), dtype=np.int64)
     for start in range(0, len(distinct), TOKENIZER_CHUNK):
         ids = tokenizer(
@@ -147,11 +181,11 @@ def subword_counts_flat(
         )["input_ids"]
         lengths[start : start + len(ids)] = [len(x) for x in ids]
     flat = lengths[codes] if len(codes) else np.zeros(0, dtype=np.int64)
-    sample = list(sentences[:CHECK_SENTENCES])
+    sample = list(first(CHECK_SENTENCES))
     exact = _counts_in_context(tokenizer, sample)
     got = np.split(flat[: starts[len(sample)]], starts[1 : len(sample)]) if sample else []
     if any(not np.array_equal(a, b) for a, b in zip(exact, got, strict=True)):
-        exact = _counts_in_context(tokenizer, sentences)
+        exact = _counts_in_context(tokenizer, first(None))
         flat = np.concatenate(exact) if exact else np.zeros(0, dtype=np.int64)
     return flat, starts
 
@@ -291,26 +325,43 @@ def check_subwords(
     subword-less words of the kept ones into ``stats``. Vectorised over all words."""
     if tokenizer is None or not candidates:
         return candidates
-    per_side = [
-        _per_sentence(*subword_counts_flat(tokenizer, words), budget)
-        for words in ([e.src_words for e in candidates], [e.tgt_words for e in candidates])
-    ]
-    (src_sub, src_empty, src_cut), (tgt_sub, tgt_empty, tgt_cut) = per_side
+    kept = check_subword_counts(
+        subword_counts_flat(tokenizer, [e.src_words for e in candidates]),
+        subword_counts_flat(tokenizer, [e.tgt_words for e in candidates]),
+        [e.where for e in candidates],
+        budget,
+        stats,
+    )
+    return [candidates[i] for i in kept]
+
+
+def check_subword_counts(
+    src: tuple[np.ndarray, np.ndarray],
+    tgt: tuple[np.ndarray, np.ndarray],
+    wheres: Sequence[str],
+    budget: int | None,
+    stats: PairStats,
+) -> list[int]:
+    """:func:`check_subwords` from per-word subword counts (``(flat, starts)`` of each side,
+    :func:`subword_counts_flat` / :func:`subword_counts_arrow`) and each pair's ``file:line``;
+    returns the indices of the pairs kept, in order."""
+    (src_sub, src_empty, src_cut), (tgt_sub, tgt_empty, tgt_cut) = (
+        _per_sentence(*side, budget) for side in (src, tgt)
+    )
     keep = (src_sub > 0) & (tgt_sub > 0)
     empty = src_empty + tgt_empty
-    kept = []
-    for i in range(len(candidates)):  # only flagged sentences touch the stats
-        ex = candidates[i]
+    cut = (src_cut > 0) | (tgt_cut > 0)
+    kept = np.flatnonzero(keep).tolist()
+    for i in np.flatnonzero(~keep | (empty > 0) | cut).tolist():  # only flagged ones
         if not keep[i]:
-            stats.filtered["no_subwords"].add(ex.where)
+            stats.filtered["no_subwords"].add(wheres[i])
             continue
-        kept.append(ex)
         if empty[i]:
-            stats.no_subword_words.add(ex.where, int(empty[i]))
+            stats.no_subword_words.add(wheres[i], int(empty[i]))
         for side_cut in (src_cut[i], tgt_cut[i]):  # a sentence is one side of a pair
             if side_cut:
                 stats.truncated_words += int(side_cut)
-                stats.truncated_sentences.add(ex.where)
+                stats.truncated_sentences.add(wheres[i])
     return kept
 
 

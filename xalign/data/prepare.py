@@ -45,9 +45,10 @@ from xalign.data.corpus import PairSpec, RawPair, language_spec, read_parallel, 
 from xalign.data.filters import (
     PairStats,
     check_kept,
-    check_subwords,
+    check_subword_counts,
     stats_from_json,
     stats_to_json,
+    subword_counts_arrow,
     tally_line,
     target_file,
     warn_truncated,
@@ -153,13 +154,11 @@ def tokenizer_identity(tokenizer: Any) -> str:
 
 
 def text_digest(pairs: Sequence[RawPair]) -> str:
-    """sha256 of sentence pairs as read: the same value as
-    :func:`xalign.provenance.corpus_digest` (the run's ``data.corpus_hash.<pair>``), computed
-    from pairs already in memory instead of reading the corpus again."""
-    digest = hashlib.sha256()
-    for pair in pairs:
-        digest.update(json.dumps([pair[0], pair[1]], ensure_ascii=False).encode() + b"\n")
-    return digest.hexdigest()
+    """sha256 of sentence pairs as read: :func:`xalign.provenance.pairs_digest`, the same value
+    as :func:`xalign.provenance.corpus_digest` (the run's ``data.corpus_hash.<pair>``)."""
+    from xalign.provenance import pairs_digest
+
+    return pairs_digest(pairs)
 
 
 def corpus_identity(spec: PairSpec, src: str, tgt: str, limit: int | None) -> dict[str, Any]:
@@ -313,6 +312,8 @@ def _build_words(
     manifest body (rows, corpus digest, stats). Raises the reader's CorpusError and
     check_kept's CorpusError when nothing is left."""
     import datasets
+    import pyarrow as pa
+    from datasets.table import InMemoryTable
 
     tgt = options.target
     name = f"{src}-{tgt}"
@@ -321,12 +322,14 @@ def _build_words(
     digest = text_digest(raw)
     stats = PairStats(read=len(raw))
     procs = num_proc or default_num_proc(len(raw))
-    table = datasets.Dataset.from_dict(
-        {
-            "src": [p.src for p in raw],
-            "tgt": [p.tgt for p in raw],
-            "where": [p.where for p in raw],
-        }
+    table = datasets.Dataset(  # Arrow columns built at once (from_dict encodes row by row)
+        InMemoryTable.from_pydict(
+            {
+                "src": pa.array([p.src for p in raw], pa.string()),
+                "tgt": pa.array([p.tgt for p in raw], pa.string()),
+                "where": pa.array([p.where for p in raw], pa.string()),
+            }
+        )
     )
     del raw
     kwargs = {
@@ -351,55 +354,58 @@ def _build_words(
             new_fingerprint=uuid.uuid4().hex,
         )
     del table
-    candidates: list[PairExample] = []
+    # the words stay Arrow from here: filters by row index, subword counts over Arrow columns
+    kept_rows: list[int] = []
     tgt_file = target_file(spec, src, tgt)
-    cols = words.select_columns(["where", "changed", "reason"])
-    for start in range(0, len(cols), 50_000):
-        chunk = cols[start : start + 50_000]
-        kept_rows = [
+    for start in range(0, len(words), 50_000):
+        chunk = words.data.table.slice(start, 50_000).select(["where", "changed", "reason"])
+        kept_rows += [
             i
             for i, (where, changed, reason) in enumerate(
-                zip(chunk["where"], chunk["changed"], chunk["reason"], strict=True), start
+                zip(*(chunk.column(c).to_pylist() for c in chunk.column_names), strict=True),
+                start,
             )
             if tally_line(stats, where, changed, reason or None, tgt_file)
         ]
-        if kept_rows:
-            rows = words.select_columns(["src_words", "tgt_words", "where"])[kept_rows]
-            candidates += [
-                PairExample(s, t, where=w)
-                for s, t, w in zip(rows["src_words"], rows["tgt_words"], rows["where"], strict=True)
-            ]
-    del words, cols
-    budget = None
-    if tokenizer is not None and options.max_length is not None:
-        budget = options.max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    examples = check_subwords(candidates, tokenizer, budget, stats)
-    del candidates
+    kept = words.data.table.select(["src_words", "tgt_words", "where"]).take(
+        pa.array(kept_rows, pa.int64())
+    )
+    del words
+    if tokenizer is not None and kept.num_rows:
+        budget = None
+        if options.max_length is not None:
+            budget = options.max_length - tokenizer.num_special_tokens_to_add(pair=False)
+        checked = check_subword_counts(
+            subword_counts_arrow(tokenizer, kept.column("src_words")),
+            subword_counts_arrow(tokenizer, kept.column("tgt_words")),
+            kept.column("where").to_pylist(),
+            budget,
+            stats,
+        )
+        if len(checked) < kept.num_rows:
+            kept = kept.take(pa.array(checked, pa.int64()))
     check_kept(
         name,
         spec,
-        examples,
+        range(kept.num_rows),
         stats,
         min_words=options.min_words,
         max_words=options.max_words,
         max_ratio=options.max_ratio,
     )
-    out = datasets.Dataset.from_dict(
+    features = datasets.Features(
         {
-            "src_words": [e.src_words for e in examples],
-            "tgt_words": [e.tgt_words for e in examples],
-            "where": [e.where for e in examples],
-        },
-        features=datasets.Features(
-            {
-                "src_words": datasets.Sequence(datasets.Value("string")),
-                "tgt_words": datasets.Sequence(datasets.Value("string")),
-                "where": datasets.Value("string"),
-            }
-        ),
+            "src_words": datasets.Sequence(datasets.Value("string")),
+            "tgt_words": datasets.Sequence(datasets.Value("string")),
+            "where": datasets.Value("string"),
+        }
     )
-    n_rows = len(examples)
-    del examples
+    out = datasets.Dataset(
+        InMemoryTable(kept.cast(features.arrow_schema)),
+        info=datasets.DatasetInfo(features=features),
+    )
+    n_rows = kept.num_rows
+    del kept
     with _quiet_datasets():
         out.save_to_disk(str(tmp / "data"))
     (tmp / "moses.arrow").unlink(missing_ok=True)
