@@ -114,7 +114,8 @@ def _doc_bullets(doc: str) -> dict[str, str]:
 def field_help(cls: type) -> dict[str, str]:
     """Help text of each field of dataclass ``cls``: ``field(metadata={"help": ...})``, else
     the field's bullet ``- ``name``: text`` in the docstring of ``cls`` or of the base class
-    that declares it (inline ``code`` markup removed); ``""`` when there is neither."""
+    that declares it (inline ``code`` markup and Sphinx roles such as :class:`X` shown as plain
+    text); ``""`` when there is neither."""
     bullets: dict[str, str] = {}
     for klass in reversed(cls.__mro__):  # a subclass's bullet wins over its base's
         if "__doc__" in vars(klass) and klass.__doc__:
@@ -122,6 +123,7 @@ def field_help(cls: type) -> dict[str, str]:
     out = {}
     for f in dataclasses.fields(cls):
         text = f.metadata.get("help") or bullets.get(f.name, "")
+        text = re.sub(r":[\w:]+:`~?([^`]*)`", r"\1", text)  # :class:`X` -> X
         out[f.name] = re.sub(r"``([^`]*)``", r"\1", text)
     return out
 
