@@ -27,12 +27,20 @@ from torch import Tensor
 class ProbeSettings:
     """Options every frozen-encoder probe shares, checked once (``xnli-probe``, ``pos-probe``).
 
-    ``layer``: hidden-state index (``-1`` = last); ``pooling``: one of the class's
-    ``POOLINGS``; ``train_limit`` / ``test_limit``: first (or evenly spread) N training / test
-    items, None = all; ``c``: inverse L2 strength of the logistic regression (> 0);
-    ``max_length``: subwords per sentence; ``batch_size``: sentences per forward pass. A probe's
-    ``Config`` extends this dataclass, re-declares the defaults that differ and may narrow
-    ``POOLINGS``; a subclass ``__post_init__`` calls ``super().__post_init__()``.
+    - ``layer``: hidden-state index the features are read from (``-1`` = last, ``0`` = the
+      embeddings).
+    - ``pooling``: token states -> feature vector, one of the class's ``POOLINGS`` (here
+      ``mean`` or ``cls``).
+    - ``train_limit``: first (or evenly spread) N training items; null = all.
+    - ``test_limit``: first (or evenly spread) N test items per language; null = all.
+    - ``c``: inverse L2 regularisation strength of the logistic regression (scikit-learn's
+      ``C``; > 0, smaller = stronger).
+    - ``max_length``: subwords per sentence (longer ones are cut; capped at the model's limit).
+    - ``batch_size``: sentences per encoder forward pass (speed and memory only).
+
+    A probe's ``Config`` extends this dataclass, re-declares the defaults that differ, may
+    narrow ``POOLINGS`` and overrides a bullet above with its own (same form) where the
+    meaning is narrower; a subclass ``__post_init__`` calls ``super().__post_init__()``.
 
     Raises:
         ValueError: a pooling outside ``POOLINGS``, ``c <= 0``, a limit < 1, ``max_length``

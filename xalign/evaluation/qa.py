@@ -63,11 +63,23 @@ SQUAD_TRAIN_FILE = "train-v1.1.json"
 @dataclass
 class ExtractiveQaConfig(FinetuneSettings):
     """Options of an extractive QA task (defaults: XTREME's): the fine-tuning settings
-    (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step;
-    ``group_by_length`` batches similar lengths, less padding; ``freeze_embeddings`` keeps the
-    word-embedding matrix fixed) and the data. ``*_limit`` keep the first N questions;
-    ``doc_stride`` is the step between window starts, in context tokens. Subclasses give
-    ``languages`` their default."""
+    (:class:`xalign.FinetuneSettings`, documented there) and the data. Subclasses give
+    ``languages`` their default.
+
+    - ``languages``: test languages, a list or comma-separated codes (``de-DE`` reads ``de``);
+      ``xalign eval --languages`` evaluates a subset of them.
+    - ``train_limit``: first N training questions (SQuAD v1.1 train); null = all.
+    - ``test_limit``: first N test questions per language; null = all.
+    - ``max_length``: subwords per window (question, context and special tokens), capped at
+      the model's limit.
+    - ``doc_stride``: step between the starts of a context's windows, in context tokens
+      (XTREME semantics; a longer context gives overlapping windows).
+    - ``max_query_length``: questions are cut to this many subwords (at most
+      ``max_length`` - 8).
+    - ``n_best``: span decoding pairs the n_best highest start and end logits of each window.
+    - ``max_answer_length``: longest predicted answer span, in subwords.
+    - ``eval_batch_size``: windows per forward pass at test time (speed and memory only).
+    """
 
     languages: list[str] = field(default_factory=list)
     train_limit: int | None = None
