@@ -34,11 +34,15 @@ POOLINGS = ("mean", "cls")
 
 @dataclass
 class DistillConfig:
-    """Options.
+    """Options (help text of ``xalign plugins distill``; the loss: module docstring).
 
-    ``teacher``: ``None`` = the frozen initial model, else a model name or path (anything
-    ``xalign eval`` loads). ``pooling``: ``mean`` (all attended tokens; Reimers & Gurevych) or
-    ``cls``. ``student_english``: keep the term M̂(t_j) ≈ M(t_j) (the paper's second term).
+    - ``teacher``: null = the frozen initial model (its vectors at the run's layer), else a
+      model name or path (anything ``xalign eval`` loads; its last layer, same vector size
+      as the student).
+    - ``pooling``: sentence vector of teacher and student: ``mean`` (all attended tokens;
+      Reimers & Gurevych 2020) or ``cls`` (the first token).
+    - ``student_english``: keep the term ‖M(t_j) − M̂(t_j)‖² / H of Eq. 1 (the student's
+      English vector onto the teacher's); false = the source term alone.
     """
 
     teacher: str | None = None

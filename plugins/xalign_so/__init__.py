@@ -107,14 +107,21 @@ def so_loss(fwd: Tensor, bwd: Tensor, guide: Tensor, valid: Tensor) -> Tensor:
 
 @dataclass
 class SoConfig:
-    """Options.
+    """Options (help text of ``xalign plugins so``; the loss: module docstring).
 
-    ``threshold``: the softmax threshold c of the guide extraction (awesome-align's 1e-3).
-    ``guide``: ``self`` (links the model extracts on the batch, awesome-align's
-    self-training) or ``links`` (the run's word links: ``data.links`` files, eflomal, or
-    ``data.links: self``; awesome-align's supervised variant). ``symmetrization``,
-    ``one_to_one``, ``drop_identical``: the link filters for ``guide: links``
-    (:class:`xalign.LinkSpec`).
+    - ``threshold``: softmax threshold c of the guide extraction (Dou & Neubig 2021, §2.1):
+      subwords i, j are linked when both P→_ij and P←_ij exceed it; in [0, 1), awesome-align's
+      1e-3. Used with ``guide: self`` only.
+    - ``guide``: ``self`` (links the model extracts on the batch, awesome-align's
+      self-training) or ``links`` (the run's word links: ``data.links`` files, eflomal, or
+      ``data.links: self``; awesome-align's supervised variant).
+    - ``symmetrization``: with ``guide: links``, how forward and reverse eflomal links are
+      combined (``intersection``, ``union``, ``grow-diag``, ``grow-diag-final``,
+      ``grow-diag-final-and``; :class:`xalign.LinkSpec`); ``data.links`` files are used as given.
+    - ``one_to_one``: with ``guide: links``, keep only links whose two words have no other
+      link.
+    - ``drop_identical``: with ``guide: links``, drop links between identical strings
+      (numbers, names).
     """
 
     threshold: float = 1e-3

@@ -39,14 +39,19 @@ POOLINGS = ("cls", "mean")
 
 @dataclass
 class TranslationRankingConfig:
-    """Options.
+    """Options (help text of ``xalign plugins translation_ranking``; the loss: module
+    docstring).
 
-    ``pooling``: ``cls`` (first token; LaBSE) or ``mean`` (all attended tokens; e5,
-    sentence-transformers). ``margin``: additive margin m on the positive pair's cosine (LaBSE:
-    0.3). ``scale``: s multiplying every cosine before the softmax (LaBSE's equation: 1;
-    sentence-transformers: 20). ``bidirectional``: both ranking directions (LaBSE) or source →
-    English only. ``mixed_languages``: one batch mixing every language pair (negatives across
-    languages); cannot be combined with per-pair objectives in one run.
+    - ``pooling``: sentence vector: ``cls`` (first token; LaBSE) or ``mean`` (all attended
+      tokens; e5, sentence-transformers).
+    - ``margin``: additive margin m subtracted from the positive pair's cosine (>= 0; LaBSE:
+      0.3).
+    - ``scale``: s multiplying every cosine before the softmax (> 0; LaBSE's equation: 1;
+      sentence-transformers: 20).
+    - ``bidirectional``: both ranking directions, L + L′ (LaBSE, Eq. 2), or source → English
+      only.
+    - ``mixed_languages``: one batch mixing every language pair (negatives across
+      languages); cannot be combined with per-pair objectives in one run.
     """
 
     pooling: str = "cls"
