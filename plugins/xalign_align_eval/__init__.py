@@ -110,7 +110,9 @@ class AlignConfig(ExtractConfig):
     - ``sets``: gold set names, paths or mappings (whatever ``load_gold`` accepts); ``None`` =
       every available set except the ``*-dev`` splits. Path-given sets whose names clash are
       named by their folders (``v1/deen``, ``v2/deen``).
-    - ``batch_size``: sentences encoded at once; ``limit``: first N sentence pairs of each set.
+    - ``batch_size``: sentences encoded at once (speed and memory only).
+    - ``limit``: first N sentence pairs of each gold set; null = all (those N pairs must hold
+      some gold link).
     - ``eflomal_row``: ``xalign compare`` adds an ``eflomal`` reference row (see
       :meth:`AlignTask.reference_rows`); no effect on ``xalign eval``.
     """

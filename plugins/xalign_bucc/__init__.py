@@ -55,14 +55,25 @@ def _as_list(value: Any) -> list[str]:
 
 @dataclass
 class BuccConfig:
-    """Options of the ``bucc`` task.
+    """Options of the ``bucc`` task (the protocol: module docstring).
 
-    ``languages``: xx of the xx-en pairs (``context.languages`` overrides them). ``layer``:
-    hidden-state index (``-1`` = last; XTREME uses ``hidden_states[8]`` of 12-layer models).
-    ``pooling``: ``mean`` (masked mean; ``pool_special_tokens: false`` drops CLS/SEP) or
-    ``cls``. ``k``: margin neighbourhood. ``retrieval``: ``max`` (XTREME), ``forward``,
-    ``backward`` or ``intersect``. ``threshold``: ``dev``, ``test`` or a number (module
-    docstring). ``limit``: first N sentences of each pool (and the gold pairs inside them).
+    - ``languages``: xx of the xx-en pairs (BUCC 2018: de, fr, ru, zh); ``xalign eval
+      --languages`` evaluates a subset of them.
+    - ``layer``: hidden-state index (``-1`` = last; XTREME uses ``hidden_states[8]`` of
+      12-layer models).
+    - ``pooling``: sentence vector: ``mean`` (masked mean of the token states) or ``cls``
+      (the first token; XTREME's ``run_bucc2018.sh``).
+    - ``pool_special_tokens``: with ``mean``, include CLS/SEP in the mean (XTREME's
+      ``evaluate_retrieval.py``); false drops them.
+    - ``k``: nearest neighbours in the ratio margin (Artetxe & Schwenk 2019, eq. 2-3;
+      capped at the pool size).
+    - ``retrieval``: candidate pairs: ``max`` (forward and backward, one-to-one; XTREME),
+      ``forward``, ``backward`` or ``intersect``.
+    - ``threshold``: minimum margin of a kept pair: ``dev`` (F1-optimal on the dev split),
+      ``test`` (F1-optimal on the test gold: an oracle) or a number.
+    - ``limit``: first N sentences of each pool (and the gold pairs inside them); null = all.
+    - ``batch_size``: sentences per encoder forward pass (speed and memory only).
+    - ``max_length``: subwords per sentence (longer ones are cut; capped at the model's limit).
     """
 
     languages: list[str] = field(default_factory=lambda: list(LANGUAGES))

@@ -54,8 +54,13 @@ Example = dict[str, Any]
 @dataclass
 class MlqaConfig(ExtractiveQaConfig):
     """Options of ``mlqa``: XTREME's QA recipe (:class:`xalign.ExtractiveQaConfig`, as
-    ``xquad``), MLQA's languages, and the MLQA ``split`` to test on (``test``, as XTREME, or
-    ``dev``). ``test_limit`` keeps the first N questions per language."""
+    ``xquad``; each option documented there), and:
+
+    - ``languages``: MLQA languages tested, context = question language (en ar de es hi vi
+      zh); ``xalign eval --languages`` evaluates a subset of them.
+    - ``test_limit``: first N questions of each language's MLQA file; null = all.
+    - ``split``: the MLQA split tested: ``test`` (as XTREME) or ``dev``.
+    """
 
     languages: list[str] = field(default_factory=lambda: list(MLQA_LANGS))
     split: str = "test"

@@ -45,10 +45,16 @@ def _as_list(value: Any) -> list[str]:
 class TatoebaConfig:
     """Options of the ``tatoeba`` task.
 
-    ``languages``: ISO 639-1 codes of the 36 XTREME languages or ISO 639-3 codes of any of the
-    112 Tatoeba files (``context.languages`` overrides them). ``layer``: hidden-state index
-    (``-1`` = last; XTREME = 8 for 12-layer models). ``directions``: ``xx-en`` (XTREME),
-    ``en-xx`` or ``both`` (main metric = mean of the two). ``limit``: first N pairs.
+    - ``languages``: ISO 639-1 codes of the 36 XTREME languages or ISO 639-3 codes of any of
+      the 112 Tatoeba files; ``xalign eval --languages`` evaluates a subset of them.
+    - ``layer``: hidden-state index (``-1`` = last; XTREME = 8 for 12-layer models).
+    - ``directions``: ``xx-en`` (XTREME: each xx sentence queries the English ones),
+      ``en-xx`` or ``both`` (main metric = mean of the two).
+    - ``pool_special_tokens``: include CLS/SEP in the mean-pooled sentence vector (XTREME's
+      ``evaluate_retrieval.py``); false = XTREME's ``--pool_skip_special_token``.
+    - ``limit``: first N sentence pairs per language; null = all (1000 in each XTREME file).
+    - ``batch_size``: sentences per encoder forward pass (speed and memory only).
+    - ``max_length``: subwords per sentence (longer ones are cut; capped at the model's limit).
     """
 
     languages: list[str] = field(default_factory=lambda: list(SEEN_LANGUAGES))

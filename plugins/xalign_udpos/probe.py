@@ -47,13 +47,20 @@ WORD_POOLINGS = ("mean", "first", "last")
 
 @dataclass
 class PosProbeConfig(ProbeSettings):
-    """Options of ``pos-probe`` (checked by :class:`xalign.ProbeSettings`).
+    """Options of ``pos-probe`` (checked by :class:`xalign.ProbeSettings`, where ``layer``,
+    ``c`` and ``max_length`` are documented).
 
-    ``layer``: hidden-state index (``-1`` = last); ``pooling``: subwords -> word (``mean``,
-    ``first``, ``last``); ``train_limit``: English EWT train sentences, spread evenly over the
-    file (None = all 12,544); ``test_limit``: test sentences per language, spread (None = all);
-    ``treebanks``: language -> UD treebank; ``test_files``: language -> your own CoNLL-U test
-    file; ``c``: inverse L2 strength of the regression.
+    - ``pooling``: subwords -> word vector: ``mean``, ``first`` or ``last`` subword.
+    - ``train_limit``: English EWT train sentences, spread evenly over the file; null = all
+      12,544.
+    - ``test_limit``: test sentences per language, spread evenly over the file; null = all.
+    - ``batch_size``: sentences per encoder forward pass (speed and memory only).
+    - ``languages``: test languages; ``xalign eval --languages`` evaluates a subset of them.
+    - ``treebanks``: language -> UD treebank code (``de_gsd``) read for it (``en``: the
+      training treebank too); a language without an entry pools all its treebanks (local
+      files, else XTREME's pooled Hub data).
+    - ``test_files``: language -> your own CoNLL-U test file, read instead of its treebank's
+      test split (the language must be among those evaluated).
     """
 
     POOLINGS: ClassVar[tuple[str, ...]] = WORD_POOLINGS

@@ -58,12 +58,23 @@ MINI_LANGS = ("en", "bg", "de", "el", "es", "fr")
 @dataclass
 class XnliConfig(FinetuneSettings):
     """Options of ``xnli`` (defaults: XTREME's): the fine-tuning settings
-    (:class:`xalign.FinetuneSettings`; ``batch_size`` is per optimiser step, ``grad_accum``
-    micro-batches; ``freeze_embeddings`` keeps the word-embedding matrix fixed; ``freeze_layers``
-    k > 0 the embeddings and the first k transformer layers) and the data.
-    ``*_limit`` keep the first N examples. ``test_files``: language -> your own labeled
-    ``premise<TAB>hypothesis<TAB>label`` file, read instead of that language's XNLI test set
-    (the language must be among those evaluated)."""
+    (:class:`xalign.FinetuneSettings`, documented there) and the data:
+
+    - ``languages``: test languages (XNLI has 15; another one needs a ``test_files``
+      entry); ``xalign eval --languages`` evaluates a subset of them.
+    - ``test_files``: language -> your own labeled ``premise<TAB>hypothesis<TAB>label`` file,
+      read instead of that language's XNLI test set (the language must be among those
+      evaluated).
+    - ``train_limit``: first N rows of English MultiNLI train; null = all.
+    - ``dev_limit``: first N rows of English XNLI dev used to select the epoch; null = all.
+    - ``test_limit``: first N rows of each test set; null = all.
+    - ``select_checkpoint``: after each epoch score English XNLI dev and keep the weights of
+      the best epoch (earliest on ties); false = the last epoch.
+    - ``max_length``: subwords per premise-hypothesis pair (longest-first truncation), capped
+      at the model's limit.
+    - ``eval_batch_size``: pairs per forward pass when scoring dev and test (speed and memory
+      only).
+    """
 
     TASK: ClassVar[str] = "xnli"  # names the task in option errors
 
@@ -90,11 +101,17 @@ class XnliConfig(FinetuneSettings):
 class XnliMiniConfig(XnliConfig):
     """Options of ``xnli-mini``: train on the first ``train_limit`` rows of XNLI dev-en.
 
-    ``heldout`` > 0 (with ``select_checkpoint``) selects the best epoch on the *last*
-    ``heldout`` rows of dev-en, disjoint from the training rows; 0 keeps the last epoch.
     Defaults were measured with multilingual-e5-small on 2 CPU cores (about 3.5 min): a
     higher learning rate for the few steps, and a frozen word-embedding matrix (the bulk of
     the parameters: about 2x faster steps at equal accuracy).
+
+    - ``train_limit``: first N rows of English XNLI dev trained on; null = all but the
+      ``heldout`` rows.
+    - ``heldout``: > 0 (with ``select_checkpoint``) selects the best epoch on the *last*
+      ``heldout`` rows of dev-en, disjoint from the training rows; 0 keeps the last epoch.
+    - ``select_checkpoint``: select the best epoch on the ``heldout`` rows (needs
+      ``heldout`` > 0); false = the last epoch.
+    - ``dev_limit``: not used by ``xnli-mini`` (its selection rows are ``heldout``).
     """
 
     TASK: ClassVar[str] = "xnli-mini"

@@ -38,14 +38,18 @@ PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh")
 
 @dataclass
 class XnliProbeConfig(ProbeSettings):
-    """Options of ``xnli-probe`` (checked by :class:`xalign.ProbeSettings`).
+    """Options of ``xnli-probe`` (checked by :class:`xalign.ProbeSettings`, where ``c``,
+    ``max_length`` and ``batch_size`` are documented).
 
-    ``layer``: hidden-state index (``-1`` = last, the layer the objectives tune); ``pooling``:
-    ``mean`` or ``cls``; ``train_limit``: first N rows of English XNLI dev (None = all 2490);
-    ``test_limit``: first N rows of each test set (None = all 5010); ``c``: inverse L2
-    strength of the logistic regression; ``max_length``: subwords per sentence;
-    ``test_files``: language -> your own labeled ``premise<TAB>hypothesis<TAB>label`` file,
-    read instead of XNLI test.
+    - ``layer``: hidden-state index (``-1`` = last, the layer the objectives tune).
+    - ``pooling``: sentence vector of premise and hypothesis: ``mean`` (all attended tokens,
+      special tokens included) or ``cls`` (the first token).
+    - ``train_limit``: first N rows of English XNLI dev the probe is fit on; null = all 2490.
+    - ``test_limit``: first N rows of each test set; null = all (5010 in XNLI).
+    - ``languages``: test languages (XNLI test or ``test_files``); ``xalign eval
+      --languages`` evaluates a subset of them.
+    - ``test_files``: language -> your own labeled ``premise<TAB>hypothesis<TAB>label`` file,
+      read instead of XNLI test (the language must be among those evaluated).
     """
 
     languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))

@@ -27,11 +27,12 @@ MINI_LANGS = ("en", "de", "el", "es")
 
 @dataclass
 class XquadConfig(ExtractiveQaConfig):
-    """Options of ``xquad`` (defaults: XTREME's, :class:`xalign.ExtractiveQaConfig`): the
-    fine-tuning settings (``batch_size`` is per optimiser step; ``group_by_length`` batches
-    similar lengths, less padding; ``freeze_embeddings`` keeps the word-embedding matrix fixed)
-    and the data. ``*_limit`` keep the first N questions; ``doc_stride`` is the step between
-    window starts, in context tokens."""
+    """Options of ``xquad`` (defaults: XTREME's): the fine-tuning settings and the data of
+    :class:`xalign.ExtractiveQaConfig` (each documented there), and:
+
+    - ``languages``: XQuAD test languages (default: XTREME's 11; the shared copy also has
+      ``ro``); ``xalign eval --languages`` evaluates a subset of them.
+    """
 
     languages: list[str] = field(default_factory=lambda: list(XQUAD_LANGS))
 
@@ -44,6 +45,9 @@ class QaMiniConfig(XquadConfig):
     over 600 questions in batches of 8 (F1 +7 over batches of 16 at equal tokens), a higher
     learning rate for the few steps, length-grouped batches and a frozen word-embedding matrix
     (the bulk of the parameters).
+
+    - ``languages``: XQuAD test languages (a slice of the test set each: ``test_limit``).
+    - ``train_limit``: first N questions of TyDiQA-GoldP English train; null = all.
     """
 
     languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
