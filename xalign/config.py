@@ -532,6 +532,8 @@ def load_config(
         raw["objectives"] = _objective_flags(objectives, raw.get("objectives"), origins)
     for item in overrides:
         keys, value = parse_override(item)
+        if objectives:
+            _check_objective_override(item, keys, raw["objectives"])
         _set_path(raw, keys, value)
         dotted = ".".join(keys)
         origins.set(dotted, f"--set {short_override(item)}")
@@ -593,6 +595,24 @@ def _objective_flags(items: list[str], from_file: Any, origins: Origins) -> dict
             origins.set(f"objectives.{name}.weight", f"--objective {item}")
         chosen[name] = opts
     return chosen
+
+
+def _check_objective_override(item: str, keys: list[str], chosen: dict[str, Any]) -> None:
+    """With ``--objective`` flags, a ``--set objectives.NAME...`` override must name a chosen
+    objective: otherwise it would add NAME to the objective set the flags chose."""
+    if keys[0] != "objectives":
+        return
+    names = ", ".join(chosen)
+    if len(keys) == 1:
+        raise ConfigError(
+            f"--set {short_override(item)}: --objective chose the objectives ({names}); "
+            f"set them with --objective, not --set objectives"
+        )
+    if keys[1] not in chosen:
+        raise ConfigError(
+            f"--set {short_override(item)}: objective {keys[1]!r} is not among those "
+            f"--objective chose ({names}); add --objective {keys[1]} to train it too"
+        )
 
 
 def _read_capped(path: Path) -> bytes:

@@ -31,7 +31,7 @@ from xalign.compare.correlation import fine_tunes as correlation_fine_tunes
 from xalign.compare.references import reference_results
 from xalign.compare.report import CompareReport, write_report
 from xalign.compare.statistics import Results, Summary, summarize
-from xalign.config import ConfigError, RunConfig, load_config
+from xalign.config import ConfigError, RunConfig, load_config, parse_override
 from xalign.evaluation.runs import BASE, EvalRun, evaluate_runs, resolve_spec
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.redact import redact_uri
@@ -68,13 +68,14 @@ def joint_options(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``joint`` task option of ``objective`` (``NAME`` or ``NAME:WEIGHT``, the weight
-    the auxiliary loss's) on the comparison's config and overrides, plus ``extra``
+    the auxiliary loss's) on the comparison's config and overrides (:func:`cell_overrides`),
+    plus ``extra``
     (``schedule``, ``every``, ``batch_size``, ``options``, ``weight``)."""
     name, _, weight = objective.partition(":")
     out: dict[str, Any] = {
         "objective": name,
         "config": str(config_path) if config_path else None,
-        "overrides": list(overrides),
+        "overrides": cell_overrides(overrides, objective),
         **(extra or {}),
     }
     if weight:
@@ -90,12 +91,53 @@ def fine_tunes(registry: PluginRegistry, task: str) -> bool:
 def training_config(
     config_path: str | Path | None, overrides: Sequence[str], objective: str, seed: int
 ) -> RunConfig:
-    """The training config of one (objective, seed) cell of the comparison."""
+    """The training config of one (objective, seed) cell of the comparison: the comparison's
+    overrides, less those of the other compared objectives (:func:`cell_overrides`)."""
     return load_config(
         config_path,
-        [*overrides, f"train.seed={seed}", "train.save_model=true"],
+        [*cell_overrides(overrides, objective), f"train.seed={seed}", "train.save_model=true"],
         objectives=[objective],
     )
+
+
+def objective_name(objective: str) -> str:
+    """``NAME`` of a compared objective written ``NAME`` or ``NAME:WEIGHT``."""
+    return objective.partition(":")[0].strip()
+
+
+def cell_overrides(overrides: Sequence[str], objective: str) -> list[str]:
+    """The ``--set`` overrides one objective's cells train with: ``objectives.OTHER...``
+    overrides configure the rows of objective OTHER only (each row trains its objective
+    alone), every other override holds for every row."""
+    name = objective_name(objective)
+    out = []
+    for item in overrides:
+        keys, _ = parse_override(item)
+        if keys[0] == "objectives" and len(keys) > 1 and keys[1] != name:
+            continue
+        out.append(item)
+    return out
+
+
+def check_objective_overrides(overrides: Sequence[str], objectives: Sequence[str]) -> None:
+    """Every ``--set objectives.NAME...`` override names a compared objective.
+
+    Raises:
+        ConfigError: ``--set objectives=...`` (the rows are the compared objectives), or an
+            override of an objective that is not compared (a typo, or one meant to be added
+            to every row: compare trains each objective alone).
+    """
+    names = [objective_name(o) for o in objectives]
+    for item in overrides:
+        keys, _ = parse_override(item)
+        if keys[0] != "objectives":
+            continue
+        if len(keys) == 1 or keys[1] not in names:
+            raise ConfigError(
+                f"--set {item.split('=', 1)[0].strip()}: compare trains each of "
+                f"{', '.join(names)} alone; --set objectives.NAME.KEY=VALUE sets an option "
+                f"of one of them (name it among the compared objectives to add a row)"
+            )
 
 
 ContentMemo = dict[Any, Any]
@@ -243,6 +285,7 @@ def compare(
     objectives, tasks = list(dict.fromkeys(objectives)), list(dict.fromkeys(tasks))
     registry = registry or get_registry()
     options = _check_inputs(objectives, tasks, seeds, task_options or {}, registry)
+    check_objective_overrides(overrides, objectives)
     modes = _check_modes(modes, objectives, tasks, registry, joint or {}, config_path, overrides)
     cfg0 = training_config(config_path, overrides, objectives[0], 0)
     uri = resolve_tracking_uri(tracking_uri or cfg0.tracking.uri)
