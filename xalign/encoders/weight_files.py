@@ -75,6 +75,10 @@ def model_files(path: str, name: str | None = None) -> Iterator[None]:
         )
         if problem:
             raise EncoderLoadError(f"model {shown}: {file} {problem}")
+    for file in files:
+        problem = non_float_problem(file) if file.suffix == ".safetensors" else None
+        if problem:
+            raise EncoderLoadError(f"model {shown}: {file}: {problem}")
     try:
         yield
     except EncoderLoadError:
@@ -203,6 +207,50 @@ def _safetensors_problem(file: Path) -> str | None:
             f"corrupted by an interrupted download or copy; {_RETRY}"
         )
     return None
+
+
+#: safetensors dtype codes of floating-point tensors (F64, F32, F16, BF16, F8_*, ...).
+_FLOAT_CODES = ("F", "BF")
+#: safetensors dtype code -> the torch name shown in messages.
+_DTYPE_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
+    "U32": "uint32", "I32": "int32", "U64": "uint64", "I64": "int64",
+}  # fmt: skip
+#: Integer buffers a float model's checkpoint may hold (BERT's ``embeddings.position_ids``).
+_INTEGER_BUFFERS = ("_ids", "num_batches_tracked")
+
+
+def non_float_tensors(file: Path) -> list[tuple[str, str]]:
+    """``(tensor name, dtype)`` of each tensor of safetensors ``file`` whose dtype is not
+    floating point (``int8``, ``int32``, ``uint8``, ``bool``, ...), in the file's name order,
+    integer index buffers (names ending in ``_ids``, ``num_batches_tracked``) left out. Read
+    from the header only."""
+    from safetensors import safe_open
+
+    found = []
+    with safe_open(str(file), framework="pt") as handle:
+        for key in sorted(handle.keys()):
+            code = handle.get_slice(key).get_dtype()
+            if not code.startswith(_FLOAT_CODES) and not key.endswith(_INTEGER_BUFFERS):
+                found.append((key, _DTYPE_NAMES.get(code, code)))
+    return found
+
+
+def non_float_problem(file: Path) -> str | None:
+    """Why safetensors ``file`` cannot be loaded as a float model's weights: its first tensor
+    of a non-floating dtype (transformers would cast it silently, or refuse a model whose
+    tensors are all integers with no file named), or None."""
+    found = non_float_tensors(file)
+    if not found:
+        return None
+    key, dtype = found[0]
+    more = f" (and {len(found) - 1} more non-float tensor(s))" if len(found) > 1 else ""
+    return (
+        f"tensor {key} has dtype {dtype}, not a floating-point dtype{more}: xalign loads "
+        f"float weights (float32, float16, bfloat16). A quantized or integer checkpoint "
+        f"cannot be used as is: save the model in floating point "
+        f"(model.to(torch.float32).save_pretrained(DIR, safe_serialization=True))"
+    )
 
 
 def _sniff_pickle(file: Path) -> str | None:
