@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from xalign import checkpoint as ck
@@ -113,12 +113,16 @@ def test_a_lora_adapter_of_integers_is_named(tiny_model, tmp_path, dtype, shown)
 
 @pytest.mark.parametrize(("dtype", "shown"), DTYPES)
 def test_resuming_a_checkpoint_of_integer_weights_names_the_tensor(tmp_path, dtype, shown):
-    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
-    file = tmp_path / "model.safetensors"
-    save_model(module, str(file))
+    from test_checkpoint import make_state, write
+
+    ckpt = write(tmp_path / "ckpt", 1, seed=0)
+    file = ckpt / "model.safetensors"
     state = load_file(str(file))
-    save_file({k: v.to(dtype) if k == "1.weight" else v for k, v in state.items()}, str(file))
-    before = module[1].weight.detach().clone()
-    with pytest.raises(ValueError, match=f"tensor 1.weight has dtype {shown}, not a floating"):
-        ck._load_weights(module, file)
-    assert torch.equal(module[1].weight, before)  # nothing was loaded
+    save_file({k: v.to(dtype) if k == "weight" else v for k, v in state.items()}, str(file))
+    module, opt, sched = make_state(99)
+    before = module.weight.detach().clone()
+    with pytest.raises(ck.CheckpointError) as exc:
+        ck.load_checkpoint(ckpt, module=module, optimizer=opt, scheduler=sched, rank=0)
+    assert str(exc.value).startswith(f"{file}: cannot load the weights (tensor weight has dtype")
+    assert f"dtype {shown}, not a floating-point dtype" in str(exc.value)
+    assert torch.equal(module.weight, before)  # nothing was loaded
