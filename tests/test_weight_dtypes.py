@@ -60,6 +60,18 @@ def test_one_integer_tensor_is_named_with_its_file_and_dtype(
 
 
 @pytest.mark.parametrize(("dtype", "shown"), DTYPES)
+def test_pytorch_bin_weights_are_checked_too(tiny_model, tmp_path, dtype, shown):
+    folder = tmp_path / "bin"
+    shutil.copytree(tiny_model, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    state[QUERY] = state[QUERY].to(dtype)
+    torch.save(state, folder / "pytorch_model.bin")
+    message = _refused(folder)
+    assert f"{folder / 'pytorch_model.bin'}: tensor {QUERY} has dtype {shown}, not a" in message
+
+
+@pytest.mark.parametrize(("dtype", "shown"), DTYPES)
 def test_a_file_of_integers_names_its_first_tensor(tiny_model, tmp_path, dtype, shown):
     n = len(load_file(str(tiny_model / "model.safetensors")))
     first = sorted(load_file(str(tiny_model / "model.safetensors")))[0]

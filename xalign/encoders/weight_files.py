@@ -76,7 +76,7 @@ def model_files(path: str, name: str | None = None) -> Iterator[None]:
         if problem:
             raise EncoderLoadError(f"model {shown}: {file} {problem}")
     for file in files:
-        problem = non_float_problem(file) if file.suffix == ".safetensors" else None
+        problem = non_float_problem(file)
         if problem:
             raise EncoderLoadError(f"model {shown}: {file}: {problem}")
     try:
@@ -209,9 +209,7 @@ def _safetensors_problem(file: Path) -> str | None:
     return None
 
 
-#: safetensors dtype codes of floating-point tensors (F64, F32, F16, BF16, F8_*, ...).
-_FLOAT_CODES = ("F", "BF")
-#: safetensors dtype code -> the torch name shown in messages.
+#: safetensors dtype code -> torch's name (the floating-point codes start with F or BF).
 _DTYPE_NAMES = {
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
     "U32": "uint32", "I32": "int32", "U64": "uint64", "I64": "int64",
@@ -221,23 +219,51 @@ _INTEGER_BUFFERS = ("_ids", "num_batches_tracked")
 
 
 def non_float_tensors(file: Path) -> list[tuple[str, str]]:
-    """``(tensor name, dtype)`` of each tensor of safetensors ``file`` whose dtype is not
-    floating point (``int8``, ``int32``, ``uint8``, ``bool``, ...), in the file's name order,
-    integer index buffers (names ending in ``_ids``, ``num_batches_tracked``) left out. Read
-    from the header only."""
-    from safetensors import safe_open
+    """``(tensor name, dtype)`` of each tensor of weight ``file`` whose dtype is not floating
+    point (``int8``, ``int32``, ``uint8``, ``bool``, ...), in name order, integer index buffers
+    (names ending in ``_ids``, ``num_batches_tracked``) left out. A safetensors file: read from
+    its header; a ``torch.save`` file (``pytorch_model.bin``): loaded on the meta device with
+    ``weights_only=True`` (no data read, no code run; an unreadable one gives ``[]``: loading
+    it names the problem)."""
+    return [
+        (key, dtype)
+        for key, (is_float, dtype) in sorted(_dtypes(file).items())
+        if not is_float and not key.endswith(_INTEGER_BUFFERS)
+    ]
 
-    found = []
-    with safe_open(str(file), framework="pt") as handle:
-        for key in sorted(handle.keys()):
-            code = handle.get_slice(key).get_dtype()
-            if not code.startswith(_FLOAT_CODES) and not key.endswith(_INTEGER_BUFFERS):
-                found.append((key, _DTYPE_NAMES.get(code, code)))
-    return found
+
+def _dtypes(file: Path) -> dict[str, tuple[bool, str]]:
+    """Tensor name -> (floating point?, dtype name) of each tensor of a weight file."""
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            codes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
+        return {
+            key: (code.startswith(("F", "BF")), _DTYPE_NAMES.get(code, code))
+            for key, code in codes.items()
+        }
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(file, weights_only=True, map_location="meta")
+    except Exception:  # noqa: BLE001 - _load_problem names an unreadable file
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    return {
+        str(key): (t.is_floating_point(), str(t.dtype).removeprefix("torch."))
+        for key, t in state.items()
+        if isinstance(t, torch.Tensor)
+    }
 
 
 def non_float_problem(file: Path) -> str | None:
-    """Why safetensors ``file`` cannot be loaded as a float model's weights: its first tensor
+    """Why weight ``file`` cannot be loaded as a float model's weights: its first tensor
     of a non-floating dtype (transformers would cast it silently, or refuse a model whose
     tensors are all integers with no file named), or None."""
     found = non_float_tensors(file)
