@@ -194,3 +194,21 @@ def test_cli_refuses_bad_maps_before_the_model_loads(
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert says in text and task in text and option.split(".")[1].split("=")[0] in text
+
+
+def test_pos_probe_run_reads_the_treebank_of_a_region_key(tiny_model, ud_root, one_thread) -> None:
+    options = {
+        "languages": ["de", "zh-Hant-TW"],
+        "treebanks": {"EN_us": "en_ewt", "de-DE": "de_bbb", "zh": "zh_aaa"},
+        "train_limit": 4,
+        "test_limit": 2,
+    }
+    task = PosProbe.from_options(options)
+    result = task.run(str(tiny_model), TaskContext(data_dir=ud_root, show_progress=False))
+    sources = {k: [Path(s).name for s in v] for k, v in result.meta["sources"].items()}
+    assert sources == {
+        "en/train": ["en_ewt-ud-train.conllu"],
+        "de/test": ["de_bbb-ud-test.conllu"],
+        "zh/test": ["zh_aaa-ud-test.conllu"],
+    }
+    assert list(result.scores) == ["de", "zh-Hant-TW"]
