@@ -5,7 +5,8 @@ else ``pytorch_model.bin``, else the shards of ``pytorch_model.bin.index.json``.
 set that is missing, cut short, corrupt, of another format (a ``torch.save`` file or an HTML
 error page saved as ``model.safetensors``, a Git LFS pointer, an empty file) or a pickle that
 holds more than tensors becomes an :class:`EncoderLoadError` naming that file (a shard, not
-its index) and saying what to do.
+its index) and saying what to do; so does a tensor of a non-floating dtype (int8, bool, ...:
+:func:`non_float_tensors`), which transformers would cast silently.
 """
 
 from __future__ import annotations
