@@ -223,9 +223,9 @@ def non_float_tensors(file: Path) -> list[tuple[str, str]]:
     """``(tensor name, dtype)`` of each tensor of weight ``file`` whose dtype is not floating
     point (``int8``, ``int32``, ``uint8``, ``bool``, ...), in name order, integer index buffers
     (names ending in ``_ids``, ``num_batches_tracked``) left out. A safetensors file: read from
-    its header; a ``torch.save`` file (``pytorch_model.bin``): loaded on the meta device with
-    ``weights_only=True`` (no data read, no code run; an unreadable one gives ``[]``: loading
-    it names the problem)."""
+    its header; a ``torch.save`` file (``pytorch_model.bin``): loaded with ``weights_only=True``
+    (no code run) onto the meta device, memory-mapped where the file allows it so that its
+    data is not read (an unreadable file gives ``[]``: loading it names the problem)."""
     return [
         (key, dtype)
         for key, (is_float, dtype) in sorted(_dtypes(file).items())
@@ -248,12 +248,15 @@ def _dtypes(file: Path) -> dict[str, tuple[bool, str]]:
 
     import torch
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(file, weights_only=True, map_location="meta")
-    except Exception:  # noqa: BLE001 - _load_problem names an unreadable file
-        return {}
+    state = None
+    for mmap in (True, False):  # mmap: zip-format files only (torch >= 1.6's default)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(file, weights_only=True, map_location="meta", mmap=mmap)
+            break
+        except Exception:  # noqa: BLE001, S112 - _load_problem names an unreadable file
+            continue
     if not isinstance(state, dict):
         return {}
     return {
