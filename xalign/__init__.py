@@ -78,7 +78,12 @@ from xalign.evaluation.finetune import (
 from xalign.evaluation.probe import LinearProbe, ProbeSettings, fit_linear_probe, pair_features
 from xalign.evaluation.qa import ExtractiveQaConfig, ExtractiveQaTask
 from xalign.hookspecs import hookimpl
-from xalign.languages import primary_language
+from xalign.languages import (
+    LanguageMapError,
+    check_language_map,
+    language_key,
+    primary_language,
+)
 from xalign.links import LinkSpec
 from xalign.objective import (
     Needs,
@@ -141,6 +146,9 @@ __all__ = [
     "check_test_files",
     "chosen_test_file",
     "primary_language",
+    "check_language_map",
+    "language_key",
+    "LanguageMapError",
     # word alignment (the align task, xalign align)
     "ExtractConfig",
     "ExtractError",

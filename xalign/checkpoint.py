@@ -203,8 +203,15 @@ def _load_weights(module: torch.nn.Module, path: Path) -> None:
 
     Raises:
         ValueError: a trainable-only file whose names differ from the module's trainable
-            parameters (another adapter layout or model).
+            parameters (another adapter layout or model), or a tensor of a non-floating dtype
+            (int8, bool, ...) for a floating-point one of the module (the first one named).
     """
+    from xalign.encoders.weight_files import non_float_tensors
+
+    floats = {k for k, v in module.state_dict().items() if v.is_floating_point()}
+    for key, dtype in non_float_tensors(path):  # load_model would cast them silently
+        if key in floats:
+            raise ValueError(f"tensor {key} has dtype {dtype}, not a floating-point dtype")
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata() or {}
     if meta.get("xalign.weights") != "trainable":

@@ -12,13 +12,17 @@ primary language is the first subtag, lower case: ``de-DE``, ``de_DE``, ``DE`` -
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from xalign.errors import XalignError
 
 __all__ = [
     "LanguageCodeError",
+    "LanguageMapError",
+    "check_language_map",
     "language_in",
+    "language_key",
     "primary_language",
     "same_language",
     "script_subtag",
@@ -30,6 +34,13 @@ _CODE = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*\Z")
 class LanguageCodeError(XalignError, ValueError):
     """A string that is not a language code (BCP-47 syntax); the message names the code and,
     when the caller gives it, the task and option."""
+
+
+class LanguageMapError(XalignError, ValueError):
+    """A per-language option map (``treebanks``, ``test_files``: language -> value) that is
+    not a mapping of codes to non-empty strings, holds one code twice (``de-DE`` and
+    ``de_DE``), or has two keys that could both serve a language; the message names the task
+    and the option."""
 
 
 def primary_language(code: str, *, where: str = "") -> str:
@@ -101,3 +112,68 @@ def _primary_or_none(code: str) -> str | None:
         return primary_language(code)
     except LanguageCodeError:
         return None
+
+
+def _same_code(a: str, b: str) -> bool:
+    """Whether two codes are the same tag (RFC 5646 section 2.1.1: case does not matter;
+    ``-`` and ``_`` are the same separator here)."""
+    return a.strip().replace("_", "-").lower() == b.strip().replace("_", "-").lower()
+
+
+def check_language_map(
+    value: Any, *, where: str, kind: str = "value", languages: Sequence[str] = ()
+) -> dict[str, str]:
+    """A per-language option (``{de: de_gsd}``, ``{de-DE: mine.conllu}``) checked: a mapping
+    of language codes to non-empty strings, each code given once, and every one of
+    ``languages`` (the task's) served by at most one key (:func:`language_key`). ``where``
+    (``"udpos: treebanks"``) starts each message; ``kind`` names the value (``"UD treebank
+    code"``).
+
+    Raises:
+        LanguageCodeError: a key that is not a language code (``deutsch``, ``de DE``).
+        LanguageMapError: not a mapping, a value that is not a non-empty string, one code
+            written twice (``de-DE``, ``de_DE``), or two keys that could both serve one of
+            ``languages``.
+    """
+    if not isinstance(value, Mapping):
+        raise LanguageMapError(f"{where} must map a language to a {kind}, got {value!r}")
+    checked: dict[str, str] = {}
+    for key, item in value.items():
+        if not (isinstance(item, str) and item.strip()):
+            raise LanguageMapError(f"{where}.{key}: expected a {kind}, got {item!r}")
+        primary_language(key, where=where)
+        twin = next((k for k in checked if _same_code(k, key)), None)
+        if twin is not None:
+            raise LanguageMapError(f"{where}: {twin} and {key} are the same language: keep one")
+        checked[key] = item
+    for code in languages:
+        language_key(code, checked, where=where)
+    return checked
+
+
+def language_key(code: str, keys: Iterable[str], *, where: str = "") -> str | None:
+    """The key of a per-language option map that serves ``code``: the key written as ``code``
+    (case and ``-``/``_`` ignored), else the one key with the same primary language
+    (``de-DE`` -> ``de``, ``de`` -> ``de_DE``, ``zh-Hant-TW`` -> ``zh``); None: no key of
+    that language. The one rule of the built-in tasks' ``treebanks`` and ``test_files``
+    (:func:`xalign.chosen_test_file`). ``where`` (``"udpos: treebanks"``) starts messages.
+
+    Raises:
+        LanguageCodeError: ``code`` or a key is not a language code.
+        LanguageMapError: no key is ``code`` and several keys have its primary language
+            (``de`` and ``de-AT`` for ``de-DE``): which one serves it is ambiguous.
+    """
+    primary = primary_language(code, where=where)
+    entries = [str(k) for k in keys]
+    for entry in entries:
+        if entry.strip() == code.strip():
+            return entry
+    same = [e for e in entries if _same_code(e, code)]
+    if not same:
+        same = [e for e in entries if primary_language(e, where=where) == primary]
+    if len(same) > 1:
+        raise LanguageMapError(
+            f"{where}: {', '.join(same)} could all serve language {code.strip()} (keys are "
+            f"matched by their primary language, {primary}): keep one, or add a key {code.strip()}"
+        )
+    return same[0] if same else None

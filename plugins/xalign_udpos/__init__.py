@@ -37,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import xalign
 from xalign import (
@@ -54,7 +54,13 @@ from xalign import (
     seed_everything,
 )
 from xalign_udpos.conllu import UPOS_TAGS, TaggedSentence
-from xalign_udpos.data import XTREME_UDPOS_NAMES, UdSource, UdSplit, check_test_files
+from xalign_udpos.data import (
+    XTREME_UDPOS_NAMES,
+    UdSource,
+    UdSplit,
+    check_test_files,
+    check_treebanks,
+)
 from xalign_udpos.tagging import (
     LabelSubword,
     encode_tagged,
@@ -112,6 +118,8 @@ class UdposConfig(FinetuneSettings):
       SentencePiece ``▁``; ``first_content`` the piece after a leading bare ``▁``.
     """
 
+    TASK: ClassVar[str] = "udpos"  # names the task in option errors
+
     languages: list[str] = field(default_factory=lambda: list(XTREME_LANGS))
     treebanks: dict[str, str] = field(default_factory=dict)
     test_files: dict[str, str] = field(default_factory=dict)
@@ -127,7 +135,8 @@ class UdposConfig(FinetuneSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.languages = parse_languages(self.languages)
-        self.test_files = check_test_files(self.test_files, "udpos")
+        self.treebanks = check_treebanks(self.treebanks, self.TASK, self.languages)
+        self.test_files = check_test_files(self.test_files, self.TASK, self.languages)
         for name in ("train_limit", "dev_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -150,6 +159,8 @@ class PosMiniConfig(UdposConfig):
     from a bare ``▁`` token, and zh accuracy is an artefact (25%; 66% with ``first_content``,
     other languages within 2 points).
     """
+
+    TASK: ClassVar[str] = "pos-mini"
 
     languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
     treebanks: dict[str, str] = field(default_factory=lambda: dict(MINI_TREEBANKS))

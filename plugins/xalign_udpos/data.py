@@ -149,9 +149,23 @@ def load_ud(
     return UdSplit(lang, split, spread(sentences, limit), [source], len(sentences))
 
 
-def check_test_files(test_files: Mapping[str, Any], task: str) -> dict[str, str]:
+def check_test_files(
+    test_files: Mapping[str, Any], task: str, languages: Sequence[str] = ()
+) -> dict[str, str]:
     """``test_files`` (language -> CoNLL-U file) checked by :func:`xalign.check_test_files`."""
-    return xalign.check_test_files(test_files, task, "CoNLL-U file")
+    return xalign.check_test_files(test_files, task, "CoNLL-U file", languages)
+
+
+def check_treebanks(
+    treebanks: Mapping[str, Any], task: str, languages: Sequence[str] = ()
+) -> dict[str, str]:
+    """``treebanks`` (language -> UD treebank code) checked by
+    :func:`xalign.check_language_map`: language-code keys, one key per language of
+    ``languages`` (``ValueError`` subclasses naming ``TASK: treebanks``)."""
+    where = f"{task}: treebanks"
+    return xalign.check_language_map(
+        treebanks, where=where, kind="UD treebank code (de_gsd)", languages=languages
+    )
 
 
 @dataclass(frozen=True)
@@ -165,10 +179,16 @@ class UdSource:
     test_files: Mapping[str, str]
 
     def treebank(self, lang: str) -> str | None:
-        """The ``treebanks`` entry of ``lang``, else of its primary language (``de-DE``: the
-        ``de`` entry); None: every treebank of the language."""
-        code = xalign.primary_language(lang, where=f"{self.task}: languages")
-        return self.treebanks.get(lang, self.treebanks.get(code))
+        """The ``treebanks`` entry that serves ``lang`` (:func:`xalign.language_key`: its own,
+        else the one of its primary language: ``de`` for ``de-DE``, ``de_DE`` for ``de``);
+        None: every treebank of the language.
+
+        Raises:
+            xalign.LanguageMapError: two keys could serve ``lang``, neither ``lang`` itself.
+        """
+        xalign.primary_language(lang, where=f"{self.task}: languages")
+        key = xalign.language_key(lang, self.treebanks, where=f"{self.task}: treebanks")
+        return None if key is None else self.treebanks[key]
 
     def test_file(self, lang: str, split: str, languages: Sequence[str]) -> Path | None:
         """The ``test_files`` entry read for this split instead of the data folder's."""

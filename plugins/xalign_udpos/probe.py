@@ -32,7 +32,7 @@ from xalign import (
     parse_languages,
 )
 from xalign_udpos.conllu import UPOS_TAGS, TaggedSentence
-from xalign_udpos.data import UdSource, UdSplit, check_test_files
+from xalign_udpos.data import UdSource, UdSplit, check_test_files, check_treebanks
 
 PROBE_LANGS = ("en", "bg", "de", "el", "es", "fr", "ru", "zh", "ar", "hi", "tr", "vi")
 #: The treebank of each language in ../shared/data/ud (the same as pos-mini's).
@@ -73,7 +73,8 @@ class PosProbeConfig(ProbeSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.languages = parse_languages(self.languages)
-        self.test_files = check_test_files(self.test_files, "pos-probe")
+        self.treebanks = check_treebanks(self.treebanks, "pos-probe", self.languages)
+        self.test_files = check_test_files(self.test_files, "pos-probe", self.languages)
 
 
 class PosProbe(xalign.Task):

@@ -91,7 +91,7 @@ class XnliConfig(FinetuneSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.languages = parse_languages(self.languages)
-        self.test_files = check_test_files(self.test_files, self.TASK, NLI_FILE)
+        self.test_files = check_test_files(self.test_files, self.TASK, NLI_FILE, self.languages)
 
     def settings(self) -> FinetuneSettings:
         return FinetuneSettings.from_options(self)

@@ -59,7 +59,7 @@ class XnliProbeConfig(ProbeSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.languages = parse_languages(self.languages)
-        self.test_files = check_test_files(self.test_files, "xnli-probe", NLI_FILE)
+        self.test_files = check_test_files(self.test_files, "xnli-probe", NLI_FILE, self.languages)
 
 
 class XnliProbe(xalign.Task):

@@ -18,6 +18,7 @@ from xalign.encoders.weight_files import (
     check_finite,
     check_loaded,
     model_files,
+    non_float_problem,
 )
 from xalign.errors import ConfigError
 
@@ -306,6 +307,10 @@ def _load_adapter(
 
     base_name, revision = adapter
     base = load_encoder(base_name, revision=revision, dtype=dtype)
+    adapter_file = Path(name) / "adapter_model.safetensors"
+    problem = non_float_problem(adapter_file) if adapter_file.is_file() else None
+    if problem:  # peft would cast the LoRA weights silently
+        raise EncoderLoadError(f"LoRA adapter {name}: {adapter_file}: {problem}")
     try:
         with quiet_peft():
             model = PeftModel.from_pretrained(base.model, name).merge_and_unload()

@@ -5,7 +5,8 @@ else ``pytorch_model.bin``, else the shards of ``pytorch_model.bin.index.json``.
 set that is missing, cut short, corrupt, of another format (a ``torch.save`` file or an HTML
 error page saved as ``model.safetensors``, a Git LFS pointer, an empty file) or a pickle that
 holds more than tensors becomes an :class:`EncoderLoadError` naming that file (a shard, not
-its index) and saying what to do.
+its index) and saying what to do; so does a tensor of a non-floating dtype (int8, bool, ...:
+:func:`non_float_tensors`), which transformers would cast silently.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def model_files(path: str, name: str | None = None) -> Iterator[None]:
         )
         if problem:
             raise EncoderLoadError(f"model {shown}: {file} {problem}")
+    for file in files:
+        problem = non_float_problem(file)
+        if problem:
+            raise EncoderLoadError(f"model {shown}: {file}: {problem}")
     try:
         yield
     except EncoderLoadError:
@@ -203,6 +208,79 @@ def _safetensors_problem(file: Path) -> str | None:
             f"corrupted by an interrupted download or copy; {_RETRY}"
         )
     return None
+
+
+#: safetensors dtype code -> torch's name (the floating-point codes start with F or BF).
+_DTYPE_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
+    "U32": "uint32", "I32": "int32", "U64": "uint64", "I64": "int64",
+}  # fmt: skip
+#: Integer buffers a float model's checkpoint may hold (BERT's ``embeddings.position_ids``).
+_INTEGER_BUFFERS = ("_ids", "num_batches_tracked")
+
+
+def non_float_tensors(file: Path) -> list[tuple[str, str]]:
+    """``(tensor name, dtype)`` of each tensor of weight ``file`` whose dtype is not floating
+    point (``int8``, ``int32``, ``uint8``, ``bool``, ...), in name order, integer index buffers
+    (names ending in ``_ids``, ``num_batches_tracked``) left out. A safetensors file: read from
+    its header; a ``torch.save`` file (``pytorch_model.bin``): loaded with ``weights_only=True``
+    (no code run) onto the meta device, memory-mapped where the file allows it so that its
+    data is not read (an unreadable file gives ``[]``: loading it names the problem)."""
+    return [
+        (key, dtype)
+        for key, (is_float, dtype) in sorted(_dtypes(file).items())
+        if not is_float and not key.endswith(_INTEGER_BUFFERS)
+    ]
+
+
+def _dtypes(file: Path) -> dict[str, tuple[bool, str]]:
+    """Tensor name -> (floating point?, dtype name) of each tensor of a weight file."""
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            codes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
+        return {
+            key: (code.startswith(("F", "BF")), _DTYPE_NAMES.get(code, code))
+            for key, code in codes.items()
+        }
+    import warnings
+
+    import torch
+
+    state = None
+    for mmap in (True, False):  # mmap: zip-format files only (torch >= 1.6's default)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(file, weights_only=True, map_location="meta", mmap=mmap)
+            break
+        except Exception:  # noqa: BLE001, S112 - _load_problem names an unreadable file
+            continue
+    if not isinstance(state, dict):
+        return {}
+    return {
+        str(key): (t.is_floating_point(), str(t.dtype).removeprefix("torch."))
+        for key, t in state.items()
+        if isinstance(t, torch.Tensor)
+    }
+
+
+def non_float_problem(file: Path) -> str | None:
+    """Why weight ``file`` cannot be loaded as a float model's weights: its first tensor
+    of a non-floating dtype (transformers would cast it silently, or refuse a model whose
+    tensors are all integers with no file named), or None."""
+    found = non_float_tensors(file)
+    if not found:
+        return None
+    key, dtype = found[0]
+    more = f" (and {len(found) - 1} more non-float tensor(s))" if len(found) > 1 else ""
+    return (
+        f"tensor {key} has dtype {dtype}, not a floating-point dtype{more}: xalign loads "
+        f"float weights (float32, float16, bfloat16). A quantized or integer checkpoint "
+        f"cannot be used as is: save the model in floating point "
+        f"(model.to(torch.float32).save_pretrained(DIR, safe_serialization=True))"
+    )
 
 
 def _sniff_pickle(file: Path) -> str | None:

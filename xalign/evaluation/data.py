@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from xalign.errors import XalignError
-from xalign.languages import language_in, same_language
+from xalign.languages import check_language_map, language_key, same_language
 from xalign.paths import DATA_ENV, data_root, describe_data_root
 
 __all__ = [
@@ -82,35 +82,37 @@ def find_data_file(
     return None, folders
 
 
-def check_test_files(test_files: Any, task: str, kind: str = "file") -> dict[str, str]:
-    """A task's ``test_files`` option (language -> path of the user's own test file) as a
-    dict, each key and value a non-empty string. ``kind`` names the format in the message
-    (``"CoNLL-U file"``, ``"XNLI TSV file"``).
+def check_test_files(
+    test_files: Any, task: str, kind: str = "file", languages: Sequence[str] = ()
+) -> dict[str, str]:
+    """A task's ``test_files`` option (language -> path of the user's own test file) checked
+    by :func:`xalign.check_language_map`: keys are language codes, each value a non-empty
+    string, and each of ``languages`` served by at most one key. ``kind`` names the format in
+    the message (``"CoNLL-U file"``, ``"XNLI TSV file"``).
 
     Raises:
-        ValueError: not a mapping, or a key or value that is not a non-empty string (the
-            config check turns it into an error naming the task option).
+        LanguageCodeError: a key that is not a language code (message: ``TASK: test_files``).
+        LanguageMapError: not a mapping, a value that is not a non-empty string, one code
+            written twice, or two keys that could serve one of ``languages``. Both are
+            ``ValueError``: the config check turns them into an error naming the task option.
     """
-    if not isinstance(test_files, Mapping):
-        raise ValueError(f"{task}: test_files must map a language to a {kind}, got {test_files!r}")
-    for lang, path in test_files.items():
-        if not (isinstance(lang, str) and lang.strip() and isinstance(path, str) and path.strip()):
-            raise ValueError(f"{task}: test_files.{lang}: expected a {kind} path, got {path!r}")
-    return dict(test_files)
+    return check_language_map(
+        test_files, where=f"{task}: test_files", kind=f"{kind} path", languages=languages
+    )
 
 
 def chosen_test_file(
     test_files: Mapping[str, str], lang: str, languages: Sequence[str], task: str
 ) -> Path | None:
     """The file ``test_files`` names for ``lang`` (None: the task reads its usual test data):
-    its own entry, else the entry of its primary language (``de`` for ``de-DE``,
-    :func:`xalign.languages.language_in`).
+    the key :func:`xalign.language_key` picks (its own entry, else the one entry of its
+    primary language: ``test_files.de`` serves ``de-DE``, ``test_files.de_DE`` serves ``de``).
 
     Raises:
         DataUnavailableError: a ``test_files`` language is not evaluated (not in
             ``languages``), or its file does not exist.
+        LanguageMapError: two keys could serve ``lang`` and neither is ``lang`` itself.
     """
-    # by primary language: test_files.de serves --languages de-DE, test_files.de-DE serves de
     extra = sorted(k for k in test_files if not any(same_language(k, lg) for lg in languages))
     if extra:
         raise DataUnavailableError(
@@ -118,7 +120,7 @@ def chosen_test_file(
             f"({', '.join(languages)}); add it to the task's languages (--option "
             f"{task}.languages=...) or --languages"
         )
-    key = lang if lang in test_files else language_in(lang, test_files)
+    key = language_key(lang, test_files, where=f"{task}: test_files")
     if key is None:
         return None
     path = Path(test_files[key]).expanduser()
