@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xalign.cli import app
+from xalign.cli.compare import check_config_model
 from xalign.compare.orchestrate import (
     cell_overrides,
     check_objective_overrides,
@@ -103,4 +104,17 @@ def test_cli_run_names_the_override_before_loading_anything(tmp_path, monkeypatc
     )
     assert result.exit_code != 0
     assert "objectives.l2.pooling" in result.output and "--objective l2" in result.output
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_cli_compare_takes_an_override_of_its_second_objective(tmp_path, monkeypatch):
+    """The CLI's early config check sees the first objective's row, as training does."""
+    check_config_model(SELFLINKS, ["objectives.l2.pooling=mean"], ["contrastive", "l2"])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        ["compare", "sinkhorn", "l2", "-c", str(FLORES), "--set", "objectives.l3.pooling=mean"],
+    )
+    assert result.exit_code != 0
+    assert "objectives.l3.pooling" in result.output and "sinkhorn, l2" in result.output
     assert not (tmp_path / "mlflow.db").exists()

@@ -16,9 +16,9 @@ from xalign.progress import stdout_console
 
 def check_config_model(config: Path | None, overrides: list[str], objectives: list[str]) -> None:
     """A path-like ``model.name`` of the run config that does not exist fails at once."""
-    from xalign.config import load_config
+    from xalign.compare.orchestrate import training_config
 
-    check_model_ref(load_config(config, overrides, objectives[:1]).model.name, "model.name")
+    check_model_ref(training_config(config, overrides, objectives[0], 0).model.name, "model.name")
 
 
 def parse_joint_options(items: list[str]) -> dict[str, Any]:
