@@ -43,7 +43,8 @@ def model_files(path: str, name: str | None = None) -> Iterator[None]:
     Before the block: the index (if the folder is sharded) is valid JSON and every shard it
     lists is there; every ``*.safetensors`` file is a complete safetensors file (header and
     the tensors it lists); no weight file the loader will read is of another kind (empty, an
-    HTML/JSON page, a Git LFS pointer, a zip or pickle under a ``.safetensors`` name). Inside
+    HTML/JSON page, a Git LFS pointer, a zip or pickle under a ``.safetensors`` name); then no
+    weight file the loader reads holds a non-float tensor (:func:`non_float_problem`). Inside
     it, a failure while loading is traced to the pickled file (``pytorch_model.bin`` or a
     shard) that PyTorch's ``weights_only`` loader refuses (a pickle that calls code: no code
     runs) or cannot read. ``path`` that is not a local folder (a hub id): unchanged.
