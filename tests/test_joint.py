@@ -3,6 +3,8 @@ task fine-tunes, on the run config's parallel corpus, with a weight schedule."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -10,6 +12,7 @@ from transformers import AutoModelForSequenceClassification
 from xalign.errors import ConfigError, XalignError
 from xalign.evaluation.finetune import (
     FinetuneSettings,
+    add_auxiliary_gradient,
     finetune,
     load_for_finetuning,
     seed_everything,
@@ -34,6 +37,12 @@ def test_schedules_by_hand() -> None:
         ({"objective": "sinkhorn", "weight": -1.0}, "joint.weight must be >= 0"),
         ({"objective": "sinkhorn", "every": 0}, "joint.every must be >= 1"),
         ({"objective": "sinkhorn", "batch_size": 0}, "joint.batch_size must be >= 1"),
+        ({"objective": "sinkhorn", "max_grad_ratio": 0}, "joint.max_grad_ratio must be > 0"),
+        ({"objective": "sinkhorn", "max_grad_ratio": -1.0}, "joint.max_grad_ratio must be > 0"),
+        (
+            {"objective": "sinkhorn", "max_grad_ratio": float("nan")},
+            "joint.max_grad_ratio must be > 0",
+        ),
     ],
 )
 def test_bad_settings_fail_at_option_time(bad, match) -> None:
@@ -86,10 +95,73 @@ def test_joint_loss_moves_the_encoder_and_zero_weight_is_the_plain_run(
     assert zero_log.joint_losses == [None, None]  # no corpus batch at weight 0
     assert plain_log.joint_losses == []
     assert len(log.joint_losses) == 2 and all(x > 0 for x in log.joint_losses)
+    assert plain_log.joint_grad_ratios == [] and zero_log.joint_grad_ratios == [None, None]
+    assert len(log.joint_grad_ratios) == 2 and all(r > 0 for r in log.joint_grad_ratios)
     moved = [
         k for k in plain if k.startswith("bert.encoder") and not torch.equal(plain[k], joint[k])
     ]
     assert moved, "the joint loss changed no encoder weight"
+
+
+def _param(values: list[float], grad: list[float] | None) -> torch.nn.Parameter:
+    p = torch.nn.Parameter(torch.tensor(values))
+    p.grad = None if grad is None else torch.tensor(grad)
+    return p
+
+
+def test_auxiliary_gradient_by_hand() -> None:
+    # task gradient (3, 0) (norm 3); auxiliary loss 4·p[1] → gradient (0, 4) (norm 4)
+    p = _param([1.0, 2.0], [3.0, 0.0])
+    unused = _param([5.0], [1.0])  # not in the auxiliary graph: its gradient stays
+    ratio = add_auxiliary_gradient([p, unused], 4.0 * p[1])
+    assert ratio == pytest.approx(4 / 10**0.5)  # task norm over both: √(3² + 1²)
+    assert p.grad.tolist() == [3.0, 4.0] and unused.grad.tolist() == [1.0]
+    # capped at 0.5 × the task norm: the auxiliary gradient scaled by 0.5·3/4 = 0.375
+    p = _param([1.0, 2.0], [3.0, 0.0])
+    assert add_auxiliary_gradient([p], 4.0 * p[1], max_ratio=0.5) == pytest.approx(4 / 3)
+    assert p.grad.tolist() == pytest.approx([3.0, 1.5])
+    # a cap above the ratio changes nothing (never scaled up)
+    p = _param([1.0, 2.0], [3.0, 0.0])
+    add_auxiliary_gradient([p], 4.0 * p[1], max_ratio=2.0)
+    assert p.grad.tolist() == [3.0, 4.0]
+    # norms over all parameters together: task (3, 4) → 5; auxiliary (0, 6·2) + (12) → 12·√2
+    a, b = _param([1.0, 2.0], [3.0, 4.0]), _param([1.0], None)
+    ratio = add_auxiliary_gradient([a, b], 6.0 * a[1] ** 2 / 2 + 12.0 * b[0])
+    assert ratio == pytest.approx(12 * 2**0.5 / 5)
+    assert a.grad.tolist() == [3.0, 16.0] and b.grad.tolist() == [12.0]
+
+
+def test_auxiliary_gradient_without_a_task_gradient_is_an_infinite_ratio() -> None:
+    p = _param([1.0], None)
+    assert add_auxiliary_gradient([p], 2.0 * p[0], max_ratio=1.0) == float("inf")
+    assert p.grad.tolist() == [0.0]  # capped at r·0: the task gradient's norm is 0
+
+
+def test_auxiliary_gradient_equals_backward_on_a_network() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    x, y = torch.randn(6, 4), torch.randn(6, 4)
+    twin = copy.deepcopy(net)
+    for model in (net, twin):
+        model(x).pow(2).mean().backward()  # the task gradient
+    add_auxiliary_gradient(list(net.parameters()), 0.3 * net(y).sum())
+    (0.3 * twin(y).sum()).backward()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=0, atol=1e-7)
+
+
+def test_max_grad_ratio_tames_the_auxiliary_loss(tiny_model, one_thread) -> None:
+    plain, _ = _run(tiny_model, None)
+    free, free_log = _run(tiny_model, _joint(tiny_model, weight=10.0))
+    capped, log = _run(tiny_model, _joint(tiny_model, weight=10.0, max_grad_ratio=1e-3))
+    assert all(r > 1e-3 for r in free_log.joint_grad_ratios + log.joint_grad_ratios)
+
+    def distance(state: dict) -> float:
+        keys = [k for k in plain if k.startswith("bert.encoder")]
+        return sum(float((state[k] - plain[k]).norm()) for k in keys)
+
+    # the capped auxiliary gradient is 1e-3 of the task's: the run stays near the plain one
+    assert distance(capped) < 0.05 * distance(free)
 
 
 def test_every_k_schedule_takes_one_corpus_batch_per_kth_step(

@@ -77,7 +77,7 @@ def compare_command(
         [],
         "--joint-option",
         help="Setting of the joint rows KEY=VALUE: weight, schedule (constant|linear|every), "
-        "every, batch_size, options.KEY.",
+        "every, batch_size, max_grad_ratio, options.KEY.",
     ),
     re_evaluate: bool = typer.Option(
         False,

@@ -80,9 +80,9 @@ class FinetuneSettings:
       ``model.lora`` (null: every weight trains); the encoder stays fixed, its adapters and
       the task head train, and the adapters are merged into the weights after training.
     - ``joint``: joint realignment (Gaschi et al. 2023), ``{objective, options, weight,
-      schedule, every, batch_size, config, overrides}`` (:class:`JointSettings`): the objective
-      on the run config's parallel corpus as an auxiliary loss at every optimiser step (null:
-      the task loss alone).
+      schedule, every, batch_size, max_grad_ratio, config, overrides}``
+      (:class:`JointSettings`): the objective on the run config's parallel corpus as an
+      auxiliary loss at every optimiser step (null: the task loss alone).
     """
 
     learning_rate: float = 2e-5
@@ -150,8 +150,11 @@ def _check_setting_names(owner: str, names: Iterable[str]) -> None:
 class FinetuneLog:
     """What happened: optimiser steps, mean loss and selection score per epoch, best epoch,
     and the number of parameters that trained (with LoRA: the adapters and the head);
-    with ``joint``, the mean unweighted auxiliary loss per epoch (over the steps that took a
-    corpus batch; None for an epoch without one)."""
+    with ``joint``, per epoch over the steps that took a corpus batch (None for an epoch
+    without one): the mean unweighted auxiliary loss (``joint_losses``) and the median ratio
+    ‖w(t)·∇ℓ‖₂ / ‖∇L_task‖₂ of the weighted auxiliary gradient's norm to the task gradient's,
+    over all trainable parameters, before clipping and before ``joint.max_grad_ratio``
+    scales it (``joint_grad_ratios``; :func:`add_auxiliary_gradient`)."""
 
     steps: int = 0
     epoch_losses: list[float] = field(default_factory=list)
@@ -160,6 +163,7 @@ class FinetuneLog:
     seconds: float = 0.0
     trainable_parameters: int = 0
     joint_losses: list[float | None] = field(default_factory=list)
+    joint_grad_ratios: list[float | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(
@@ -170,6 +174,7 @@ class FinetuneLog:
             seconds=round(self.seconds, 2),
             trainable_parameters=self.trainable_parameters,
             joint_losses=self.joint_losses,
+            joint_grad_ratios=self.joint_grad_ratios,
         )
 
 
@@ -403,6 +408,49 @@ def _joint_loss(
     return JointLoss(joint, model, tokenizer, seed=seed).to(device)
 
 
+def add_auxiliary_gradient(
+    params: Sequence[nn.Parameter], loss: Tensor, max_ratio: float | None = None
+) -> float:
+    """Add ``∇loss`` to the ``.grad`` of ``params``, which hold the task gradient; returns
+    ``‖∇loss‖₂ / ‖∇L_task‖₂`` (norms over all of ``params``; inf when the task gradient is 0).
+
+    The same sum as ``loss.backward()``, with the two norms measured on the way. With
+    ``max_ratio`` r, the auxiliary gradient is scaled by ``min(1, r·‖∇L_task‖/‖∇loss‖)``
+    first: never up, and down to r times the task gradient's norm when it is larger (gradient
+    norm balancing of two losses; the returned ratio is the one before scaling).
+
+    Why it matters: Adam divides each parameter's step by the running root mean square of its
+    gradient, so where the auxiliary gradient is k times larger than the task's, the task
+    moves that parameter about k times slower than it would alone, whatever the loss values.
+    """
+    params = [p for p in params if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    task = _norm(p.grad for p in params)
+    aux = _norm(grads)
+    ratio = aux / task if task > 0 else math.inf
+    scale = 1.0
+    if max_ratio is not None and aux > 0:
+        scale = min(1.0, max_ratio * task / aux)
+    for p, g in zip(params, grads, strict=True):
+        if g is None:
+            continue
+        g = g if scale == 1.0 else g * scale
+        if p.grad is None:
+            p.grad = g
+        else:
+            p.grad.add_(g)
+    return ratio
+
+
+def _norm(tensors: Iterable[Tensor | None]) -> float:
+    """The 2-norm of all ``tensors`` together (None: absent), in float64."""
+    total = 0.0
+    for t in tensors:
+        if t is not None:
+            total += float(t.detach().double().pow(2).sum())
+    return math.sqrt(total)
+
+
 def _train_step(
     model: nn.Module,
     features: Sequence[Feature],
@@ -481,11 +529,12 @@ def finetune(
     scheduler = _linear_schedule(optimizer, s.warmup(total), total)
     best: dict[str, Tensor] | None = None
     aux_steps: list[float] = []
+    max_ratio = s.joint.max_grad_ratio if s.joint is not None else None
     with progress_bar(show_progress, "loss") as progress:
         bar = progress.add_task(label, total=total, loss=float("nan"))
         for epoch in range(1, s.epochs + 1):
             model.train()
-            losses, aux_losses = [], []
+            losses, aux_losses, ratios = [], [], []
             for index in _batches(lengths, s.batch_size, generator, s.group_by_length):
                 losses.append(
                     _train_step(model, features, index, s=s, pad_id=pad_id, device=device)
@@ -494,7 +543,7 @@ def finetune(
                 if weight > 0:  # one corpus batch per language pair, in plan order
                     with _autocast(device):  # the encoder; the objective runs in float32
                         value = aux(len(aux_steps), device=device)
-                    (weight * value).backward()
+                    ratios.append(add_auxiliary_gradient(trainable, weight * value, max_ratio))
                     aux_steps.append(float(value.detach()))
                     aux_losses.append(aux_steps[-1])
                 nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
@@ -506,6 +555,7 @@ def finetune(
             log.epoch_losses.append(float(np.mean(losses)))
             if aux is not None:
                 log.joint_losses.append(float(np.mean(aux_losses)) if aux_losses else None)
+                log.joint_grad_ratios.append(float(np.median(ratios)) if ratios else None)
             if select is not None and _is_best(log, float(select())):
                 best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
     if best is not None:

@@ -19,6 +19,11 @@ language pair ``p``'s batch), with ``w(t)``:
   corpus batch is then not encoded at all).
 
 No drift regulariser: the task loss is what keeps the encoder from drifting.
+
+The two gradients are summed before one optimiser step. Under Adam their relative norm
+decides more than the weight does: the fine-tuning log records the ratio
+‖w(t)·∇ℓ‖ / ‖∇L_task‖ per epoch, and ``max_grad_ratio`` caps it
+(:func:`xalign.evaluation.finetune.add_auxiliary_gradient`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class JointSettings:
       optimiser step, else no corpus batch).
     - ``every``: k of the ``every`` schedule (>= 1).
     - ``batch_size``: sentence pairs per language pair per optimiser step (>= 1).
+    - ``max_grad_ratio``: null, or r > 0: scale the weighted auxiliary gradient down so that
+      its norm is at most r times the task gradient's (never up).
     - ``config``: the run config (YAML) whose ``data.*`` names the parallel corpus, languages,
       filters and word links, and ``model.layer``/``max_length`` the aligned layer; null:
       xalign's defaults (the demo corpus).
@@ -58,6 +65,7 @@ class JointSettings:
     schedule: str = "constant"
     every: int = 1
     batch_size: int = 8
+    max_grad_ratio: float | None = None
     config: str | None = None
     overrides: list[str] = field(default_factory=list)
 
@@ -72,6 +80,8 @@ class JointSettings:
             raise ValueError(f"joint.every must be >= 1, got {self.every}")
         if self.batch_size < 1:
             raise ValueError(f"joint.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_grad_ratio is not None and not self.max_grad_ratio > 0:
+            raise ValueError(f"joint.max_grad_ratio must be > 0 or null, got {self.max_grad_ratio}")
 
     def inputs(self) -> list[Path]:
         """The local files this loss reads (:func:`joint_inputs`); what
