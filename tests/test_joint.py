@@ -4,6 +4,7 @@ task fine-tunes, on the run config's parallel corpus, with a weight schedule."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from xalign.evaluation.finetune import (
     load_for_finetuning,
     seed_everything,
 )
-from xalign.evaluation.joint import JointLoss, JointSettings
+from xalign.evaluation.joint import JointLoss, JointSettings, JointWarning
 
 
 def test_schedules_by_hand() -> None:
@@ -239,3 +240,38 @@ def test_joint_loss_trains_lora_adapters_too(tiny_model, one_thread) -> None:
         k for k in plain if k.startswith("bert.encoder") and not torch.equal(plain[k], joint[k])
     ]
     assert changed, "the joint loss moved no adapter (merged weights equal the plain LoRA run)"
+
+
+def test_an_outgrown_task_gradient_warns_unless_capped(tiny_model, one_thread) -> None:
+    with pytest.warns(JointWarning, match=r"auxiliary gradient's norm was [0-9.e+]+x the task"):
+        _, log = _run(tiny_model, _joint(tiny_model, weight=1e3))
+    assert min(log.joint_grad_ratios) >= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JointWarning)
+        _, capped = _run(tiny_model, _joint(tiny_model, weight=1e3, max_grad_ratio=0.1))
+        _, small = _run(tiny_model, _joint(tiny_model, weight=1e-6))
+    assert min(capped.joint_grad_ratios) >= 1 and max(small.joint_grad_ratios) < 1
+
+
+@pytest.mark.parametrize(
+    "objective, options, warns",
+    [
+        ("distill", {}, True),  # teacher: the frozen initial model
+        ("sinkhorn", {}, False),
+        ("translation_ranking", {}, False),
+    ],
+)
+def test_a_frozen_initial_target_warns(tiny_model, one_thread, objective, options, warns) -> None:
+    seed_everything(0)
+    net, tok, _ = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=2
+    )
+    settings = JointSettings(**_joint(tiny_model, objective=objective, options=options))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        JointLoss(settings, net, tok)
+    found = [w for w in caught if issubclass(w.category, JointWarning)]
+    assert bool(found) == warns
+    if warns:
+        assert "frozen initial model" in str(found[0].message)
+        assert objective in str(found[0].message)

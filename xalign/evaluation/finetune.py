@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
 from xalign.encoders.freeze import freeze_layers
 from xalign.encoders.lora import LoraSettings
-from xalign.evaluation.joint import JointLoss, JointSettings
+from xalign.evaluation.joint import GRAD_RATIO_WARNING, JointLoss, JointSettings, JointWarning
 from xalign.languages import primary_language
 from xalign.progress import progress_bar
 
@@ -442,6 +442,23 @@ def add_auxiliary_gradient(
     return ratio
 
 
+def _warn_grad_ratio(ratios: list[float], label: str) -> None:
+    """:class:`JointWarning` when the median of the epochs' median gradient ratios is at
+    least :data:`GRAD_RATIO_WARNING`."""
+    if not ratios or float(np.median(ratios)) < GRAD_RATIO_WARNING:
+        return
+    import warnings
+
+    warnings.warn(
+        f"{label}: the weighted joint auxiliary gradient's norm was {float(np.median(ratios)):.3g}"
+        f"x the task gradient's (median; meta.train.joint_grad_ratios): under Adam the task "
+        f"trained slower than alone, which lowers the joint row by itself (docs/joint.md); "
+        f"lower joint.weight or cap it with joint.max_grad_ratio (e.g. 0.1)",
+        JointWarning,
+        stacklevel=3,
+    )
+
+
 def _norm(tensors: Iterable[Tensor | None]) -> float:
     """The 2-norm of all ``tensors`` together (None: absent), in float64."""
     total = 0.0
@@ -558,6 +575,8 @@ def finetune(
                 log.joint_grad_ratios.append(float(np.median(ratios)) if ratios else None)
             if select is not None and _is_best(log, float(select())):
                 best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
+    if aux is not None and max_ratio is None:
+        _warn_grad_ratio([r for r in log.joint_grad_ratios if r is not None], label)
     if best is not None:
         _restore(model, best)
     if wrapper is not None:  # W + (alpha/r)·B·A into W, head copies back in place of the head

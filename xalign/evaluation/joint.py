@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xalign.errors import ConfigError
+from xalign.errors import ConfigError, XalignWarning
 
 SCHEDULES = ("constant", "linear", "every")
 
@@ -113,6 +113,17 @@ class JointSettings:
         )
 
 
+class JointWarning(XalignWarning):
+    """A joint fine-tuning whose auxiliary loss is likely to hold the task back: its gradient
+    outgrew the task's (:func:`xalign.evaluation.finetune.add_auxiliary_gradient`), or the
+    objective reads the frozen initial model, which nothing keeps the encoder near."""
+
+
+#: a median auxiliary/task gradient-norm ratio at or above this warns (docs/joint.md: at
+#: 1.13, English pos-mini fell 16 points)
+GRAD_RATIO_WARNING = 1.0
+
+
 def joint_inputs(settings: JointSettings) -> list[Path]:
     """Local files the joint loss reads: the config file and the corpus files of its
     languages (for an evaluation's reuse key; ``demo`` and ``hf:`` corpora have none)."""
@@ -186,6 +197,20 @@ class JointLoss(nn.Module):
                 f"joint.objective {settings.objective!r} needs word links, and data.links: self "
                 f"(links drawn from the model during alignment training) is not available in "
                 f"joint fine-tuning; use eflomal links (data.links unset) or a links file"
+            )
+        if needs.frozen_target:
+            import warnings
+
+            warnings.warn(
+                f"joint.objective {settings.objective!r} reads the frozen initial model's "
+                f"vectors (Needs.frozen_target; e.g. l2's target: frozen, distill's default "
+                f"teacher), and joint fine-tuning has no drift term: the task moves English "
+                f"away from them while the objective pins the other languages to them (on "
+                f"pos-mini, joint l2 lost 31 points on the trained languages with target "
+                f"frozen, 0.5 with target tuned; docs/joint.md); where the objective offers "
+                f"a tuned target, use it (objectives.l2.target=tuned)",
+                JointWarning,
+                stacklevel=2,
             )
         self.mixed = needs.mixed_languages
         enc = self.encoder.inner
