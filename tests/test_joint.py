@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForSequenceClassification
 
 from xalign.errors import ConfigError, XalignError
@@ -44,6 +45,17 @@ def test_schedules_by_hand() -> None:
             {"objective": "sinkhorn", "max_grad_ratio": float("nan")},
             "joint.max_grad_ratio must be > 0",
         ),
+        # what a YAML value can be that is not a number: bool, text, list, infinity
+        *[
+            ({"objective": "sinkhorn", key: bad}, f"joint.{key} must be")
+            for key in ("max_grad_ratio", "weight")
+            for bad in (True, "abc", [1], float("inf"), "inf", ".nan")
+        ],
+        *[
+            ({"objective": "sinkhorn", key: bad}, f"joint.{key} must be >= 1")
+            for key in ("every", "batch_size")
+            for bad in (True, 2.5, "2", None)
+        ],
     ],
 )
 def test_bad_settings_fail_at_option_time(bad, match) -> None:
@@ -275,3 +287,51 @@ def test_a_frozen_initial_target_warns(tiny_model, one_thread, objective, option
     if warns:
         assert "frozen initial model" in str(found[0].message)
         assert objective in str(found[0].message)
+
+
+@pytest.mark.parametrize("value, number", [("1e-9", 1e-9), (1, 1.0), ("0.5", 0.5), (2e-3, 2e-3)])
+def test_numbers_as_yaml_gives_them_are_read(value, number) -> None:
+    # PyYAML reads 1e-9 (no dot) as text: --joint-option max_grad_ratio=1e-9 must still work
+    s = JointSettings(objective="sinkhorn", max_grad_ratio=value, weight=value)
+    assert s.max_grad_ratio == number and s.weight == number
+
+
+def test_compare_refuses_a_bad_joint_option_before_any_work(tiny_model) -> None:
+    from xalign.compare.orchestrate import _check_modes
+    from xalign.plugins import get_registry
+
+    for bad in ("true", "abc", "inf", "[1]", "-1"):
+        joint = {"max_grad_ratio": yaml.safe_load(bad)}
+        with pytest.raises(ConfigError, match="joint.max_grad_ratio must be > 0"):
+            _check_modes(["joint"], ["sinkhorn"], ["pos-mini"], get_registry(), joint, None, [])
+
+
+def test_a_cap_above_the_ratio_still_warns(tiny_model, one_thread) -> None:
+    with pytest.warns(JointWarning, match="auxiliary gradient's norm was"):
+        _, log = _run(tiny_model, _joint(tiny_model, weight=1e3, max_grad_ratio=1e9))
+    assert min(log.joint_grad_ratios) >= 1
+
+
+def test_no_frozen_target_warning_at_weight_zero(tiny_model, one_thread) -> None:
+    seed_everything(0)
+    net, tok, _ = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=2
+    )
+    settings = JointSettings(**_joint(tiny_model, objective="distill", weight=0.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JointWarning)
+        JointLoss(settings, net, tok)
+
+
+def test_a_joint_loss_on_frozen_layers_is_a_config_error(tiny_model, one_thread) -> None:
+    joint = _joint(tiny_model, overrides=[*_joint(tiny_model)["overrides"], "model.layer=1"])
+    with pytest.raises(ConfigError, match="reaches no trainable parameter"):
+        _run(tiny_model, joint, freeze_layers=2)
+
+
+def test_auxiliary_gradient_checks_the_cap_and_counts_a_parameter_once() -> None:
+    p = _param([1.0, 2.0], [3.0, 0.0])
+    with pytest.raises(ValueError, match="max_ratio must be > 0"):
+        add_auxiliary_gradient([p], 4.0 * p[1], max_ratio=-1.0)
+    ratio = add_auxiliary_gradient([p, p], 4.0 * p[1])
+    assert ratio == pytest.approx(4 / 3) and p.grad.tolist() == [3.0, 4.0]

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from xalign.encoders.encoder import fit_max_length  # re-exported for task plugins
 from xalign.encoders.freeze import freeze_layers
 from xalign.encoders.lora import LoraSettings
+from xalign.errors import ConfigError
 from xalign.evaluation.joint import GRAD_RATIO_WARNING, JointLoss, JointSettings, JointWarning
 from xalign.languages import primary_language
 from xalign.progress import progress_bar
@@ -399,8 +400,6 @@ def _joint_loss(
         return None
     tokenizer = tokenizer or getattr(model, "_xalign_tokenizer", None)
     if tokenizer is None:
-        from xalign.errors import ConfigError
-
         raise ConfigError(
             "joint: finetune() needs the model's tokenizer to encode the joint corpus: "
             "pass tokenizer=..., or load the model with load_for_finetuning"
@@ -423,7 +422,9 @@ def add_auxiliary_gradient(
     gradient, so where the auxiliary gradient is k times larger than the task's, the task
     moves that parameter about k times slower than it would alone, whatever the loss values.
     """
-    params = [p for p in params if p.requires_grad]
+    if max_ratio is not None and not max_ratio > 0:
+        raise ValueError(f"max_ratio must be > 0 or None, got {max_ratio!r}")
+    params = list({id(p): p for p in params if p.requires_grad}.values())  # each once
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     task = _norm(p.grad for p in params)
     aux = _norm(grads)
@@ -560,6 +561,12 @@ def finetune(
                 if weight > 0:  # one corpus batch per language pair, in plan order
                     with _autocast(device):  # the encoder; the objective runs in float32
                         value = aux(len(aux_steps), device=device)
+                    if not value.requires_grad:
+                        raise ConfigError(
+                            f"joint: the auxiliary loss {s.joint.objective!r} reaches no "
+                            f"trainable parameter (is its model.layer inside freeze_layers "
+                            f"{s.freeze_layers}?); unfreeze it or drop joint"
+                        )
                     ratios.append(add_auxiliary_gradient(trainable, weight * value, max_ratio))
                     aux_steps.append(float(value.detach()))
                     aux_losses.append(aux_steps[-1])
@@ -575,8 +582,9 @@ def finetune(
                 log.joint_grad_ratios.append(float(np.median(ratios)) if ratios else None)
             if select is not None and _is_best(log, float(select())):
                 best = _snapshot(model) if epoch < s.epochs else None  # last: keep as is
-    if aux is not None and max_ratio is None:
-        _warn_grad_ratio([r for r in log.joint_grad_ratios if r is not None], label)
+    if aux is not None:  # the ratio after the cap: min(median, r) = median of min(·, r)
+        cap = math.inf if max_ratio is None else max_ratio
+        _warn_grad_ratio([min(r, cap) for r in log.joint_grad_ratios if r is not None], label)
     if best is not None:
         _restore(model, best)
     if wrapper is not None:  # W + (alpha/r)·B·A into W, head copies back in place of the head

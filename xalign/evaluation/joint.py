@@ -28,6 +28,7 @@ decides more than the weight does: the fine-tuning log records the ratio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,22 @@ class JointSettings:
             raise ValueError("joint.objective: name an objective plugin (e.g. sinkhorn)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"joint.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not self.weight >= 0:
-            raise ValueError(f"joint.weight must be >= 0, got {self.weight}")
-        if self.every < 1:
-            raise ValueError(f"joint.every must be >= 1, got {self.every}")
-        if self.batch_size < 1:
-            raise ValueError(f"joint.batch_size must be >= 1, got {self.batch_size}")
-        if self.max_grad_ratio is not None and not self.max_grad_ratio > 0:
-            raise ValueError(f"joint.max_grad_ratio must be > 0 or null, got {self.max_grad_ratio}")
+        weight = _real(self.weight)
+        if weight is None or not weight >= 0:
+            raise ValueError(f"joint.weight must be >= 0 and finite, got {self.weight!r}")
+        self.weight = weight
+        for key in ("every", "batch_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"joint.{key} must be >= 1 (an integer), got {value!r}")
+        if self.max_grad_ratio is not None:
+            ratio = _real(self.max_grad_ratio)
+            if ratio is None or not ratio > 0:
+                raise ValueError(
+                    f"joint.max_grad_ratio must be > 0 and finite, or null (no cap), got "
+                    f"{self.max_grad_ratio!r}"
+                )
+            self.max_grad_ratio = ratio
 
     def inputs(self) -> list[Path]:
         """The local files this loss reads (:func:`joint_inputs`); what
@@ -122,6 +131,18 @@ class JointWarning(XalignWarning):
 #: a median auxiliary/task gradient-norm ratio at or above this warns (docs/joint.md: at
 #: 1.13, English pos-mini fell 16 points)
 GRAD_RATIO_WARNING = 1.0
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a finite float (a number, or a string such as YAML's ``1e-9``), else None;
+    booleans are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def joint_inputs(settings: JointSettings) -> list[Path]:
@@ -198,7 +219,7 @@ class JointLoss(nn.Module):
                 f"(links drawn from the model during alignment training) is not available in "
                 f"joint fine-tuning; use eflomal links (data.links unset) or a links file"
             )
-        if needs.frozen_target:
+        if needs.frozen_target and settings.weight > 0:
             import warnings
 
             warnings.warn(
@@ -206,9 +227,9 @@ class JointLoss(nn.Module):
                 f"vectors (Needs.frozen_target; e.g. l2's target: frozen, distill's default "
                 f"teacher), and joint fine-tuning has no drift term: the task moves English "
                 f"away from them while the objective pins the other languages to them (on "
-                f"pos-mini, joint l2 lost 31 points on the trained languages with target "
-                f"frozen, 0.5 with target tuned; docs/joint.md); where the objective offers "
-                f"a tuned target, use it (objectives.l2.target=tuned)",
+                f"pos-mini, joint l2 with max_grad_ratio 0.1 lost 31 points on the trained "
+                f"languages with target frozen, 0.5 with target tuned; docs/joint.md); where "
+                f"the objective offers a tuned target, use it (objectives.l2.target=tuned)",
                 JointWarning,
                 stacklevel=2,
             )
