@@ -252,3 +252,22 @@ def test_track_prints_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypa
         f"tatoeba: step {n}/3" for n in (1, 2, 3)
     ]
     assert list(track([1], "x", enabled=False)) == [1] and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        ("co", "Dou & Neubig 2021"),
+        ("translation_ranking", "Feng et al., ACL 2022"),
+        ("distill", "Reimers & Gurevych, EMNLP 2020"),
+        ("sinkhorn", "Alqahtani et al. 2021"),
+    ],
+)
+def test_plugins_name_shows_description_and_source(name, source):
+    from xalign.plugins import get_registry
+
+    result = runner.invoke(app, ["plugins", name])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert get_registry().objective(name).cls.description in text
+    assert "source: " in text and source in text

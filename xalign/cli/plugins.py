@@ -4,7 +4,9 @@ and the options of one objective or task with their defaults and help text."""
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
+import textwrap
 import warnings
 from typing import Any
 
@@ -118,6 +120,10 @@ def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> No
             )
         else:
             prefix, how, options = f"{name}.", "--option", item["options"]
+        typer.echo(f"{item['kind']} {name}: {item['description']}")
+        source = _source(item["kind"], name)
+        if source:
+            typer.echo(textwrap.fill(source, width=100, initial_indent="source: "))
         table = Table(
             "option", "default", "help", title=f"{item['kind']} {name}: {how} {prefix}KEY=VALUE"
         )
@@ -137,3 +143,14 @@ def _plugin_options(name: str, found: list[dict[str, Any]], as_json: bool) -> No
             typer.echo(f"uses_seed: {str(item['uses_seed']).lower()}")
         if item["status"] == "warning":
             err.print(f"warning: {item['error']}", highlight=False, markup=False)
+
+
+def _source(kind: str, name: str) -> str:
+    """The first paragraph of the docstring of the module defining plugin ``name`` (where the
+    built-ins give the formula's paper, section and reference code), one line; "" if none."""
+    from xalign.plugins import get_registry
+
+    registry = get_registry()
+    entry = registry.objective(name) if kind == "objective" else registry.task(name)
+    doc = inspect.getdoc(inspect.getmodule(entry.cls)) or ""
+    return " ".join(doc.split("\n\n")[0].split())
