@@ -76,7 +76,15 @@ def test_gradient_reaches_the_student_only():
 
 
 @pytest.mark.parametrize(
-    "options, key", [({"pooling": "max"}, "pooling"), ({"teacher": " "}, "teacher")]
+    "options, key",
+    [
+        ({"pooling": "max"}, "pooling"),
+        ({"teacher": " "}, "teacher"),
+        ({"teacher": "/nonexistent/model"}, "teacher"),
+        ({"teacher": "./no-such-teacher"}, "teacher"),
+        ({"teacher": "../no-such-teacher"}, "teacher"),
+        ({"teacher": "~/no-such-teacher-xalign"}, "teacher"),
+    ],
 )
 def test_bad_options_name_the_key(options, key):
     with pytest.raises((ValueError, XalignError), match=f"distill.*{key}"):

@@ -23,6 +23,7 @@ the student's. A per-sentence loss: N data-parallel ranks reproduce the 1-rank r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import Tensor
 
@@ -54,6 +55,12 @@ class DistillConfig:
             raise ValueError(f"distill: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.teacher is not None and not str(self.teacher).strip():
             raise ValueError("distill: teacher must be null (the initial model) or a model name")
+        teacher = str(self.teacher or "")
+        if teacher.startswith(("/", "./", "../", "~")) and not Path(teacher).expanduser().exists():
+            raise ValueError(
+                f"distill: teacher {teacher!r} is a path and does not exist (give a model "
+                f"folder, a name such as packaged:multilingual-e5-small or org/model, or null)"
+            )
 
 
 def distill_losses(student_src: Tensor, student_en: Tensor | None, teacher_en: Tensor) -> Tensor:
