@@ -461,12 +461,11 @@ def _warn_grad_ratio(ratios: list[float], label: str) -> None:
 
 
 def _norm(tensors: Iterable[Tensor | None]) -> float:
-    """The 2-norm of all ``tensors`` together (None: absent), in float64."""
-    total = 0.0
-    for t in tensors:
-        if t is not None:
-            total += float(t.detach().double().pow(2).sum())
-    return math.sqrt(total)
+    """The 2-norm of all ``tensors`` together (None: absent), in float64; one device sync."""
+    norms = [
+        torch.linalg.vector_norm(t.detach(), dtype=torch.float64) for t in tensors if t is not None
+    ]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
 def _train_step(
