@@ -278,3 +278,33 @@ def test_spec_filters_apply_to_file_links(tmp_path):
     assert cl.for_spec(loose, src, tgt) == [{(1, 1), (2, 2), (2, 1)}, set()]
     keep = LinkSpec("union", one_to_one=False, drop_identical=False, max_words=5)
     assert cl.for_spec(keep, src, tgt) == cl.links["union"]
+
+
+def test_link_set_describes_sources_and_links_per_sentence() -> None:
+    from xalign.data.links import CorpusLinks, LinkSet
+
+    self_src = "self (step 0: layer 6, argmax)"
+    links = LinkSet(
+        corpus={
+            "fr-en": CorpusLinks(
+                "fr-en",
+                {"intersection": [{(0, 0)}, {(0, 0), (1, 1), (2, 2)}]},
+                {"intersection": self_src},
+            ),  # fmt: skip
+            "de-en": CorpusLinks(
+                "de-en", {"intersection": [{(0, 1)}, set(), {(1, 0)}]}, {"intersection": self_src}
+            ),  # fmt: skip
+            "el-en": CorpusLinks(
+                "el-en",
+                {"intersection": [{(0, 0)}], "grow-diag-final-and": [{(0, 0), (1, 0)}]},
+                {"intersection": "a.txt", "grow-diag-final-and": "b.txt"},
+            ),
+        }
+    )
+    # groups in the order of their first pair (sorted): de-en: 2 links over 3 sentences;
+    # el-en: 2 (gdfa) and 1 (intersection) over 1; fr-en: 4 over 2
+    assert links.describe().splitlines() == [
+        f"word links: intersection: {self_src}: de-en 0.7, fr-en 2.0 per sentence",
+        "word links: grow-diag-final-and: b.txt; intersection: a.txt: el-en 2.0/1.0 per sentence",
+    ]
+    assert LinkSet().describe() == ""

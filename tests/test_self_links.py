@@ -174,3 +174,17 @@ def test_two_ranks_match_one_rank_on_self_links(tiny_model, tmp_path):
         for w, d in ((1, "a"), (2, "b"))
     )
     assert_same_training(a, b, tiny_model)
+
+
+def test_run_says_where_its_links_came_from(smoke_overrides, tracking_uri, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    monkeypatch.setenv("XALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["run", "-o", "l2", *as_sets(smoke_overrides), "--set", "data.languages=[de]"]
+    result = CliRunner().invoke(app, [*args, "--set", "data.links=self"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stderr.splitlines() if x.startswith("word links:"))
+    assert line.startswith("word links: intersection: self (step 0") and "de-en " in line
+    assert line.endswith(" per sentence")

@@ -918,6 +918,8 @@ class AlignmentRecipe:
                     f"{sym}: {src}" for sym, src in sorted(cl.sources.items())
                 )
             self.tracker.log_params(params)
+            if self.is_main and self.show_progress and links.corpus:
+                sys.stderr.write(links.describe() + "\n")
             self.tracker.log_json(components, "provenance.json")
             if not own:  # self links: _log_self_links, at every refresh
                 self._log_links(links)
