@@ -308,3 +308,15 @@ def test_link_set_describes_sources_and_links_per_sentence() -> None:
         "word links: grow-diag-final-and: b.txt; intersection: a.txt: el-en 2.0/1.0 per sentence",
     ]
     assert LinkSet().describe() == ""
+
+
+def test_lazy_links_total_counts_without_decoding() -> None:
+    import datasets
+
+    from xalign.data.links import LazyLinks, flat_links, sym_column, total_links
+
+    links = [{(0, 0), (1, 2)}, set(), {(3, 1)}, {(0, 0), (1, 1), (2, 2)}]
+    table = datasets.Dataset.from_dict({sym_column("intersection"): [flat_links(x) for x in links]})
+    lazy = LazyLinks(table, sym_column("intersection"))
+    assert lazy.total() == total_links(lazy) == sum(map(len, links)) == 6
+    assert total_links(links) == 6 and list(lazy) == links

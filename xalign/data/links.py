@@ -323,6 +323,19 @@ class LazyLinks(Sequence[Links]):
             for flat in batch[self._name]:
                 yield unflat_links(flat)
 
+    def total(self) -> int:
+        """Links over all sentence pairs, from the Arrow list lengths (nothing decoded)."""
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(self._col.data.column(self._name))
+        return int(pc.sum(lengths).as_py() or 0) // 2
+
+
+def total_links(links: Sequence[Links]) -> int:
+    """Links over all sentence pairs of one symmetrisation (:meth:`LazyLinks.total` when the
+    links live in a prepared entry)."""
+    return links.total() if isinstance(links, LazyLinks) else sum(map(len, links))
+
 
 class PreparedCorpusLinks(CorpusLinks):
     """:class:`CorpusLinks` whose links are read from a prepared entry on demand and whose
@@ -369,7 +382,7 @@ class LinkSet:
             syms = sorted(cl.links)
             source = "; ".join(f"{sym}: {cl.sources.get(sym, 'unknown')}" for sym in syms)
             per = "/".join(
-                f"{sum(map(len, cl.links[sym])) / max(1, len(cl.links[sym])):.1f}" for sym in syms
+                f"{total_links(cl.links[sym]) / max(1, len(cl.links[sym])):.1f}" for sym in syms
             )
             groups.setdefault(source, []).append(f"{pair} {per}")
         return "".join(
