@@ -124,6 +124,29 @@ def test_minimum_detectable_effect_by_hand():
     assert "Minimum detectable effect vs base (80 % power, p < 0.05): de " in md
 
 
+def test_an_average_is_tested_on_the_mean_of_its_languages_deltas():
+    # de: A = B except one of 10 items (A +1); fr: A = B. The average's Δ* is K/10/2 with
+    # K ~ Binomial(10, 1/10): the same p as de alone (2·0.9^10), half its MDE
+    b = {0: result({"de": [0.0] * 10, "fr": [0.5] * 10})}
+    a = {0: result({"de": [1.0] + [0.0] * 9, "fr": [0.5] * 10})}
+    de = paired_test(a, b, "de", resamples=4000, seed=0)
+    avg = paired_test(a, b, ["de", "fr"], resamples=4000, seed=0)
+    assert avg.delta_examples == pytest.approx(0.05) and avg.n_examples == 20
+    assert avg.p_value == pytest.approx(2 * 0.9**10, abs=0.06)
+    assert avg.mde == pytest.approx(de.mde / 2, rel=0.08)
+    # two languages with the same independent spread: the average's SE is SE/sqrt(2)
+    a2 = {0: result({"de": [1.0] + [0.0] * 9, "fr": [1.0] + [0.0] * 9})}
+    b2 = {0: result({"de": [0.0] * 10, "fr": [0.0] * 10})}
+    both = paired_test(a2, b2, ["de", "fr"], resamples=4000, seed=0)
+    assert both.mde == pytest.approx(de.mde / math.sqrt(2), rel=0.08)
+    # a seed counts only if every language has per-example data on both sides
+    gap = {0: a2[0], 1: result({"de": [1.0] * 10})}
+    assert paired_test(gap, {0: b2[0], 1: result({"de": [0.0] * 10})}, ["de", "fr"]).seeds == [0]
+    assert paired_test(a2, b2, ["de", "xx"]) is None
+    # a single key in a list is the single-key test, draw for draw
+    assert paired_test(a, b, ["de"], seed=3) == paired_test(a, b, "de", seed=3)
+
+
 def test_a_difference_one_seed_reverses_is_not_significant_however_many_examples():
     # seed 0: A right on all 500 examples, B wrong (Δ0 = +1); seed 1: Δ1 = -0.2 on every
     # example. Pooling (seed, example) pairs gave p = 0. Resampling the two seeds gives Δ* =
@@ -213,10 +236,27 @@ def test_summary_cells_by_hand():
         ("en", "A", 0.0),
         ("en", "B", 0.0),
     ]
-    assert s.head_to_head == [
+    # averages are tested too: seen = de (A's Δ per seed 0.4, 0.2: p 0; B's 0: p 1); all: A's
+    # per-seed Δ of the average is 0.15 and 0.0, so Δ* <= 0 only when seed 1 is drawn twice
+    # (P = 1/4, p = 0.5); B's is 0.1 in both seeds (p 0)
+    assert (seen.p_value, seen.significant) == (0.0, True)
+    # its MDE: the mean of 2 seeds drawn from Δ {0.4, 0.2} has SD sqrt(0.5)·0.1
+    assert seen.mde == pytest.approx(2.80158 * math.sqrt(0.5) * 0.1, rel=0.1)
+    assert s.average("t", "seen", "B").p_value == 1.0
+    assert all_a.p_value == pytest.approx(0.5, abs=0.1) and not all_a.significant
+    assert s.average("t", "all", "B").p_value == 0.0 and s.average("t", "all", "B").significant
+    assert s.average("t", "all", "base").p_value is None
+    assert s.head_to_head[:2] == [
         HeadToHead("t", "de", "A", "B", pytest.approx(0.3), 0.0, True),
         HeadToHead("t", "en", "B", "A", pytest.approx(0.35), 0.0, True),
     ]
+    # best vs runner-up on the averages: seen A vs B (Δ 0.4, 0.2: p 0); all B vs A (per-seed
+    # Δ -0.05 and +0.1: p = 0.5)
+    seen_h2h, all_h2h = s.head_to_head[2:]
+    assert seen_h2h == HeadToHead("t", "avg seen", "A", "B", pytest.approx(0.3), 0.0, True)
+    assert (all_h2h.language, all_h2h.best, all_h2h.runner_up) == ("avg all", "B", "A")
+    assert all_h2h.delta == pytest.approx(0.025) and not all_h2h.significant
+    assert all_h2h.p_value == pytest.approx(0.5, abs=0.1)
     with pytest.raises(KeyError):
         s.cell("t", "fr", "A")
     assert summary_of(seen=()).scopes("t") == ["all"]  # no seen language: no "avg seen"
@@ -258,10 +298,10 @@ MD_ROWS = [
     "| objective | de | en | avg seen | avg all |",
     "|---|---:|---:|---:|---:|",
     "| base | 0.600 ± 0.141 | 0.400 ± 0.000 | 0.600 ± 0.141 | 0.500 ± 0.071 |",
-    "| A | **0.900 ± 0.000** (+0.300)* | 0.250 ± 0.071 (-0.150)* | **0.900 ± 0.000** (+0.300) "
+    "| A | **0.900 ± 0.000** (+0.300)* | 0.250 ± 0.071 (-0.150)* | **0.900 ± 0.000** (+0.300)* "
     "| 0.575 ± 0.035 (+0.075) |",
     "| B | 0.600 ± 0.141 (+0.000) | **0.600 ± 0.000** (+0.200)* | 0.600 ± 0.141 (+0.000) "
-    "| **0.600 ± 0.071** (+0.100) |",
+    "| **0.600 ± 0.071** (+0.100)* |",
 ]
 
 
@@ -290,6 +330,10 @@ def test_markdown_and_terminal_show_the_summary():
             assert cell.replace("**", "") in human
     assert "  de: best A vs runner-up B: Δ +0.3, p <0.001*" in human
     assert "  en: best B vs runner-up A: Δ +0.35, p <0.001*" in human
+    assert "  avg seen: best A vs runner-up B: Δ +0.3, p <0.001*" in human
+    assert "| avg seen | A | B | +0.300 | <0.001* |" in md
+    mde = next(line for line in md if line.startswith("Minimum detectable effect"))
+    assert ", avg seen 0." in mde and ", avg all 0." in mde
 
 
 # the JSON layout of ``compare.json`` / ``xalign compare --json`` (keys in order)
@@ -298,7 +342,8 @@ KEYS = {
     "averages significance head_to_head runs artifacts",
     "cell": "task language objective mean std n_seeds values delta_vs_base p_value significant "
     "best",
-    "average": "task scope languages objective mean std n_seeds values delta_vs_base best",
+    "average": "task scope languages objective mean std n_seeds values delta_vs_base best "
+    "p_value significant mde",
     "head_to_head": "task language best runner_up delta p_value significant",
     "significance": "task language objective delta_examples p_value ci_low ci_high n_examples "
     "seeds mde",
@@ -331,11 +376,8 @@ def test_json_and_csv_hold_the_summary_values():
     assert len(lines) == 3 * 2 + 3 * 2  # rows x (languages + averages)
     for line in lines:
         lang, obj = line["language"], line["objective"]
-        if lang.startswith("avg_"):
-            e, p = s.average("t", lang[4:], obj), None
-        else:
-            e = s.cell("t", lang, obj)
-            p = e.p_value
+        e = s.average("t", lang[4:], obj) if lang.startswith("avg_") else s.cell("t", lang, obj)
+        p = e.p_value
         assert float(line["mean"]) == e.mean and float(line["std"]) == e.std  # repr round-trip
         assert line["n_seeds"] == str(e.n_seeds)
         assert line["delta_vs_base"] == ("" if e.delta_vs_base is None else repr(e.delta_vs_base))

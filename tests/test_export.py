@@ -118,6 +118,15 @@ def test_card_figures_come_from_the_stored_run_and_compare(compared, tmp_path) -
         resamples = compared["report"]["significance"]["resamples"]
         assert cells[4] == format_p(r["p_value"], resamples)  # as compare.md shows it
         assert cells[5] == ("yes *" if r["significant"] else "no")
+    # the averages too, with their own test
+    avgs = [a for a in compared["report"]["averages"] if a["objective"] == "sinkhorn"]
+    assert avgs
+    for a in avgs:
+        line = next(x for x in card.splitlines() if x.startswith(f"| avg {a['scope']} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[2]) == pytest.approx(a["mean"], rel=1e-5)
+        assert cells[4] == format_p(a["p_value"], resamples) != "–"
+        assert cells[5] == ("yes *" if a["significant"] else "no")
     assert compared["parent"] in card
 
 
@@ -336,3 +345,11 @@ def test_unfinished_runs_and_packaged_adapters_unmerged_are_refused(compared, tm
     with pytest.raises(ExportError, match="drop --no-merge"):
         export_run(packaged, tmp_path / "b", merge=False, tracking_uri=compared["uri"])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_card_marks_averages_of_an_older_compare_report_as_not_tested() -> None:
+    from xalign.model_card import _avg_test
+
+    assert _avg_test({"scope": "seen", "mean": 0.5}, 1000) == "– | not tested"
+    assert _avg_test({"p_value": 0.0, "significant": True}, 1000) == "<0.001 | yes *"
+    assert _avg_test({"p_value": 0.25, "significant": False}, 1000) == "0.250 | no"

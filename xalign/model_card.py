@@ -298,10 +298,20 @@ def evaluation_section(record: RunRecord, compare: CompareRecord | None) -> list
                 lines.append(
                     f"| avg {avg['scope']} | "
                     f"{_stat(_avg(report, task, avg['scope'], 'base'))} | {_stat(avg)} | "
-                    f"{_num(avg.get('delta_vs_base'), '+')} | – | not tested |"
+                    f"{_num(avg.get('delta_vs_base'), '+')} | {_avg_test(avg, resamples)} |"
                 )
         lines.append("")
     return lines
+
+
+def _avg_test(avg: dict[str, Any], resamples: int) -> str:
+    """``p | significant`` of an average (reports stored before averages were tested have no
+    ``p_value`` key: ``– | not tested``)."""
+    from xalign.compare.report import format_p
+
+    if avg.get("p_value") is None:
+        return "– | not tested"
+    return f"{format_p(avg['p_value'], resamples)} | {'yes *' if avg.get('significant') else 'no'}"
 
 
 def _avg(report: dict[str, Any], task: str, scope: str, objective: str) -> dict[str, Any] | None:

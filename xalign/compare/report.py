@@ -73,7 +73,7 @@ def cell_parts(entry: Cell | Average, d: int) -> CellText:
     suffix = ""
     if entry.delta_vs_base is not None:
         suffix = f" ({entry.delta_vs_base:+.{d}f})"
-    if isinstance(entry, Cell) and entry.significant:
+    if entry.significant:
         suffix += "*"
     return core, suffix, entry.best
 
@@ -113,12 +113,16 @@ def head_to_heads(summary: Summary, task: str) -> list[HeadToHead]:
 
 
 def mde_line(summary: Summary, task: str) -> str | None:
-    """One line under a task's table: each language's minimum detectable effect vs base (the
-    median over objectives of their tests' MDE), in the metric's units; None without tests."""
+    """One line under a task's table: each language's and each average's minimum detectable
+    effect vs base (the median over objectives of their tests' MDE), in the metric's units;
+    None without tests."""
     by_lang: dict[str, list[float]] = {}
     for s in summary.significance:
         if s.task == task and s.test.mde == s.test.mde:  # not nan
             by_lang.setdefault(s.language, []).append(s.test.mde)
+    for a in summary.averages:
+        if a.task == task and a.mde is not None:
+            by_lang.setdefault(f"avg {a.scope}", []).append(a.mde)
     if not by_lang:
         return None
     d = decimals(summary, task)
@@ -148,7 +152,8 @@ def footer(summary: Summary) -> list[str]:
         f"(data.languages: {seen}); the alignment target {target} (also the task-training "
         f"language) is not counted as seen. avg all: mean over every language the task "
         f"reports, {target} included. Each average is computed per seed, then mean ± std over "
-        f"seeds; averages are not tested.",
+        f"seeds; it is tested like a language (below), its languages' test items resampled "
+        f"independently within a seed and the seeds drawn once for all of them.",
         f"*: p < {summary.alpha} in a two-sided two-level paired bootstrap test of the "
         f"objective vs base ({summary.resamples} resamples, seed {summary.boot_seed}): the "
         f"test items within each seed (the same items for both, Koehn 2004), then the seeds "
@@ -252,7 +257,7 @@ def to_csv(summary: Summary) -> str:
                 _num(e.std),
                 e.n_seeds,
                 _num(e.delta_vs_base),
-                _num(e.p_value if isinstance(e, Cell) else None),
+                _num(e.p_value),
             ]
         )
     return buf.getvalue()

@@ -4,8 +4,9 @@ Per (task, language, objective) a :class:`Cell` holds the mean and sample standa
 (ddof=1) of the main metric over seeds, Δ vs the base encoder, the p-value of a two-sided
 paired bootstrap test vs base and whether the mean is the best of its column; per (task,
 scope) an :class:`Average` holds the same over the per-seed average of the "seen" (training
-source) languages or of all languages; per (task, language) a :class:`HeadToHead` tests the
-best objective against the runner-up (base excluded).
+source) languages or of all languages, tested the same way; per (task, language) and per
+(task, average) a :class:`HeadToHead` tests the best objective against the runner-up (base
+excluded).
 
 The test (:func:`paired_test`) is a two-level paired bootstrap: test items within each seed
 (Koehn 2004, "Statistical significance tests for machine translation evaluation"), then the
@@ -37,6 +38,9 @@ POWER = 0.8  # power at which the minimum detectable effect is given
 #: (z_{1-ALPHA/2} + z_{POWER}): 1.95996 + 0.84162, the normal quantiles (scipy.stats.norm.ppf)
 MDE_FACTOR = 2.80158
 SCOPES = ("seen", "all")  # the averages of a task, in table order
+#: |Δ*| at most this (metric units) is a tie: an average's Δ summed from opposite languages'
+#: differences (+0.2, -0.2) is rounding noise, not a side
+TIE = 1e-9
 
 #: row (objective or base) -> task -> seed -> result
 Results = dict[str, dict[str, dict[int, TaskResult]]]
@@ -162,7 +166,10 @@ class Cell(_Entry):
 class Average(_Entry):
     """Mean ± std over seeds of the per-seed average over ``languages`` (scope seen/all).
 
-    Averages are not tested; ``delta_vs_base`` and ``best`` as in :class:`Cell`.
+    ``delta_vs_base``, ``p_value``, ``significant`` and ``best`` as in :class:`Cell`: the test
+    is :func:`paired_test` over all of ``languages`` at once (per seed, each language's test
+    items are resampled and the seed's Δ is the mean of the languages' Δ). ``mde``: that test's
+    minimum detectable effect (None for base or without per-example scores).
     """
 
     task: str
@@ -172,11 +179,15 @@ class Average(_Entry):
     stats: SeedStats
     delta_vs_base: float | None
     best: bool
+    p_value: float | None = None
+    significant: bool = False
+    mde: float | None = None
 
 
 @dataclass(frozen=True)
 class HeadToHead(_Record):
-    """The best objective vs the runner-up (base excluded) on one language.
+    """The best objective vs the runner-up (base excluded) on one language, or on an average
+    (``language`` is then ``avg seen`` / ``avg all``, the table's column label).
 
     ``delta``: difference of their seed means; ``p_value``: the same paired test as vs base.
     """
@@ -341,6 +352,9 @@ def summarize(
             stats = {r: SeedStats.of(seed_averages(results[r][task], keys)) for r in rows}
             best = best_rows({r: s.mean for r, s in stats.items()}, hib)
             for r in rows:
+                test = (
+                    None if r == BASE else paired_test(results[r][task], results[BASE][task], keys)
+                )
                 out.averages.append(
                     Average(
                         task=task,
@@ -350,8 +364,14 @@ def summarize(
                         stats=stats[r],
                         delta_vs_base=_delta(stats[r], stats[BASE], r),
                         best=r in best,
+                        p_value=test.p_value if test else None,
+                        significant=bool(test and test.p_value < ALPHA),
+                        mde=test.mde if test and test.mde == test.mde else None,
                     )
                 )
+            h2h = head_to_head(task, keys, stats, results, rows, hib, label=f"avg {scope}")
+            if h2h is not None:
+                out.head_to_head.append(h2h)
     return out
 
 
@@ -424,12 +444,13 @@ def seed_averages(by_seed: dict[int, TaskResult], keys: Sequence[str]) -> list[f
 def paired_test(
     a: dict[int, TaskResult],
     b: dict[int, TaskResult],
-    key: str,
+    key: str | Sequence[str],
     *,
     resamples: int = N_BOOT,
     seed: int = BOOT_SEED,
 ) -> PairedTest | None:
-    """Two-sided two-level paired bootstrap of ``a`` vs ``b`` on ``key``'s main metric.
+    """Two-sided two-level paired bootstrap of ``a`` vs ``b`` on ``key``'s main metric, or on
+    its unweighted mean over several keys (a table's ``avg`` column).
 
     The seeds both sides have, with per-example data of equal, non-empty length, are the
     units; seed ``s`` of ``a`` is paired with seed ``s`` of ``b`` (same task seed: the same
@@ -450,36 +471,45 @@ def paired_test(
     metric o + k·Σmatched/Σtotal recomputed on every resample (AER: o = 1, k = −1; BUCC F1: o = 0,
     k = 100) — the number the table shows, not a mean of per-sentence values.
 
+    With several keys (an average), a seed is a unit only when every key has per-example data
+    on both sides; within it each key's items are resampled independently (the languages'
+    test sets are different items) and the seed's Δ_s* is the mean of the keys' Δ*, so the
+    statistic is the table's average. The seeds are drawn once for all keys: a seed that
+    helps every language counts once, not once per language.
+
     ``delta_examples``: mean over the seeds of Δ_s (= the table's Δ when all seeds are used);
     p = min(1, 2·min(P(Δ*≤0), P(Δ*≥0))) over ``resamples`` resamples drawn with
-    ``numpy.random.default_rng(seed)``. Identical scores give p = 1; None when no seed has
-    per-example data on both sides.
+    ``numpy.random.default_rng(seed)`` (|Δ*| ≤ :data:`TIE` counts as 0). Identical scores
+    give p = 1; None when no seed has per-example data on both sides.
     """
-    units: list[tuple[Any, Any]] = []
+    keys = [key] if isinstance(key, str) else list(key)
+    units: list[list[tuple[_Examples, _Examples]]] = []
     used: list[int] = []
     n_examples = 0
     for s in sorted(set(a) & set(b)):
-        x, y = _per_example(a[s], key), _per_example(b[s], key)
-        if x is not None and y is not None and x.n == y.n and x.n:
-            units.append((x, y))
+        pairs = [(_per_example(a[s], k), _per_example(b[s], k)) for k in keys]
+        if keys and all(x is not None and y is not None and x.n == y.n and x.n for x, y in pairs):
+            units.append(pairs)  # type: ignore[arg-type]
             used.append(s)
-            n_examples += x.n
+            n_examples += sum(x.n for x, _ in pairs)  # type: ignore[union-attr]
     if not units:
         return None
     rng = np.random.default_rng(seed)
-    observed = np.array([x.value() - y.value() for x, y in units])
-    per_seed = np.empty((len(units), resamples))
-    for u, (x, y) in enumerate(units):
-        idx = rng.integers(0, x.n, size=(resamples, x.n))
-        per_seed[u] = x.resampled(idx) - y.resampled(idx)
+    observed = np.array([np.mean([x.value() - y.value() for x, y in unit]) for unit in units])
+    per_seed = np.zeros((len(units), resamples))
+    for u, unit in enumerate(units):
+        for x, y in unit:
+            idx = rng.integers(0, x.n, size=(resamples, x.n))
+            per_seed[u] += x.resampled(idx) - y.resampled(idx)
+        per_seed[u] /= len(unit)
     picks = rng.integers(0, len(units), size=(resamples, len(units)))
     deltas = per_seed[picks, np.arange(resamples)[:, None]].mean(axis=1)
     deltas = deltas[np.isfinite(deltas)]
     mde = MDE_FACTOR * float(deltas.std(ddof=1)) if deltas.size > 1 else float("nan")
-    if deltas.size == 0 or np.all(deltas == 0.0):
+    if deltas.size == 0 or np.all(np.abs(deltas) <= TIE):
         p_value, low, high = 1.0, 0.0, 0.0
     else:
-        p_le, p_ge = float(np.mean(deltas <= 0.0)), float(np.mean(deltas >= 0.0))
+        p_le, p_ge = float(np.mean(deltas <= TIE)), float(np.mean(deltas >= -TIE))
         p_value = min(1.0, 2.0 * min(p_le, p_ge))
         low, high = (float(v) for v in np.quantile(deltas, [0.025, 0.975]))
     return PairedTest(
@@ -545,13 +575,16 @@ def _per_example(result: TaskResult, key: str) -> _Examples | None:
 
 def head_to_head(
     task: str,
-    key: str,
+    key: str | Sequence[str],
     stats: dict[str, SeedStats],
     results: Results,
     rows: Sequence[str],
     higher_is_better: bool,
+    *,
+    label: str | None = None,
 ) -> HeadToHead | None:
-    """Best objective vs the runner-up (base excluded) on ``key``; None with fewer than two.
+    """Best objective vs the runner-up (base excluded) on ``key`` (several keys: their average,
+    shown as ``label``); None with fewer than two.
 
     Ranked by seed mean (stable sort: on a tie the earlier row ranks first).
     """
@@ -566,7 +599,7 @@ def head_to_head(
     test = paired_test(results[best][task], results[second][task], key)
     return HeadToHead(
         task=task,
-        language=key,
+        language=label or (key if isinstance(key, str) else f"avg of {', '.join(key)}"),
         best=best,
         runner_up=second,
         delta=stats[best].mean - stats[second].mean,  # type: ignore[operator]
