@@ -211,11 +211,54 @@ def test_an_objective_that_needs_the_mlm_head_is_a_config_error(tiny_model, one_
         _run(tiny_model, _joint(tiny_model, objective="tlm"))
 
 
-def test_self_links_are_a_config_error(tiny_model, one_thread) -> None:
-    joint = _joint(tiny_model, objective="l2")
-    joint["overrides"] = [*joint["overrides"], "data.links=self"]
-    with pytest.raises(ConfigError, match="data.links: self"):
-        _run(tiny_model, joint)
+def test_self_links_come_from_the_task_model_and_are_refreshed(
+    tiny_model, one_thread, monkeypatch
+) -> None:
+    """data.links: self in joint mode: the links the task model itself gives (the extraction
+    of alignment training, at its layer), before the first step, then every refresh_every
+    auxiliary steps from the model the task has moved."""
+    from xalign.self_links import SelfLinks
+
+    seen: list[tuple[int, list]] = []
+    refresh = SelfLinks.refresh
+
+    def recorded(self, encoder, step, **kw):
+        out = refresh(self, encoder, step, **kw)
+        seen.append((step, [list(x) for p in self.pairs for x in p.self_links[self.specs[0]]]))
+        return out
+
+    monkeypatch.setattr(SelfLinks, "refresh", recorded)
+    joint = _joint(tiny_model, objective="l2", weight=10.0, max_grad_ratio=0.1)
+    joint["overrides"] = [
+        *joint["overrides"],
+        "data.links=self",
+        "data.self_links.refresh_every=3",
+        "objectives.l2.target=tuned",
+    ]
+    after, log = _run(tiny_model, joint)
+    assert [step for step, _ in seen] == [0, 3, 6]  # 8 auxiliary steps
+    assert all(links for _, links in seen)
+    assert any(seen[0][1] != links for _, links in seen[1:]), "the moved model links the same"
+    assert len(log.joint_losses) == 2 and all(x > 0 for x in log.joint_losses)
+    # the links at step 0 are those the untuned model gives
+    from xalign.encoders import load_encoder
+    from xalign.self_links import extract_config, model_links
+
+    joint_loss = JointLoss(
+        JointSettings(**joint),
+        *load_for_finetuning(str(tiny_model), AutoModelForSequenceClassification, num_labels=2)[:2],
+    )
+    pair = joint_loss.self_links.pairs[0]
+    cfg = joint_loss.cfg
+    expected = model_links(
+        load_encoder(str(tiny_model)),
+        pair.words["src_words"],
+        pair.words["tgt_words"],
+        pair.src,
+        "en",
+        extract_config(cfg.data.self_links, cfg.model.layer),
+    )
+    assert [sorted(x) for x in expected][:3] == [sorted(x) for x in seen[0][1]][:3]
 
 
 def test_without_a_tokenizer_joint_is_a_config_error(tiny_model) -> None:

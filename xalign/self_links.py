@@ -139,12 +139,18 @@ class SelfLinks:
         )
 
     def refresh(
-        self, encoder: Any, step: int, *, accelerator: Any = None
+        self,
+        encoder: Any,
+        step: int,
+        *,
+        accelerator: Any = None,
+        device: torch.device | str | None = None,
     ) -> dict[str, CorpusLinks]:
-        """Recompute (main process), broadcast, store; returns the pairs' corpus links."""
+        """Recompute (main process), broadcast, store; returns the pairs' corpus links.
+        ``device``: where to encode without an ``accelerator`` (else the accelerator's)."""
         world = accelerator.num_processes if accelerator is not None else 1
         main = accelerator is None or accelerator.is_main_process
-        device = accelerator.device if accelerator is not None else None
+        device = accelerator.device if accelerator is not None else device
         links: dict[str, list[Links]] | None = None
         if main:
             links = {

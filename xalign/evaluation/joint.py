@@ -167,7 +167,7 @@ class JointLoss(nn.Module):
 
     Raises:
         ConfigError: bad settings, an objective that needs the masked-LM head (a task model
-            has none) or self links (``data.links: self``), or a config that does not load.
+            has none), or a config that does not load.
         PluginError: the objective's options or ``prepare`` fail (naming the plugin).
     """
 
@@ -211,14 +211,6 @@ class JointLoss(nn.Module):
                 f"fine-tuned task model does not have; pick another objective"
             )
         self.links = sorted(needs.links, key=repr)
-        from xalign.self_links import is_self
-
-        if self.links and is_self(cfg.data.links):
-            raise ConfigError(
-                f"joint.objective {settings.objective!r} needs word links, and data.links: self "
-                f"(links drawn from the model during alignment training) is not available in "
-                f"joint fine-tuning; use eflomal links (data.links unset) or a links file"
-            )
         if needs.frozen_target and settings.weight > 0:
             import warnings
 
@@ -243,7 +235,8 @@ class JointLoss(nn.Module):
             teacher = load_encoder(needs.teacher, max_length=cfg.model.max_length)
             teacher.eval().requires_grad_(False)
             self._teachers[needs.teacher] = teacher
-        self.data, _, _ = prepare_run_data(cfg, enc, self.links)
+        self.data, _, prepared = prepare_run_data(cfg, enc, self.links)
+        self.self_links = self._setup_self_links(prepared)
         try:
             self.objective.prepare(self.data)
         except Exception as exc:
@@ -251,12 +244,42 @@ class JointLoss(nn.Module):
                 f"{self.where} failed in prepare(): {type(exc).__name__}: {exc}"
             ) from exc
 
+    def _setup_self_links(self, prepared: Any) -> Any:
+        """``data.links: self``: the task model's own links, extracted before its first step
+        (:mod:`xalign.self_links`, the same extraction as alignment training), then every
+        ``data.self_links.refresh_every`` auxiliary steps from the model as the task has
+        moved it; None for the other link sources or without links."""
+        from xalign.self_links import SelfLinks, is_self
+
+        self.refreshed: list[int] = []
+        if not (self.links and is_self(self.cfg.data.links)):
+            return None
+        self_links = SelfLinks(
+            self.cfg.data.self_links,
+            self.cfg.model.layer,
+            prepared.pairs,
+            self.links,
+            target=self.cfg.data.target,
+        )
+        self_links.refresh(self.encoder.inner, 0, device=_device_of(self.encoder.inner))
+        self.refreshed.append(0)
+        return self_links
+
     def forward(self, step: int, *, device: str | torch.device = "cpu") -> Tensor:
         """``Σ_p ℓ_p`` over the language pairs' batches of plan micro-step ``step`` (the plan
-        wraps around: a new epoch of the corpus when the task outlasts it); float32 scalar."""
+        wraps around: a new epoch of the corpus when the task outlasts it); float32 scalar.
+        With ``data.links: self``, the links are extracted again first when ``step`` is a
+        positive multiple of ``data.self_links.refresh_every`` (``refreshed`` lists the
+        steps)."""
         from xalign.batch import AlignmentBatch
         from xalign.recipe import objective_loss
 
+        every = self.cfg.data.self_links.refresh_every
+        if self.self_links is not None and every > 0 and step > 0 and step % every == 0:
+            if step not in self.refreshed:
+                with torch.autocast(torch.device(device).type, enabled=False):
+                    self.self_links.refresh(self.encoder.inner, step, device=device)
+                self.refreshed.append(step)
         data, enc, target = self.data, self.encoder.inner, self.cfg.data.target
         pooling = self.cfg.model.pooling
         batches = []
@@ -308,3 +331,8 @@ class _SharedEncoder:
 
     def __init__(self, encoder: Any) -> None:
         self.inner = encoder
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (CPU for a module without any)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
