@@ -43,7 +43,9 @@ class TranslationRankingConfig:
     docstring).
 
     - ``pooling``: sentence vector: ``cls`` (first token; LaBSE) or ``mean`` (all attended
-      tokens; e5, sentence-transformers).
+      tokens; e5, sentence-transformers). For the embedded e5 use ``mean`` with ``scale:
+      20``: e5 was trained on mean-pooled vectors, and at s = 1 the softmax over cosines in
+      [−1, 1] is nearly flat (docs/results.md compares it that way).
     - ``margin``: additive margin m subtracted from the positive pair's cosine (>= 0; LaBSE:
       0.3).
     - ``scale``: s multiplying every cosine before the softmax (> 0; LaBSE's equation: 1;
