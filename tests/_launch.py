@@ -46,19 +46,28 @@ def launch(
     cwd: Path | None = None,
 ) -> dict:
     """``xalign run -q --json ARGS`` on ``world`` gloo ranks (1: a plain process), with
-    ``OMP_NUM_THREADS=1`` and ``env`` added; asserts it succeeds and only rank 0 reports.
+    ``OMP_NUM_THREADS=1``, Python's fault handler (a rank killed by a signal prints where each
+    of its threads was) and ``env`` added; asserts it succeeds and only rank 0 reports.
     Returns rank 0's JSON report."""
     cmd = [str(XALIGN), "run", "-q", "--json", *args]
     if world > 1:
         cmd = [*accelerate_launch(world), *cmd]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     done = subprocess.run(
         cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure_text(done.stderr)
     outs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(outs) == 1, "only rank 0 reports"
     return outs[0]
+
+
+def failure_text(stderr: str, head: int = 2000, tail: int = 6000) -> str:
+    """The start and the end of a failed launch's stderr (a rank's traceback or fault dump
+    can sit before the launcher's own report)."""
+    if len(stderr) <= head + tail:
+        return stderr
+    return f"{stderr[:head]}\n[... {len(stderr) - head - tail} characters ...]\n{stderr[-tail:]}"
 
 
 def free_port() -> int:

@@ -531,3 +531,29 @@ def test_divergence_message_names_only_real_checkpoints_and_fitting_advice(
     message = divergence_message(4, bad, entries, ckpts)
     assert f"the last checkpoint, {step}, is kept" in message
     assert "no checkpoint" not in message
+
+
+@pytest.mark.parametrize(
+    ("status", "world", "waits"),
+    [("FINISHED", 2, True), ("FINISHED", 1, False), ("FAILED", 2, False), ("KILLED", 2, False)],
+)
+def test_cleanup_waits_for_every_rank_only_after_a_finished_run(status, world, waits):
+    """A rank that finished first must not tear the process group down under the others; a
+    failed or killed run must not wait for a rank that may never come."""
+    from xalign.recipe import AlignmentRecipe
+
+    calls: list[str] = []
+
+    class FakeAccelerator:
+        num_processes = world
+
+        def wait_for_everyone(self) -> None:
+            calls.append("wait")
+
+        def end_training(self) -> None:
+            calls.append("end")
+
+    recipe = AlignmentRecipe.__new__(AlignmentRecipe)
+    recipe.accelerator = FakeAccelerator()
+    recipe.cleanup(status)
+    assert calls == (["wait", "end"] if waits else ["end"])

@@ -1426,6 +1426,11 @@ class AlignmentRecipe:
     def cleanup(self, status: str = "FINISHED", failure: str | None = None) -> None:
         """End the MLflow run with ``status`` (tagging ``xalign.failure``) and accelerate.
 
+        A finished multi-process run waits for every rank before the process group is torn
+        down: a rank that finished first (the others still save the model, log, end the run)
+        would otherwise close its links while they are open on the other side. A failed or
+        interrupted run does not wait (another rank may never come).
+
         Safe on a recipe whose ``setup()`` stopped early (nothing started, nothing to end).
         """
         tracker = getattr(self, "tracker", None)
@@ -1435,6 +1440,8 @@ class AlignmentRecipe:
             tracker.end(status)
         accelerator = getattr(self, "accelerator", None)
         if accelerator is not None:
+            if status == "FINISHED" and accelerator.num_processes > 1:
+                accelerator.wait_for_everyone()
             accelerator.end_training()
 
 
