@@ -18,6 +18,28 @@ def test_offline_hub_error_says_how_to_use_a_local_copy(value, monkeypatch, tmp_
     assert "model.name=" in msg and "HF_HUB_OFFLINE=1" in msg
 
 
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("model.name", "pass `--set model.name=./models/nope-model`"),
+        ("objectives.x.teacher", "pass `--set objectives.x.teacher=./models/nope-model`"),
+        ("--model", "pass `--model ./models/nope-model`"),
+        (None, "name ./models/nope-model instead of 'org/nope-model'"),
+    ],
+)
+def test_the_local_copy_hint_names_the_setting_that_named_the_model(
+    setting, says, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(EncoderLoadError) as err:
+        load_encoder("org/nope-model", setting=setting)
+    msg = str(err.value)
+    assert says in msg and "hf download org/nope-model --local-dir ./models/nope-model" in msg
+    if setting != "model.name":
+        assert "model.name" not in msg
+
+
 def test_unknown_packaged_model():
     with pytest.raises(EncoderLoadError, match="available: multilingual-e5-small"):
         resolve_model_dir("packaged:nope")

@@ -609,7 +609,7 @@ class AlignmentRecipe:
             if model is None or model in teachers:
                 continue
             try:
-                teacher = load_encoder(model, max_length=m.max_length)
+                teacher = load_encoder(model, max_length=m.max_length, setting=None)
             except XalignError as exc:
                 raise PluginError(f"{self.entries[obj].where()}: teacher {model!r}: {exc}") from exc
             teacher.eval()

@@ -172,7 +172,7 @@ def align_command(
         check_model_ref(model)
         src_lang = require_src_lang(src_lang)
         path = resolve_align_model(model, tracking_uri)
-        encoder = load_encoder(path, layer=layer, max_length=max_length).eval()
+        encoder = load_encoder(path, layer=layer, max_length=max_length, setting="--model").eval()
         alignment = align_sentences(
             encoder,
             tokenize_words(normalize_text(src, unescape=unescape)[0], src_lang),

@@ -241,8 +241,18 @@ def load_encoder(
     max_length: int = 128,
     revision: str | None = None,
     dtype: torch.dtype | None = None,
+    setting: str | None = "model.name",
 ) -> Encoder:
-    """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``."""
+    """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``.
+
+    ``setting``: the config key (``--set SETTING=./models/...``) or command-line option
+    (``--model``) that named the model, for the error's "use a local copy" hint; None when
+    neither did (a plugin's teacher).
+
+    Raises:
+        EncoderLoadError: the model cannot be loaded (the message says where it was looked
+            for and how to point at a local copy).
+    """
     from transformers import AutoModel, AutoTokenizer
 
     from xalign.encoders.lora import adapter_base
@@ -264,7 +274,7 @@ def load_encoder(
             except TypeError:
                 model, info = AutoModel.from_pretrained(path, **kw)
     except (OSError, ValueError) as exc:
-        raise EncoderLoadError(_load_hint(name, exc)) from exc
+        raise EncoderLoadError(_load_hint(name, exc, setting)) from exc
     check_loaded(model, info, path, name)
     if not getattr(tokenizer, "is_fast", False):
         raise EncoderLoadError(f"{name}: xalign needs a fast tokenizer (word_ids); got a slow one")
@@ -324,17 +334,23 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _load_hint(name: str, exc: Exception) -> str:
+def _load_hint(name: str, exc: Exception, setting: str | None = "model.name") -> str:
     local = Path(name).expanduser()
     if local.exists():
         return f"could not load the model at {local}: {exc}"
     offline = _hub_offline()
+    folder = f"./models/{name.split('/')[-1]}"
+    if setting is None:
+        use = f"name {folder} instead of {name!r}"
+    elif setting.startswith("--"):  # a command-line option
+        use = f"pass `{setting} {folder}`"
+    else:
+        use = f"pass `--set {setting}={folder}`"
     return (
         f"could not load {name!r} from the Hugging Face hub"
         f"{' (HF_HUB_OFFLINE=1)' if offline else ' (is the hub reachable?)'}: {exc}\n"
         f"Point at a local copy instead: on a machine with access run "
-        f"`hf download {name} --local-dir ./models/{name.split('/')[-1]}`, copy that folder "
-        f"here and pass `--set model.name=./models/{name.split('/')[-1]}` "
+        f"`hf download {name} --local-dir {folder}`, copy that folder here and {use} "
         f"(or set HF_HOME to a cache that holds it). The embedded default needs no download: "
         f"`packaged:multilingual-e5-small`."
     )

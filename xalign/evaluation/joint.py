@@ -232,7 +232,7 @@ class JointLoss(nn.Module):
         if needs.teacher is not None:
             from xalign.encoders import load_encoder
 
-            teacher = load_encoder(needs.teacher, max_length=cfg.model.max_length)
+            teacher = load_encoder(needs.teacher, max_length=cfg.model.max_length, setting=None)
             teacher.eval().requires_grad_(False)
             self._teachers[needs.teacher] = teacher
         self.data, _, prepared = prepare_run_data(cfg, enc, self.links)
