@@ -12,7 +12,7 @@ def test_offline_hub_error_says_how_to_use_a_local_copy(value, monkeypatch, tmp_
     monkeypatch.setenv("HF_HUB_OFFLINE", value)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(EncoderLoadError) as err:
-        load_encoder("bert-base-multilingual-cased")
+        load_encoder("bert-base-multilingual-cased", setting="model.name")
     msg = str(err.value)
     assert "bert-base-multilingual-cased" in msg and "--local-dir" in msg
     assert "model.name=" in msg and "HF_HUB_OFFLINE=1" in msg
@@ -94,3 +94,37 @@ def test_saved_model_reloads(tiny_model, tmp_path):
     words = [["Das", "Haus", "."]]
     enc.eval()
     torch.testing.assert_close(enc.encode(words, ["de"]).hidden, again.encode(words, ["de"]).hidden)
+
+
+def test_a_task_loading_the_model_of_xalign_eval_does_not_hint_at_set(
+    monkeypatch, tmp_path, tracking_uri
+):
+    """xalign eval MODEL has no --set: a task plugin's load_encoder(model) must not tell the
+    user to pass `--set model.name=...` (the hint names the folder to give instead)."""
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    args = ["eval", "org/nope-model", "--task", "tatoeba", "--tracking-uri", tracking_uri]
+    out = " ".join(CliRunner().invoke(app, args).output.split())
+    assert "hf download org/nope-model --local-dir ./models/nope-model" in out
+    assert "model.name" not in out
+    assert "name ./models/nope-model instead of 'org/nope-model'" in out
+    # a plugin's own call names no setting either
+    with pytest.raises(EncoderLoadError) as err:
+        load_encoder("org/nope-model")
+    assert "model.name" not in str(err.value)
+
+
+def test_the_run_config_model_hint_names_model_name(monkeypatch, tmp_path):
+    """The model of a run config (xalign prepare/run/compare) is set with model.name."""
+    from xalign.config import load_config
+    from xalign.data.prepare import prepare_config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    cfg = load_config(None, ["model.name=org/nope-model"], objectives=["sinkhorn"])
+    with pytest.raises(EncoderLoadError, match=r"--set model.name=./models/nope-model"):
+        prepare_config(cfg)

@@ -552,7 +552,13 @@ class AlignmentRecipe:
 
     def _setup_model(self, m: ModelConfig, t: TrainConfig) -> Encoder:
         """The encoder to tune (``model.*``), with its adapters and frozen parts (``train.*``)."""
-        encoder = load_encoder(m.name, layer=m.layer, max_length=m.max_length, revision=m.revision)
+        encoder = load_encoder(
+            m.name,
+            layer=m.layer,
+            max_length=m.max_length,
+            revision=m.revision,
+            setting="model.name",
+        )
         if m.lora is not None:  # only the adapters train (xalign.encoders.lora)
             from xalign.encoders.lora import add_lora
 

@@ -915,6 +915,7 @@ def prepare_config(
         layer=cfg.model.layer,
         max_length=cfg.model.max_length,
         revision=cfg.model.revision,
+        setting="model.name",
     )
     specs = link_specs_of(cfg, encoder.hidden_size, registry)
     model_id = model_identity(cfg.model.name, cfg.model.revision)

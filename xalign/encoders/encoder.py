@@ -241,13 +241,14 @@ def load_encoder(
     max_length: int = 128,
     revision: str | None = None,
     dtype: torch.dtype | None = None,
-    setting: str | None = "model.name",
+    setting: str | None = None,
 ) -> Encoder:
     """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``.
 
-    ``setting``: the config key (``--set SETTING=./models/...``) or command-line option
-    (``--model``) that named the model, for the error's "use a local copy" hint; None when
-    neither did (a plugin's teacher).
+    ``setting``: the config key (``--set SETTING=./models/...``, e.g. ``model.name``) or
+    command-line option (``--model``) that named the model, for the error's "use a local copy"
+    hint; None (the default) when the caller does not know (a task plugin run by ``xalign
+    eval MODEL``, a plugin's teacher): the hint then names the folder to give instead.
 
     Raises:
         EncoderLoadError: the model cannot be loaded (the message says where it was looked
@@ -334,7 +335,7 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _load_hint(name: str, exc: Exception, setting: str | None = "model.name") -> str:
+def _load_hint(name: str, exc: Exception, setting: str | None = None) -> str:
     local = Path(name).expanduser()
     if local.exists():
         return f"could not load the model at {local}: {exc}"
