@@ -128,3 +128,19 @@ def test_the_run_config_model_hint_names_model_name(monkeypatch, tmp_path):
     cfg = load_config(None, ["model.name=org/nope-model"], objectives=["sinkhorn"])
     with pytest.raises(EncoderLoadError, match=r"--set model.name=./models/nope-model"):
         prepare_config(cfg)
+
+
+def test_a_task_model_for_fine_tuning_gets_the_local_copy_hint(monkeypatch, tmp_path):
+    """load_for_finetuning (xnli, pos: xalign eval MODEL --task xnli-mini) on a hub id it
+    cannot reach says how to use a local copy, like load_encoder (not a bare OSError)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from xalign.evaluation.finetune import load_for_finetuning
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(EncoderLoadError) as err:
+        load_for_finetuning("org/nope-model", AutoModelForSequenceClassification, num_labels=2)
+    msg = str(err.value)
+    assert "hf download org/nope-model --local-dir ./models/nope-model" in msg
+    assert "HF_HUB_OFFLINE=1" in msg and "model.name" not in msg

@@ -218,14 +218,22 @@ def load_for_finetuning(
 
     from xalign.encoders.encoder import (
         EncoderLoadError,
+        _hub_offline,
+        _load_hint,
         model_files,
         plain_model_dir,
         resolve_model_dir,
     )
 
+    # as load_encoder: HF_HUB_OFFLINE read now (no retries until timeouts), and a hub id that
+    # cannot be loaded says how to point at a local copy
+    offline = {"local_files_only": _hub_offline()}
     with plain_model_dir(resolve_model_dir(model)) as path:  # a LoRA run's adapter: merged
-        with model_files(path, model):  # an unreadable weight file: an error naming it
-            tokenizer = AutoTokenizer.from_pretrained(path)
+        try:
+            with model_files(path, model):  # an unreadable weight file: an error naming it
+                tokenizer = AutoTokenizer.from_pretrained(path, **offline)
+        except (OSError, ValueError) as exc:
+            raise EncoderLoadError(_load_hint(model, exc)) from exc
         if not getattr(tokenizer, "is_fast", False):
             raise EncoderLoadError(f"{model}: fine-tuning needs a fast tokenizer (offsets)")
         verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
@@ -234,7 +242,11 @@ def load_for_finetuning(
         try:
             with model_files(path, model):
                 net, info = auto_class.from_pretrained(
-                    path, output_loading_info=True, ignore_mismatched_sizes=True, **config_kwargs
+                    path,
+                    output_loading_info=True,
+                    ignore_mismatched_sizes=True,
+                    **offline,
+                    **config_kwargs,
                 )
         finally:
             hf_logging.set_verbosity(verbosity)
