@@ -144,3 +144,21 @@ def test_a_task_model_for_fine_tuning_gets_the_local_copy_hint(monkeypatch, tmp_
     msg = str(err.value)
     assert "hf download org/nope-model --local-dir ./models/nope-model" in msg
     assert "HF_HUB_OFFLINE=1" in msg and "model.name" not in msg
+
+
+def test_a_lora_folder_whose_base_is_out_of_reach_names_its_adapter_config(monkeypatch, tmp_path):
+    """A LoRA run's model folder names its base model in adapter_config.json: that is where
+    a local copy goes (the user named the folder, not the base)."""
+    import json
+
+    folder = tmp_path / "run-model"
+    folder.mkdir()
+    config = folder / "adapter_config.json"
+    config.write_text(json.dumps({"base_model_name_or_path": "org/nope-model"}))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(EncoderLoadError) as err:
+        load_encoder(str(folder))
+    msg = " ".join(str(err.value).split())
+    assert f"set base_model_name_or_path in {config} to ./models/nope-model" in msg
+    assert "instead of 'org/nope-model'" not in msg and "model.name" not in msg

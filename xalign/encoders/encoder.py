@@ -245,10 +245,11 @@ def load_encoder(
 ) -> Encoder:
     """Load any HF encoder by hub id or local path, or ``packaged:multilingual-e5-small``.
 
-    ``setting``: the config key (``--set SETTING=./models/...``, e.g. ``model.name``) or
-    command-line option (``--model``) that named the model, for the error's "use a local copy"
-    hint; None (the default) when the caller does not know (a task plugin run by ``xalign
-    eval MODEL``, a plugin's teacher): the hint then names the folder to give instead.
+    ``setting``: the config key (``--set SETTING=./models/...``, e.g. ``model.name``),
+    command-line option (``--model``) or ``FILE.json:KEY`` that named the model, for the
+    error's "use a local copy" hint; None (the default) when the caller does not know (a task
+    plugin run by ``xalign eval MODEL``, a plugin's teacher): the hint then names the folder
+    to give instead.
 
     Raises:
         EncoderLoadError: the model cannot be loaded (the message says where it was looked
@@ -314,10 +315,11 @@ def _load_adapter(
     ``PeftModel.from_pretrained`` + ``merge_and_unload``) and the base model's tokenizer."""
     from peft import PeftModel
 
-    from xalign.encoders.lora import quiet_peft
+    from xalign.encoders.lora import ADAPTER_CONFIG, quiet_peft
 
     base_name, revision = adapter
-    base = load_encoder(base_name, revision=revision, dtype=dtype)
+    where = f"{Path(name) / ADAPTER_CONFIG}:base_model_name_or_path"  # names the base model
+    base = load_encoder(base_name, revision=revision, dtype=dtype, setting=where)
     adapter_file = Path(name) / "adapter_model.safetensors"
     problem = non_float_problem(adapter_file) if adapter_file.is_file() else None
     if problem:  # peft would cast the LoRA weights silently
@@ -343,6 +345,9 @@ def _load_hint(name: str, exc: Exception, setting: str | None = None) -> str:
     folder = f"./models/{name.split('/')[-1]}"
     if setting is None:
         use = f"name {folder} instead of {name!r}"
+    elif ".json:" in setting:  # FILE.json:KEY, a file's key (a LoRA folder's base model)
+        file, key = setting.rsplit(":", 1)
+        use = f"set {key} in {file} to {folder}"
     elif setting.startswith("--"):  # a command-line option
         use = f"pass `{setting} {folder}`"
     else:
