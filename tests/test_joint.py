@@ -378,3 +378,13 @@ def test_auxiliary_gradient_checks_the_cap_and_counts_a_parameter_once() -> None
         add_auxiliary_gradient([p], 4.0 * p[1], max_ratio=-1.0)
     ratio = add_auxiliary_gradient([p, p], 4.0 * p[1])
     assert ratio == pytest.approx(4 / 3) and p.grad.tolist() == [3.0, 4.0]
+
+
+def test_a_self_links_layer_the_task_model_lacks_is_a_config_error(tiny_model) -> None:
+    joint = _joint(tiny_model, objective="contrastive")
+    joint["overrides"] = [*joint["overrides"], "data.links=self", "data.self_links.layer=9"]
+    net, tok, _ = load_for_finetuning(
+        str(tiny_model), AutoModelForSequenceClassification, num_labels=2
+    )
+    with pytest.raises(ConfigError, match=r"data\.self_links\.layer 9 out of range"):
+        JointLoss(JointSettings(**joint), net, tok)

@@ -188,3 +188,18 @@ def test_run_says_where_its_links_came_from(smoke_overrides, tracking_uri, tmp_p
     line = next(x for x in result.stderr.splitlines() if x.startswith("word links:"))
     assert line.startswith("word links: intersection: self (step 0") and "de-en " in line
     assert line.endswith(" per sentence")
+
+
+def test_a_layer_out_of_range_names_the_key(tiny_model):
+    """data.self_links.layer beyond the model's hidden states: a ConfigError naming the key
+    (not an IndexError from deep in the extraction), checked before any pair is encoded."""
+    from xalign.self_links import SelfLinks
+
+    enc = load_encoder(str(tiny_model))
+    n = enc.model.config.num_hidden_layers
+    for layer in (n + 1, -n - 2):
+        links = SelfLinks(SelfLinksConfig(layer=layer), -1, [], [], target="en")
+        with pytest.raises(ConfigError, match=rf"data\.self_links\.layer {layer} out of range"):
+            links.refresh(enc, 0)
+    for layer in (n, -n - 1):  # the last and the embeddings: in range
+        SelfLinks(SelfLinksConfig(layer=layer), -1, [], [], target="en").refresh(enc, 0)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from xalign.data.links import CorpusLinks
+from xalign.errors import ConfigError
 from xalign.links import Links, LinkSpec
 
 SELF = "self"
@@ -148,6 +149,7 @@ class SelfLinks:
     ) -> dict[str, CorpusLinks]:
         """Recompute (main process), broadcast, store; returns the pairs' corpus links.
         ``device``: where to encode without an ``accelerator`` (else the accelerator's)."""
+        self.check_layer(encoder)  # every rank, before the broadcast
         world = accelerator.num_processes if accelerator is not None else 1
         main = accelerator is None or accelerator.is_main_process
         device = accelerator.device if accelerator is not None else device
@@ -172,6 +174,18 @@ class SelfLinks:
             links = broadcast_object_list([links])[0]
         assert links is not None
         return self.store(links, step)
+
+    def check_layer(self, encoder: Any) -> None:
+        """Raise ConfigError when the extraction layer is not a hidden state of ``encoder``
+        (hidden states 0..n of an n-layer model; negative counts from the last)."""
+        n = encoder.model.config.num_hidden_layers
+        layer = self.config.layer
+        if not -n - 1 <= layer <= n:
+            key = "data.self_links.layer" if self.cfg.layer is not None else "model.layer"
+            raise ConfigError(
+                f"{key} {layer} out of range for the self links: the model they are drawn "
+                f"from has {n} layers (use -{n + 1}..{n}, -1 = last)"
+            )
 
     def store(self, links: Mapping[str, list[Links]], step: int) -> dict[str, CorpusLinks]:
         """Write each spec's filtered ``links`` into the pairs' stores (in place)."""
