@@ -458,3 +458,42 @@ def test_tracker_queries_by_tag(tmp_path):
     assert tracker.run_params(ev) == {"p": "1"}
     with pytest.raises(ValueError, match="quote"):
         tracker.eval_runs("x' or '1' = '1")
+
+
+def f1_result(counts: dict[str, tuple[list[int], list[int]]]) -> TaskResult:
+    """A BUCC-like result: F1 in percent from per-item count terms (NaN when Σtotal = 0)."""
+    return TaskResult(
+        "bucc",
+        "f1",
+        {k: {"f1": 100 * sum(m) / sum(t) if sum(t) else math.nan} for k, (m, t) in counts.items()},
+        counts={k: ItemCounts(m, t) for k, (m, t) in counts.items()},
+        metrics=(Metric("f1", higher_is_better=True, aggregation="ratio", scale=100.0),),
+    )
+
+
+def test_a_seed_whose_metric_is_undefined_is_not_tested():
+    """A ratio metric with Σtotal = 0 (no gold and no prediction) is NaN: that seed has
+    nothing to test. Without another seed there is no test (None, shown –), not p = 1 (which
+    says 'no difference'); with one, the test uses that seed only, for a language and for an
+    average alike."""
+    empty = ([0, 0], [0, 0])
+    base = {0: f1_result({"de": ([1, 0, 1], [2, 2, 2]), "fr": empty})}
+    a = {0: f1_result({"de": ([2, 2, 2], [2, 2, 2]), "fr": empty})}
+    assert paired_test(a, base, "fr") is None
+    assert paired_test(a, base, ["de", "fr"]) is None
+    assert paired_test(a, base, "de").p_value == 0.0  # every item favours a
+    # seed 1 defined, seed 0 not: only seed 1 is a unit, its Δ the test's
+    base[1] = f1_result({"de": ([1, 0, 1], [2, 2, 2]), "fr": ([0, 1], [1, 1])})
+    a[1] = f1_result({"de": ([2, 2, 2], [2, 2, 2]), "fr": ([1, 1], [1, 1])})
+    fr = paired_test(a, base, "fr")
+    assert fr.seeds == [1] and fr.n_examples == 2 and fr.delta_examples == pytest.approx(50.0)
+    avg = paired_test(a, base, ["de", "fr"])
+    assert avg.seeds == [1] and avg.delta_examples == pytest.approx((200 / 3 + 50) / 2)
+    # in the summary: the undefined single-seed cells and averages are untested
+    results = {"base": {"bucc": {0: base[0]}}, "A": {"bucc": {0: a[0]}}}
+    s = summarize(results, rows=["base", "A"], tasks=["bucc"], seen_languages=["de", "fr"])
+    assert s.cell("bucc", "fr", "A").p_value is None
+    assert s.average("bucc", "seen", "A").p_value is None
+    assert [x.language for x in s.significance] == ["de"]
+    rows = list(csv.reader(io.StringIO(to_csv(s))))
+    assert [r[-1] for r in rows if r[1] in ("fr", "avg_seen") and r[2] == "A"] == ["", ""]

@@ -452,17 +452,17 @@ def paired_test(
     """Two-sided two-level paired bootstrap of ``a`` vs ``b`` on ``key``'s main metric, or on
     its unweighted mean over several keys (a table's ``avg`` column).
 
-    The seeds both sides have, with per-example data of equal, non-empty length, are the
-    units; seed ``s`` of ``a`` is paired with seed ``s`` of ``b`` (same task seed: the same
-    test items, head initialisation and data order). Each resample draws, within every seed,
-    the test items with replacement (the same items for both sides, Koehn 2004), computes that
-    seed's Δ_s* of the metric, then draws the seeds with replacement and averages their Δ_s*
-    (the hierarchical bootstrap, Saravanan et al. 2020, "Application of the hierarchical
-    bootstrap to multi-level data in neuroscience"). So the seed-to-seed spread of a
-    fine-tuned task's Δ counts: with two seeds that disagree in sign, p is about 0.5 however
-    many test items there are. With few seeds the seed level is coarse (3 seeds: 10 distinct
-    draws; one reversing seed among many agreeing ones can still leave p < 0.05), and no test
-    can see more spread than the seeds show.
+    The seeds both sides have, with per-example data of equal, non-empty length and a defined
+    (finite) metric, are the units; seed ``s`` of ``a`` is paired with seed ``s`` of ``b`` (same
+    task seed: the same test items, head initialisation and data order). Each resample draws, within
+    every seed, the test items with replacement (the same items for both sides, Koehn 2004),
+    computes that seed's Δ_s* of the metric, then draws the seeds with replacement and averages
+    their Δ_s* (the hierarchical bootstrap, Saravanan et al. 2020, "Application of the hierarchical
+    bootstrap to multi-level data in neuroscience"). So the seed-to-seed spread of a fine-tuned
+    task's Δ counts: with two seeds that disagree in sign, p is about 0.5 however many test items
+    there are. With few seeds the seed level is coarse (3 seeds: 10 distinct draws; one reversing
+    seed among many agreeing ones can still leave p < 0.05), and no test can see more spread than
+    the seeds show.
 
     The metric of a seed is offset + scale·the mean of its ``per_example[key]`` scores (the
     main metric's declared :class:`xalign.Metric` map, 0 and 1 unless declared), or, when the main
@@ -480,7 +480,8 @@ def paired_test(
     ``delta_examples``: mean over the seeds of Δ_s (= the table's Δ when all seeds are used);
     p = min(1, 2·min(P(Δ*≤0), P(Δ*≥0))) over ``resamples`` resamples drawn with
     ``numpy.random.default_rng(seed)`` (|Δ*| ≤ :data:`TIE` counts as 0). Identical scores
-    give p = 1; None when no seed has per-example data on both sides.
+    give p = 1; None when no seed has per-example data on both sides with the metric
+    defined (finite) on both, or when no resample is defined.
     """
     keys = [key] if isinstance(key, str) else list(key)
     units: list[list[tuple[_Examples, _Examples]]] = []
@@ -488,7 +489,7 @@ def paired_test(
     n_examples = 0
     for s in sorted(set(a) & set(b)):
         pairs = [(_per_example(a[s], k), _per_example(b[s], k)) for k in keys]
-        if keys and all(x is not None and y is not None and x.n == y.n and x.n for x, y in pairs):
+        if keys and all(_testable(x, y) for x, y in pairs):
             units.append(pairs)  # type: ignore[arg-type]
             used.append(s)
             n_examples += sum(x.n for x, _ in pairs)  # type: ignore[union-attr]
@@ -505,8 +506,10 @@ def paired_test(
     picks = rng.integers(0, len(units), size=(resamples, len(units)))
     deltas = per_seed[picks, np.arange(resamples)[:, None]].mean(axis=1)
     deltas = deltas[np.isfinite(deltas)]
+    if deltas.size == 0:  # no resample where the metric is defined on both sides
+        return None
     mde = MDE_FACTOR * float(deltas.std(ddof=1)) if deltas.size > 1 else float("nan")
-    if deltas.size == 0 or np.all(np.abs(deltas) <= TIE):
+    if np.all(np.abs(deltas) <= TIE):
         p_value, low, high = 1.0, 0.0, 0.0
     else:
         p_le, p_ge = float(np.mean(deltas <= TIE)), float(np.mean(deltas >= -TIE))
@@ -521,6 +524,14 @@ def paired_test(
         seeds=used,
         mde=mde,
     )
+
+
+def _testable(x: _Examples | None, y: _Examples | None) -> bool:
+    """Both sides have the same non-zero number of items and a defined (finite) metric on
+    them: a ratio metric whose Σtotal is 0 (BUCC F1 without gold or predictions) is NaN."""
+    if x is None or y is None or x.n != y.n or not x.n:
+        return False
+    return bool(np.isfinite(x.value()) and np.isfinite(y.value()))
 
 
 @dataclass(frozen=True)
