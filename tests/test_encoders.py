@@ -162,3 +162,15 @@ def test_a_lora_folder_whose_base_is_out_of_reach_names_its_adapter_config(monke
     msg = " ".join(str(err.value).split())
     assert f"set base_model_name_or_path in {config} to ./models/nope-model" in msg
     assert "instead of 'org/nope-model'" not in msg and "model.name" not in msg
+
+
+@pytest.mark.parametrize("ref", ["./models/nope", "/no/such/model", "~/no-such-model-xyz"])
+def test_a_model_path_that_does_not_exist_is_not_sent_to_the_hub(ref, monkeypatch, tmp_path):
+    """A path-like model reference (xalign.load_encoder, xalign prepare --set model.name=...)
+    that does not exist: the message says so, not 'hf download ./models/nope'."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(EncoderLoadError) as err:
+        load_encoder(ref, setting="model.name")
+    msg = str(err.value)
+    assert f"{ref}: no such folder" in msg and "hf download" not in msg

@@ -338,9 +338,17 @@ def _hub_offline() -> bool:
 
 
 def _load_hint(name: str, exc: Exception, setting: str | None = None) -> str:
+    from xalign.cli.common import looks_like_path
+
     local = Path(name).expanduser()
     if local.exists():
         return f"could not load the model at {local}: {exc}"
+    if looks_like_path(name):  # a folder that is not there: no hub id to download
+        parent = next((p for p in local.parents if p.is_dir()), Path("."))
+        return (
+            f"{name}: no such folder (the closest existing folder is {parent}); give a model "
+            f"folder, a hub id ORG/NAME or packaged:NAME"
+        )
     offline = _hub_offline()
     folder = f"./models/{name.split('/')[-1]}"
     if setting is None:
