@@ -497,3 +497,15 @@ def test_a_seed_whose_metric_is_undefined_is_not_tested():
     assert [x.language for x in s.significance] == ["de"]
     rows = list(csv.reader(io.StringIO(to_csv(s))))
     assert [r[-1] for r in rows if r[1] in ("fr", "avg_seen") and r[2] == "A"] == ["", ""]
+
+
+def test_average_of_languages_with_different_item_counts_by_hand():
+    """The average's resampled Δ is the mean of independent languages' Δ: with one differing
+    item in de (n = 10) and 10 in fr (n = 100), SE² = (0.09/10 + 0.09/100)/4 (Binomial
+    item counts), MDE = 2.8016·SE = 0.1394; a one-language average is that language's test."""
+    a = {0: result({"de": [1.0] + [0.0] * 9, "fr": ([1.0] + [0.0] * 9) * 10})}
+    b = {0: result({"de": [0.0] * 10, "fr": [0.0] * 100})}
+    test = paired_test(a, b, ["de", "fr"], resamples=8000, seed=0)
+    assert test.delta_examples == pytest.approx(0.1) and test.n_examples == 110
+    assert test.mde == pytest.approx(2.80158 * math.sqrt(0.09 / 10 + 0.09 / 100) / 2, rel=0.05)
+    assert paired_test(a, b, ["de"]) == paired_test(a, b, "de")
