@@ -134,11 +134,18 @@ def test_an_average_is_tested_on_the_mean_of_its_languages_deltas():
     assert avg.delta_examples == pytest.approx(0.05) and avg.n_examples == 20
     assert avg.p_value == pytest.approx(2 * 0.9**10, abs=0.06)
     assert avg.mde == pytest.approx(de.mde / 2, rel=0.08)
-    # two languages with the same independent spread: the average's SE is SE/sqrt(2)
+    # parallel test sets (translations of the same 10 items: same count), A better on item 0
+    # in both languages: the items are drawn once for both, so the average's Δ* is K/10 as
+    # for one language (independent draws would give (K1 + K2)/20: SE/sqrt(2), too small)
     a2 = {0: result({"de": [1.0] + [0.0] * 9, "fr": [1.0] + [0.0] * 9})}
     b2 = {0: result({"de": [0.0] * 10, "fr": [0.0] * 10})}
     both = paired_test(a2, b2, ["de", "fr"], resamples=4000, seed=0)
-    assert both.mde == pytest.approx(de.mde / math.sqrt(2), rel=0.08)
+    assert both.mde == pytest.approx(de.mde, rel=0.01)
+    assert both.p_value == pytest.approx(de.p_value, abs=0.01)
+    # opposite differences on the same item cancel in every resample: a tie, p = 1
+    a3 = {0: result({"de": [1.0] + [0.0] * 9, "fr": [0.0] * 10})}
+    b3 = {0: result({"de": [0.0] * 10, "fr": [1.0] + [0.0] * 9})}
+    assert paired_test(a3, b3, ["de", "fr"]).p_value == 1.0
     # a seed counts only if every language has per-example data on both sides
     gap = {0: a2[0], 1: result({"de": [1.0] * 10})}
     assert paired_test(gap, {0: b2[0], 1: result({"de": [0.0] * 10})}, ["de", "fr"]).seeds == [0]

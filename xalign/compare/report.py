@@ -152,8 +152,10 @@ def footer(summary: Summary) -> list[str]:
         f"(data.languages: {seen}); the alignment target {target} (also the task-training "
         f"language) is not counted as seen. avg all: mean over every language the task "
         f"reports, {target} included. Each average is computed per seed, then mean ± std over "
-        f"seeds; it is tested like a language (below), its languages' test items resampled "
-        f"independently within a seed and the seeds drawn once for all of them.",
+        f"seeds; it is tested like a language (below): within a seed each language's test "
+        f"items are resampled (languages with as many items as each other, such as "
+        f"translations of one test set, with the same indices) and the seeds are drawn once "
+        f"for all of them.",
         f"*: p < {summary.alpha} in a two-sided two-level paired bootstrap test of the "
         f"objective vs base ({summary.resamples} resamples, seed {summary.boot_seed}): the "
         f"test items within each seed (the same items for both, Koehn 2004), then the seeds "

@@ -472,10 +472,14 @@ def paired_test(
     k = 100) — the number the table shows, not a mean of per-sentence values.
 
     With several keys (an average), a seed is a unit only when every key has per-example data
-    on both sides; within it each key's items are resampled independently (the languages'
-    test sets are different items) and the seed's Δ_s* is the mean of the keys' Δ*, so the
-    statistic is the table's average. The seeds are drawn once for all keys: a seed that
-    helps every language counts once, not once per language.
+    on both sides; the seed's Δ_s* is the mean of the keys' Δ*, so the statistic is the
+    table's average. Keys with the same number of items are resampled with the same item
+    indices, others independently: test sets that are translations of the same items (XNLI,
+    XQuAD, the UD PUD treebanks) have correlated item differences, which independent draws
+    would hide (too small a p); for unrelated sets of equal size the shared draw pairs items
+    arbitrarily, which leaves the variance of the resampled average unchanged in expectation.
+    The seeds are drawn once for all keys: a seed that helps every language counts once, not
+    once per language.
 
     ``delta_examples``: mean over the seeds of Δ_s (= the table's Δ when all seeds are used);
     p = min(1, 2·min(P(Δ*≤0), P(Δ*≥0))) over ``resamples`` resamples drawn with
@@ -499,8 +503,11 @@ def paired_test(
     observed = np.array([np.mean([x.value() - y.value() for x, y in unit]) for unit in units])
     per_seed = np.zeros((len(units), resamples))
     for u, unit in enumerate(units):
+        drawn: dict[int, np.ndarray] = {}  # item count -> the indices its keys share
         for x, y in unit:
-            idx = rng.integers(0, x.n, size=(resamples, x.n))
+            if x.n not in drawn:
+                drawn[x.n] = rng.integers(0, x.n, size=(resamples, x.n))
+            idx = drawn[x.n]
             per_seed[u] += x.resampled(idx) - y.resampled(idx)
         per_seed[u] /= len(unit)
     picks = rng.integers(0, len(units), size=(resamples, len(units)))
