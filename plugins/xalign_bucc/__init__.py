@@ -5,21 +5,31 @@ split (mean of one layer's token states, including the special tokens as XTREME'
 ``evaluate_retrieval.py`` does; ``pooling: cls`` takes the first token, the setting of
 XTREME's ``run_bucc2018.sh``), mines candidate pairs with the ratio margin (k = 4) and
 ``max`` retrieval (forward and backward candidates, kept one-to-one by decreasing margin:
-see :mod:`xalign_bucc.mining`), and keeps candidates whose margin is at least a threshold:
+see :mod:`xalign_bucc.mining`), and keeps candidates whose margin is at least a threshold.
 
-- ``threshold: dev`` (default): the threshold maximising F1 on the dev split (BUCC
-  "sample"), applied to the test split (BUCC "training" with gold) — no test gold is used;
-- ``threshold: test``: the F1-optimal threshold on the test gold itself (what XTREME's
-  ``bucc_eval`` computes when given a gold file; an oracle upper bound);
-- a number: that threshold, and no dev split is read.
+``split`` is the split scored: ``test`` (default; BUCC "training", whose gold is public) or
+``dev`` (BUCC "sample": the small files, for a quick look, when the test split is not at
+hand, or to tune settings without touching test). ``threshold`` says how the threshold is
+set; a threshold that maximises F1 on the gold of the scored split itself is an *oracle*
+(an upper bound, not a held-out score) and ``meta["threshold"]["oracle"]`` says so:
+
+- ``threshold: dev`` (default): F1-optimal on the dev split, applied to the test split — no
+  test gold is used. With ``split: dev`` it would be the oracle and is refused (pass
+  ``oracle`` to ask for that);
+- ``threshold: test``: F1-optimal on the test split: with ``split: test`` the oracle XTREME's
+  ``bucc_eval`` computes when given a gold file; with ``split: dev`` chosen on test and
+  applied to dev (not an oracle, but it reads the test gold);
+- ``threshold: oracle``: F1-optimal on the scored split (= ``test`` with ``split: test``);
+- a number: that threshold, fixed; only the scored split is read.
 
 Sentences are deduplicated before embedding (XTREME's ``text_load_unify``); a sentence text
 that occurs under several ids cannot be mapped back to one id and its candidates are dropped
 (XTREME's ``read_sent2id``; counted in ``scores[xx]["ambiguous_candidates"]``).
 
 Scores per language (keyed by the language code, as compare needs): ``f1`` (main metric),
-``precision``, ``recall`` (percent), ``threshold``, ``dev_f1``, counts. ``per_example[xx]`` has
-one value per xx sentence of the test pool (file order): ``100·N·matched_s / Σ total`` with
+``precision``, ``recall`` (percent), ``threshold``, ``{split}_f1`` (the F1 on the split where
+the threshold was chosen: ``dev_f1``, or ``test_f1``), counts. ``per_example[xx]`` has one
+value per xx sentence of the scored pool (file order): ``100·N·matched_s / Σ total`` with
 matched_s = 2·|predicted ∩ gold| and total_s = |predicted| + |gold| for pairs of that
 sentence, so its mean is exactly F1; a bootstrap over it would hold each model's
 denominator fixed. The exact terms are in ``counts`` and the ``f1`` metric is declared with
@@ -44,6 +54,8 @@ from xalign_bucc.mining import RETRIEVALS, mine, optimise_threshold, prf, source
 
 LANGUAGES = ("de", "fr", "ru", "zh")
 POOLINGS = ("mean", "cls")
+SPLITS = ("test", "dev")  # XTREME's names of BUCC 2018's "training" and "sample" files
+THRESHOLDS = ("dev", "test", "oracle")
 
 
 def _as_list(value: Any) -> list[str]:
@@ -69,8 +81,12 @@ class BuccConfig:
       capped at the pool size).
     - ``retrieval``: candidate pairs: ``max`` (forward and backward, one-to-one; XTREME),
       ``forward``, ``backward`` or ``intersect``.
-    - ``threshold``: minimum margin of a kept pair: ``dev`` (F1-optimal on the dev split),
-      ``test`` (F1-optimal on the test gold: an oracle) or a number.
+    - ``split``: the split scored: ``test`` (BUCC "training" files) or ``dev`` (BUCC
+      "sample"); only its files (and those of the split the threshold is chosen on) are read.
+    - ``threshold``: minimum margin of a kept pair: ``dev`` (F1-optimal on the dev split;
+      refused with ``split: dev``), ``test`` (F1-optimal on the test split), ``oracle``
+      (F1-optimal on the scored split: an upper bound, flagged in the result's meta) or a
+      number (fixed).
     - ``limit``: first N sentences of each pool (and the gold pairs inside them); null = all.
     - ``batch_size``: sentences per encoder forward pass (speed and memory only).
     - ``max_length``: subwords per sentence (longer ones are cut; capped at the model's limit).
@@ -82,6 +98,7 @@ class BuccConfig:
     pool_special_tokens: bool = True
     k: int = 4
     retrieval: str = "max"
+    split: str = "test"
     threshold: Any = "dev"
     limit: int | None = None
     batch_size: int = 32
@@ -95,13 +112,26 @@ class BuccConfig:
             raise ValueError(f"bucc: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.retrieval not in RETRIEVALS:
             raise ValueError(f"bucc: retrieval must be one of {RETRIEVALS}, got {self.retrieval!r}")
-        if self.threshold not in ("dev", "test"):
+        if self.split not in SPLITS:
+            raise ValueError(
+                f"bucc: split must be 'test' or 'dev' (XTREME's names of BUCC's 'training' "
+                f"and 'sample' files), got {self.split!r}"
+            )
+        if self.threshold not in THRESHOLDS:
             try:
                 self.threshold = float(self.threshold)
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"bucc: threshold must be 'dev', 'test' or a number, got {self.threshold!r}"
+                    f"bucc: threshold must be 'dev', 'test', 'oracle' or a number, got "
+                    f"{self.threshold!r}"
                 ) from None
+        if self.split == "dev" and self.threshold == "dev":
+            raise ValueError(
+                "bucc: split: dev with threshold: dev (the default) would choose the threshold "
+                "on the gold of the split it scores, an oracle rather than a held-out choice; "
+                "pass threshold: oracle to report that upper bound as such, threshold: NUMBER "
+                "to fix it, or threshold: test to choose it on the test split"
+            )
         if self.k < 1 or self.batch_size < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("bucc: need k >= 1, batch_size >= 1 and limit >= 1")
 
@@ -191,13 +221,16 @@ def _with_gold(data: BuccData, limit: int | None) -> BuccData:
 
 
 class BuccTask(xalign.Task):
-    """BUCC 2018 bitext mining F1 (%) with margin scoring over mean-pooled vectors."""
+    """BUCC 2018 bitext mining F1 (%) with margin scoring over mean-pooled vectors, on the
+    test split or (``split: dev``) the dev split."""
 
     name = "bucc"
     description = "BUCC 2018 bitext mining F1 (XTREME protocol: ratio margin k=4, max retrieval)"
     Config = BuccConfig
     uses_seed = False  # no training, no sampling: one evaluation serves every seed
-    result_version = "3"  # 3: typed counts/metrics (2: meta keys), compare tests corpus F1
+    #: 4: meta "split"/"threshold"; 3: typed counts/metrics (2: meta keys), compare tests
+    #: corpus F1
+    result_version = "4"
     #: F1 = 100·2|P∩G| / (|P| + |G|) over the pooled pairs: compare recomputes it from the
     #: per-sentence counts; precision/recall (%) beside it.
     metrics = (
@@ -206,13 +239,25 @@ class BuccTask(xalign.Task):
         xalign.Metric("recall", higher_is_better=True),
     )
 
+    def chosen_on(self) -> str | None:
+        """The split whose gold sets the threshold (None for a number): ``oracle`` is the
+        scored split itself."""
+        setting = self.config.threshold
+        if not isinstance(setting, str):
+            return None
+        return self.config.split if setting == "oracle" else setting
+
+    def oracle(self) -> bool:
+        """Whether the threshold is F1-optimal on the gold of the scored split."""
+        return self.chosen_on() == self.config.split
+
     def inputs(self, context: TaskContext) -> list[Path]:
         """The local BUCC files a run reads (for the evaluation's reuse key): per language the
-        test split's three files, and the dev split's when the threshold is chosen on it."""
-        splits = ("test", "dev") if self.config.threshold == "dev" else ("test",)
+        scored split's three files, and those of the split the threshold is chosen on."""
+        splits = {self.config.split, self.chosen_on() or self.config.split}
         files: list[Path] = []
         for lang in context.languages or self.config.languages:
-            for split in splits:
+            for split in sorted(splits):
                 found, _ = find_local(lang, split, context.data_dir)
                 files.extend(path for path in found or () if path.is_file())
         return sorted(files)
@@ -240,62 +285,84 @@ class BuccTask(xalign.Task):
         encoder: xalign.Encoder,
         lang: str,
         context: TaskContext,
-        test: BuccData,
-        test_scored: dict[tuple[str, str], float],
+        scored_split: BuccData,
+        scored: dict[tuple[str, str], float],
     ) -> tuple[float, float | None, str]:
-        """(threshold, F1 where it was chosen or None, data source of that split)."""
-        setting = self.config.threshold
-        if setting == "test":
-            th, f1 = optimise_threshold(test_scored, test.gold)
-            return th, f1, test.source
-        if setting == "dev":
-            dev = _with_gold(load_bucc(lang, "dev", context.data_dir), self.config.limit)
-            scored, _ = mine_split(encoder, dev, self.config, context.device, context.show_progress)
-            th, f1 = optimise_threshold(scored, dev.gold)
-            if f1 <= 0.0:  # every threshold scores 0: "keep all" would be an arbitrary pick
-                raise xalign.GoldFormatError(
-                    f"bucc: {lang} dev: none of the {len(scored)} mined candidates is a gold "
-                    f"pair at any threshold ({dev.source}; {len(dev.gold)} gold pairs), so "
-                    f"the threshold cannot be chosen on dev: check that the dev gold file "
-                    f"matches its sentence files, or pass threshold: NUMBER"
-                )
-            return th, f1, dev.source
-        return float(setting), None, ""
+        """(threshold, F1 on the split where it was chosen or None, that split's source)."""
+        on = self.chosen_on()
+        if on is None:
+            return float(self.config.threshold), None, ""
+        if on == scored_split.split:  # the oracle: F1-optimal on the scored gold
+            th, f1 = optimise_threshold(scored, scored_split.gold)
+            return th, f1, scored_split.source
+        other = _with_gold(load_bucc(lang, on, context.data_dir), self.config.limit)
+        candidates, _ = mine_split(
+            encoder, other, self.config, context.device, context.show_progress
+        )
+        th, f1 = optimise_threshold(candidates, other.gold)
+        if f1 <= 0.0:  # every threshold scores 0: "keep all" would be an arbitrary pick
+            raise xalign.GoldFormatError(
+                f"bucc: {lang} {on}: none of the {len(candidates)} mined candidates is a gold "
+                f"pair at any threshold ({other.source}; {len(other.gold)} gold pairs), so "
+                f"the threshold cannot be chosen on {on}: check that the {on} gold file "
+                f"matches its sentence files, or pass threshold: NUMBER"
+            )
+        return th, f1, other.source
 
     def _language(
         self, result: TaskResult, encoder: xalign.Encoder, lang: str, context: TaskContext
     ) -> None:
-        test = _with_gold(load_bucc(lang, "test", context.data_dir), self.config.limit)
+        split = self.config.split
+        data = _with_gold(load_bucc(lang, split, context.data_dir), self.config.limit)
         scored, ambiguous = mine_split(
-            encoder, test, self.config, context.device, context.show_progress
+            encoder, data, self.config, context.device, context.show_progress
         )
-        threshold, chosen_f1, chosen_on = self._threshold(encoder, lang, context, test, scored)
+        threshold, chosen_f1, chosen_from = self._threshold(encoder, lang, context, data, scored)
         predicted = {pair for pair, score in scored.items() if score >= threshold}
-        scores = prf(predicted, test.gold)
+        scores = prf(predicted, data.gold)
         scores.update(
             {
                 "threshold": threshold,
                 "n_candidates": float(len(scored)),
                 "ambiguous_candidates": float(ambiguous),
-                "n_src": float(len(test.src)),
-                "n_en": float(len(test.eng)),
+                "n_src": float(len(data.src)),
+                "n_en": float(len(data.eng)),
             }
         )
         if chosen_f1 is not None:
-            scores[f"{self.config.threshold}_f1"] = chosen_f1
+            scores[f"{self.chosen_on()}_f1"] = chosen_f1
         result.scores[lang] = scores
-        units = [ident for ident, _ in test.src]
-        matched, total = source_counts(units, predicted, test.gold)
+        units = [ident for ident, _ in data.src]
+        matched, total = source_counts(units, predicted, data.gold)
         denom = sum(total)
         result.per_example[lang] = [
             100.0 * len(units) * m / denom if denom else 0.0 for m in matched
         ]
         result.counts[lang] = xalign.ItemCounts(matched, total)
         result.meta["data"][lang] = {
-            "test": test.source,
-            "threshold_from": chosen_on or "option",
-            "notes": test.notes,
-            "gold_outside_limit": test.dropped_gold,
+            split: data.source,
+            "threshold_from": chosen_from or "option",
+            "notes": data.notes,
+            "gold_outside_limit": data.dropped_gold,
+        }
+
+    def _threshold_meta(self) -> dict[str, Any]:
+        """How the threshold was set, in words and flags (``result.meta["threshold"]``)."""
+        split, on = self.config.split, self.chosen_on()
+        if on is None:
+            how = f"fixed at {self.config.threshold} (option threshold)"
+        elif on == split:
+            how = (
+                f"F1-optimal on the {split} gold, the split scored: an oracle upper bound, "
+                "not a held-out score"
+            )
+        else:
+            how = f"F1-optimal on the {on} split, applied to the {split} split"
+        return {
+            "setting": self.config.threshold,
+            "chosen_on": on,
+            "oracle": on == split,
+            "how": how,
         }
 
     def _meta(self, model: str, encoder: xalign.Encoder) -> dict[str, Any]:
@@ -303,9 +370,11 @@ class BuccTask(xalign.Task):
             "model": model,
             "options": asdict(self.config),
             "layer": encoder.layer,
+            "split": self.config.split,
+            "threshold": self._threshold_meta(),
             "per_example": (
-                "per xx sentence of the test pool: 100*N*matched/sum(total) (mean = F1; "
-                "exact terms in counts)"
+                f"per xx sentence of the {self.config.split} pool: 100*N*matched/sum(total) "
+                "(mean = F1; exact terms in counts)"
             ),
             "data": {},
             "seconds": {},
