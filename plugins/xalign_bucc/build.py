@@ -14,6 +14,8 @@ comparable corpora); dev and test use disjoint lines. Ids are assigned in shuffl
 
     xalign eval MODEL --task bucc --data-dir DATA_DIR --option bucc.languages=[de]
 
+(add ``--option bucc.split=dev --option bucc.threshold=oracle`` to score the dev split with
+its F1-optimal threshold, an oracle; or a number for ``threshold``).
 With FLORES devtest (1012 lines) the defaults use 2 × 500 lines; a set made this way is much
 easier than BUCC (every English sentence is a fluent translation or an unrelated FLORES
 sentence), so its F1 is for comparing models, not for XTREME's table.
