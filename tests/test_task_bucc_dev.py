@@ -132,6 +132,14 @@ def test_split_and_threshold_errors_name_the_options() -> None:
         ):
             BuccTask.from_options(options)
     assert BuccTask.from_options({"split": "dev", "threshold": "0.9"}).config.threshold == 0.9
+    # compare refuses it before any training, naming the plugin and the options
+    from xalign.compare.orchestrate import _check_inputs
+    from xalign.plugins import PluginError, get_registry
+
+    with pytest.raises(PluginError, match=r"plugin 'bucc'.*bad options.*split: dev with threshold"):
+        _check_inputs(["sinkhorn"], ["bucc"], 1, {"bucc": {"split": "dev"}}, get_registry())
+    ok = {"bucc": {"split": "dev", "threshold": "oracle"}}
+    assert _check_inputs(["sinkhorn"], ["bucc"], 1, ok, get_registry()) == ok
 
 
 def test_inputs_are_the_files_of_the_splits_read(monkeypatch, tmp_path) -> None:
