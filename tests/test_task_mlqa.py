@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import xalign_mlqa as mlqa
 from typer.testing import CliRunner
-from xalign_mlqa.metrics import mixed_segmentation, mlqa_exact_match, punctuation
 
 import xalign
 from xalign import TaskContext, TaskResult
 from xalign.cli import app
 from xalign.evaluation import DataUnavailableError, f1, normalize_answer
+from xalign.evaluation.qa import mixed_segmentation, punctuation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,7 +90,7 @@ def test_mixed_segmentation_keeps_punctuation_tokens() -> None:
     ],
 )
 def test_exact_match_and_f1(pred: str, gold: str, lang: str, em: float, f1_value: float) -> None:
-    assert mlqa_exact_match(pred, gold, lang) == em
+    assert xalign.mlqa_exact_match(pred, gold, lang) == em
     assert mlqa.mlqa_f1(pred, gold, lang) == pytest.approx(f1_value)
 
 
@@ -116,6 +116,12 @@ def test_best_gold_counts_and_corpus_scores() -> None:
     # as Chinese: a: [haus] vs [das, haus] (no German articles) F1 2/3; b: 4 vs 2 chars 2/3
     zh = mlqa.mlqa_scores({"a": "Haus", "b": "北京大学"}, examples, "zh")
     assert zh == {"exact_match": 0.0, "f1": pytest.approx(100 * (2 / 3 + 2 / 3 + 0.0) / 3)}
+
+
+def test_the_plugin_scores_with_xaligns_public_scorer() -> None:
+    # one implementation: xalign_mlqa re-exports xalign's (qa-mini's scoring=mlqa uses it too)
+    assert mlqa.normalize_mlqa is xalign.normalize_mlqa and mlqa.mlqa_f1 is xalign.mlqa_f1
+    assert mlqa.mlqa_scores is xalign.mlqa_scores and mlqa.MLQA_LANGS == xalign.MLQA_LANGS
 
 
 def test_unknown_language_is_an_error() -> None:

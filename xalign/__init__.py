@@ -76,7 +76,15 @@ from xalign.evaluation.finetune import (
     seed_everything,
 )
 from xalign.evaluation.probe import LinearProbe, ProbeSettings, fit_linear_probe, pair_features
-from xalign.evaluation.qa import ExtractiveQaConfig, ExtractiveQaTask
+from xalign.evaluation.qa import (
+    MLQA_LANGS,
+    ExtractiveQaConfig,
+    ExtractiveQaTask,
+    mlqa_exact_match,
+    mlqa_f1,
+    mlqa_scores,
+    normalize_mlqa,
+)
 from xalign.hookspecs import hookimpl
 from xalign.languages import (
     LanguageMapError,
@@ -173,11 +181,16 @@ __all__ = [
     "load_gold",
     "read_gold_lines",
     "alignment_scores",
-    # SQuAD-format QA (xquad, qa-mini, mlqa): the file format, its EM/F1, the XTREME recipe
+    # SQuAD-format QA (xquad, qa-mini, mlqa): the file format, SQuAD and MLQA EM/F1, the recipe
     "read_squad_json",
     "squad_examples",
     "squad_f1",
     "squad_scores",
+    "MLQA_LANGS",
+    "normalize_mlqa",
+    "mlqa_exact_match",
+    "mlqa_f1",
+    "mlqa_scores",
     "ExtractiveQaTask",
     "ExtractiveQaConfig",
     # fine-tuning building blocks (xnli, xquad, mlqa, udpos)

@@ -7,7 +7,7 @@ doc stride 128, ...): :class:`Mlqa` subclasses the public :class:`xalign.Extract
 (the recipe's windowing, span decoding and SQuAD training data), as ``xquad`` does. Only the
 test data and the scorer differ: answers are
 scored with MLQA's official normalisation for the context language
-(:mod:`xalign_mlqa.metrics`: Unicode punctuation, per-language articles, character-level
+(:func:`xalign.normalize_mlqa`: Unicode punctuation, per-language articles, character-level
 Chinese), not SQuAD's. ``per_example`` is the per-question F1 in [0, 1].
 
 Data: MLQA v1 JSON (SQuAD v1.1 format) from a local folder in the MLQA release layout
@@ -25,15 +25,18 @@ from typing import Any
 
 import xalign
 from xalign import (
+    MLQA_LANGS,
     ExtractiveQaConfig,
     ExtractiveQaTask,
     TaskContext,
     data_root,
     load_hub_dataset,
+    mlqa_f1,
+    mlqa_scores,
+    normalize_mlqa,
     read_squad_json,
     squad_examples,
 )
-from xalign_mlqa.metrics import MLQA_LANGS, mlqa_f1, mlqa_scores, normalize_mlqa
 
 __all__ = [
     "MLQA_LANGS",
