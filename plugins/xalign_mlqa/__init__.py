@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import xalign
 from xalign import (
@@ -63,13 +63,20 @@ class MlqaConfig(ExtractiveQaConfig):
       zh); ``xalign eval --languages`` evaluates a subset of them.
     - ``test_limit``: first N questions of each language's MLQA file; null = all.
     - ``split``: the MLQA split tested: ``test`` (as XTREME) or ``dev``.
+    - ``scoring``: ``mlqa`` (the official MLQA normalisation, default) or ``squad``.
+    - ``test_files``: language -> a SQuAD v1.1 JSON file tested instead of MLQA's (e.g. a
+      cross-lingual ``test-context-de-question-en.json``); see
+      :class:`xalign.ExtractiveQaConfig`.
     """
 
+    TASK: ClassVar[str] = "mlqa"
     languages: list[str] = field(default_factory=lambda: list(MLQA_LANGS))
     split: str = "test"
+    scoring: str = "mlqa"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        # MLQA's own languages first: the error names the data set, not the scoring rules
+        self.languages = xalign.parse_languages(self.languages)
         if self.split not in _HUB_SPLITS:
             raise ValueError(f"split must be 'test' or 'dev', got {self.split!r}")
         unknown = [
@@ -81,6 +88,7 @@ class MlqaConfig(ExtractiveQaConfig):
             raise ValueError(
                 f"MLQA has no language {', '.join(unknown)}; it has {', '.join(MLQA_LANGS)}"
             )
+        super().__post_init__()
 
 
 def mlqa_file_name(split: str, context_lang: str, question_lang: str) -> str:
@@ -154,22 +162,9 @@ class Mlqa(ExtractiveQaTask):
     Config = MlqaConfig
     data_folders = ("squad", "mlqa", "MLQA_V1")  # what Task.inputs hashes for reuse keys
 
-    metric_description = (
-        "MLQA exact_match / f1 (%) with the official mlqa_evaluation_v1.py normalisation of "
-        "the context language; per_example = per-question F1 in [0, 1]"
-    )
-
     def test_examples(self, lang: str, context: TaskContext) -> list[Example]:
         c = self.config
         return load_mlqa(lang, c.split, context.data_dir, c.test_limit)
-
-    def score(
-        self, preds: dict[str, str], examples: list[Example], lang: str
-    ) -> tuple[dict[str, float], list[float]]:
-        lang = xalign.primary_language(lang)  # MLQA's rules for de-DE are de's
-        return mlqa_scores(preds, examples, lang), [
-            mlqa_f1(preds[e["id"]], e["answers"]["text"], lang) for e in examples
-        ]
 
     def extra_meta(self, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
         return {

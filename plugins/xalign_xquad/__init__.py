@@ -5,14 +5,16 @@
 official SQuAD v1.1 EM/F1 on XQuAD's 11 XTREME languages (the shared copy also has ``ro``).
 
 ``qa-mini`` is the same code at CPU scale: train on TyDiQA-GoldP English train, test on the
-first ``test_limit`` questions of a few XQuAD languages. ``per_example`` is the per-question
-F1 in [0, 1] (its mean is the ``f1`` score / 100). Data: :mod:`xalign_xquad.data`.
+first ``test_limit`` questions of a few XQuAD languages, or of any SQuAD v1.1 file per
+language (``test_files``: MLQA's, your own), scored with SQuAD's or MLQA's answer
+normalisation (``scoring``). ``per_example`` is the per-question F1 in [0, 1] (its mean is
+the ``f1`` score / 100). Data: :mod:`xalign_xquad.data`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import xalign
 from xalign import ExtractiveQaConfig, ExtractiveQaTask, TaskContext
@@ -32,24 +34,35 @@ class XquadConfig(ExtractiveQaConfig):
 
     - ``languages``: XQuAD test languages (default: XTREME's 11; the shared copy also has
       ``ro``); ``xalign eval --languages`` evaluates a subset of them.
+    - ``test_files``, ``scoring``: a language's own SQuAD v1.1 test file and the answer
+      normalisation (``squad``), as documented in :class:`xalign.ExtractiveQaConfig`.
     """
 
+    TASK: ClassVar[str] = "xquad"
     languages: list[str] = field(default_factory=lambda: list(XQUAD_LANGS))
 
 
 @dataclass
 class QaMiniConfig(XquadConfig):
-    """Options of ``qa-mini``: TyDiQA-GoldP English train -> XQuAD slices, CPU-sized.
+    """Options of ``qa-mini``: TyDiQA-GoldP English train -> XQuAD (or any SQuAD v1.1 file)
+    slices, CPU-sized.
 
     Defaults were measured with multilingual-e5-small on 2 CPU cores (about 4.5 min): one pass
     over 600 questions in batches of 8 (F1 +7 over batches of 16 at equal tokens), a higher
     learning rate for the few steps, length-grouped batches and a frozen word-embedding matrix
     (the bulk of the parameters).
 
-    - ``languages``: XQuAD test languages (a slice of the test set each: ``test_limit``).
+    - ``languages``: test languages (a slice of the test set each: ``test_limit``): XQuAD's,
+      or any language with a ``test_files`` entry.
     - ``train_limit``: first N questions of TyDiQA-GoldP English train; null = all.
+    - ``test_files``: language -> SQuAD v1.1 JSON file (relative to the working directory)
+      tested instead of XQuAD, first ``test_limit`` questions, e.g. MLQA's
+      ``test-context-de-question-de.json``; the language must be among ``languages``.
+    - ``scoring``: ``squad`` (default) or ``mlqa`` (MLQA's official normalisation of the
+      context language: what MLQA results are reported with).
     """
 
+    TASK: ClassVar[str] = "qa-mini"
     languages: list[str] = field(default_factory=lambda: list(MINI_LANGS))
     train_limit: int | None = 600
     test_limit: int | None = 200
@@ -94,19 +107,18 @@ class Xquad(ExtractiveQaTask):
         xalign.Metric("exact_match", higher_is_better=True, scale=100.0),
     )
 
-    metric_description = "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]"
-
     def test_examples(self, lang: str, context: TaskContext) -> list[Example]:
         return load_xquad(lang, context.data_dir, self.config.test_limit)
 
 
 class QaMini(Xquad):
-    """CPU-scale cross-lingual QA: TyDiQA-GoldP English train -> XQuAD slices."""
+    """CPU-scale cross-lingual QA: TyDiQA-GoldP English train -> XQuAD (or ``test_files``)
+    slices, SQuAD- or MLQA-scored."""
 
     name = "qa-mini"
     description = (
-        "QA at CPU scale: fine-tune on TyDiQA-GoldP English train (train_limit), "
-        "EM/F1 on the first test_limit XQuAD questions per language"
+        "QA at CPU scale: fine-tune on TyDiQA-GoldP English train (train_limit), EM/F1 on "
+        "the first test_limit questions per language of XQuAD or test_files (e.g. MLQA)"
     )
     Config = QaMiniConfig
 

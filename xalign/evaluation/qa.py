@@ -11,8 +11,10 @@ windows); a window that does not hold the whole answer is labelled with token 0.
 
 It lives in xalign, not in a plugin, because two plugins run this recipe (``xalign_xquad``
 and ``xalign_mlqa``) and plugins do not import each other. A subclass supplies its test data
-(:meth:`ExtractiveQaTask.test_examples`) and, when it differs from SQuAD's, its scorer
-(:meth:`ExtractiveQaTask.score`); the SQuAD v1.1 training set is the recipe's own input.
+(:meth:`ExtractiveQaTask.test_examples`); the SQuAD v1.1 training set is the recipe's own
+input. Every QA task also takes ``test_files`` (a language's questions from any SQuAD v1.1
+file) and ``scoring``: SQuAD v1.1's answer normalisation, or MLQA's official one
+(:func:`normalize_mlqa`, defined here for both plugins).
 """
 
 from __future__ import annotations
@@ -27,11 +29,19 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from xalign.evaluation.data import find_data_file, load_hub_dataset, read_squad_json, squad_examples
+from xalign.errors import XalignError
+from xalign.evaluation.data import (
+    check_test_files,
+    chosen_test_file,
+    find_data_file,
+    load_hub_dataset,
+    read_squad_json,
+    squad_examples,
+)
 from xalign.evaluation.finetune import (
     FinetuneSettings,
     finetune,
@@ -44,13 +54,15 @@ from xalign.evaluation.finetune import (
 )
 from xalign.evaluation.metrics import f1 as squad_f1
 from xalign.evaluation.metrics import squad_scores
-from xalign.languages import primary_language
+from xalign.languages import language_key, primary_language
 from xalign.task import Metric, Task, TaskContext, TaskResult
 
 __all__ = [
     "MLQA_LANGS",
+    "QA_SCORINGS",
     "ExtractiveQaConfig",
     "ExtractiveQaTask",
+    "QaTestFileError",
     "QaWindow",
     "answer_positions",
     "best_span",
@@ -91,7 +103,17 @@ class ExtractiveQaConfig(FinetuneSettings):
     - ``n_best``: span decoding pairs the n_best highest start and end logits of each window.
     - ``max_answer_length``: longest predicted answer span, in subwords.
     - ``eval_batch_size``: windows per forward pass at test time (speed and memory only).
+    - ``test_files``: language -> your own SQuAD v1.1 JSON test file (a path relative to the
+      working directory; XQuAD, MLQA and TyDiQA-GoldP files are all in this format), read
+      instead of the task's own test set for that language; the language must be among those
+      evaluated, ``test_limit`` applies, and the file is part of the evaluation's reuse key.
+    - ``scoring``: how answers are compared, ``squad`` (SQuAD v1.1's normalisation: ASCII
+      punctuation, English articles, whitespace tokens) or ``mlqa`` (MLQA's official one for the
+      context language, :func:`normalize_mlqa`; languages en ar de es hi vi zh only).
     """
+
+    #: names the task in option errors (``qa-mini: test_files``); each task's Config sets it
+    TASK: ClassVar[str] = "extractive-qa"
 
     languages: list[str] = field(default_factory=list)
     train_limit: int | None = None
@@ -105,6 +127,8 @@ class ExtractiveQaConfig(FinetuneSettings):
     n_best: int = 20
     max_answer_length: int = 30
     eval_batch_size: int = 32
+    test_files: dict[str, str] = field(default_factory=dict)
+    scoring: str = "squad"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +137,15 @@ class ExtractiveQaConfig(FinetuneSettings):
             raise ValueError("doc_stride and max_query_length must be >= 1")
         if self.max_query_length + 8 > self.max_length:
             raise ValueError("max_length must exceed max_query_length by more than 8 tokens")
+        if self.scoring not in QA_SCORINGS:
+            raise ValueError(
+                f"{self.TASK}: scoring must be one of {', '.join(QA_SCORINGS)}, "
+                f"got {self.scoring!r}"
+            )
+        check_scoring_languages(self.scoring, self.languages, self.TASK)
+        self.test_files = check_test_files(
+            self.test_files, self.TASK, "SQuAD v1.1 JSON file", self.languages
+        )
 
     def settings(self) -> FinetuneSettings:
         return FinetuneSettings.from_options(self)
@@ -457,6 +490,30 @@ def mlqa_scores(
     return {"exact_match": 100.0 * em / len(examples), "f1": 100.0 * f1 / len(examples)}
 
 
+#: ``ExtractiveQaConfig.scoring`` -> what the scores are (the result's ``meta["metric"]``).
+QA_SCORINGS: dict[str, str] = {
+    "squad": "SQuAD v1.1 exact_match / f1 (%)",
+    "mlqa": (
+        "MLQA exact_match / f1 (%) with the official mlqa_evaluation_v1.py normalisation of "
+        "the context language"
+    ),
+}
+
+
+def check_scoring_languages(scoring: str, languages: Sequence[str], task: str) -> None:
+    """Raise ``ValueError`` naming ``TASK: scoring`` when ``scoring`` is ``mlqa`` and a
+    language's primary language has no MLQA rules (MLQA's normaliser knows 7 languages)."""
+    if scoring != "mlqa":
+        return
+    unknown = [lang for lang in languages if primary_language(lang) not in MLQA_LANGS]
+    if unknown:
+        raise ValueError(
+            f"{task}: scoring mlqa has no language {', '.join(unknown)}: MLQA's normalisation "
+            f"has rules for {', '.join(MLQA_LANGS)} only; test those languages, or use "
+            "scoring squad"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Training data
 # --------------------------------------------------------------------------------------------
@@ -484,6 +541,11 @@ def load_squad_train(data_dir: Path | None, limit: int | None = None) -> list[Ex
 # --------------------------------------------------------------------------------------------
 
 
+class QaTestFileError(XalignError, ValueError):
+    """A ``test_files`` entry of a QA task is not a valid SQuAD v1.1 JSON file (the message
+    names the task, ``test_files.LANG``, the file and the place or line)."""
+
+
 class ExtractiveQaTask(Task):
     """Fine-tune extractive QA on SQuAD v1.1 train, test zero-shot per language (abstract:
     a subclass sets ``name``, ``Config`` (an :class:`ExtractiveQaConfig`), ``data_folders``
@@ -498,8 +560,6 @@ class ExtractiveQaTask(Task):
         Metric("exact_match", higher_is_better=True, scale=100.0),
     )
 
-    metric_description = "SQuAD v1.1 exact_match / f1 (%); per_example = per-question F1 in [0, 1]"
-
     def train_examples(self, context: TaskContext) -> list[Example]:
         return load_squad_train(context.data_dir, self.config.train_limit)
 
@@ -507,13 +567,60 @@ class ExtractiveQaTask(Task):
         """The test questions of one language (``squad`` schema, first ``test_limit``)."""
         raise NotImplementedError(f"{type(self).__name__} must define test_examples()")
 
+    def test_languages(self, context: TaskContext) -> list[str]:
+        """The languages evaluated: ``--languages`` (``context.languages``) or ``languages``."""
+        c = self.config
+        return parse_languages(context.languages) if context.languages else list(c.languages)
+
+    def test_file(self, lang: str, context: TaskContext) -> Path | None:
+        """The ``test_files`` entry that serves ``lang`` (None: :meth:`test_examples`).
+
+        Raises :class:`xalign.DataUnavailableError` naming ``test_files.LANG`` for a missing
+        file or a ``test_files`` language that is not evaluated.
+        """
+        langs = self.test_languages(context)
+        return chosen_test_file(self.config.test_files, lang, langs, self.name)
+
+    def test_data(self, lang: str, context: TaskContext) -> list[Example]:
+        """The questions tested in ``lang``: its ``test_files`` entry, else
+        :meth:`test_examples`; the first ``test_limit`` either way.
+
+        Raises :class:`QaTestFileError` (``TASK: test_files.LANG: FILE:LINE ...``) for a file
+        that is not SQuAD v1.1 JSON, has no questions or an answer not found in its context.
+        """
+        path = self.test_file(lang, context)
+        if path is None:
+            return self.test_examples(lang, context)
+        try:
+            return read_squad_json(path, self.config.test_limit)
+        except ValueError as err:  # read_squad_json names the file and the place / JSON line
+            key = language_key(lang, self.config.test_files, where=f"{self.name}: test_files")
+            detail = str(err) if str(path) in str(err) else f"{path}: {err}"
+            raise QaTestFileError(f"{self.name}: test_files.{key}: {detail}") from None
+
+    def inputs(self, context: TaskContext) -> list[Path]:
+        """The data folder's files (``Task.inputs``) and the ``test_files`` read."""
+        chosen = [self.test_file(lang, context) for lang in self.test_languages(context)]
+        return super().inputs(context) + [p for p in chosen if p is not None]
+
     def score(
         self, preds: dict[str, str], examples: list[Example], lang: str
     ) -> tuple[dict[str, float], list[float]]:
-        """Corpus EM/F1 (%) and per-question F1 in [0, 1] (subclasses change normalisation)."""
+        """Corpus EM/F1 (%) and per-question F1 in [0, 1], by the ``scoring`` option: SQuAD
+        v1.1's normalisation, or MLQA's for the context language ``lang`` (read by its primary
+        language: ``de-DE`` is scored by German rules)."""
+        if self.config.scoring == "mlqa":
+            code = primary_language(lang)
+            return mlqa_scores(preds, examples, code), [
+                mlqa_f1(preds[e["id"]], e["answers"]["text"], code) for e in examples
+            ]
         return squad_scores(preds, examples), [
             squad_f1(preds[e["id"]], e["answers"]["text"]) for e in examples
         ]
+
+    def describe_metric(self) -> str:
+        """What the scores are, for the result's ``meta["metric"]`` (follows ``scoring``)."""
+        return f"{QA_SCORINGS[self.config.scoring]}; per_example = per-question F1 in [0, 1]"
 
     def extra_meta(self, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
         """Task-specific entries of ``TaskResult.meta`` (none for XQuAD)."""
@@ -521,10 +628,12 @@ class ExtractiveQaTask(Task):
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
-        langs = parse_languages(context.languages) if context.languages else c.languages
+        langs = self.test_languages(context)
+        check_scoring_languages(c.scoring, langs, self.name)  # before training, as the data
         train = self.train_examples(context)
         # all test sets first, so a missing one fails before training
-        tests = {lang: self.test_examples(lang, context) for lang in langs}
+        tests = {lang: self.test_data(lang, context) for lang in langs}
+        files = {lang: self.test_file(lang, context) for lang in langs}
         seed_everything(context.seed)  # the span head is initialised here
         from transformers import AutoModelForQuestionAnswering
 
@@ -565,7 +674,9 @@ class ExtractiveQaTask(Task):
             )
             scores[lang], per_example[lang] = self.score(preds, examples, lang)
         meta = {
-            "metric": self.metric_description,
+            "metric": self.describe_metric(),
+            "scoring": c.scoring,
+            "test_files": {lang: str(path) for lang, path in files.items() if path is not None},
             **self.extra_meta(scores),
             "avg_f1": _mean([s["f1"] for s in scores.values()]),
             "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
