@@ -353,3 +353,29 @@ def test_qa_mini_on_a_shared_tydiqa_file_mlqa_scored(tiny_model, shared_data, mo
     assert result.per_example["ar"] == pytest.approx(expected)
     assert result.meta["n_test"] == {"ar": 3} and result.meta["test_files"] == {"ar": str(arabic)}
     assert arabic in task.inputs(context)
+
+
+def test_the_documented_cli_command_and_its_reuse(tiny_model, data, files, tracking_uri):
+    """``xalign eval ... --option qa-mini.test_files.de=FILE --option qa-mini.scoring=mlqa``
+    (docs/usage.md): run again, it is reused; edit the file, it is evaluated anew."""
+    from typer.testing import CliRunner
+
+    from xalign.cli import app
+
+    opts = {**TINY, "languages": "[en,de]", "scoring": "mlqa", "test_files.de": files["de"]}
+    args = [a for k, v in opts.items() for a in ("--option", f"qa-mini.{k}={v}")]
+    command = ["eval", str(tiny_model), "--task", "qa-mini", "--data-dir", str(data)]
+    command += ["--tracking-uri", tracking_uri, "--json", *args]
+
+    def run() -> dict:
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        [record] = json.loads(result.stdout)["runs"]
+        assert record["task"] == "qa-mini" and set(record["scores"]) == {"en", "de"}
+        return record
+
+    first, again = run(), run()
+    assert not first["reused"] and again["reused"] and again["eval_key"] == first["eval_key"]
+    squad_file(Path(files["de"]), DE[1:])  # the user edits their test file
+    edited = run()
+    assert not edited["reused"] and edited["eval_key"] != first["eval_key"]
