@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,74 @@ def test_squad_json_errors_name_the_file_and_place(
 ) -> None:
     path = _write(tmp_path / "x.json", text)
     with pytest.raises(ValueError, match=expected):
+        load_squad_json(path)
+
+
+def _one_question(**fields: object) -> dict:
+    """A SQuAD v1.1 file of one question whose fields are replaced by ``fields``."""
+    context = fields.pop("context", "Anna lebt in Berlin.")
+    answer = {"text": "Berlin", "answer_start": 13}
+    answer.update({k: fields.pop(k) for k in ("text", "answer_start") if k in fields})
+    qa = {"id": "q1", "question": "Wo?", "answers": [answer], **fields}
+    return {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [qa]}]}]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"question": None}, "question None is not a string"),
+        ({"question": 5}, "question 5 is not a string"),
+        ({"context": 7}, "context 7 is not a string"),
+        ({"id": None}, "id None is not a string"),
+        ({"id": True}, "id True is not a string"),
+        ({"text": 1901}, "answer text 1901 is not a string"),
+        ({"answer_start": "x"}, "answer_start 'x' is not an integer"),
+        ({"answer_start": 13.7}, "answer_start 13.7 is not an integer"),
+        ({"answer_start": None}, "answer_start None is not an integer"),
+        ({"answer_start": True}, "answer_start True is not an integer"),
+        ({"answer_start": float("nan")}, "answer_start nan is not an integer"),
+    ],
+)
+def test_squad_json_field_types_are_checked_with_the_place(
+    tmp_path: Path, fields: dict, expected: str
+) -> None:
+    """A field of the wrong type is refused when the file is read, naming the file and the
+    question (not later, in the tokenizer, after training)."""
+    path = _write(tmp_path / "x.json", json.dumps(_one_question(**fields)))
+    with pytest.raises(ValueError) as info:
+        load_squad_json(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: data[0].paragraphs[0].qas[0]: not SQuAD v1.1 JSON (")
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("fields", "start"), [({}, 13), ({"answer_start": "13"}, 13), ({"answer_start": 13.0}, 13)]
+)
+def test_squad_json_integral_answer_starts_are_read(
+    tmp_path: Path, fields: dict, start: int
+) -> None:
+    path = _write(tmp_path / "x.json", json.dumps(_one_question(**fields)))
+    [example] = load_squad_json(path)
+    assert example["answers"] == {"text": ["Berlin"], "answer_start": [start]}
+    assert isinstance(example["answers"]["answer_start"][0], int)
+
+
+def test_squad_json_empty_gold_answer_is_kept(tmp_path: Path) -> None:
+    """TyDiQA-GoldP dev has questions whose gold answer is the empty string at 0."""
+    path = _write(tmp_path / "x.json", json.dumps(_one_question(text="", answer_start=0)))
+    assert load_squad_json(path)[0]["answers"] == {"text": [""], "answer_start": [0]}
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_squad_json_not_utf8_names_the_file_and_line(tmp_path: Path, encoding: str) -> None:
+    text = json.dumps(_one_question(question="Wo wohnt Jürgen?"), indent=0, ensure_ascii=False)
+    path = tmp_path / "x.json"
+    path.write_bytes(text.encode(encoding))
+    # latin-1: the first byte UTF-8 cannot read is the ü; UTF-16: its byte order mark
+    line = text[: text.index("ü")].count("\n") + 1 if encoding == "latin-1" else 1
+    assert encoding == "utf-16" or line > 1
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:{line}: not UTF-8 text"):
         load_squad_json(path)
 
 

@@ -255,6 +255,12 @@ BAD_JSON = '{"data": [\n  {"title": "x",\n   "paragraphs": [}\n]}\n'
             ": data[0].paragraphs[0].qas[0] (id x): answer 'Bonn' does not match",
         ),
         ("", ":1: not JSON"),
+        (  # a question that the tokenizer would choke on after training
+            json.dumps(
+                {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "x"}]}]}]}
+            ).replace('"id": "x"', '"id": "x", "question": null, "answers": []'),
+            ": data[0].paragraphs[0].qas[0]: not SQuAD v1.1 JSON (question None is not a string",
+        ),
     ],
 )
 def test_bad_file_names_the_option_file_and_place(data, tmp_path, text, where) -> None:

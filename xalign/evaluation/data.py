@@ -240,16 +240,43 @@ def _unique_id(qid: str, seen: set[str]) -> str:
     return new_id
 
 
-def _qa_example(qid: str, title: str, context: str, qa: dict[str, Any]) -> Example:
+def _question_id(value: Any) -> str:
+    """A question id as a string (SQuAD's are strings; TyDiQA-GoldP's may be integers)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(f"id {value!r} is not a string")
+    return str(value)
+
+
+def _text(value: Any, what: str) -> str:
+    """``value`` if it is a string, else a ``TypeError`` (an empty string is kept: TyDiQA-GoldP
+    dev has empty gold answers)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} {value!r} is not a string")
+    return value
+
+
+def _answer_start(value: Any) -> int:
+    """A character offset: an integer (or an integral float or digit string), else a
+    ``TypeError`` (``true``, ``null``, ``13.7``, ``"x"`` and NaN are refused)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise TypeError(f"answer_start {value!r} is not an integer")
+
+
+def _qa_example(qid: str, title: str, context: Any, qa: dict[str, Any]) -> Example:
     answers = qa.get("answers", [])
     return {
         "id": qid,
         "title": title,
-        "context": context,
-        "question": qa["question"],
+        "context": _text(context, "context"),
+        "question": _text(qa["question"], "question"),
         "answers": {
-            "text": [a["text"] for a in answers],
-            "answer_start": [int(a["answer_start"]) for a in answers],
+            "text": [_text(a["text"], "answer text") for a in answers],
+            "answer_start": [_answer_start(a["answer_start"]) for a in answers],
         },
     }
 
@@ -263,12 +290,21 @@ def read_squad_json(path: PathLike, limit: int | None = None) -> list[Example]:
     Duplicate question ids (TyDiQA-GoldP English train reuses small integers) are made unique
     by suffixing ``_1``, ``_2``, ... to later occurrences, so ids can key prediction dicts.
     Raises ``ValueError`` naming the file and the place (``data[a].paragraphs[p].qas[q]``, or
-    the JSON line) for malformed input, an empty file, or an answer that is not its context's
-    text at ``answer_start``.
+    the JSON or UTF-8 line) for malformed input (also a field of the wrong type: a context,
+    question or answer text that is not a string, an ``answer_start`` that is not an integer),
+    a file that is not UTF-8, an empty file, or an answer that is not its context's text at
+    ``answer_start``.
     """
     _check_limit(limit)
+    raw = Path(path).read_bytes()
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}; "
+            "SQuAD JSON files are UTF-8: re-encode the file)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}: not JSON ({exc.msg}, column {exc.colno})") from None
     examples: list[Example] = []
@@ -284,7 +320,7 @@ def read_squad_json(path: PathLike, limit: int | None = None) -> list[Example]:
                     where = f"data[{a}].paragraphs[{p}].qas[{q}]"
                     if limit is not None and len(examples) >= limit:
                         return examples
-                    qid = _unique_id(str(qa["id"]), seen)
+                    qid = _unique_id(_question_id(qa["id"]), seen)
                     example = _qa_example(qid, title, paragraph["context"], qa)
                     _check_answers(example, path, where)
                     examples.append(example)
@@ -296,7 +332,7 @@ def read_squad_json(path: PathLike, limit: int | None = None) -> list[Example]:
             f"[{{text, answer_start}}]}}]}}]}}]}})"
         ) from None
     if not examples:
-        raise ValueError(f"{path}: no questions (SQuAD v1.1 JSON with an empty 'data' list)")
+        raise ValueError(f"{path}: no questions (SQuAD v1.1 JSON whose 'data' holds no 'qas')")
     return examples
 
 
