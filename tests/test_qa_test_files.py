@@ -146,6 +146,16 @@ def test_scoring_checked_at_config_load(cls) -> None:
         cls.Config(languages=["de"], scoring="bleu")
 
 
+@pytest.mark.parametrize("cls", TASKS)
+@pytest.mark.parametrize("key", ["train_limit", "test_limit"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_limits_below_one_refused_at_config_load(cls, key, value) -> None:
+    """0 questions left nothing to score (an IndexError after training), -1 failed late."""
+    with pytest.raises(ValueError, match=rf"^{cls.name}: {key} must be >= 1 or null"):
+        cls.Config(languages=["de"], **{key: value})
+    assert getattr(cls.Config(languages=["de"], **{key: 1}), key) == 1
+
+
 def test_mlqa_scoring_needs_mlqa_languages() -> None:
     # qa-mini's default languages hold el, which MLQA's normaliser has no rules for
     with pytest.raises(ValueError, match="^qa-mini: scoring mlqa has no language el: .*en, ar"):

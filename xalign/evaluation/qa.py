@@ -137,6 +137,10 @@ class ExtractiveQaConfig(FinetuneSettings):
             raise ValueError("doc_stride and max_query_length must be >= 1")
         if self.max_query_length + 8 > self.max_length:
             raise ValueError("max_length must exceed max_query_length by more than 8 tokens")
+        for key in ("train_limit", "test_limit"):  # 0 questions: nothing to train or score
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{self.TASK}: {key} must be >= 1 or null (all), got {value}")
         if self.scoring not in QA_SCORINGS:
             raise ValueError(
                 f"{self.TASK}: scoring must be one of {', '.join(QA_SCORINGS)}, "
