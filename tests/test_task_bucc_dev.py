@@ -142,6 +142,24 @@ def test_split_and_threshold_errors_name_the_options() -> None:
     assert _check_inputs(["sinkhorn"], ["bucc"], 1, ok, get_registry()) == ok
 
 
+@pytest.mark.parametrize("value", ["nan", float("nan"), "inf", "-inf", float("inf")])
+def test_a_fixed_threshold_must_be_a_finite_number(value) -> None:
+    """NaN kept no pair (F1 0, threshold nan) and inf likewise, without an error."""
+    with pytest.raises(ValueError, match=r"or a number, got .* \(a finite one: NaN or infinity"):
+        BuccConfig(split="dev", threshold=value)
+
+
+@pytest.mark.parametrize("value", [True, None, [1.0]])
+def test_a_threshold_that_is_no_number_is_refused(value) -> None:
+    with pytest.raises(ValueError, match=r"threshold must be 'dev', 'test', 'oracle' or a number"):
+        BuccConfig(split="dev", threshold=value)
+
+
+@pytest.mark.parametrize(("value", "number"), [("1.05", 1.05), (1, 1.0), ("-0.5", -0.5)])
+def test_a_fixed_threshold_is_read_as_a_float(value, number) -> None:
+    assert BuccConfig(split="dev", threshold=value).threshold == number
+
+
 def test_inputs_are_the_files_of_the_splits_read(monkeypatch, tmp_path) -> None:
     context = _dev_task(monkeypatch, tmp_path)
     _write_bucc(tmp_path / "bucc2018", "fr", "dev", [("fr-1", "x0")], [("en-1", "y0")], [])

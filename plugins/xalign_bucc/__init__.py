@@ -39,6 +39,7 @@ on every resample of sentences.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +64,23 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return list(value)
+
+
+def _fixed_threshold(value: Any) -> float:
+    """A number ``threshold`` as a finite float (NaN or infinity would keep no pair, or every
+    pair, with no error; ``true`` is not a number)."""
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not math.isfinite(number):
+        finite = "" if number is None else " (a finite one: NaN or infinity keeps no pair or all)"
+        raise ValueError(
+            f"bucc: threshold must be 'dev', 'test', 'oracle' or a number, got {value!r}{finite}"
+        )
+    return number
 
 
 @dataclass
@@ -118,13 +136,7 @@ class BuccConfig:
                 f"and 'sample' files), got {self.split!r}"
             )
         if self.threshold not in THRESHOLDS:
-            try:
-                self.threshold = float(self.threshold)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"bucc: threshold must be 'dev', 'test', 'oracle' or a number, got "
-                    f"{self.threshold!r}"
-                ) from None
+            self.threshold = _fixed_threshold(self.threshold)
         if self.split == "dev" and self.threshold == "dev":
             raise ValueError(
                 "bucc: split: dev with threshold: dev (the default) would choose the threshold "
