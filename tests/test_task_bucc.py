@@ -441,6 +441,48 @@ def test_build_writes_the_bucc_layout_with_disjoint_splits(tmp_path) -> None:
         )
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x1c"])
+def test_build_keeps_pairs_aligned_across_unicode_line_separators(tmp_path, separator) -> None:
+    """A sentence holding U+2028 (or NEL, FS) is one line: read with str.splitlines, each
+    file gained a line at a different place, and the pairs between them were shifted."""
+    src = [f"x{i} a{separator}b" if i == 1 else f"x{i}" for i in range(20)]
+    en = [f"e{i} c{separator}d" if i == 4 else f"e{i}" for i in range(20)]
+    files = [str(_lines(tmp_path / "s.txt", src)), str(_lines(tmp_path / "e.txt", en))]
+    out = tmp_path / "d"
+    build_main(
+        [
+            *files,
+            "--lang",
+            "de",
+            "--out",
+            str(out),
+            "--gold",
+            "8",
+            "--src-only",
+            "1",
+            "--en-only",
+            "1",
+        ]
+    )
+    for split in ("dev", "test"):
+        data = load_bucc("de", split, out)
+        src_text, en_text = dict(data.src), dict(data.eng)
+        assert len(data.gold) == 8
+        # x{i} is paired with e{i}: the line numbers agree
+        assert all(src_text[s].split()[0][1:] == en_text[e].split()[0][1:] for s, e in data.gold)
+    assert f"x1 a{separator}b" in dict(load_bucc("de", "dev", out).src).values()
+
+
+def test_build_names_a_missing_or_undecodable_file(tmp_path, capsys) -> None:
+    en = str(_lines(tmp_path / "e.txt", [f"e{i}" for i in range(20)]))
+    latin = tmp_path / "s.txt"
+    latin.write_bytes("".join(f"x{i} ü\n" for i in range(20)).encode("latin-1"))
+    for src, expected in ((tmp_path / "none.txt", "none.txt"), (latin, "s.txt line 1")):
+        with pytest.raises(SystemExit):
+            build_main([str(src), en, "--lang", "de", "--out", str(tmp_path / "d")])
+        assert expected in capsys.readouterr().err
+
+
 def _lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return path

@@ -27,6 +27,8 @@ import argparse
 import random
 from pathlib import Path
 
+from xalign import XalignError, read_gold_lines
+
 SPLITS = ("dev", "test")
 
 
@@ -95,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--en-only", type=int, default=150, help="English-only lines per split")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    read = [p.read_text(encoding="utf-8").splitlines() for p in (args.src_file, args.en_file)]
     try:
+        # split on "\n" only, as the task reads the files it writes (str.splitlines would also
+        # break a sentence at U+2028 or U+0085 and shift every later pair)
+        read = [read_gold_lines(p) for p in (args.src_file, args.en_file)]
         out = write_bucc_set(
             *read,
             args.out,
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             n_en_only=args.en_only,
             seed=args.seed,
         )
-    except ValueError as exc:
+    except (ValueError, XalignError) as exc:  # bad counts or bytes, a missing file
         parser.error(str(exc))
     print(f"wrote {out / 'bucc2018'}/{args.lang}-en.{{dev,test}}.{{{args.lang},en,gold}}")
 
