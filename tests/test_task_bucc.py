@@ -473,6 +473,39 @@ def test_build_keeps_pairs_aligned_across_unicode_line_separators(tmp_path, sepa
     assert f"x1 a{separator}b" in dict(load_bucc("de", "dev", out).src).values()
 
 
+@pytest.mark.parametrize("code", ["de-DE", "de_DE", "DE", "de-Latn-DE"])
+def test_build_writes_the_names_the_task_reads_for_a_subtagged_code(tmp_path, code) -> None:
+    """--lang de-DE wrote de-DE-en.dev.de-DE, which bucc (reading de-en.dev.de) never found."""
+    files = [str(_lines(tmp_path / n, [f"{n[0]}{i}" for i in range(20)])) for n in ("s", "e")]
+    out = tmp_path / "d"
+    build_main(
+        [
+            *files,
+            "--lang",
+            code,
+            "--out",
+            str(out),
+            "--gold",
+            "8",
+            "--src-only",
+            "1",
+            "--en-only",
+            "1",
+        ]
+    )
+    assert sorted(f.name for f in (out / "bucc2018").iterdir()) == [
+        f"de-en.{split}.{ext}" for split in ("dev", "test") for ext in ("de", "en", "gold")
+    ]
+    assert load_bucc(code, "dev", out).src[0][0].startswith("de-")
+
+
+def test_build_refuses_a_lang_that_is_no_language_code(tmp_path, capsys) -> None:
+    files = [str(_lines(tmp_path / n, [f"{n[0]}{i}" for i in range(20)])) for n in ("s", "e")]
+    with pytest.raises(SystemExit):
+        build_main([*files, "--lang", "../x", "--out", str(tmp_path / "d"), "--gold", "8"])
+    assert "bucc set: --lang: '../x' is not a language code" in capsys.readouterr().err
+
+
 def test_build_names_a_missing_or_undecodable_file(tmp_path, capsys) -> None:
     en = str(_lines(tmp_path / "e.txt", [f"e{i}" for i in range(20)]))
     latin = tmp_path / "s.txt"

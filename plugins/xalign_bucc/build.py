@@ -27,7 +27,7 @@ import argparse
 import random
 from pathlib import Path
 
-from xalign import XalignError, read_gold_lines
+from xalign import XalignError, primary_language, read_gold_lines
 
 SPLITS = ("dev", "test")
 
@@ -46,10 +46,16 @@ def write_bucc_set(
     """Write ``out/bucc2018/{lang}-en.{dev,test}.{lang,en,gold}`` from line-aligned
     ``src_lines``/``en_lines`` (see the module docstring); returns ``out``.
 
+    ``lang`` is written as its primary language subtag (``de-DE`` -> ``de``), the name the
+    ``bucc`` task looks for.
+
     Raises:
         ValueError: the files differ in length, a count is negative, ``n_gold`` is 0, or
-            the two splits need more lines than the files have.
+            the two splits need more lines than the files have; ``LanguageCodeError`` (a
+            ``ValueError``) for a ``lang`` that is not a language code.
     """
+    # the task reads files by the primary language (de-DE -> de-en.dev.de): write those names
+    lang = primary_language(lang, where="bucc set: --lang")
     if len(src_lines) != len(en_lines):
         raise ValueError(
             f"bucc set: the files are not line-aligned ({len(src_lines)} vs {len(en_lines)} lines)"
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (ValueError, XalignError) as exc:  # bad counts or bytes, a missing file
         parser.error(str(exc))
-    print(f"wrote {out / 'bucc2018'}/{args.lang}-en.{{dev,test}}.{{{args.lang},en,gold}}")
+    lang = primary_language(args.lang)
+    print(f"wrote {out / 'bucc2018'}/{lang}-en.{{dev,test}}.{{{lang},en,gold}}")
 
 
 if __name__ == "__main__":
