@@ -161,6 +161,12 @@ def test_mlqa_scoring_needs_mlqa_languages() -> None:
     with pytest.raises(ValueError, match="^qa-mini: scoring mlqa has no language el: .*en, ar"):
         xquad.QaMiniConfig(scoring="mlqa")
     assert xquad.QaMiniConfig(scoring="mlqa", languages=["en", "de-DE", "zh"]).scoring == "mlqa"
+    # `--option qa-mini.scoring=mlqa --languages en` fails on the default languages: the
+    # message names the option that fixes it, with the MLQA languages configured
+    with pytest.raises(ValueError, match=r"--option qa-mini\.languages=\[en,de,es\]; "):
+        xquad.QaMiniConfig(scoring="mlqa")
+    with pytest.raises(ValueError, match=r"--option xquad\.languages=\[en\]; "):
+        xquad.XquadConfig(scoring="mlqa", languages=["el", "th"])
     assert xquad.QaMiniConfig(languages=["el", "fr"]).scoring == "squad"  # SQuAD: any language
 
 

@@ -511,10 +511,13 @@ def check_scoring_languages(scoring: str, languages: Sequence[str], task: str) -
         return
     unknown = [lang for lang in languages if primary_language(lang) not in MLQA_LANGS]
     if unknown:
+        # --languages only narrows the task's languages option, so the fix is that option
+        keep = [lang for lang in languages if lang not in unknown] or ["en"]
         raise ValueError(
             f"{task}: scoring mlqa has no language {', '.join(unknown)}: MLQA's normalisation "
-            f"has rules for {', '.join(MLQA_LANGS)} only; test those languages, or use "
-            "scoring squad"
+            f"has rules for {', '.join(MLQA_LANGS)} only; set the task's languages to those "
+            f"(--option {task}.languages=[{','.join(keep)}]; --languages only picks among "
+            "them), or use scoring squad"
         )
 
 
