@@ -354,6 +354,18 @@ def test_qa_mini_on_mlqa_files_end_to_end(tiny_model, data, files, fixed_answers
     assert meta["test_files"] == files  # en read XQuAD: not listed
 
 
+def test_meta_names_a_relative_test_file_by_its_absolute_path(
+    tiny_model, data, files, fixed_answers, monkeypatch
+) -> None:
+    """test_files are relative to the working directory; the stored result names the file."""
+    folder = Path(files["de"]).parent
+    monkeypatch.chdir(folder)
+    task = mini({"de": "test-context-de-question-de.json"}, languages=["en", "de"])
+    result = task.run(str(tiny_model), TaskContext(data_dir=data, show_progress=False))
+    assert result.meta["test_files"] == {"de": str(folder.absolute() / Path(files["de"]).name)}
+    assert result.per_example["de"] == pytest.approx(BY_HAND["squad"]["de"])
+
+
 def test_qa_mini_on_a_shared_tydiqa_file_mlqa_scored(tiny_model, shared_data, monkeypatch):
     """Real data: qa-mini trained on the shared TyDiQA-GoldP English train, tested on the
     shared Arabic TyDiQA-GoldP dev file through ``test_files``, scored by MLQA's Arabic rules

@@ -683,7 +683,10 @@ class ExtractiveQaTask(Task):
         meta = {
             "metric": self.describe_metric(),
             "scoring": c.scoring,
-            "test_files": {lang: str(path) for lang, path in files.items() if path is not None},
+            # absolute: a path relative to the working directory names no file in a stored result
+            "test_files": {
+                lang: str(path.absolute()) for lang, path in files.items() if path is not None
+            },
             **self.extra_meta(scores),
             "avg_f1": _mean([s["f1"] for s in scores.values()]),
             "avg_exact_match": _mean([s["exact_match"] for s in scores.values()]),
