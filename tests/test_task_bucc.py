@@ -506,6 +506,25 @@ def test_build_refuses_a_lang_that_is_no_language_code(tmp_path, capsys) -> None
     assert "bucc set: --lang: '../x' is not a language code" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("side", "blank"), [("source", "s"), ("English", "e")])
+def test_build_refuses_empty_lines(tmp_path, capsys, side, blank) -> None:
+    """An empty line became an empty sentence: nothing to mine, or (blank on both sides, as
+    a document break) a trivial gold pair of two empty sentences."""
+    lines = {n: [f"{n}{i}" for i in range(20)] for n in "se"}
+    lines[blank][6] = "  "
+    files = [str(_lines(tmp_path / f"{n}.txt", lines[n])) for n in "se"]
+    out = tmp_path / "d"
+    with pytest.raises(SystemExit):
+        build_main([*files, "--lang", "de", "--out", str(out), "--gold", "8", "--src-only", "1",
+                    "--en-only", "1"])  # fmt: skip
+    assert f"line 7 of the {side} file is empty" in capsys.readouterr().err
+    assert not out.exists()
+    # a blank line after the lines used is not read
+    short = "--gold 2 --src-only 0 --en-only 1".split()  # lines 1-6
+    build_main([*files, "--lang", "de", "--out", str(out), *short])
+    assert len(load_bucc("de", "test", out).gold) == 2
+
+
 def test_build_names_a_missing_or_undecodable_file(tmp_path, capsys) -> None:
     en = str(_lines(tmp_path / "e.txt", [f"e{i}" for i in range(20)]))
     latin = tmp_path / "s.txt"

@@ -51,7 +51,8 @@ def write_bucc_set(
 
     Raises:
         ValueError: the files differ in length, a count is negative, ``n_gold`` is 0, or
-            the two splits need more lines than the files have; ``LanguageCodeError`` (a
+            the two splits need more lines than the files have, or a line they use is
+            empty (blank); ``LanguageCodeError`` (a
             ``ValueError``) for a ``lang`` that is not a language code.
     """
     # the task reads files by the primary language (de-DE -> de-en.dev.de): write those names
@@ -68,6 +69,13 @@ def write_bucc_set(
             f"bucc set: dev and test need {len(SPLITS)} x {size} lines, the files have "
             f"{len(src_lines)}"
         )
+    for side, lines in (("source", src_lines), ("English", en_lines)):
+        blank = next((n for n in range(len(SPLITS) * size) if not lines[n].strip()), None)
+        if blank is not None:  # an empty sentence: no text to mine, or a trivial pair of two
+            raise ValueError(
+                f"bucc set: line {blank + 1} of the {side} file is empty; remove empty lines "
+                "(from both files, to keep them aligned)"
+            )
     folder = Path(out) / "bucc2018"
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
