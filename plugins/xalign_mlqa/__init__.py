@@ -65,8 +65,9 @@ class MlqaConfig(ExtractiveQaConfig):
     - ``split``: the MLQA split tested: ``test`` (as XTREME) or ``dev``.
     - ``scoring``: ``mlqa`` (the official MLQA normalisation, default) or ``squad``.
     - ``test_files``: language -> a SQuAD v1.1 JSON file tested instead of MLQA's (e.g. a
-      cross-lingual ``test-context-de-question-en.json``); see
-      :class:`xalign.ExtractiveQaConfig`.
+      cross-lingual ``test-context-de-question-en.json``, under its context language ``de``:
+      answers are scored by the rules of the key's language, as MLQA's script scores by the
+      context language); see :class:`xalign.ExtractiveQaConfig`.
     """
 
     TASK: ClassVar[str] = "mlqa"
