@@ -295,6 +295,18 @@ def test_squad_json_integral_answer_starts_are_read(
     assert isinstance(example["answers"]["answer_start"][0], int)
 
 
+def test_squad_json_names_an_unanswerable_squad2_question(tmp_path: Path) -> None:
+    data = _one_question(is_impossible=True)
+    data["data"][0]["paragraphs"][0]["qas"][0]["answers"] = []
+    path = _write(tmp_path / "x.json", json.dumps(data))
+    expected = r"x.json: data\[0\].paragraphs\[0\].qas\[0\] \(id q1\): an unanswerable SQuAD 2.0"
+    with pytest.raises(ValueError, match=expected):
+        load_squad_json(path)
+    # is_impossible: false (SQuAD 2.0's answerable questions) is read as SQuAD v1.1
+    path = _write(tmp_path / "y.json", json.dumps(_one_question(is_impossible=False)))
+    assert load_squad_json(path)[0]["answers"]["text"] == ["Berlin"]
+
+
 def test_squad_json_empty_gold_answer_is_kept(tmp_path: Path) -> None:
     """TyDiQA-GoldP dev has questions whose gold answer is the empty string at 0."""
     path = _write(tmp_path / "x.json", json.dumps(_one_question(text="", answer_start=0)))

@@ -322,6 +322,12 @@ def read_squad_json(path: PathLike, limit: int | None = None) -> list[Example]:
                         return examples
                     qid = _unique_id(_question_id(qa["id"]), seen)
                     example = _qa_example(qid, title, paragraph["context"], qa)
+                    if qa.get("is_impossible") is True:  # SQuAD 2.0 (answers: [])
+                        raise ValueError(
+                            f"{path}: {where} (id {qid}): an unanswerable SQuAD 2.0 question "
+                            "(is_impossible: true); QA tasks read SQuAD v1.1, where every "
+                            "question has an answer: drop the unanswerable ones"
+                        )
                     _check_answers(example, path, where)
                     examples.append(example)
     except (KeyError, TypeError, AttributeError) as exc:
