@@ -264,6 +264,8 @@ def _one_question(**fields: object) -> dict:
         ({"id": True}, "id True is not a string"),
         ({"text": 1901}, "answer text 1901 is not a string"),
         ({"answer_start": "x"}, "answer_start 'x' is not an integer"),
+        ({"answer_start": "²"}, "answer_start '²' is not an integer"),
+        ({"answer_start": "13.0"}, "answer_start '13.0' is not an integer"),
         ({"answer_start": 13.7}, "answer_start 13.7 is not an integer"),
         ({"answer_start": None}, "answer_start None is not an integer"),
         ({"answer_start": True}, "answer_start True is not an integer"),

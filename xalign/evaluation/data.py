@@ -262,8 +262,11 @@ def _answer_start(value: Any) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:  # "x", "1.5", "²": the TypeError below names the place
+            pass
     raise TypeError(f"answer_start {value!r} is not an integer")
 
 
