@@ -19,6 +19,7 @@ from test_task_bucc import MARGIN, _NoEncoder, _vector_task, _write_bucc
 from typer.testing import CliRunner
 from xalign_bucc import BuccConfig, BuccTask
 from xalign_bucc.build import main as build_main
+from xalign_bucc.data import load_bucc
 
 from xalign import TaskContext
 from xalign.cli import app
@@ -158,6 +159,15 @@ def test_a_threshold_that_is_no_number_is_refused(value) -> None:
 @pytest.mark.parametrize(("value", "number"), [("1.05", 1.05), (1, 1.0), ("-0.5", -0.5)])
 def test_a_fixed_threshold_is_read_as_a_float(value, number) -> None:
     assert BuccConfig(split="dev", threshold=value).threshold == number
+
+
+def test_a_relative_data_dir_is_recorded_by_its_absolute_path(tmp_path, monkeypatch) -> None:
+    """meta["data"][xx][split] (the source read) names the file wherever the result is read."""
+    _write_bucc(tmp_path / "d" / "bucc2018", "de", "dev", [("de-1", "x")], [("en-1", "y")],
+                [("de-1", "en-1")])  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    data = load_bucc("de", "dev", "d")
+    assert data.source == f"local:{tmp_path.absolute() / 'd' / 'bucc2018' / 'de-en.dev.de'}"
 
 
 def test_inputs_are_the_files_of_the_splits_read(monkeypatch, tmp_path) -> None:

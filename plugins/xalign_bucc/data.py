@@ -154,7 +154,9 @@ def read_local(lang: str, split: str, files: tuple[Path, Path, Path]) -> BuccDat
             )
             raise GoldFileNotFoundError(f"bucc: {src_path} found but {path} is missing{hint}")
     src, eng = _read_sentences(src_path), _read_sentences(eng_path)
-    return BuccData(lang, split, src, eng, _read_gold(gold_path, src, eng), f"local:{src_path}")
+    gold = _read_gold(gold_path, src, eng)
+    # absolute: the result's meta names the file even when --data-dir was relative
+    return BuccData(lang, split, src, eng, gold, f"local:{src_path.absolute()}")
 
 
 def _hub_address() -> tuple[str, int]:
