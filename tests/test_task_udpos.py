@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -767,6 +768,21 @@ def test_test_files_replace_one_languages_test_treebank(cls, ud_dir, own_tests) 
     assert str(ud_dir) in train.sources[0]
     inputs = [str(p) for p in task.inputs(ctx)]  # the reuse key follows the file read
     assert own_tests["de"] in inputs and not any("de_gsd" in p for p in inputs)
+
+
+@pytest.mark.parametrize("cls", [udpos.PosMini, udpos.Udpos, PosProbe])
+def test_relative_paths_are_recorded_absolute(cls, ud_dir, own_tests, monkeypatch) -> None:
+    """test_files and --data-dir are relative to the working directory; the sources that the
+    result's meta records name the files wherever it is read."""
+    mine = Path(own_tests["de"])
+    monkeypatch.chdir(mine.parent.parent)
+    relative = {"de": f"{mine.parent.name}/{mine.name}"}
+    task = cls.from_options({"languages": ["en", "de", "fr"], "test_files": relative})
+    ctx = TaskContext(data_dir=Path(os.path.relpath(ud_dir, mine.parent.parent)))
+    load = getattr(task, "load", None) or task._load
+    assert load("de", "test", ctx, None).sources == [str(mine)]
+    french = load("fr", "test", ctx, None)
+    assert french.sources == [str(ud_dir.absolute() / "UD_French-GSD" / "fr_gsd-ud-test.conllu")]
 
 
 @pytest.mark.parametrize("cls", [udpos.PosMini, PosProbe])

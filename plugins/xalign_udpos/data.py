@@ -143,7 +143,11 @@ def load_ud(
     if files:
         sentences = [s for path in files for s in read_conllu(path)]
         return UdSplit(
-            lang, split, spread(sentences, limit), [str(p) for p in files], len(sentences)
+            lang,
+            split,
+            spread(sentences, limit),
+            [str(p.absolute()) for p in files],
+            len(sentences),
         )
     sentences, source = _from_hub(lang, split, treebank, ud_folders(data_dir), pattern)
     return UdSplit(lang, split, spread(sentences, limit), [source], len(sentences))
@@ -231,7 +235,7 @@ class UdSource:
 def read_test_file(path: Path, lang: str, limit: int | None) -> UdSplit:
     """The test split of ``lang`` read from one CoNLL-U file (``test_files``)."""
     sentences = read_conllu(path)
-    return UdSplit(lang, "test", spread(sentences, limit), [str(path)], len(sentences))
+    return UdSplit(lang, "test", spread(sentences, limit), [str(path.absolute())], len(sentences))
 
 
 def _from_hub(
