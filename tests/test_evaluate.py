@@ -429,3 +429,36 @@ def test_eval_table_prints_whole_numbers_as_integers(mean, std, n_seeds, metric,
     from xalign.cli.eval import _fmt
 
     assert _fmt(mean, std, n_seeds, metric) == cell
+
+
+@pytest.mark.parametrize("kind", ["unavailable", "config", "oserror"])
+def test_an_inputs_error_keeps_its_own_message(tmp_path, kind):
+    """An xalign error from inputs() (data not found, a bad option) reaches the user as the
+    task raised it; only a raw OSError while hashing gets the "cannot hash" context."""
+    from xalign.errors import ConfigError
+    from xalign.evaluation import DataUnavailableError
+    from xalign.evaluation.runs import EvaluationError, task_inputs
+
+    raised = {
+        "unavailable": DataUnavailableError("xnli: no local file under /data/xnli"),
+        "config": ConfigError("xnli.languages: 'zz' is not a language"),
+        "oserror": PermissionError(13, "Permission denied", str(tmp_path / "x.tsv")),
+    }[kind]
+
+    class Task:
+        def inputs(self, context):
+            raise raised
+
+    class Entry:
+        def where(self) -> str:
+            return "task 'xnli' (plugin 'xnli')"
+
+    with pytest.raises(Exception) as info:
+        task_inputs(Task(), Entry(), TaskContext(output_dir=tmp_path, show_progress=False))
+    if kind == "oserror":
+        assert isinstance(info.value, EvaluationError)
+        assert str(info.value).startswith("task 'xnli' (plugin 'xnli'): cannot hash its input")
+        assert str(tmp_path / "x.tsv") in str(info.value)
+    else:
+        assert info.value is raised
+        assert "cannot hash" not in str(info.value)

@@ -312,10 +312,10 @@ def task_inputs(task: Any, entry: Any, context: TaskContext) -> dict[str, str]:
     try:
         paths = task.inputs(context)
         return files_manifest(paths)
+    except XalignError:  # says what and where already (DataUnavailableError is an OSError too)
+        raise
     except OSError as exc:
         raise EvaluationError(f"{entry.where()}: cannot hash its input files: {exc}") from exc
-    except XalignError:
-        raise
     except Exception as exc:
         raise PluginError(
             f"{entry.where()} failed in inputs(): {type(exc).__name__}: {exc}"
