@@ -129,6 +129,47 @@ def test_unknown_language_is_an_error() -> None:
         mlqa.normalize_mlqa("le chat", "fr")
     with pytest.raises(ValueError, match="at least one gold"):
         mlqa.mlqa_f1("x", [], "en")
+    for code in ("fr-FR", "pt_BR", "ja"):  # a region does not make a language MLQA's
+        with pytest.raises(ValueError, match=f"no rules for language '{code}'"):
+            mlqa.normalize_mlqa("x", code)
+    for code in ("", "de DE", "d"):  # not language codes: the error says so
+        with pytest.raises(ValueError, match="MLQA scoring"):
+            mlqa.normalize_mlqa("x", code)
+
+
+@pytest.mark.parametrize(
+    ("code", "lang"),
+    [
+        ("de-DE", "de"),
+        ("DE", "de"),
+        ("de_AT", "de"),
+        ("zh-Hans", "zh"),
+        ("zh-Hant-TW", "zh"),
+        ("ar-EG", "ar"),
+        ("es-419", "es"),
+        ("en-US", "en"),
+        (" vi ", "vi"),
+    ],
+)
+def test_a_regional_code_scores_with_its_language_rules(code: str, lang: str) -> None:
+    """The public scorer reads a BCP-47 code by its primary language, as the task's
+    ``languages`` option does (de-DE is German)."""
+    samples = {
+        "de": ("die Deutsche Bahn", "Deutsche Bahn"),
+        "zh": ("2008年北京奥运会", "北京奥运会"),
+        "ar": ("بالقلم", "القلم"),
+        "es": ("los Estados Unidos", "Estados Unidos"),
+        "en": ("in the year 1889", "1889"),
+        "vi": ("cái bàn", "bàn"),
+    }
+    pred, gold = samples[lang]
+    assert mlqa.normalize_mlqa(pred, code) == mlqa.normalize_mlqa(pred, lang)
+    assert mlqa.mlqa_f1(pred, gold, code) == mlqa.mlqa_f1(pred, gold, lang)
+    assert xalign.mlqa_exact_match(pred, gold, code) == xalign.mlqa_exact_match(pred, gold, lang)
+    examples = [{"id": "q", "answers": {"text": [gold]}}]
+    assert mlqa.mlqa_scores({"q": pred}, examples, code) == mlqa.mlqa_scores(
+        {"q": pred}, examples, lang
+    )
 
 
 # ------------------------------------------------------------------------------------------

@@ -408,12 +408,16 @@ def punctuation() -> frozenset[str]:
     return frozenset(unicode_p) | frozenset(string.punctuation)
 
 
-def _check_mlqa_lang(lang: str) -> None:
-    if lang not in _MLQA_ARTICLES:
+def _mlqa_lang(lang: str) -> str:
+    """The MLQA language whose rules score ``lang``: its primary subtag (``de-DE``, ``DE`` and
+    ``de_AT`` read ``de``; ``zh-Hans`` reads ``zh``)."""
+    primary = primary_language(lang, where="MLQA scoring")
+    if primary not in _MLQA_ARTICLES:
         raise ValueError(
             f"MLQA scoring has no rules for language {lang!r}; "
             f"MLQA languages: {', '.join(MLQA_LANGS)}"
         )
+    return primary
 
 
 def mixed_segmentation(text: str) -> list[str]:
@@ -435,9 +439,11 @@ def mixed_segmentation(text: str) -> list[str]:
 def normalize_mlqa(text: str, lang: str) -> str:
     """``text`` normalised for language ``lang`` (steps in the comment above).
 
-    Raises ``ValueError`` for a language outside :data:`MLQA_LANGS`.
+    ``lang``: a language code whose primary subtag is in :data:`MLQA_LANGS` (``de``,
+    ``de-DE``, ``zh-Hans``). Raises ``ValueError`` for another language or a string that is no
+    language code.
     """
-    _check_mlqa_lang(lang)
+    lang = _mlqa_lang(lang)
     punct = punctuation()
     text = "".join(ch for ch in text.lower() if ch not in punct)
     articles = _MLQA_ARTICLES[lang]
