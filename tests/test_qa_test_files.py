@@ -234,9 +234,14 @@ def test_missing_file_or_language_not_evaluated(data, files, tmp_path) -> None:
     task = mini({"vi": files["de"]})
     with pytest.raises(DataUnavailableError, match="qa-mini: test_files names vi, not among"):
         task.test_data("en", context)
+    with pytest.raises(DataUnavailableError, match=r"--option qa-mini.languages=\[en,de,zh,vi\]"):
+        task.test_data("en", context)
+    # --languages picks among the task's languages: the files of the others are not read
     narrowed = TaskContext(data_dir=data, languages=["en"], show_progress=False)
-    with pytest.raises(DataUnavailableError, match=r"evaluated \(en\)"):  # --languages en
-        mini(files).inputs(narrowed)
+    declared = mini(files).inputs(narrowed)
+    assert Path(files["de"]) not in declared and Path(files["zh"]) not in declared
+    assert mini({"de": str(tmp_path / "nope.json")}).test_file("en", narrowed) is None
+    assert Path(files["de"]) in mini(files).inputs(context)
 
 
 BAD_JSON = '{"data": [\n  {"title": "x",\n   "paragraphs": [}\n]}\n'

@@ -793,7 +793,11 @@ def test_test_files_errors_name_the_option(cls, ud_dir, own_tests, tmp_path) -> 
     with pytest.raises(DataUnavailableError, match=r"test_files\.de: no such file: .*no"):
         load("de", "test", ctx, None)
     outside = cls.from_options({"languages": ["fr"], "test_files": own_tests})
-    with pytest.raises(DataUnavailableError, match="test_files names de, not among the languages"):
+    with pytest.raises(
+        DataUnavailableError,
+        match=r"test_files names de, not among the task's languages \(fr\); add it to them "
+        r"\(--option [a-z-]+\.languages=\[fr,de\]\)",
+    ):
         outside.inputs(ctx)
     with pytest.raises(ValueError, match=r"test_files\.de: expected a CoNLL-U file path"):
         cls.from_options({"test_files": {"de": ""}})
@@ -803,3 +807,18 @@ def test_pos_mini_scores_the_given_test_file(tiny_model, ud_dir, own_tests) -> N
     result = run_task(udpos.PosMini, tiny_model, ud_dir, test_files=own_tests)
     assert result.meta["n_test"]["de"] == 3 * 7  # its 3 sentences, not the folder's 4 of 6
     assert result.meta["sources"]["de/test"] == [own_tests["de"]]
+
+
+@pytest.mark.parametrize("cls", [udpos.PosMini, udpos.Udpos, PosProbe])
+def test_languages_flag_picks_among_the_task_languages(cls, ud_dir, own_tests, tmp_path):
+    """--languages fr on a task whose languages [fr, de] have a de test file: the de file is
+    neither read nor hashed (also when it is missing); French reads its treebank."""
+    task = cls.from_options({"languages": ["fr", "de"], "test_files": own_tests})
+    narrowed = TaskContext(data_dir=ud_dir, languages=["fr"])
+    mine = Path(own_tests["de"])
+    assert mine in task.inputs(TaskContext(data_dir=ud_dir))
+    assert mine not in task.inputs(narrowed) and task.inputs(narrowed)
+    gone = cls.from_options({"languages": ["fr", "de"], "test_files": {"de": str(tmp_path / "x")}})
+    assert all(p.name != "x" for p in gone.inputs(narrowed))
+    with pytest.raises(DataUnavailableError, match=r"test_files\.de: no such file"):
+        gone.inputs(TaskContext(data_dir=ud_dir))

@@ -82,10 +82,27 @@ def test_file_for_a_language_not_evaluated_or_missing(tmp_path: Path) -> None:
     _, data, _ = mini_data(tmp_path, {"de": str(tmp_path / "nope.tsv")})
     with pytest.raises(DataUnavailableError, match=r"test_files.de: no such file: .*nope.tsv"):
         data.test("de")
-    # --languages narrows the languages evaluated, and the check follows it
-    _, data, _ = mini_data(tmp_path, {"de": str(mine)}, languages=["en"])
-    with pytest.raises(DataUnavailableError, match="not among the languages evaluated \\(en\\)"):
-        data.test("en")
+    with pytest.raises(DataUnavailableError, match=r"--option xnli-mini.languages=\[en,de,sw\]"):
+        mini_data(tmp_path, {"sw": str(mine)})[1].test("en")
+
+
+@pytest.mark.parametrize("cls", [xnli.XnliMini, XnliProbe])
+def test_languages_flag_picks_among_the_task_languages(tmp_path: Path, cls) -> None:
+    """--languages en on a task whose languages [en, de] have a de test file: the de file
+    (present or not) is neither read nor hashed, and English evaluates as usual."""
+    (tmp_path / "own").mkdir()
+    mine = write(tmp_path / "own" / "mine-de.tsv", ROWS)  # outside the data folder
+    (tmp_path / "data").mkdir()
+    options = {"languages": ["en", "de"], "test_files": {"de": str(mine)}}
+    task = cls.from_options(options)
+    narrowed = TaskContext(data_dir=tmp_path / "data", languages=["en"], show_progress=False)
+    full = TaskContext(data_dir=tmp_path / "data", show_progress=False)
+    assert mine in task.inputs(full) and mine not in task.inputs(narrowed)
+    gone = {"languages": ["en", "de"], "test_files": {"de": str(tmp_path / "nope.tsv")}}
+    absent = cls.from_options(gone)
+    assert not any("nope" in str(p) for p in absent.inputs(narrowed))
+    with pytest.raises(DataUnavailableError, match=r"test_files.de: no such file"):
+        absent.inputs(full)
 
 
 def test_xnli_probe_scores_the_users_file(tiny_model, shared_data, tmp_path, one_thread):

@@ -248,7 +248,9 @@ class Udpos(Task):
     )
 
     def _source(self) -> UdSource:
-        return UdSource(self.name, self.config.treebanks, self.config.test_files)
+        return UdSource(
+            self.name, self.config.treebanks, self.config.test_files, self.config.languages
+        )
 
     def _languages(self, context: TaskContext) -> list[str]:
         return parse_languages(context.languages) if context.languages else self.config.languages
@@ -256,7 +258,7 @@ class Udpos(Task):
     def load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
         """One split of one language (``test_files`` or this task's treebank choice); errors
         if it is empty."""
-        return self._source().load(lang, split, context.data_dir, self._languages(context), limit)
+        return self._source().load(lang, split, context.data_dir, limit)
 
     def splits(self, context: TaskContext) -> list[tuple[str, str]]:
         """The (language, split) pairs a run reads: English train (and dev), then tests."""
@@ -267,9 +269,7 @@ class Udpos(Task):
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
-        return self._source().inputs(
-            self.splits(context), context.data_dir, self._languages(context)
-        )
+        return self._source().inputs(self.splits(context), context.data_dir)
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

@@ -181,6 +181,9 @@ class UdSource:
     task: str
     treebanks: Mapping[str, str]
     test_files: Mapping[str, str]
+    #: the task's ``languages`` option: every ``test_files`` key must serve one of them
+    #: (``--languages`` only picks among them; a file of a language not picked is not read)
+    languages: Sequence[str]
 
     def treebank(self, lang: str) -> str | None:
         """The ``treebanks`` entry that serves ``lang`` (:func:`xalign.language_key`: its own,
@@ -194,22 +197,21 @@ class UdSource:
         key = xalign.language_key(lang, self.treebanks, where=f"{self.task}: treebanks")
         return None if key is None else self.treebanks[key]
 
-    def test_file(self, lang: str, split: str, languages: Sequence[str]) -> Path | None:
+    def test_file(self, lang: str, split: str) -> Path | None:
         """The ``test_files`` entry read for this split instead of the data folder's."""
         if split != "test" or not self.test_files:
             return None
-        return xalign.chosen_test_file(self.test_files, lang, languages, self.task)
+        return xalign.chosen_test_file(self.test_files, lang, self.languages, self.task)
 
     def load(
         self,
         lang: str,
         split: str,
         data_dir: Path | None,
-        languages: Sequence[str],
         limit: int | None,
     ) -> UdSplit:
         """One split of one language; :class:`ConlluError` naming its sources if empty."""
-        path = self.test_file(lang, split, languages)
+        path = self.test_file(lang, split)
         if path is not None:
             data = read_test_file(path, lang, limit)
         else:
@@ -220,13 +222,11 @@ class UdSource:
             )
         return data
 
-    def inputs(
-        self, splits: Sequence[tuple[str, str]], data_dir: Path | None, languages: Sequence[str]
-    ) -> list[Path]:
+    def inputs(self, splits: Sequence[tuple[str, str]], data_dir: Path | None) -> list[Path]:
         """The local CoNLL-U files the ``splits`` read (for the evaluation's reuse key)."""
         files: set[Path] = set()
         for lang, split in splits:
-            chosen = self.test_file(lang, split, languages)
+            chosen = self.test_file(lang, split)
             treebank = self.treebank(lang)
             files |= {chosen} if chosen else set(local_conllu(lang, split, data_dir, treebank))
         return sorted(files)

@@ -96,18 +96,20 @@ class PosProbe(xalign.Task):
     )
 
     def _source(self) -> UdSource:
-        return UdSource(self.name, self.config.treebanks, self.config.test_files)
+        return UdSource(
+            self.name, self.config.treebanks, self.config.test_files, self.config.languages
+        )
 
     def _languages(self, context: TaskContext) -> list[str]:
         return parse_languages(context.languages) if context.languages else self.config.languages
 
     def _load(self, lang: str, split: str, context: TaskContext, limit: int | None) -> UdSplit:
-        return self._source().load(lang, split, context.data_dir, self._languages(context), limit)
+        return self._source().load(lang, split, context.data_dir, limit)
 
     def inputs(self, context: TaskContext) -> list:
         """The local CoNLL-U files a run reads (for the evaluation's reuse key)."""
         splits = [("en", "train")] + [(lang, "test") for lang in self._languages(context)]
-        return self._source().inputs(splits, context.data_dir, self._languages(context))
+        return self._source().inputs(splits, context.data_dir)
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()

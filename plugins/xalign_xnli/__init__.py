@@ -144,7 +144,7 @@ class _NliData:
 
     def test_file(self, lang: str) -> Path | None:
         """The ``test_files`` entry of ``lang`` (None: XNLI test)."""
-        return chosen_test_file(self.config.test_files, lang, self.languages, self.task)
+        return chosen_test_file(self.config.test_files, lang, self.config.languages, self.task)
 
     def test(self, lang: str) -> list[Example]:
         path = self.test_file(lang)

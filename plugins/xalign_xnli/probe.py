@@ -81,8 +81,7 @@ class XnliProbe(xalign.Task):
         return parse_languages(context.languages) if context.languages else list(c.languages)
 
     def _test_file(self, lang: str, context: TaskContext) -> Path | None:
-        langs = self._languages(context)
-        return chosen_test_file(self.config.test_files, lang, langs, self.name)
+        return chosen_test_file(self.config.test_files, lang, self.config.languages, self.name)
 
     def _test(self, lang: str, context: TaskContext) -> list[dict]:
         path = self._test_file(lang, context)

@@ -108,17 +108,21 @@ def chosen_test_file(
     the key :func:`xalign.language_key` picks (its own entry, else the one entry of its
     primary language: ``test_files.de`` serves ``de-DE``, ``test_files.de_DE`` serves ``de``).
 
+    ``languages``: the task's ``languages`` option. Every ``test_files`` key must serve one
+    of them (a key outside them is a typo or a forgotten language, never silently unread);
+    ``--languages`` only picks among them, and the file of a language not picked is not read.
+
     Raises:
-        DataUnavailableError: a ``test_files`` language is not evaluated (not in
-            ``languages``), or its file does not exist.
+        DataUnavailableError: a ``test_files`` language is not among ``languages``, or its
+            file does not exist.
         LanguageMapError: two keys could serve ``lang`` and neither is ``lang`` itself.
     """
     extra = sorted(k for k in test_files if not any(same_language(k, lg) for lg in languages))
     if extra:
         raise DataUnavailableError(
-            f"{task}: test_files names {', '.join(extra)}, not among the languages evaluated "
-            f"({', '.join(languages)}); add it to the task's languages (--option "
-            f"{task}.languages=...) or --languages"
+            f"{task}: test_files names {', '.join(extra)}, not among the task's languages "
+            f"({', '.join(languages)}); add it to them (--option "
+            f"{task}.languages=[{','.join([*languages, *extra])}])"
         )
     key = language_key(lang, test_files, where=f"{task}: test_files")
     if key is None:

@@ -589,10 +589,9 @@ class ExtractiveQaTask(Task):
         """The ``test_files`` entry that serves ``lang`` (None: :meth:`test_examples`).
 
         Raises :class:`xalign.DataUnavailableError` naming ``test_files.LANG`` for a missing
-        file or a ``test_files`` language that is not evaluated.
+        file or a ``test_files`` language outside the task's ``languages``.
         """
-        langs = self.test_languages(context)
-        return chosen_test_file(self.config.test_files, lang, langs, self.name)
+        return chosen_test_file(self.config.test_files, lang, self.config.languages, self.name)
 
     def test_data(self, lang: str, context: TaskContext) -> list[Example]:
         """The questions tested in ``lang``: its ``test_files`` entry, else
