@@ -100,8 +100,10 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
         tasks=["preset", "preset-aer"],
         seeds=2,
         show_progress=False,
+        task_options={"preset": {"file": "preset.json"}},  # as --option preset.file=...
     )
     md = report.markdown.splitlines()
+    assert md[md.index("## preset (acc, higher is better)") + 2] == "Task options: file=preset.json"
     assert "| objective | de | fr | en | avg seen | avg all |" in md
     assert (
         "| base | 0.550 ± 0.071 | 0.700 ± 0.000 | **0.750 ± 0.000** | 0.625 ± 0.035 | "
@@ -153,6 +155,8 @@ def test_report_numbers_on_logged_runs(tmp_path, monkeypatch):
     assert out["seen_languages"] == ["de", "fr"]
     assert out["tasks"]["preset"]["seen"] == ["de", "fr"]
     assert out["tasks"]["preset-aer"]["higher_is_better"] is False
+    assert out["tasks"]["preset"]["options"] == {"file": "preset.json"}
+    assert out["tasks"]["preset-aer"]["options"] == {}
     row = {(r["task"], r["language"], r["objective"]): r for r in out["rows"]}
     de = row["preset", "de", "sinkhorn"]
     assert de["values"] == [0.9, 0.8] and de["n_seeds"] == 2 and de["best"]

@@ -516,3 +516,59 @@ def test_average_of_languages_with_different_item_counts_by_hand():
     assert test.delta_examples == pytest.approx(0.1) and test.n_examples == 110
     assert test.mde == pytest.approx(2.80158 * math.sqrt(0.09 / 10 + 0.09 / 100) / 2, rel=0.05)
     assert paired_test(a, b, ["de"]) == paired_test(a, b, "de")
+
+
+def test_task_options_are_shown_under_their_table_and_stored():
+    """What a table measured includes the task options the comparison set (bucc's dev split
+    with its oracle thresholds is another measurement than its test split)."""
+    from types import SimpleNamespace
+
+    from xalign.compare.report import option_items
+    from xalign.model_card import evaluation_section
+
+    options = {
+        "split": "dev",
+        "threshold": "oracle",
+        "languages": ["de", "fr"],
+        "test_files": {"de": "/d/de.tsv", "fr": "/d/fr.tsv"},
+        "select_checkpoint": False,
+        "test_limit": None,
+    }
+    assert option_items(options) == [
+        "split=dev",
+        "threshold=oracle",
+        "languages=[de,fr]",
+        "test_files.de=/d/de.tsv",
+        "test_files.fr=/d/fr.tsv",
+        "select_checkpoint=false",
+        "test_limit=null",
+    ]
+    results = {
+        row: {"t": {s: result(by_lang) for s, by_lang in seeds.items()}}
+        for row, seeds in SCORES.items()
+    }
+    s = summarize(
+        results,
+        rows=list(SCORES),
+        tasks=["t"],
+        seen_languages=["de"],
+        seeds=2,
+        task_options={"t": {"split": "dev", "threshold": "oracle"}},
+    )
+    line = "Task options: split=dev, threshold=oracle"
+    md = to_markdown(s).splitlines()
+    assert md[md.index("## t (acc, higher is better)") + 2] == line
+    buf = io.StringIO()
+    print_report(s, Console(file=buf, width=300))
+    assert line in buf.getvalue()
+    stored = json.loads(json.dumps(s.to_dict()))
+    assert stored["tasks"]["t"]["options"] == {"split": "dev", "threshold": "oracle"}
+    record = SimpleNamespace(objective="A")
+    card = evaluation_section(record, SimpleNamespace(parent_run_id="p", report=stored, seed=0))
+    assert line in card
+    # defaults (no --option): no line anywhere; an older compare.json has no options key
+    plain = summary_of()
+    assert not any(x.startswith("Task options") for x in to_markdown(plain).splitlines())
+    del stored["tasks"]["t"]["options"]
+    older = evaluation_section(record, SimpleNamespace(parent_run_id="p", report=stored, seed=0))
+    assert not any(x.startswith("Task options") for x in older)

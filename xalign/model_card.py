@@ -271,16 +271,18 @@ def evaluation_section(record: RunRecord, compare: CompareRecord | None) -> list
         "",
     ]
     rows = report.get("rows") or []
-    from xalign.compare.report import format_p
+    from xalign.compare.report import format_p, option_items
 
     resamples = int(sig.get("resamples") or 1000)
     for task, info in (report.get("tasks") or {}).items():
         mine = {r["language"]: r for r in rows if r["task"] == task and r["objective"] == objective}
         base = {r["language"]: r for r in rows if r["task"] == task and r["objective"] == "base"}
         better = "higher" if info.get("higher_is_better", True) else "lower"
+        lines += [f"### {task} ({info.get('main_metric')}, {better} is better)", ""]
+        options = option_items(info.get("options") or {})  # absent in older compare.json
+        if options:
+            lines += [f"Task options: {', '.join(options)}", ""]
         lines += [
-            f"### {task} ({info.get('main_metric')}, {better} is better)",
-            "",
             f"| language | base | {objective} | Δ vs base | p | significant |",
             "|---|---|---|---|---|---|",
         ]

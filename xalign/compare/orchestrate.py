@@ -421,6 +421,7 @@ def compare(
             seen_languages=cfg0.data.languages,
             seeds=seeds,
             target_language=cfg0.data.target,
+            task_options=options,
         )
         runs = {
             "parent": parent,

@@ -112,6 +112,34 @@ def head_to_heads(summary: Summary, task: str) -> list[HeadToHead]:
     return [h for h in summary.head_to_head if h.task == task]
 
 
+def option_items(options: dict[str, Any], prefix: str = "") -> list[str]:
+    """``KEY=VALUE`` texts of task options as ``--option`` takes them: a mapping's entries as
+    ``KEY.SUB=VALUE``, a list as ``[a,b]``, booleans and None as YAML writes them."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (list, tuple)):
+            return "[" + ",".join(text(v) for v in value) + "]"
+        return str(value)
+
+    items: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, dict) and value:
+            items += option_items(value, f"{prefix}{key}.")
+        else:
+            items.append(f"{prefix}{key}={text(value)}")
+    return items
+
+
+def options_line(summary: Summary, task: str) -> str | None:
+    """``Task options: split=dev, threshold=dev`` under a task's table; None: its defaults."""
+    items = option_items(summary.tasks[task].options)
+    return f"Task options: {', '.join(items)}" if items else None
+
+
 def mde_line(summary: Summary, task: str) -> str | None:
     """One line under a task's table: each language's and each average's minimum detectable
     effect vs base (the median over objectives of their tests' MDE), in the metric's units;
@@ -183,6 +211,9 @@ def to_markdown(summary: Summary, parent_run_id: str | None = None) -> str:
     for task, info in summary.tasks.items():
         way = "higher" if info.higher_is_better else "lower"
         lines += [f"## {task} ({info.main_metric}, {way} is better)", ""]
+        options = options_line(summary, task)
+        if options:
+            lines += [options, ""]
         header, body = table_cells(summary, task)
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
@@ -220,7 +251,9 @@ def print_report(summary: Summary, console: Console) -> None:
     for t, info in summary.tasks.items():
         way = "higher" if info.higher_is_better else "lower"
         header, body = table_cells(summary, t)
-        table = Table(*header, title=f"{t}: {info.main_metric} ({way} is better)")
+        options = options_line(summary, t)
+        caption = options if options else None
+        table = Table(*header, title=f"{t}: {info.main_metric} ({way} is better)", caption=caption)
         for name, *cells in body:
             table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
         console.print(table)

@@ -206,7 +206,9 @@ class TaskInfo(_Record):
     """What the table of one task shows: its main metric, direction and language columns.
 
     ``languages``: the task's score keys in first-seen order; ``seen``: those whose language
-    (``language_of``, from ``TaskResult.languages``, else the key) was trained on.
+    (``language_of``, from ``TaskResult.languages``, else the key) was trained on;
+    ``options``: the task options the comparison set (``--option TASK.KEY=VALUE``, e.g. bucc's
+    ``split: dev``), shown under the table; empty: the task's defaults.
     """
 
     main_metric: str
@@ -214,6 +216,7 @@ class TaskInfo(_Record):
     languages: list[str]
     seen: list[str]
     language_of: dict[str, str]
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -291,12 +294,13 @@ def summarize(
     seen_languages: Sequence[str],
     seeds: int | None = None,
     target_language: str = "en",
+    task_options: dict[str, dict[str, Any]] | None = None,
 ) -> Summary:
     """Per-language and averaged mean ± std over seeds, Δ vs base, best, significance.
 
     ``results[row][task][seed]``: the :class:`TaskResult` of each row (``BASE`` among them) on
     each task and seed. "Seen" languages are the training sources (``data.languages``), not the
-    target.
+    target. ``task_options``: task -> the options the comparison set (:attr:`TaskInfo.options`).
 
     Raises:
         ValueError: a task has no result at all.
@@ -310,6 +314,7 @@ def summarize(
     )
     for task in tasks:
         info = task_info(task, {r: results[r][task] for r in rows}, seen_languages)
+        info = dataclasses.replace(info, options=dict((task_options or {}).get(task) or {}))
         out.tasks[task] = info
         hib = info.higher_is_better
         for key in info.languages:
