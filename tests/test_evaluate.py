@@ -268,6 +268,7 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
     assert [r["reused"] for r in out["runs"]] == [False, False]
     assert set(out["summary"]["fake"]) == {"de", "fr", "el"}
     assert out["summary"]["fake"]["de"]["cos"]["n_seeds"] == 2
+    assert out["task_options"] == {"fake": {"pooling": "last"}}
     tags = MlflowClient(uri).get_run(out["runs"][0]["run_id"]).data.tags
     assert tags["xalign.train_run_id"] == trained and tags["xalign.objective"] == "sinkhorn"
     # the same run id -> the same identity (its training fingerprint) -> reused
@@ -278,6 +279,9 @@ def test_eval_cli_on_a_training_run(tiny_model, tmp_path):
     )
     assert human.exit_code == 0 and "fake" in human.stdout and "de" in human.stdout
     assert "│ 0." in human.stdout and "±" not in human.stdout  # one seed: no spread
+    assert "Task options: pooling=last" in human.stdout
+    plain = CliRunner().invoke(app, ["eval", trained, "-t", "fake", "--tracking-uri", uri])
+    assert plain.exit_code == 0 and "Task options" not in plain.stdout
     bad = CliRunner().invoke(
         app, ["eval", trained, "-t", "fake", "--option", "xnli.k=1", "--tracking-uri", uri]
     )

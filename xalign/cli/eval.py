@@ -120,6 +120,7 @@ def eval_command(
                 reuse=not no_reuse,
             )
         ]
+    from xalign.compare.report import option_items
     from xalign.compare.statistics import eval_summary
 
     summary = eval_summary(runs)
@@ -131,6 +132,7 @@ def eval_command(
                     "model_path": spec.path,
                     "train_run_id": spec.train_run_id,
                     "objective": spec.objective,
+                    "task_options": {t: options.get(t) or {} for t in tasks},
                     "runs": [
                         {
                             "task": r.task,
@@ -163,6 +165,11 @@ def eval_command(
                 ),
             )
         console.print(table)
+        given = option_items(options.get(t) or {})
+        if given:  # one line, not wrapped to the table's width
+            console.print(
+                f"  Task options: {', '.join(given)}", highlight=False, markup=False, soft_wrap=True
+            )
     reused = sum(r.reused for r in runs)
     err.print(
         f"{len(runs)} eval run(s), {reused} reused: {', '.join(r.run_id for r in runs)}",

@@ -251,12 +251,13 @@ def print_report(summary: Summary, console: Console) -> None:
     for t, info in summary.tasks.items():
         way = "higher" if info.higher_is_better else "lower"
         header, body = table_cells(summary, t)
-        options = options_line(summary, t)
-        caption = options if options else None
-        table = Table(*header, title=f"{t}: {info.main_metric} ({way} is better)", caption=caption)
+        table = Table(*header, title=f"{t}: {info.main_metric} ({way} is better)")
         for name, *cells in body:
             table.add_row(name, *((f"[bold]{c}[/]" if bold else c) + s for c, s, bold in cells))
         console.print(table)
+        options = options_line(summary, t)
+        if options:  # one line, not wrapped to the table's width
+            console.print(f"  {options}", highlight=False, markup=False, soft_wrap=True)
         mde = mde_line(summary, t)
         if mde:
             console.print(f"  {mde}", highlight=False, markup=False)
