@@ -135,7 +135,7 @@ def option_items(options: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def options_line(summary: Summary, task: str) -> str | None:
-    """``Task options: split=dev, threshold=dev`` under a task's table; None: its defaults."""
+    """``Task options: split=dev, threshold=dev`` with a task's table; None: its defaults."""
     items = option_items(summary.tasks[task].options)
     return f"Task options: {', '.join(items)}" if items else None
 
