@@ -37,7 +37,7 @@ from xalign.cli import app
 from xalign.data.text import moses_language
 from xalign.errors import XalignError
 from xalign.evaluation.runs import EvaluationError, check_languages
-from xalign.languages import LanguageCodeError, language_in, primary_language
+from xalign.languages import LanguageCodeError, language_in, language_key, primary_language
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -318,3 +318,29 @@ def test_test_files_serve_codes_of_their_primary_language(tmp_path) -> None:
     assert pick({"de": str(own)}, "fr-CA", ["de-DE", "fr-CA"], "xnli") is None
     with pytest.raises(DataUnavailableError, match="test_files names ja, not among"):
         pick({"ja": str(own)}, "de-DE", ["de-DE"], "xnli")
+
+
+def test_a_test_file_no_language_reads_is_refused_and_regions_keep_their_own(tmp_path) -> None:
+    """Every test_files key must be the one some task language reads: a de-AT key beside de in
+    a task of [en, de] is never read (refused); in a task of [de-DE, de-AT], test_files.de-AT
+    is de-AT's own and does not serve de-DE."""
+    from xalign.evaluation import DataUnavailableError
+
+    own = tmp_path / "own.tsv"
+    own.write_text("p\th\tentailment\n", encoding="utf-8")
+    pick = xalign.chosen_test_file
+    with pytest.raises(
+        DataUnavailableError,
+        match=r"test_files names de-AT, not among the task's languages \(en, de\); add it to "
+        r"them \(--option xnli.languages=\[en,de,de-AT\]\)",
+    ):
+        pick({"de": str(own), "de-AT": str(tmp_path / "gone.tsv")}, "de", ["en", "de"], "xnli")
+    assert pick({"de-AT": str(own)}, "de-AT", ["de-DE", "de-AT"], "xnli") == own
+    assert pick({"de-AT": str(tmp_path / "x")}, "de-DE", ["de-DE", "de-AT"], "xnli") is None
+    assert pick({"de_at": str(own)}, "DE-at", ["de-DE", "DE-AT"], "xnli") == own
+    # a key of the primary language still serves every region of it
+    assert pick({"de": str(own)}, "de-DE", ["de-DE", "de-AT"], "xnli") == own
+    assert pick({"de": str(own)}, "de-AT", ["de-DE", "de-AT"], "xnli") == own
+    # and the same rule picks treebanks
+    assert language_key("de-DE", {"de-AT": "x"}, languages=["de-DE", "de-AT"]) is None
+    assert language_key("de-DE", {"de-AT": "x"}) == "de-AT"  # no task languages given

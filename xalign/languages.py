@@ -147,15 +147,20 @@ def check_language_map(
             raise LanguageMapError(f"{where}: {twin} and {key} are the same language: keep one")
         checked[key] = item
     for code in languages:
-        language_key(code, checked, where=where)
+        language_key(code, checked, where=where, languages=languages)
     return checked
 
 
-def language_key(code: str, keys: Iterable[str], *, where: str = "") -> str | None:
+def language_key(
+    code: str, keys: Iterable[str], *, where: str = "", languages: Sequence[str] = ()
+) -> str | None:
     """The key of a per-language option map that serves ``code``: the key written as ``code``
     (case and ``-``/``_`` ignored), else the one key with the same primary language
     (``de-DE`` -> ``de``, ``de`` -> ``de_DE``, ``zh-Hant-TW`` -> ``zh``); None: no key of
-    that language. The one rule of the built-in tasks' ``treebanks`` and ``test_files``
+    that language. For ``code`` among ``languages`` (the task's), a key written as another of
+    them with a region or script (``de-AT`` in a task evaluating ``de-DE`` and ``de-AT``)
+    serves only that language.
+    The one rule of the built-in tasks' ``treebanks`` and ``test_files``
     (:func:`xalign.chosen_test_file`). ``where`` (``"udpos: treebanks"``) starts messages.
 
     Raises:
@@ -170,7 +175,22 @@ def language_key(code: str, keys: Iterable[str], *, where: str = "") -> str | No
             return entry
     same = [e for e in entries if _same_code(e, code)]
     if not same:
-        same = [e for e in entries if primary_language(e, where=where) == primary]
+        # for a task language, a key written as another regional task language (de-AT) is
+        # that language's own; a bare primary code (de) serves every code of its language
+        mine = any(_same_code(lg, code) for lg in languages)
+        regional = [
+            lg
+            for lg in languages
+            if mine
+            and not _same_code(lg, code)
+            and not _same_code(lg, primary_language(lg, where=where))
+        ]
+        same = [
+            e
+            for e in entries
+            if primary_language(e, where=where) == primary
+            and not any(_same_code(e, lg) for lg in regional)
+        ]
     if len(same) > 1:
         raise LanguageMapError(
             f"{where}: {', '.join(same)} could all serve language {code.strip()} (keys are "

@@ -194,7 +194,9 @@ class UdSource:
             xalign.LanguageMapError: two keys could serve ``lang``, neither ``lang`` itself.
         """
         xalign.primary_language(lang, where=f"{self.task}: languages")
-        key = xalign.language_key(lang, self.treebanks, where=f"{self.task}: treebanks")
+        key = xalign.language_key(
+            lang, self.treebanks, where=f"{self.task}: treebanks", languages=self.languages
+        )
         return None if key is None else self.treebanks[key]
 
     def test_file(self, lang: str, split: str) -> Path | None:

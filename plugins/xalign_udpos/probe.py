@@ -60,7 +60,7 @@ class PosProbeConfig(ProbeSettings):
       training treebank too); a language without an entry pools all its treebanks (local
       files, else XTREME's pooled Hub data).
     - ``test_files``: language -> your own CoNLL-U test file, read instead of its treebank's
-      test split (the language must be among those evaluated).
+      test split (the language must be among ``languages``).
     """
 
     POOLINGS: ClassVar[tuple[str, ...]] = WORD_POOLINGS

@@ -63,8 +63,8 @@ class XnliConfig(FinetuneSettings):
     - ``languages``: test languages (XNLI has 15; another one needs a ``test_files``
       entry); ``xalign eval --languages`` evaluates a subset of them.
     - ``test_files``: language -> your own labeled ``premise<TAB>hypothesis<TAB>label`` file,
-      read instead of that language's XNLI test set (the language must be among those
-      evaluated).
+      read instead of that language's XNLI test set (the language must be among
+      ``languages``).
     - ``train_limit``: first N rows of English MultiNLI train; null = all.
     - ``dev_limit``: first N rows of English XNLI dev used to select the epoch; null = all.
     - ``test_limit``: first N rows of each test set; null = all.

@@ -49,7 +49,7 @@ class XnliProbeConfig(ProbeSettings):
     - ``languages``: test languages (XNLI test or ``test_files``); ``xalign eval
       --languages`` evaluates a subset of them.
     - ``test_files``: language -> your own labeled ``premise<TAB>hypothesis<TAB>label`` file,
-      read instead of XNLI test (the language must be among those evaluated).
+      read instead of XNLI test (the language must be among ``languages``).
     """
 
     languages: list[str] = field(default_factory=lambda: list(PROBE_LANGS))

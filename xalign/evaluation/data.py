@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from xalign.errors import XalignError
-from xalign.languages import check_language_map, language_key, same_language
+from xalign.languages import check_language_map, language_key
 from xalign.paths import DATA_ENV, data_root, describe_data_root
 
 __all__ = [
@@ -117,14 +117,16 @@ def chosen_test_file(
             file does not exist.
         LanguageMapError: two keys could serve ``lang`` and neither is ``lang`` itself.
     """
-    extra = sorted(k for k in test_files if not any(same_language(k, lg) for lg in languages))
+    where = f"{task}: test_files"
+    used = {language_key(lg, test_files, where=where, languages=languages) for lg in languages}
+    extra = sorted(k for k in test_files if k not in used)  # no language reads it
     if extra:
         raise DataUnavailableError(
             f"{task}: test_files names {', '.join(extra)}, not among the task's languages "
             f"({', '.join(languages)}); add it to them (--option "
             f"{task}.languages=[{','.join([*languages, *extra])}])"
         )
-    key = language_key(lang, test_files, where=f"{task}: test_files")
+    key = language_key(lang, test_files, where=where, languages=languages)
     if key is None:
         return None
     path = Path(test_files[key]).expanduser()

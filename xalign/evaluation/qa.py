@@ -105,8 +105,8 @@ class ExtractiveQaConfig(FinetuneSettings):
     - ``eval_batch_size``: windows per forward pass at test time (speed and memory only).
     - ``test_files``: language -> your own SQuAD v1.1 JSON test file (a path relative to the
       working directory; XQuAD, MLQA and TyDiQA-GoldP files are all in this format), read
-      instead of the task's own test set for that language; the language must be among those
-      evaluated, ``test_limit`` applies, and the file is part of the evaluation's reuse key.
+      instead of the task's own test set for that language; the language must be among
+      ``languages``, ``test_limit`` applies, and the file is part of the evaluation's reuse key.
     - ``scoring``: how answers are compared, ``squad`` (SQuAD v1.1's normalisation: ASCII
       punctuation, English articles, whitespace tokens) or ``mlqa`` (MLQA's official one for the
       context language, :func:`normalize_mlqa`; languages en ar de es hi vi zh only).
@@ -606,7 +606,12 @@ class ExtractiveQaTask(Task):
         try:
             return read_squad_json(path, self.config.test_limit)
         except ValueError as err:  # read_squad_json names the file and the place / JSON line
-            key = language_key(lang, self.config.test_files, where=f"{self.name}: test_files")
+            key = language_key(
+                lang,
+                self.config.test_files,
+                where=f"{self.name}: test_files",
+                languages=self.config.languages,
+            )
             detail = str(err) if str(path) in str(err) else f"{path}: {err}"
             raise QaTestFileError(f"{self.name}: test_files.{key}: {detail}") from None
 
