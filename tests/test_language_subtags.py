@@ -172,6 +172,10 @@ def test_dash_dash_languages_selects_by_primary_language_and_keeps_the_code() ->
         check_languages(task, _Entry(), ["de-DE", "ja-JP"])
     with pytest.raises(LanguageCodeError, match="--languages: task 'xnli-mini'.*'de DE'"):
         check_languages(task, _Entry(), ["de DE"])
+    for twins in (["de", "DE"], ["de-DE", "de_de"], ["en", "zh-hant", "zh-Hant"]):
+        with pytest.raises(EvaluationError, match="^--languages: .* are the same language"):
+            check_languages(task, _Entry(), twins)
+    assert check_languages(task, _Entry(), ["de", "de"]) == ["de"]  # written twice: once
 
 
 TASKS = [
@@ -344,3 +348,15 @@ def test_a_test_file_no_language_reads_is_refused_and_regions_keep_their_own(tmp
     # and the same rule picks treebanks
     assert language_key("de-DE", {"de-AT": "x"}, languages=["de-DE", "de-AT"]) is None
     assert language_key("de-DE", {"de-AT": "x"}) == "de-AT"  # no task languages given
+
+
+@pytest.mark.parametrize(
+    "languages", [["en", "de", "DE"], "en,de-DE,de_de", ["zh-Hant", "ZH-HANT"]]
+)
+def test_the_same_language_twice_is_refused(languages) -> None:
+    """de and DE are one tag: evaluated twice, German would count twice in every average."""
+    from xalign.evaluation.finetune import parse_languages
+
+    with pytest.raises(ValueError, match=r"languages: \S+ and \S+ are the same language"):
+        parse_languages(languages)
+    assert parse_languages(["de", "de-DE", "de-AT"]) == ["de", "de-DE", "de-AT"]  # distinct tags

@@ -114,6 +114,18 @@ def _primary_or_none(code: str) -> str | None:
         return None
 
 
+def duplicate_code(codes: Iterable[str]) -> tuple[str, str] | None:
+    """The first two of ``codes`` that are the same tag (``de`` and ``DE``, ``de-DE`` and
+    ``de_de``), or None."""
+    seen: list[str] = []
+    for code in codes:
+        twin = next((s for s in seen if _same_code(s, code)), None)
+        if twin is not None:
+            return twin, code
+        seen.append(code)
+    return None
+
+
 def _same_code(a: str, b: str) -> bool:
     """Whether two codes are the same tag (RFC 5646 section 2.1.1: case does not matter;
     ``-`` and ``_`` are the same separator here)."""

@@ -29,7 +29,7 @@ from xalign.encoders.freeze import freeze_layers
 from xalign.encoders.lora import LoraSettings
 from xalign.errors import ConfigError
 from xalign.evaluation.joint import GRAD_RATIO_WARNING, JointLoss, JointSettings, JointWarning
-from xalign.languages import primary_language
+from xalign.languages import duplicate_code, primary_language
 from xalign.progress import progress_bar
 
 __all__ = [
@@ -184,8 +184,10 @@ def parse_languages(value: Any) -> list[str]:
     ``de-DE``, ``zh-Hant-TW``; see :func:`xalign.primary_language`).
 
     Raises:
-        ValueError: no language, or a string that is not a language code (an
-            :class:`xalign.XalignError` naming the ``languages`` option).
+        ValueError: no language, a string that is not a language code (an
+            :class:`xalign.XalignError` naming the ``languages`` option), or one code given
+            twice (``de`` and ``DE``, ``de-DE`` and ``de_de``: evaluated twice, it would count
+            twice in every average).
     """
     langs = value.split(",") if isinstance(value, str) else list(value)
     langs = [str(lang).strip() for lang in langs if str(lang).strip()]
@@ -193,6 +195,9 @@ def parse_languages(value: Any) -> list[str]:
         raise ValueError("at least one language is needed")
     for lang in langs:
         primary_language(lang, where="languages")
+    twins = duplicate_code(langs)
+    if twins is not None:
+        raise ValueError(f"languages: {twins[0]} and {twins[1]} are the same language: keep one")
     return langs
 
 

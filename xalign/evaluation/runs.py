@@ -41,7 +41,7 @@ from typing import Any
 
 from xalign._version import __version__
 from xalign.errors import XalignError
-from xalign.languages import language_in, primary_language
+from xalign.languages import duplicate_code, language_in, primary_language
 from xalign.plugins import PluginError, PluginRegistry, get_registry
 from xalign.redact import redact_uri
 from xalign.task import (
@@ -294,6 +294,11 @@ def check_languages(task: Any, entry: Any, languages: Sequence[str] | None) -> l
         return wanted or None
     for lang in wanted:  # not a language code: refused before the model loads
         primary_language(lang, where=f"--languages: {entry.where()}")
+    twins = duplicate_code(wanted)
+    if twins is not None:  # evaluated twice, it would count twice in every average
+        raise EvaluationError(
+            f"--languages: {twins[0]} and {twins[1]} are the same language: keep one"
+        )
     # by primary language (de-DE selects de); the task reports under the code given
     unknown = [lang for lang in wanted if language_in(lang, available) is None]
     if unknown:
