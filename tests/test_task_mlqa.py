@@ -129,6 +129,10 @@ def test_unknown_language_is_an_error() -> None:
         mlqa.normalize_mlqa("le chat", "fr")
     with pytest.raises(ValueError, match="at least one gold"):
         mlqa.mlqa_f1("x", [], "en")
+    examples = [{"id": "q", "answers": {"text": ["x"]}}]
+    for preds in ({}, {"other": "x"}):  # refused also when no question has a prediction
+        with pytest.raises(ValueError, match="no rules for language 'fr'"):
+            mlqa.mlqa_scores(preds, examples, "fr")
     for code in ("fr-FR", "pt_BR", "ja"):  # a region does not make a language MLQA's
         with pytest.raises(ValueError, match=f"no rules for language '{code}'"):
             mlqa.normalize_mlqa("x", code)

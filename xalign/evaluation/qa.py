@@ -487,6 +487,7 @@ def mlqa_scores(
 ) -> dict[str, float]:
     """Corpus EM and F1 in percent over ``examples`` (HF ``squad`` schema: ``id``,
     ``answers.text``); a question without a prediction scores 0, as in the official script."""
+    lang = _mlqa_lang(lang)  # also when no question has a prediction
     if not examples:
         raise ValueError("no questions to score")
     em = f1 = 0.0
