@@ -534,6 +534,19 @@ def test_task_options_are_shown_under_their_table_and_stored():
         "select_checkpoint": False,
         "test_limit": None,
     }
+    assert option_items(
+        {
+            "sets": [{"path": "/g/enfr", "name": "mine"}],
+            "test_files": {"de": "my de, v2.conllu"},
+            "empty": {},
+            "note": " x",
+        }
+    ) == [
+        "sets=[{path: /g/enfr, name: mine}]",
+        'test_files.de="my de, v2.conllu"',
+        "empty={}",
+        'note=" x"',
+    ]
     assert option_items(options) == [
         "split=dev",
         "threshold=oracle",

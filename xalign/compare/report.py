@@ -114,7 +114,9 @@ def head_to_heads(summary: Summary, task: str) -> list[HeadToHead]:
 
 def option_items(options: dict[str, Any], prefix: str = "") -> list[str]:
     """``KEY=VALUE`` texts of task options as ``--option`` takes them: a mapping's entries as
-    ``KEY.SUB=VALUE``, a list as ``[a,b]``, booleans and None as YAML writes them."""
+    ``KEY.SUB=VALUE``, a list as ``[a,b]``, a mapping inside a list as ``{k: v}``, booleans and
+    None as YAML writes them; a string holding ``", "`` (the items' separator), empty or with
+    surrounding spaces in double quotes."""
 
     def text(value: Any) -> str:
         if value is None:
@@ -123,6 +125,10 @@ def option_items(options: dict[str, Any], prefix: str = "") -> list[str]:
             return "true" if value else "false"
         if isinstance(value, (list, tuple)):
             return "[" + ",".join(text(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {text(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, str) and (", " in value or value != value.strip() or not value):
+            return json.dumps(value, ensure_ascii=False)
         return str(value)
 
     items: list[str] = []
