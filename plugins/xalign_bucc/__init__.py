@@ -304,7 +304,7 @@ class BuccTask(xalign.Task):
         on = self.chosen_on()
         if on is None:
             return float(self.config.threshold), None, ""
-        if on == scored_split.split:  # the oracle: F1-optimal on the scored gold
+        if self.oracle():  # F1-optimal on the scored split's own gold
             th, f1 = optimise_threshold(scored, scored_split.gold)
             return th, f1, scored_split.source
         other = _with_gold(load_bucc(lang, on, context.data_dir), self.config.limit)
@@ -363,7 +363,7 @@ class BuccTask(xalign.Task):
         split, on = self.config.split, self.chosen_on()
         if on is None:
             how = f"fixed at {self.config.threshold} (option threshold)"
-        elif on == split:
+        elif self.oracle():
             how = (
                 f"F1-optimal on the {split} gold, the split scored: an oracle upper bound, "
                 "not a held-out score"
@@ -373,7 +373,7 @@ class BuccTask(xalign.Task):
         return {
             "setting": self.config.threshold,
             "chosen_on": on,
-            "oracle": on == split,
+            "oracle": self.oracle(),
             "how": how,
         }
 
