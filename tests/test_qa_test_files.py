@@ -213,7 +213,7 @@ def test_a_file_replaces_its_language_and_test_limit_applies(data, files) -> Non
     assert [e["id"] for e in task.test_data("de", context)] == ["d1", "d2", "d3"]
     assert [e["id"] for e in task.test_data("zh", context)] == ["z1", "z2", "z3"]
     assert [e["id"] for e in task.test_data("en", context)] == ["e1", "e2", "e3"]  # XQuAD
-    assert task.test_file("en", context) is None
+    assert task.test_file("en") is None
     everything = mini(files, test_limit=None).test_data("de", context)
     assert len(everything) == 4 and everything[3]["answers"]["text"] == ["Rom"]
 
@@ -240,7 +240,7 @@ def test_missing_file_or_language_not_evaluated(data, files, tmp_path) -> None:
     narrowed = TaskContext(data_dir=data, languages=["en"], show_progress=False)
     declared = mini(files).inputs(narrowed)
     assert Path(files["de"]) not in declared and Path(files["zh"]) not in declared
-    assert mini({"de": str(tmp_path / "nope.json")}).test_file("en", narrowed) is None
+    assert mini({"de": str(tmp_path / "nope.json")}).test_file("en") is None
     assert Path(files["de"]) in mini(files).inputs(context)
 
 

@@ -80,18 +80,18 @@ class XnliProbe(xalign.Task):
         c = self.config
         return parse_languages(context.languages) if context.languages else list(c.languages)
 
-    def _test_file(self, lang: str, context: TaskContext) -> Path | None:
+    def _test_file(self, lang: str) -> Path | None:
         return chosen_test_file(self.config.test_files, lang, self.config.languages, self.name)
 
     def _test(self, lang: str, context: TaskContext) -> list[dict]:
-        path = self._test_file(lang, context)
+        path = self._test_file(lang)
         if path is not None:
             return read_nli_file(path, limit=self.config.test_limit)
         return load_xnli(lang, "test", context.data_dir, limit=self.config.test_limit)
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The data folder's files (``Task.inputs``) and the ``test_files`` read."""
-        chosen = [self._test_file(lang, context) for lang in self._languages(context)]
+        chosen = [self._test_file(lang) for lang in self._languages(context)]
         return super().inputs(context) + [p for p in chosen if p is not None]
 
     def run(self, model: str, context: TaskContext) -> TaskResult:

@@ -586,7 +586,7 @@ class ExtractiveQaTask(Task):
         c = self.config
         return parse_languages(context.languages) if context.languages else list(c.languages)
 
-    def test_file(self, lang: str, context: TaskContext) -> Path | None:
+    def test_file(self, lang: str) -> Path | None:
         """The ``test_files`` entry that serves ``lang`` (None: :meth:`test_examples`).
 
         Raises :class:`xalign.DataUnavailableError` naming ``test_files.LANG`` for a missing
@@ -601,7 +601,7 @@ class ExtractiveQaTask(Task):
         Raises :class:`QaTestFileError` (``TASK: test_files.LANG: FILE:LINE ...``) for a file
         that is not SQuAD v1.1 JSON, has no questions or an answer not found in its context.
         """
-        path = self.test_file(lang, context)
+        path = self.test_file(lang)
         if path is None:
             return self.test_examples(lang, context)
         try:
@@ -618,7 +618,7 @@ class ExtractiveQaTask(Task):
 
     def inputs(self, context: TaskContext) -> list[Path]:
         """The data folder's files (``Task.inputs``) and the ``test_files`` read."""
-        chosen = [self.test_file(lang, context) for lang in self.test_languages(context)]
+        chosen = [self.test_file(lang) for lang in self.test_languages(context)]
         return super().inputs(context) + [p for p in chosen if p is not None]
 
     def score(
@@ -627,10 +627,9 @@ class ExtractiveQaTask(Task):
         """Corpus EM/F1 (%) and per-question F1 in [0, 1], by the ``scoring`` option: SQuAD
         v1.1's normalisation, or MLQA's for the context language ``lang`` (read by its primary
         language: ``de-DE`` is scored by German rules)."""
-        if self.config.scoring == "mlqa":
-            code = primary_language(lang)
-            return mlqa_scores(preds, examples, code), [
-                mlqa_f1(preds[e["id"]], e["answers"]["text"], code) for e in examples
+        if self.config.scoring == "mlqa":  # by the primary language, as the MLQA scorer reads it
+            return mlqa_scores(preds, examples, lang), [
+                mlqa_f1(preds[e["id"]], e["answers"]["text"], lang) for e in examples
             ]
         return squad_scores(preds, examples), [
             squad_f1(preds[e["id"]], e["answers"]["text"]) for e in examples
@@ -651,7 +650,7 @@ class ExtractiveQaTask(Task):
         train = self.train_examples(context)
         # all test sets first, so a missing one fails before training
         tests = {lang: self.test_data(lang, context) for lang in langs}
-        files = {lang: self.test_file(lang, context) for lang in langs}
+        files = {lang: self.test_file(lang) for lang in langs}
         seed_everything(context.seed)  # the span head is initialised here
         from transformers import AutoModelForQuestionAnswering
 
