@@ -273,7 +273,7 @@ class Udpos(Task):
 
     def run(self, model: str, context: TaskContext) -> TaskResult:
         c, started = self.config, time.perf_counter()
-        langs = parse_languages(context.languages) if context.languages else c.languages
+        langs = self._languages(context)
         train = self.load(SOURCE_LANG, "train", context, c.train_limit)
         dev = self.load(SOURCE_LANG, "dev", context, c.dev_limit) if c.select_checkpoint else None
         tests = {lang: self.load(lang, "test", context, c.test_limit) for lang in langs}
