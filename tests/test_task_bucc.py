@@ -392,6 +392,13 @@ def build_bucc_from_flores(
     )
 
 
+def _build_small(files: list[str], lang: str, out: Path) -> None:
+    """``python -m xalign_bucc.build`` with 8 gold pairs and one unpaired line per side and
+    split (lines 1-20 of the files)."""
+    build_main([*files, "--lang", lang, "--out", str(out), "--gold", "8", "--src-only", "1",
+                "--en-only", "1"])  # fmt: skip
+
+
 def test_build_writes_the_bucc_layout_with_disjoint_splits(tmp_path) -> None:
     src = [f"x{i}" for i in range(20)]
     en = [f"e{i}" for i in range(20)]
@@ -449,21 +456,7 @@ def test_build_keeps_pairs_aligned_across_unicode_line_separators(tmp_path, sepa
     en = [f"e{i} c{separator}d" if i == 4 else f"e{i}" for i in range(20)]
     files = [str(_lines(tmp_path / "s.txt", src)), str(_lines(tmp_path / "e.txt", en))]
     out = tmp_path / "d"
-    build_main(
-        [
-            *files,
-            "--lang",
-            "de",
-            "--out",
-            str(out),
-            "--gold",
-            "8",
-            "--src-only",
-            "1",
-            "--en-only",
-            "1",
-        ]
-    )
+    _build_small(files, "de", out)
     for split in ("dev", "test"):
         data = load_bucc("de", split, out)
         src_text, en_text = dict(data.src), dict(data.eng)
@@ -478,21 +471,7 @@ def test_build_writes_the_names_the_task_reads_for_a_subtagged_code(tmp_path, co
     """--lang de-DE wrote de-DE-en.dev.de-DE, which bucc (reading de-en.dev.de) never found."""
     files = [str(_lines(tmp_path / n, [f"{n[0]}{i}" for i in range(20)])) for n in ("s", "e")]
     out = tmp_path / "d"
-    build_main(
-        [
-            *files,
-            "--lang",
-            code,
-            "--out",
-            str(out),
-            "--gold",
-            "8",
-            "--src-only",
-            "1",
-            "--en-only",
-            "1",
-        ]
-    )
+    _build_small(files, code, out)
     assert sorted(f.name for f in (out / "bucc2018").iterdir()) == [
         f"de-en.{split}.{ext}" for split in ("dev", "test") for ext in ("de", "en", "gold")
     ]
@@ -515,8 +494,7 @@ def test_build_refuses_empty_lines(tmp_path, capsys, side, blank) -> None:
     files = [str(_lines(tmp_path / f"{n}.txt", lines[n])) for n in "se"]
     out = tmp_path / "d"
     with pytest.raises(SystemExit):
-        build_main([*files, "--lang", "de", "--out", str(out), "--gold", "8", "--src-only", "1",
-                    "--en-only", "1"])  # fmt: skip
+        _build_small(files, "de", out)
     assert f"line 7 of the {side} file is empty" in capsys.readouterr().err
     assert not out.exists()
     # a blank line after the lines used is not read
